@@ -1,0 +1,155 @@
+#include "buf.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void pd_buf_init(pd_buf_t *b) {
+  b->base = NULL;
+  b->off = b->len = b->cap = 0;
+}
+
+void pd_buf_free(pd_buf_t *b) {
+  free(b->base);
+  pd_buf_init(b);
+}
+
+char *pd_buf_reserve(pd_buf_t *b, size_t n) {
+  /* Room for n bytes plus a terminating NUL. Compact first: consumed space at the front is
+   * reused before growing, so a buffer that is filled and drained never grows without bound. */
+  if (b->off + b->len + n + 1 <= b->cap)
+    return b->base + b->off + b->len;
+  if (b->off > 0) {
+    memmove(b->base, b->base + b->off, b->len);
+    b->off = 0;
+    if (b->len + n + 1 <= b->cap)
+      return b->base + b->len;
+  }
+  size_t cap = b->cap ? b->cap : 256;
+  while (cap < b->len + n + 1)
+    cap *= 2;
+  char *p = realloc(b->base, cap);
+  if (!p)
+    return NULL;
+  b->base = p;
+  b->cap = cap;
+  return b->base + b->len;
+}
+
+void pd_buf_commit(pd_buf_t *b, size_t n) {
+  b->len += n;
+  b->base[b->off + b->len] = '\0';
+}
+
+int pd_buf_append(pd_buf_t *b, const void *data, size_t n) {
+  char *p = pd_buf_reserve(b, n);
+  if (!p)
+    return -1;
+  if (n)
+    memcpy(p, data, n);
+  pd_buf_commit(b, n);
+  return 0;
+}
+
+int pd_buf_appends(pd_buf_t *b, const char *s) {
+  return pd_buf_append(b, s, strlen(s));
+}
+
+int pd_buf_appendf(pd_buf_t *b, const char *fmt, ...) {
+  va_list ap;
+  char tmp[256];
+  va_start(ap, fmt);
+  int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+  va_end(ap);
+  if (n < 0)
+    return -1;
+  if ((size_t)n < sizeof tmp)
+    return pd_buf_append(b, tmp, (size_t)n);
+  char *p = pd_buf_reserve(b, (size_t)n);
+  if (!p)
+    return -1;
+  va_start(ap, fmt);
+  vsnprintf(p, (size_t)n + 1, fmt, ap);
+  va_end(ap);
+  pd_buf_commit(b, (size_t)n);
+  return 0;
+}
+
+int pd_buf_append_json_str(pd_buf_t *b, const char *s, size_t n) {
+  static const char hex[] = "0123456789abcdef";
+  /* Worst case every byte becomes \u00XX. */
+  char *p = pd_buf_reserve(b, n * 6 + 2);
+  if (!p)
+    return -1;
+  char *start = p;
+  *p++ = '"';
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    switch (c) {
+    case '"':
+      *p++ = '\\';
+      *p++ = '"';
+      break;
+    case '\\':
+      *p++ = '\\';
+      *p++ = '\\';
+      break;
+    case '\n':
+      *p++ = '\\';
+      *p++ = 'n';
+      break;
+    case '\r':
+      *p++ = '\\';
+      *p++ = 'r';
+      break;
+    case '\t':
+      *p++ = '\\';
+      *p++ = 't';
+      break;
+    default:
+      if (c < 0x20) {
+        *p++ = '\\';
+        *p++ = 'u';
+        *p++ = '0';
+        *p++ = '0';
+        *p++ = hex[c >> 4];
+        *p++ = hex[c & 15];
+      } else {
+        *p++ = (char)c;
+      }
+    }
+  }
+  *p++ = '"';
+  pd_buf_commit(b, (size_t)(p - start));
+  return 0;
+}
+
+void pd_buf_consume(pd_buf_t *b, size_t n) {
+  if (n >= b->len) {
+    b->off = b->len = 0;
+    if (b->base)
+      b->base[0] = '\0';
+    return;
+  }
+  b->off += n;
+  b->len -= n;
+}
+
+void pd_buf_reset(pd_buf_t *b) {
+  b->off = b->len = 0;
+  if (b->base)
+    b->base[0] = '\0';
+}
+
+char *pd_buf_steal(pd_buf_t *b, size_t *len) {
+  if (!b->base && !pd_buf_reserve(b, 0))
+    return NULL;
+  if (b->off)
+    memmove(b->base, b->base + b->off, b->len + 1);
+  char *p = b->base;
+  if (len)
+    *len = b->len;
+  p[b->len] = '\0';
+  pd_buf_init(b);
+  return p;
+}

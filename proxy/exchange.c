@@ -1,0 +1,1105 @@
+/* The exchange: one client request from dispatch to the last byte. It routes the request,
+ * runs the forcing engine's chains against the upstream (or passes the request through), and
+ * writes the JSON response or the SSE stream with backpressure. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "buf.h"
+#include "forcing.h"
+#include "log.h"
+#include "openai.h"
+#include "router.h"
+#include "sse.h"
+#include "worker.h"
+
+#define MAX_UPSTREAM_BODY (64L * 1024 * 1024) /* a whole upstream reply held in memory */
+#define MAX_ERROR_BODY (1024L * 1024)
+#define MAX_SSE_EVENT (8L * 1024 * 1024)
+#define KEEPALIVE_MS 15000
+#define MAX_N 128
+
+typedef enum { EX_PASS = 0, EX_FORCED, EX_MODELS } ex_kind_t;
+
+typedef struct ex ex_t;
+
+typedef struct chain {
+  ex_t *ex;
+  int index;
+  pd_engine_t *eng;
+  pd_xfer_t *xfer;
+  int status;
+  int sse_reply; /* the current call answers with text/event-stream */
+  pd_buf_t body; /* a whole reply (JSON, or an error body) */
+  pd_sse_t sse;
+  int done;
+  int think_open, think_closed; /* inline display */
+  char finish[32];
+  int is_answer;
+} chain_t;
+
+struct ex {
+  pd_worker_t *w;
+  pd_req_t *req;
+  pd_config_t *cfg;
+  const pd_route_t *route;
+  const pd_upstream_cfg_t *ucfg;
+  const char *variant;
+  int rounds;
+  ex_kind_t kind;
+  json_t *body;
+  char *client_model;
+  int stream, include_usage;
+  char id[48];
+  long created;
+  chain_t *chains;
+  int n, active;
+  int started; /* the response head went out */
+  int failed, finished, aborted;
+  int depth; /* callbacks on the stack: free only when it drops to 0 */
+  int pressure;
+  pd_buf_t out; /* SSE events waiting to be written */
+  /* Pass-through. */
+  pd_xfer_t *pxfer;
+  int pstatus;
+  int psse;
+  int pbuffer; /* buffering an error (or models) body instead of relaying */
+  pd_buf_t pbody;
+  char *pretry_after;
+  /* Accounting. */
+  int upstream_calls;
+  int think_calls;
+  pd_usage_t usage;
+  uv_timer_t keepalive;
+  int keepalive_on;
+  char rounds_hdr[16];
+};
+
+static const pd_req_hooks_t ex_hooks;
+static void chain_next(chain_t *ch);
+static void ex_fail(ex_t *ex, int status, const char *message, const char *type,
+                    const char *code);
+static void ex_finish(ex_t *ex);
+
+/* ---- helpers -------------------------------------------------------------------------------- */
+
+static double now_seconds(uint64_t start_ns) {
+  return (double)(uv_hrtime() - start_ns) / 1e9;
+}
+
+static void ex_enter(ex_t *ex) {
+  ex->depth++;
+}
+
+static void on_keepalive_closed(uv_handle_t *h) {
+  free(h->data);
+}
+
+static void ex_free(ex_t *ex) {
+  for (int i = 0; i < ex->n; i++) {
+    chain_t *ch = &ex->chains[i];
+    if (ch->eng)
+      pd_engine_free(ch->eng);
+    pd_buf_free(&ch->body);
+    pd_sse_free(&ch->sse);
+  }
+  free(ex->chains);
+  json_decref(ex->body);
+  free(ex->client_model);
+  pd_buf_free(&ex->out);
+  pd_buf_free(&ex->pbody);
+  free(ex->pretry_after);
+  if (ex->cfg)
+    pd_config_unref(ex->cfg);
+  if (ex->keepalive_on)
+    uv_close((uv_handle_t *)&ex->keepalive, on_keepalive_closed);
+  else
+    free(ex);
+}
+
+/* Leaves a callback; frees the exchange if it finished meanwhile. Returns 1 when it is gone. */
+static int ex_leave(ex_t *ex) {
+  if (--ex->depth == 0 && ex->finished) {
+    ex_free(ex);
+    return 1;
+  }
+  return ex->finished;
+}
+
+static void ex_cancel_all(ex_t *ex) {
+  for (int i = 0; i < ex->n; i++) {
+    if (ex->chains[i].xfer) {
+      pd_xfer_cancel(ex->chains[i].xfer);
+      ex->chains[i].xfer = NULL;
+    }
+  }
+  if (ex->pxfer) {
+    pd_xfer_cancel(ex->pxfer);
+    ex->pxfer = NULL;
+  }
+}
+
+static void flush_out(ex_t *ex) {
+  if (ex->out.len == 0 || ex->aborted)
+    return;
+  if (pd_res_write_buf(ex->req, &ex->out) && !ex->pressure) {
+    ex->pressure = 1;
+    for (int i = 0; i < ex->n; i++)
+      if (ex->chains[i].xfer)
+        pd_xfer_pause(ex->chains[i].xfer);
+    if (ex->pxfer)
+      pd_xfer_pause(ex->pxfer);
+  }
+}
+
+static void on_drain(pd_req_t *req) {
+  ex_t *ex = req->data;
+  ex_enter(ex);
+  ex->pressure = 0;
+  for (int i = 0; i < ex->n && !ex->finished; i++)
+    if (ex->chains[i].xfer)
+      pd_xfer_resume(ex->chains[i].xfer);
+  if (ex->pxfer && !ex->finished)
+    pd_xfer_resume(ex->pxfer);
+  ex_leave(ex);
+}
+
+static void on_abort(pd_req_t *req) {
+  ex_t *ex = req->data;
+  ex_enter(ex);
+  ex->aborted = 1;
+  pd_metrics_client_disconnect(ex->w->metrics);
+  ex_cancel_all(ex);
+  ex_finish(ex);
+  ex_leave(ex);
+}
+
+static const pd_req_hooks_t ex_hooks = {on_abort, on_drain};
+
+static const char *xfer_code(int result, int status, char *buf, size_t n) {
+  if (result == PD_XFER_ETIMEOUT)
+    return "timeout";
+  if (result != PD_XFER_OK && status == 0)
+    return "error";
+  snprintf(buf, n, "%d", status);
+  return buf;
+}
+
+/* Headers sent upstream: SPEC section 4's list, the auth rule of section 3, the upstream's own. */
+static const char **upstream_headers(ex_t *ex, int json_body) {
+  pd_req_t *r = ex->req;
+  const pd_upstream_cfg_t *u = ex->ucfg;
+  size_t max = 8 + u->nheaders;
+  const char **h = calloc(max + 1, sizeof *h);
+  char **own = calloc(max + 1, sizeof *own);
+  if (!h || !own) {
+    free(h);
+    free(own);
+    return NULL;
+  }
+  size_t n = 0;
+  static const char *const fwd[] = {"content-type", "accept", "openai-organization",
+                                    "openai-project", NULL};
+  for (int i = 0; fwd[i]; i++) {
+    const char *v = pd_req_header(r, fwd[i]);
+    if (i == 0 && json_body)
+      v = "application/json";
+    if (v && asprintf(&own[n], "%s: %s", fwd[i], v) >= 0)
+      n++;
+  }
+  if (asprintf(&own[n], "x-request-id: %s", r->request_id) >= 0)
+    n++;
+  const char *auth = pd_req_header(r, "authorization");
+  if (u->api_key) {
+    if (asprintf(&own[n], "authorization: Bearer %s", u->api_key) >= 0)
+      n++;
+  } else if (auth) {
+    if (asprintf(&own[n], "authorization: %s", auth) >= 0)
+      n++;
+  }
+  for (size_t i = 0; i < u->nheaders; i++)
+    if (asprintf(&own[n], "%s: %s", u->headers[i].name, u->headers[i].value) >= 0)
+      n++;
+  for (size_t i = 0; i < n; i++)
+    h[i] = own[i];
+  free(own);
+  return h;
+}
+
+static void free_headers(const char **h) {
+  for (size_t i = 0; h && h[i]; i++)
+    free((char *)h[i]);
+  free(h);
+}
+
+static pd_xfer_t *start_xfer(ex_t *ex, const char *method, const char *url, char *body,
+                             size_t len, int json_body, const pd_xfer_cbs_t *cbs, void *ud) {
+  const char **hdrs = upstream_headers(ex, json_body);
+  if (!hdrs) {
+    free(body);
+    return NULL;
+  }
+  const pd_upstream_cfg_t *u = ex->ucfg;
+  pd_xfer_opts_t o = {method, url, hdrs, body, len, u->connect_timeout_ms, u->timeout_ms,
+                      u->retries};
+  pd_xfer_t *x = pd_xfer_start(ex->w->up, &o, cbs, ud);
+  free_headers(hdrs);
+  if (x)
+    ex->upstream_calls++;
+  return x;
+}
+
+/* Response headers ponder adds to chat responses. */
+static void ponder_headers(ex_t *ex, const char **extra, size_t *n) {
+  snprintf(ex->rounds_hdr, sizeof ex->rounds_hdr, "%d", ex->think_calls);
+  extra[(*n)++] = "x-ponder-route";
+  extra[(*n)++] = ex->route ? ex->route->name : "";
+  extra[(*n)++] = "x-ponder-variant";
+  extra[(*n)++] = ex->variant ? ex->variant : "";
+  extra[(*n)++] = "x-ponder-rounds";
+  extra[(*n)++] = ex->rounds_hdr;
+}
+
+/* ---- finishing ------------------------------------------------------------------------------ */
+
+static void ex_finish(ex_t *ex) {
+  if (ex->finished)
+    return;
+  ex->finished = 1;
+  pd_req_t *r = ex->req;
+  pd_worker_t *w = ex->w;
+  if (ex->keepalive_on)
+    uv_timer_stop(&ex->keepalive);
+  int status = ex->aborted ? 499 : r->status;
+  double secs = now_seconds(r->start_ns);
+  const char *route = ex->route ? ex->route->name : NULL;
+  pd_metrics_request(w->metrics, route, ex->variant, status, secs, &ex->usage, ex->think_calls);
+  pd_metrics_inflight(w->metrics, -1);
+  if (ex->route && ex->variant)
+    pd_feedback_remember(w->feedback, r->request_id, route, ex->variant);
+  pd_access_entry_t e = {r->request_id, r->method, r->url, route, ex->variant,
+                         ex->think_calls, ex->upstream_calls, status, ex->stream,
+                         secs * 1000.0, ex->usage.prompt_tokens, ex->usage.completion_tokens,
+                         ex->usage.reasoning_tokens};
+  char path[512];
+  snprintf(path, sizeof path, "%.*s", (int)r->path_len, r->url);
+  e.path = path;
+  pd_access_log_write(w->app->access_log, &e);
+  ex_cancel_all(ex);
+  r->data = NULL;
+  r->hooks = NULL;
+  pd_req_finish(r);
+  ex->req = NULL;
+}
+
+/* Ends the request with an error: an HTTP error before the response started, one SSE error
+ * event (no [DONE]) after. */
+static void ex_fail_body(ex_t *ex, int status, const char *body, size_t len,
+                         const char *retry_after, const char *message, const char *type,
+                         const char *code) {
+  if (ex->failed || ex->finished)
+    return;
+  ex->failed = 1;
+  ex_cancel_all(ex);
+  pd_req_t *r = ex->req;
+  if (!ex->aborted) {
+    if (!ex->started) {
+      const char *extra[12];
+      size_t n = 0;
+      if (ex->variant)
+        ponder_headers(ex, extra, &n);
+      if (retry_after) {
+        extra[n++] = "retry-after";
+        extra[n++] = retry_after;
+      }
+      extra[n] = NULL;
+      if (body) {
+        pd_res_send(r, status, "application/json", extra, body, len);
+      } else {
+        pd_buf_t b;
+        pd_buf_init(&b);
+        pd_openai_error(&b, message, type, NULL, code);
+        pd_res_send(r, status, "application/json", extra, pd_buf_data(&b), b.len);
+        pd_buf_free(&b);
+      }
+    } else {
+      pd_buf_t b;
+      pd_buf_init(&b);
+      if (body && len) {
+        /* Relay the upstream's own error object as the event. */
+        pd_buf_appends(&b, "data: ");
+        json_t *j = json_loadb(body, len, 0, NULL);
+        char *compact = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        pd_buf_appends(&b, compact ? compact : "{}");
+        free(compact);
+        json_decref(j);
+        pd_buf_appends(&b, "\n\n");
+      } else {
+        pd_openai_chunk_error(&b, message, type, code);
+      }
+      pd_buf_append(&ex->out, pd_buf_data(&b), b.len);
+      pd_buf_free(&b);
+      flush_out(ex);
+      pd_res_end(r, 1);
+      r->status = status;
+    }
+  }
+  ex_finish(ex);
+}
+
+static void ex_fail(ex_t *ex, int status, const char *message, const char *type,
+                    const char *code) {
+  ex_fail_body(ex, status, NULL, 0, NULL, message, type, code);
+}
+
+/* An upstream call that failed: map transport errors and error statuses to SPEC's errors. */
+static void fail_from_upstream(ex_t *ex, int result, const char *errmsg, int status,
+                               pd_buf_t *body, const char *retry_after) {
+  char msg[512];
+  if (result == PD_XFER_ETIMEOUT) {
+    snprintf(msg, sizeof msg, "The upstream '%s' timed out: %s", ex->ucfg->name, errmsg);
+    ex_fail(ex, 504, msg, "upstream_error", "upstream_timeout");
+    return;
+  }
+  if (result != PD_XFER_OK) {
+    snprintf(msg, sizeof msg, "The upstream '%s' could not be reached or broke off: %s",
+             ex->ucfg->name, errmsg);
+    ex_fail(ex, 502, msg, "upstream_error", "upstream_error");
+    return;
+  }
+  json_t *j = body && body->len ? json_loadb(pd_buf_data(body), body->len, 0, NULL) : NULL;
+  int shaped = j && pd_openai_is_error(j);
+  json_decref(j);
+  if (shaped) {
+    ex_fail_body(ex, status, pd_buf_data(body), body->len, retry_after, NULL, NULL, NULL);
+    return;
+  }
+  snprintf(msg, sizeof msg, "The upstream '%s' answered with status %d and no OpenAI error.",
+           ex->ucfg->name, status);
+  ex_fail(ex, 502, msg, "upstream_error", "upstream_error");
+}
+
+/* ---- forced chains -------------------------------------------------------------------------- */
+
+static void keepalive_tick(uv_timer_t *t) {
+  ex_t *ex = t->data;
+  if (ex->finished || !ex->started || ex->pressure)
+    return;
+  pd_buf_appends(&ex->out, ": keep-alive\n\n");
+  flush_out(ex);
+}
+
+static void start_stream(ex_t *ex) {
+  if (ex->started)
+    return;
+  ex->started = 1;
+  const char *extra[12];
+  size_t n = 0;
+  ponder_headers(ex, extra, &n);
+  extra[n++] = "cache-control";
+  extra[n++] = "no-cache";
+  extra[n] = NULL;
+  pd_res_start(ex->req, 200, "text/event-stream", extra, -1);
+  pd_chunk_ctx_t c = {ex->id, ex->created, ex->client_model};
+  for (int i = 0; i < ex->n; i++)
+    pd_openai_chunk_text(&ex->out, &c, i, "role", "", 0);
+  if (ex->route->reasoning == PD_REASONING_HIDDEN) {
+    uv_timer_init(&ex->w->loop, &ex->keepalive);
+    ex->keepalive.data = ex;
+    ex->keepalive_on = 1;
+    uv_timer_start(&ex->keepalive, keepalive_tick, KEEPALIVE_MS, KEEPALIVE_MS);
+  }
+}
+
+static void close_think(chain_t *ch, const pd_chunk_ctx_t *c) {
+  if (ch->think_open && !ch->think_closed) {
+    ch->think_closed = 1;
+    pd_openai_chunk_text(&ch->ex->out, c, ch->index, "content", "\n</think>\n\n", 11);
+  }
+}
+
+/* The engine's outputs, written as stream chunks in the route's reasoning display. */
+static void on_emit(void *ud, const pd_out_t *o) {
+  chain_t *ch = ud;
+  ex_t *ex = ch->ex;
+  if (!ex->stream || ex->failed)
+    return;
+  start_stream(ex);
+  pd_chunk_ctx_t c = {ex->id, ex->created, ex->client_model};
+  pd_reasoning_t mode = ex->route->reasoning;
+  switch (o->kind) {
+  case PD_OUT_THINK:
+    if (o->len == 0 || mode == PD_REASONING_HIDDEN)
+      break;
+    if (mode == PD_REASONING_FIELD) {
+      pd_openai_chunk_text(&ex->out, &c, ch->index, "reasoning_content", o->text, o->len);
+    } else {
+      if (!ch->think_open) {
+        ch->think_open = 1;
+        pd_openai_chunk_text(&ex->out, &c, ch->index, "content", "<think>\n", 8);
+      }
+      pd_openai_chunk_text(&ex->out, &c, ch->index, "content", o->text, o->len);
+    }
+    break;
+  case PD_OUT_CONTENT:
+    if (o->len == 0)
+      break;
+    close_think(ch, &c);
+    pd_openai_chunk_text(&ex->out, &c, ch->index, "content", o->text, o->len);
+    break;
+  case PD_OUT_TOOL_CALLS:
+    close_think(ch, &c);
+    pd_openai_chunk_tool_calls(&ex->out, &c, ch->index, o->json);
+    break;
+  case PD_OUT_FINISH:
+    close_think(ch, &c);
+    snprintf(ch->finish, sizeof ch->finish, "%.*s", (int)o->len, o->text);
+    break;
+  }
+}
+
+static void add_usage(ex_t *ex) {
+  memset(&ex->usage, 0, sizeof ex->usage);
+  ex->think_calls = 0;
+  for (int i = 0; i < ex->n; i++) {
+    pd_result_t r;
+    pd_engine_result(ex->chains[i].eng, &r);
+    ex->usage.prompt_tokens += r.usage.prompt_tokens;
+    ex->usage.completion_tokens += r.usage.completion_tokens;
+    ex->usage.reasoning_tokens += r.usage.reasoning_tokens;
+    if (r.think_calls > ex->think_calls)
+      ex->think_calls = r.think_calls;
+  }
+}
+
+static void ex_complete(ex_t *ex) {
+  add_usage(ex);
+  if (ex->stream) {
+    start_stream(ex);
+    pd_chunk_ctx_t c = {ex->id, ex->created, ex->client_model};
+    if (ex->include_usage)
+      pd_openai_chunk_usage(&ex->out, &c, &ex->usage);
+    pd_buf_appends(&ex->out, "data: [DONE]\n\n");
+    flush_out(ex);
+    ex->req->status = 200;
+    pd_res_end(ex->req, 0);
+  } else {
+    pd_result_t *res = calloc((size_t)ex->n, sizeof *res);
+    pd_buf_t b;
+    pd_buf_init(&b);
+    if (res) {
+      for (int i = 0; i < ex->n; i++)
+        pd_engine_result(ex->chains[i].eng, &res[i]);
+      pd_openai_completion(&b, ex->id, ex->created, ex->client_model, ex->route->reasoning, res,
+                           (size_t)ex->n);
+    }
+    free(res);
+    const char *extra[8];
+    size_t n = 0;
+    ponder_headers(ex, extra, &n);
+    extra[n] = NULL;
+    pd_res_send(ex->req, 200, "application/json", extra, pd_buf_data(&b), b.len);
+    pd_buf_free(&b);
+  }
+  ex_finish(ex);
+}
+
+static int on_sse_event(void *ud, const char *data, size_t len) {
+  chain_t *ch = ud;
+  ex_t *ex = ch->ex;
+  if (len == 6 && memcmp(data, "[DONE]", 6) == 0)
+    return 0;
+  json_error_t jerr;
+  json_t *j = json_loadb(data, len, 0, &jerr);
+  if (!j) {
+    ex_fail(ex, 502, "The upstream sent a stream event that is not valid JSON.", "upstream_error",
+            "upstream_error");
+    return 1;
+  }
+  if (pd_openai_is_error(j)) {
+    char *s = json_dumps(j, JSON_COMPACT);
+    ex_fail_body(ex, 502, s, s ? strlen(s) : 0, NULL, "The upstream reported an error.",
+                 "upstream_error", "upstream_error");
+    free(s);
+    json_decref(j);
+    return 1;
+  }
+  int rc = pd_engine_on_chunk(ch->eng, j, on_emit, ch);
+  json_decref(j);
+  if (rc < 0) {
+    ex_fail(ex, 502, "The upstream sent a stream chunk ponder cannot read.", "upstream_error",
+            "upstream_error");
+    return 1;
+  }
+  return 0;
+}
+
+static void chain_on_head(void *ud, const pd_xfer_head_t *h) {
+  chain_t *ch = ud;
+  ch->status = h->status;
+  ch->sse_reply = h->content_type && strncasecmp(h->content_type, "text/event-stream", 17) == 0;
+  pd_buf_reset(&ch->body);
+  if (h->status >= 200 && h->status < 300 && ch->ex->stream && ch->sse_reply) {
+    ex_enter(ch->ex);
+    start_stream(ch->ex);
+    flush_out(ch->ex);
+    ex_leave(ch->ex);
+  }
+}
+
+static int chain_on_data(void *ud, const char *p, size_t n) {
+  chain_t *ch = ud;
+  ex_t *ex = ch->ex;
+  if (ex->finished)
+    return -1;
+  int ok = ch->status >= 200 && ch->status < 300;
+  if (!ok || !ch->sse_reply) {
+    long limit = ok ? MAX_UPSTREAM_BODY : MAX_ERROR_BODY;
+    if ((long)(ch->body.len + n) > limit) {
+      ex_enter(ex);
+      ex_fail(ex, 502, "The upstream reply is too large.", "upstream_error", "upstream_error");
+      ex_leave(ex);
+      return -1;
+    }
+    pd_buf_append(&ch->body, p, n);
+    return 0;
+  }
+  ex_enter(ex);
+  int rc = pd_sse_feed(&ch->sse, p, n, on_sse_event, ch);
+  if (rc < 0 && !ex->finished)
+    ex_fail(ex, 502, "The upstream stream event is too large.", "upstream_error",
+            "upstream_error");
+  if (!ex->finished)
+    flush_out(ex);
+  int pause = ex->pressure;
+  if (ex_leave(ex))
+    return -1;
+  return pause ? 1 : 0;
+}
+
+static void chain_on_done(void *ud, int result, const char *errmsg) {
+  chain_t *ch = ud;
+  ex_t *ex = ch->ex;
+  double secs = ch->xfer ? pd_xfer_elapsed(ch->xfer) : 0.0;
+  ch->xfer = NULL;
+  ex_enter(ex);
+  char code[16];
+  pd_metrics_upstream(ex->w->metrics, ex->ucfg->name, xfer_code(result, ch->status, code, 16),
+                      secs);
+  if (ex->finished)
+    goto out;
+  if (result != PD_XFER_OK || ch->status < 200 || ch->status >= 300) {
+    if (result == PD_XFER_ERECV && ch->status >= 200 && ch->status < 300)
+      result = PD_XFER_ERECV;
+    fail_from_upstream(ex, result, errmsg, ch->status, &ch->body, NULL);
+    goto out;
+  }
+  if (ch->sse_reply) {
+    /* A stream that ended without its last blank line still delivers the last event. */
+    pd_sse_feed(&ch->sse, "\n\n", 2, on_sse_event, ch);
+    if (ex->finished)
+      goto out;
+    pd_engine_on_call_end(ch->eng, on_emit, ch);
+  } else {
+    json_t *j = json_loadb(pd_buf_data(&ch->body), ch->body.len, 0, NULL);
+    int rc = j ? pd_engine_on_response(ch->eng, j, on_emit, ch) : -1;
+    json_decref(j);
+    if (rc < 0) {
+      ex_fail(ex, 502, "The upstream reply is not a valid OpenAI chat completion.",
+              "upstream_error", "upstream_error");
+      goto out;
+    }
+  }
+  pd_buf_reset(&ch->body);
+  flush_out(ex);
+  chain_next(ch);
+out:
+  ex_leave(ex);
+}
+
+static void chain_next(chain_t *ch) {
+  ex_t *ex = ch->ex;
+  if (ex->finished)
+    return;
+  pd_call_t call;
+  if (!pd_engine_next(ch->eng, &call)) {
+    ch->done = 1;
+    if (ex->stream) {
+      start_stream(ex);
+      pd_chunk_ctx_t c = {ex->id, ex->created, ex->client_model};
+      close_think(ch, &c);
+      pd_openai_chunk_finish(&ex->out, &c, ch->index, ch->finish[0] ? ch->finish : "stop");
+      flush_out(ex);
+    }
+    if (--ex->active == 0)
+      ex_complete(ex);
+    return;
+  }
+  char *body = json_dumps(call.body, JSON_COMPACT);
+  json_decref(call.body);
+  char url[2048];
+  snprintf(url, sizeof url, "%s%s", ex->ucfg->base_url, call.path);
+  static const pd_xfer_cbs_t cbs = {chain_on_head, chain_on_data, chain_on_done};
+  ch->status = 0;
+  ch->is_answer = call.is_answer;
+  pd_sse_free(&ch->sse);
+  pd_sse_init(&ch->sse, MAX_SSE_EVENT);
+  if (!body) {
+    ex_fail(ex, 500, "Could not build the upstream request.", "server_error", "internal_error");
+    return;
+  }
+  ch->xfer = start_xfer(ex, "POST", url, body, strlen(body), 1, &cbs, ch);
+  if (!ch->xfer)
+    ex_fail(ex, 502, "Could not start the upstream request.", "upstream_error",
+            "upstream_error");
+  else if (ex->pressure)
+    pd_xfer_pause(ch->xfer);
+}
+
+static uint64_t rnd_cb(void *ud) {
+  return pd_worker_rand(ud);
+}
+
+static void start_forced(ex_t *ex, const pd_policy_t *pol) {
+  json_t *nj = json_object_get(ex->body, "n");
+  int n = json_is_integer(nj) ? (int)json_integer_value(nj) : 1;
+  if (n < 1 || n > MAX_N) {
+    ex_fail(ex, 400, "Invalid value for 'n': it must be between 1 and 128.",
+            "invalid_request_error", NULL);
+    return;
+  }
+  ex->kind = EX_FORCED;
+  ex->chains = calloc((size_t)n, sizeof *ex->chains);
+  if (!ex->chains) {
+    ex_fail(ex, 500, "Out of memory.", "server_error", "internal_error");
+    return;
+  }
+  ex->n = n;
+  pd_openai_new_id(ex->id, "chatcmpl-", rnd_cb, ex->w);
+  ex->created = (long)time(NULL);
+  const char *model = ex->route->model ? ex->route->model : ex->client_model;
+  pd_engine_opts_t o = {pol, ex->rounds, model, ex->ucfg->token_limit_param, ex->stream};
+  for (int i = 0; i < n; i++) {
+    chain_t *ch = &ex->chains[i];
+    ch->ex = ex;
+    ch->index = i;
+    pd_buf_init(&ch->body);
+    pd_sse_init(&ch->sse, MAX_SSE_EVENT);
+    ch->eng = pd_engine_new(&o, ex->body);
+    if (!ch->eng) {
+      ex_fail(ex, 500, "Out of memory.", "server_error", "internal_error");
+      return;
+    }
+  }
+  ex->active = n;
+  for (int i = 0; i < n && !ex->finished; i++)
+    chain_next(&ex->chains[i]);
+}
+
+/* ---- pass-through ----------------------------------------------------------------------- */
+
+static void pass_on_head(void *ud, const pd_xfer_head_t *h) {
+  ex_t *ex = ud;
+  ex->pstatus = h->status;
+  ex->psse = h->content_type && strncasecmp(h->content_type, "text/event-stream", 17) == 0;
+  if (ex->kind == EX_MODELS || h->status >= 400) {
+    ex->pbuffer = 1;
+    for (size_t i = 0; i < h->nheaders; i++)
+      if (strcmp(h->headers[2 * i], "retry-after") == 0) {
+        free(ex->pretry_after);
+        ex->pretry_after = strdup(h->headers[2 * i + 1]);
+      }
+    return;
+  }
+  const char *extra[2 * 64 + 12];
+  size_t n = 0;
+  for (size_t i = 0; i < h->nheaders && i < 64; i++) {
+    if (strcmp(h->headers[2 * i], "content-type") == 0)
+      continue;
+    extra[n++] = h->headers[2 * i];
+    extra[n++] = h->headers[2 * i + 1];
+  }
+  if (ex->variant) /* a chat request passed through (rounds 0, or not forceable) */
+    ponder_headers(ex, extra, &n);
+  extra[n] = NULL;
+  ex->started = 1;
+  pd_res_start(ex->req, h->status, h->content_type, extra, ex->psse ? -1 : h->content_length);
+}
+
+static int pass_on_data(void *ud, const char *p, size_t n) {
+  ex_t *ex = ud;
+  if (ex->finished)
+    return -1;
+  if (ex->pbuffer) {
+    long limit = ex->kind == EX_MODELS ? MAX_UPSTREAM_BODY : MAX_ERROR_BODY;
+    if ((long)(ex->pbody.len + n) > limit)
+      return -1;
+    pd_buf_append(&ex->pbody, p, n);
+    return 0;
+  }
+  ex_enter(ex);
+  if (!ex->aborted && pd_res_write(ex->req, p, n))
+    ex->pressure = 1;
+  int pause = ex->pressure;
+  if (ex_leave(ex))
+    return -1;
+  return pause;
+}
+
+static void models_reply(ex_t *ex) {
+  json_t *j = json_loadb(pd_buf_data(&ex->pbody), ex->pbody.len, 0, NULL);
+  json_t *data = json_object_get(j, "data");
+  if (!json_is_array(data)) {
+    json_decref(j);
+    ex_fail(ex, 502, "The upstream's model list is not valid OpenAI JSON.", "upstream_error",
+            "upstream_error");
+    return;
+  }
+  const pd_config_t *cfg = ex->cfg;
+  for (size_t r = 0; r < cfg->nroutes; r++) {
+    for (size_t m = 0; m < cfg->routes[r].nmodels; m++) {
+      const char *name = cfg->routes[r].models[m];
+      int seen = 0;
+      size_t i;
+      json_t *v;
+      json_array_foreach(data, i, v) {
+        const char *id = json_string_value(json_object_get(v, "id"));
+        if (id && strcmp(id, name) == 0)
+          seen = 1;
+      }
+      if (!seen)
+        json_array_append_new(data, json_pack("{s:s,s:s,s:i,s:s}", "id", name, "object",
+                                              "model", "created", 0, "owned_by", "ponder"));
+    }
+  }
+  char *s = json_dumps(j, JSON_COMPACT);
+  json_decref(j);
+  pd_res_send(ex->req, 200, "application/json", NULL, s ? s : "", s ? strlen(s) : 0);
+  free(s);
+  ex_finish(ex);
+}
+
+static void pass_on_done(void *ud, int result, const char *errmsg) {
+  ex_t *ex = ud;
+  double secs = ex->pxfer ? pd_xfer_elapsed(ex->pxfer) : 0.0;
+  ex->pxfer = NULL;
+  ex_enter(ex);
+  char code[16];
+  pd_metrics_upstream(ex->w->metrics, ex->ucfg->name, xfer_code(result, ex->pstatus, code, 16),
+                      secs);
+  if (ex->finished)
+    goto out;
+  if (!ex->started) {
+    if (result == PD_XFER_OK && ex->pstatus >= 200 && ex->pstatus < 400 && ex->kind == EX_MODELS)
+      models_reply(ex);
+    else if (result != PD_XFER_OK || ex->pstatus >= 400)
+      fail_from_upstream(ex, result, errmsg, ex->pstatus, &ex->pbody, ex->pretry_after);
+    else
+      ex_fail(ex, 502, "The upstream reply ended unexpectedly.", "upstream_error",
+              "upstream_error");
+    goto out;
+  }
+  if (result != PD_XFER_OK) {
+    if (ex->psse) {
+      /* Already streaming: one error event, no [DONE]. */
+      ex_fail(ex, result == PD_XFER_ETIMEOUT ? 504 : 502,
+              "The upstream stream broke off before it was complete.", "upstream_error",
+              result == PD_XFER_ETIMEOUT ? "upstream_timeout" : "upstream_error");
+    } else {
+      pd_res_end(ex->req, 1);
+      ex_finish(ex);
+    }
+    goto out;
+  }
+  pd_res_end(ex->req, 0);
+  ex_finish(ex);
+out:
+  ex_leave(ex);
+}
+
+static void start_pass(ex_t *ex, const char *rest, size_t rest_len, char *body, size_t len,
+                       int json_body) {
+  static const pd_xfer_cbs_t cbs = {pass_on_head, pass_on_data, pass_on_done};
+  pd_req_t *r = ex->req;
+  /* rest is "/v1/..." : the upstream base_url already ends in its own "/v1". */
+  const char *sub = rest + 3;
+  size_t sublen = rest_len - 3;
+  char *url = NULL;
+  if (asprintf(&url, "%s%.*s%s%s", ex->ucfg->base_url, (int)sublen, sub, r->query[0] ? "?" : "",
+               r->query) < 0) {
+    free(body);
+    ex_fail(ex, 500, "Out of memory.", "server_error", "internal_error");
+    return;
+  }
+  ex->pxfer = start_xfer(ex, r->method, url, body, len, json_body, &cbs, ex);
+  free(url);
+  if (!ex->pxfer)
+    ex_fail(ex, 502, "Could not start the upstream request.", "upstream_error",
+            "upstream_error");
+}
+
+/* ---- dispatch ------------------------------------------------------------------------------- */
+
+static int path_is(const pd_req_t *r, const char *p) {
+  size_t n = strlen(p);
+  return r->path_len == n && memcmp(r->url, p, n) == 0;
+}
+
+static int key_equal(const char *a, size_t alen, const char *b) {
+  /* Constant time in the compared bytes: no early exit on the first difference. */
+  size_t blen = strlen(b);
+  unsigned char diff = (unsigned char)(alen != blen);
+  for (size_t i = 0; i < alen; i++)
+    diff |= (unsigned char)(a[i] ^ b[i < blen ? i : 0]);
+  return diff == 0 && blen > 0;
+}
+
+static int authorized(const pd_config_t *cfg, const pd_req_t *r) {
+  if (cfg->nauth_keys == 0)
+    return 1;
+  const char *h = pd_req_header(r, "authorization");
+  if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+    return 0;
+  const char *k = h + 7;
+  size_t klen = strlen(k);
+  int ok = 0;
+  for (size_t i = 0; i < cfg->nauth_keys; i++)
+    ok |= key_equal(k, klen, cfg->auth_keys[i]);
+  return ok;
+}
+
+static void simple_json(pd_req_t *r, int status, const char *json) {
+  pd_res_send(r, status, "application/json", NULL, json, strlen(json));
+  pd_req_finish(r);
+}
+
+static void error_now(pd_req_t *r, int status, const char *msg, const char *type,
+                      const char *param, const char *code) {
+  pd_res_error(r, status, msg, type, param, code);
+  pd_req_finish(r);
+}
+
+static void method_not_allowed(pd_req_t *r, const char *allow) {
+  char msg[160];
+  snprintf(msg, sizeof msg, "Method %s is not allowed here; use %s.", r->method, allow);
+  pd_buf_t b;
+  pd_buf_init(&b);
+  pd_openai_error(&b, msg, "invalid_request_error", NULL, "method_not_allowed");
+  const char *extra[] = {"allow", allow, NULL};
+  pd_res_send(r, 405, "application/json", extra, pd_buf_data(&b), b.len);
+  pd_buf_free(&b);
+  pd_req_finish(r);
+}
+
+static void serve_metrics(pd_worker_t *w, pd_req_t *r) {
+  size_t len = 0;
+  char *s = pd_metrics_render(w->app->metrics, w->app->nworkers, &len);
+  pd_res_send(r, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, s ? s : "", len);
+  free(s);
+  pd_req_finish(r);
+}
+
+static void serve_feedback(pd_worker_t *w, pd_req_t *r) {
+  json_error_t jerr;
+  json_t *j = json_loadb(pd_buf_data(&r->body), r->body.len, 0, &jerr);
+  const char *id = json_string_value(json_object_get(j, "request_id"));
+  json_t *score = json_object_get(j, "score");
+  if (!json_is_object(j) || !id || !json_is_number(score)) {
+    json_decref(j);
+    error_now(r, 400,
+              "Feedback needs a JSON object with a string 'request_id' and a number 'score'.",
+              "invalid_request_error", !json_is_object(j) ? NULL : !id ? "request_id" : "score",
+              NULL);
+    return;
+  }
+  char route[256], variant[256];
+  if (pd_feedback_lookup(w->app->feedback, w->app->nworkers, id, route, sizeof route, variant,
+                         sizeof variant) < 0) {
+    json_decref(j);
+    error_now(r, 404, "No recent request has this request_id.", "invalid_request_error",
+              "request_id", "request_not_found");
+    return;
+  }
+  pd_metrics_feedback(w->metrics, route, variant, json_number_value(score));
+  json_t *out = json_pack("{s:s,s:s,s:s,s:s}", "status", "ok", "request_id", id, "route", route,
+                          "variant", variant);
+  char *s = json_dumps(out, JSON_COMPACT);
+  json_decref(out);
+  json_decref(j);
+  simple_json(r, 200, s ? s : "{}");
+  free(s);
+}
+
+static const char *get_header_cb(void *ud, const char *name) {
+  return pd_req_header(ud, name);
+}
+
+/* A chat completion: validate, resolve the variant and rounds, then force or pass through. */
+static void start_chat(ex_t *ex, const char *rest, size_t rest_len) {
+  pd_req_t *r = ex->req;
+  json_t *body = ex->body;
+  const char *msg = NULL, *param = NULL;
+  if (pd_engine_validate(body, &msg, &param) < 0) {
+    ex_fail_body(ex, 400, NULL, 0, NULL, msg, "invalid_request_error", NULL);
+    return;
+  }
+  if (!json_is_string(json_object_get(body, "model"))) {
+    ex_fail(ex, 400, "You must provide a model parameter.", "invalid_request_error", NULL);
+    return;
+  }
+  char errmsg[256], errparam[64];
+  pd_resolved_t res;
+  if (pd_router_resolve(ex->route, body, get_header_cb, r, pd_worker_rand(ex->w), &res, errmsg,
+                        sizeof errmsg, errparam, sizeof errparam) < 0) {
+    pd_buf_t b;
+    pd_buf_init(&b);
+    pd_openai_error(&b, errmsg, "invalid_request_error", errparam[0] ? errparam : NULL, NULL);
+    ex_fail_body(ex, 400, pd_buf_data(&b), b.len, NULL, NULL, NULL, NULL);
+    pd_buf_free(&b);
+    return;
+  }
+  ex->variant = res.variant->name;
+  ex->rounds = res.rounds;
+  json_t *st = json_object_get(body, "stream");
+  ex->stream = json_is_true(st);
+  ex->include_usage =
+      json_is_true(json_object_get(json_object_get(body, "stream_options"), "include_usage"));
+  if (!pd_engine_should_force(body, ex->rounds)) {
+    if (ex->route->model)
+      json_object_set_new(body, "model", json_string(ex->route->model));
+    char *s = json_dumps(body, JSON_COMPACT);
+    if (!s) {
+      ex_fail(ex, 500, "Out of memory.", "server_error", "internal_error");
+      return;
+    }
+    ex->kind = EX_PASS;
+    start_pass(ex, rest, rest_len, s, strlen(s), 1);
+    return;
+  }
+  start_forced(ex, &res.variant->forcing);
+}
+
+void pd_exchange_dispatch(void *ud, pd_req_t *r) {
+  pd_worker_t *w = ud;
+  pd_config_t *cfg = w->cfg;
+  if (path_is(r, "/healthz")) {
+    if (strcmp(r->method, "GET") != 0 && strcmp(r->method, "HEAD") != 0)
+      return method_not_allowed(r, "GET");
+    return simple_json(r, 200, "{\"status\":\"ok\"}");
+  }
+  if (path_is(r, "/metrics")) {
+    if (strcmp(r->method, "GET") != 0)
+      return method_not_allowed(r, "GET");
+    return serve_metrics(w, r);
+  }
+  int feedback = path_is(r, "/v1/ponder/feedback");
+  /* Everything else is under [prefix]/v1/. */
+  const char *v1 = NULL;
+  for (size_t i = 0; i + 4 <= r->path_len; i++) {
+    if (memcmp(r->url + i, "/v1/", 4) == 0 || (i + 3 == r->path_len && memcmp(r->url + i, "/v1", 3) == 0)) {
+      v1 = r->url + i;
+      break;
+    }
+  }
+  if (!v1) {
+    char msg[300];
+    snprintf(msg, sizeof msg, "Unknown path: %.*s", (int)(r->path_len > 200 ? 200 : r->path_len),
+             r->url);
+    return error_now(r, 404, msg, "invalid_request_error", NULL, "unknown_url");
+  }
+  if (!authorized(cfg, r))
+    return error_now(r, 401, "Incorrect API key provided.", "invalid_request_error", NULL,
+                     "invalid_api_key");
+  if (feedback) {
+    if (strcmp(r->method, "POST") != 0)
+      return method_not_allowed(r, "POST");
+    return serve_feedback(w, r);
+  }
+  ex_t *ex = calloc(1, sizeof *ex);
+  if (!ex)
+    return error_now(r, 500, "Out of memory.", "server_error", NULL, "internal_error");
+  ex->w = w;
+  ex->req = r;
+  ex->cfg = pd_config_ref(cfg);
+  pd_buf_init(&ex->out);
+  pd_buf_init(&ex->pbody);
+  r->data = ex;
+  r->hooks = &ex_hooks;
+  pd_metrics_inflight(w->metrics, 1);
+  ex->depth = 1;
+
+  /* The model is needed for chat (always) and for routing by model lists. */
+  size_t pathlen = r->path_len;
+  int is_chat = 0;
+  const char *model = NULL;
+  size_t rest_off = 0;
+  const pd_route_t *route = pd_router_match(cfg, r->url, pathlen, NULL, &rest_off);
+  const char *rest = r->url + rest_off;
+  size_t rest_len = pathlen - rest_off;
+  is_chat = rest_len == 20 && memcmp(rest, "/v1/chat/completions", 20) == 0;
+  int json_ct = 1;
+  const char *ct = pd_req_header(r, "content-type");
+  if (ct && strncasecmp(ct, "application/json", 16) != 0)
+    json_ct = 0;
+  if (is_chat) {
+    if (strcmp(r->method, "POST") != 0) {
+      method_not_allowed(r, "POST");
+      ex->req = NULL;
+      ex->finished = 1;
+      pd_metrics_inflight(w->metrics, -1);
+      ex_leave(ex);
+      return;
+    }
+    json_error_t jerr;
+    ex->body = json_loadb(pd_buf_data(&r->body), r->body.len, 0, &jerr);
+    if (!json_is_object(ex->body)) {
+      char m[300];
+      snprintf(m, sizeof m,
+               "We could not parse the JSON body of your request: %s (line %d, column %d).",
+               ex->body ? "expected a JSON object" : jerr.text, jerr.line, jerr.column);
+      ex_fail(ex, 400, m, "invalid_request_error", NULL);
+      ex_leave(ex);
+      return;
+    }
+  } else if (route == NULL || (rest_off == 0 && pd_router_needs_model(cfg))) {
+    if (r->body.len > 0 && json_ct)
+      ex->body = json_loadb(pd_buf_data(&r->body), r->body.len, 0, NULL);
+  }
+  model = json_string_value(json_object_get(ex->body, "model"));
+  if (model)
+    ex->client_model = strdup(model);
+  if (rest_off == 0 && pd_router_needs_model(cfg))
+    route = pd_router_match(cfg, r->url, pathlen, model, &rest_off);
+  if (!route) {
+    char m[300];
+    snprintf(m, sizeof m, "The model '%.200s' does not exist or you do not have access to it.",
+             model ? model : "");
+    ex_fail(ex, 404, m, "invalid_request_error", "model_not_found");
+    ex_leave(ex);
+    return;
+  }
+  ex->route = route;
+  ex->ucfg = &cfg->upstreams[route->upstream];
+  if (is_chat) {
+    start_chat(ex, rest, rest_len);
+  } else if (rest_len == 10 && memcmp(rest, "/v1/models", 10) == 0 &&
+             strcmp(r->method, "GET") == 0) {
+    ex->kind = EX_MODELS;
+    start_pass(ex, rest, rest_len, NULL, 0, 0);
+  } else {
+    ex->kind = EX_PASS;
+    char *copy = NULL;
+    size_t len = r->body.len;
+    if (len) {
+      copy = malloc(len);
+      if (copy)
+        memcpy(copy, pd_buf_data(&r->body), len);
+    }
+    json_decref(ex->body); /* only chat responses carry ponder's headers */
+    ex->body = NULL;
+    start_pass(ex, rest, rest_len, copy, len, 0);
+  }
+  ex_leave(ex);
+}

@@ -1,0 +1,98 @@
+/* The forcing engine: a pure state machine, no I/O (SPEC section 5).
+ *
+ * One engine runs one chain (one choice). The exchange asks it for the next upstream call,
+ * performs the call, and feeds back the reply (a whole JSON body, or streamed chunks followed by
+ * an end-of-call). While it is fed, the engine emits what the client should see (thinking text,
+ * answer text, tool-call deltas, the finish reason) through a callback; at the end it reports the
+ * accumulated result. It never sees sockets, libuv or libcurl. Modes differ only in how a call's
+ * request is built and how a reply extends the transcript (a table of functions in modes.c). */
+#ifndef PD_FORCING_H
+#define PD_FORCING_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "config.h"
+
+typedef struct pd_engine pd_engine_t;
+
+typedef struct pd_engine_opts {
+  const pd_policy_t *policy;     /* borrowed; must outlive the engine */
+  int rounds;                    /* effective R after effort/overrides (policy->rounds otherwise) */
+  const char *upstream_model;    /* model to send upstream (already mapped); borrowed */
+  const char *token_limit_param; /* "max_tokens" | "max_completion_tokens"; borrowed */
+  int stream;                    /* build streamed upstream calls (stream + include_usage) */
+} pd_engine_opts_t;
+
+/* One upstream call the engine wants made. */
+typedef struct pd_call {
+  const char *path; /* relative to the upstream base_url: "/chat/completions" or "/completions" */
+  json_t *body;     /* new reference: the caller owns it and decrefs it */
+  int is_answer;    /* 1 for the final answer call */
+  int index;        /* 1-based call number within this chain */
+} pd_call_t;
+
+typedef enum {
+  PD_OUT_THINK = 0,  /* text: thinking (incl. the "\n" + wait + "\n" separator between rounds) */
+  PD_OUT_CONTENT,    /* text: answer content */
+  PD_OUT_TOOL_CALLS, /* json: an OpenAI delta.tool_calls array (streamed) */
+  PD_OUT_FINISH      /* text: the answer's finish_reason */
+} pd_out_kind_t;
+
+typedef struct pd_out {
+  pd_out_kind_t kind;
+  const char *text; /* valid only during the callback */
+  size_t len;
+  json_t *json; /* borrowed, valid only during the callback */
+} pd_out_t;
+
+typedef void (*pd_emit_fn)(void *ud, const pd_out_t *out);
+
+typedef struct pd_usage {
+  long prompt_tokens;
+  long completion_tokens;
+  long reasoning_tokens; /* completion tokens of the thinking calls (+ upstream reasoning) */
+} pd_usage_t;
+
+/* The accumulated outcome of a chain, valid until pd_engine_free. */
+typedef struct pd_result {
+  const char *content;   /* answer text (NUL-terminated; "" when none) */
+  size_t content_len;
+  const char *reasoning; /* thinking segments joined with "\n" + wait + "\n" */
+  size_t reasoning_len;
+  json_t *tool_calls;        /* borrowed array, or NULL */
+  const char *finish_reason; /* the answer call's, or NULL */
+  pd_usage_t usage;          /* summed over every call of the chain */
+  int think_calls;           /* thinking calls actually made */
+  int calls;                 /* all upstream calls made */
+} pd_result_t;
+
+/* Checks that a client request can be forced. Returns 0, or -1 with *msg (static string) and
+ * *param (static, or NULL) describing the 400 invalid_request_error. */
+int pd_engine_validate(const json_t *request, const char **msg, const char **param);
+
+/* Whether a request should be forced at all: rounds > 0 and the last message is from the user. */
+int pd_engine_should_force(const json_t *request, int rounds);
+
+/* Creates an engine for one chain. `request` is the client's body (the `ponder` field already
+ * removed); the engine takes its own reference. Returns NULL on allocation failure. */
+pd_engine_t *pd_engine_new(const pd_engine_opts_t *opts, json_t *request);
+void pd_engine_free(pd_engine_t *e);
+
+/* Returns 1 and fills *call with the next upstream call, or 0 when the chain is done. Must not
+ * be called again until the current call's reply has been fed. */
+int pd_engine_next(pd_engine_t *e, pd_call_t *call);
+
+/* Feeds the whole (non-streamed) reply of the current call. Returns 0, or -1 when the reply is
+ * not a valid chat/completions response (the exchange then fails with 502). */
+int pd_engine_on_response(pd_engine_t *e, const json_t *reply, pd_emit_fn emit, void *ud);
+
+/* Feeds one streamed chunk (the parsed JSON of one SSE `data:` line) of the current call. */
+int pd_engine_on_chunk(pd_engine_t *e, const json_t *chunk, pd_emit_fn emit, void *ud);
+
+/* Ends the current streamed call (after [DONE] or the end of the body). */
+int pd_engine_on_call_end(pd_engine_t *e, pd_emit_fn emit, void *ud);
+
+void pd_engine_result(const pd_engine_t *e, pd_result_t *out);
+
+#endif

@@ -1,0 +1,285 @@
+/* ponder: command line, config, worker threads, signals. */
+#include <errno.h>
+#include <getopt.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "worker.h"
+
+static const char usage_text[] =
+    "usage: ponder [--config FILE] [--listen HOST:PORT] [--upstream URL] [--rounds N]\n"
+    "              [--workers N] [--log-level error|warn|info|debug] [--check-config]\n"
+    "              [--version] [--help]\n"
+    "\n"
+    "An OpenAI-compatible reasoning proxy: every chat completion becomes a budget-forced\n"
+    "exchange with the upstream model. Without --config, it proxies to --upstream, else\n"
+    "$PONDER_UPSTREAM, else $OPENAI_BASE_URL, else https://api.openai.com/v1, with 2 rounds.\n"
+    "\n"
+    "  --config FILE       YAML (or JSON) configuration file\n"
+    "  --listen HOST:PORT  address to listen on (default 127.0.0.1:8080)\n"
+    "  --upstream URL      base URL of the default upstream (\".../v1\")\n"
+    "  --rounds N          thinking rounds of the default policy (default 2)\n"
+    "  --workers N         event-loop threads sharing the port (0 = one per core)\n"
+    "  --log-level LEVEL   error, warn, info or debug\n"
+    "  --check-config      validate, print the effective config (secrets redacted), exit\n"
+    "  --version           print the version\n"
+    "  --help              print this help\n"
+    "\n"
+    "Signals: SIGHUP reloads the config file; SIGTERM/SIGINT stop gracefully.\n";
+
+typedef struct app_state {
+  const char *config_path;
+  pd_cli_overrides_t ov;
+  pd_app_t app;
+  uv_signal_t sig_term, sig_int, sig_hup;
+  int stopping;
+} app_state_t;
+
+static int parse_int(const char *s, int *out) {
+  char *end;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  if (errno || end == s || *end || v < 0 || v > 1000000)
+    return -1;
+  *out = (int)v;
+  return 0;
+}
+
+/* Binds a listening socket; SO_REUSEPORT lets every worker bind its own on the same port. */
+static int bind_listener(const char *host, int port, int *fd_out, int *port_out) {
+  char portstr[16];
+  snprintf(portstr, sizeof portstr, "%d", port);
+  struct addrinfo hints, *res = NULL;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  int rc = getaddrinfo(host, portstr, &hints, &res);
+  if (rc != 0) {
+    fprintf(stderr, "ponder: cannot resolve listen address %s: %s\n", host, gai_strerror(rc));
+    return -1;
+  }
+  int fd = -1;
+  for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+    fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+      continue;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 4096) == 0)
+      break;
+    rc = errno;
+    close(fd);
+    fd = -1;
+    errno = rc;
+  }
+  freeaddrinfo(res);
+  if (fd < 0) {
+    fprintf(stderr, "ponder: cannot listen on %s:%d: %s\n", host, port, strerror(errno));
+    return -1;
+  }
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  getsockname(fd, (struct sockaddr *)&ss, &sl);
+  *port_out = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                             : ((struct sockaddr_in *)&ss)->sin_port);
+  *fd_out = fd;
+  return 0;
+}
+
+static void close_signals(app_state_t *st) {
+  uv_close((uv_handle_t *)&st->sig_term, NULL);
+  uv_close((uv_handle_t *)&st->sig_int, NULL);
+  uv_close((uv_handle_t *)&st->sig_hup, NULL);
+}
+
+static void on_stop_signal(uv_signal_t *h, int signum) {
+  app_state_t *st = h->data;
+  if (st->stopping)
+    return;
+  st->stopping = 1;
+  pd_log_info(NULL, "received %s: stopping (in-flight requests may finish)",
+              signum == SIGTERM ? "SIGTERM" : "SIGINT");
+  for (size_t i = 0; i < st->app.nworkers; i++)
+    pd_worker_stop(&st->app.workers[i]);
+  close_signals(st);
+}
+
+static void on_hup(uv_signal_t *h, int signum) {
+  (void)signum;
+  app_state_t *st = h->data;
+  if (!st->config_path) {
+    pd_log_warn(NULL, "SIGHUP: no --config file to reload");
+    return;
+  }
+  pd_config_t *cfg = NULL;
+  char *errors = NULL;
+  if (pd_config_load(st->config_path, &st->ov, &cfg, &errors) < 0) {
+    pd_log_error(NULL, "reload failed, keeping the running config:\n%s", errors ? errors : "");
+    free(errors);
+    return;
+  }
+  pd_config_t *cur = st->app.workers[0].cfg; /* read only for the comparison below */
+  if (cur && (strcmp(cur->listen_host, cfg->listen_host) != 0 ||
+              cur->listen_port != cfg->listen_port))
+    pd_log_warn(NULL, "reload: a new listen address takes effect only after a restart");
+  pd_log_level_current = cfg->log_level;
+  for (size_t i = 0; i < st->app.nworkers; i++)
+    pd_worker_reload(&st->app.workers[i], pd_config_ref(cfg));
+  pd_config_unref(cfg);
+  pd_log_info(NULL, "reloaded %s", st->config_path);
+}
+
+int main(int argc, char **argv) {
+  static const struct option opts[] = {{"config", required_argument, 0, 'c'},
+                                       {"listen", required_argument, 0, 'l'},
+                                       {"upstream", required_argument, 0, 'u'},
+                                       {"rounds", required_argument, 0, 'r'},
+                                       {"workers", required_argument, 0, 'w'},
+                                       {"log-level", required_argument, 0, 'L'},
+                                       {"check-config", no_argument, 0, 'C'},
+                                       {"version", no_argument, 0, 'V'},
+                                       {"help", no_argument, 0, 'h'},
+                                       {0, 0, 0, 0}};
+  app_state_t st;
+  memset(&st, 0, sizeof st);
+  st.ov.rounds = -1;
+  st.ov.workers = -1;
+  st.ov.log_level = -1;
+  int check = 0, c;
+  while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    switch (c) {
+    case 'c':
+      st.config_path = optarg;
+      break;
+    case 'l':
+      st.ov.listen = optarg;
+      break;
+    case 'u':
+      st.ov.upstream = optarg;
+      break;
+    case 'r':
+      if (parse_int(optarg, &st.ov.rounds) < 0 || st.ov.rounds > 32) {
+        fprintf(stderr, "ponder: --rounds must be an integer from 0 to 32\n");
+        return 1;
+      }
+      break;
+    case 'w':
+      if (parse_int(optarg, &st.ov.workers) < 0 || st.ov.workers > 1024) {
+        fprintf(stderr, "ponder: --workers must be an integer from 0 to 1024\n");
+        return 1;
+      }
+      break;
+    case 'L':
+      if ((st.ov.log_level = pd_log_level_parse(optarg)) < 0) {
+        fprintf(stderr, "ponder: --log-level must be error, warn, info or debug\n");
+        return 1;
+      }
+      break;
+    case 'C':
+      check = 1;
+      break;
+    case 'V':
+      printf("ponder %s\n", PONDER_VERSION);
+      return 0;
+    case 'h':
+      fputs(usage_text, stdout);
+      return 0;
+    default:
+      fputs(usage_text, stderr);
+      return 1;
+    }
+  }
+  if (optind < argc) {
+    fprintf(stderr, "ponder: unexpected argument '%s'\n", argv[optind]);
+    fputs(usage_text, stderr);
+    return 1;
+  }
+  pd_config_t *cfg = NULL;
+  char *errors = NULL;
+  if (pd_config_load(st.config_path, &st.ov, &cfg, &errors) < 0) {
+    fprintf(stderr, "%s\n", errors ? errors : "ponder: invalid configuration");
+    free(errors);
+    return 1;
+  }
+  if (check) {
+    pd_config_dump(cfg, stdout);
+    pd_config_unref(cfg);
+    return 0;
+  }
+  pd_log_level_current = cfg->log_level;
+  signal(SIGPIPE, SIG_IGN);
+
+  int port = 0, fd0 = -1;
+  if (bind_listener(cfg->listen_host, cfg->listen_port, &fd0, &port) < 0) {
+    pd_config_unref(cfg);
+    return 2;
+  }
+  size_t n = (size_t)(cfg->workers > 0 ? cfg->workers : 1);
+  pd_app_t *app = &st.app;
+  app->nworkers = n;
+  app->workers = calloc(n, sizeof *app->workers);
+  app->metrics = calloc(n, sizeof *app->metrics);
+  app->feedback = calloc(n, sizeof *app->feedback);
+  app->access_log = pd_access_log_open(cfg->access_log);
+  if (!app->access_log) {
+    fprintf(stderr, "ponder: cannot open access log %s: %s\n", cfg->access_log, strerror(errno));
+    return 1;
+  }
+  for (size_t i = 0; i < n; i++) {
+    pd_worker_t *w = &app->workers[i];
+    w->id = (int)i;
+    w->app = app;
+    w->cfg = pd_config_ref(cfg);
+    atomic_init(&w->next_cfg, NULL);
+    atomic_init(&w->stop_req, 0);
+    app->metrics[i] = w->metrics = pd_metrics_new();
+    app->feedback[i] = w->feedback = pd_feedback_store_new(PD_FEEDBACK_CAPACITY);
+    if (i == 0) {
+      w->fd = fd0;
+    } else if (bind_listener(cfg->listen_host, port, &w->fd, &port) < 0) {
+      return 2;
+    }
+  }
+  for (size_t i = 0; i < n; i++) {
+    int rc = pd_worker_start(&app->workers[i]);
+    if (rc < 0) {
+      fprintf(stderr, "ponder: cannot start worker %zu: %s\n", i, uv_strerror(rc));
+      return 2;
+    }
+  }
+  fprintf(stderr, "ponder %s listening on %s:%d with %zu worker%s\n", PONDER_VERSION,
+          cfg->listen_host, port, n, n == 1 ? "" : "s");
+  pd_config_unref(cfg);
+
+  uv_loop_t *loop = uv_default_loop();
+  uv_signal_init(loop, &st.sig_term);
+  uv_signal_init(loop, &st.sig_int);
+  uv_signal_init(loop, &st.sig_hup);
+  st.sig_term.data = st.sig_int.data = st.sig_hup.data = &st;
+  uv_signal_start(&st.sig_term, on_stop_signal, SIGTERM);
+  uv_signal_start(&st.sig_int, on_stop_signal, SIGINT);
+  uv_signal_start(&st.sig_hup, on_hup, SIGHUP);
+  uv_run(loop, UV_RUN_DEFAULT);
+  for (size_t i = 0; i < n; i++)
+    pd_worker_join(&app->workers[i]);
+  uv_loop_close(loop);
+  for (size_t i = 0; i < n; i++) {
+    pd_metrics_free(app->metrics[i]);
+    pd_feedback_store_free(app->feedback[i]);
+  }
+  pd_access_log_close(app->access_log);
+  free(app->workers);
+  free(app->metrics);
+  free(app->feedback);
+  pd_log_info(NULL, "stopped");
+  return 0;
+}

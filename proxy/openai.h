@@ -1,0 +1,50 @@
+/* OpenAI JSON shapes: error objects, the final chat.completion, stream chunks. The one place
+ * that knows these formats on the way out to the client. */
+#ifndef PD_OPENAI_H
+#define PD_OPENAI_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "config.h"
+#include "forcing.h"
+
+/* Appends {"error":{"message":...,"type":...,"param":...,"code":...}}; param/code may be NULL. */
+int pd_openai_error(pd_buf_t *b, const char *message, const char *type, const char *param,
+                    const char *code);
+
+/* Whether a parsed upstream body is an OpenAI error object ({"error": {"message": ...}}). */
+int pd_openai_is_error(const json_t *body);
+
+/* Fills out with a new id "chatcmpl-" + 24 random alphanumerics (out must hold 34 bytes). */
+void pd_openai_new_id(char *out, const char *prefix, uint64_t (*rnd)(void *), void *ud);
+
+/* The final chat.completion for n chains; appended to b. */
+int pd_openai_completion(pd_buf_t *b, const char *id, long created, const char *model,
+                         pd_reasoning_t reasoning, const pd_result_t *results, size_t n);
+
+/* Stream chunk helpers: each appends one whole SSE event "data: {...}\n\n". */
+typedef struct pd_chunk_ctx {
+  const char *id;
+  long created;
+  const char *model;
+} pd_chunk_ctx_t;
+
+/* A delta with one text field: field is "content", "reasoning_content" or "role". */
+int pd_openai_chunk_text(pd_buf_t *b, const pd_chunk_ctx_t *c, int index, const char *field,
+                         const char *text, size_t len);
+/* A delta carrying a tool_calls array. */
+int pd_openai_chunk_tool_calls(pd_buf_t *b, const pd_chunk_ctx_t *c, int index,
+                               const json_t *tool_calls);
+/* An empty delta with finish_reason. */
+int pd_openai_chunk_finish(pd_buf_t *b, const pd_chunk_ctx_t *c, int index, const char *reason);
+/* The include_usage chunk: "choices": [] and the summed usage. */
+int pd_openai_chunk_usage(pd_buf_t *b, const pd_chunk_ctx_t *c, const pd_usage_t *u);
+/* The error event for failures after the stream started. */
+int pd_openai_chunk_error(pd_buf_t *b, const char *message, const char *type, const char *code);
+
+/* Usage object {"prompt_tokens",...,"completion_tokens_details":{"reasoning_tokens"}} */
+int pd_openai_usage(pd_buf_t *b, const pd_usage_t *u);
+
+#endif

@@ -1,0 +1,945 @@
+#include "server.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <llhttp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "log.h"
+#include "openai.h"
+
+#define HIGH_WATERMARK (64 * 1024)
+#define LOW_WATERMARK (16 * 1024)
+#define READ_CHUNK (64 * 1024)
+/* Bytes of pipelined requests held while one is in flight before reading stops. */
+#define PENDING_MAX (256 * 1024)
+
+enum { CONN_IDLE, CONN_HEAD, CONN_BODY, CONN_INFLIGHT };
+
+struct pd_server {
+  uv_loop_t *loop;
+  uv_tcp_t listener;
+  pd_server_opts_t opts;
+  pd_dispatch_fn dispatch;
+  void *ud;
+  size_t nconns;
+  size_t inflight;
+  pd_conn_t *conns; /* doubly linked list of open connections */
+  int stopping, listener_closed;
+  void (*on_closed)(void *);
+  void *on_closed_ud;
+  uv_idle_t resume_idle; /* runs deferred parsing of pipelined requests */
+  pd_conn_t *resume_list;
+};
+
+struct pd_conn {
+  uv_tcp_t tcp;
+  uv_timer_t timer;
+  pd_server_t *srv;
+  pd_conn_t *prev, *next;
+  pd_conn_t *resume_next;
+  int in_resume_list;
+  llhttp_t parser;
+  llhttp_settings_t *settings;
+  int state;
+  int closing;
+  int handles_open;   /* tcp + timer until both close callbacks ran */
+  int handles_closing;
+  int close_after;    /* close once the write queue is empty */
+  int parsing;        /* inside llhttp_execute */
+  int reading;        /* uv_read_start active */
+  int err_status;     /* a limit was hit while parsing: 413 / 431 */
+  size_t queued;      /* bytes handed to uv_write and not yet written */
+  size_t head_bytes;
+  pd_buf_t pending;   /* bytes received while a request is in flight */
+  pd_buf_t arena;     /* url and header strings of the current request */
+  char rbuf[READ_CHUNK];
+  int rbuf_busy;
+  /* Offsets into arena while the head is parsed. */
+  size_t hdr_name_off[PD_MAX_HEADERS], hdr_value_off[PD_MAX_HEADERS];
+  int in_value;
+  int too_many_headers;
+  pd_req_t req;
+};
+
+typedef struct wreq {
+  uv_write_t w;
+  pd_conn_t *conn;
+  char *owned;
+  size_t bytes;
+  char pre[24], post[8];
+} wreq_t;
+
+static llhttp_settings_t settings;
+static void conn_close(pd_conn_t *c);
+static void conn_parse(pd_conn_t *c, const char *data, size_t len);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+const char *pd_http_reason(int status) {
+  switch (status) {
+  case 100: return "Continue";
+  case 200: return "OK";
+  case 201: return "Created";
+  case 204: return "No Content";
+  case 400: return "Bad Request";
+  case 401: return "Unauthorized";
+  case 403: return "Forbidden";
+  case 404: return "Not Found";
+  case 405: return "Method Not Allowed";
+  case 408: return "Request Timeout";
+  case 409: return "Conflict";
+  case 413: return "Payload Too Large";
+  case 415: return "Unsupported Media Type";
+  case 422: return "Unprocessable Entity";
+  case 429: return "Too Many Requests";
+  case 431: return "Request Header Fields Too Large";
+  case 500: return "Internal Server Error";
+  case 501: return "Not Implemented";
+  case 502: return "Bad Gateway";
+  case 503: return "Service Unavailable";
+  case 504: return "Gateway Timeout";
+  default: return status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error";
+  }
+}
+
+/* ---- timers ---------------------------------------------------------------------------- */
+
+static void on_timer(uv_timer_t *t) {
+  pd_conn_t *c = t->data;
+  if (c->state == CONN_HEAD || (c->state == CONN_IDLE && c->head_bytes > 0)) {
+    /* A request head that did not arrive in time: answer, then close. */
+    pd_req_t *r = &c->req;
+    if (!r->request_id[0])
+      snprintf(r->request_id, sizeof r->request_id, "req_timeout");
+    c->state = CONN_INFLIGHT;
+    c->srv->inflight++;
+    r->keep_alive = 0;
+    pd_res_error(r, 408, "The request head did not arrive within header_timeout_ms.",
+                 "invalid_request_error", NULL, "request_timeout");
+    pd_req_finish(r);
+    return;
+  }
+  if (c->state == CONN_BODY) {
+    pd_req_t *r = &c->req;
+    c->state = CONN_INFLIGHT;
+    c->srv->inflight++;
+    r->keep_alive = 0;
+    pd_res_error(r, 408, "The request body stalled for longer than idle_timeout_ms.",
+                 "invalid_request_error", NULL, "request_timeout");
+    pd_req_finish(r);
+    return;
+  }
+  if (c->state == CONN_IDLE)
+    conn_close(c);
+}
+
+static void arm_timer(pd_conn_t *c, long ms) {
+  if (c->closing)
+    return;
+  if (ms > 0)
+    uv_timer_start(&c->timer, on_timer, (uint64_t)ms, 0);
+  else
+    uv_timer_stop(&c->timer);
+}
+
+/* ---- writing --------------------------------------------------------------------------- */
+
+static void maybe_finish_close(pd_conn_t *c) {
+  if (c->close_after && c->queued == 0 && c->state != CONN_INFLIGHT)
+    conn_close(c);
+}
+
+static void on_write(uv_write_t *w, int status) {
+  wreq_t *wr = (wreq_t *)w;
+  pd_conn_t *c = wr->conn;
+  c->queued -= wr->bytes;
+  free(wr->owned);
+  free(wr);
+  if (status < 0) {
+    /* The peer is gone; the read side will report it (or already has). */
+    if (!c->closing && c->state == CONN_INFLIGHT && c->req.hooks && !c->req.res_ended) {
+      c->close_after = 1;
+    }
+    return;
+  }
+  if (c->closing)
+    return;
+  pd_req_t *r = &c->req;
+  if (r->pressure && c->queued <= LOW_WATERMARK && c->state == CONN_INFLIGHT) {
+    r->pressure = 0;
+    if (r->hooks && r->hooks->on_drain)
+      r->hooks->on_drain(r);
+  }
+  maybe_finish_close(c);
+}
+
+/* Queues pre + data + post. Takes ownership of `owned` (which holds data) when non-NULL. */
+static int conn_write(pd_conn_t *c, const char *pre, size_t prelen, const char *data, size_t len,
+                      char *owned, const char *post, size_t postlen) {
+  if (c->closing) {
+    free(owned);
+    return 0;
+  }
+  uv_buf_t bufs[3];
+  int n = 0;
+  if (prelen)
+    bufs[n++] = uv_buf_init((char *)pre, (unsigned)prelen);
+  if (len)
+    bufs[n++] = uv_buf_init((char *)data, (unsigned)len);
+  if (postlen)
+    bufs[n++] = uv_buf_init((char *)post, (unsigned)postlen);
+  size_t total = prelen + len + postlen;
+  if (total == 0) {
+    free(owned);
+    return 0;
+  }
+  /* Try the fast path first: most responses fit the socket buffer and need no allocation. */
+  size_t done = 0;
+  if (c->queued == 0) {
+    int w = uv_try_write((uv_stream_t *)&c->tcp, bufs, (unsigned)n);
+    if (w > 0)
+      done = (size_t)w;
+  }
+  if (done == total) {
+    free(owned);
+    return 0;
+  }
+  /* Queue what is left. A streamed body part the caller handed over (owned) is written in
+   * place with its small chunk framing copied beside it; anything else is copied once. */
+  wreq_t *wr = calloc(1, sizeof *wr);
+  if (!wr) {
+    free(owned);
+    return -1;
+  }
+  wr->conn = c;
+  uv_buf_t rest[3];
+  int m = 0;
+  const char *parts[3] = {pre, data, post};
+  size_t lens[3] = {prelen, len, postlen};
+  if (owned && prelen <= sizeof wr->pre && postlen <= sizeof wr->post) {
+    memcpy(wr->pre, pre, prelen);
+    memcpy(wr->post, post, postlen);
+    parts[0] = wr->pre;
+    parts[2] = wr->post;
+    size_t skip = done;
+    for (int i = 0; i < 3; i++) {
+      if (!lens[i])
+        continue;
+      if (skip >= lens[i]) {
+        skip -= lens[i];
+        continue;
+      }
+      rest[m++] = uv_buf_init((char *)parts[i] + skip, (unsigned)(lens[i] - skip));
+      skip = 0;
+    }
+  } else {
+    char *all = malloc(total - done);
+    if (!all) {
+      free(owned);
+      free(wr);
+      return -1;
+    }
+    size_t skip = done, w = 0;
+    for (int i = 0; i < 3; i++) {
+      if (skip >= lens[i]) {
+        skip -= lens[i];
+        continue;
+      }
+      memcpy(all + w, parts[i] + skip, lens[i] - skip);
+      w += lens[i] - skip;
+      skip = 0;
+    }
+    free(owned);
+    owned = all;
+    rest[m++] = uv_buf_init(all, (unsigned)w);
+  }
+  wr->owned = owned;
+  wr->bytes = total - done;
+  c->queued += wr->bytes;
+  if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, rest, (unsigned)m, on_write) < 0) {
+    c->queued -= wr->bytes;
+    free(wr->owned);
+    free(wr);
+    return -1;
+  }
+  return 0;
+}
+
+static void build_head(pd_buf_t *h, pd_req_t *r, int status, const char *content_type,
+                       const char *const *extra, long content_length) {
+  pd_buf_appendf(h, "HTTP/1.1 %d %s\r\n", status, pd_http_reason(status));
+  if (content_type)
+    pd_buf_appendf(h, "content-type: %s\r\n", content_type);
+  if (content_length >= 0)
+    pd_buf_appendf(h, "content-length: %ld\r\n", content_length);
+  else if (r->res_chunked)
+    pd_buf_appends(h, "transfer-encoding: chunked\r\n");
+  pd_buf_appendf(h, "x-request-id: %s\r\n", r->request_id);
+  for (const char *const *e = extra; e && e[0]; e += 2)
+    pd_buf_appendf(h, "%s: %s\r\n", e[0], e[1]);
+  if (!r->keep_alive)
+    pd_buf_appends(h, "connection: close\r\n");
+  pd_buf_appends(h, "\r\n");
+}
+
+void pd_res_start(pd_req_t *r, int status, const char *content_type, const char *const *extra,
+                  long content_length) {
+  pd_conn_t *c = r->conn;
+  if (r->res_started)
+    return;
+  r->res_started = 1;
+  r->status = status;
+  if (c->srv->stopping)
+    r->keep_alive = 0;
+  if (content_length < 0) {
+    if (r->http_minor >= 1)
+      r->res_chunked = 1;
+    else
+      r->keep_alive = 0; /* HTTP/1.0: the body ends when the connection closes */
+  }
+  pd_buf_t h;
+  pd_buf_init(&h);
+  build_head(&h, r, status, content_type, extra, content_length);
+  size_t len;
+  char *p = pd_buf_steal(&h, &len);
+  conn_write(c, NULL, 0, p, len, p, NULL, 0);
+}
+
+int pd_res_write_buf(pd_req_t *r, pd_buf_t *b) {
+  pd_conn_t *c = r->conn;
+  if (!r->res_started || r->res_ended || b->len == 0) {
+    pd_buf_reset(b);
+    return r->pressure;
+  }
+  size_t len;
+  char *p = pd_buf_steal(b, &len);
+  if (r->res_chunked) {
+    char pre[24];
+    int pl = snprintf(pre, sizeof pre, "%zx\r\n", len);
+    conn_write(c, pre, (size_t)pl, p, len, p, "\r\n", 2);
+  } else {
+    conn_write(c, NULL, 0, p, len, p, NULL, 0);
+  }
+  if (c->queued > HIGH_WATERMARK)
+    r->pressure = 1;
+  return r->pressure;
+}
+
+int pd_res_write(pd_req_t *r, const char *data, size_t len) {
+  pd_buf_t b;
+  pd_buf_init(&b);
+  if (pd_buf_append(&b, data, len) < 0)
+    return r->pressure;
+  int rc = pd_res_write_buf(r, &b);
+  pd_buf_free(&b);
+  return rc;
+}
+
+void pd_res_end(pd_req_t *r, int close_after) {
+  pd_conn_t *c = r->conn;
+  if (r->res_ended)
+    return;
+  r->res_ended = 1;
+  if (close_after || !r->keep_alive) {
+    r->keep_alive = 0;
+    c->close_after = 1;
+  }
+  if (r->res_started && r->res_chunked && !close_after)
+    conn_write(c, NULL, 0, "0\r\n\r\n", 5, NULL, NULL, 0);
+}
+
+void pd_res_send(pd_req_t *r, int status, const char *content_type, const char *const *extra,
+                 const char *body, size_t len) {
+  pd_conn_t *c = r->conn;
+  if (r->res_started)
+    return;
+  r->res_started = 1;
+  r->status = status;
+  if (c->srv->stopping)
+    r->keep_alive = 0;
+  pd_buf_t h;
+  pd_buf_init(&h);
+  build_head(&h, r, status, content_type, extra, (long)len);
+  /* One write for head and body; the body is copied only if the socket is full. */
+  conn_write(c, pd_buf_data(&h), h.len, body, len, NULL, NULL, 0);
+  pd_buf_free(&h);
+  pd_res_end(r, 0);
+}
+
+void pd_res_error(pd_req_t *r, int status, const char *message, const char *type,
+                  const char *param, const char *code) {
+  pd_buf_t b;
+  pd_buf_init(&b);
+  pd_openai_error(&b, message, type, param, code);
+  pd_res_send(r, status, "application/json", NULL, pd_buf_data(&b), b.len);
+  pd_buf_free(&b);
+}
+
+/* ---- request lifecycle ----------------------------------------------------------------- */
+
+static void req_reset(pd_conn_t *c) {
+  pd_req_t *r = &c->req;
+  pd_buf_reset(&c->arena);
+  if (r->body.cap > READ_CHUNK)
+    pd_buf_free(&r->body);
+  else
+    pd_buf_reset(&r->body);
+  pd_buf_t body = r->body;
+  memset(r, 0, sizeof *r);
+  r->body = body;
+  r->conn = c;
+  c->head_bytes = 0;
+  c->hdr_name_off[0] = (size_t)-1;
+  c->in_value = 0;
+  c->too_many_headers = 0;
+  c->err_status = 0;
+}
+
+static void schedule_resume(pd_conn_t *c);
+
+void pd_req_finish(pd_req_t *r) {
+  pd_conn_t *c = r->conn;
+  pd_server_t *s = c->srv;
+  if (c->state != CONN_INFLIGHT)
+    return;
+  if (!r->res_ended) {
+    /* The handler gave up without a complete response: the connection cannot be reused. */
+    r->keep_alive = 0;
+    c->close_after = 1;
+  }
+  int keep = r->keep_alive && !c->close_after && !s->stopping;
+  s->inflight--;
+  c->state = CONN_IDLE;
+  req_reset(c);
+  if (c->closing) {
+    conn_close(c); /* the close was waiting for the handler */
+    return;
+  }
+  if (!keep) {
+    c->close_after = 1;
+    if (c->reading) {
+      uv_read_stop((uv_stream_t *)&c->tcp);
+      c->reading = 0;
+    }
+    maybe_finish_close(c);
+    return;
+  }
+  arm_timer(c, s->opts.idle_timeout_ms);
+  if (c->parsing)
+    return; /* the parse loop goes on with the next pipelined request */
+  if (c->pending.len > 0 || !c->reading)
+    schedule_resume(c);
+}
+
+/* Runs the pipelined bytes held while a request was in flight. Deferred to the loop so a
+ * handler that finishes inside an upstream callback never re-enters the parser. */
+static void on_resume_idle(uv_idle_t *h) {
+  pd_server_t *s = h->data;
+  while (s->resume_list) {
+    pd_conn_t *c = s->resume_list;
+    s->resume_list = c->resume_next;
+    c->in_resume_list = 0;
+    if (c->closing || c->state == CONN_INFLIGHT)
+      continue;
+    if (c->pending.len > 0) {
+      pd_buf_t p = c->pending;
+      pd_buf_init(&c->pending);
+      llhttp_resume(&c->parser);
+      conn_parse(c, pd_buf_data(&p), p.len);
+      pd_buf_free(&p);
+    } else {
+      llhttp_resume(&c->parser);
+    }
+    if (!c->closing && c->state != CONN_INFLIGHT && !c->reading && !c->close_after) {
+      if (uv_read_start((uv_stream_t *)&c->tcp, NULL, on_read) == 0)
+        c->reading = 1;
+    }
+  }
+  uv_idle_stop(h);
+}
+
+static void schedule_resume(pd_conn_t *c) {
+  if (c->in_resume_list)
+    return;
+  c->in_resume_list = 1;
+  c->resume_next = c->srv->resume_list;
+  c->srv->resume_list = c;
+  uv_idle_start(&c->srv->resume_idle, on_resume_idle);
+}
+
+/* ---- llhttp callbacks -------------------------------------------------------------------- */
+
+static pd_conn_t *conn_of(llhttp_t *p) {
+  return (pd_conn_t *)p->data;
+}
+
+static int count_head(pd_conn_t *c, size_t n) {
+  c->head_bytes += n;
+  if ((long)c->head_bytes > c->srv->opts.max_header_bytes) {
+    c->err_status = 431;
+    return HPE_USER;
+  }
+  return 0;
+}
+
+static int on_message_begin(llhttp_t *p) {
+  pd_conn_t *c = conn_of(p);
+  c->state = CONN_HEAD;
+  c->req.start_ns = uv_hrtime();
+  if (c->head_bytes == 0)
+    arm_timer(c, c->srv->opts.header_timeout_ms);
+  return 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t n) {
+  pd_conn_t *c = conn_of(p);
+  if (count_head(c, n))
+    return HPE_USER;
+  return pd_buf_append(&c->arena, at, n) < 0 ? HPE_USER : 0;
+}
+
+static int on_url_complete(llhttp_t *p) {
+  pd_conn_t *c = conn_of(p);
+  /* The url ends with a NUL; header strings follow it in the arena. */
+  return pd_buf_append(&c->arena, "", 1) < 0 ? HPE_USER : 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t n) {
+  pd_conn_t *c = conn_of(p);
+  if (count_head(c, n))
+    return HPE_USER;
+  pd_req_t *r = &c->req;
+  if (r->nheaders >= PD_MAX_HEADERS) {
+    c->too_many_headers = 1;
+    return 0;
+  }
+  if (!c->in_value && c->hdr_name_off[r->nheaders] == (size_t)-1)
+    c->hdr_name_off[r->nheaders] = c->arena.len;
+  char *w = pd_buf_reserve(&c->arena, n);
+  if (!w)
+    return HPE_USER;
+  for (size_t i = 0; i < n; i++)
+    w[i] = (char)tolower((unsigned char)at[i]);
+  pd_buf_commit(&c->arena, n);
+  return 0;
+}
+
+static int on_header_field_complete(llhttp_t *p) {
+  pd_conn_t *c = conn_of(p);
+  if (c->req.nheaders >= PD_MAX_HEADERS)
+    return 0;
+  c->in_value = 1;
+  c->hdr_value_off[c->req.nheaders] = (size_t)-1;
+  return pd_buf_append(&c->arena, "", 1) < 0 ? HPE_USER : 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t n) {
+  pd_conn_t *c = conn_of(p);
+  if (count_head(c, n))
+    return HPE_USER;
+  if (c->req.nheaders >= PD_MAX_HEADERS)
+    return 0;
+  if (c->hdr_value_off[c->req.nheaders] == (size_t)-1)
+    c->hdr_value_off[c->req.nheaders] = c->arena.len;
+  return pd_buf_append(&c->arena, at, n) < 0 ? HPE_USER : 0;
+}
+
+static int on_header_value_complete(llhttp_t *p) {
+  pd_conn_t *c = conn_of(p);
+  pd_req_t *r = &c->req;
+  if (r->nheaders >= PD_MAX_HEADERS)
+    return 0;
+  if (c->hdr_value_off[r->nheaders] == (size_t)-1)
+    c->hdr_value_off[r->nheaders] = c->arena.len; /* empty value */
+  if (pd_buf_append(&c->arena, "", 1) < 0)
+    return HPE_USER;
+  r->nheaders++;
+  c->in_value = 0;
+  if (r->nheaders < PD_MAX_HEADERS)
+    c->hdr_name_off[r->nheaders] = (size_t)-1;
+  return 0;
+}
+
+static int valid_request_id(const char *s) {
+  size_t n = 0;
+  for (; s[n]; n++)
+    if ((unsigned char)s[n] < 0x21 || (unsigned char)s[n] > 0x7e)
+      return 0;
+  return n > 0 && n <= 128;
+}
+
+static void new_request_id(char *out) {
+  static const char hex[] = "0123456789abcdef";
+  unsigned char rnd[16];
+  if (getrandom(rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t)sizeof rnd) {
+    uint64_t t = uv_hrtime();
+    for (int i = 0; i < 16; i++)
+      rnd[i] = (unsigned char)(t >> (8 * (i % 8))) ^ (unsigned char)(i * 37);
+  }
+  memcpy(out, "req_", 4);
+  for (int i = 0; i < 16; i++) {
+    out[4 + 2 * i] = hex[rnd[i] >> 4];
+    out[5 + 2 * i] = hex[rnd[i] & 15];
+  }
+  out[36] = '\0';
+}
+
+static int on_headers_complete(llhttp_t *p) {
+  pd_conn_t *c = conn_of(p);
+  pd_req_t *r = &c->req;
+  char *a = c->arena.base + c->arena.off;
+  r->url = a;
+  char *q = strchr(a, '?');
+  r->path_len = q ? (size_t)(q - a) : strlen(a);
+  r->query = q ? q + 1 : "";
+  for (size_t i = 0; i < r->nheaders; i++) {
+    r->headers[i].name = a + c->hdr_name_off[i];
+    r->headers[i].value = a + c->hdr_value_off[i];
+  }
+  r->method = llhttp_method_name((llhttp_method_t)p->method);
+  r->http_minor = p->http_minor;
+  r->keep_alive = llhttp_should_keep_alive(p);
+  const char *rid = pd_req_header(r, "x-request-id");
+  if (rid && valid_request_id(rid))
+    snprintf(r->request_id, sizeof r->request_id, "%s", rid);
+  else
+    new_request_id(r->request_id);
+  if (c->too_many_headers) {
+    c->err_status = 431;
+    return HPE_USER;
+  }
+  if ((p->flags & F_CONTENT_LENGTH) && (long)p->content_length > c->srv->opts.max_body_bytes) {
+    c->err_status = 413;
+    return HPE_USER;
+  }
+  const char *expect = pd_req_header(r, "expect");
+  if (expect && strcasecmp(expect, "100-continue") == 0)
+    conn_write(c, NULL, 0, "HTTP/1.1 100 Continue\r\n\r\n", 25, NULL, NULL, 0);
+  c->state = CONN_BODY;
+  arm_timer(c, c->srv->opts.idle_timeout_ms);
+  return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t n) {
+  pd_conn_t *c = conn_of(p);
+  pd_req_t *r = &c->req;
+  if ((long)(r->body.len + n) > c->srv->opts.max_body_bytes) {
+    c->err_status = 413;
+    return HPE_USER;
+  }
+  return pd_buf_append(&r->body, at, n) < 0 ? HPE_USER : 0;
+}
+
+static int on_message_complete(llhttp_t *p) {
+  pd_conn_t *c = conn_of(p);
+  pd_server_t *s = c->srv;
+  pd_req_t *r = &c->req;
+  uv_timer_stop(&c->timer);
+  if (!r->body.base)
+    pd_buf_append(&r->body, "", 0); /* handlers may rely on a NUL-terminated body */
+  c->state = CONN_INFLIGHT;
+  s->inflight++;
+  s->dispatch(s->ud, r);
+  if (c->state == CONN_INFLIGHT || c->closing || c->close_after)
+    return HPE_PAUSED; /* hold the rest until the response is done */
+  return 0;
+}
+
+static void init_settings(void) {
+  static int done;
+  if (done)
+    return;
+  done = 1;
+  llhttp_settings_init(&settings);
+  settings.on_message_begin = on_message_begin;
+  settings.on_url = on_url;
+  settings.on_url_complete = on_url_complete;
+  settings.on_header_field = on_header_field;
+  settings.on_header_field_complete = on_header_field_complete;
+  settings.on_header_value = on_header_value;
+  settings.on_header_value_complete = on_header_value_complete;
+  settings.on_headers_complete = on_headers_complete;
+  settings.on_body = on_body;
+  settings.on_message_complete = on_message_complete;
+}
+
+/* Answers a request that failed to parse, then closes. */
+static void fail_parse(pd_conn_t *c, int status, const char *msg, const char *code) {
+  pd_server_t *s = c->srv;
+  pd_req_t *r = &c->req;
+  if (!r->request_id[0])
+    new_request_id(r->request_id);
+  if (c->state != CONN_INFLIGHT) {
+    c->state = CONN_INFLIGHT;
+    s->inflight++;
+  }
+  r->keep_alive = 0;
+  r->http_minor = 1;
+  if (c->reading) {
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->reading = 0;
+  }
+  pd_res_error(r, status, msg, "invalid_request_error", NULL, code);
+  pd_req_finish(r);
+}
+
+static void conn_parse(pd_conn_t *c, const char *data, size_t len) {
+  if (len == 0)
+    return;
+  c->parsing = 1;
+  llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
+  c->parsing = 0;
+  if (c->closing)
+    return;
+  if (err == HPE_OK)
+    return;
+  if (err == HPE_PAUSED) {
+    const char *pos = llhttp_get_error_pos(&c->parser);
+    size_t used = pos ? (size_t)(pos - data) : len;
+    if (used < len)
+      pd_buf_append(&c->pending, data + used, len - used);
+    if (c->state != CONN_INFLIGHT && !c->closing && !c->close_after)
+      schedule_resume(c); /* finished synchronously while paused */
+    return;
+  }
+  if (c->state == CONN_INFLIGHT)
+    return;
+  if (c->err_status == 413)
+    fail_parse(c, 413, "Request body too large: the limit is max_body_bytes.", "request_too_large");
+  else if (c->err_status == 431)
+    fail_parse(c, 431, "Request header fields too large.", "request_header_fields_too_large");
+  else {
+    char msg[200];
+    snprintf(msg, sizeof msg, "Malformed HTTP request: %s.", llhttp_get_error_reason(&c->parser));
+    fail_parse(c, 400, msg, "bad_request");
+  }
+}
+
+/* ---- connection I/O ---------------------------------------------------------------------- */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  (void)suggested;
+  pd_conn_t *c = h->data;
+  if (c->rbuf_busy) {
+    buf->base = NULL;
+    buf->len = 0;
+    return;
+  }
+  c->rbuf_busy = 1;
+  *buf = uv_buf_init(c->rbuf, sizeof c->rbuf);
+}
+
+static void abort_inflight(pd_conn_t *c) {
+  pd_req_t *r = &c->req;
+  if (c->state == CONN_INFLIGHT && r->hooks && r->hooks->on_abort) {
+    const pd_req_hooks_t *h = r->hooks;
+    r->hooks = NULL;
+    r->res_ended = 1;
+    h->on_abort(r);
+  }
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
+  pd_conn_t *c = st->data;
+  if (buf->base == c->rbuf)
+    c->rbuf_busy = 0;
+  if (nread == 0)
+    return;
+  if (nread < 0) {
+    /* EOF or error. A client that half-closes after its request is treated as gone: the
+     * usual HTTP clients never do, and an abandoned forced request wastes upstream tokens. */
+    conn_close(c);
+    return;
+  }
+  if (c->state == CONN_BODY)
+    arm_timer(c, c->srv->opts.idle_timeout_ms);
+  if (c->state == CONN_INFLIGHT || c->in_resume_list) {
+    pd_buf_append(&c->pending, buf->base, (size_t)nread);
+    if (c->pending.len > PENDING_MAX) {
+      uv_read_stop(st);
+      c->reading = 0;
+    }
+    return;
+  }
+  conn_parse(c, buf->base, (size_t)nread);
+}
+
+static void on_handle_closed(uv_handle_t *h) {
+  pd_conn_t *c = h->data;
+  if (--c->handles_open > 0)
+    return;
+  pd_server_t *s = c->srv;
+  pd_buf_free(&c->pending);
+  pd_buf_free(&c->arena);
+  pd_buf_free(&c->req.body);
+  free(c);
+  if (s->stopping && s->nconns == 0 && s->listener_closed && s->on_closed) {
+    void (*cb)(void *) = s->on_closed;
+    s->on_closed = NULL;
+    uv_close((uv_handle_t *)&s->resume_idle, NULL);
+    cb(s->on_closed_ud);
+  }
+}
+
+static void conn_close(pd_conn_t *c) {
+  pd_server_t *s = c->srv;
+  if (c->handles_closing)
+    return;
+  c->closing = 1;
+  if (c->state == CONN_INFLIGHT) {
+    /* The handler still owns the request: abort it; the close completes in pd_req_finish. */
+    abort_inflight(c);
+    if (c->handles_closing)
+      return; /* the handler finished at once and the close already ran */
+    if (c->state == CONN_INFLIGHT) {
+      if (c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = 0;
+      }
+      return;
+    }
+  }
+  c->handles_closing = 1;
+  if (c->in_resume_list) {
+    pd_conn_t **pp = &s->resume_list;
+    while (*pp && *pp != c)
+      pp = &(*pp)->resume_next;
+    if (*pp)
+      *pp = c->resume_next;
+    c->in_resume_list = 0;
+  }
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    s->conns = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  s->nconns--;
+  c->handles_open = 2;
+  uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+  uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+}
+
+static void on_connection(uv_stream_t *ls, int status) {
+  pd_server_t *s = ls->data;
+  if (status < 0 || s->stopping)
+    return;
+  pd_conn_t *c = calloc(1, sizeof *c);
+  if (!c)
+    return;
+  uv_tcp_init(s->loop, &c->tcp);
+  c->tcp.data = c;
+  if (uv_accept(ls, (uv_stream_t *)&c->tcp) < 0) {
+    c->handles_open = 1;
+    uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)free);
+    return;
+  }
+  uv_timer_init(s->loop, &c->timer);
+  c->timer.data = c;
+  c->srv = s;
+  c->handles_open = 0;
+  pd_buf_init(&c->pending);
+  pd_buf_init(&c->arena);
+  pd_buf_init(&c->req.body);
+  c->req.conn = c;
+  c->hdr_name_off[0] = (size_t)-1;
+  llhttp_init(&c->parser, HTTP_REQUEST, &settings);
+  c->parser.data = c;
+  c->next = s->conns;
+  if (s->conns)
+    s->conns->prev = c;
+  s->conns = c;
+  s->nconns++;
+  uv_tcp_nodelay(&c->tcp, 1);
+  if ((long)s->nconns > s->opts.max_connections) {
+    /* Over the limit: say so, then close. */
+    c->state = CONN_INFLIGHT;
+    s->inflight++;
+    new_request_id(c->req.request_id);
+    c->req.keep_alive = 0;
+    c->req.http_minor = 1;
+    pd_res_error(&c->req, 503, "Too many connections: the limit is max_connections.",
+                 "server_error", NULL, "too_many_connections");
+    pd_req_finish(&c->req);
+    return;
+  }
+  if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+    c->reading = 1;
+  arm_timer(c, s->opts.header_timeout_ms);
+  c->head_bytes = 1; /* the header timer runs from accept, before the first byte */
+}
+
+pd_server_t *pd_server_start(uv_loop_t *loop, int fd, const pd_server_opts_t *opts,
+                             pd_dispatch_fn dispatch, void *ud) {
+  init_settings();
+  pd_server_t *s = calloc(1, sizeof *s);
+  if (!s)
+    return NULL;
+  s->loop = loop;
+  s->opts = *opts;
+  s->dispatch = dispatch;
+  s->ud = ud;
+  if (uv_tcp_init(loop, &s->listener) < 0)
+    goto fail_init;
+  s->listener.data = s;
+  if (uv_tcp_open(&s->listener, fd) < 0)
+    goto fail_open;
+  if (uv_listen((uv_stream_t *)&s->listener, 4096, on_connection) < 0)
+    goto fail_open;
+  uv_idle_init(loop, &s->resume_idle);
+  s->resume_idle.data = s;
+  return s;
+fail_open:
+  uv_close((uv_handle_t *)&s->listener, NULL);
+  return NULL; /* s is freed by the caller's loop teardown: the handle still points at it */
+fail_init:
+  free(s);
+  return NULL;
+}
+
+void pd_server_set_opts(pd_server_t *s, const pd_server_opts_t *opts) {
+  s->opts = *opts;
+}
+
+size_t pd_server_inflight(const pd_server_t *s) {
+  return s->inflight;
+}
+
+static void on_listener_closed(uv_handle_t *h) {
+  pd_server_t *s = h->data;
+  s->listener_closed = 1;
+  if (s->nconns == 0 && s->on_closed) {
+    void (*cb)(void *) = s->on_closed;
+    s->on_closed = NULL;
+    uv_close((uv_handle_t *)&s->resume_idle, NULL);
+    cb(s->on_closed_ud);
+  }
+}
+
+void pd_server_stop(pd_server_t *s, int force, void (*on_closed)(void *ud), void *ud) {
+  if (!s->stopping) {
+    s->stopping = 1;
+    s->on_closed = on_closed;
+    s->on_closed_ud = ud;
+    uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+  }
+  for (pd_conn_t *c = s->conns, *next; c; c = next) {
+    next = c->next;
+    if (c->state != CONN_INFLIGHT || force)
+      conn_close(c);
+  }
+}
+
+void pd_server_free(pd_server_t *s) {
+  free(s);
+}
+
+const char *pd_req_header(const pd_req_t *r, const char *name) {
+  for (size_t i = 0; i < r->nheaders; i++)
+    if (strcmp(r->headers[i].name, name) == 0)
+      return r->headers[i].value;
+  return NULL;
+}

@@ -1,0 +1,224 @@
+// Self-test for the fake upstream: node --test tests/fake/
+import { test, before, after, beforeEach } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import net from 'node:net';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { startFake } from './upstream.mjs';
+
+let fake;
+let base;
+before(async () => {
+  fake = await startFake({ port: 0 });
+  base = fake.url;
+});
+after(() => fake.close());
+beforeEach(async () => {
+  await post('/_fake/reset', {});
+});
+
+async function post(path, body, b = base) {
+  return fetch(b + path, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+}
+async function chat(body, path = '/v1/chat/completions', b = base) {
+  return post(path, { model: 'm1', messages: [{ role: 'user', content: 'hello there world' }], ...body }, b);
+}
+async function sse(res) {
+  const text = await res.text();
+  const events = text.split('\n\n').filter(Boolean).map((e) => e.replace(/^data: /, ''));
+  assert.equal(events.at(-1), '[DONE]');
+  return events.slice(0, -1).map((e) => JSON.parse(e));
+}
+
+test('models', async () => {
+  const r = await fetch(base + '/v1/models');
+  assert.deepEqual(await r.json(), {
+    object: 'list',
+    data: [{ id: 'fake-model', object: 'model', created: 0, owned_by: 'fake' }],
+  });
+});
+
+test('chat JSON default reply, usage, prefix path', async () => {
+  const r = await chat({ messages: [{ role: 'user', content: 'one two three four five six seven eight nine ten' }] }, '/math/v1/chat/completions');
+  assert.equal(r.status, 200);
+  const j = await r.json();
+  assert.equal(j.object, 'chat.completion');
+  assert.equal(j.model, 'm1');
+  assert.equal(j.choices[0].message.role, 'assistant');
+  assert.equal(j.choices[0].message.content, 'Answer to: three four five six seven eight nine ten');
+  assert.equal(j.choices[0].finish_reason, 'stop');
+  assert.equal(j.choices[0].logprobs, null);
+  assert.deepEqual(j.usage, { prompt_tokens: 10, completion_tokens: 10, total_tokens: 20 });
+});
+
+test('chat SSE, chunks and include_usage', async () => {
+  let ev = await sse(await chat({ stream: true }));
+  assert.deepEqual(ev[0].choices[0].delta, { role: 'assistant', content: '' });
+  assert.deepEqual(ev.slice(1, -1).map((e) => e.choices[0].delta.content), ['Answer', ' to:', ' hello', ' there', ' world']);
+  assert.deepEqual(ev.at(-1).choices[0].delta, {});
+  assert.equal(ev.at(-1).choices[0].finish_reason, 'stop');
+  assert.ok(ev.every((e) => e.object === 'chat.completion.chunk' && e.model === 'm1' && e.id === ev[0].id));
+
+  ev = await sse(await chat({ stream: true, stream_options: { include_usage: true } }));
+  assert.deepEqual(ev.at(-1).choices, []);
+  assert.deepEqual(ev.at(-1).usage, { prompt_tokens: 3, completion_tokens: 5, total_tokens: 8 });
+  assert.equal(ev.at(-2).choices[0].finish_reason, 'stop');
+});
+
+test('max_tokens truncation and stop', async () => {
+  let j = await (await chat({ max_tokens: 2 })).json();
+  assert.equal(j.choices[0].message.content, 'Answer to:');
+  assert.equal(j.choices[0].finish_reason, 'length');
+  assert.equal(j.usage.completion_tokens, 2);
+  j = await (await chat({ max_completion_tokens: 3, stream: true })).text();
+  assert.match(j, /"finish_reason":"length"/);
+
+  j = await (await chat({ stop: ['there', 'zzz'] })).json();
+  assert.equal(j.choices[0].message.content, 'Answer to: hello ');
+  assert.equal(j.choices[0].finish_reason, 'stop');
+});
+
+test('completions JSON and SSE', async () => {
+  const j = await (await post('/v1/completions', { model: 'c1', prompt: 'say a b c' })).json();
+  assert.equal(j.object, 'text_completion');
+  assert.equal(j.choices[0].text, 'Completion of: say a b c');
+  assert.deepEqual(j.usage, { prompt_tokens: 4, completion_tokens: 6, total_tokens: 10 });
+  const ev = await sse(await post('/v1/completions', { model: 'c1', prompt: 'x', stream: true, stop: ' x' }));
+  assert.equal(ev.map((e) => e.choices[0].text).join(''), 'Completion of:');
+  assert.equal(ev.at(-1).choices[0].finish_reason, 'stop');
+});
+
+test('script queue: reasoning, tool calls, then default; log', async () => {
+  const tc = [{ id: 'call_1', type: 'function', function: { name: 'get', arguments: '{"city":"Paris, France"}' } }];
+  await post('/_fake/script', [
+    { content: 'final', reasoning_content: 'think hard' },
+    { tool_calls: tc },
+    { content: 'r', reasoning: 'hmm' },
+  ]);
+  let j = await (await chat({})).json();
+  assert.equal(j.choices[0].message.content, 'final');
+  assert.equal(j.choices[0].message.reasoning_content, 'think hard');
+  assert.equal(j.usage.completion_tokens, 3);
+
+  const ev = await sse(await chat({ stream: true }));
+  const calls = ev.flatMap((e) => e.choices[0]?.delta.tool_calls ?? []);
+  assert.equal(calls[0].id, 'call_1');
+  assert.equal(calls.map((c) => c.function.arguments).join(''), tc[0].function.arguments);
+  assert.equal(ev.at(-1).choices[0].finish_reason, 'tool_calls');
+
+  const ev2 = await sse(await chat({ stream: true }));
+  assert.equal(ev2[1].choices[0].delta.reasoning, 'hmm');
+  j = await (await chat({})).json();
+  assert.match(j.choices[0].message.content, /^Answer to:/);
+
+  const log = await (await fetch(base + '/_fake/log')).json();
+  assert.equal(log.length, 4);
+  assert.equal(log[0].method, 'POST');
+  assert.equal(log[0].path, '/v1/chat/completions');
+  assert.equal(log[0].body.model, 'm1');
+  assert.equal(typeof log[0].ts, 'number');
+});
+
+test('echo pass-through', async () => {
+  const r = await fetch(base + '/x/v1/embeddings?a=1&b=2', { method: 'POST', body: 'raw body', headers: { 'x-k': 'v' } });
+  const j = await r.json();
+  assert.equal(j.method, 'POST');
+  assert.equal(j.path, '/x/v1/embeddings');
+  assert.equal(j.query, 'a=1&b=2');
+  assert.equal(j.headers['x-k'], 'v');
+  assert.equal(j.body, 'raw body');
+  const log = await (await fetch(base + '/_fake/log')).json();
+  assert.equal(log[0].body, 'raw body');
+});
+
+test('status faults: scripted 429, sticky 503, reset', async () => {
+  await post('/_fake/script', [{ status: 429, retry_after: 2 }, { status: 502, plain_status_body: 'bad gw' }, { invalid_json: true }]);
+  let r = await chat({});
+  assert.equal(r.status, 429);
+  assert.equal(r.headers.get('retry-after'), '2');
+  assert.deepEqual((await r.json()).error, {
+    message: 'Fake upstream error 429',
+    type: 'rate_limit_error',
+    param: null,
+    code: 'rate_limit_exceeded',
+  });
+  r = await chat({});
+  assert.equal(r.status, 502);
+  assert.equal(await r.text(), 'bad gw');
+  r = await chat({});
+  assert.equal(await r.text(), '{not json');
+
+  await post('/_fake/fault', { status: 503 });
+  for (const p of ['/v1/chat/completions', '/v1/models']) {
+    r = await fetch(base + p, { method: p.endsWith('models') ? 'GET' : 'POST', body: p.endsWith('models') ? undefined : '{}' });
+    assert.equal(r.status, 503);
+    assert.equal((await r.json()).error.type, 'server_error');
+  }
+  await post('/_fake/script', [{ content: 'x' }]);
+  await post('/_fake/reset', {});
+  const st = await (await fetch(base + '/_fake/state')).json();
+  assert.deepEqual([st.queue, st.fault, st.log], [0, null, 0]);
+  assert.equal((await chat({})).status, 200);
+});
+
+test('reset / cut_after / hang break the connection', async () => {
+  await post('/_fake/script', [{ reset: true }, { cut_after: 2 }]);
+  await assert.rejects(chat({}));
+  await assert.rejects(async () => (await chat({ stream: true })).text());
+  await post('/_fake/script', [{ hang: true }]);
+  const signal = AbortSignal.timeout(150);
+  await assert.rejects(fetch(base + '/v1/chat/completions', { method: 'POST', body: '{"messages":[]}', signal }), {
+    name: 'TimeoutError',
+  });
+});
+
+test('streaming respects backpressure', async () => {
+  await post('/_fake/script', [{ tokens: 1_000_000 }]);
+  const sock = net.connect(fake.port, '127.0.0.1');
+  await new Promise((r) => sock.once('connect', r));
+  sock.pause();
+  const body = JSON.stringify({ model: 'm', stream: true, messages: [{ role: 'user', content: 'x' }] });
+  sock.write(`POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`);
+  const events = async () => (await (await fetch(base + '/_fake/state')).json()).events;
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  // wait until the kernel socket buffers are full and generation stalls (bounded)
+  let a = -1;
+  let b = await events();
+  for (let i = 0; i < 40 && a !== b; i++) {
+    await sleep(100);
+    [a, b] = [b, await events()];
+  }
+  await sleep(200);
+  assert.equal(await events(), b, 'generation must stall while the client does not read');
+  assert.ok(b < 1_000_000);
+  sock.destroy();
+});
+
+test('fast mode and CLI', async () => {
+  const f = await startFake({ port: 0, fast: true });
+  try {
+    const j = await (await chat({}, undefined, f.url)).json();
+    assert.equal(j.choices[0].message.content, 'Hello from the fake upstream.');
+    const ev = await sse(await post('/v1/chat/completions', '{"stream": true, "stream_options":{"include_usage":true}}', f.url));
+    assert.ok(ev.length >= 18);
+    assert.deepEqual(ev.at(-1).choices, []);
+  } finally {
+    await f.close();
+  }
+  const child = spawn(process.execPath, [fileURLToPath(new URL('./upstream.mjs', import.meta.url)), '--port', '0'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const line = await new Promise((resolve) => child.stdout.once('data', (d) => resolve(String(d))));
+  const { port } = JSON.parse(line);
+  assert.equal((await fetch(`http://127.0.0.1:${port}/v1/models`)).status, 200);
+  const code = await new Promise((resolve) => {
+    child.once('exit', (c) => resolve(c));
+    child.kill('SIGTERM');
+  });
+  assert.equal(code, 0);
+});
