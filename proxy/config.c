@@ -405,8 +405,7 @@ static int is_null(const yaml_node_t *n) {
   if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
     return 0;
   const char *v = (const char *)n->data.scalar.value;
-  return !*v || !strcmp(v, "~") || !strcmp(v, "null") || !strcmp(v, "Null") ||
-         !strcmp(v, "NULL");
+  return !*v || !strcmp(v, "~") || !strcmp(v, "null") || !strcmp(v, "Null") || !strcmp(v, "NULL");
 }
 
 static const char *type_name(const yaml_node_t *n) {
@@ -530,8 +529,7 @@ static int get_bool(ctx_t *c, yaml_node_t *v, const char *key, int *dst) {
   return rc;
 }
 
-static int get_enum(ctx_t *c, yaml_node_t *v, const char *key, const char *const *names,
-                    int *dst) {
+static int get_enum(ctx_t *c, yaml_node_t *v, const char *key, const char *const *names, int *dst) {
   char *s;
   int rc = get_text(c, v, key, &s);
   if (rc != GOT)
@@ -555,8 +553,7 @@ static int get_enum(ctx_t *c, yaml_node_t *v, const char *key, const char *const
 }
 
 /* Starts a list. GOT: items and n set; ABSENT: null; BAD: reported. */
-static int get_seq(ctx_t *c, yaml_node_t *v, const char *key, yaml_node_item_t **items,
-                   size_t *n) {
+static int get_seq(ctx_t *c, yaml_node_t *v, const char *key, yaml_node_item_t **items, size_t *n) {
   if (is_null(v))
     return ABSENT;
   if (v->type != YAML_SEQUENCE_NODE) {
@@ -742,13 +739,18 @@ static void policy_free(pd_policy_t *p) {
 }
 
 static const char *const PROMPT_KEYS[] = {"think", "wait", "continue", "answer", NULL};
-static const char *const PREFILL_KEYS[] = {
-    "dialect", "think_open", "think_close", "wait", "answer_open", "length_cut", NULL};
-static const char *const TEMPLATE_KEYS[] = {"system", "user", "assistant", "assistant_start",
-                                            NULL};
-static const char *const FORCING_KEYS[] = {"mode",          "rounds",           "think_budget",
-                                           "answer_budget", "min_think_tokens", "max_think_tokens",
-                                           "prompts",       "prefill",          "template",
+static const char *const PREFILL_KEYS[] = {"dialect",     "think_open", "think_close", "wait",
+                                           "answer_open", "length_cut", NULL};
+static const char *const TEMPLATE_KEYS[] = {"system", "user", "assistant", "assistant_start", NULL};
+static const char *const FORCING_KEYS[] = {"mode",
+                                           "rounds",
+                                           "think_budget",
+                                           "answer_budget",
+                                           "min_think_tokens",
+                                           "max_think_tokens",
+                                           "prompts",
+                                           "prefill",
+                                           "template",
                                            NULL};
 
 static void set_chatml(pd_policy_t *p) {
@@ -840,8 +842,8 @@ static void parse_forcing(ctx_t *c, yaml_node_t *v, pd_policy_t *p) {
     } else if (!strcmp(key, "prompts")) {
       iter_start(&sub, c, vn, "prompts", PROMPT_KEYS);
       while (iter_next(&sub, &skey, &skn, &svn)) {
-        char **dst = !strcmp(skey, "think")  ? &p->prompts.think
-                     : !strcmp(skey, "wait") ? &p->prompts.wait
+        char **dst = !strcmp(skey, "think")      ? &p->prompts.think
+                     : !strcmp(skey, "wait")     ? &p->prompts.wait
                      : !strcmp(skey, "continue") ? &p->prompts.cont
                                                  : &p->prompts.answer;
         get_str(c, svn, skey, dst);
@@ -867,22 +869,15 @@ static void parse_forcing(ctx_t *c, yaml_node_t *v, pd_policy_t *p) {
   }
   if (p->min_think_tokens > 0 && p->max_think_tokens > 0 &&
       p->min_think_tokens > p->max_think_tokens)
-    at(c, min_node ? min_node : v, "min_think_tokens (%d) is above max_think_tokens (%d)", p->min_think_tokens,
-       p->max_think_tokens);
+    at(c, min_node ? min_node : v, "min_think_tokens (%d) is above max_think_tokens (%d)",
+       p->min_think_tokens, p->max_think_tokens);
 }
 
 /* ---- upstreams ---- */
 
-static const char *const UPSTREAM_KEYS[] = {"name",
-                                            "base_url",
-                                            "api_key",
-                                            "headers",
-                                            "connect_timeout_ms",
-                                            "timeout_ms",
-                                            "retries",
-                                            "max_connections",
-                                            "token_limit_param",
-                                            NULL};
+static const char *const UPSTREAM_KEYS[] = {
+    "name",       "base_url", "api_key",         "headers",           "connect_timeout_ms",
+    "timeout_ms", "retries",  "max_connections", "token_limit_param", NULL};
 
 static void upstream_defaults(pd_upstream_cfg_t *u) {
   memset(u, 0, sizeof *u);
@@ -911,8 +906,7 @@ static void parse_headers(ctx_t *c, yaml_node_t *v, pd_upstream_cfg_t *u) {
   yaml_node_t *kn, *vn;
   if (iter_start(&it, c, v, "headers", NULL) != GOT)
     return;
-  u->headers = xcalloc(v->data.mapping.pairs.top - v->data.mapping.pairs.start,
-                       sizeof *u->headers);
+  u->headers = xcalloc(v->data.mapping.pairs.top - v->data.mapping.pairs.start, sizeof *u->headers);
   while (iter_next(&it, &key, &kn, &vn)) {
     if (!token_valid(key)) {
       at(c, kn, "header name \"%s\" is not a valid HTTP header name", key);
@@ -966,8 +960,7 @@ static void parse_upstream(ctx_t *c, pd_config_t *cfg, size_t idx, yaml_node_t *
       if (get_nonempty(c, vn, key, &u->name) != GOT)
         continue;
       if (!name_valid(u->name)) {
-        at(c, vn, "upstream name \"%s\" may only hold letters, digits, '_', '-' and '.'",
-           u->name);
+        at(c, vn, "upstream name \"%s\" may only hold letters, digits, '_', '-' and '.'", u->name);
         continue;
       }
       for (size_t i = 0; i < idx; i++)
@@ -1041,9 +1034,9 @@ static void default_upstream(ctx_t *c, pd_upstream_cfg_t *u, const pd_cli_overri
 
 /* ---- routes ---- */
 
-static const char *const ROUTE_KEYS[] = {"name",   "match",  "upstream",        "model",
-                                         "reasoning", "sticky", "allow_overrides", "effort",
-                                         "forcing", "variants", NULL};
+static const char *const ROUTE_KEYS[] = {
+    "name",   "match",   "upstream", "model", "reasoning", "sticky", "allow_overrides",
+    "effort", "forcing", "variants", NULL};
 static const char *const MATCH_KEYS[] = {"path_prefix", "models", NULL};
 static const char *const VARIANT_KEYS[] = {"name", "weight", "forcing", NULL};
 
@@ -1126,8 +1119,9 @@ static void parse_match(ctx_t *c, pd_config_t *cfg, size_t idx, yaml_node_t *v) 
     }
   }
   if (!gave_prefix && r->nmodels == 0)
-    at(c, v, "\"match\" needs a \"path_prefix\" or a non-empty \"models\" list (a route without "
-             "`match` is the catch-all)");
+    at(c, v,
+       "\"match\" needs a \"path_prefix\" or a non-empty \"models\" list (a route without "
+       "`match` is the catch-all)");
 }
 
 static void parse_sticky(ctx_t *c, yaml_node_t *v, pd_route_t *r) {
@@ -1230,8 +1224,7 @@ static void parse_route(ctx_t *c, pd_config_t *cfg, size_t idx, yaml_node_t *v,
   pd_route_t *r = &cfg->routes[idx];
   iter_t it;
   const char *key;
-  yaml_node_t *kn, *vn, *forcing = NULL, *forcing_k = NULL, *variants = NULL,
-                        *variants_k = NULL;
+  yaml_node_t *kn, *vn, *forcing = NULL, *forcing_k = NULL, *variants = NULL, *variants_k = NULL;
   int e;
   int rc = iter_start(&it, c, v, "a route", ROUTE_KEYS);
   if (rc == ABSENT)
@@ -1312,11 +1305,11 @@ static void default_route(pd_route_t *r, const pd_cli_overrides_t *ov) {
 
 /* ---- top level ---- */
 
-static const char *const TOP_KEYS[] = {"listen", "workers", "shutdown_grace_ms", "limits", "log",
-                                       "auth",   "upstreams", "routes", NULL};
-static const char *const LIMITS_KEYS[] = {"max_body_bytes",  "max_header_bytes",
+static const char *const TOP_KEYS[] = {
+    "listen", "workers", "shutdown_grace_ms", "limits", "log", "auth", "upstreams", "routes", NULL};
+static const char *const LIMITS_KEYS[] = {"max_body_bytes",    "max_header_bytes",
                                           "header_timeout_ms", "idle_timeout_ms",
-                                          "max_connections", NULL};
+                                          "max_connections",   NULL};
 static const char *const LOG_KEYS[] = {"level", "access_log", NULL};
 static const char *const AUTH_KEYS[] = {"keys", NULL};
 
@@ -1384,8 +1377,7 @@ static void parse_auth(ctx_t *c, yaml_node_t *v, pd_config_t *cfg) {
   }
 }
 
-static void parse_top(ctx_t *c, pd_config_t *cfg, yaml_node_t *root,
-                      const pd_cli_overrides_t *ov) {
+static void parse_top(ctx_t *c, pd_config_t *cfg, yaml_node_t *root, const pd_cli_overrides_t *ov) {
   yaml_node_t *vals[8] = {0};
   iter_t it;
   const char *key;

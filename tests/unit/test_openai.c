@@ -1,1 +1,169 @@
-int main(void) { return 0; } /* placeholder */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <jansson.h>
+#include <string.h>
+
+#include "openai.h"
+
+static json_t *parse(const pd_buf_t *b) {
+  json_error_t e;
+  json_t *j = json_loadb(pd_buf_data(b), b->len, 0, &e);
+  assert_non_null(j);
+  return j;
+}
+
+static void test_error_shape(void **state) {
+  (void)state;
+  pd_buf_t b;
+  pd_buf_init(&b);
+  pd_openai_error(&b, "bad \"thing\"", "invalid_request_error", "messages", NULL);
+  json_t *j = parse(&b);
+  json_t *e = json_object_get(j, "error");
+  assert_string_equal(json_string_value(json_object_get(e, "message")), "bad \"thing\"");
+  assert_string_equal(json_string_value(json_object_get(e, "type")), "invalid_request_error");
+  assert_string_equal(json_string_value(json_object_get(e, "param")), "messages");
+  assert_true(json_is_null(json_object_get(e, "code")));
+  assert_true(pd_openai_is_error(j));
+  json_decref(j);
+  pd_buf_free(&b);
+}
+
+static void test_completion_field_and_usage(void **state) {
+  (void)state;
+  pd_result_t r[2];
+  memset(r, 0, sizeof r);
+  r[0].content = "42";
+  r[0].content_len = 2;
+  r[0].reasoning = "think";
+  r[0].reasoning_len = 5;
+  r[0].finish_reason = "stop";
+  r[0].usage = (pd_usage_t){10, 5, 3};
+  r[1].content = "";
+  r[1].finish_reason = "length";
+  r[1].usage = (pd_usage_t){1, 2, 0};
+  pd_buf_t b;
+  pd_buf_init(&b);
+  assert_int_equal(
+      pd_openai_completion(&b, "chatcmpl-x", 7, "m", PD_REASONING_FIELD, r, 2), 0);
+  json_t *j = parse(&b);
+  assert_string_equal(json_string_value(json_object_get(j, "object")), "chat.completion");
+  json_t *c0 = json_array_get(json_object_get(j, "choices"), 0);
+  json_t *m0 = json_object_get(c0, "message");
+  assert_string_equal(json_string_value(json_object_get(m0, "content")), "42");
+  assert_string_equal(json_string_value(json_object_get(m0, "reasoning_content")), "think");
+  json_t *c1 = json_array_get(json_object_get(j, "choices"), 1);
+  assert_int_equal(json_integer_value(json_object_get(c1, "index")), 1);
+  assert_string_equal(json_string_value(json_object_get(c1, "finish_reason")), "length");
+  assert_null(json_object_get(json_object_get(c1, "message"), "reasoning_content"));
+  json_t *u = json_object_get(j, "usage");
+  assert_int_equal(json_integer_value(json_object_get(u, "prompt_tokens")), 11);
+  assert_int_equal(json_integer_value(json_object_get(u, "completion_tokens")), 7);
+  assert_int_equal(json_integer_value(json_object_get(u, "total_tokens")), 18);
+  assert_int_equal(json_integer_value(json_object_get(
+                       json_object_get(u, "completion_tokens_details"), "reasoning_tokens")),
+                   3);
+  json_decref(j);
+  pd_buf_free(&b);
+}
+
+static void test_completion_inline_and_hidden(void **state) {
+  (void)state;
+  pd_result_t r;
+  memset(&r, 0, sizeof r);
+  r.content = "A";
+  r.content_len = 1;
+  r.reasoning = "T";
+  r.reasoning_len = 1;
+  pd_buf_t b;
+  pd_buf_init(&b);
+  pd_openai_completion(&b, "id", 1, "m", PD_REASONING_INLINE, &r, 1);
+  json_t *j = parse(&b);
+  json_t *m = json_object_get(json_array_get(json_object_get(j, "choices"), 0), "message");
+  assert_string_equal(json_string_value(json_object_get(m, "content")),
+                      "<think>\nT\n</think>\n\nA");
+  json_decref(j);
+  pd_buf_reset(&b);
+  pd_openai_completion(&b, "id", 1, "m", PD_REASONING_HIDDEN, &r, 1);
+  j = parse(&b);
+  m = json_object_get(json_array_get(json_object_get(j, "choices"), 0), "message");
+  assert_string_equal(json_string_value(json_object_get(m, "content")), "A");
+  assert_null(json_object_get(m, "reasoning_content"));
+  json_decref(j);
+  pd_buf_free(&b);
+}
+
+static void test_tool_calls_content_null(void **state) {
+  (void)state;
+  pd_result_t r;
+  memset(&r, 0, sizeof r);
+  r.content = "";
+  r.finish_reason = "tool_calls";
+  r.tool_calls = json_loads("[{\"id\":\"c1\",\"type\":\"function\",\"function\":{\"name\":\"f\","
+                            "\"arguments\":\"{}\"}}]",
+                            0, NULL);
+  pd_buf_t b;
+  pd_buf_init(&b);
+  pd_openai_completion(&b, "id", 1, "m", PD_REASONING_FIELD, &r, 1);
+  json_t *j = parse(&b);
+  json_t *m = json_object_get(json_array_get(json_object_get(j, "choices"), 0), "message");
+  assert_true(json_is_null(json_object_get(m, "content")));
+  assert_int_equal(json_array_size(json_object_get(m, "tool_calls")), 1);
+  json_decref(j);
+  json_decref(r.tool_calls);
+  pd_buf_free(&b);
+}
+
+static void test_chunks(void **state) {
+  (void)state;
+  pd_chunk_ctx_t c = {"chatcmpl-1", 5, "model-a"};
+  pd_buf_t b;
+  pd_buf_init(&b);
+  pd_openai_chunk_text(&b, &c, 1, "reasoning_content", "hm", 2);
+  assert_memory_equal(pd_buf_data(&b), "data: ", 6);
+  assert_memory_equal(pd_buf_data(&b) + b.len - 2, "\n\n", 2);
+  json_t *j = json_loadb(pd_buf_data(&b) + 6, b.len - 8, 0, NULL);
+  assert_non_null(j);
+  assert_string_equal(json_string_value(json_object_get(j, "object")), "chat.completion.chunk");
+  assert_string_equal(json_string_value(json_object_get(j, "model")), "model-a");
+  json_t *ch = json_array_get(json_object_get(j, "choices"), 0);
+  assert_int_equal(json_integer_value(json_object_get(ch, "index")), 1);
+  assert_string_equal(
+      json_string_value(json_object_get(json_object_get(ch, "delta"), "reasoning_content")), "hm");
+  json_decref(j);
+  pd_buf_reset(&b);
+  pd_usage_t u = {3, 4, 2};
+  pd_openai_chunk_usage(&b, &c, &u);
+  j = json_loadb(pd_buf_data(&b) + 6, b.len - 8, 0, NULL);
+  assert_int_equal(json_array_size(json_object_get(j, "choices")), 0);
+  assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "usage"), "total_tokens")),
+                   7);
+  json_decref(j);
+  pd_buf_free(&b);
+}
+
+static uint64_t counter(void *ud) {
+  return ++*(uint64_t *)ud * 0x9E3779B97F4A7C15ULL;
+}
+
+static void test_ids(void **state) {
+  (void)state;
+  char a[48], b[48];
+  uint64_t n = 0;
+  pd_openai_new_id(a, "chatcmpl-", counter, &n);
+  pd_openai_new_id(b, "chatcmpl-", counter, &n);
+  assert_int_equal(strlen(a), 33);
+  assert_memory_equal(a, "chatcmpl-", 9);
+  assert_string_not_equal(a, b);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_error_shape), cmocka_unit_test(test_completion_field_and_usage),
+      cmocka_unit_test(test_completion_inline_and_hidden),
+      cmocka_unit_test(test_tool_calls_content_null), cmocka_unit_test(test_chunks),
+      cmocka_unit_test(test_ids)};
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

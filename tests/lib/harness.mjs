@@ -1,0 +1,117 @@
+// Test harness: starts the fake upstream (in-process) and the built ponder binary on free
+// loopback ports, and stops both. Used by the integration and SDK suites.
+import { spawn } from 'node:child_process';
+import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import net from 'node:net';
+import { startFake } from '../fake/upstream.mjs';
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const repoRoot = resolve(here, '..', '..');
+export const ponderBin = process.env.PONDER_BIN || join(repoRoot, 'build', 'ponder');
+
+export { startFake };
+
+/**
+ * Starts ponder. `config` (an object) is written as a JSON config file; `args` are extra CLI
+ * flags; `env` extra environment. Resolves once ponder prints its listening line.
+ * Returns { port, url, base (url + '/v1'), proc, output(), stop(signal), configPath }.
+ */
+export async function startPonder({ config = null, args = [], env = {}, timeoutMs = 10000 } = {}) {
+  const dir = mkdtempSync(join(tmpdir(), 'ponder-test-'));
+  const fullArgs = ['--listen', '127.0.0.1:0', ...args];
+  let configPath = null;
+  if (config) {
+    configPath = join(dir, 'ponder.json');
+    writeFileSync(configPath, JSON.stringify(config, null, 2));
+    fullArgs.unshift('--config', configPath);
+  }
+  const childEnv = { ...process.env, ...env };
+  if (!('OPENAI_API_KEY' in env)) delete childEnv.OPENAI_API_KEY;
+  const proc = spawn(ponderBin, fullArgs, { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  proc.stdout.on('data', (d) => { out += d; });
+  proc.stderr.on('data', (d) => { out += d; });
+  const exited = new Promise((res) => proc.on('exit', (code, sig) => res({ code, sig })));
+  const port = await new Promise((res, rej) => {
+    const t = setTimeout(() => rej(new Error('ponder did not start:\n' + out)), timeoutMs);
+    const check = () => {
+      const m = out.match(/listening on \S+:(\d+)/);
+      if (m) { clearTimeout(t); res(Number(m[1])); }
+    };
+    proc.stderr.on('data', check);
+    proc.stdout.on('data', check);
+    exited.then(({ code }) => { clearTimeout(t); rej(new Error(`ponder exited (${code}):\n` + out)); });
+  });
+  const url = `http://127.0.0.1:${port}`;
+  let stopped = null;
+  const p = {
+    port, url, base: `${url}/v1`, proc, configPath, dir,
+    output: () => out,
+    exited,
+    writeConfig(obj) { writeFileSync(configPath, JSON.stringify(obj, null, 2)); },
+    async stop(signal = 'SIGTERM') {
+      if (!stopped) {
+        proc.kill(signal);
+        stopped = exited.then((r) => { rmSync(dir, { recursive: true, force: true }); return r; });
+      }
+      return stopped;
+    },
+  };
+  return p;
+}
+
+/** A config pointing the default route at the fake upstream. */
+export function configFor(fake, extra = {}) {
+  return {
+    upstreams: [{ name: 'fake', base_url: `${fake.url}/v1`, retries: 0, timeout_ms: 5000,
+                  connect_timeout_ms: 2000 }],
+    log: { level: 'warn', access_log: 'off' },
+    ...extra,
+  };
+}
+
+/** Raw HTTP over a socket: sends `data`, resolves with everything received until close or
+ * `waitMs` of silence. */
+export function rawHttp(port, data, { waitMs = 1000, half = false } = {}) {
+  return new Promise((res) => {
+    const s = net.connect(port, '127.0.0.1');
+    let buf = '';
+    let t;
+    const done = () => { clearTimeout(t); s.destroy(); res(buf); };
+    const arm = () => { clearTimeout(t); t = setTimeout(done, waitMs); };
+    s.on('connect', () => { if (data) s.write(data); if (half) s.end(); arm(); });
+    s.on('data', (d) => { buf += d; arm(); });
+    s.on('close', done);
+    s.on('error', done);
+  });
+}
+
+/** Parses an SSE body into the JSON of each data event (and '[DONE]' as the string). */
+export function parseSSE(text) {
+  const events = [];
+  for (const block of text.split('\n\n')) {
+    const lines = block.split('\n').filter((l) => l.startsWith('data:'));
+    if (!lines.length) continue;
+    const data = lines.map((l) => l.slice(5).trimStart()).join('\n');
+    events.push(data === '[DONE]' ? '[DONE]' : JSON.parse(data));
+  }
+  return events;
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** JSON chat request helper. */
+export async function chat(base, body, headers = {}) {
+  const r = await fetch(`${base}/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  const text = await r.text();
+  let json = null;
+  try { json = JSON.parse(text); } catch { /* not JSON */ }
+  return { status: r.status, headers: r.headers, text, json };
+}
