@@ -82,6 +82,7 @@ static void chain_next(chain_t *ch);
 static void ex_fail(ex_t *ex, int status, const char *message, const char *type,
                     const char *code);
 static void ex_finish(ex_t *ex);
+static void add_usage(ex_t *ex);
 
 /* ---- helpers -------------------------------------------------------------------------------- */
 
@@ -272,6 +273,8 @@ static void ex_finish(ex_t *ex) {
   pd_worker_t *w = ex->w;
   if (ex->keepalive_on)
     uv_timer_stop(&ex->keepalive);
+  if (ex->chains)
+    add_usage(ex); /* also for failed or aborted chains: what was spent is reported */
   int status = ex->aborted ? 499 : r->status;
   double secs = now_seconds(r->start_ns);
   const char *route = ex->route ? ex->route->name : NULL;
@@ -949,6 +952,10 @@ static void start_chat(ex_t *ex, const char *rest, size_t rest_len) {
     ex_fail(ex, 400, "You must provide a model parameter.", "invalid_request_error", NULL);
     return;
   }
+  /* Whether the body goes upstream unchanged when it is not forced (the fast path relays the
+   * client's bytes instead of re-serialising them). */
+  int pristine = !ex->route->model && !json_object_get(body, "ponder") &&
+                 !json_object_get(body, "reasoning_effort");
   char errmsg[256], errparam[64];
   pd_resolved_t res;
   if (pd_router_resolve(ex->route, body, get_header_cb, r, pd_worker_rand(ex->w), &res, errmsg,
@@ -969,13 +976,18 @@ static void start_chat(ex_t *ex, const char *rest, size_t rest_len) {
   if (!pd_engine_should_force(body, ex->rounds)) {
     if (ex->route->model)
       json_object_set_new(body, "model", json_string(ex->route->model));
-    char *s = json_dumps(body, JSON_COMPACT);
+    size_t len = r->body.len;
+    char *s = pristine ? malloc(len + 1) : json_dumps(body, JSON_COMPACT);
     if (!s) {
       ex_fail(ex, 500, "Out of memory.", "server_error", "internal_error");
       return;
     }
+    if (pristine)
+      memcpy(s, pd_buf_data(&r->body), len);
+    else
+      len = strlen(s);
     ex->kind = EX_PASS;
-    start_pass(ex, rest, rest_len, s, strlen(s), 1);
+    start_pass(ex, rest, rest_len, s, len, 1);
     return;
   }
   start_forced(ex, &res.variant->forcing);
