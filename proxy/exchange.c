@@ -38,6 +38,7 @@ typedef struct chain {
   int think_open, think_closed; /* inline display */
   char finish[32];
   int is_answer;
+  char *retry_after; /* of an error reply, relayed to the client */
 } chain_t;
 
 struct ex {
@@ -105,6 +106,7 @@ static void ex_free(ex_t *ex) {
       pd_engine_free(ch->eng);
     pd_buf_free(&ch->body);
     pd_sse_free(&ch->sse);
+    free(ch->retry_after);
   }
   free(ex->chains);
   json_decref(ex->body);
@@ -254,7 +256,9 @@ static pd_xfer_t *start_xfer(ex_t *ex, const char *method, const char *url, char
 
 /* Response headers ponder adds to chat responses. */
 static void ponder_headers(ex_t *ex, const char **extra, size_t *n) {
-  snprintf(ex->rounds_hdr, sizeof ex->rounds_hdr, "%d", ex->think_calls);
+  /* A stream's head leaves before thinking starts: it carries the planned rounds. */
+  int rounds = ex->stream && !ex->finished && ex->kind == EX_FORCED ? ex->rounds : ex->think_calls;
+  snprintf(ex->rounds_hdr, sizeof ex->rounds_hdr, "%d", rounds);
   extra[(*n)++] = "x-ponder-route";
   extra[(*n)++] = ex->route ? ex->route->name : "";
   extra[(*n)++] = "x-ponder-variant";
@@ -544,6 +548,11 @@ static void chain_on_head(void *ud, const pd_xfer_head_t *h) {
   ch->status = h->status;
   ch->sse_reply = h->content_type && strncasecmp(h->content_type, "text/event-stream", 17) == 0;
   pd_buf_reset(&ch->body);
+  free(ch->retry_after);
+  ch->retry_after = NULL;
+  for (size_t i = 0; i < h->nheaders && h->status >= 400; i++)
+    if (strcmp(h->headers[2 * i], "retry-after") == 0)
+      ch->retry_after = strdup(h->headers[2 * i + 1]);
   if (h->status >= 200 && h->status < 300 && ch->ex->stream && ch->sse_reply) {
     ex_enter(ch->ex);
     start_stream(ch->ex);
@@ -594,9 +603,7 @@ static void chain_on_done(void *ud, int result, const char *errmsg) {
   if (ex->finished)
     goto out;
   if (result != PD_XFER_OK || ch->status < 200 || ch->status >= 300) {
-    if (result == PD_XFER_ERECV && ch->status >= 200 && ch->status < 300)
-      result = PD_XFER_ERECV;
-    fail_from_upstream(ex, result, errmsg, ch->status, &ch->body, NULL);
+    fail_from_upstream(ex, result, errmsg, ch->status, &ch->body, ch->retry_after);
     goto out;
   }
   if (ch->sse_reply) {
@@ -997,7 +1004,7 @@ void pd_exchange_dispatch(void *ud, pd_req_t *r) {
   pd_worker_t *w = ud;
   pd_config_t *cfg = w->cfg;
   if (path_is(r, "/healthz")) {
-    if (strcmp(r->method, "GET") != 0 && strcmp(r->method, "HEAD") != 0)
+    if (strcmp(r->method, "GET") != 0)
       return method_not_allowed(r, "GET");
     return simple_json(r, 200, "{\"status\":\"ok\"}");
   }

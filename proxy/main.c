@@ -217,6 +217,15 @@ int main(int argc, char **argv) {
   }
   pd_log_level_current = cfg->log_level;
   signal(SIGPIPE, SIG_IGN);
+  /* Signal handlers go in before anything listens, so an early SIGTERM is a clean stop. */
+  uv_loop_t *loop = uv_default_loop();
+  uv_signal_init(loop, &st.sig_term);
+  uv_signal_init(loop, &st.sig_int);
+  uv_signal_init(loop, &st.sig_hup);
+  st.sig_term.data = st.sig_int.data = st.sig_hup.data = &st;
+  uv_signal_start(&st.sig_term, on_stop_signal, SIGTERM);
+  uv_signal_start(&st.sig_int, on_stop_signal, SIGINT);
+  uv_signal_start(&st.sig_hup, on_hup, SIGHUP);
 
   int port = 0, fd0 = -1;
   if (bind_listener(cfg->listen_host, cfg->listen_port, &fd0, &port) < 0) {
@@ -260,14 +269,6 @@ int main(int argc, char **argv) {
           cfg->listen_host, port, n, n == 1 ? "" : "s");
   pd_config_unref(cfg);
 
-  uv_loop_t *loop = uv_default_loop();
-  uv_signal_init(loop, &st.sig_term);
-  uv_signal_init(loop, &st.sig_int);
-  uv_signal_init(loop, &st.sig_hup);
-  st.sig_term.data = st.sig_int.data = st.sig_hup.data = &st;
-  uv_signal_start(&st.sig_term, on_stop_signal, SIGTERM);
-  uv_signal_start(&st.sig_int, on_stop_signal, SIGINT);
-  uv_signal_start(&st.sig_hup, on_hup, SIGHUP);
   uv_run(loop, UV_RUN_DEFAULT);
   for (size_t i = 0; i < n; i++)
     pd_worker_join(&app->workers[i]);

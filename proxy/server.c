@@ -430,6 +430,8 @@ void pd_req_finish(pd_req_t *r) {
   arm_timer(c, s->opts.idle_timeout_ms);
   if (c->parsing)
     return; /* the parse loop goes on with the next pipelined request */
+  /* The parser paused after the finished message: let it take the next one. */
+  llhttp_resume(&c->parser);
   if (c->pending.len > 0 || !c->reading)
     schedule_resume(c);
 }
@@ -698,7 +700,7 @@ static void conn_parse(pd_conn_t *c, const char *data, size_t len) {
     return;
   if (err == HPE_PAUSED) {
     const char *pos = llhttp_get_error_pos(&c->parser);
-    size_t used = pos ? (size_t)(pos - data) : len;
+    size_t used = pos && pos >= data && pos <= data + len ? (size_t)(pos - data) : 0;
     if (used < len)
       pd_buf_append(&c->pending, data + used, len - used);
     if (c->state != CONN_INFLIGHT && !c->closing && !c->close_after)

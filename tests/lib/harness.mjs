@@ -1,7 +1,7 @@
 // Test harness: starts the fake upstream (in-process) and the built ponder binary on free
 // loopback ports, and stops both. Used by the integration and SDK suites.
 import { spawn } from 'node:child_process';
-import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { writeFileSync, mkdtempSync, rmSync, renameSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -51,7 +51,11 @@ export async function startPonder({ config = null, args = [], env = {}, timeoutM
     port, url, base: `${url}/v1`, proc, configPath, dir,
     output: () => out,
     exited,
-    writeConfig(obj) { writeFileSync(configPath, JSON.stringify(obj, null, 2)); },
+    // Atomic (write + rename), as config management does: a reload never sees half a file.
+    writeConfig(obj) {
+      writeFileSync(configPath + '.tmp', JSON.stringify(obj, null, 2));
+      renameSync(configPath + '.tmp', configPath);
+    },
     async stop(signal = 'SIGTERM') {
       if (!stopped) {
         proc.kill(signal);

@@ -12,8 +12,13 @@ import { startPonder, startFake, configFor, sleep } from '../lib/harness.mjs';
 const WAIT = 'Wait? Did I make a mistake?';
 const ANSWER_PROMPT = 'Now provide the final answer.';
 
-const client = (base, extra = {}) =>
+// The SDK's default: requests share pooled keep-alive connections. Used by the keep-alive tests.
+const pooledClient = (base, extra = {}) =>
   new OpenAI({ baseURL: base, apiKey: 'sk-test', maxRetries: 0, timeout: 10000, ...extra });
+// Feature tests send `connection: close` so each request gets its own connection and a
+// keep-alive defect shows up in the keep-alive tests only, not in every later test.
+const client = (base, extra = {}) =>
+  pooledClient(base, { defaultHeaders: { connection: 'close' }, ...extra });
 
 const userMsg = (content) => [{ role: 'user', content }];
 
@@ -493,5 +498,41 @@ describe('abort', () => {
     await sleep(500); // the first call would have finished by now if it had not been aborted
     assert.equal(fake.log.length, 1, 'no further upstream calls for the aborted request');
     assert.ok((await metricValue(p, 'ponder_client_disconnects_total')) >= before + 1);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+describe('keep-alive (the SDK\'s pooled connections)', () => {
+  let fake, p, c;
+  const req = { model: 'fake-model', messages: userMsg('keep the connection alive') };
+  before(async () => {
+    fake = await startFake();
+    p = await startPonder({ config: configFor(fake, {
+      routes: [{ name: 'forced', reasoning: 'field', forcing: { rounds: 2 } }] }) });
+  });
+  after(() => stopAll(p, fake));
+  beforeEach(() => { fake.reset(); c = pooledClient(p.base, { timeout: 3000 }); });
+
+  it('four sequential create() calls on one client', async () => {
+    for (let i = 0; i < 4; i++) {
+      const r = await c.chat.completions.create(req);
+      assert.ok(r.choices[0].message.content, `request ${i + 1}`);
+    }
+  });
+
+  it('four sequential streams on one client', async () => {
+    for (let i = 0; i < 4; i++) {
+      const got = await collect(await c.chat.completions.create({ ...req, stream: true }));
+      assert.ok(got.content && got.reasoning, `stream ${i + 1}`);
+    }
+  });
+
+  it('error replies then a success on one client', async () => {
+    for (let i = 0; i < 2; i++) {
+      fake.script({ status: 429 });
+      await assert.rejects(c.chat.completions.create(req), RateLimitError);
+    }
+    const r = await c.chat.completions.create(req);
+    assert.ok(r.choices[0].message.content);
   });
 });

@@ -1,0 +1,257 @@
+#!/usr/bin/env bash
+# ponder's benchmark: builds an optimized ponder and measures it against the same fake upstream
+# reached directly, through nginx and through the Portkey gateway. See bench/README.md.
+#
+#   bash bench/run.sh [--quick]        (or ./dev.sh bench [--quick])
+#
+# Writes bench/results/bench-YYYYmmdd-HHMMSS.md, bench/results/latest.md and latest.png.
+# Every process started here is stopped on exit, on error and on Ctrl-C.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+BENCH=$ROOT/bench
+
+QUICK=0
+for a in "$@"; do
+  case $a in
+    --quick) QUICK=1 ;;
+    -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "bench/run.sh: unknown argument: $a (try --help)" >&2; exit 1 ;;
+  esac
+done
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# ---- tools ------------------------------------------------------------------------------------
+missing=()
+for p in nginx-light wrk gnuplot-nox; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing: ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >&2
+fi
+command -v node >/dev/null || die "node is required (./dev.sh installs it)"
+command -v npm >/dev/null || die "npm is required (./dev.sh installs it)"
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+[ -x "$NGINX" ] || die "nginx not found"
+
+# 10,000 streams need ~2 descriptors each in a proxy (client + upstream socket).
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+NOFILE=$(ulimit -n)
+log "open-files limit: $NOFILE"
+
+# ---- build ponder (release) -------------------------------------------------------------------
+if [ ! -f build-bench/build.ninja ]; then
+  log "meson setup build-bench (release)"
+  meson setup build-bench -Dbuildtype=release -Db_ndebug=true >&2
+fi
+log "ninja -C build-bench"
+ninja -C build-bench >&2
+PONDER=$ROOT/build-bench/ponder
+
+# ---- Portkey gateway (bench/peers, git-ignored) -----------------------------------------------
+# @hono/node-server is pinned to 1.13.8: with newer ones Portkey 1.15.2 answers every streamed
+# chat completion with {"status":"failure"} ("TypeError: immutable", Portkey-AI/gateway#1389).
+PEERS=$BENCH/peers
+PORTKEY_JS=$PEERS/node_modules/@portkey-ai/gateway/build/start-server.js
+PEERS_PKG='{
+  "private": true,
+  "description": "Peers for ponder'"'"'s benchmark, installed by bench/run.sh (git-ignored).",
+  "dependencies": { "@portkey-ai/gateway": "1.15.2" },
+  "overrides": { "@hono/node-server": "1.13.8" }
+}'
+mkdir -p "$PEERS"
+if [ ! -f "$PORTKEY_JS" ] || [ "$(cat "$PEERS/package.json" 2>/dev/null)" != "$PEERS_PKG" ]; then
+  log "npm install @portkey-ai/gateway@1.15.2 into bench/peers"
+  printf '%s\n' "$PEERS_PKG" >"$PEERS/package.json"
+  (cd "$PEERS" && npm install --no-audit --no-fund --silent >&2)
+  printf '%s\n' "$PEERS_PKG" >"$PEERS/package.json"  # npm may reformat it
+fi
+[ -f "$PORTKEY_JS" ] || die "Portkey gateway not installed in $PEERS"
+
+# ---- processes --------------------------------------------------------------------------------
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/ponder-bench.XXXXXX")
+PIDS=()
+BENCH_PID=
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  [ -n "$BENCH_PID" ] && kill -TERM "$BENCH_PID" 2>/dev/null || true
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for _ in $(seq 50); do
+    local alive=0
+    for pid in "${PIDS[@]}" $BENCH_PID; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ $alive = 0 ] && break
+    sleep 0.1
+  done
+  for pid in "${PIDS[@]}" $BENCH_PID; do kill -KILL "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [ $rc != 0 ] && [ -d "$TMP" ]; then
+    for f in "$TMP"/*.err; do
+      [ -s "$f" ] && { log "--- tail of $(basename "$f")"; tail -n 5 "$f" >&2; }
+    done
+  fi
+  rm -rf "$TMP"
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+free_port() {
+  node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
+}
+wait_for() { # wait_for PID FILE REGEX SECONDS: waits until FILE matches REGEX; prints the match
+  local pid=$1 file=$2 re=$3 secs=$4 i
+  for ((i = 0; i < secs * 20; i++)); do
+    if grep -qE "$re" "$file" 2>/dev/null; then grep -oE "$re" "$file" | head -1; return 0; fi
+    kill -0 "$pid" 2>/dev/null || return 1
+    sleep 0.05
+  done
+  return 1
+}
+wait_http() { # wait_http PID URL SECONDS
+  local pid=$1 url=$2 secs=$3 i
+  for ((i = 0; i < secs * 10; i++)); do
+    curl -s -o /dev/null -m 1 "$url" && return 0
+    kill -0 "$pid" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+
+start_fake() { # start_fake NAME [--fast]: sets FAKE_PORT, FAKE_PID
+  local name=$1; shift
+  node "$ROOT/tests/fake/upstream.mjs" "$@" --port 0 >"$TMP/$name.out" 2>"$TMP/$name.err" &
+  FAKE_PID=$!; PIDS+=("$FAKE_PID")
+  FAKE_PORT=$(wait_for "$FAKE_PID" "$TMP/$name.out" '"port":[0-9]+' 15 | grep -oE '[0-9]+') \
+    || die "fake upstream $name did not start"
+}
+start_fake fake-fast --fast; FAST_PORT=$FAKE_PORT; FAST_PID=$FAKE_PID
+start_fake fake-slow;        SLOW_PORT=$FAKE_PORT; SLOW_PID=$FAKE_PID
+log "fake upstreams: fast 127.0.0.1:$FAST_PORT, slow 127.0.0.1:$SLOW_PORT"
+
+ponder_config() { # ponder_config WORKERS UPSTREAM_PORT > file
+  cat <<EOF
+{
+  "workers": $1,
+  "limits": { "max_connections": 12000 },
+  "log": { "level": "warn", "access_log": "off" },
+  "upstreams": [ { "name": "fake", "base_url": "http://127.0.0.1:$2/v1", "max_connections": 20000 } ],
+  "routes": [
+    { "name": "r0", "match": { "path_prefix": "/r0" }, "forcing": { "rounds": 0 } },
+    { "name": "r1", "match": { "path_prefix": "/r1" }, "forcing": { "rounds": 1 } },
+    { "name": "r6", "match": { "path_prefix": "/r6" }, "forcing": { "rounds": 6 } }
+  ]
+}
+EOF
+}
+start_ponder() { # start_ponder NAME WORKERS UPSTREAM_PORT: sets P_PORT, P_PID
+  local name=$1
+  ponder_config "$2" "$3" >"$TMP/$name.json"
+  "$PONDER" --listen 127.0.0.1:0 --config "$TMP/$name.json" >"$TMP/$name.out" 2>"$TMP/$name.err" &
+  P_PID=$!; PIDS+=("$P_PID")
+  P_PORT=$(wait_for "$P_PID" "$TMP/$name.err" 'listening on [^ ]*:[0-9]+' 15 | grep -oE '[0-9]+$') \
+    || die "ponder $name did not start: $(tail -n 3 "$TMP/$name.err" 2>/dev/null)"
+}
+start_ponder ponder-w1  1 "$FAST_PORT"; PONDER1_PORT=$P_PORT; PONDER1_PID=$P_PID
+start_ponder ponder-w2  2 "$FAST_PORT"; PONDER2_PORT=$P_PORT; PONDER2_PID=$P_PID
+start_ponder ponder-mem 1 "$SLOW_PORT"; PONDERM_PORT=$P_PORT; PONDERM_PID=$P_PID
+log "ponder: workers 1 on :$PONDER1_PORT, workers 2 on :$PONDER2_PORT, memory run on :$PONDERM_PORT"
+
+NGINX_PORT=$(free_port)
+mkdir -p "$TMP/nginx"
+NGINX_USER=
+[ "$(id -u)" = 0 ] && NGINX_USER="user root;"
+cat >"$TMP/nginx/nginx.conf" <<EOF
+$NGINX_USER
+worker_processes 1;
+daemon off;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx.err warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $TMP/nginx/client_body;
+  proxy_temp_path $TMP/nginx/proxy;
+  fastcgi_temp_path $TMP/nginx/fastcgi;
+  uwsgi_temp_path $TMP/nginx/uwsgi;
+  scgi_temp_path $TMP/nginx/scgi;
+  keepalive_requests 1000000;
+  keepalive_timeout 120s;
+  upstream fake {
+    server 127.0.0.1:$FAST_PORT;
+    keepalive 64;
+    keepalive_requests 1000000;
+  }
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location / {
+      proxy_pass http://fake;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+    # SSE relay: no response buffering, as one would configure nginx for streams
+    location /s/ {
+      proxy_pass http://fake;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }
+  }
+}
+EOF
+"$NGINX" -p "$TMP/nginx" -e "$TMP/nginx.err" -c "$TMP/nginx/nginx.conf" >"$TMP/nginx.out" 2>>"$TMP/nginx.err" &
+NGINX_PID=$!; PIDS+=("$NGINX_PID")
+
+start_portkey() { # start_portkey NAME: sets PK_PORT, PK_PID
+  PK_PORT=$(free_port)
+  node "$PORTKEY_JS" --port="$PK_PORT" --headless >"$TMP/$1.out" 2>"$TMP/$1.err" &
+  PK_PID=$!; PIDS+=("$PK_PID")
+}
+start_portkey portkey;     PORTKEY_PORT=$PK_PORT;  PORTKEY_PID=$PK_PID
+start_portkey portkey-mem; PORTKEYM_PORT=$PK_PORT; PORTKEYM_PID=$PK_PID
+
+wait_http "$NGINX_PID" "http://127.0.0.1:$NGINX_PORT/v1/models" 15 || die "nginx did not start"
+wait_http "$PORTKEY_PID" "http://127.0.0.1:$PORTKEY_PORT/" 30 || die "Portkey did not start"
+wait_http "$PORTKEYM_PID" "http://127.0.0.1:$PORTKEYM_PORT/" 30 || die "Portkey (memory run) did not start"
+log "nginx on :$NGINX_PORT, Portkey on :$PORTKEY_PORT and :$PORTKEYM_PORT"
+
+COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+DIRTY=$(git -C "$ROOT" status --porcelain -- proxy meson.build 2>/dev/null | head -1)
+[ -n "$DIRTY" ] && COMMIT="$COMMIT+local changes"
+cat >"$TMP/env.json" <<EOF
+{
+  "quick": $QUICK,
+  "nofile": $NOFILE,
+  "tmp": "$TMP",
+  "results": "$BENCH/results",
+  "commit": "$COMMIT",
+  "ponder_version": "$("$PONDER" --version 2>&1 | head -1)",
+  "nginx_version": "$("$NGINX" -v 2>&1 | sed 's/.*: //')",
+  "node_version": "$(node --version)",
+  "fast":       { "port": $FAST_PORT,     "pid": $FAST_PID },
+  "slow":       { "port": $SLOW_PORT,     "pid": $SLOW_PID },
+  "ponder1":    { "port": $PONDER1_PORT,  "pid": $PONDER1_PID },
+  "ponder2":    { "port": $PONDER2_PORT,  "pid": $PONDER2_PID },
+  "ponderMem":  { "port": $PONDERM_PORT,  "pid": $PONDERM_PID },
+  "nginx":      { "port": $NGINX_PORT,    "pid": $NGINX_PID },
+  "portkey":    { "port": $PORTKEY_PORT,  "pid": $PORTKEY_PID },
+  "portkeyMem": { "port": $PORTKEYM_PORT, "pid": $PORTKEYM_PID }
+}
+EOF
+
+# ---- measure ----------------------------------------------------------------------------------
+node "$BENCH/bench.mjs" "$TMP/env.json" &
+BENCH_PID=$!
+set +e
+wait "$BENCH_PID"
+rc=$?
+set -e
+BENCH_PID=
+[ $rc = 0 ] || die "bench.mjs failed (exit $rc)"
