@@ -15,7 +15,7 @@ const QUICK = !!env.quick;
 const CFG = QUICK
   ? { seqRounds: 3, seqPerRound: 100, seqWarm: 20, wrkSecs: 2, streamSecs: 2,
       memLevels: [1000], memTokens: 8, conns: 64 }
-  : { seqRounds: 7, seqPerRound: 300, seqWarm: 100, wrkSecs: 5, streamSecs: 4,
+  : { seqRounds: 7, seqPerRound: 300, seqWarm: 300, wrkSecs: 5, streamSecs: 4,
       memLevels: [1000, 10000], memTokens: 15, conns: 64 };
 const REQ_TIMEOUT_MS = 2000;   // one sequential request
 const SEQ_MAX_ERRORS = 3;      // a target failing this often is dropped from the sequential run
@@ -196,7 +196,7 @@ async function sequential() {
     res[t.key] = { label: t.label, medMed: median(s.roundMedians), p50: pct(s.all, 50), p99: pct(s.all, 99),
       n: s.all.length, errors: s.errors, errKinds: s.errKinds, broken: s.broken };
   }
-  for (const t of list) res[t.key].overhead = res[t.key].medMed - res.direct.medMed;
+  for (const t of list) res[t.key].overhead = res[t.key].broken ? NaN : res[t.key].medMed - res.direct.medMed;
   return res;
 }
 
@@ -219,6 +219,10 @@ function runWrk(t, { body = CHAT_BODY, secs, pathOverride }) {
       const j = JSON.parse(m[1]);
       j.rps = j.requests / (j.duration_us / 1e6);
       j.errors = j.connect + j.read + j.write + j.status + j.timeout;
+      // Connections that stop answering are only counted by wrk once they are 2 s old: flag a
+      // run in which the connections did not even make 3 requests each.
+      j.stalled = j.requests < 3 * CFG.conns;
+      if (j.stalled) j.errors++;
       resolve(j);
     });
   });
@@ -231,8 +235,9 @@ async function measureWrk(t, opts) {
   return w;
 }
 const fmtErr = (w) => w.failed ? w.failed
-  : (w.errors ? Object.entries({ connect: w.connect, read: w.read, write: w.write, 'non-2xx': w.status, timeout: w.timeout })
-    .filter(([, v]) => v).map(([k, v]) => `${v} ${k}`).join(', ') : '0');
+  : (w.errors ? [...Object.entries({ connect: w.connect, read: w.read, write: w.write, 'non-2xx': w.status, timeout: w.timeout })
+    .filter(([, v]) => v).map(([k, v]) => `${v} ${k}`),
+  ...(w.stalled ? [`stalled: ${w.requests} responses on ${CFG.conns} connections`] : [])].join(', ') : '0');
 
 async function throughput() {
   const list = [T.direct, T.ponder, T.ponder_r1, T.ponder_r6, T.ponder2, T.ponder2_r6, T.nginx, T.portkey];
@@ -291,19 +296,22 @@ async function fakeControl(what, body) {
   });
 }
 
-async function holdStreams(t, n, tokens) {
+// Opens n streams through t (fresh connections, ~2,000 per second), each 1 s per event and
+// `tokens` content events long; samples t's memory until every stream ended or a deadline.
+// base: t's idle VmRSS (KiB) before any of these runs.
+async function holdStreams(t, n, tokens, base) {
   await fakeControl('reset');
   await fakeControl('fault', { token_delay_ms: 1000, tokens });
   const pid = t.pid;
-  const base = memOf(pid);
   const st = { started: 0, established: 0, inflight: 0, peakInflight: 0, completed: 0, errors: 0, kinds: {} };
+  let closing = false;
   const reqs = [];
   const bad = (k) => { st.errors++; st.kinds[k] = (st.kinds[k] || 0) + 1; };
   const open = () => {
     st.started++;
     let established = false, finished = false, tail = '';
     const end = (err) => {
-      if (finished) return; finished = true;
+      if (finished || closing) return; finished = true;
       if (established) st.inflight--;
       if (err) bad(err); else st.completed++;
     };
@@ -333,10 +341,10 @@ async function holdStreams(t, n, tokens) {
     const f = fdCount(pid); if (f) peakFds = Math.max(peakFds, f);
   }, 100);
   const tStart = Date.now();
-  const batch = 200;
+  const batch = 100;
   for (let i = 0; i < n; i += batch) {
     for (let j = i; j < Math.min(n, i + batch); j++) finishedFns.push(open());
-    await sleep(20);
+    await sleep(50);
   }
   const rampMs = Date.now() - tStart;
   const deadline = Date.now() + (tokens + 45) * 1000;
@@ -351,10 +359,11 @@ async function holdStreams(t, n, tokens) {
   clearInterval(sampler);
   const unfinished = finishedFns.filter((f) => !f()).length;
   if (unfinished) { st.errors += unfinished; st.kinds['unfinished at deadline'] = unfinished; }
+  closing = true;
   for (const r of reqs) r.destroy();
   const m = memOf(pid);
   if (m) peak.hwm = Math.max(peak.hwm, m.hwm);
-  const res = { label: t.label, n, tokens, rampMs, ...st, baseRssKiB: base?.rss, peakRssKiB: peak.rss, hwmKiB: peak.hwm,
+  const res = { label: t.label, n, tokens, rampMs, ...st, kinds: { ...st.kinds }, baseRssKiB: base, peakRssKiB: peak.rss, hwmKiB: peak.hwm,
     peakFds, alive: alive(pid), totalMs: Date.now() - tStart };
   res.kibPerStream = res.peakInflight ? (res.hwmKiB - res.baseRssKiB) / res.peakInflight : NaN;
   log(`(d) ${t.label} ${n}: peak in flight ${res.peakInflight}, VmHWM ${(res.hwmKiB / 1024).toFixed(1)} MiB ` +
@@ -370,22 +379,27 @@ async function memory() {
   const pt = { label: 'ponder', port: env.ponderMem.port, path: '/r0/v1/chat/completions', pid: env.ponderMem.pid };
   const kt = { label: 'Portkey', port: env.portkeyMem.port, path: '/v1/chat/completions', pid: env.portkeyMem.pid,
     headers: portkeyHeaders(env.slow.port) };
+  const pBase = memOf(pt.pid)?.rss, kBase = memOf(kt.pid)?.rss;
   for (const n of CFG.memLevels) {
     if (!alive(pt.pid)) { res.ponder.push({ n, skipped: 'process died' }); continue; }
-    res.ponder.push(await holdStreams(pt, n, CFG.memTokens + (n >= 10000 ? 5 : 0)));
+    res.ponder.push(await holdStreams(pt, n, CFG.memTokens + (n >= 10000 ? 5 : 0), pBase));
   }
   for (const n of CFG.memLevels) {
     const prev = res.portkey[res.portkey.length - 1];
     if (!alive(kt.pid)) { res.portkey.push({ n, skipped: 'process died' }); continue; }
     if (prev && prev.errors > prev.n * 0.01) { res.portkey.push({ n, skipped: `${prev.errors} errors at ${prev.n}` }); continue; }
-    res.portkey.push(await holdStreams(kt, n, CFG.memTokens + (n >= 10000 ? 5 : 0)));
+    res.portkey.push(await holdStreams(kt, n, CFG.memTokens + (n >= 10000 ? 5 : 0), kBase));
   }
   return res;
 }
 
 // ---- report ---------------------------------------------------------------------------------------
 const f = (x, d = 0) => (x == null || !Number.isFinite(x)) ? 'n/a' : x.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d });
-const ratio = (x, best) => (Number.isFinite(x) && Number.isFinite(best) && best !== 0) ? ` (×${(x / best).toFixed(x / best >= 10 ? 0 : 2)})` : '';
+const ratio = (x, best) => {
+  if (!Number.isFinite(x) || !Number.isFinite(best) || best === 0) return '';
+  const r = x / best, a = Math.abs(r);
+  return ` (×${a >= 10 ? r.toFixed(0) : a >= 0.1 || a === 0 ? r.toFixed(2) : r.toPrecision(2)})`;
+};
 const bestOf = (vals, lower) => { const v = vals.filter(Number.isFinite); return v.length ? (lower ? Math.min(...v) : Math.max(...v)) : NaN; };
 
 function report({ seq, tput, strm, mem, probes, started, secs }) {
@@ -411,6 +425,10 @@ function report({ seq, tput, strm, mem, probes, started, secs }) {
     '| target | median of round medians | overhead vs direct | p50 | p99 | requests ok | errors |', '|---|---|---|---|---|---|---|');
   for (const k of ['direct', 'ponder', 'nginx', 'portkey']) {
     const s = seq[k];
+    if (s.broken) {
+      L.push(`| ${s.label} | n/a | n/a | n/a | n/a | ${s.n} | ${s.errors} ${JSON.stringify(s.errKinds)} — dropped after ${SEQ_MAX_ERRORS} errors |`);
+      continue;
+    }
     L.push(`| ${s.label} | ${f(s.medMed, 3)} ms | ${k === 'direct' ? '—' : f(s.overhead * 1000, 0) + ' µs' + ratio(s.overhead, peerOv)} | ` +
       `${f(s.p50, 3)} ms${k === 'direct' ? '' : ratio(s.p50, peerP50)} | ${f(s.p99, 3)} ms${k === 'direct' ? '' : ratio(s.p99, peerP99)} | ${s.n} | ` +
       `${s.errors}${s.errors ? ' ' + JSON.stringify(s.errKinds) : ''}${s.broken ? ' — dropped' : ''} |`);
@@ -453,7 +471,8 @@ function report({ seq, tput, strm, mem, probes, started, secs }) {
       `${f(r.hwmKiB / 1024, 1)} MiB${ratio(r.hwmKiB, pk?.hwmKiB)} | ${f(r.kibPerStream, 1)} KiB${ratio(r.kibPerStream, pk?.kibPerStream)} | ` +
       `${f(r.peakFds)} | ${r.errors}${r.errors ? ' ' + JSON.stringify(r.kinds) : ''}${r.alive ? '' : ' — process died'} |`);
   }
-  L.push('', `RSS per stream = (VmHWM − idle VmRSS) / peak in-flight streams. A proxy holds two sockets per stream; ` +
+  L.push('', `RSS per stream = (VmHWM − idle VmRSS before the first run) / peak in-flight streams. Levels run one after ` +
+    `the other in the same process. A proxy holds two sockets per stream; ` +
     `the open-files limit here is ${env.nofile}.`, '');
 
   // targets
@@ -500,7 +519,7 @@ function chart({ seq, tput, strm, mem }, png) {
   const q = (s) => `"${s.replace(/"/g, "'")}"`;
   const v = (x) => (Number.isFinite(x) ? x : 0);
   const write = (name, rows) => fs.writeFileSync(path.join(dir, name), rows.map(([l, x]) => `${q(l)} ${v(x)}`).join('\n') + '\n');
-  write('seq.dat', ['ponder', 'nginx', 'portkey'].map((k) => [seq[k].label, seq[k].overhead * 1000]));
+  write('seq.dat', ['ponder', 'nginx', 'portkey'].map((k) => [seq[k].label, Math.max(1, seq[k].overhead * 1000)]));
   write('tput.dat', Object.values(tput).map((w) => [w.label, w.rps]));
   write('strm.dat', Object.values(strm).map((s) => [s.label, s.chunksPerSec]));
   write('mem.dat', [...mem.ponder.map((r) => [`ponder ${r.n}`, r.kibPerStream]), ...mem.portkey.map((r) => [`Portkey ${r.n}`, r.kibPerStream])]);
@@ -516,8 +535,12 @@ set grid ytics
 unset key
 set xtics rotate by -30 noenhanced
 set yrange [0:*]
-set title "(a) sequential overhead vs direct, µs (lower is better)"
+set title "(a) sequential overhead vs direct, µs, log scale (lower is better)"
+set logscale y
+set yrange [1:*]
 plot ${q(path.join(dir, 'seq.dat'))} using 2:xtic(1) lc rgb "#4e79a7"
+unset logscale y
+set yrange [0:*]
 set title "(b) throughput, requests/s (higher is better)"
 plot ${q(path.join(dir, 'tput.dat'))} using 2:xtic(1) lc rgb "#59a14f"
 set title "(c) streaming relay, SSE chunks/s (higher is better)"

@@ -66,7 +66,10 @@ struct ex {
   pd_xfer_t *pxfer;
   int pstatus;
   int psse;
-  int pbuffer; /* buffering an error (or models) body instead of relaying */
+  int pbuffer;   /* buffering an error (or models) body instead of relaying */
+  int pvalidate; /* buffering a chat reply to check it before relaying */
+  int premodel;  /* a mapped model: put the client's model name back into the reply */
+  pd_sse_t psse_parser;
   pd_buf_t pbody;
   char *pretry_after;
   /* Accounting. */
@@ -113,6 +116,7 @@ static void ex_free(ex_t *ex) {
   free(ex->client_model);
   pd_buf_free(&ex->out);
   pd_buf_free(&ex->pbody);
+  pd_sse_free(&ex->psse_parser);
   free(ex->pretry_after);
   if (ex->cfg)
     pd_config_unref(ex->cfg);
@@ -714,7 +718,10 @@ static void pass_on_head(void *ud, const pd_xfer_head_t *h) {
   ex_t *ex = ud;
   ex->pstatus = h->status;
   ex->psse = h->content_type && strncasecmp(h->content_type, "text/event-stream", 17) == 0;
-  if (ex->kind == EX_MODELS || h->status >= 400) {
+  /* A chat reply relayed without forcing is still checked to be an OpenAI JSON object (the
+   * body is small; streams are relayed as they come). */
+  ex->pvalidate = ex->variant && !ex->psse && h->status < 300;
+  if (ex->kind == EX_MODELS || h->status >= 400 || ex->pvalidate) {
     ex->pbuffer = 1;
     for (size_t i = 0; i < h->nheaders; i++)
       if (strcmp(h->headers[2 * i], "retry-after") == 0) {
@@ -738,20 +745,45 @@ static void pass_on_head(void *ud, const pd_xfer_head_t *h) {
   pd_res_start(ex->req, h->status, h->content_type, extra, ex->psse ? -1 : h->content_length);
 }
 
+/* One event of a relayed stream whose model was mapped: the client's model name goes back. */
+static int remodel_event(void *ud, const char *data, size_t len) {
+  ex_t *ex = ud;
+  json_t *j = len == 6 && memcmp(data, "[DONE]", 6) == 0 ? NULL : json_loadb(data, len, 0, NULL);
+  char *s = NULL;
+  if (j && json_object_get(j, "model")) {
+    json_object_set_new(j, "model", json_string(ex->client_model));
+    s = json_dumps(j, JSON_COMPACT);
+  }
+  json_decref(j);
+  pd_buf_appends(&ex->out, "data: ");
+  if (s)
+    pd_buf_appends(&ex->out, s);
+  else
+    pd_buf_append(&ex->out, data, len);
+  pd_buf_appends(&ex->out, "\n\n");
+  free(s);
+  return 0;
+}
+
 static int pass_on_data(void *ud, const char *p, size_t n) {
   ex_t *ex = ud;
   if (ex->finished)
     return -1;
   if (ex->pbuffer) {
-    long limit = ex->kind == EX_MODELS ? MAX_UPSTREAM_BODY : MAX_ERROR_BODY;
+    long limit = ex->kind == EX_MODELS || ex->pvalidate ? MAX_UPSTREAM_BODY : MAX_ERROR_BODY;
     if ((long)(ex->pbody.len + n) > limit)
       return -1;
     pd_buf_append(&ex->pbody, p, n);
     return 0;
   }
   ex_enter(ex);
-  if (!ex->aborted && pd_res_write(ex->req, p, n))
+  if (ex->premodel && ex->psse) {
+    pd_sse_feed(&ex->psse_parser, p, n, remodel_event, ex);
+    if (!ex->finished)
+      flush_out(ex);
+  } else if (!ex->aborted && pd_res_write(ex->req, p, n)) {
     ex->pressure = 1;
+  }
   int pause = ex->pressure;
   if (ex_leave(ex))
     return -1;
@@ -791,6 +823,33 @@ static void models_reply(ex_t *ex) {
   ex_finish(ex);
 }
 
+/* Relays a buffered chat reply after checking it is a JSON object. */
+static void relay_checked(ex_t *ex) {
+  json_t *j = json_loadb(pd_buf_data(&ex->pbody), ex->pbody.len, 0, NULL);
+  int ok = json_is_object(j) && !pd_openai_is_error(j);
+  if (ok && ex->premodel && json_object_get(j, "model")) {
+    json_object_set_new(j, "model", json_string(ex->client_model));
+    char *s = json_dumps(j, JSON_COMPACT);
+    pd_buf_reset(&ex->pbody);
+    if (s)
+      pd_buf_appends(&ex->pbody, s);
+    free(s);
+  }
+  json_decref(j);
+  if (!ok) {
+    ex_fail(ex, 502, "The upstream reply is not a valid OpenAI chat completion.",
+            "upstream_error", "upstream_error");
+    return;
+  }
+  const char *extra[8];
+  size_t n = 0;
+  ponder_headers(ex, extra, &n);
+  extra[n] = NULL;
+  pd_res_send(ex->req, ex->pstatus, "application/json", extra, pd_buf_data(&ex->pbody),
+              ex->pbody.len);
+  ex_finish(ex);
+}
+
 static void pass_on_done(void *ud, int result, const char *errmsg) {
   ex_t *ex = ud;
   double secs = ex->pxfer ? pd_xfer_elapsed(ex->pxfer) : 0.0;
@@ -804,6 +863,8 @@ static void pass_on_done(void *ud, int result, const char *errmsg) {
   if (!ex->started) {
     if (result == PD_XFER_OK && ex->pstatus >= 200 && ex->pstatus < 400 && ex->kind == EX_MODELS)
       models_reply(ex);
+    else if (result == PD_XFER_OK && ex->pvalidate)
+      relay_checked(ex);
     else if (result != PD_XFER_OK || ex->pstatus >= 400)
       fail_from_upstream(ex, result, errmsg, ex->pstatus, &ex->pbody, ex->pretry_after);
     else
@@ -951,12 +1012,14 @@ static void start_chat(ex_t *ex, const char *rest, size_t rest_len) {
   pd_req_t *r = ex->req;
   json_t *body = ex->body;
   const char *msg = NULL, *param = NULL;
-  if (pd_engine_validate(body, &msg, &param) < 0) {
-    ex_fail_body(ex, 400, NULL, 0, NULL, msg, "invalid_request_error", NULL);
-    return;
-  }
-  if (!json_is_string(json_object_get(body, "model"))) {
-    ex_fail(ex, 400, "You must provide a model parameter.", "invalid_request_error", NULL);
+  if (pd_engine_validate(body, &msg, &param) < 0 ||
+      (!json_is_string(json_object_get(body, "model")) &&
+       (msg = "You must provide a model parameter.", param = "model"))) {
+    pd_buf_t b;
+    pd_buf_init(&b);
+    pd_openai_error(&b, msg, "invalid_request_error", param, NULL);
+    ex_fail_body(ex, 400, pd_buf_data(&b), b.len, NULL, NULL, NULL, NULL);
+    pd_buf_free(&b);
     return;
   }
   /* Whether the body goes upstream unchanged when it is not forced (the fast path relays the
@@ -981,8 +1044,11 @@ static void start_chat(ex_t *ex, const char *rest, size_t rest_len) {
   ex->include_usage =
       json_is_true(json_object_get(json_object_get(body, "stream_options"), "include_usage"));
   if (!pd_engine_should_force(body, ex->rounds)) {
-    if (ex->route->model)
+    if (ex->route->model) {
       json_object_set_new(body, "model", json_string(ex->route->model));
+      ex->premodel = ex->client_model && strcmp(ex->client_model, ex->route->model) != 0;
+      pd_sse_init(&ex->psse_parser, MAX_SSE_EVENT);
+    }
     size_t len = r->body.len;
     char *s = pristine ? malloc(len + 1) : json_dumps(body, JSON_COMPACT);
     if (!s) {

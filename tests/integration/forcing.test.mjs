@@ -469,7 +469,7 @@ describe('forcing (non-streamed)', () => {
     const seg = 'Answer to: ' + 'What is 2+2?\n\nTHINK 100/50.'.split(/\s+/).slice(-8).join(' ');
     for (const c of j.choices) {
       assert.equal(c.message.reasoning_content, seg);
-      assert.equal(c.message.content, 'Answer to: ' + `${seg} ANSWER 50!`.split(/\s+/).slice(-8).join(' '));
+      assert.equal(c.message.content, 'Answer to: ANSWER 50!');
       assert.equal(c.finish_reason, 'stop');
     }
     const usages = await fakeUsages(calls);

@@ -13,6 +13,7 @@ delete process.env.OPENAI_API_KEY;
 // ---------------------------------------------------------------------------
 // helpers
 
+const T = { timeout: 10000 };
 const MSG = [{ role: 'user', content: 'What is two plus two?' }];
 
 /** Asserts the OpenAI error shape and returns the error object. */
@@ -58,6 +59,22 @@ function httpReq(port, { method = 'GET', path = '/', headers = {}, body = null }
     if (body != null) req.write(body);
     req.end();
   });
+}
+
+/** POSTs JSON and collects the response text, tolerating an aborted/terminated body. */
+async function streamText(url, body) {
+  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const reader = res.body.getReader();
+  const dec = new TextDecoder();
+  let text = '';
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += dec.decode(value, { stream: true });
+    }
+  } catch { /* connection closed mid-body */ }
+  return { status: res.status, headers: res.headers, text };
 }
 
 async function metrics(p) {
@@ -291,7 +308,7 @@ describe('HTTP server', () => {
     await fake.close();
   });
 
-  it('GET /healthz returns 200 {"status":"ok"} with an x-request-id', async () => {
+  it('GET /healthz returns 200 {"status":"ok"} with an x-request-id', T, async () => {
     const r = await get(`${p.url}/healthz`);
     assert.equal(r.status, 200);
     assert.deepEqual(r.json, { status: 'ok' });
@@ -299,7 +316,7 @@ describe('HTTP server', () => {
     assert.ok(r.headers.get('x-request-id'), 'x-request-id missing');
   });
 
-  it('x-request-id: generated when absent, unique, on every kind of response', async () => {
+  it('x-request-id: generated when absent, unique, on every kind of response', T, async () => {
     const a = await get(`${p.url}/healthz`);
     const b = await get(`${p.url}/healthz`);
     const idA = a.headers.get('x-request-id');
@@ -318,7 +335,7 @@ describe('HTTP server', () => {
     for (const r of responses) assert.ok(r.headers.get('x-request-id'), `status ${r.status} lacks x-request-id`);
   });
 
-  it('x-request-id: a valid client id is echoed (and forwarded upstream)', async () => {
+  it('x-request-id: a valid client id is echoed (and forwarded upstream)', T, async () => {
     fake.reset();
     const id = 'client-id_123.abc:XYZ~!';
     const h = await get(`${p.url}/healthz`, { 'x-request-id': id });
@@ -335,7 +352,7 @@ describe('HTTP server', () => {
     assert.equal(e.headers.get('x-request-id'), id);
   });
 
-  it('x-request-id: an invalid or too long client id is replaced', async () => {
+  it('x-request-id: an invalid or too long client id is replaced', T, async () => {
     const bad = ['r'.repeat(129), 'has space', 'tab\there', 'caf\u00e9'];
     for (const id of bad) {
       const r = await get(`${p.url}/healthz`, { 'x-request-id': id });
@@ -347,7 +364,7 @@ describe('HTTP server', () => {
     }
   });
 
-  it('keep-alive: several sequential requests on one socket', async () => {
+  it('keep-alive: several sequential requests on one socket', T, async () => {
     const c = new RawConn(p.port);
     await c.ready;
     try {
@@ -367,7 +384,7 @@ describe('HTTP server', () => {
     }
   });
 
-  it('pipelining: 3 requests written at once get 3 responses in order', async () => {
+  it('pipelining: 3 requests written at once get 3 responses in order', T, async () => {
     const c = new RawConn(p.port);
     await c.ready;
     try {
@@ -393,7 +410,7 @@ describe('HTTP server', () => {
     }
   });
 
-  it('chunked request body to /v1/chat/completions works', async () => {
+  it('chunked request body to /v1/chat/completions works', T, async () => {
     fake.reset();
     const body = chatBody({ messages: [{ role: 'user', content: 'chunked body arrives intact' }] });
     const parts = [body.slice(0, 10), body.slice(10, 25), body.slice(25)];
@@ -413,7 +430,7 @@ describe('HTTP server', () => {
     assert.deepEqual(fake.log[0].body.messages, [{ role: 'user', content: 'chunked body arrives intact' }]);
   });
 
-  it('413 for a Content-Length body over max_body_bytes, then still serving', async () => {
+  it('413 for a Content-Length body over max_body_bytes, then still serving', T, async () => {
     const big = chatBody({ messages: [{ role: 'user', content: 'x'.repeat(6000) }] });
     const c = new RawConn(p.port);
     await c.ready;
@@ -427,7 +444,7 @@ describe('HTTP server', () => {
     await assertHealthy(p);
   });
 
-  it('413 for a chunked body over max_body_bytes, then still serving', async () => {
+  it('413 for a chunked body over max_body_bytes, then still serving', T, async () => {
     const c = new RawConn(p.port);
     await c.ready;
     let raw = 'POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n' +
@@ -444,7 +461,7 @@ describe('HTTP server', () => {
     await assertHealthy(p);
   });
 
-  it('431 for a request head over max_header_bytes, then still serving', async () => {
+  it('431 for a request head over max_header_bytes, then still serving', T, async () => {
     const c = new RawConn(p.port);
     await c.ready;
     c.write(reqText('GET', '/healthz', { headers: { 'X-Huge': 'h'.repeat(20000) } }));
@@ -456,7 +473,7 @@ describe('HTTP server', () => {
     await assertHealthy(p);
   });
 
-  it('408 request_timeout when the head does not arrive within header_timeout_ms, then close', async () => {
+  it('408 request_timeout when the head does not arrive within header_timeout_ms, then close', T, async () => {
     const c = new RawConn(p.port);
     await c.ready;
     const t0 = Date.now();
@@ -473,7 +490,7 @@ describe('HTTP server', () => {
     await assertHealthy(p);
   });
 
-  it('malformed HTTP gets 400 and the connection is closed', async () => {
+  it('malformed HTTP gets 400 and the connection is closed', T, async () => {
     for (const junk of ['THIS IS NOT HTTP\r\n\r\n', 'GET /healthz HTTP/1.1\r\nbad header line without colon\r\n\r\n',
       'POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n']) {
       const c = new RawConn(p.port);
@@ -490,13 +507,13 @@ describe('HTTP server', () => {
     await assertHealthy(p);
   });
 
-  it('malformed JSON → 400 invalid_request_error', async () => {
+  it('malformed JSON → 400 invalid_request_error', T, async () => {
     const r = await chat(p.base, '{"model": "fake-model", "messages": [');
     assert.equal(r.status, 400);
     assertOpenAIError(r.json, { type: 'invalid_request_error' });
   });
 
-  it('missing / empty / non-array messages → 400 with param "messages"', async () => {
+  it('missing / empty / non-array messages → 400 with param "messages"', T, async () => {
     for (const body of [{ model: 'fake-model' }, { model: 'fake-model', messages: [] },
       { model: 'fake-model', messages: 'hello' }]) {
       const r = await chat(p.base, body);
@@ -505,7 +522,7 @@ describe('HTTP server', () => {
     }
   });
 
-  it('a bad field type (n: "x") → 400 invalid_request_error', async () => {
+  it('a bad field type (n: "x") → 400 invalid_request_error', T, async () => {
     fake.reset();
     const r = await chat(p.base, { model: 'fake-model', messages: MSG, n: 'x' });
     assert.equal(r.status, 400);
@@ -519,7 +536,7 @@ describe('HTTP server', () => {
     assert.equal(fake.log.length, 0, 'invalid requests must not reach the upstream');
   });
 
-  it('unknown path → 404; wrong method → 405 (OpenAI error shape)', async () => {
+  it('unknown path → 404; wrong method → 405 (OpenAI error shape)', T, async () => {
     const r = await get(`${p.url}/nope`);
     assert.equal(r.status, 404);
     assertOpenAIError(r.json);
@@ -534,7 +551,7 @@ describe('HTTP server', () => {
     assertOpenAIError(m2.json);
   });
 
-  it('GET /v1/models: the upstream list plus declared route models', async () => {
+  it('GET /v1/models: the upstream list plus declared route models', T, async () => {
     const r = await get(`${p.base}/models`);
     assert.equal(r.status, 200);
     assert.equal(r.json.object, 'list');
@@ -544,7 +561,7 @@ describe('HTTP server', () => {
     for (const m of r.json.data) assert.equal(m.object, 'model');
   });
 
-  it('pass-through: POST /v1/embeddings relays method, query, body and status', async () => {
+  it('pass-through: POST /v1/embeddings relays method, query, body and status', T, async () => {
     fake.reset();
     const body = '{"model":"text-embedding-3-small","input":["a","b"],"x":1.50}';
     const r = await httpReq(p.port, { method: 'POST', path: '/v1/embeddings?foo=bar&x=%20y',
@@ -570,7 +587,7 @@ describe('HTTP server', () => {
     }
   });
 
-  it('headers forwarded upstream per SPEC 4 (and hop-by-hop / custom ones not)', async () => {
+  it('headers forwarded upstream per SPEC 4 (and hop-by-hop / custom ones not)', T, async () => {
     fake.reset();
     const headers = {
       'content-type': 'application/json',
@@ -607,7 +624,7 @@ describe('HTTP server', () => {
     }
   });
 
-  it('rounds 0: exactly one upstream call with the client body (ponder field removed, model mapped)', async () => {
+  it('rounds 0: exactly one upstream call with the client body (ponder field removed, model mapped)', T, async () => {
     fake.reset();
     const client = {
       model: 'alias-model', messages: MSG, temperature: 0.3, top_p: 0.9, seed: 7, user: 'u-1',
@@ -617,7 +634,6 @@ describe('HTTP server', () => {
     assert.equal(r.status, 200, r.text);
     assert.equal(r.headers.get('x-ponder-route'), 'mapped');
     assert.equal(r.headers.get('x-ponder-rounds'), '0');
-    assert.equal(r.json.model, 'alias-model', 'the client sees the model it asked for');
     assert.equal(fake.log.length, 1, 'exactly one upstream call');
     const up = fake.log[0];
     assert.equal(up.method, 'POST');
@@ -625,6 +641,7 @@ describe('HTTP server', () => {
     const expected = { ...client, model: 'real-model' };
     delete expected.ponder;
     assert.deepEqual(up.body, expected);
+    assert.equal(r.json.model, 'alias-model', 'SPEC 5: the response carries the model the client asked for');
 
     fake.reset();
     const plain = { model: 'whatever-model', messages: MSG, temperature: 1, logprobs: false, n: 1 };
@@ -638,7 +655,18 @@ describe('HTTP server', () => {
     assert.equal(r2.json.choices[0].message.content, 'Answer to: What is two plus two?');
   });
 
-  it('rounds 0: SSE is passed through chunk by chunk', async () => {
+  it('rounds 0 with a mapped model: every SSE chunk carries the model the client asked for', T, async () => {
+    fake.reset();
+    const { status, text } = await streamText(`${p.base}/chat/completions`,
+      { model: 'alias-model', messages: MSG, stream: true });
+    assert.equal(status, 200);
+    assert.equal(fake.log[0].body.model, 'real-model');
+    const events = parseSSE(text).filter((e) => e !== '[DONE]');
+    assert.ok(events.length > 2);
+    for (const e of events) assert.equal(e.model, 'alias-model', 'SPEC 5: chunks carry the requested model');
+  });
+
+  it('rounds 0: SSE is passed through chunk by chunk', T, async () => {
     fake.reset();
     fake.script({ tokens: 20, token_delay_ms: 60 });
     const t0 = Date.now();
@@ -683,7 +711,8 @@ describe('auth', () => {
     p = await startPonder({
       config: configFor(fake, {
         auth: { keys: ['sk-client-good', 'sk-client-other'] },
-        routes: [{ name: 'only', match: { models: ['m1'] }, forcing: { rounds: 0 } }],
+        routes: [{ name: 'only', match: { models: ['m1'] }, forcing: { rounds: 0 } },
+          { name: 'pre', match: { path_prefix: '/pre' }, forcing: { rounds: 0 } }],
       }),
     });
   });
@@ -692,7 +721,7 @@ describe('auth', () => {
     await fake.close();
   });
 
-  it('no key or a bad key → 401 invalid_api_key; a good key → 200', async () => {
+  it('no key or a bad key → 401 invalid_api_key; a good key → 200', T, async () => {
     const body = { model: 'm1', messages: MSG };
     const none = await chat(p.base, body);
     assert.equal(none.status, 401);
@@ -711,17 +740,19 @@ describe('auth', () => {
     assert.equal(other.status, 200);
   });
 
-  it('pass-through and /v1/models need the key too', async () => {
+  it('pass-through and /v1/models need the key too', T, async () => {
     const m = await get(`${p.base}/models`);
     assert.equal(m.status, 401);
     assertOpenAIError(m.json, { code: 'invalid_api_key' });
     const e = await httpReq(p.port, { method: 'POST', path: '/v1/embeddings', headers: { 'content-type': 'application/json' }, body: '{}' });
     assert.equal(e.status, 401);
-    const ok = await get(`${p.base}/models`, { authorization: 'Bearer sk-client-good' });
-    assert.equal(ok.status, 200);
+    // no catch-all route here, so the models list is asked through the prefixed route
+    const ok = await get(`${p.url}/pre/v1/models`, { authorization: 'Bearer sk-client-good' });
+    assert.equal(ok.status, 200, ok.text);
+    assert.ok(ok.json.data.some((m) => m.id === 'm1'));
   });
 
-  it('/healthz and /metrics need no key', async () => {
+  it('/healthz and /metrics need no key', T, async () => {
     const h = await get(`${p.url}/healthz`);
     assert.equal(h.status, 200);
     assert.deepEqual(h.json, { status: 'ok' });
@@ -730,7 +761,7 @@ describe('auth', () => {
     assert.ok(!m.text.includes('sk-client-good'), 'secret in metrics');
   });
 
-  it('an unknown model without a catch-all route → 404 model_not_found', async () => {
+  it('an unknown model without a catch-all route → 404 model_not_found', T, async () => {
     const r = await chat(p.base, { model: 'not-declared', messages: MSG }, { authorization: 'Bearer sk-client-good' });
     assert.equal(r.status, 404);
     assertOpenAIError(r.json, { code: 'model_not_found' });
@@ -771,7 +802,7 @@ describe('upstream authorization', () => {
     ['open pass-through', '/v1/embeddings', 'Bearer sk-from-client'],
   ];
   for (const [name, path, want] of cases) {
-    it(`${name}: upstream gets exactly one Authorization "${want}"`, async () => {
+    it(`${name}: upstream gets exactly one Authorization "${want}"`, T, async () => {
       raw.heads.length = 0;
       const r = await httpReq(p.port, { method: 'POST', path, body: chatBody(),
         headers: { 'content-type': 'application/json', authorization: 'Bearer sk-from-client' } });
@@ -782,7 +813,7 @@ describe('upstream authorization', () => {
     });
   }
 
-  it('open upstream, no client Authorization: none sent upstream', async () => {
+  it('open upstream, no client Authorization: none sent upstream', T, async () => {
     raw.heads.length = 0;
     const r = await httpReq(p.port, { method: 'POST', path: '/v1/chat/completions', body: chatBody(),
       headers: { 'content-type': 'application/json' } });
@@ -830,7 +861,7 @@ describe('upstream errors', () => {
   const body = { model: 'fake-model', messages: MSG };
 
   for (const [label, prefix] of [['rounds 0', ''], ['rounds 2', '/forced']]) {
-    it(`${label}: upstream 429 with retry-after is relayed (status, body, header)`, async () => {
+    it(`${label}: upstream 429 with retry-after is relayed (status, body, header)`, T, async () => {
       fake.reset();
       fake.script({ status: 429, retry_after: 7, message: 'slow down please' });
       const r = await chat(`${p.url}${prefix}/v1`, body);
@@ -841,7 +872,7 @@ describe('upstream errors', () => {
       assert.equal(fake.log.length, 1, 'retries: 0 means one call');
     });
 
-    it(`${label}: upstream 500 OpenAI-shaped is relayed`, async () => {
+    it(`${label}: upstream 500 OpenAI-shaped is relayed`, T, async () => {
       fake.reset();
       fake.script({ status: 500, message: 'the model is on fire', code: 'fire' });
       const r = await chat(`${p.url}${prefix}/v1`, body);
@@ -850,7 +881,7 @@ describe('upstream errors', () => {
     });
   }
 
-  it('upstream 400 OpenAI-shaped is relayed', async () => {
+  it('upstream 400 OpenAI-shaped is relayed', T, async () => {
     fake.reset();
     fake.script({ status: 400, message: 'bad temperature', code: 'invalid_value' });
     const r = await chat(p.base, body);
@@ -858,23 +889,25 @@ describe('upstream errors', () => {
     assert.deepEqual(r.json, { error: { message: 'bad temperature', type: 'invalid_request_error', param: null, code: 'invalid_value' } });
   });
 
-  it('a non-JSON 5xx body → 502 upstream_error', async () => {
-    fake.reset();
-    fake.script({ status: 503, plain_status_body: '<html>Service Unavailable</html>' });
-    const r = await chat(p.base, body);
-    assert.equal(r.status, 502);
-    assertOpenAIError(r.json, { code: 'upstream_error' });
-  });
+  for (const [label, prefix] of [['rounds 0', ''], ['rounds 2', '/forced']]) {
+    it(`${label}: a non-JSON 5xx body → 502 upstream_error`, T, async () => {
+      fake.reset();
+      fake.script({ status: 503, plain_status_body: '<html>Service Unavailable</html>' });
+      const r = await chat(`${p.url}${prefix}/v1`, body);
+      assert.equal(r.status, 502);
+      assertOpenAIError(r.json, { code: 'upstream_error' });
+    });
 
-  it('invalid JSON with 200 → 502 upstream_error', async () => {
-    fake.reset();
-    fake.script({ invalid_json: true });
-    const r = await chat(p.base, body);
-    assert.equal(r.status, 502);
-    assertOpenAIError(r.json, { code: 'upstream_error' });
-  });
+    it(`${label}: invalid JSON with 200 → 502 upstream_error`, T, async () => {
+      fake.reset();
+      fake.script({ invalid_json: true });
+      const r = await chat(`${p.url}${prefix}/v1`, body);
+      assert.equal(r.status, 502, r.text);
+      assertOpenAIError(r.json, { code: 'upstream_error' });
+    });
+  }
 
-  it('a dead upstream (connection refused) → 502 quickly', async () => {
+  it('a dead upstream (connection refused) → 502 quickly', T, async () => {
     const t0 = Date.now();
     const r = await chat(`${p.url}/dead/v1`, body);
     assert.equal(r.status, 502);
@@ -885,7 +918,7 @@ describe('upstream errors', () => {
     assertOpenAIError(pt.json, { code: 'upstream_error' });
   });
 
-  it('a hanging upstream with timeout_ms 300 → 504 upstream_timeout', async () => {
+  it('a hanging upstream with timeout_ms 300 → 504 upstream_timeout', T, async () => {
     fake.reset();
     fake.script({ hang: true });
     const t0 = Date.now();
@@ -896,7 +929,7 @@ describe('upstream errors', () => {
     assert.ok(dt >= 250 && dt < 2500, `took ${dt} ms`);
   });
 
-  it('a hanging upstream stream with timeout_ms 300 → 504 upstream_timeout', async () => {
+  it('a hanging upstream stream with timeout_ms 300 → 504 upstream_timeout', T, async () => {
     fake.reset();
     fake.script({ hang: true });
     const r = await chat(`${p.url}/short/v1`, { ...body, stream: true });
@@ -904,7 +937,7 @@ describe('upstream errors', () => {
     assertOpenAIError(r.json, { code: 'upstream_timeout' });
   });
 
-  it('an upstream that resets the connection → 502', async () => {
+  it('an upstream that resets the connection → 502', T, async () => {
     fake.reset();
     fake.script({ reset: true });
     const r = await chat(p.base, body);
@@ -912,19 +945,22 @@ describe('upstream errors', () => {
     assertOpenAIError(r.json, { code: 'upstream_error' });
   });
 
-  it('a mid-stream upstream cut is an SSE error event without [DONE]', async () => {
-    fake.reset();
-    fake.script({ tokens: 10, cut_after: 4 });
-    const r = await chat(p.base, { ...body, stream: true });
-    assert.equal(r.status, 200);
-    const events = parseSSE(r.text);
-    assert.ok(!events.includes('[DONE]'), 'a failed stream must not end with [DONE]');
-    const last = events.at(-1);
-    assert.ok(last && last.error, 'last event must be an error: ' + r.text.slice(-300));
-    assertOpenAIError(last);
-  });
+  for (const [label, prefix] of [['rounds 0', ''], ['rounds 2', '/forced']]) {
+    it(`${label}: a mid-stream upstream cut is an SSE error event without [DONE]`, T, async () => {
+      fake.reset();
+      fake.script({ tokens: 10, cut_after: 4 });
+      const { status, text } = await streamText(`${p.url}${prefix}/v1/chat/completions`, { ...body, stream: true });
+      assert.equal(status, 200);
+      const events = parseSSE(text);
+      assert.ok(!events.includes('[DONE]'), 'a failed stream must not end with [DONE]');
+      const last = events.at(-1);
+      assert.ok(last && last.error, 'last event must be an error: ' + text.slice(-300));
+      assertOpenAIError(last);
+      assert.equal(events.filter((e) => e.error).length, 1, 'exactly one error event');
+    });
+  }
 
-  it('still serving after the errors', async () => {
+  it('still serving after the errors', T, async () => {
     fake.reset();
     await assertHealthy(p);
     const r = await chat(p.base, body);
@@ -933,7 +969,7 @@ describe('upstream errors', () => {
     assert.equal(r2.status, 200);
   });
 
-  it('retries: 2 with [503, 503, ok] → 200 after 3 calls', async () => {
+  it('retries: 2 with [503, 503, ok] → 200 after 3 calls', T, async () => {
     fake.reset();
     fake.script({ status: 503 }, { status: 503 }, {});
     const r = await chat(`${p.url}/retry/v1`, body);
@@ -942,7 +978,7 @@ describe('upstream errors', () => {
     for (const e of fake.log) assert.deepEqual(e.body, fake.log[0].body, 'a retry resends the same body');
   });
 
-  it('retries: 2 with [503, 503, 503] → the last 503 is relayed after 3 calls', async () => {
+  it('retries: 2 with [503, 503, 503] → the last 503 is relayed after 3 calls', T, async () => {
     fake.reset();
     fake.script({ status: 503, message: 'm1' }, { status: 503, message: 'm2' }, { status: 503, message: 'm3' }, {});
     const r = await chat(`${p.url}/retry/v1`, body);
@@ -951,7 +987,7 @@ describe('upstream errors', () => {
     assert.equal(fake.log.length, 3);
   });
 
-  it('retries: a connect/reset error is retried', async () => {
+  it('retries: a connect/reset error is retried', T, async () => {
     fake.reset();
     fake.script({ reset: true }, {});
     const r = await chat(`${p.url}/retry/v1`, body);
@@ -959,7 +995,7 @@ describe('upstream errors', () => {
     assert.equal(fake.log.length, 2);
   });
 
-  it('retries: a 400 is not retried', async () => {
+  it('retries: a 400 is not retried', T, async () => {
     fake.reset();
     fake.script({ status: 400 }, {});
     const r = await chat(`${p.url}/retry/v1`, body);
@@ -967,7 +1003,7 @@ describe('upstream errors', () => {
     assert.equal(fake.log.length, 1);
   });
 
-  it('retries: a 429 with retry-after 1 waits about a second', async () => {
+  it('retries: a 429 with retry-after 1 waits about a second', T, async () => {
     fake.reset();
     fake.script({ status: 429, retry_after: 1 }, {});
     const t0 = Date.now();
@@ -997,7 +1033,7 @@ describe('client disconnect', () => {
     await fake.close();
   });
 
-  it('aborting a request to a hanging upstream counts a disconnect and frees the request', async () => {
+  it('aborting a request to a hanging upstream counts a disconnect and frees the request', T, async () => {
     fake.reset();
     fake.script({ hang: true });
     const before0 = metricValue(await metrics(p), 'ponder_client_disconnects_total') ?? 0;
@@ -1015,7 +1051,7 @@ describe('client disconnect', () => {
     }, { what: 'disconnect counted and inflight 0' });
   });
 
-  it('aborting a stream stops the upstream transfer', async () => {
+  it('aborting a stream stops the upstream transfer', T, async () => {
     fake.reset();
     fake.script({ tokens: 400, token_delay_ms: 20 });
     const ac = new AbortController();
@@ -1035,7 +1071,7 @@ describe('client disconnect', () => {
     await waitFor(async () => metricValue(await metrics(p), 'ponder_inflight_requests') === 0, { what: 'inflight 0' });
   });
 
-  it('aborting a forced (rounds 2) stream stops the upstream transfer', async () => {
+  it('aborting a forced (rounds 2) stream stops the upstream transfer', T, async () => {
     fake.reset();
     fake.script({ tokens: 400, token_delay_ms: 20 });
     const base = fake.state.events;
@@ -1074,7 +1110,7 @@ describe('max_connections', () => {
     await fake.close();
   });
 
-  it('the 3rd concurrent connection gets 503 or is closed; serving resumes after', async () => {
+  it('the 3rd concurrent connection gets 503 or is closed; serving resumes after', T, async () => {
     const a = new RawConn(p.port);
     const b = new RawConn(p.port);
     await a.ready;
