@@ -52,8 +52,8 @@ count_unit() { # runs one cmocka executable and counts its "[  PASSED  ] N" / "[
   local exe=$1 log p f rc=0
   log=$(mktemp)
   PONDER_TEST_DATA="$ROOT/tests/unit/data" "$exe" >"$log" 2>&1 || rc=$?
-  p=$(grep -E '^\[  PASSED  \] [0-9]+ test' "$log" | grep -oE '[0-9]+' | head -1)
-  f=$(grep -E '^\[  FAILED  \] [0-9]+ test' "$log" | grep -oE '[0-9]+' | head -1)
+  p=$(grep -E '^\[  PASSED  \] [0-9]+ test' "$log" | grep -oE '[0-9]+' | head -1 || true)
+  f=$(grep -E '^\[  FAILED  \] [0-9]+ test' "$log" | grep -oE '[0-9]+' | head -1 || true)
   PASS=$((PASS + ${p:-0})); FAIL=$((FAIL + ${f:-0}))
   if [ "$rc" -ne 0 ] && [ -z "$f" ]; then FAIL=$((FAIL + 1)); fi
   printf '  %-14s %s passed, %s failed\n' "$(basename "$exe")" "${p:-0}" "${f:-0}"
@@ -62,9 +62,9 @@ count_unit() { # runs one cmocka executable and counts its "[  PASSED  ] N" / "[
 }
 count_node() { # parses node --test's "# pass N" / "# fail N" / "# skipped N"
   local log=$1 p f s
-  p=$(grep -E '^# pass ' "$log" | awk '{print $3}' | tail -1)
-  f=$(grep -E '^# fail ' "$log" | awk '{print $3}' | tail -1)
-  s=$(grep -E '^# skipped ' "$log" | awk '{print $3}' | tail -1)
+  p=$(grep -E '^# pass ' "$log" | awk '{print $3}' | tail -1 || true)
+  f=$(grep -E '^# fail ' "$log" | awk '{print $3}' | tail -1 || true)
+  s=$(grep -E '^# skipped ' "$log" | awk '{print $3}' | tail -1 || true)
   PASS=$((PASS + ${p:-0})); FAIL=$((FAIL + ${f:-0})); SKIP=$((SKIP + ${s:-0}))
   if [ -z "$p" ]; then FAIL=$((FAIL + 1)); fi
 }
