@@ -95,6 +95,8 @@ describe('forcing (non-streamed)', () => {
     const cfg = configFor(fake);
     cfg.upstreams.push({ name: 'fake-mct', base_url: `${fake.url}/v1`, retries: 0, timeout_ms: 5000,
       connect_timeout_ms: 2000, token_limit_param: 'max_completion_tokens' });
+    cfg.upstreams.push({ name: 'slow', base_url: `${fake.url}/v1`, retries: 0, timeout_ms: 500,
+      connect_timeout_ms: 2000 });
     cfg.routes = [
       route('r1', chatPolicy(1)),
       route('r2', chatPolicy(2)),
@@ -116,7 +118,10 @@ describe('forcing (non-streamed)', () => {
         template: { system: 'S: {content}\n', user: 'U: {content}\n', assistant: 'A: {content}\n',
           assistant_start: 'A: ' },
       }),
+      route('pmin', { mode: 'prefill', rounds: 3, think_budget: 10, answer_budget: 50, min_think_tokens: 5 }),
+      route('pmax', { mode: 'prefill', rounds: 3, think_budget: 10, answer_budget: 50, max_think_tokens: 15 }),
       route('mct', chatPolicy(1), { upstream: 'fake-mct' }),
+      route('slow', chatPolicy(2), { upstream: 'slow' }),
       route('ovr', chatPolicy(2), { allow_overrides: true }),
       { name: 'main', forcing: chatPolicy(2) },
     ];
@@ -357,6 +362,30 @@ describe('forcing (non-streamed)', () => {
     assert.equal(r.json.choices[0].message.content, 'X');
   });
 
+  it('prefill + min_think_tokens: a short natural stop gets "Wait", enough thinking ends it', async () => {
+    fake.script({ content: 'a b' }, { content: ' c d e f' }, { content: 'X' });
+    const r = await chat(base('pmin'), { model: MODEL, messages: [{ role: 'user', content: 'Q?' }] });
+    assert.equal(r.status, 200, r.text);
+    const calls = log();
+    assert.deepEqual(calls.map((c) => c.body.messages.at(-1).content), [
+      '<think>\n', '<think>\na bWait', '<think>\na bWait c d e f</think>\n\n']);
+    assertHeaders(r, 'pmin', 2);
+  });
+
+  it('prefill + max_think_tokens: limits shrink, the budget cut closes with length_cut', async () => {
+    fake.script({ tokens: 30 }, { tokens: 30 }, { content: 'X' });
+    const r = await chat(base('pmax'), { model: MODEL, messages: [{ role: 'user', content: 'Q?' }] });
+    assert.equal(r.status, 200, r.text);
+    const calls = log();
+    assert.equal(calls.length, 3);
+    assert.deepEqual(calls.map((c) => c.body.max_tokens), [10, 5, 50]);
+    assert.deepEqual(calls.map((c) => c.body.messages.at(-1).content), [
+      '<think>\n', '<think>\n' + toks(0, 10),
+      '<think>\n' + toks(0, 10) + toks(0, 5) + '\n</think>\nFinal Answer:\n\n']);
+    assertHeaders(r, 'pmax', 2);
+    assert.equal(r.json.usage.completion_tokens_details.reasoning_tokens, 15);
+  });
+
   // ---- completions mode ----
 
   it('completions mode, chatml: rendered prompt to /v1/completions', async () => {
@@ -564,6 +593,26 @@ describe('forcing (non-streamed)', () => {
     assert.equal(r.headers.get('retry-after'), '7');
     await sleep(200);
     assert.equal(log().length, 1);
+  });
+
+  it('an upstream timeout in round 2: 504 upstream_timeout, no further calls', async () => {
+    fake.script({ content: 't1' }, { hang: true });
+    const t0 = Date.now();
+    const r = await chat(base('slow'), { model: MODEL, messages: M });
+    assert.equal(r.status, 504);
+    assert.equal(r.json.error.code, 'upstream_timeout');
+    assert.ok(Date.now() - t0 < 3000);
+    await sleep(200);
+    assert.equal(log().length, 2);
+  });
+
+  it('a reply cut mid-body in round 2: 502 upstream_error, no further calls', async () => {
+    fake.script({ content: 't1' }, { content: 'some longer thinking text', cut_after: 40 });
+    const r = await chat(base('r2'), { model: MODEL, messages: M });
+    assert.equal(r.status, 502);
+    assert.equal(r.json.error.type, 'upstream_error');
+    await sleep(200);
+    assert.equal(log().length, 2);
   });
 
   it('a non-OpenAI error or invalid JSON in a round: 502 upstream_error', async () => {
