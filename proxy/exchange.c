@@ -83,8 +83,7 @@ struct ex {
 
 static const pd_req_hooks_t ex_hooks;
 static void chain_next(chain_t *ch);
-static void ex_fail(ex_t *ex, int status, const char *message, const char *type,
-                    const char *code);
+static void ex_fail(ex_t *ex, int status, const char *message, const char *type, const char *code);
 static void ex_finish(ex_t *ex);
 static void add_usage(ex_t *ex);
 
@@ -241,16 +240,16 @@ static void free_headers(const char **h) {
   free(h);
 }
 
-static pd_xfer_t *start_xfer(ex_t *ex, const char *method, const char *url, char *body,
-                             size_t len, int json_body, const pd_xfer_cbs_t *cbs, void *ud) {
+static pd_xfer_t *start_xfer(ex_t *ex, const char *method, const char *url, char *body, size_t len,
+                             int json_body, const pd_xfer_cbs_t *cbs, void *ud) {
   const char **hdrs = upstream_headers(ex, json_body);
   if (!hdrs) {
     free(body);
     return NULL;
   }
   const pd_upstream_cfg_t *u = ex->ucfg;
-  pd_xfer_opts_t o = {method, url, hdrs, body, len, u->connect_timeout_ms, u->timeout_ms,
-                      u->retries};
+  pd_xfer_opts_t o = {method,        url,       hdrs, body, len, u->connect_timeout_ms,
+                      u->timeout_ms, u->retries};
   pd_xfer_t *x = pd_xfer_start(ex->w->up, &o, cbs, ud);
   free_headers(hdrs);
   if (x)
@@ -290,9 +289,18 @@ static void ex_finish(ex_t *ex) {
   pd_metrics_inflight(w->metrics, -1);
   if (ex->route && ex->variant)
     pd_feedback_remember(w->feedback, r->request_id, route, ex->variant);
-  pd_access_entry_t e = {r->request_id, r->method, r->url, route, ex->variant,
-                         ex->think_calls, ex->upstream_calls, status, ex->stream,
-                         secs * 1000.0, ex->usage.prompt_tokens, ex->usage.completion_tokens,
+  pd_access_entry_t e = {r->request_id,
+                         r->method,
+                         r->url,
+                         route,
+                         ex->variant,
+                         ex->think_calls,
+                         ex->upstream_calls,
+                         status,
+                         ex->stream,
+                         secs * 1000.0,
+                         ex->usage.prompt_tokens,
+                         ex->usage.completion_tokens,
                          ex->usage.reasoning_tokens};
   char path[512];
   snprintf(path, sizeof path, "%.*s", (int)r->path_len, r->url);
@@ -360,14 +368,13 @@ static void ex_fail_body(ex_t *ex, int status, const char *body, size_t len,
   ex_finish(ex);
 }
 
-static void ex_fail(ex_t *ex, int status, const char *message, const char *type,
-                    const char *code) {
+static void ex_fail(ex_t *ex, int status, const char *message, const char *type, const char *code) {
   ex_fail_body(ex, status, NULL, 0, NULL, message, type, code);
 }
 
 /* An upstream call that failed: map transport errors and error statuses to SPEC's errors. */
-static void fail_from_upstream(ex_t *ex, int result, const char *errmsg, int status,
-                               pd_buf_t *body, const char *retry_after) {
+static void fail_from_upstream(ex_t *ex, int result, const char *errmsg, int status, pd_buf_t *body,
+                               const char *retry_after) {
   char msg[512];
   if (result == PD_XFER_ETIMEOUT) {
     snprintf(msg, sizeof msg, "The upstream '%s' timed out: %s", ex->ucfg->name, errmsg);
@@ -585,8 +592,7 @@ static int chain_on_data(void *ud, const char *p, size_t n) {
   ex_enter(ex);
   int rc = pd_sse_feed(&ch->sse, p, n, on_sse_event, ch);
   if (rc < 0 && !ex->finished)
-    ex_fail(ex, 502, "The upstream stream event is too large.", "upstream_error",
-            "upstream_error");
+    ex_fail(ex, 502, "The upstream stream event is too large.", "upstream_error", "upstream_error");
   if (!ex->finished)
     flush_out(ex);
   int pause = ex->pressure;
@@ -666,8 +672,7 @@ static void chain_next(chain_t *ch) {
   }
   ch->xfer = start_xfer(ex, "POST", url, body, strlen(body), 1, &cbs, ch);
   if (!ch->xfer)
-    ex_fail(ex, 502, "Could not start the upstream request.", "upstream_error",
-            "upstream_error");
+    ex_fail(ex, 502, "Could not start the upstream request.", "upstream_error", "upstream_error");
   else if (ex->pressure)
     pd_xfer_pause(ch->xfer);
 }
@@ -812,8 +817,8 @@ static void models_reply(ex_t *ex) {
           seen = 1;
       }
       if (!seen)
-        json_array_append_new(data, json_pack("{s:s,s:s,s:i,s:s}", "id", name, "object",
-                                              "model", "created", 0, "owned_by", "ponder"));
+        json_array_append_new(data, json_pack("{s:s,s:s,s:i,s:s}", "id", name, "object", "model",
+                                              "created", 0, "owned_by", "ponder"));
     }
   }
   char *s = json_dumps(j, JSON_COMPACT);
@@ -837,8 +842,8 @@ static void relay_checked(ex_t *ex) {
   }
   json_decref(j);
   if (!ok) {
-    ex_fail(ex, 502, "The upstream reply is not a valid OpenAI chat completion.",
-            "upstream_error", "upstream_error");
+    ex_fail(ex, 502, "The upstream reply is not a valid OpenAI chat completion.", "upstream_error",
+            "upstream_error");
     return;
   }
   const char *extra[8];
@@ -907,8 +912,7 @@ static void start_pass(ex_t *ex, const char *rest, size_t rest_len, char *body, 
   ex->pxfer = start_xfer(ex, r->method, url, body, len, json_body, &cbs, ex);
   free(url);
   if (!ex->pxfer)
-    ex_fail(ex, 502, "Could not start the upstream request.", "upstream_error",
-            "upstream_error");
+    ex_fail(ex, 502, "Could not start the upstream request.", "upstream_error", "upstream_error");
 }
 
 /* ---- dispatch ------------------------------------------------------------------------------- */
@@ -946,8 +950,8 @@ static void simple_json(pd_req_t *r, int status, const char *json) {
   pd_req_finish(r);
 }
 
-static void error_now(pd_req_t *r, int status, const char *msg, const char *type,
-                      const char *param, const char *code) {
+static void error_now(pd_req_t *r, int status, const char *msg, const char *type, const char *param,
+                      const char *code) {
   pd_res_error(r, status, msg, type, param, code);
   pd_req_finish(r);
 }
@@ -981,7 +985,10 @@ static void serve_feedback(pd_worker_t *w, pd_req_t *r) {
     json_decref(j);
     error_now(r, 400,
               "Feedback needs a JSON object with a string 'request_id' and a number 'score'.",
-              "invalid_request_error", !json_is_object(j) ? NULL : !id ? "request_id" : "score",
+              "invalid_request_error",
+              !json_is_object(j) ? NULL
+              : !id              ? "request_id"
+                                 : "score",
               NULL);
     return;
   }
@@ -1083,7 +1090,8 @@ void pd_exchange_dispatch(void *ud, pd_req_t *r) {
   /* Everything else is under [prefix]/v1/. */
   const char *v1 = NULL;
   for (size_t i = 0; i + 4 <= r->path_len; i++) {
-    if (memcmp(r->url + i, "/v1/", 4) == 0 || (i + 3 == r->path_len && memcmp(r->url + i, "/v1", 3) == 0)) {
+    if (memcmp(r->url + i, "/v1/", 4) == 0 ||
+        (i + 3 == r->path_len && memcmp(r->url + i, "/v1", 3) == 0)) {
       v1 = r->url + i;
       break;
     }

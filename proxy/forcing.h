@@ -56,7 +56,7 @@ typedef struct pd_usage {
 
 /* The accumulated outcome of a chain, valid until pd_engine_free. */
 typedef struct pd_result {
-  const char *content;   /* answer text (NUL-terminated; "" when none) */
+  const char *content; /* answer text (NUL-terminated; "" when none) */
   size_t content_len;
   const char *reasoning; /* thinking segments joined with "\n" + wait + "\n" */
   size_t reasoning_len;

@@ -128,8 +128,8 @@ static void on_hup(uv_signal_t *h, int signum) {
     return;
   }
   pd_config_t *cur = st->app.workers[0].cfg; /* read only for the comparison below */
-  if (cur && (strcmp(cur->listen_host, cfg->listen_host) != 0 ||
-              cur->listen_port != cfg->listen_port))
+  if (cur &&
+      (strcmp(cur->listen_host, cfg->listen_host) != 0 || cur->listen_port != cfg->listen_port))
     pd_log_warn(NULL, "reload: a new listen address takes effect only after a restart");
   pd_log_level_current = cfg->log_level;
   for (size_t i = 0; i < st->app.nworkers; i++)
@@ -139,16 +139,12 @@ static void on_hup(uv_signal_t *h, int signum) {
 }
 
 int main(int argc, char **argv) {
-  static const struct option opts[] = {{"config", required_argument, 0, 'c'},
-                                       {"listen", required_argument, 0, 'l'},
-                                       {"upstream", required_argument, 0, 'u'},
-                                       {"rounds", required_argument, 0, 'r'},
-                                       {"workers", required_argument, 0, 'w'},
-                                       {"log-level", required_argument, 0, 'L'},
-                                       {"check-config", no_argument, 0, 'C'},
-                                       {"version", no_argument, 0, 'V'},
-                                       {"help", no_argument, 0, 'h'},
-                                       {0, 0, 0, 0}};
+  static const struct option opts[] = {
+      {"config", required_argument, 0, 'c'},   {"listen", required_argument, 0, 'l'},
+      {"upstream", required_argument, 0, 'u'}, {"rounds", required_argument, 0, 'r'},
+      {"workers", required_argument, 0, 'w'},  {"log-level", required_argument, 0, 'L'},
+      {"check-config", no_argument, 0, 'C'},   {"version", no_argument, 0, 'V'},
+      {"help", no_argument, 0, 'h'},           {0, 0, 0, 0}};
   app_state_t st;
   memset(&st, 0, sizeof st);
   st.ov.rounds = -1;

@@ -62,8 +62,8 @@ int pd_openai_completion(pd_buf_t *b, const char *id, long created, const char *
     sum.prompt_tokens += r->usage.prompt_tokens;
     sum.completion_tokens += r->usage.completion_tokens;
     sum.reasoning_tokens += r->usage.reasoning_tokens;
-    rc |= pd_buf_appendf(b, "%s{\"index\":%zu,\"message\":{\"role\":\"assistant\",\"content\":",
-                         i ? "," : "", i);
+    rc |= pd_buf_appendf(
+        b, "%s{\"index\":%zu,\"message\":{\"role\":\"assistant\",\"content\":", i ? "," : "", i);
     int has_tools = r->tool_calls && json_array_size(r->tool_calls) > 0;
     if (reasoning == PD_REASONING_INLINE && r->reasoning_len > 0) {
       pd_buf_t tmp;
@@ -102,8 +102,8 @@ int pd_openai_completion(pd_buf_t *b, const char *id, long created, const char *
 static int chunk_head(pd_buf_t *b, const pd_chunk_ctx_t *c) {
   int rc = pd_buf_appends(b, "data: {\"id\":");
   rc |= append_str_or_null(b, c->id);
-  rc |= pd_buf_appendf(b, ",\"object\":\"chat.completion.chunk\",\"created\":%ld,\"model\":",
-                       c->created);
+  rc |= pd_buf_appendf(
+      b, ",\"object\":\"chat.completion.chunk\",\"created\":%ld,\"model\":", c->created);
   rc |= append_str_or_null(b, c->model);
   return rc;
 }
@@ -129,8 +129,9 @@ int pd_openai_chunk_tool_calls(pd_buf_t *b, const pd_chunk_ctx_t *c, int index,
   if (!tc)
     return -1;
   int rc = chunk_head(b, c);
-  rc |= pd_buf_appendf(b, ",\"choices\":[{\"index\":%d,\"delta\":{\"tool_calls\":%s},"
-                          "\"logprobs\":null,\"finish_reason\":null}]}\n\n",
+  rc |= pd_buf_appendf(b,
+                       ",\"choices\":[{\"index\":%d,\"delta\":{\"tool_calls\":%s},"
+                       "\"logprobs\":null,\"finish_reason\":null}]}\n\n",
                        index, tc);
   free(tc);
   return rc ? -1 : 0;
@@ -138,8 +139,9 @@ int pd_openai_chunk_tool_calls(pd_buf_t *b, const pd_chunk_ctx_t *c, int index,
 
 int pd_openai_chunk_finish(pd_buf_t *b, const pd_chunk_ctx_t *c, int index, const char *reason) {
   int rc = chunk_head(b, c);
-  rc |= pd_buf_appendf(b, ",\"choices\":[{\"index\":%d,\"delta\":{},\"logprobs\":null,"
-                          "\"finish_reason\":",
+  rc |= pd_buf_appendf(b,
+                       ",\"choices\":[{\"index\":%d,\"delta\":{},\"logprobs\":null,"
+                       "\"finish_reason\":",
                        index);
   rc |= append_str_or_null(b, reason ? reason : "stop");
   rc |= pd_buf_appends(b, "}]}\n\n");

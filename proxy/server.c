@@ -46,16 +46,16 @@ struct pd_conn {
   llhttp_settings_t *settings;
   int state;
   int closing;
-  int handles_open;   /* tcp + timer until both close callbacks ran */
+  int handles_open; /* tcp + timer until both close callbacks ran */
   int handles_closing;
-  int close_after;    /* close once the write queue is empty */
-  int parsing;        /* inside llhttp_execute */
-  int reading;        /* uv_read_start active */
-  int err_status;     /* a limit was hit while parsing: 413 / 431 */
-  size_t queued;      /* bytes handed to uv_write and not yet written */
+  int close_after; /* close once the write queue is empty */
+  int parsing;     /* inside llhttp_execute */
+  int reading;     /* uv_read_start active */
+  int err_status;  /* a limit was hit while parsing: 413 / 431 */
+  size_t queued;   /* bytes handed to uv_write and not yet written */
   size_t head_bytes;
-  pd_buf_t pending;   /* bytes received while a request is in flight */
-  pd_buf_t arena;     /* url and header strings of the current request */
+  pd_buf_t pending; /* bytes received while a request is in flight */
+  pd_buf_t arena;   /* url and header strings of the current request */
   char rbuf[READ_CHUNK];
   int rbuf_busy;
   /* Offsets into arena while the head is parsed. */
@@ -80,28 +80,50 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 const char *pd_http_reason(int status) {
   switch (status) {
-  case 100: return "Continue";
-  case 200: return "OK";
-  case 201: return "Created";
-  case 204: return "No Content";
-  case 400: return "Bad Request";
-  case 401: return "Unauthorized";
-  case 403: return "Forbidden";
-  case 404: return "Not Found";
-  case 405: return "Method Not Allowed";
-  case 408: return "Request Timeout";
-  case 409: return "Conflict";
-  case 413: return "Payload Too Large";
-  case 415: return "Unsupported Media Type";
-  case 422: return "Unprocessable Entity";
-  case 429: return "Too Many Requests";
-  case 431: return "Request Header Fields Too Large";
-  case 500: return "Internal Server Error";
-  case 501: return "Not Implemented";
-  case 502: return "Bad Gateway";
-  case 503: return "Service Unavailable";
-  case 504: return "Gateway Timeout";
-  default: return status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error";
+  case 100:
+    return "Continue";
+  case 200:
+    return "OK";
+  case 201:
+    return "Created";
+  case 204:
+    return "No Content";
+  case 400:
+    return "Bad Request";
+  case 401:
+    return "Unauthorized";
+  case 403:
+    return "Forbidden";
+  case 404:
+    return "Not Found";
+  case 405:
+    return "Method Not Allowed";
+  case 408:
+    return "Request Timeout";
+  case 409:
+    return "Conflict";
+  case 413:
+    return "Payload Too Large";
+  case 415:
+    return "Unsupported Media Type";
+  case 422:
+    return "Unprocessable Entity";
+  case 429:
+    return "Too Many Requests";
+  case 431:
+    return "Request Header Fields Too Large";
+  case 500:
+    return "Internal Server Error";
+  case 501:
+    return "Not Implemented";
+  case 502:
+    return "Bad Gateway";
+  case 503:
+    return "Service Unavailable";
+  case 504:
+    return "Gateway Timeout";
+  default:
+    return status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error";
   }
 }
 
@@ -369,8 +391,8 @@ void pd_res_send(pd_req_t *r, int status, const char *content_type, const char *
   pd_res_end(r, 0);
 }
 
-void pd_res_error(pd_req_t *r, int status, const char *message, const char *type,
-                  const char *param, const char *code) {
+void pd_res_error(pd_req_t *r, int status, const char *message, const char *type, const char *param,
+                  const char *code) {
   pd_buf_t b;
   pd_buf_init(&b);
   pd_openai_error(&b, message, type, param, code);

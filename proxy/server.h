@@ -78,8 +78,8 @@ const char *pd_req_header(const pd_req_t *r, const char *name);
 void pd_res_send(pd_req_t *r, int status, const char *content_type, const char *const *extra,
                  const char *body, size_t len);
 /* Sends the OpenAI error object with status. */
-void pd_res_error(pd_req_t *r, int status, const char *message, const char *type,
-                  const char *param, const char *code);
+void pd_res_error(pd_req_t *r, int status, const char *message, const char *type, const char *param,
+                  const char *code);
 /* Starts a response; content_length < 0 means a streamed (chunked) body. */
 void pd_res_start(pd_req_t *r, int status, const char *content_type, const char *const *extra,
                   long content_length);

@@ -27,8 +27,8 @@ struct pd_upstream {
   int pending_closes;
   void (*on_closed)(void *);
   void *on_closed_ud;
-  pd_xfer_t *xfers;     /* live transfers */
-  pd_xfer_t *deferred;  /* cancelled or to add once libcurl returns */
+  pd_xfer_t *xfers;    /* live transfers */
+  pd_xfer_t *deferred; /* cancelled or to add once libcurl returns */
   sock_ctx_t *socks;
   CURL *pool[EASY_POOL_MAX];
   int npool;
@@ -44,14 +44,14 @@ struct pd_xfer {
   int retries, attempt;
   pd_xfer_cbs_t cbs;
   void *ud;
-  int added;      /* in the multi */
-  int want_add;   /* to be added once libcurl returns */
+  int added;    /* in the multi */
+  int want_add; /* to be added once libcurl returns */
   int cancelled;
-  int deferred;   /* on u->deferred */
+  int deferred; /* on u->deferred */
   int in_cb;
   int status;
-  int head_done;  /* on_head delivered */
-  int discard;    /* a retryable status: swallow this attempt's body */
+  int head_done; /* on_head delivered */
+  int discard;   /* a retryable status: swallow this attempt's body */
   int paused;
   long retry_after_ms;
   long content_length;
@@ -245,10 +245,19 @@ void pd_upstream_free(pd_upstream_t *u) {
 /* ---- transfers ----------------------------------------------------------------------------- */
 
 static int is_hop_by_hop(const char *name, size_t n) {
-  static const char *const skip[] = {"connection", "keep-alive", "transfer-encoding", "te",
-                                     "trailer", "upgrade", "proxy-authenticate",
-                                     "proxy-authorization", "content-length", "date", "server",
-                                     "x-request-id", NULL};
+  static const char *const skip[] = {"connection",
+                                     "keep-alive",
+                                     "transfer-encoding",
+                                     "te",
+                                     "trailer",
+                                     "upgrade",
+                                     "proxy-authenticate",
+                                     "proxy-authorization",
+                                     "content-length",
+                                     "date",
+                                     "server",
+                                     "x-request-id",
+                                     NULL};
   for (int i = 0; skip[i]; i++)
     if (strlen(skip[i]) == n && strncasecmp(skip[i], name, n) == 0)
       return 1;

@@ -42,10 +42,10 @@ typedef struct pd_xfer_cbs {
 } pd_xfer_cbs_t;
 
 typedef struct pd_xfer_opts {
-  const char *method;     /* "GET", "POST", ... */
-  const char *url;        /* copied */
+  const char *method;         /* "GET", "POST", ... */
+  const char *url;            /* copied */
   const char *const *headers; /* NULL-terminated array of "Name: value" lines; copied */
-  char *body;             /* taken: freed by the transfer; may be NULL */
+  char *body;                 /* taken: freed by the transfer; may be NULL */
   size_t body_len;
   long connect_timeout_ms;
   long timeout_ms; /* 0 = none */

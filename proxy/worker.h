@@ -19,8 +19,8 @@ typedef struct pd_worker pd_worker_t;
 typedef struct pd_app {
   size_t nworkers;
   pd_worker_t *workers;
-  pd_metrics_t **metrics;           /* one store per worker */
-  pd_feedback_store_t **feedback;   /* one store per worker */
+  pd_metrics_t **metrics;         /* one store per worker */
+  pd_feedback_store_t **feedback; /* one store per worker */
   pd_access_log_t *access_log;
 } pd_app_t;
 

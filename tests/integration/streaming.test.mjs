@@ -488,7 +488,11 @@ describe('streaming', () => {
       const stalledB = fake.state.events - ev0;
       const rssB = rssKB(pid);
       const info = `(${stalledB} of ${total} events, ponder RSS +${rssB - rss0} kB)`;
-      assert.ok(rssB - rss0 < 20 * 1024, `ponder RSS grew by ${(rssB - rss0) / 1024} MB ${info}`);
+      // Under AddressSanitizer freed memory sits in ASan's quarantine instead of being reused,
+      // so RSS grows with allocation churn alone; the bound there only catches runaway growth.
+      // The normal build is held to the tight bound.
+      const limitKb = (process.env.ASAN_OPTIONS ? 160 : 20) * 1024;
+      assert.ok(rssB - rss0 < limitKb, `ponder RSS grew by ${(rssB - rss0) / 1024} MB ${info}`);
       assert.ok(rssB - rssA < 2 * 1024, `RSS flat while paused ${info}`);
       assert.equal(stalledB, stalledA, `the upstream is paused while the client does not read ${info}`);
       assert.ok(stalledB < total, `the upstream did not run to its end ${info}`);

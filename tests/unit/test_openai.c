@@ -46,8 +46,7 @@ static void test_completion_field_and_usage(void **state) {
   r[1].usage = (pd_usage_t){1, 2, 0};
   pd_buf_t b;
   pd_buf_init(&b);
-  assert_int_equal(
-      pd_openai_completion(&b, "chatcmpl-x", 7, "m", PD_REASONING_FIELD, r, 2), 0);
+  assert_int_equal(pd_openai_completion(&b, "chatcmpl-x", 7, "m", PD_REASONING_FIELD, r, 2), 0);
   json_t *j = parse(&b);
   assert_string_equal(json_string_value(json_object_get(j, "object")), "chat.completion");
   json_t *c0 = json_array_get(json_object_get(j, "choices"), 0);
@@ -160,10 +159,11 @@ static void test_ids(void **state) {
 }
 
 int main(void) {
-  const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_error_shape), cmocka_unit_test(test_completion_field_and_usage),
-      cmocka_unit_test(test_completion_inline_and_hidden),
-      cmocka_unit_test(test_tool_calls_content_null), cmocka_unit_test(test_chunks),
-      cmocka_unit_test(test_ids)};
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_error_shape),
+                                     cmocka_unit_test(test_completion_field_and_usage),
+                                     cmocka_unit_test(test_completion_inline_and_hidden),
+                                     cmocka_unit_test(test_tool_calls_content_null),
+                                     cmocka_unit_test(test_chunks),
+                                     cmocka_unit_test(test_ids)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -27,7 +27,8 @@ static void test_events_across_feeds(void **state) {
   pd_sse_t p;
   pd_sse_init(&p, 1024);
   sink_t s = {.n = 0};
-  const char *stream = "data: {\"a\":1}\n\n: comment\n\ndata: {\"b\"\r\n\r\nevent: x\ndata: [DONE]\n\n";
+  const char *stream =
+      "data: {\"a\":1}\n\n: comment\n\ndata: {\"b\"\r\n\r\nevent: x\ndata: [DONE]\n\n";
   /* Byte by byte: every split point must give the same events. */
   for (size_t i = 0; i < strlen(stream); i++)
     assert_int_equal(pd_sse_feed(&p, stream + i, 1, collect, &s), 0);
