@@ -184,13 +184,19 @@ static void on_abort(pd_req_t *req) {
 
 static const pd_req_hooks_t ex_hooks = {on_abort, on_drain};
 
-static const char *xfer_code(int result, int status, char *buf, size_t n) {
+/* Counts a finished upstream call in the metrics and forgets the transfer (freed by the
+ * upstream module right after its on_done). */
+static void count_upstream(ex_t *ex, pd_xfer_t **xp, int result, int status) {
+  double secs = *xp ? pd_xfer_elapsed(*xp) : 0.0;
+  *xp = NULL;
+  char code[16];
   if (result == PD_XFER_ETIMEOUT)
-    return "timeout";
-  if (result != PD_XFER_OK && status == 0)
-    return "error";
-  snprintf(buf, n, "%d", status);
-  return buf;
+    snprintf(code, sizeof code, "timeout");
+  else if (result != PD_XFER_OK && status == 0)
+    snprintf(code, sizeof code, "error");
+  else
+    snprintf(code, sizeof code, "%d", status);
+  pd_metrics_upstream(ex->w->metrics, ex->ucfg->name, code, secs);
 }
 
 /* Headers sent upstream: SPEC section 4's list, the auth rule of section 3, the upstream's own. */
@@ -604,12 +610,8 @@ static int chain_on_data(void *ud, const char *p, size_t n) {
 static void chain_on_done(void *ud, int result, const char *errmsg) {
   chain_t *ch = ud;
   ex_t *ex = ch->ex;
-  double secs = ch->xfer ? pd_xfer_elapsed(ch->xfer) : 0.0;
-  ch->xfer = NULL;
+  count_upstream(ex, &ch->xfer, result, ch->status);
   ex_enter(ex);
-  char code[16];
-  pd_metrics_upstream(ex->w->metrics, ex->ucfg->name, xfer_code(result, ch->status, code, 16),
-                      secs);
   if (ex->finished)
     goto out;
   if (result != PD_XFER_OK || ch->status < 200 || ch->status >= 300) {
@@ -857,12 +859,8 @@ static void relay_checked(ex_t *ex) {
 
 static void pass_on_done(void *ud, int result, const char *errmsg) {
   ex_t *ex = ud;
-  double secs = ex->pxfer ? pd_xfer_elapsed(ex->pxfer) : 0.0;
-  ex->pxfer = NULL;
+  count_upstream(ex, &ex->pxfer, result, ex->pstatus);
   ex_enter(ex);
-  char code[16];
-  pd_metrics_upstream(ex->w->metrics, ex->ucfg->name, xfer_code(result, ex->pstatus, code, 16),
-                      secs);
   if (ex->finished)
     goto out;
   if (!ex->started) {

@@ -129,32 +129,25 @@ const char *pd_http_reason(int status) {
 
 /* ---- timers ---------------------------------------------------------------------------- */
 
+/* Answers 408 on a connection whose request did not arrive in time, then closes it. */
+static void timeout_reply(pd_conn_t *c, const char *msg) {
+  pd_req_t *r = &c->req;
+  if (!r->request_id[0])
+    snprintf(r->request_id, sizeof r->request_id, "req_timeout");
+  c->state = CONN_INFLIGHT;
+  c->srv->inflight++;
+  r->keep_alive = 0;
+  pd_res_error(r, 408, msg, "invalid_request_error", NULL, "request_timeout");
+  pd_req_finish(r);
+}
+
 static void on_timer(uv_timer_t *t) {
   pd_conn_t *c = t->data;
-  if (c->state == CONN_HEAD || (c->state == CONN_IDLE && c->head_bytes > 0)) {
-    /* A request head that did not arrive in time: answer, then close. */
-    pd_req_t *r = &c->req;
-    if (!r->request_id[0])
-      snprintf(r->request_id, sizeof r->request_id, "req_timeout");
-    c->state = CONN_INFLIGHT;
-    c->srv->inflight++;
-    r->keep_alive = 0;
-    pd_res_error(r, 408, "The request head did not arrive within header_timeout_ms.",
-                 "invalid_request_error", NULL, "request_timeout");
-    pd_req_finish(r);
-    return;
-  }
-  if (c->state == CONN_BODY) {
-    pd_req_t *r = &c->req;
-    c->state = CONN_INFLIGHT;
-    c->srv->inflight++;
-    r->keep_alive = 0;
-    pd_res_error(r, 408, "The request body stalled for longer than idle_timeout_ms.",
-                 "invalid_request_error", NULL, "request_timeout");
-    pd_req_finish(r);
-    return;
-  }
-  if (c->state == CONN_IDLE)
+  if (c->state == CONN_HEAD || (c->state == CONN_IDLE && c->head_bytes > 0))
+    timeout_reply(c, "The request head did not arrive within header_timeout_ms.");
+  else if (c->state == CONN_BODY)
+    timeout_reply(c, "The request body stalled for longer than idle_timeout_ms.");
+  else if (c->state == CONN_IDLE)
     conn_close(c);
 }
 

@@ -564,6 +564,18 @@ void pd_xfer_resume(pd_xfer_t *x) {
   }
 }
 
+/* Takes x off the deferred list (before it is freed). */
+static void deferred_unlink(pd_xfer_t *x) {
+  if (!x->deferred)
+    return;
+  pd_xfer_t **pp = &x->u->deferred;
+  while (*pp && *pp != x)
+    pp = &(*pp)->dnext;
+  if (*pp)
+    *pp = x->dnext;
+  x->deferred = 0;
+}
+
 void pd_xfer_cancel(pd_xfer_t *x) {
   if (x->cancelled)
     return;
@@ -581,15 +593,7 @@ void pd_xfer_cancel(pd_xfer_t *x) {
     }
     return;
   }
-  if (x->deferred) {
-    /* Unlink from the deferred list before freeing. */
-    pd_xfer_t **pp = &u->deferred;
-    while (*pp && *pp != x)
-      pp = &(*pp)->dnext;
-    if (*pp)
-      *pp = x->dnext;
-    x->deferred = 0;
-  }
+  deferred_unlink(x);
   xfer_destroy(x);
 }
 
@@ -690,14 +694,7 @@ static void check_multi_info(pd_upstream_t *u) {
       x->cbs.on_done(x->ud, result, errmsg);
       x->in_cb--;
     }
-    if (x->deferred) {
-      pd_xfer_t **pp = &u->deferred;
-      while (*pp && *pp != x)
-        pp = &(*pp)->dnext;
-      if (*pp)
-        *pp = x->dnext;
-      x->deferred = 0;
-    }
+    deferred_unlink(x);
     xfer_destroy(x);
   }
 }
