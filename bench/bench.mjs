@@ -100,10 +100,15 @@ const problems = [];  // things that went wrong, for the report
 function checkAlive(phase) {
   for (const [name, p] of Object.entries({ ponder: env.ponder1, 'ponder workers 2': env.ponder2,
     'ponder (memory run)': env.ponderMem, nginx: env.nginx, Portkey: env.portkey,
-    'Portkey (memory run)': env.portkeyMem, 'fake upstream': env.fast, 'slow fake upstream': env.slow })) {
+    'Portkey (memory run)': env.portkeyMem, 'fake upstream': env.fast, 'slow upstream': env.slow })) {
     if (!p.dead && !alive(p.pid)) {
       p.dead = true;
-      problems.push(`${name} (pid ${p.pid}) exited during ${phase}.`);
+      let tail = '';
+      try {
+        tail = fs.readFileSync(p.err, 'utf8').split('\n').filter((l) => l.trim() && !/listening on|Starting AI Gateway/.test(l))
+          .slice(-6).join(' | ').slice(0, 600);
+      } catch {}
+      problems.push(`${name} (pid ${p.pid}) exited during ${phase}${tail ? `; its stderr ends: \`${tail}\`` : ''}.`);
       log(`!! ${name} exited during ${phase}`);
     }
   }
@@ -285,10 +290,10 @@ async function streaming() {
 }
 
 // ---- (d) memory with many slow streams ------------------------------------------------------------
-async function fakeControl(what, body) {
+async function slowConfig(body) {
   return new Promise((resolve) => {
-    const data = body ? JSON.stringify(body) : '';
-    const req = http.request({ host: '127.0.0.1', port: env.slow.port, path: `/_fake/${what}`, method: 'POST',
+    const data = JSON.stringify(body);
+    const req = http.request({ host: '127.0.0.1', port: env.slow.port, path: '/_slow/config', method: 'POST',
       agent: false, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } },
     (res) => { res.resume(); res.on('end', () => resolve(res.statusCode)); });
     req.on('error', () => resolve(0));
@@ -300,8 +305,8 @@ async function fakeControl(what, body) {
 // `tokens` content events long; samples t's memory until every stream ended or a deadline.
 // base: t's idle VmRSS (KiB) before any of these runs.
 async function holdStreams(t, n, tokens, base) {
-  await fakeControl('reset');
-  await fakeControl('fault', { token_delay_ms: 1000, tokens });
+  if (!alive(env.slow.pid)) return { label: t.label, n, skipped: 'the slow upstream had exited' };
+  await slowConfig({ delay_ms: 1000, tokens });
   const pid = t.pid;
   const st = { started: 0, established: 0, inflight: 0, peakInflight: 0, completed: 0, errors: 0, kinds: {} };
   let closing = false;
@@ -369,26 +374,31 @@ async function holdStreams(t, n, tokens, base) {
   log(`(d) ${t.label} ${n}: peak in flight ${res.peakInflight}, VmHWM ${(res.hwmKiB / 1024).toFixed(1)} MiB ` +
     `(idle ${(res.baseRssKiB / 1024).toFixed(1)} MiB), ${res.kibPerStream.toFixed(1)} KiB/stream, errors ${res.errors}` +
     (res.errors ? ` ${JSON.stringify(res.kinds)}` : '') + (res.alive ? '' : ' -- PROCESS DIED'));
-  await fakeControl('reset');
   await sleep(1500);  // let sockets close
   return res;
 }
 
 async function memory() {
-  const res = { ponder: [], portkey: [] };
+  const res = { direct: [], ponder: [], portkey: [] };
   const pt = { label: 'ponder', port: env.ponderMem.port, path: '/r0/v1/chat/completions', pid: env.ponderMem.pid };
   const kt = { label: 'Portkey', port: env.portkeyMem.port, path: '/v1/chat/completions', pid: env.portkeyMem.pid,
     headers: portkeyHeaders(env.slow.port) };
-  const pBase = memOf(pt.pid)?.rss, kBase = memOf(kt.pid)?.rss;
+  const dt = { label: 'direct (no proxy)', port: env.slow.port, path: '/v1/chat/completions', pid: env.slow.pid };
+  const pBase = memOf(pt.pid)?.rss, kBase = memOf(kt.pid)?.rss, dBase = memOf(dt.pid)?.rss;
+  // control: the same streams straight to the upstream, so harness limits show up as such
+  for (const n of CFG.memLevels) res.direct.push(await holdStreams(dt, n, CFG.memTokens + (n >= 10000 ? 5 : 0), dBase));
+  checkAlive('the direct memory runs');
   for (const n of CFG.memLevels) {
     if (!alive(pt.pid)) { res.ponder.push({ n, skipped: 'process died' }); continue; }
     res.ponder.push(await holdStreams(pt, n, CFG.memTokens + (n >= 10000 ? 5 : 0), pBase));
+    checkAlive(`the ponder memory run with ${n} streams`);
   }
   for (const n of CFG.memLevels) {
     const prev = res.portkey[res.portkey.length - 1];
     if (!alive(kt.pid)) { res.portkey.push({ n, skipped: 'process died' }); continue; }
     if (prev && prev.errors > prev.n * 0.01) { res.portkey.push({ n, skipped: `${prev.errors} errors at ${prev.n}` }); continue; }
     res.portkey.push(await holdStreams(kt, n, CFG.memTokens + (n >= 10000 ? 5 : 0), kBase));
+    checkAlive(`the Portkey memory run with ${n} streams`);
   }
   return res;
 }
@@ -409,7 +419,7 @@ function report({ seq, tput, strm, mem, probes, started, secs }) {
   L.push(`ponder ${env.ponder_version.replace(/^ponder\s*/, '')} (commit ${env.commit}, release build), ${env.nginx_version}, ` +
     `Portkey gateway 1.15.2 on Node ${env.node_version}; ${os.cpus().length} CPUs (${os.cpus()[0]?.model.trim()}), ` +
     `loopback only; open-files limit ${env.nofile}. Upstream: tests/fake/upstream.mjs --fast ` +
-    `(memory runs: normal mode, 1 s between stream events). Run took ${secs.toFixed(0)} s.`, '');
+    `(memory runs: bench/slow-upstream.mjs, 1 s between stream events). Run took ${secs.toFixed(0)} s.`, '');
   L.push('Ratios in parentheses are to the best peer (nginx or Portkey) in this run.', '');
 
   // sanity
@@ -461,8 +471,13 @@ function report({ seq, tput, strm, mem, probes, started, secs }) {
 
   // (d)
   const pkByN = new Map(mem.portkey.map((r) => [r.n, r]));
-  L.push('## (d) Memory: concurrent slow streams (pass-through, 1 s between upstream events)', '',
+  L.push('## (d) Memory: concurrent slow streams (ponder rounds 0 pass-through; bench/slow-upstream.mjs, 1 s between events)', '',
     '| target | streams | peak in flight | idle RSS | peak RSS (VmHWM) | RSS per in-flight stream | peak fds | errors |', '|---|---|---|---|---|---|---|---|');
+  for (const r of mem.direct) {
+    if (r.skipped) { L.push(`| direct (no proxy, control) | ${f(r.n)} | skipped: ${r.skipped} | | | | | |`); continue; }
+    L.push(`| direct (no proxy, control) | ${f(r.n)} | ${f(r.peakInflight)} | — | — | — | — | ` +
+      `${r.errors}${r.errors ? ' ' + JSON.stringify(r.kinds) : ''} |`);
+  }
   for (const r of [...mem.ponder, ...mem.portkey]) {
     const label = mem.ponder.includes(r) ? 'ponder' : 'Portkey';
     if (r.skipped) { L.push(`| ${label} | ${f(r.n)} | skipped: ${r.skipped} | | | | | |`); continue; }
@@ -498,7 +513,7 @@ function report({ seq, tput, strm, mem, probes, started, secs }) {
   for (const r of mem.ponder) {
     if (r.skipped) { add(`≤ 32 KiB RSS per idle in-flight stream (${f(r.n)})`, 'not measured', false, r.skipped); continue; }
     add(`≤ 32 KiB RSS per idle in-flight stream (${f(r.n)})`, `${f(r.kibPerStream, 1)} KiB`, r.kibPerStream <= 32 && r.errors === 0,
-      r.errors ? `${r.errors} errors` : '');
+      [r.kibPerStream > 32 ? 'over 32 KiB' : '', r.errors ? `${r.errors} errors` : ''].filter(Boolean).join('; '));
   }
   const r10 = mem.ponder.find((r) => r.n === 10000);
   if (r10 && !r10.skipped) {

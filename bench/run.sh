@@ -125,15 +125,16 @@ wait_http() { # wait_http PID URL SECONDS
   return 1
 }
 
-start_fake() { # start_fake NAME [--fast]: sets FAKE_PORT, FAKE_PID
+start_fake() { # start_fake NAME SCRIPT [ARGS...]: sets FAKE_PORT, FAKE_PID
   local name=$1; shift
-  node "$ROOT/tests/fake/upstream.mjs" "$@" --port 0 >"$TMP/$name.out" 2>"$TMP/$name.err" &
+  node "$@" --port 0 >"$TMP/$name.out" 2>"$TMP/$name.err" &
   FAKE_PID=$!; PIDS+=("$FAKE_PID")
   FAKE_PORT=$(wait_for "$FAKE_PID" "$TMP/$name.out" '"port":[0-9]+' 15 | grep -oE '[0-9]+') \
     || die "fake upstream $name did not start"
 }
-start_fake fake-fast --fast; FAST_PORT=$FAKE_PORT; FAST_PID=$FAKE_PID
-start_fake fake-slow;        SLOW_PORT=$FAKE_PORT; SLOW_PID=$FAKE_PID
+start_fake fake-fast "$ROOT/tests/fake/upstream.mjs" --fast; FAST_PORT=$FAKE_PORT; FAST_PID=$FAKE_PID
+# memory run: bench/slow-upstream.mjs (slow streams; see the comment at its top)
+start_fake slow-upstream "$BENCH/slow-upstream.mjs";         SLOW_PORT=$FAKE_PORT; SLOW_PID=$FAKE_PID
 log "fake upstreams: fast 127.0.0.1:$FAST_PORT, slow 127.0.0.1:$SLOW_PORT"
 
 ponder_config() { # ponder_config WORKERS UPSTREAM_PORT > file
@@ -235,14 +236,14 @@ cat >"$TMP/env.json" <<EOF
   "ponder_version": "$("$PONDER" --version 2>&1 | head -1)",
   "nginx_version": "$("$NGINX" -v 2>&1 | sed 's/.*: //')",
   "node_version": "$(node --version)",
-  "fast":       { "port": $FAST_PORT,     "pid": $FAST_PID },
-  "slow":       { "port": $SLOW_PORT,     "pid": $SLOW_PID },
-  "ponder1":    { "port": $PONDER1_PORT,  "pid": $PONDER1_PID },
-  "ponder2":    { "port": $PONDER2_PORT,  "pid": $PONDER2_PID },
-  "ponderMem":  { "port": $PONDERM_PORT,  "pid": $PONDERM_PID },
-  "nginx":      { "port": $NGINX_PORT,    "pid": $NGINX_PID },
-  "portkey":    { "port": $PORTKEY_PORT,  "pid": $PORTKEY_PID },
-  "portkeyMem": { "port": $PORTKEYM_PORT, "pid": $PORTKEYM_PID }
+  "fast":       { "port": $FAST_PORT,     "pid": $FAST_PID,     "err": "$TMP/fake-fast.err" },
+  "slow":       { "port": $SLOW_PORT,     "pid": $SLOW_PID,     "err": "$TMP/slow-upstream.err" },
+  "ponder1":    { "port": $PONDER1_PORT,  "pid": $PONDER1_PID,  "err": "$TMP/ponder-w1.err" },
+  "ponder2":    { "port": $PONDER2_PORT,  "pid": $PONDER2_PID,  "err": "$TMP/ponder-w2.err" },
+  "ponderMem":  { "port": $PONDERM_PORT,  "pid": $PONDERM_PID,  "err": "$TMP/ponder-mem.err" },
+  "nginx":      { "port": $NGINX_PORT,    "pid": $NGINX_PID,    "err": "$TMP/nginx.err" },
+  "portkey":    { "port": $PORTKEY_PORT,  "pid": $PORTKEY_PID,  "err": "$TMP/portkey.err" },
+  "portkeyMem": { "port": $PORTKEYM_PORT, "pid": $PORTKEYM_PID, "err": "$TMP/portkey-mem.err" }
 }
 EOF
 

@@ -41,6 +41,7 @@ function chat(res, raw) {
   res.write(chunk(id, model, { role: 'assistant', content: '' }, null));
   let i = 0;
   const timer = setInterval(() => {
+    if (res.destroyed || res.writableEnded) { clearInterval(timer); return; }
     if (i < tokens) {
       res.write(chunk(id, model, { content: i ? ` tok${i}` : 'tok0' }, null));
       i++;
@@ -51,6 +52,7 @@ function chat(res, raw) {
     res.end('data: [DONE]\n\n');
   }, delay);
   res.on('close', () => clearInterval(timer));
+  res.on('error', () => clearInterval(timer));
 }
 
 const server = http.createServer((req, res) => {
@@ -73,6 +75,9 @@ const server = http.createServer((req, res) => {
     }
   });
 });
+// accept errors (EMFILE...) are reported, not fatal
+server.on('error', (e) => process.stderr.write(`slow-upstream: server error: ${e.code || e.message}\n`));
+server.on('clientError', (e, socket) => socket.destroy());
 server.keepAliveTimeout = 120_000;
 server.headersTimeout = 3_600_000;
 server.requestTimeout = 0;

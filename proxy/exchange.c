@@ -367,6 +367,8 @@ static void ex_fail_body(ex_t *ex, int status, const char *body, size_t len,
       pd_buf_append(&ex->out, pd_buf_data(&b), b.len);
       pd_buf_free(&b);
       flush_out(ex);
+      /* The body is left unterminated and the connection closes: clients and intermediaries
+       * see a truncated response, not a complete one. */
       pd_res_end(r, 1);
       r->status = status;
     }
@@ -489,6 +491,8 @@ static void add_usage(ex_t *ex) {
   ex->think_calls = 0;
   for (int i = 0; i < ex->n; i++) {
     pd_result_t r;
+    if (!ex->chains[i].eng)
+      continue;
     pd_engine_result(ex->chains[i].eng, &r);
     ex->usage.prompt_tokens += r.usage.prompt_tokens;
     ex->usage.completion_tokens += r.usage.completion_tokens;
@@ -832,17 +836,20 @@ static void models_reply(ex_t *ex) {
 
 /* Relays a buffered chat reply after checking it is a JSON object. */
 static void relay_checked(ex_t *ex) {
-  json_t *j = json_loadb(pd_buf_data(&ex->pbody), ex->pbody.len, 0, NULL);
-  int ok = json_is_object(j) && !pd_openai_is_error(j);
-  if (ok && ex->premodel && json_object_get(j, "model")) {
-    json_object_set_new(j, "model", json_string(ex->client_model));
-    char *s = json_dumps(j, JSON_COMPACT);
-    pd_buf_reset(&ex->pbody);
-    if (s)
-      pd_buf_appends(&ex->pbody, s);
-    free(s);
+  int ok = pd_json_check_object(pd_buf_data(&ex->pbody), ex->pbody.len) == 1;
+  if (ok && ex->premodel) {
+    /* Only a mapped model needs the tree: the client's model name goes back in. */
+    json_t *j = json_loadb(pd_buf_data(&ex->pbody), ex->pbody.len, 0, NULL);
+    if (j && json_object_get(j, "model")) {
+      json_object_set_new(j, "model", json_string(ex->client_model));
+      char *s = json_dumps(j, JSON_COMPACT);
+      pd_buf_reset(&ex->pbody);
+      if (s)
+        pd_buf_appends(&ex->pbody, s);
+      free(s);
+    }
+    json_decref(j);
   }
-  json_decref(j);
   if (!ok) {
     ex_fail(ex, 502, "The upstream reply is not a valid OpenAI chat completion.", "upstream_error",
             "upstream_error");
@@ -874,6 +881,10 @@ static void pass_on_done(void *ud, int result, const char *errmsg) {
       ex_fail(ex, 502, "The upstream reply ended unexpectedly.", "upstream_error",
               "upstream_error");
     goto out;
+  }
+  if (ex->premodel && ex->psse && result == PD_XFER_OK) {
+    pd_sse_feed(&ex->psse_parser, "\n\n", 2, remodel_event, ex);
+    flush_out(ex);
   }
   if (result != PD_XFER_OK) {
     if (ex->psse) {
@@ -915,6 +926,22 @@ static void start_pass(ex_t *ex, const char *rest, size_t rest_len, char *body, 
 
 /* ---- dispatch ------------------------------------------------------------------------------- */
 
+/* The worker running the current dispatch: requests answered right away are logged and
+ * counted like the others. */
+static _Thread_local pd_worker_t *current_worker;
+
+static void finish_simple(pd_req_t *r) {
+  pd_worker_t *w = current_worker;
+  double secs = now_seconds(r->start_ns);
+  pd_metrics_request(w->metrics, NULL, NULL, r->status, secs, NULL, 0);
+  char path[512];
+  snprintf(path, sizeof path, "%.*s", (int)(r->path_len > 500 ? 500 : r->path_len), r->url);
+  pd_access_entry_t e = {r->request_id, r->method, path,          NULL, NULL, 0, 0,
+                         r->status,     0,         secs * 1000.0, 0,    0,    0};
+  pd_access_log_write(w->app->access_log, &e);
+  pd_req_finish(r);
+}
+
 static int path_is(const pd_req_t *r, const char *p) {
   size_t n = strlen(p);
   return r->path_len == n && memcmp(r->url, p, n) == 0;
@@ -945,13 +972,13 @@ static int authorized(const pd_config_t *cfg, const pd_req_t *r) {
 
 static void simple_json(pd_req_t *r, int status, const char *json) {
   pd_res_send(r, status, "application/json", NULL, json, strlen(json));
-  pd_req_finish(r);
+  finish_simple(r);
 }
 
 static void error_now(pd_req_t *r, int status, const char *msg, const char *type, const char *param,
                       const char *code) {
   pd_res_error(r, status, msg, type, param, code);
-  pd_req_finish(r);
+  finish_simple(r);
 }
 
 static void method_not_allowed(pd_req_t *r, const char *allow) {
@@ -963,7 +990,7 @@ static void method_not_allowed(pd_req_t *r, const char *allow) {
   const char *extra[] = {"allow", allow, NULL};
   pd_res_send(r, 405, "application/json", extra, pd_buf_data(&b), b.len);
   pd_buf_free(&b);
-  pd_req_finish(r);
+  finish_simple(r);
 }
 
 static void serve_metrics(pd_worker_t *w, pd_req_t *r) {
@@ -971,7 +998,7 @@ static void serve_metrics(pd_worker_t *w, pd_req_t *r) {
   char *s = pd_metrics_render(w->app->metrics, w->app->nworkers, &len);
   pd_res_send(r, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, s ? s : "", len);
   free(s);
-  pd_req_finish(r);
+  finish_simple(r);
 }
 
 static void serve_feedback(pd_worker_t *w, pd_req_t *r) {
@@ -1074,6 +1101,7 @@ static void start_chat(ex_t *ex, const char *rest, size_t rest_len) {
 void pd_exchange_dispatch(void *ud, pd_req_t *r) {
   pd_worker_t *w = ud;
   pd_config_t *cfg = w->cfg;
+  current_worker = w;
   if (path_is(r, "/healthz")) {
     if (strcmp(r->method, "GET") != 0)
       return method_not_allowed(r, "GET");

@@ -7,7 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
-pd_log_level_t pd_log_level_current = PD_LOG_INFO;
+_Atomic pd_log_level_t pd_log_level_current = PD_LOG_INFO;
 
 static const char *level_names[] = {"error", "warn", "info", "debug"};
 

@@ -4,7 +4,8 @@
 
 #include "config.h"
 
-extern pd_log_level_t pd_log_level_current;
+/* Set by the main thread (config load and reload), read by every worker. */
+extern _Atomic pd_log_level_t pd_log_level_current;
 
 void pd_log_write(pd_log_level_t lvl, const char *reqid, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -39,6 +39,7 @@ typedef struct app_state {
   pd_cli_overrides_t ov;
   pd_app_t app;
   uv_signal_t sig_term, sig_int, sig_hup;
+  pd_config_t *cfg; /* the main thread's own reference to the last loaded config */
   int stopping;
 } app_state_t;
 
@@ -127,14 +128,14 @@ static void on_hup(uv_signal_t *h, int signum) {
     free(errors);
     return;
   }
-  pd_config_t *cur = st->app.workers[0].cfg; /* read only for the comparison below */
-  if (cur &&
-      (strcmp(cur->listen_host, cfg->listen_host) != 0 || cur->listen_port != cfg->listen_port))
+  pd_config_t *cur = st->cfg;
+  if (strcmp(cur->listen_host, cfg->listen_host) != 0 || cur->listen_port != cfg->listen_port)
     pd_log_warn(NULL, "reload: a new listen address takes effect only after a restart");
   pd_log_level_current = cfg->log_level;
   for (size_t i = 0; i < st->app.nworkers; i++)
     pd_worker_reload(&st->app.workers[i], pd_config_ref(cfg));
-  pd_config_unref(cfg);
+  st->cfg = cfg;
+  pd_config_unref(cur);
   pd_log_info(NULL, "reloaded %s", st->config_path);
 }
 
@@ -263,7 +264,7 @@ int main(int argc, char **argv) {
   }
   fprintf(stderr, "ponder %s listening on %s:%d with %zu worker%s\n", PONDER_VERSION,
           cfg->listen_host, port, n, n == 1 ? "" : "s");
-  pd_config_unref(cfg);
+  st.cfg = cfg;
 
   uv_run(loop, UV_RUN_DEFAULT);
   for (size_t i = 0; i < n; i++)
@@ -274,6 +275,7 @@ int main(int argc, char **argv) {
     pd_feedback_store_free(app->feedback[i]);
   }
   pd_access_log_close(app->access_log);
+  pd_config_unref(st.cfg);
   free(app->workers);
   free(app->metrics);
   free(app->feedback);

@@ -22,6 +22,155 @@ int pd_openai_error(pd_buf_t *b, const char *message, const char *type, const ch
   return rc ? -1 : 0;
 }
 
+static const char *skip_ws(const char *p, const char *e) {
+  while (p < e && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+    p++;
+  return p;
+}
+
+/* A string starting at the opening quote; returns the byte after the closing quote or NULL. */
+static const char *scan_string(const char *p, const char *e) {
+  for (p++; p < e; p++) {
+    unsigned char c = (unsigned char)*p;
+    if (c == '"')
+      return p + 1;
+    if (c < 0x20)
+      return NULL;
+    if (c == '\\') {
+      if (++p >= e)
+        return NULL;
+      if (*p == 'u') {
+        for (int i = 0; i < 4; i++)
+          if (++p >= e ||
+              !((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f') || (*p >= 'A' && *p <= 'F')))
+            return NULL;
+      } else if (!strchr("\"\\/bfnrt", *p)) {
+        return NULL;
+      }
+    }
+  }
+  return NULL;
+}
+
+static const char *scan_number(const char *p, const char *e) {
+  const char *s = p;
+  if (p < e && *p == '-')
+    p++;
+  if (p < e && *p == '0')
+    p++;
+  else if (p < e && *p >= '1' && *p <= '9')
+    while (p < e && *p >= '0' && *p <= '9')
+      p++;
+  else
+    return NULL;
+  if (p < e && *p == '.') {
+    if (++p >= e || *p < '0' || *p > '9')
+      return NULL;
+    while (p < e && *p >= '0' && *p <= '9')
+      p++;
+  }
+  if (p < e && (*p == 'e' || *p == 'E')) {
+    p++;
+    if (p < e && (*p == '+' || *p == '-'))
+      p++;
+    if (p >= e || *p < '0' || *p > '9')
+      return NULL;
+    while (p < e && *p >= '0' && *p <= '9')
+      p++;
+  }
+  return p > s ? p : NULL;
+}
+
+static const char *scan_literal(const char *p, const char *e, const char *lit) {
+  size_t n = strlen(lit);
+  return (size_t)(e - p) >= n && memcmp(p, lit, n) == 0 ? p + n : NULL;
+}
+
+int pd_json_check_object(const char *b, size_t n) {
+  const char *p = b, *e = b + n;
+  char stack[64]; /* '{' or '[' per open container */
+  int depth = 0, has_error = 0;
+  p = skip_ws(p, e);
+  if (p >= e || *p != '{')
+    return 0;
+  /* States: expecting a value, or expecting ',' / a closer after one. */
+  int want_value = 1;
+  while (1) {
+    p = skip_ws(p, e);
+    if (p >= e)
+      return 0;
+    if (want_value) {
+      char c = *p;
+      if (c == '{' || c == '[') {
+        if (depth == (int)sizeof stack)
+          return 0;
+        stack[depth++] = c;
+        p = skip_ws(p + 1, e);
+        if (p < e && *p == (c == '{' ? '}' : ']')) {
+          depth--;
+          p++;
+          want_value = 0;
+        } else if (c == '{') {
+          goto key;
+        }
+        if (depth == 0)
+          break;
+        continue;
+      }
+      if (c == '"')
+        p = scan_string(p, e);
+      else if (c == 't')
+        p = scan_literal(p, e, "true");
+      else if (c == 'f')
+        p = scan_literal(p, e, "false");
+      else if (c == 'n')
+        p = scan_literal(p, e, "null");
+      else
+        p = scan_number(p, e);
+      if (!p)
+        return 0;
+      want_value = 0;
+      continue;
+    }
+    /* After a value. */
+    if (*p == ',') {
+      p++;
+      if (stack[depth - 1] == '{')
+        goto key;
+      want_value = 1;
+      continue;
+    }
+    if (*p == (stack[depth - 1] == '{' ? '}' : ']')) {
+      p++;
+      if (--depth == 0)
+        break;
+      continue;
+    }
+    return 0;
+  key:
+    p = skip_ws(p, e);
+    if (p >= e || *p != '"')
+      return 0;
+    {
+      const char *k = p;
+      p = scan_string(p, e);
+      if (!p)
+        return 0;
+      if (depth == 1 && p - k == 7 && memcmp(k, "\"error\"", 7) == 0)
+        has_error = 1;
+    }
+    p = skip_ws(p, e);
+    if (p >= e || *p != ':')
+      return 0;
+    p++;
+    want_value = 1;
+  }
+  p = skip_ws(p, e);
+  if (p != e)
+    return 0;
+  return has_error ? 2 : 1;
+}
+
 int pd_openai_is_error(const json_t *body) {
   const json_t *e = json_object_get(body, "error");
   return json_is_object(e) && json_is_string(json_object_get(e, "message"));

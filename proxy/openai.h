@@ -14,6 +14,12 @@
 int pd_openai_error(pd_buf_t *b, const char *message, const char *type, const char *param,
                     const char *code);
 
+/* Checks without allocating that b is one well-formed JSON object (RFC 8259 syntax, nesting
+ * at most 64 deep). Returns 1 for an object, 2 for an object with a top-level "error" key, and
+ * 0 otherwise. Used on the relay fast path, where building a jansson tree would cost more than
+ * the rest of the request. */
+int pd_json_check_object(const char *b, size_t n);
+
 /* Whether a parsed upstream body is an OpenAI error object ({"error": {"message": ...}}). */
 int pd_openai_is_error(const json_t *body);
 

@@ -53,6 +53,8 @@ struct pd_conn {
   int reading;     /* uv_read_start active */
   int err_status;  /* a limit was hit while parsing: 413 / 431 */
   size_t queued;   /* bytes handed to uv_write and not yet written */
+  size_t written;  /* bytes written so far: progress of a slow reader */
+  size_t written_at_timer;
   size_t head_bytes;
   pd_buf_t pending; /* bytes received while a request is in flight */
   pd_buf_t arena;   /* url and header strings of the current request */
@@ -75,8 +77,10 @@ typedef struct wreq {
 
 static llhttp_settings_t settings;
 static void conn_close(pd_conn_t *c);
+static void arm_timer(pd_conn_t *c, long ms);
 static void conn_parse(pd_conn_t *c, const char *data, size_t len);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 
 const char *pd_http_reason(int status) {
   switch (status) {
@@ -147,8 +151,13 @@ static void on_timer(uv_timer_t *t) {
     timeout_reply(c, "The request head did not arrive within header_timeout_ms.");
   else if (c->state == CONN_BODY)
     timeout_reply(c, "The request body stalled for longer than idle_timeout_ms.");
-  else if (c->state == CONN_IDLE)
+  else if (c->state == CONN_IDLE && c->queued > 0 && c->written != c->written_at_timer) {
+    /* Still flushing the last response to a slow reader: wait while it makes progress. */
+    c->written_at_timer = c->written;
+    arm_timer(c, c->srv->opts.idle_timeout_ms);
+  } else if (c->state == CONN_IDLE) {
     conn_close(c);
+  }
 }
 
 static void arm_timer(pd_conn_t *c, long ms) {
@@ -171,13 +180,14 @@ static void on_write(uv_write_t *w, int status) {
   wreq_t *wr = (wreq_t *)w;
   pd_conn_t *c = wr->conn;
   c->queued -= wr->bytes;
+  size_t bytes = wr->bytes;
   free(wr->owned);
   free(wr);
+  c->written += bytes;
   if (status < 0) {
-    /* The peer is gone; the read side will report it (or already has). */
-    if (!c->closing && c->state == CONN_INFLIGHT && c->req.hooks && !c->req.res_ended) {
-      c->close_after = 1;
-    }
+    /* The peer is gone: abort what is in flight and close (reading may be stopped, so the
+     * read side might never report it). */
+    conn_close(c);
     return;
   }
   if (c->closing)
@@ -235,8 +245,10 @@ static int conn_write(pd_conn_t *c, const char *pre, size_t prelen, const char *
   const char *parts[3] = {pre, data, post};
   size_t lens[3] = {prelen, len, postlen};
   if (owned && prelen <= sizeof wr->pre && postlen <= sizeof wr->post) {
-    memcpy(wr->pre, pre, prelen);
-    memcpy(wr->post, post, postlen);
+    if (prelen)
+      memcpy(wr->pre, pre, prelen);
+    if (postlen)
+      memcpy(wr->post, post, postlen);
     parts[0] = wr->pre;
     parts[2] = wr->post;
     size_t skip = done;
@@ -283,12 +295,17 @@ static int conn_write(pd_conn_t *c, const char *pre, size_t prelen, const char *
   return 0;
 }
 
+/* Responses that never carry a body (RFC 9110): HEAD, 1xx, 204, 304. */
+static int bodiless(const pd_req_t *r, int status) {
+  return r->is_head || status < 200 || status == 204 || status == 304;
+}
+
 static void build_head(pd_buf_t *h, pd_req_t *r, int status, const char *content_type,
                        const char *const *extra, long content_length) {
   pd_buf_appendf(h, "HTTP/1.1 %d %s\r\n", status, pd_http_reason(status));
   if (content_type)
     pd_buf_appendf(h, "content-type: %s\r\n", content_type);
-  if (content_length >= 0)
+  if (content_length >= 0 && status != 204 && status >= 200 && status != 304)
     pd_buf_appendf(h, "content-length: %ld\r\n", content_length);
   else if (r->res_chunked)
     pd_buf_appends(h, "transfer-encoding: chunked\r\n");
@@ -309,7 +326,8 @@ void pd_res_start(pd_req_t *r, int status, const char *content_type, const char 
   r->status = status;
   if (c->srv->stopping)
     r->keep_alive = 0;
-  if (content_length < 0) {
+  r->res_bodiless = bodiless(r, status);
+  if (content_length < 0 && !r->res_bodiless) {
     if (r->http_minor >= 1)
       r->res_chunked = 1;
     else
@@ -325,7 +343,7 @@ void pd_res_start(pd_req_t *r, int status, const char *content_type, const char 
 
 int pd_res_write_buf(pd_req_t *r, pd_buf_t *b) {
   pd_conn_t *c = r->conn;
-  if (!r->res_started || r->res_ended || b->len == 0) {
+  if (!r->res_started || r->res_ended || b->len == 0 || r->res_bodiless) {
     pd_buf_reset(b);
     return r->pressure;
   }
@@ -378,6 +396,8 @@ void pd_res_send(pd_req_t *r, int status, const char *content_type, const char *
   pd_buf_t h;
   pd_buf_init(&h);
   build_head(&h, r, status, content_type, extra, (long)len);
+  if (bodiless(r, status))
+    len = 0;
   /* One write for head and body; the body is copied only if the socket is full. */
   conn_write(c, pd_buf_data(&h), h.len, body, len, NULL, NULL, 0);
   pd_buf_free(&h);
@@ -471,8 +491,10 @@ static void on_resume_idle(uv_idle_t *h) {
       llhttp_resume(&c->parser);
     }
     if (!c->closing && c->state != CONN_INFLIGHT && !c->reading && !c->close_after) {
-      if (uv_read_start((uv_stream_t *)&c->tcp, NULL, on_read) == 0)
+      if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
         c->reading = 1;
+      else
+        conn_close(c);
     }
   }
   uv_idle_stop(h);
@@ -616,7 +638,11 @@ static int on_headers_complete(llhttp_t *p) {
     r->headers[i].name = a + c->hdr_name_off[i];
     r->headers[i].value = a + c->hdr_value_off[i];
   }
+  /* ponder speaks HTTP/1.1 only: an Upgrade (h2c, websocket) request is answered as a plain
+   * request, and the connection stays HTTP/1.1. */
+  p->upgrade = 0;
   r->method = llhttp_method_name((llhttp_method_t)p->method);
+  r->is_head = p->method == HTTP_HEAD;
   r->http_minor = p->http_minor;
   r->keep_alive = llhttp_should_keep_alive(p);
   const char *rid = pd_req_header(r, "x-request-id");
@@ -945,8 +971,16 @@ void pd_server_stop(pd_server_t *s, int force, void (*on_closed)(void *ud), void
   }
   for (pd_conn_t *c = s->conns, *next; c; c = next) {
     next = c->next;
-    if (c->state != CONN_INFLIGHT || force)
+    if (force || (c->state != CONN_INFLIGHT && c->queued == 0)) {
       conn_close(c);
+    } else if (c->state != CONN_INFLIGHT) {
+      /* A response still being written: close once it is out (or at the grace deadline). */
+      c->close_after = 1;
+      if (c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = 0;
+      }
+    }
   }
 }
 

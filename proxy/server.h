@@ -44,13 +44,14 @@ struct pd_req {
   char request_id[130];
   int http_minor;
   int keep_alive;
+  int is_head;
   uint64_t start_ns; /* uv_hrtime at message begin */
   /* Handler side. */
   const pd_req_hooks_t *hooks;
   void *data;
   /* Response side (managed by pd_res_*). */
   int status;
-  int res_started, res_chunked, res_ended, pressure;
+  int res_started, res_chunked, res_ended, res_bodiless, pressure;
 };
 
 /* Server options resolved from the config. */

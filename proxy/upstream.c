@@ -53,6 +53,7 @@ struct pd_xfer {
   int head_done; /* on_head delivered */
   int discard;   /* a retryable status: swallow this attempt's body */
   int paused;
+  int fail_pending; /* libcurl refused the handle: report it from the loop */
   long retry_after_ms;
   long content_length;
   char *content_type;
@@ -65,6 +66,7 @@ struct pd_xfer {
 
 static void check_multi_info(pd_upstream_t *u);
 static void xfer_destroy(pd_xfer_t *x);
+static void fail_later(pd_xfer_t *x);
 
 /* ---- libuv <-> libcurl glue (curl's multi-uv pattern) -------------------------------------- */
 
@@ -79,6 +81,8 @@ static void run_deferred(pd_upstream_t *u) {
       x->want_add = 0;
       if (curl_multi_add_handle(u->multi, x->easy) == CURLM_OK)
         x->added = 1;
+      else
+        fail_later(x);
     }
   }
 }
@@ -176,8 +180,10 @@ static int on_timer_change(CURLM *m, long timeout_ms, void *userp) {
   if (timeout_ms < 0) {
     uv_timer_stop(&u->timer);
   } else {
-    /* Never call libcurl from here: a 0 ms timeout becomes a 1 ms timer. */
-    uv_timer_start(&u->timer, on_timer, timeout_ms == 0 ? 1 : (uint64_t)timeout_ms, 0);
+    /* Never call libcurl from here. A 0 ms libuv timer already defers to the loop's next
+     * timer phase (the poll phase then does not block), so libcurl runs outside this
+     * callback without the 1 ms wait that curl's multi-uv example adds to every request. */
+    uv_timer_start(&u->timer, on_timer, (uint64_t)timeout_ms, 0);
   }
   return 0;
 }
@@ -461,6 +467,8 @@ static int setup_easy(pd_xfer_t *x) {
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
   if (strcmp(x->method, "GET") == 0) {
     curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+  } else if (strcmp(x->method, "HEAD") == 0) {
+    curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
   } else {
     if (strcmp(x->method, "POST") != 0)
       curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, x->method);
@@ -497,6 +505,8 @@ static void add_handle(pd_xfer_t *x) {
   }
   if (curl_multi_add_handle(u->multi, x->easy) == CURLM_OK)
     x->added = 1;
+  else
+    fail_later(x);
 }
 
 pd_xfer_t *pd_xfer_start(pd_upstream_t *u, const pd_xfer_opts_t *o, const pd_xfer_cbs_t *cbs,
@@ -606,6 +616,16 @@ static void on_retry_timer(uv_timer_t *t) {
   x->retry_timer_active = 0;
   if (x->cancelled)
     return;
+  if (x->fail_pending) {
+    if (x->cbs.on_done) {
+      x->in_cb++;
+      x->cbs.on_done(x->ud, PD_XFER_EOTHER, "the upstream transfer could not be started");
+      x->in_cb--;
+    }
+    deferred_unlink(x);
+    xfer_destroy(x);
+    return;
+  }
   xfer_reset_attempt(x);
   add_handle(x);
 }
@@ -615,18 +635,28 @@ static int retryable_connect_error(CURLcode rc) {
          rc == CURLE_COULDNT_RESOLVE_PROXY;
 }
 
-static void schedule_retry(pd_xfer_t *x, long delay_ms) {
-  pd_upstream_t *u = x->u;
-  curl_multi_remove_handle(u->multi, x->easy);
-  x->added = 0;
-  x->attempt++;
+static void arm_retry_timer(pd_xfer_t *x, long delay_ms) {
   if (!x->retry_timer_inited) {
-    uv_timer_init(u->loop, &x->retry_timer);
+    uv_timer_init(x->u->loop, &x->retry_timer);
     x->retry_timer.data = x;
     x->retry_timer_inited = 1;
   }
   x->retry_timer_active = 1;
   uv_timer_start(&x->retry_timer, on_retry_timer, (uint64_t)(delay_ms > 0 ? delay_ms : 1), 0);
+}
+
+/* Reports a transfer libcurl would not take, from the loop (never inside the caller). */
+static void fail_later(pd_xfer_t *x) {
+  x->fail_pending = 1;
+  arm_retry_timer(x, 0);
+}
+
+static void schedule_retry(pd_xfer_t *x, long delay_ms) {
+  pd_upstream_t *u = x->u;
+  curl_multi_remove_handle(u->multi, x->easy);
+  x->added = 0;
+  x->attempt++;
+  arm_retry_timer(x, delay_ms);
 }
 
 static int map_result(CURLcode rc) {

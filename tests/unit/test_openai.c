@@ -158,12 +158,60 @@ static void test_ids(void **state) {
   assert_string_not_equal(a, b);
 }
 
+static void test_json_check(void **state) {
+  (void)state;
+  static const struct {
+    const char *json;
+    int want;
+  } cases[] = {
+      {"{}", 1},
+      {" {\"a\" : [1, -2.5e+3, true, false, null, {\"b\": []}], \"c\": \"x\\n\\u00e9\\\"\"} ", 1},
+      {"{\"id\":\"chatcmpl-1\",\"choices\":[{\"message\":{\"content\":\"hi\"}}]}", 1},
+      {"{\"error\":{\"message\":\"no\"}}", 2},
+      {"{\"a\":{\"error\":1}}", 1},
+      {"[]", 0},
+      {"", 0},
+      {"{not json", 0},
+      {"{\"a\":1,}", 0},
+      {"{\"a\" 1}", 0},
+      {"{\"a\":01}", 0},
+      {"{\"a\":1} x", 0},
+      {"{\"a\":\"\\q\"}", 0},
+      {"{\"a\":\"\x01\"}", 0},
+      {"{\"a\":[1 2]}", 0},
+      {"{\"a\":tru}", 0},
+      {"{\"a\":1", 0},
+      {"{\"a\":-}", 0},
+      {"{\"a\":1.}", 0},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    int got = pd_json_check_object(cases[i].json, strlen(cases[i].json));
+    if (got != cases[i].want)
+      fail_msg("case %zu (%s): got %d, want %d", i, cases[i].json, got, cases[i].want);
+  }
+  /* Nesting deeper than 64 is refused rather than recursed into. */
+  char deep[300];
+  size_t n = 0;
+  deep[n++] = '{';
+  deep[n++] = '"';
+  deep[n++] = 'a';
+  deep[n++] = '"';
+  deep[n++] = ':';
+  for (int i = 0; i < 100; i++)
+    deep[n++] = '[';
+  for (int i = 0; i < 100; i++)
+    deep[n++] = ']';
+  deep[n++] = '}';
+  assert_int_equal(pd_json_check_object(deep, n), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_error_shape),
                                      cmocka_unit_test(test_completion_field_and_usage),
                                      cmocka_unit_test(test_completion_inline_and_hidden),
                                      cmocka_unit_test(test_tool_calls_content_null),
                                      cmocka_unit_test(test_chunks),
-                                     cmocka_unit_test(test_ids)};
+                                     cmocka_unit_test(test_ids),
+                                     cmocka_unit_test(test_json_check)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
