@@ -48,13 +48,12 @@ struct pd_conn {
   int closing;
   int handles_open; /* tcp + timer until both close callbacks ran */
   int handles_closing;
-  int close_after; /* close once the write queue is empty */
-  int parsing;     /* inside llhttp_execute */
-  int reading;     /* uv_read_start active */
-  int err_status;  /* a limit was hit while parsing: 413 / 431 */
-  size_t queued;   /* bytes handed to uv_write and not yet written */
-  size_t written;  /* bytes written so far: progress of a slow reader */
-  size_t written_at_timer;
+  int close_after;        /* close once the write queue is empty */
+  int parsing;            /* inside llhttp_execute */
+  int reading;            /* uv_read_start active */
+  int err_status;         /* a limit was hit while parsing: 413 / 431 */
+  size_t queued;          /* bytes handed to uv_write and not yet written */
+  size_t unsent_at_timer; /* bytes libuv still had to send at the last idle tick */
   size_t head_bytes;
   pd_buf_t pending; /* bytes received while a request is in flight */
   pd_buf_t arena;   /* url and header strings of the current request */
@@ -151,9 +150,11 @@ static void on_timer(uv_timer_t *t) {
     timeout_reply(c, "The request head did not arrive within header_timeout_ms.");
   else if (c->state == CONN_BODY)
     timeout_reply(c, "The request body stalled for longer than idle_timeout_ms.");
-  else if (c->state == CONN_IDLE && c->queued > 0 && c->written != c->written_at_timer) {
-    /* Still flushing the last response to a slow reader: wait while it makes progress. */
-    c->written_at_timer = c->written;
+  else if (c->state == CONN_IDLE && c->queued > 0 &&
+           uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) < c->unsent_at_timer) {
+    /* Still flushing the last response to a reader that keeps taking bytes: wait. A reader
+     * that takes nothing for a whole idle_timeout_ms is closed. */
+    c->unsent_at_timer = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
     arm_timer(c, c->srv->opts.idle_timeout_ms);
   } else if (c->state == CONN_IDLE) {
     conn_close(c);
@@ -180,10 +181,8 @@ static void on_write(uv_write_t *w, int status) {
   wreq_t *wr = (wreq_t *)w;
   pd_conn_t *c = wr->conn;
   c->queued -= wr->bytes;
-  size_t bytes = wr->bytes;
   free(wr->owned);
   free(wr);
-  c->written += bytes;
   if (status < 0) {
     /* The peer is gone: abort what is in flight and close (reading may be stopped, so the
      * read side might never report it). */
@@ -462,6 +461,7 @@ void pd_req_finish(pd_req_t *r) {
     maybe_finish_close(c);
     return;
   }
+  c->unsent_at_timer = SIZE_MAX;
   arm_timer(c, s->opts.idle_timeout_ms);
   if (c->parsing)
     return; /* the parse loop goes on with the next pipelined request */
