@@ -190,7 +190,7 @@ async function sequential() {
     for (const t of list) {
       const s = st.get(t), a = samples.get(t);
       s.all.push(...a);
-      if (a.length) s.roundMedians.push(median(a));
+      s.roundMedians.push(a.length ? median(a) : NaN);
     }
     log(`(a) round ${r + 1}/${CFG.seqRounds}: ` + list.map((t) => `${t.key} ${median(samples.get(t)).toFixed(3)} ms`).join(', '));
   }
@@ -198,10 +198,15 @@ async function sequential() {
   for (const t of list) {
     const s = st.get(t);
     s.agent.destroy();
-    res[t.key] = { label: t.label, medMed: median(s.roundMedians), p50: pct(s.all, 50), p99: pct(s.all, 99),
+    res[t.key] = { label: t.label, medMed: median(s.roundMedians.filter(Number.isFinite)), p50: pct(s.all, 50), p99: pct(s.all, 99),
       n: s.all.length, errors: s.errors, errKinds: s.errKinds, broken: s.broken };
   }
-  for (const t of list) res[t.key].overhead = res[t.key].broken ? NaN : res[t.key].medMed - res.direct.medMed;
+  // overhead: median over rounds of (target's round median − direct's round median), paired by round
+  const dm = st.get(T.direct).roundMedians;
+  for (const t of list) {
+    const diffs = st.get(t).roundMedians.map((m, i) => m - dm[i]).filter(Number.isFinite);
+    res[t.key].overhead = res[t.key].broken || !diffs.length ? NaN : median(diffs);
+  }
   return res;
 }
 
@@ -406,7 +411,7 @@ async function memory() {
 // ---- report ---------------------------------------------------------------------------------------
 const f = (x, d = 0) => (x == null || !Number.isFinite(x)) ? 'n/a' : x.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d });
 const ratio = (x, best) => {
-  if (!Number.isFinite(x) || !Number.isFinite(best) || best === 0) return '';
+  if (!Number.isFinite(x) || !Number.isFinite(best) || best <= 0) return '';
   const r = x / best, a = Math.abs(r);
   return ` (×${a >= 10 ? r.toFixed(0) : a >= 0.1 || a === 0 ? r.toFixed(2) : r.toPrecision(2)})`;
 };
@@ -432,7 +437,7 @@ function report({ seq, tput, strm, mem, probes, started, secs }) {
   const peerP50 = bestOf([seq.nginx.p50, seq.portkey.p50], true);
   const peerP99 = bestOf([seq.nginx.p99, seq.portkey.p99], true);
   L.push(`## (a) Sequential latency, one keep-alive connection (${CFG.seqRounds} interleaved rounds × ${CFG.seqPerRound} requests per target)`, '',
-    '| target | median of round medians | overhead vs direct | p50 | p99 | requests ok | errors |', '|---|---|---|---|---|---|---|');
+    '| target | median of round medians | overhead vs direct (median of per-round differences) | p50 | p99 | requests ok | errors |', '|---|---|---|---|---|---|---|');
   for (const k of ['direct', 'ponder', 'nginx', 'portkey']) {
     const s = seq[k];
     if (s.broken) {
@@ -495,8 +500,9 @@ function report({ seq, tput, strm, mem, probes, started, secs }) {
   const add = (name, measured, pass, note = '') => tg.push({ name, measured, pass, note });
   const pOv = seq.ponder.overhead, nOv = seq.nginx.overhead, kOv = seq.portkey.overhead;
   const seqOk = !seq.ponder.broken && seq.ponder.errors === 0;
-  add('sequential overhead ≤ 1.5× nginx', `${f(pOv * 1000)} µs vs nginx ${f(nOv * 1000)} µs${ratio(pOv, nOv)}`, seqOk && pOv <= 1.5 * nOv,
-    seqOk ? '' : 'ponder had errors');
+  add('sequential overhead ≤ 1.5× nginx', `${f(pOv * 1000)} µs vs nginx ${f(nOv * 1000)} µs${ratio(pOv, nOv)}`,
+    seqOk && pOv <= 1.5 * Math.max(nOv, 0), [seqOk ? '' : 'ponder had errors',
+      nOv <= 0.005 ? 'nginx adds less than the noise of this measurement (±~20 µs)' : ''].filter(Boolean).join('; '));
   add('sequential overhead ≤ 1/10 Portkey', `${f(pOv * 1000)} µs vs Portkey ${f(kOv * 1000)} µs${ratio(pOv, kOv)}`, seqOk && pOv <= kOv / 10,
     seqOk ? '' : 'ponder had errors');
   const tp = tput.ponder, tOk = !tp.failed && tp.errors === 0;
