@@ -3,12 +3,11 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import http from 'node:http';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startFake, startPonder, configFor, ponderBin, sleep } from '../lib/harness.mjs';
+import { startFake, startPonder, configFor, ponderBin, sleep, httpReq, waitFor } from '../lib/harness.mjs';
 
 delete process.env.PONDER_UPSTREAM;
 delete process.env.OPENAI_BASE_URL;
@@ -48,26 +47,6 @@ function run(args, { env = {}, timeoutMs = 5000 } = {}) {
   });
 }
 
-/** node:http request without pooling. */
-function httpReq(port, { method = 'GET', path = '/', headers = {}, body = null } = {}) {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, method, path, agent: false,
-      headers: { connection: 'close', ...headers } }, (res) => {
-      const chunks = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        let json = null;
-        try { json = JSON.parse(text); } catch { /* not JSON */ }
-        resolve({ status: res.statusCode, headers: res.headers, text, json });
-      });
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    if (body != null) req.write(body);
-    req.end();
-  });
-}
 
 function chatReq(port, body = { model: 'fake-model', messages: MSG }, headers = {}, path = '/v1/chat/completions') {
   return httpReq(port, { method: 'POST', path, headers: { 'content-type': 'application/json', ...headers },
@@ -86,15 +65,6 @@ function metricSum(text, name, labels = {}) {
   return sum;
 }
 
-async function waitFor(fn, { timeoutMs = 3000, stepMs = 50, what = 'condition' } = {}) {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await sleep(stepMs);
-  }
-}
 
 /** Resolves 'refused' | 'closed' | 'open' for a new TCP connection to port. */
 function probeConnect(port, waitMs = 300) {

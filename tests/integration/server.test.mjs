@@ -4,7 +4,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import http from 'node:http';
-import { startFake, startPonder, configFor, rawHttp, parseSSE, sleep, chat } from '../lib/harness.mjs';
+import { startFake, startPonder, configFor, rawHttp, parseSSE, sleep, chat, httpReq, waitFor } from '../lib/harness.mjs';
 
 delete process.env.PONDER_UPSTREAM;
 delete process.env.OPENAI_BASE_URL;
@@ -41,25 +41,6 @@ async function get(url, headers = {}) {
   return { status: r.status, headers: r.headers, text, json };
 }
 
-/** node:http request (no pooling), so arbitrary headers (connection, te, upgrade) can be sent. */
-function httpReq(port, { method = 'GET', path = '/', headers = {}, body = null } = {}) {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, method, path, headers, agent: false }, (res) => {
-      const chunks = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        let json = null;
-        try { json = JSON.parse(text); } catch { /* not JSON */ }
-        resolve({ status: res.statusCode, headers: res.headers, text, json });
-      });
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    if (body != null) req.write(body);
-    req.end();
-  });
-}
 
 /** POSTs JSON and collects the response text, tolerating an aborted/terminated body. */
 async function streamText(url, body) {
@@ -99,16 +80,6 @@ function metricValue(text, name, labels = {}) {
   return found ? sum : null;
 }
 
-async function waitFor(fn, { timeoutMs = 3000, stepMs = 50, what = 'condition' } = {}) {
-  const end = Date.now() + timeoutMs;
-  let last;
-  for (;;) {
-    last = await fn();
-    if (last) return last;
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await sleep(stepMs);
-  }
-}
 
 /** Parses complete HTTP/1.1 responses out of `buf` (a Buffer). Returns { responses, rest }. */
 function parseResponses(buf) {

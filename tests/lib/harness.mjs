@@ -6,6 +6,8 @@ import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import net from 'node:net';
+import http from 'node:http';
+import assert from 'node:assert/strict';
 import { startFake } from '../fake/upstream.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -118,4 +120,35 @@ export async function chat(base, body, headers = {}) {
   let json = null;
   try { json = JSON.parse(text); } catch { /* not JSON */ }
   return { status: r.status, headers: r.headers, text, json };
+}
+
+/** node:http request (no pooling), so arbitrary headers (connection, te, upgrade) can be sent. */
+export function httpReq(port, { method = 'GET', path = '/', headers = {}, body = null } = {}) {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, method, path, headers, agent: false }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        let json = null;
+        try { json = JSON.parse(text); } catch { /* not JSON */ }
+        resolve({ status: res.statusCode, headers: res.headers, text, json });
+      });
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    if (body != null) req.write(body);
+    req.end();
+  });
+}
+
+export async function waitFor(fn, { timeoutMs = 3000, stepMs = 50, what = 'condition' } = {}) {
+  const end = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    last = await fn();
+    if (last) return last;
+    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
+    await sleep(stepMs);
+  }
 }
