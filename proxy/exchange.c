@@ -34,10 +34,8 @@ typedef struct chain {
   int sse_reply; /* the current call answers with text/event-stream */
   pd_buf_t body; /* a whole reply (JSON, or an error body) */
   pd_sse_t sse;
-  int done;
   int think_open, think_closed; /* inline display */
   char finish[32];
-  int is_answer;
   char *retry_after; /* of an error reply, relayed to the client */
 } chain_t;
 
@@ -203,14 +201,9 @@ static void count_upstream(ex_t *ex, pd_xfer_t **xp, int result, int status) {
 static const char **upstream_headers(ex_t *ex, int json_body) {
   pd_req_t *r = ex->req;
   const pd_upstream_cfg_t *u = ex->ucfg;
-  size_t max = 8 + u->nheaders;
-  const char **h = calloc(max + 1, sizeof *h);
-  char **own = calloc(max + 1, sizeof *own);
-  if (!h || !own) {
-    free(h);
-    free(own);
+  char **h = calloc(8 + u->nheaders + 1, sizeof *h); /* NULL-terminated */
+  if (!h)
     return NULL;
-  }
   size_t n = 0;
   static const char *const fwd[] = {"content-type", "accept", "openai-organization",
                                     "openai-project", NULL};
@@ -218,26 +211,23 @@ static const char **upstream_headers(ex_t *ex, int json_body) {
     const char *v = pd_req_header(r, fwd[i]);
     if (i == 0 && json_body)
       v = "application/json";
-    if (v && asprintf(&own[n], "%s: %s", fwd[i], v) >= 0)
+    if (v && asprintf(&h[n], "%s: %s", fwd[i], v) >= 0)
       n++;
   }
-  if (asprintf(&own[n], "x-request-id: %s", r->request_id) >= 0)
+  if (asprintf(&h[n], "x-request-id: %s", r->request_id) >= 0)
     n++;
   const char *auth = pd_req_header(r, "authorization");
   if (u->api_key) {
-    if (asprintf(&own[n], "authorization: Bearer %s", u->api_key) >= 0)
+    if (asprintf(&h[n], "authorization: Bearer %s", u->api_key) >= 0)
       n++;
   } else if (auth) {
-    if (asprintf(&own[n], "authorization: %s", auth) >= 0)
+    if (asprintf(&h[n], "authorization: %s", auth) >= 0)
       n++;
   }
   for (size_t i = 0; i < u->nheaders; i++)
-    if (asprintf(&own[n], "%s: %s", u->headers[i].name, u->headers[i].value) >= 0)
+    if (asprintf(&h[n], "%s: %s", u->headers[i].name, u->headers[i].value) >= 0)
       n++;
-  for (size_t i = 0; i < n; i++)
-    h[i] = own[i];
-  free(own);
-  return h;
+  return (const char **)h;
 }
 
 static void free_headers(const char **h) {
@@ -651,7 +641,6 @@ static void chain_next(chain_t *ch) {
     return;
   pd_call_t call;
   if (!pd_engine_next(ch->eng, &call)) {
-    ch->done = 1;
     if (ex->stream) {
       start_stream(ex);
       pd_chunk_ctx_t c = {ex->id, ex->created, ex->client_model};
@@ -669,7 +658,6 @@ static void chain_next(chain_t *ch) {
   snprintf(url, sizeof url, "%s%s", ex->ucfg->base_url, call.path);
   static const pd_xfer_cbs_t cbs = {chain_on_head, chain_on_data, chain_on_done};
   ch->status = 0;
-  ch->is_answer = call.is_answer;
   pd_sse_free(&ch->sse);
   pd_sse_init(&ch->sse, MAX_SSE_EVENT);
   if (!body) {
@@ -926,12 +914,8 @@ static void start_pass(ex_t *ex, const char *rest, size_t rest_len, char *body, 
 
 /* ---- dispatch ------------------------------------------------------------------------------- */
 
-/* The worker running the current dispatch: requests answered right away are logged and
- * counted like the others. */
-static _Thread_local pd_worker_t *current_worker;
-
-static void finish_simple(pd_req_t *r) {
-  pd_worker_t *w = current_worker;
+/* Requests answered right away are logged and counted like the others. */
+static void finish_simple(pd_worker_t *w, pd_req_t *r) {
   double secs = now_seconds(r->start_ns);
   pd_metrics_request(w->metrics, NULL, NULL, r->status, secs, NULL, 0);
   char path[512];
@@ -970,18 +954,18 @@ static int authorized(const pd_config_t *cfg, const pd_req_t *r) {
   return ok;
 }
 
-static void simple_json(pd_req_t *r, int status, const char *json) {
+static void simple_json(pd_worker_t *w, pd_req_t *r, int status, const char *json) {
   pd_res_send(r, status, "application/json", NULL, json, strlen(json));
-  finish_simple(r);
+  finish_simple(w, r);
 }
 
-static void error_now(pd_req_t *r, int status, const char *msg, const char *type, const char *param,
-                      const char *code) {
+static void error_now(pd_worker_t *w, pd_req_t *r, int status, const char *msg, const char *type,
+                      const char *param, const char *code) {
   pd_res_error(r, status, msg, type, param, code);
-  finish_simple(r);
+  finish_simple(w, r);
 }
 
-static void method_not_allowed(pd_req_t *r, const char *allow) {
+static void method_not_allowed(pd_worker_t *w, pd_req_t *r, const char *allow) {
   char msg[160];
   snprintf(msg, sizeof msg, "Method %s is not allowed here; use %s.", r->method, allow);
   pd_buf_t b;
@@ -990,7 +974,7 @@ static void method_not_allowed(pd_req_t *r, const char *allow) {
   const char *extra[] = {"allow", allow, NULL};
   pd_res_send(r, 405, "application/json", extra, pd_buf_data(&b), b.len);
   pd_buf_free(&b);
-  finish_simple(r);
+  finish_simple(w, r);
 }
 
 static void serve_metrics(pd_worker_t *w, pd_req_t *r) {
@@ -998,7 +982,7 @@ static void serve_metrics(pd_worker_t *w, pd_req_t *r) {
   char *s = pd_metrics_render(w->app->metrics, w->app->nworkers, &len);
   pd_res_send(r, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, s ? s : "", len);
   free(s);
-  finish_simple(r);
+  finish_simple(w, r);
 }
 
 static void serve_feedback(pd_worker_t *w, pd_req_t *r) {
@@ -1008,7 +992,7 @@ static void serve_feedback(pd_worker_t *w, pd_req_t *r) {
   json_t *score = json_object_get(j, "score");
   if (!json_is_object(j) || !id || !json_is_number(score)) {
     json_decref(j);
-    error_now(r, 400,
+    error_now(w, r, 400,
               "Feedback needs a JSON object with a string 'request_id' and a number 'score'.",
               "invalid_request_error",
               !json_is_object(j) ? NULL
@@ -1021,7 +1005,7 @@ static void serve_feedback(pd_worker_t *w, pd_req_t *r) {
   if (pd_feedback_lookup(w->app->feedback, w->app->nworkers, id, route, sizeof route, variant,
                          sizeof variant) < 0) {
     json_decref(j);
-    error_now(r, 404, "No recent request has this request_id.", "invalid_request_error",
+    error_now(w, r, 404, "No recent request has this request_id.", "invalid_request_error",
               "request_id", "request_not_found");
     return;
   }
@@ -1031,7 +1015,7 @@ static void serve_feedback(pd_worker_t *w, pd_req_t *r) {
   char *s = json_dumps(out, JSON_COMPACT);
   json_decref(out);
   json_decref(j);
-  simple_json(r, 200, s ? s : "{}");
+  simple_json(w, r, 200, s ? s : "{}");
   free(s);
 }
 
@@ -1101,15 +1085,14 @@ static void start_chat(ex_t *ex, const char *rest, size_t rest_len) {
 void pd_exchange_dispatch(void *ud, pd_req_t *r) {
   pd_worker_t *w = ud;
   pd_config_t *cfg = w->cfg;
-  current_worker = w;
   if (path_is(r, "/healthz")) {
     if (strcmp(r->method, "GET") != 0)
-      return method_not_allowed(r, "GET");
-    return simple_json(r, 200, "{\"status\":\"ok\"}");
+      return method_not_allowed(w, r, "GET");
+    return simple_json(w, r, 200, "{\"status\":\"ok\"}");
   }
   if (path_is(r, "/metrics")) {
     if (strcmp(r->method, "GET") != 0)
-      return method_not_allowed(r, "GET");
+      return method_not_allowed(w, r, "GET");
     return serve_metrics(w, r);
   }
   int feedback = path_is(r, "/v1/ponder/feedback");
@@ -1126,19 +1109,19 @@ void pd_exchange_dispatch(void *ud, pd_req_t *r) {
     char msg[300];
     snprintf(msg, sizeof msg, "Unknown path: %.*s", (int)(r->path_len > 200 ? 200 : r->path_len),
              r->url);
-    return error_now(r, 404, msg, "invalid_request_error", NULL, "unknown_url");
+    return error_now(w, r, 404, msg, "invalid_request_error", NULL, "unknown_url");
   }
   if (!authorized(cfg, r))
-    return error_now(r, 401, "Incorrect API key provided.", "invalid_request_error", NULL,
+    return error_now(w, r, 401, "Incorrect API key provided.", "invalid_request_error", NULL,
                      "invalid_api_key");
   if (feedback) {
     if (strcmp(r->method, "POST") != 0)
-      return method_not_allowed(r, "POST");
+      return method_not_allowed(w, r, "POST");
     return serve_feedback(w, r);
   }
   ex_t *ex = calloc(1, sizeof *ex);
   if (!ex)
-    return error_now(r, 500, "Out of memory.", "server_error", NULL, "internal_error");
+    return error_now(w, r, 500, "Out of memory.", "server_error", NULL, "internal_error");
   ex->w = w;
   ex->req = r;
   ex->cfg = pd_config_ref(cfg);
@@ -1164,7 +1147,7 @@ void pd_exchange_dispatch(void *ud, pd_req_t *r) {
     json_ct = 0;
   if (is_chat) {
     if (strcmp(r->method, "POST") != 0) {
-      method_not_allowed(r, "POST");
+      method_not_allowed(w, r, "POST");
       ex->req = NULL;
       ex->finished = 1;
       pd_metrics_inflight(w->metrics, -1);
