@@ -2,22 +2,9 @@
 // upstream. The fake's log is used to assert the exact upstream calls.
 import { describe, it, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { startPonder, startFake, configFor, chat, sleep } from '../lib/harness.mjs';
+import { startPonder, startFake, configFor, chat, sleep, chatPolicy, prefillPolicy, route } from '../lib/harness.mjs';
 
 const MODEL = 'gpt-think';
-const PROMPTS = {
-  think: 'THINK {think_budget}/{answer_budget}.',
-  wait: 'WAIT?',
-  continue: 'CONTINUE {think_budget}.',
-  answer: 'ANSWER {answer_budget}!',
-};
-const chatPolicy = (rounds, extra = {}) => ({
-  mode: 'chat', rounds, think_budget: 100, answer_budget: 50, prompts: PROMPTS, ...extra,
-});
-const prefillPolicy = (dialect) => ({
-  mode: 'prefill', rounds: 2, think_budget: 10, answer_budget: 50, prefill: { dialect },
-});
-const route = (name, forcing, extra = {}) => ({ name, match: { path_prefix: `/${name}` }, forcing, ...extra });
 
 const THINK_ONLY_DROPPED = ['tools', 'tool_choice', 'parallel_tool_calls', 'response_format', 'stop',
   'logprobs', 'top_logprobs', 'n'];

@@ -4,19 +4,9 @@ import { describe, it, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { readFileSync } from 'node:fs';
-import { startPonder, startFake, configFor, chat, parseSSE, sleep } from '../lib/harness.mjs';
+import { startPonder, startFake, configFor, chat, parseSSE, sleep, chatPolicy, route } from '../lib/harness.mjs';
 
 const MODEL = 'gpt-think';
-const PROMPTS = {
-  think: 'THINK {think_budget}/{answer_budget}.',
-  wait: 'WAIT?',
-  continue: 'CONTINUE {think_budget}.',
-  answer: 'ANSWER {answer_budget}!',
-};
-const chatPolicy = (rounds, extra = {}) => ({
-  mode: 'chat', rounds, think_budget: 100, answer_budget: 50, prompts: PROMPTS, ...extra,
-});
-const route = (name, forcing, extra = {}) => ({ name, match: { path_prefix: `/${name}` }, forcing, ...extra });
 const M = [
   { role: 'system', content: 'You are terse.' },
   { role: 'user', content: 'What is 2+2?' },

@@ -79,6 +79,22 @@ export function configFor(fake, extra = {}) {
   };
 }
 
+/** Forcing policies and prefix routes shared by the forcing and streaming suites: short,
+ * recognisable prompts so the exact upstream messages can be asserted. */
+export const PROMPTS = {
+  think: 'THINK {think_budget}/{answer_budget}.',
+  wait: 'WAIT?',
+  continue: 'CONTINUE {think_budget}.',
+  answer: 'ANSWER {answer_budget}!',
+};
+export const chatPolicy = (rounds, extra = {}) => ({
+  mode: 'chat', rounds, think_budget: 100, answer_budget: 50, prompts: PROMPTS, ...extra,
+});
+export const prefillPolicy = (dialect) => ({
+  mode: 'prefill', rounds: 2, think_budget: 10, answer_budget: 50, prefill: { dialect },
+});
+export const route = (name, forcing, extra = {}) => ({ name, match: { path_prefix: `/${name}` }, forcing, ...extra });
+
 /** Raw HTTP over a socket: sends `data`, resolves with everything received until close or
  * `waitMs` of silence. */
 export function rawHttp(port, data, { waitMs = 1000, half = false } = {}) {
