@@ -70,15 +70,21 @@ count_node() { # parses node --test's "# pass N" / "# fail N" / "# skipped N"
 }
 
 run_suites() { # run_suites BUILD_DIR LABEL
-  local dir=$1 label=$2 log
-  log=$(mktemp)
+  local dir=$1 label=$2
   echo "==> [$label] unit tests (cmocka)"
   for exe in "$dir"/tests/test_*; do
     if [ -f "$exe" ] && [ -x "$exe" ]; then count_unit "$exe"; fi
   done
   echo "==> [$label] integration, fake upstream and SDK tests (node --test)"
+  node_suites "$dir" "$label" tests/fake/ tests/integration/ tests/sdk/
+}
+
+node_suites() { # node_suites BUILD_DIR LABEL PATH...
+  local dir=$1 label=$2 log
+  shift 2
+  log=$(mktemp)
   PONDER_BIN="$ROOT/$dir/ponder" node --test --test-concurrency=2 --test-reporter=tap \
-    tests/fake/ tests/integration/ tests/sdk/ >"$log" 2>&1 || true
+    "$@" >"$log" 2>&1 || true
   grep -E '^(not ok|# (tests|pass|fail|skipped|duration_ms))' "$log" || true
   if grep -q '^not ok' "$log"; then
     echo "---- failures ($label) ----"; grep -A30 '^not ok' "$log" | head -200
@@ -100,6 +106,10 @@ case "$cmd" in
     npm_deps
     build build
     run_suites build default
+    # http:// upstreams normally use the native HTTP/1.1 client; run the end-to-end suites once
+    # more with every upstream call going through libcurl (the https:// path).
+    echo "==> [libcurl] integration and SDK tests with PONDER_UPSTREAM_CLIENT=curl"
+    PONDER_UPSTREAM_CLIENT=curl node_suites build libcurl tests/integration/ tests/sdk/
     # The same suites under AddressSanitizer + UndefinedBehaviorSanitizer: any report fails.
     build build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
     sandir=$(mktemp -d)

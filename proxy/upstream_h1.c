@@ -1,0 +1,1233 @@
+/* The native HTTP/1.1 client for http:// upstreams: libuv sockets and an llhttp response parser
+ * on the worker's loop, a keep-alive pool per origin, no threads and no copies of response
+ * bodies. It exists because libcurl's general machinery was over half of ponder's CPU time per
+ * proxied request (bench/README.md); https:// upstreams still go through libcurl.
+ *
+ * Shape: a transfer (xfer_t) waits for, or is bound to, one connection (conn_t) per attempt.
+ * A connection outlives its transfers: back in its origin's idle list after a complete,
+ * keep-alive response, closed otherwise. The transfer's callbacks never run inside
+ * pd_h1up_start/pause/cancel; failures found there are reported from a 0 ms timer. */
+#include <llhttp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "upstream_int.h"
+
+#define READ_BUF_SIZE (64 * 1024)
+#define MAX_HEAD_BYTES (100 * 1024) /* response status line + headers */
+#define IDLE_MAX_MS 60000           /* idle keep-alive connections older than this are closed */
+#define RESOLVE_TTL_MS 30000        /* how long a host name's addresses are reused */
+#define MAX_ADDRS 4
+#define ERRMSG_SIZE 160
+
+typedef struct xfer xfer_t;
+typedef struct conn conn_t;
+typedef struct origin origin_t;
+
+struct pd_h1up {
+  uv_loop_t *loop;
+  int max_conns; /* per origin; 0 = no limit */
+  int closing;
+  int pending_closes;
+  void (*on_closed)(void *);
+  void *on_closed_ud;
+  uv_timer_t close_timer; /* only so that on_closed always runs from the loop */
+  origin_t *origins;
+  conn_t *conns;            /* every connection not yet freed */
+  xfer_t *xfers;            /* every live transfer */
+  char rbuf[READ_BUF_SIZE]; /* shared by all reads: data is parsed before the callback returns */
+};
+
+/* One scheme://host:port: its addresses, idle connections and waiting transfers. */
+struct origin {
+  pd_h1up_t *b;
+  char *authority; /* "host:port" as the URL spells it: the key and the Host header */
+  size_t alen;
+  char *host; /* without brackets */
+  char port[8];
+  int literal; /* host is an IP address: never resolved */
+  struct sockaddr_storage addrs[MAX_ADDRS];
+  int naddrs;
+  uint64_t resolved_at;
+  uv_getaddrinfo_t gai;
+  int resolving;
+  conn_t *resolve_wait; /* connections waiting for the addresses */
+  conn_t *idle;         /* most recently used first */
+  int nconns;           /* open or opening, idle included */
+  xfer_t *wait_head, *wait_tail;
+  origin_t *next;
+};
+
+enum { C_RESOLVING, C_CONNECTING, C_OPEN, C_CLOSING };
+
+struct conn {
+  uv_tcp_t tcp;
+  uv_connect_t connect_req;
+  uv_write_t write_req;
+  uv_timer_t timer; /* connect/total deadline while busy, expiry while idle */
+  llhttp_t parser;
+  origin_t *o;
+  xfer_t *x; /* the transfer being served; NULL when idle */
+  int state;
+  int addr_idx;
+  int connect_err; /* a synchronous connect failure, reported from the timer */
+  int idle;
+  int reused;    /* it has served a response before */
+  int got_bytes; /* any byte of the current response */
+  int writing;
+  int reading;
+  int msg_done;
+  int aborted; /* the transfer's on_data asked to abort */
+  int too_large;
+  size_t head_bytes;
+  pd_buf_t hname, hvalue;
+  pd_buf_t out;  /* the request head being written */
+  char *orphan;  /* a body left by a transfer cancelled mid-write; freed when the write ends */
+  int pending;   /* handles still to close */
+  conn_t *lnext; /* idle list or resolve-wait list */
+  conn_t *prev, *next;
+};
+
+enum { T_NONE, T_RETRY, T_QUEUE, T_FAIL };
+
+struct xfer {
+  pd_xfer_t base; /* first: the front casts */
+  pd_h1up_t *b;
+  origin_t *o;
+  conn_t *c;
+  char *method, *path, *hdrs, *body;
+  size_t hdrs_len, body_len;
+  int send_length;
+  int is_head;
+  long connect_timeout_ms, timeout_ms;
+  int retries, attempt;
+  pd_xfer_cbs_t cbs;
+  void *ud;
+  int in_cb;
+  int cancelled;
+  int head_done;
+  int discard; /* a retryable status: swallow this attempt's body */
+  int paused;
+  int complete_pending; /* the response ended while held data waits for a resume */
+  int fresh_only;       /* a reused connection died under this attempt: open a new one */
+  int stale_retried;
+  int queued;
+  pd_xhead_t head;
+  pd_buf_t held;    /* body that arrived after a pause, delivered on resume */
+  uv_timer_t timer; /* retry delay, time waiting for a connection, deferred failure */
+  int timer_inited, timer_mode;
+  int fail_result;
+  char fail_msg[ERRMSG_SIZE];
+  uint64_t start_ns;
+  uint64_t attempt_start; /* loop ms */
+  xfer_t *wnext;
+  xfer_t *prev, *next;
+};
+
+static void conn_close(conn_t *c);
+static void conn_send(conn_t *c);
+static void conn_start_connect(conn_t *c);
+static void acquire(xfer_t *x);
+static void attempt_failed(xfer_t *x, int result, const char *msg);
+static void xfer_destroy(xfer_t *x);
+static void serve_waiters(origin_t *o);
+static void stop_xfer_timer(xfer_t *x);
+
+/* ---- the backend ----------------------------------------------------------------------------- */
+
+pd_h1up_t *pd_h1up_new(uv_loop_t *loop, int max_host_connections) {
+  pd_h1up_t *b = calloc(1, sizeof *b);
+  if (!b)
+    return NULL;
+  b->loop = loop;
+  b->max_conns = max_host_connections > 0 ? max_host_connections : 0;
+  if (uv_timer_init(loop, &b->close_timer) < 0) {
+    free(b);
+    return NULL;
+  }
+  b->close_timer.data = b;
+  return b;
+}
+
+static void part_closed(pd_h1up_t *b) {
+  if (b->closing && --b->pending_closes == 0 && b->on_closed)
+    b->on_closed(b->on_closed_ud);
+}
+
+static void on_close_timer_closed(uv_handle_t *h) {
+  part_closed(h->data);
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res);
+
+static void cancel_now(xfer_t *x) {
+  x->cancelled = 1;
+  x->in_cb = 0;
+  stop_xfer_timer(x);
+  xfer_destroy(x);
+}
+
+void pd_h1up_close(pd_h1up_t *b, void (*on_closed)(void *ud), void *ud) {
+  b->closing = 1;
+  b->on_closed = on_closed;
+  b->on_closed_ud = ud;
+  b->pending_closes = 1; /* the close timer */
+  while (b->xfers)
+    cancel_now(b->xfers);
+  /* Every connection not yet freed reports once, closing already or not. */
+  for (conn_t *c = b->conns; c; c = c->next) {
+    b->pending_closes++;
+    conn_close(c);
+  }
+  for (origin_t *o = b->origins; o; o = o->next)
+    if (o->resolving) {
+      b->pending_closes++;
+      uv_cancel((uv_req_t *)&o->gai);
+    }
+  uv_close((uv_handle_t *)&b->close_timer, on_close_timer_closed);
+}
+
+void pd_h1up_free(pd_h1up_t *b) {
+  if (!b)
+    return;
+  while (b->origins) {
+    origin_t *o = b->origins;
+    b->origins = o->next;
+    free(o->authority);
+    free(o->host);
+    free(o);
+  }
+  free(b);
+}
+
+/* ---- origins and addresses ------------------------------------------------------------------ */
+
+/* Splits "http://authority/path?query"; returns the authority's length or -1. */
+static long split_url(const char *url, const char **auth, const char **path) {
+  if (strncasecmp(url, "http://", 7) != 0)
+    return -1;
+  const char *a = url + 7;
+  size_t n = strcspn(a, "/?#");
+  if (n == 0)
+    return -1;
+  *auth = a;
+  *path = a + n;
+  return (long)n;
+}
+
+static origin_t *origin_get(pd_h1up_t *b, const char *auth, size_t alen) {
+  for (origin_t *o = b->origins; o; o = o->next)
+    if (o->alen == alen && memcmp(o->authority, auth, alen) == 0)
+      return o;
+  origin_t *o = calloc(1, sizeof *o);
+  if (!o)
+    return NULL;
+  o->b = b;
+  o->authority = strndup(auth, alen);
+  o->alen = alen;
+  const char *hs = auth, *he, *ps = NULL;
+  if (*auth == '[') {
+    hs = auth + 1;
+    he = memchr(hs, ']', alen - 1);
+    if (!he)
+      goto fail;
+    if (he + 1 < auth + alen) {
+      if (he[1] != ':')
+        goto fail;
+      ps = he + 2;
+    }
+  } else {
+    he = auth + alen;
+    for (const char *p = auth; p < auth + alen; p++)
+      if (*p == ':') {
+        he = p;
+        ps = p + 1;
+      }
+  }
+  size_t plen = ps ? (size_t)(auth + alen - ps) : 0;
+  if (!o->authority || he == hs || plen >= sizeof o->port)
+    goto fail;
+  o->host = strndup(hs, (size_t)(he - hs));
+  if (!o->host)
+    goto fail;
+  if (ps && plen > 0) {
+    memcpy(o->port, ps, plen);
+    o->port[plen] = '\0';
+  } else {
+    strcpy(o->port, "80");
+  }
+  char *end;
+  long port = strtol(o->port, &end, 10);
+  if (*end || port <= 0 || port > 65535)
+    goto fail;
+  struct sockaddr_in6 a6;
+  struct sockaddr_in a4;
+  if (uv_ip4_addr(o->host, (int)port, &a4) == 0) {
+    memcpy(&o->addrs[0], &a4, sizeof a4);
+    o->naddrs = 1;
+    o->literal = 1;
+  } else if (uv_ip6_addr(o->host, (int)port, &a6) == 0) {
+    memcpy(&o->addrs[0], &a6, sizeof a6);
+    o->naddrs = 1;
+    o->literal = 1;
+  }
+  o->next = b->origins;
+  b->origins = o;
+  return o;
+fail:
+  free(o->authority);
+  free(o->host);
+  free(o);
+  return NULL;
+}
+
+static int addrs_fresh(origin_t *o) {
+  return o->literal || (o->naddrs > 0 && uv_now(o->b->loop) - o->resolved_at < RESOLVE_TTL_MS);
+}
+
+static void do_connect(conn_t *c, int idx);
+static void on_conn_timer(uv_timer_t *t);
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
+  origin_t *o = req->data;
+  pd_h1up_t *b = o->b;
+  o->resolving = 0;
+  if (status == 0) {
+    o->naddrs = 0;
+    for (struct addrinfo *ai = res; ai && o->naddrs < MAX_ADDRS; ai = ai->ai_next)
+      if ((ai->ai_family == AF_INET || ai->ai_family == AF_INET6) &&
+          ai->ai_addrlen <= sizeof o->addrs[0])
+        memcpy(&o->addrs[o->naddrs++], ai->ai_addr, ai->ai_addrlen);
+    o->resolved_at = uv_now(b->loop);
+    if (o->naddrs == 0)
+      status = UV_EAI_NONAME;
+  }
+  uv_freeaddrinfo(res);
+  if (b->closing) {
+    part_closed(b);
+    return;
+  }
+  while (o->resolve_wait) {
+    conn_t *c = o->resolve_wait;
+    o->resolve_wait = c->lnext;
+    c->lnext = NULL;
+    if (status == 0) {
+      do_connect(c, 0);
+    } else {
+      c->connect_err = status;
+      uv_timer_start(&c->timer, on_conn_timer, 0, 0);
+    }
+  }
+}
+
+/* ---- connections ---------------------------------------------------------------------------- */
+
+static void on_conn_handle_closed(uv_handle_t *h) {
+  conn_t *c = h->data;
+  if (--c->pending > 0)
+    return;
+  pd_h1up_t *b = c->o->b;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    b->conns = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  pd_buf_free(&c->hname);
+  pd_buf_free(&c->hvalue);
+  pd_buf_free(&c->out);
+  free(c->orphan);
+  free(c);
+  part_closed(b);
+}
+
+static void idle_unlink(conn_t *c) {
+  if (!c->idle)
+    return;
+  conn_t **pp = &c->o->idle;
+  while (*pp && *pp != c)
+    pp = &(*pp)->lnext;
+  if (*pp)
+    *pp = c->lnext;
+  c->lnext = NULL;
+  c->idle = 0;
+}
+
+static void resolve_unlink(conn_t *c) {
+  conn_t **pp = &c->o->resolve_wait;
+  while (*pp && *pp != c)
+    pp = &(*pp)->lnext;
+  if (*pp)
+    *pp = c->lnext;
+  c->lnext = NULL;
+}
+
+/* Closes a connection its transfer has already left (c->x == NULL). */
+static void conn_close(conn_t *c) {
+  if (c->state == C_CLOSING)
+    return;
+  origin_t *o = c->o;
+  pd_h1up_t *b = o->b;
+  idle_unlink(c);
+  if (c->state == C_RESOLVING)
+    resolve_unlink(c);
+  c->state = C_CLOSING;
+  c->x = NULL;
+  o->nconns--;
+  c->pending = 2;
+  uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
+  uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
+  if (!b->closing)
+    serve_waiters(o);
+}
+
+static const llhttp_settings_t parser_settings;
+
+static conn_t *conn_new(origin_t *o) {
+  pd_h1up_t *b = o->b;
+  conn_t *c = calloc(1, sizeof *c);
+  if (!c)
+    return NULL;
+  if (uv_tcp_init(b->loop, &c->tcp) < 0) {
+    free(c);
+    return NULL;
+  }
+  uv_timer_init(b->loop, &c->timer);
+  c->tcp.data = c;
+  c->connect_req.data = c;
+  c->write_req.data = c;
+  c->timer.data = c;
+  c->o = o;
+  llhttp_init(&c->parser, HTTP_RESPONSE, &parser_settings);
+  c->parser.data = c;
+  pd_buf_init(&c->hname);
+  pd_buf_init(&c->hvalue);
+  pd_buf_init(&c->out);
+  c->next = b->conns;
+  if (b->conns)
+    b->conns->prev = c;
+  b->conns = c;
+  o->nconns++;
+  c->state = C_RESOLVING;
+  return c;
+}
+
+static void detach(xfer_t *x) {
+  conn_t *c = x->c;
+  if (!c)
+    return;
+  uv_timer_stop(&c->timer);
+  c->x = NULL;
+  x->c = NULL;
+}
+
+/* Arms the connection's timer for the transfer's next deadline. */
+static void arm_deadline(conn_t *c) {
+  xfer_t *x = c->x;
+  uint64_t now = uv_now(c->o->b->loop);
+  uint64_t due = 0;
+  if (x->timeout_ms > 0)
+    due = x->attempt_start + (uint64_t)x->timeout_ms;
+  if (c->state != C_OPEN && x->connect_timeout_ms > 0) {
+    uint64_t cdue = x->attempt_start + (uint64_t)x->connect_timeout_ms;
+    if (!due || cdue < due)
+      due = cdue;
+  }
+  if (due)
+    uv_timer_start(&c->timer, on_conn_timer, due > now ? due - now : 0, 0);
+  else
+    uv_timer_stop(&c->timer);
+}
+
+static void bind_conn(conn_t *c, xfer_t *x) {
+  c->x = x;
+  x->c = c;
+  c->msg_done = 0;
+  c->got_bytes = 0;
+  c->aborted = 0;
+  c->too_large = 0;
+  arm_deadline(c);
+}
+
+static void on_connected(uv_connect_t *req, int status);
+
+static void do_connect(conn_t *c, int idx) {
+  c->addr_idx = idx;
+  c->state = C_CONNECTING;
+  int rc = uv_tcp_connect(&c->connect_req, &c->tcp, (const struct sockaddr *)&c->o->addrs[idx],
+                          on_connected);
+  if (rc < 0) {
+    c->connect_err = rc;
+    uv_timer_start(&c->timer, on_conn_timer, 0, 0);
+  }
+}
+
+static void conn_start_connect(conn_t *c) {
+  origin_t *o = c->o;
+  if (addrs_fresh(o)) {
+    do_connect(c, 0);
+    return;
+  }
+  c->state = C_RESOLVING;
+  c->lnext = o->resolve_wait;
+  o->resolve_wait = c;
+  if (o->resolving)
+    return;
+  struct addrinfo hints;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  o->gai.data = o;
+  int rc = uv_getaddrinfo(o->b->loop, &o->gai, on_resolved, o->host, o->port, &hints);
+  if (rc < 0) {
+    resolve_unlink(c);
+    c->connect_err = rc;
+    uv_timer_start(&c->timer, on_conn_timer, 0, 0);
+    return;
+  }
+  o->resolving = 1;
+}
+
+/* Puts a connection whose response ended cleanly back in its origin's idle list. */
+static void conn_release(conn_t *c) {
+  origin_t *o = c->o;
+  c->x = NULL;
+  c->reused = 1;
+  c->idle = 1;
+  c->lnext = o->idle;
+  o->idle = c;
+  uv_timer_start(&c->timer, on_conn_timer, IDLE_MAX_MS, 0);
+  serve_waiters(o);
+}
+
+static void connect_failed(conn_t *c, int status) {
+  xfer_t *x = c->x;
+  origin_t *o = c->o;
+  int idx = c->addr_idx;
+  int resolving = c->state == C_RESOLVING;
+  if (x)
+    detach(x);
+  conn_close(c);
+  if (!x)
+    return;
+  if (!resolving && idx + 1 < o->naddrs) {
+    conn_t *c2 = conn_new(o);
+    if (c2) {
+      bind_conn(c2, x);
+      do_connect(c2, idx + 1);
+      return;
+    }
+  }
+  char msg[ERRMSG_SIZE];
+  if (resolving)
+    snprintf(msg, sizeof msg, "Could not resolve host: %s (%s)", o->host, uv_strerror(status));
+  else
+    snprintf(msg, sizeof msg, "Failed to connect to %s port %s: %s", o->host, o->port,
+             uv_strerror(status));
+  attempt_failed(x, PD_XFER_ECONNECT, msg);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  (void)suggested;
+  conn_t *c = h->data;
+  buf->base = c->o->b->rbuf;
+  buf->len = READ_BUF_SIZE;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+static void start_reading(conn_t *c) {
+  if (c->reading)
+    return;
+  if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+    c->reading = 1;
+}
+
+static void stop_reading(conn_t *c) {
+  if (!c->reading)
+    return;
+  uv_read_stop((uv_stream_t *)&c->tcp);
+  c->reading = 0;
+}
+
+static void on_connected(uv_connect_t *req, int status) {
+  conn_t *c = req->data;
+  if (c->state == C_CLOSING)
+    return;
+  if (status < 0) {
+    connect_failed(c, status);
+    return;
+  }
+  c->state = C_OPEN;
+  uv_tcp_nodelay(&c->tcp, 1);
+  uv_tcp_keepalive(&c->tcp, 1, 60);
+  start_reading(c);
+  if (!c->x) { /* its transfer went away while connecting: keep the connection */
+    conn_release(c);
+    return;
+  }
+  arm_deadline(c);
+  conn_send(c);
+}
+
+/* ---- transfers: attempts, completion, failure ------------------------------------------------ */
+
+static void xfer_on_timer(uv_timer_t *t);
+
+static void arm_xfer_timer(xfer_t *x, int mode, uint64_t ms) {
+  if (!x->timer_inited) {
+    uv_timer_init(x->b->loop, &x->timer);
+    x->timer.data = x;
+    x->timer_inited = 1;
+  }
+  x->timer_mode = mode;
+  uv_timer_start(&x->timer, xfer_on_timer, ms, 0);
+}
+
+static void stop_xfer_timer(xfer_t *x) {
+  if (x->timer_inited && x->timer_mode != T_NONE)
+    uv_timer_stop(&x->timer);
+  x->timer_mode = T_NONE;
+}
+
+/* Reports a failure from the loop, never inside the caller's frame. */
+static void fail_soon(xfer_t *x, int result, const char *msg) {
+  x->fail_result = result;
+  snprintf(x->fail_msg, sizeof x->fail_msg, "%s", msg);
+  arm_xfer_timer(x, T_FAIL, 0);
+}
+
+static void deliver_head(xfer_t *x) {
+  if (x->head_done || x->cancelled)
+    return;
+  x->head_done = 1;
+  x->in_cb++;
+  pd_xhead_emit(&x->head, x->cbs.on_head, x->ud);
+  x->in_cb--;
+}
+
+/* The transfer's end: on_done, then free. */
+static void finish(xfer_t *x, int result, const char *msg) {
+  stop_xfer_timer(x);
+  if (result == PD_XFER_OK)
+    deliver_head(x);
+  if (!x->cancelled && x->cbs.on_done) {
+    x->in_cb++;
+    x->cbs.on_done(x->ud, result, msg);
+    x->in_cb--;
+  }
+  xfer_destroy(x);
+}
+
+static void new_attempt(xfer_t *x) {
+  x->attempt_start = uv_now(x->b->loop);
+  x->discard = 0;
+  x->paused = 0;
+  x->complete_pending = 0;
+  pd_buf_reset(&x->held);
+  pd_xhead_reset(&x->head);
+}
+
+/* An attempt failed before a complete response: retry a failed connect while retries remain,
+ * else report. The connection is already detached. */
+static void attempt_failed(xfer_t *x, int result, const char *msg) {
+  if (result == PD_XFER_ECONNECT && !x->head_done && x->attempt < x->retries) {
+    long delay = pd_xfer_connect_delay(x->attempt);
+    x->attempt++;
+    arm_xfer_timer(x, T_RETRY, (uint64_t)delay);
+    return;
+  }
+  x->discard = 0;
+  finish(x, result, msg);
+}
+
+/* The response ended; the connection goes back to the pool when it can be reused. */
+static void attempt_complete(xfer_t *x, int keep) {
+  conn_t *c = x->c;
+  detach(x);
+  if (keep)
+    conn_release(c);
+  else
+    conn_close(c);
+  if (x->discard) {
+    long delay = pd_xfer_status_delay(&x->head, x->attempt);
+    x->attempt++;
+    arm_xfer_timer(x, T_RETRY, (uint64_t)delay);
+    return;
+  }
+  if (x->paused && x->held.len > 0) {
+    x->complete_pending = 1;
+    return;
+  }
+  finish(x, PD_XFER_OK, "");
+}
+
+/* Gets the transfer a connection: an idle one, a new one, or a place in the queue. */
+static void acquire(xfer_t *x) {
+  origin_t *o = x->o;
+  pd_h1up_t *b = x->b;
+  if (o->idle && !x->fresh_only) {
+    conn_t *c = o->idle;
+    o->idle = c->lnext;
+    c->lnext = NULL;
+    c->idle = 0;
+    bind_conn(c, x);
+    conn_send(c);
+    return;
+  }
+  if (b->max_conns && o->nconns >= b->max_conns && o->idle)
+    conn_close(o->idle); /* a fresh connection is needed: make room */
+  if (!b->max_conns || o->nconns < b->max_conns) {
+    conn_t *c = conn_new(o);
+    if (!c) {
+      fail_soon(x, PD_XFER_EOTHER, "out of memory opening an upstream connection");
+      return;
+    }
+    bind_conn(c, x);
+    conn_start_connect(c);
+    return;
+  }
+  x->queued = 1;
+  x->wnext = NULL;
+  if (o->wait_tail)
+    o->wait_tail->wnext = x;
+  else
+    o->wait_head = x;
+  o->wait_tail = x;
+  if (x->timeout_ms > 0)
+    arm_xfer_timer(x, T_QUEUE, (uint64_t)x->timeout_ms);
+}
+
+static void queue_unlink(xfer_t *x) {
+  if (!x->queued)
+    return;
+  origin_t *o = x->o;
+  xfer_t *prev = NULL;
+  for (xfer_t *q = o->wait_head; q; prev = q, q = q->wnext)
+    if (q == x) {
+      if (prev)
+        prev->wnext = x->wnext;
+      else
+        o->wait_head = x->wnext;
+      if (o->wait_tail == x)
+        o->wait_tail = prev;
+      break;
+    }
+  x->queued = 0;
+  x->wnext = NULL;
+}
+
+static void serve_waiters(origin_t *o) {
+  pd_h1up_t *b = o->b;
+  while (o->wait_head && !b->closing && (o->idle || !b->max_conns || o->nconns < b->max_conns)) {
+    xfer_t *x = o->wait_head;
+    queue_unlink(x);
+    stop_xfer_timer(x);
+    acquire(x);
+  }
+}
+
+static void xfer_on_timer(uv_timer_t *t) {
+  xfer_t *x = t->data;
+  int mode = x->timer_mode;
+  x->timer_mode = T_NONE;
+  if (x->cancelled)
+    return;
+  switch (mode) {
+  case T_RETRY:
+    new_attempt(x);
+    acquire(x);
+    break;
+  case T_QUEUE: {
+    queue_unlink(x);
+    char msg[ERRMSG_SIZE];
+    snprintf(msg, sizeof msg, "Operation timed out after %ld milliseconds waiting for a connection",
+             x->timeout_ms);
+    finish(x, PD_XFER_ETIMEOUT, msg);
+    break;
+  }
+  case T_FAIL:
+    finish(x, x->fail_result, x->fail_msg);
+    break;
+  default:
+    break;
+  }
+}
+
+static void on_timer_closed_free(uv_handle_t *h) {
+  free(h->data);
+}
+
+static void xfer_destroy(xfer_t *x) {
+  pd_h1up_t *b = x->b;
+  queue_unlink(x);
+  if (x->c) {
+    conn_t *c = x->c;
+    detach(x);
+    if (c->writing && !c->orphan) {
+      c->orphan = x->body; /* the kernel may still be reading it */
+      x->body = NULL;
+    }
+    conn_close(c);
+  }
+  if (x->prev)
+    x->prev->next = x->next;
+  else if (b->xfers == x)
+    b->xfers = x->next;
+  if (x->next)
+    x->next->prev = x->prev;
+  x->prev = x->next = NULL;
+  pd_xhead_free(&x->head);
+  pd_buf_free(&x->held);
+  free(x->method);
+  free(x->path);
+  free(x->hdrs);
+  free(x->body);
+  if (x->timer_inited) {
+    uv_timer_stop(&x->timer);
+    uv_close((uv_handle_t *)&x->timer, on_timer_closed_free);
+  } else {
+    free(x);
+  }
+}
+
+/* A connection error or end of stream while serving x (status < 0). */
+static void conn_failed(conn_t *c, int status, const char *what) {
+  xfer_t *x = c->x;
+  int stale = c->reused && !c->got_bytes;
+  if (!x) {
+    conn_close(c);
+    return;
+  }
+  detach(x);
+  conn_close(c);
+  if (stale && !x->stale_retried) {
+    /* The server closed a keep-alive connection as the request went out: nothing of the
+     * response was seen, so send it again on a new connection. */
+    x->stale_retried = 1;
+    x->fresh_only = 1;
+    new_attempt(x);
+    acquire(x);
+    return;
+  }
+  char msg[ERRMSG_SIZE];
+  if (status == UV_EOF)
+    snprintf(msg, sizeof msg, "%s",
+             c->got_bytes ? "the upstream closed the connection mid-response"
+                          : "Empty reply from server");
+  else
+    snprintf(msg, sizeof msg, "%s: %s", what, uv_strerror(status));
+  attempt_failed(x, PD_XFER_ERECV, msg);
+}
+
+static void on_conn_timer(uv_timer_t *t) {
+  conn_t *c = t->data;
+  if (c->state == C_CLOSING)
+    return;
+  if (c->connect_err) {
+    int err = c->connect_err;
+    c->connect_err = 0;
+    connect_failed(c, err);
+    return;
+  }
+  xfer_t *x = c->x;
+  if (!x) { /* idle too long */
+    conn_close(c);
+    return;
+  }
+  char msg[ERRMSG_SIZE];
+  if (c->state != C_OPEN)
+    snprintf(msg, sizeof msg, "Connection timed out after %lu milliseconds",
+             (unsigned long)(uv_now(c->o->b->loop) - x->attempt_start));
+  else
+    snprintf(msg, sizeof msg, "Operation timed out after %lu milliseconds",
+             (unsigned long)(uv_now(c->o->b->loop) - x->attempt_start));
+  detach(x);
+  conn_close(c);
+  attempt_failed(x, PD_XFER_ETIMEOUT, msg);
+}
+
+/* ---- the request ---------------------------------------------------------------------------- */
+
+static void on_written(uv_write_t *req, int status) {
+  conn_t *c = req->data;
+  c->writing = 0;
+  free(c->orphan);
+  c->orphan = NULL;
+  if (c->out.cap > 4096)
+    pd_buf_free(&c->out);
+  if (c->state == C_CLOSING)
+    return;
+  if (status < 0)
+    conn_failed(c, status, "Failed sending the request");
+}
+
+static void conn_send(conn_t *c) {
+  xfer_t *x = c->x;
+  origin_t *o = c->o;
+  pd_buf_reset(&c->out);
+  size_t mlen = strlen(x->method), plen = strlen(x->path);
+  size_t need = mlen + plen + o->alen + x->hdrs_len + 64;
+  char *w = pd_buf_reserve(&c->out, need);
+  if (!w) {
+    detach(x);
+    conn_close(c);
+    fail_soon(x, PD_XFER_EOTHER, "out of memory building the upstream request");
+    return;
+  }
+  char *p = w;
+  memcpy(p, x->method, mlen);
+  p += mlen;
+  *p++ = ' ';
+  memcpy(p, x->path, plen);
+  p += plen;
+  memcpy(p, " HTTP/1.1\r\nHost: ", 17);
+  p += 17;
+  memcpy(p, o->authority, o->alen);
+  p += o->alen;
+  *p++ = '\r';
+  *p++ = '\n';
+  memcpy(p, x->hdrs, x->hdrs_len);
+  p += x->hdrs_len;
+  if (x->send_length)
+    p += sprintf(p, "Content-Length: %zu\r\n", x->body_len);
+  *p++ = '\r';
+  *p++ = '\n';
+  pd_buf_commit(&c->out, (size_t)(p - w));
+  llhttp_reset(&c->parser);
+  uv_buf_t bufs[2] = {uv_buf_init(pd_buf_data(&c->out), (unsigned)c->out.len),
+                      uv_buf_init(x->body, (unsigned)x->body_len)};
+  int n = x->body_len > 0 ? 2 : 1;
+  c->writing = 1;
+  int rc = uv_write(&c->write_req, (uv_stream_t *)&c->tcp, bufs, (unsigned)n, on_written);
+  if (rc < 0) {
+    c->writing = 0;
+    int stale = c->reused;
+    detach(x);
+    conn_close(c);
+    if (stale && !x->stale_retried) {
+      x->stale_retried = 1;
+      x->fresh_only = 1;
+      acquire(x);
+      return;
+    }
+    char msg[ERRMSG_SIZE];
+    snprintf(msg, sizeof msg, "Failed sending the request: %s", uv_strerror(rc));
+    fail_soon(x, PD_XFER_ERECV, msg);
+    return;
+  }
+  start_reading(c);
+}
+
+/* ---- the response --------------------------------------------------------------------------- */
+
+static int count_head(conn_t *c, size_t n) {
+  c->head_bytes += n;
+  if (c->head_bytes > MAX_HEAD_BYTES) {
+    c->too_large = 1;
+    return -1;
+  }
+  return 0;
+}
+
+static int on_message_begin(llhttp_t *p) {
+  conn_t *c = p->data;
+  pd_xhead_reset(&c->x->head);
+  pd_buf_reset(&c->hname);
+  pd_buf_reset(&c->hvalue);
+  c->head_bytes = 0;
+  return 0;
+}
+
+static int on_status(llhttp_t *p, const char *at, size_t n) {
+  (void)at;
+  return count_head(p->data, n);
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t n) {
+  conn_t *c = p->data;
+  if (count_head(c, n) < 0)
+    return -1;
+  return pd_buf_append(&c->hname, at, n) < 0 ? -1 : 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t n) {
+  conn_t *c = p->data;
+  if (count_head(c, n) < 0)
+    return -1;
+  return pd_buf_append(&c->hvalue, at, n) < 0 ? -1 : 0;
+}
+
+/* One header is complete (its value may be empty): record it. */
+static int on_header_value_complete(llhttp_t *p) {
+  conn_t *c = p->data;
+  const char *v = c->hvalue.len ? pd_buf_data(&c->hvalue) : "";
+  size_t vlen = c->hvalue.len;
+  while (vlen > 0 && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
+    vlen--;
+  while (vlen > 0 && (*v == ' ' || *v == '\t')) {
+    v++;
+    vlen--;
+  }
+  if (c->hname.len)
+    pd_xhead_add(&c->x->head, pd_buf_data(&c->hname), c->hname.len, v, vlen);
+  pd_buf_reset(&c->hname);
+  pd_buf_reset(&c->hvalue);
+  return 0;
+}
+
+static int on_headers_complete(llhttp_t *p) {
+  conn_t *c = p->data;
+  xfer_t *x = c->x;
+  x->head.status = p->status_code;
+  if (x->head.status < 200)
+    return 0; /* informational: the real head follows */
+  if (pd_xfer_retryable_status(x->head.status) && x->attempt < x->retries)
+    x->discard = 1;
+  else
+    deliver_head(x);
+  if (x->cancelled)
+    return -1;
+  return x->is_head ? 1 : 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t n) {
+  conn_t *c = p->data;
+  xfer_t *x = c->x;
+  if (x->discard || n == 0)
+    return 0;
+  if (x->paused || x->held.len > 0)
+    return pd_buf_append(&x->held, at, n) < 0 ? -1 : 0;
+  x->in_cb++;
+  int rc = x->cbs.on_data ? x->cbs.on_data(x->ud, at, n) : 0;
+  x->in_cb--;
+  if (x->cancelled)
+    return -1;
+  if (rc < 0) {
+    c->aborted = 1;
+    return -1;
+  }
+  if (rc > 0)
+    x->paused = 1;
+  return 0;
+}
+
+static int on_message_complete(llhttp_t *p) {
+  conn_t *c = p->data;
+  if (c->x->head.status < 200)
+    return 0;
+  c->msg_done = 1;
+  return HPE_PAUSED; /* finish outside the parser */
+}
+
+static const llhttp_settings_t parser_settings = {
+    .on_message_begin = on_message_begin,
+    .on_status = on_status,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_header_value_complete = on_header_value_complete,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+/* After the parser stopped: the transfer was cancelled or aborted, the response ended, or the
+ * bytes were bad. Returns 1 when the connection is still the transfer's and reading may go on. */
+static int after_parse(conn_t *c, llhttp_errno_t err, const char *end) {
+  xfer_t *x = c->x;
+  if (x->cancelled) {
+    xfer_destroy(x); /* closes c */
+    return 0;
+  }
+  if (c->aborted) {
+    detach(x);
+    conn_close(c);
+    finish(x, PD_XFER_EOTHER, "the transfer was aborted by its reader");
+    return 0;
+  }
+  if (c->msg_done) {
+    const char *pos = llhttp_get_error_pos(&c->parser);
+    int keep = end && pos == end && llhttp_should_keep_alive(&c->parser);
+    attempt_complete(x, keep);
+    return 0;
+  }
+  if (err != HPE_OK) {
+    char msg[ERRMSG_SIZE];
+    if (c->too_large)
+      snprintf(msg, sizeof msg, "the upstream's response head is over %d bytes", MAX_HEAD_BYTES);
+    else
+      snprintf(msg, sizeof msg, "the upstream sent an invalid HTTP response (%s)",
+               llhttp_errno_name(err));
+    detach(x);
+    conn_close(c);
+    attempt_failed(x, PD_XFER_ERECV, msg);
+    return 0;
+  }
+  return 1;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  conn_t *c = s->data;
+  if (nread == 0 || c->state == C_CLOSING)
+    return;
+  xfer_t *x = c->x;
+  if (!x) { /* idle: the server closed it, or sent bytes nobody asked for */
+    conn_close(c);
+    return;
+  }
+  if (nread < 0) {
+    if (nread == UV_EOF && c->got_bytes) {
+      /* A body delimited by the end of the connection ends here. */
+      llhttp_finish(&c->parser);
+      if (c->msg_done || x->cancelled || c->aborted) {
+        after_parse(c, HPE_OK, NULL);
+        return;
+      }
+    }
+    conn_failed(c, (int)nread, "Failure receiving the response");
+    return;
+  }
+  c->got_bytes = 1;
+  llhttp_errno_t err = llhttp_execute(&c->parser, buf->base, (size_t)nread);
+  if (after_parse(c, err, buf->base + nread) && x->paused)
+    stop_reading(c);
+}
+
+/* ---- the public side ------------------------------------------------------------------------ */
+
+pd_xfer_t *pd_h1up_start(pd_h1up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cbs_t *cbs,
+                         void *ud) {
+  const char *auth, *path;
+  long alen = split_url(o->url, &auth, &path);
+  xfer_t *x = NULL;
+  if (b->closing || alen < 0)
+    goto fail;
+  x = calloc(1, sizeof *x);
+  if (!x)
+    goto fail;
+  x->base.backend = PD_XFER_H1;
+  x->b = b;
+  x->o = origin_get(b, auth, (size_t)alen);
+  if (!x->o)
+    goto fail;
+  size_t plen = strcspn(path, "#");
+  if (plen == 0 || path[0] == '?') {
+    x->path = malloc(plen + 2);
+    if (x->path) {
+      x->path[0] = '/';
+      memcpy(x->path + 1, path, plen);
+      x->path[plen + 1] = '\0';
+    }
+  } else {
+    x->path = strndup(path, plen);
+  }
+  x->method = strdup(o->method);
+  if (!x->path || !x->method)
+    goto fail;
+  pd_buf_t h;
+  pd_buf_init(&h);
+  for (const char *const *line = o->headers; line && *line; line++) {
+    if (pd_buf_appends(&h, *line) < 0 || pd_buf_append(&h, "\r\n", 2) < 0) {
+      pd_buf_free(&h);
+      goto fail;
+    }
+  }
+  x->hdrs = h.len ? pd_buf_steal(&h, &x->hdrs_len) : NULL;
+  pd_buf_free(&h);
+  x->body = o->body;
+  x->body_len = o->body_len;
+  x->is_head = strcmp(o->method, "HEAD") == 0;
+  x->send_length = o->body || strcmp(o->method, "POST") == 0 || strcmp(o->method, "PUT") == 0 ||
+                   strcmp(o->method, "PATCH") == 0;
+  x->connect_timeout_ms = o->connect_timeout_ms;
+  x->timeout_ms = o->timeout_ms;
+  x->retries = o->retries;
+  x->cbs = *cbs;
+  x->ud = ud;
+  x->start_ns = uv_hrtime();
+  pd_xhead_init(&x->head);
+  pd_buf_init(&x->held);
+  x->next = b->xfers;
+  if (b->xfers)
+    b->xfers->prev = x;
+  b->xfers = x;
+  new_attempt(x);
+  acquire(x);
+  return &x->base;
+fail:
+  if (x) {
+    free(x->path);
+    free(x->method);
+    free(x->hdrs);
+    free(x);
+  }
+  free(o->body);
+  return NULL;
+}
+
+/* Delivers what was held during a pause, then finishes or reads on. */
+static void pump(xfer_t *x) {
+  while (!x->paused && x->held.len > 0) {
+    size_t n;
+    char *data = pd_buf_steal(&x->held, &n);
+    x->in_cb++;
+    int rc = x->cbs.on_data ? x->cbs.on_data(x->ud, data, n) : 0;
+    x->in_cb--;
+    free(data);
+    if (x->cancelled) {
+      xfer_destroy(x);
+      return;
+    }
+    if (rc < 0) {
+      finish(x, PD_XFER_EOTHER, "the transfer was aborted by its reader");
+      return;
+    }
+    if (rc > 0)
+      x->paused = 1;
+  }
+  if (x->paused)
+    return;
+  if (x->complete_pending) {
+    finish(x, PD_XFER_OK, "");
+    return;
+  }
+  if (x->c && x->c->state == C_OPEN)
+    start_reading(x->c);
+}
+
+void pd_h1up_pause(pd_xfer_t *bx) {
+  xfer_t *x = (xfer_t *)bx;
+  if (x->paused || x->cancelled)
+    return;
+  x->paused = 1;
+  if (x->c && x->c->state == C_OPEN && x->in_cb == 0)
+    stop_reading(x->c);
+}
+
+void pd_h1up_resume(pd_xfer_t *bx) {
+  xfer_t *x = (xfer_t *)bx;
+  if (!x->paused || x->cancelled)
+    return;
+  x->paused = 0;
+  if (x->in_cb)
+    return; /* the parser loop that called back goes on delivering */
+  pump(x);
+}
+
+void pd_h1up_cancel(pd_xfer_t *bx) {
+  xfer_t *x = (xfer_t *)bx;
+  if (x->cancelled)
+    return;
+  x->cancelled = 1;
+  if (x->in_cb)
+    return; /* whoever is calling back tears it down when the callback returns */
+  stop_xfer_timer(x);
+  xfer_destroy(x);
+}
+
+double pd_h1up_elapsed(const pd_xfer_t *bx) {
+  const xfer_t *x = (const xfer_t *)bx;
+  return (double)(uv_hrtime() - x->start_ns) / 1e9;
+}

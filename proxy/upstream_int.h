@@ -1,0 +1,68 @@
+/* Inside the upstream client: what upstream.c (the front and the shared response-head
+ * bookkeeping), upstream_curl.c (libcurl: https://, HTTP/2) and upstream_h1.c (the native
+ * HTTP/1.1 client for http:// upstreams) share. Nothing outside those three includes this. */
+#ifndef PD_UPSTREAM_INT_H
+#define PD_UPSTREAM_INT_H
+
+#include "buf.h"
+#include "upstream.h"
+
+#define PD_RETRY_AFTER_CAP_MS 30000
+
+/* Every transfer starts with this, so the front can tell whose it is. */
+enum { PD_XFER_CURL = 1, PD_XFER_H1 = 2 };
+struct pd_xfer {
+  int backend;
+};
+
+typedef struct pd_curlup pd_curlup_t;
+typedef struct pd_h1up pd_h1up_t;
+
+/* One attempt's response head as it is read: status, framing facts, the retry hint and the
+ * relayable headers ("name\0value\0" pairs, names lower-cased). */
+typedef struct pd_xhead {
+  int status;
+  long content_length; /* -1 when absent */
+  long retry_after_ms; /* -1 when absent */
+  char *content_type;  /* NULL when absent */
+  pd_buf_t pairs;
+} pd_xhead_t;
+
+void pd_xhead_init(pd_xhead_t *h);
+/* Forgets everything read (a new attempt, or a new header block after a 1xx). */
+void pd_xhead_reset(pd_xhead_t *h);
+void pd_xhead_free(pd_xhead_t *h);
+/* One header line: value without surrounding blanks. */
+void pd_xhead_add(pd_xhead_t *h, const char *name, size_t nlen, const char *value, size_t vlen);
+/* Calls on_head with the collected head (its arrays live on this call's stack). */
+void pd_xhead_emit(const pd_xhead_t *h, void (*on_head)(void *, const pd_xfer_head_t *), void *ud);
+
+/* A status the client is spared while retries remain: 429 and 5xx. */
+int pd_xfer_retryable_status(int status);
+/* Delay before retrying after a retryable status: Retry-After(-ms) when given, else an
+ * exponential backoff from 250 ms; capped at PD_RETRY_AFTER_CAP_MS. */
+long pd_xfer_status_delay(const pd_xhead_t *h, int attempt);
+/* Delay before retrying a failed connect: 50 ms doubling per attempt. */
+long pd_xfer_connect_delay(int attempt);
+
+pd_curlup_t *pd_curlup_new(uv_loop_t *loop, int max_host_connections);
+void pd_curlup_close(pd_curlup_t *c, void (*on_closed)(void *ud), void *ud);
+void pd_curlup_free(pd_curlup_t *c);
+pd_xfer_t *pd_curlup_start(pd_curlup_t *c, const pd_xfer_opts_t *o, const pd_xfer_cbs_t *cbs,
+                           void *ud);
+void pd_curlup_pause(pd_xfer_t *x);
+void pd_curlup_resume(pd_xfer_t *x);
+void pd_curlup_cancel(pd_xfer_t *x);
+double pd_curlup_elapsed(const pd_xfer_t *x);
+
+pd_h1up_t *pd_h1up_new(uv_loop_t *loop, int max_host_connections);
+void pd_h1up_close(pd_h1up_t *b, void (*on_closed)(void *ud), void *ud);
+void pd_h1up_free(pd_h1up_t *b);
+/* Takes http:// URLs only. Returns NULL on failure (the body is freed). */
+pd_xfer_t *pd_h1up_start(pd_h1up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cbs_t *cbs, void *ud);
+void pd_h1up_pause(pd_xfer_t *x);
+void pd_h1up_resume(pd_xfer_t *x);
+void pd_h1up_cancel(pd_xfer_t *x);
+double pd_h1up_elapsed(const pd_xfer_t *x);
+
+#endif

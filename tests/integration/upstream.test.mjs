@@ -1,0 +1,326 @@
+// The upstream client, driven through ponder against upstreams that write exact bytes: keep-alive
+// reuse and its limits, keep-alive connections the server dropped, every response framing, 1xx,
+// HEAD, name resolution, and bad responses. http:// upstreams use the native HTTP/1.1 client
+// (proxy/upstream_h1.c); with PONDER_UPSTREAM_CLIENT=curl the same checks run against libcurl,
+// and only the wording of error messages is left unchecked there.
+// Run: PONDER_BIN=$PWD/build/ponder node --test tests/integration/upstream.test.mjs
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import http from 'node:http';
+import { startPonder, httpReq, sleep } from '../lib/harness.mjs';
+
+delete process.env.PONDER_UPSTREAM;
+delete process.env.OPENAI_BASE_URL;
+delete process.env.OPENAI_API_KEY;
+
+const T = { timeout: 20000 };
+const NATIVE = process.env.PONDER_UPSTREAM_CLIENT !== 'curl';
+/** Checks an error message's wording (the native client's own). */
+const wording = (msg, re) => { if (NATIVE) assert.match(msg, re); };
+
+/** A TCP upstream: for every request head read on a connection, `reply(sock, head, state)`
+ * writes whatever bytes it likes. Counts connections and the most open at once. */
+async function startRawUpstream(reply) {
+  const sockets = new Set();
+  const stats = { connections: 0, open: 0, maxOpen: 0, requests: 0 };
+  const srv = net.createServer((sock) => {
+    sockets.add(sock);
+    stats.connections++;
+    stats.open++;
+    stats.maxOpen = Math.max(stats.maxOpen, stats.open);
+    sock.on('close', () => { sockets.delete(sock); stats.open--; });
+    sock.on('error', () => {});
+    let buf = Buffer.alloc(0);
+    const state = { n: 0 };
+    sock.on('data', (d) => {
+      buf = Buffer.concat([buf, d]);
+      for (;;) {
+        const end = buf.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        const head = buf.subarray(0, end).toString();
+        const m = /content-length:\s*(\d+)/i.exec(head);
+        const len = m ? Number(m[1]) : 0;
+        if (buf.length < end + 4 + len) return;
+        const body = buf.subarray(end + 4, end + 4 + len).toString();
+        buf = buf.subarray(end + 4 + len);
+        stats.requests++;
+        state.n++;
+        reply(sock, head, state, body);
+      }
+    });
+  });
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  const port = srv.address().port;
+  return {
+    port, stats,
+    close: () => new Promise((r) => { for (const s of sockets) s.destroy(); srv.close(() => r()); }),
+  };
+}
+
+const CHAT = JSON.stringify({
+  id: 'chatcmpl-1', object: 'chat.completion', created: 1, model: 'm',
+  choices: [{ index: 0, message: { role: 'assistant', content: 'hi' }, finish_reason: 'stop' }],
+  usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
+});
+
+const ok = (body, extra = '') =>
+  `HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${extra}\r\n${body}`;
+
+function cfgFor(port, upstream = {}, host = '127.0.0.1') {
+  return {
+    log: { level: 'warn', access_log: 'off' },
+    upstreams: [{ name: 'raw', base_url: `http://${host}:${port}/v1`, retries: 0, timeout_ms: 5000, ...upstream }],
+    routes: [{ name: 'r', forcing: { rounds: 0 } }],
+  };
+}
+
+async function withRaw(reply, fn, { upstream = {}, host } = {}) {
+  const up = await startRawUpstream(reply);
+  let p = null;
+  try {
+    p = await startPonder({ config: cfgFor(up.port, upstream, host) });
+    await fn(p, up);
+  } finally {
+    if (p) {
+      const r = await p.stop('SIGTERM');
+      assert.equal(r.code, 0, `ponder exit ${JSON.stringify(r)}\n${p.output().slice(-2000)}`);
+    }
+    await up.close();
+  }
+}
+
+const chatBody = JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hello' }] });
+const postChat = (p) => httpReq(p.port, {
+  method: 'POST', path: '/v1/chat/completions', headers: { 'content-type': 'application/json' }, body: chatBody,
+});
+const get = (p, path, method = 'GET') => httpReq(p.port, { method, path });
+
+describe('upstream client: connection reuse', () => {
+  it('serves 2000 sequential requests over one kept-alive upstream connection', T, async () => {
+    await withRaw((sock) => sock.write(ok(CHAT)), async (p, up) => {
+      for (let i = 0; i < 2000; i++) {
+        const r = await postChat(p);
+        assert.equal(r.status, 200, `request ${i}: ${r.text}`);
+      }
+      assert.equal(up.stats.connections, 1);
+      assert.equal(up.stats.requests, 2000);
+    });
+  });
+
+  it('holds to max_connections and queues the rest', T, async () => {
+    const reply = (sock) => setTimeout(() => sock.write(ok(CHAT)), 100);
+    await withRaw(reply, async (p, up) => {
+      const rs = await Promise.all(Array.from({ length: 12 }, () => postChat(p)));
+      for (const r of rs) assert.equal(r.status, 200, r.text);
+      assert.ok(up.stats.maxOpen <= 2, `max open ${up.stats.maxOpen}`);
+      assert.equal(up.stats.requests, 12);
+    }, { upstream: { max_connections: 2 } });
+  });
+
+  it('sends a request again on a new connection when the server dropped the idle one', T, async () => {
+    // Closes every connection 30 ms after answering, without saying so.
+    const reply = (sock) => { sock.write(ok(CHAT)); setTimeout(() => sock.destroy(), 30); };
+    await withRaw(reply, async (p, up) => {
+      for (let i = 0; i < 5; i++) {
+        const r = await postChat(p);
+        assert.equal(r.status, 200, `request ${i}: ${r.text}`);
+        await sleep(80);
+      }
+      assert.equal(up.stats.requests, 5);
+      assert.equal(up.stats.connections, 5);
+    });
+  });
+
+  it('does not reuse a connection the server asked to close', T, async () => {
+    const reply = (sock) => sock.write(ok(CHAT, 'Connection: close\r\n'));
+    await withRaw(reply, async (p, up) => {
+      for (let i = 0; i < 3; i++) assert.equal((await postChat(p)).status, 200);
+      assert.equal(up.stats.connections, 3);
+    });
+  });
+});
+
+describe('upstream client: response framing', () => {
+  it('chunked bodies split at every byte boundary', T, async () => {
+    const reply = (sock) => {
+      const wire = 'HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nTransfer-Encoding: chunked\r\n' +
+        'X-Extra:   padded value  \r\nX-Empty:\r\n\r\n5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n';
+      let i = 0;
+      const step = () => { if (i < wire.length) { sock.write(wire[i++]); setImmediate(step); } };
+      step();
+    };
+    await withRaw(reply, async (p) => {
+      const r = await get(p, '/v1/things');
+      assert.equal(r.status, 200);
+      assert.equal(r.text, 'hello, world');
+      assert.equal(r.headers['x-extra'], 'padded value');
+      assert.equal(r.headers['x-empty'], '');
+    });
+  });
+
+  it('a body that ends with the connection', T, async () => {
+    const reply = (sock) => { sock.write('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end'); sock.end(); };
+    await withRaw(reply, async (p) => {
+      const r = await get(p, '/v1/things');
+      assert.equal(r.status, 200);
+      assert.equal(r.text, 'until the end');
+    });
+  });
+
+  it('skips 100 Continue and relays the final response', T, async () => {
+    const reply = (sock) => sock.write('HTTP/1.1 100 Continue\r\n\r\n' + ok('{"x":1}'));
+    await withRaw(reply, async (p) => {
+      const r = await get(p, '/v1/things');
+      assert.equal(r.status, 200);
+      assert.equal(r.text, '{"x":1}');
+    });
+  });
+
+  it('HEAD: a Content-Length with no body does not hang the connection', T, async () => {
+    const reply = (sock, head) => sock.write(head.startsWith('HEAD ')
+      ? 'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 7\r\n\r\n' : ok('{"x":2}'));
+    await withRaw(reply, async (p, up) => {
+      const h = await get(p, '/v1/things', 'HEAD');
+      assert.equal(h.status, 200);
+      const r = await get(p, '/v1/things');
+      assert.equal(r.text, '{"x":2}');
+      assert.equal(up.stats.connections, 1);
+    });
+  });
+
+  it('relays a 204 without a body, then reuses the connection', T, async () => {
+    const reply = (sock, head, st) => sock.write(st.n === 1 ? 'HTTP/1.1 204 No Content\r\n\r\n' : ok('{"x":3}'));
+    await withRaw(reply, async (p, up) => {
+      assert.equal((await get(p, '/v1/things', 'DELETE')).status, 204);
+      assert.equal((await get(p, '/v1/things')).text, '{"x":3}');
+      assert.equal(up.stats.connections, 1);
+    });
+  });
+
+  it('sends the method, path, query, Host, headers and body it was given', T, async () => {
+    let seen = null;
+    const reply = (sock, head, st, body) => { seen = { head, body }; sock.write(ok('{}')); };
+    await withRaw(reply, async (p, up) => {
+      const r = await httpReq(p.port, {
+        method: 'PUT', path: '/v1/files/abc?purpose=x&y=1', headers: { 'content-type': 'text/plain' }, body: 'payload',
+      });
+      assert.equal(r.status, 200);
+      const lines = seen.head.split('\r\n');
+      assert.equal(lines[0], 'PUT /v1/files/abc?purpose=x&y=1 HTTP/1.1');
+      assert.ok(lines.includes(`Host: 127.0.0.1:${up.port}`), seen.head);
+      assert.ok(lines.includes('Content-Length: 7'), seen.head);
+      assert.ok(lines.some((l) => /^x-request-id: \S+/i.test(l)), seen.head);
+      assert.equal(seen.body, 'payload');
+    });
+  });
+});
+
+describe('upstream client: failures', () => {
+  it('a response that is not HTTP is a 502, and ponder goes on', T, async () => {
+    const reply = (sock, head, st) => { if (st.n === 1 && /things/.test(head)) sock.end('NOT HTTP AT ALL\r\n\r\n'); else sock.write(ok('{"x":4}')); };
+    await withRaw(reply, async (p) => {
+      const r = await get(p, '/v1/things');
+      assert.equal(r.status, 502);
+      assert.equal(r.json.error.type, 'upstream_error');
+      assert.equal((await get(p, '/v1/other')).status, 200);
+    });
+  });
+
+  it('a response head over 100 KiB is a 502', T, async () => {
+    const reply = (sock, head) => sock.write(/huge/.test(head)
+      ? `HTTP/1.1 200 OK\r\nX-Big: ${'a'.repeat(110 * 1024)}\r\nContent-Length: 2\r\n\r\n{}` : ok('{}'));
+    await withRaw(reply, async (p) => {
+      const r = await get(p, '/v1/huge');
+      assert.equal(r.status, 502);
+      wording(r.json.error.message, /response head is over/);
+      assert.equal((await get(p, '/v1/small')).status, 200);
+    });
+  });
+
+  it('an upstream that closes before answering is a 502', T, async () => {
+    await withRaw((sock) => sock.destroy(), async (p) => {
+      const r = await postChat(p);
+      assert.equal(r.status, 502);
+      wording(r.json.error.message, /Empty reply/);
+    });
+  });
+
+  it('an upstream that stalls mid-head times out as a 504', T, async () => {
+    await withRaw((sock) => sock.write('HTTP/1.1 200 OK\r\nContent-'), async (p) => {
+      const t0 = Date.now();
+      const r = await postChat(p);
+      assert.equal(r.status, 504);
+      assert.ok(Date.now() - t0 < 3000);
+    }, { upstream: { timeout_ms: 400 } });
+  });
+
+  it('a refused connection is retried, then reported as 502', T, async () => {
+    const srv = net.createServer();
+    await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+    const port = srv.address().port;
+    await new Promise((r) => srv.close(r)); // nothing listens there now
+    const p = await startPonder({ config: cfgFor(port, { retries: 2 }) });
+    try {
+      const t0 = Date.now();
+      const r = await postChat(p);
+      assert.equal(r.status, 502);
+      wording(r.json.error.message, /Failed to connect .*refused/i);
+      assert.ok(Date.now() - t0 >= 140, 'two backoffs of 50 and 100 ms');
+    } finally {
+      await p.stop('SIGTERM');
+    }
+  });
+});
+
+describe('upstream client: names', () => {
+  it('resolves a host name and falls back across its addresses', T, async () => {
+    // "localhost" may resolve to ::1 first; the upstream listens on 127.0.0.1 only.
+    await withRaw((sock) => sock.write(ok(CHAT)), async (p) => {
+      for (let i = 0; i < 3; i++) assert.equal((await postChat(p)).status, 200);
+    }, { host: 'localhost' });
+  });
+
+  it('an unknown host name is a 502 that names it', T, async () => {
+    const p = await startPonder({ config: cfgFor(9, {}, 'no-such-host.invalid') });
+    try {
+      const r = await postChat(p);
+      assert.equal(r.status, 502);
+      wording(r.json.error.message, /Could not resolve host: no-such-host\.invalid/);
+    } finally {
+      await p.stop('SIGTERM');
+    }
+  });
+});
+
+describe('upstream client: streaming', () => {
+  it('relays a slow chunked SSE stream event by event, and a client abort closes the upstream', T, async () => {
+    let closed = false;
+    const reply = (sock) => {
+      sock.on('close', () => { closed = true; });
+      sock.write('HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n');
+      let i = 0;
+      const t = setInterval(() => {
+        if (sock.destroyed) return clearInterval(t);
+        const ev = `data: {"i":${i++}}\n\n`;
+        sock.write(`${Buffer.byteLength(ev).toString(16)}\r\n${ev}\r\n`);
+      }, 50);
+    };
+    await withRaw(reply, async (p) => {
+      const got = await new Promise((resolve, reject) => {
+        const req = http.request({ port: p.port, path: '/v1/events', method: 'GET' }, (res) => {
+          let text = '';
+          res.on('data', (d) => {
+            text += d;
+            if ((text.match(/data:/g) || []).length >= 3) { req.destroy(); resolve(text); }
+          });
+        });
+        req.on('error', (e) => { if (e.code !== 'ECONNRESET') reject(e); });
+        req.end();
+      });
+      assert.match(got, /data: \{"i":0\}\n\ndata: \{"i":1\}\n\ndata: \{"i":2\}/);
+      await sleep(300);
+      assert.ok(closed, 'the upstream connection was closed after the client left');
+    });
+  });
+});
