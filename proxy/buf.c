@@ -75,6 +75,29 @@ int pd_buf_appendf(pd_buf_t *b, const char *fmt, ...) {
   return 0;
 }
 
+size_t pd_fmt_long(char *out, long v) {
+  char tmp[24];
+  size_t n = 0, len = 0;
+  unsigned long u = v < 0 ? 0UL - (unsigned long)v : (unsigned long)v;
+  do {
+    tmp[n++] = (char)('0' + u % 10);
+    u /= 10;
+  } while (u);
+  if (v < 0)
+    out[len++] = '-';
+  while (n)
+    out[len++] = tmp[--n];
+  return len;
+}
+
+int pd_buf_append_long(pd_buf_t *b, long v) {
+  char *p = pd_buf_reserve(b, 21);
+  if (!p)
+    return -1;
+  pd_buf_commit(b, pd_fmt_long(p, v));
+  return 0;
+}
+
 int pd_buf_append_json_str(pd_buf_t *b, const char *s, size_t n) {
   static const char hex[] = "0123456789abcdef";
   /* Worst case every byte becomes \u00XX. */

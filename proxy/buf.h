@@ -25,6 +25,10 @@ void pd_buf_commit(pd_buf_t *b, size_t n);
 int pd_buf_append(pd_buf_t *b, const void *data, size_t n);
 int pd_buf_appends(pd_buf_t *b, const char *s);
 int pd_buf_appendf(pd_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Writes v in decimal to out (room for 21 bytes); returns the length, no NUL is written. */
+size_t pd_fmt_long(char *out, long v);
+/* Appends v in decimal. */
+int pd_buf_append_long(pd_buf_t *b, long v);
 /* Appends s as a JSON string literal (with quotes and escapes). */
 int pd_buf_append_json_str(pd_buf_t *b, const char *s, size_t n);
 /* Drops n bytes from the front. */

@@ -76,7 +76,7 @@ struct ex {
   pd_usage_t usage;
   uv_timer_t keepalive;
   int keepalive_on;
-  char rounds_hdr[16];
+  char rounds_hdr[24];
 };
 
 static const pd_req_hooks_t ex_hooks;
@@ -187,67 +187,139 @@ static const pd_req_hooks_t ex_hooks = {on_abort, on_drain};
 static void count_upstream(ex_t *ex, pd_xfer_t **xp, int result, int status) {
   double secs = *xp ? pd_xfer_elapsed(*xp) : 0.0;
   *xp = NULL;
-  char code[16];
+  char num[24];
+  const char *code = num;
   if (result == PD_XFER_ETIMEOUT)
-    snprintf(code, sizeof code, "timeout");
+    code = "timeout";
   else if (result != PD_XFER_OK && status == 0)
-    snprintf(code, sizeof code, "error");
+    code = "error";
   else
-    snprintf(code, sizeof code, "%d", status);
+    num[pd_fmt_long(num, status)] = '\0';
   pd_metrics_upstream(ex->w->metrics, ex->ucfg->name, code, secs);
 }
 
-/* Headers sent upstream: SPEC section 4's list, the auth rule of section 3, the upstream's own. */
-static const char **upstream_headers(ex_t *ex, int json_body) {
+/* Headers sent upstream: SPEC section 4's list, the auth rule of section 3, the upstream's own.
+ * The lines ("Name: value", NULL-terminated array) and their text share one block: `stack`
+ * (UP_HDR_STACK bytes, pointer-aligned) when it fits, else one malloc returned in *heap. */
+#define UP_HDR_STACK 4096
+#define NFWD 5
+
+static const char **upstream_headers(ex_t *ex, int json_body, void *stack, void **heap) {
+  static const char *const fwd[NFWD] = {"content-type", "accept", "openai-organization",
+                                        "openai-project", "authorization"};
+  static const size_t fwd_len[NFWD] = {12, 6, 19, 14, 13};
   pd_req_t *r = ex->req;
   const pd_upstream_cfg_t *u = ex->ucfg;
-  char **h = calloc(8 + u->nheaders + 1, sizeof *h); /* NULL-terminated */
-  if (!h)
-    return NULL;
-  size_t n = 0;
-  static const char *const fwd[] = {"content-type", "accept", "openai-organization",
-                                    "openai-project", NULL};
-  for (int i = 0; fwd[i]; i++) {
-    const char *v = pd_req_header(r, fwd[i]);
-    if (i == 0 && json_body)
-      v = "application/json";
-    if (v && asprintf(&h[n], "%s: %s", fwd[i], v) >= 0)
-      n++;
+  /* One pass over the request headers; the first of each name counts (as pd_req_header). */
+  const char *val[NFWD] = {NULL, NULL, NULL, NULL, NULL};
+  for (size_t i = 0; i < r->nheaders; i++) {
+    const char *name = r->headers[i].name;
+    for (int k = 0; k < NFWD; k++)
+      if (!val[k] && name[0] == fwd[k][0] && strcmp(name, fwd[k]) == 0)
+        val[k] = r->headers[i].value;
   }
-  if (asprintf(&h[n], "x-request-id: %s", r->request_id) >= 0)
-    n++;
-  const char *auth = pd_req_header(r, "authorization");
+  if (json_body)
+    val[0] = "application/json";
+  const char *auth_pre = NULL, *auth = NULL;
   if (u->api_key) {
-    if (asprintf(&h[n], "authorization: Bearer %s", u->api_key) >= 0)
-      n++;
-  } else if (auth) {
-    if (asprintf(&h[n], "authorization: %s", auth) >= 0)
-      n++;
+    auth_pre = "Bearer ";
+    auth = u->api_key;
+  } else if (val[4]) {
+    auth_pre = "";
+    auth = val[4];
   }
-  for (size_t i = 0; i < u->nheaders; i++)
-    if (asprintf(&h[n], "%s: %s", u->headers[i].name, u->headers[i].value) >= 0)
-      n++;
+  /* name, ": ", value, NUL per line. */
+  size_t nlines = 0, text = 0;
+  size_t vlen[NFWD];
+  for (int k = 0; k < 4; k++)
+    if (val[k]) {
+      vlen[k] = strlen(val[k]);
+      text += fwd_len[k] + 2 + vlen[k] + 1;
+      nlines++;
+    }
+  size_t idlen = strlen(r->request_id);
+  text += 14 + idlen + 1; /* "x-request-id: " */
+  nlines++;
+  size_t prelen = 0;
+  if (auth) {
+    prelen = strlen(auth_pre);
+    vlen[4] = strlen(auth);
+    text += 15 + prelen + vlen[4] + 1; /* "authorization: " */
+    nlines++;
+  }
+  for (size_t i = 0; i < u->nheaders; i++) {
+    text += strlen(u->headers[i].name) + 2 + strlen(u->headers[i].value) + 1;
+    nlines++;
+  }
+  size_t total = (nlines + 1) * sizeof(char *) + text;
+  char **h;
+  *heap = NULL;
+  if (total <= UP_HDR_STACK) {
+    h = stack;
+  } else {
+    h = *heap = malloc(total);
+    if (!h)
+      return NULL;
+  }
+  char *t = (char *)(h + nlines + 1);
+  size_t n = 0;
+#define PUT(p, len)                                                                                \
+  do {                                                                                             \
+    memcpy(t, p, len);                                                                             \
+    t += len;                                                                                      \
+  } while (0)
+  for (int k = 0; k < 4; k++) {
+    if (!val[k])
+      continue;
+    h[n++] = t;
+    PUT(fwd[k], fwd_len[k]);
+    PUT(": ", 2);
+    PUT(val[k], vlen[k]);
+    *t++ = '\0';
+  }
+  h[n++] = t;
+  PUT("x-request-id: ", 14);
+  PUT(r->request_id, idlen);
+  *t++ = '\0';
+  if (auth) {
+    h[n++] = t;
+    PUT("authorization: ", 15);
+    PUT(auth_pre, prelen);
+    PUT(auth, vlen[4]);
+    *t++ = '\0';
+  }
+  for (size_t i = 0; i < u->nheaders; i++) {
+    size_t nl = strlen(u->headers[i].name), vl = strlen(u->headers[i].value);
+    h[n++] = t;
+    PUT(u->headers[i].name, nl);
+    PUT(": ", 2);
+    PUT(u->headers[i].value, vl);
+    *t++ = '\0';
+  }
+#undef PUT
+  h[n] = NULL;
   return (const char **)h;
-}
-
-static void free_headers(const char **h) {
-  for (size_t i = 0; h && h[i]; i++)
-    free((char *)h[i]);
-  free(h);
 }
 
 static pd_xfer_t *start_xfer(ex_t *ex, const char *method, const char *url, char *body, size_t len,
                              int json_body, const pd_xfer_cbs_t *cbs, void *ud) {
-  const char **hdrs = upstream_headers(ex, json_body);
+  void *stack[UP_HDR_STACK / sizeof(void *)], *heap;
+  const char **hdrs = upstream_headers(ex, json_body, stack, &heap);
   if (!hdrs) {
     free(body);
     return NULL;
   }
   const pd_upstream_cfg_t *u = ex->ucfg;
-  pd_xfer_opts_t o = {method,        url,       hdrs, body, len, u->connect_timeout_ms,
-                      u->timeout_ms, u->retries};
+  pd_xfer_opts_t o = {.method = method,
+                      .url = url,
+                      .headers = hdrs,
+                      .body = body,
+                      .body_len = len,
+                      .connect_timeout_ms = u->connect_timeout_ms,
+                      .timeout_ms = u->timeout_ms,
+                      .retries = u->retries};
   pd_xfer_t *x = pd_xfer_start(ex->w->up, &o, cbs, ud);
-  free_headers(hdrs);
+  free(heap);
   if (x)
     ex->upstream_calls++;
   return x;
@@ -257,7 +329,7 @@ static pd_xfer_t *start_xfer(ex_t *ex, const char *method, const char *url, char
 static void ponder_headers(ex_t *ex, const char **extra, size_t *n) {
   /* A stream's head leaves before thinking starts: it carries the planned rounds. */
   int rounds = ex->stream && !ex->finished && ex->kind == EX_FORCED ? ex->rounds : ex->think_calls;
-  snprintf(ex->rounds_hdr, sizeof ex->rounds_hdr, "%d", rounds);
+  ex->rounds_hdr[pd_fmt_long(ex->rounds_hdr, rounds)] = '\0';
   extra[(*n)++] = "x-ponder-route";
   extra[(*n)++] = ex->route ? ex->route->name : "";
   extra[(*n)++] = "x-ponder-variant";
@@ -298,9 +370,17 @@ static void ex_finish(ex_t *ex) {
                          ex->usage.prompt_tokens,
                          ex->usage.completion_tokens,
                          ex->usage.reasoning_tokens};
+  /* The path without the query, cut at 511 bytes. url is NUL-terminated right after the path
+   * unless a query follows: only then (or for a long path) is it copied. */
   char path[512];
-  snprintf(path, sizeof path, "%.*s", (int)r->path_len, r->url);
-  e.path = path;
+  if (r->url[r->path_len] == '\0' && r->path_len < sizeof path) {
+    e.path = r->url;
+  } else {
+    size_t n = r->path_len < sizeof path - 1 ? r->path_len : sizeof path - 1;
+    memcpy(path, r->url, n);
+    path[n] = '\0';
+    e.path = path;
+  }
   pd_access_log_write(w->app->access_log, &e);
   ex_cancel_all(ex);
   r->data = NULL;
@@ -722,6 +802,9 @@ static void pass_on_head(void *ud, const pd_xfer_head_t *h) {
   ex->pvalidate = ex->variant && !ex->psse && h->status < 300;
   if (ex->kind == EX_MODELS || h->status >= 400 || ex->pvalidate) {
     ex->pbuffer = 1;
+    /* A known length is allocated at once rather than grown by doubling. */
+    if (h->content_length > 0 && h->content_length <= MAX_ERROR_BODY)
+      pd_buf_reserve(&ex->pbody, (size_t)h->content_length);
     for (size_t i = 0; i < h->nheaders; i++)
       if (strcmp(h->headers[2 * i], "retry-after") == 0) {
         free(ex->pretry_after);
@@ -899,15 +982,27 @@ static void start_pass(ex_t *ex, const char *rest, size_t rest_len, char *body, 
   /* rest is "/v1/..." : the upstream base_url already ends in its own "/v1". */
   const char *sub = rest + 3;
   size_t sublen = rest_len - 3;
-  char *url = NULL;
-  if (asprintf(&url, "%s%.*s%s%s", ex->ucfg->base_url, (int)sublen, sub, r->query[0] ? "?" : "",
-               r->query) < 0) {
-    free(body);
-    ex_fail(ex, 500, "Out of memory.", "server_error", "internal_error");
-    return;
+  /* base_url + sub + ["?" query], in a stack buffer unless it is long (the url is copied). */
+  size_t blen = strlen(ex->ucfg->base_url), qlen = r->query[0] ? 1 + strlen(r->query) : 0;
+  size_t ulen = blen + sublen + qlen;
+  char stack[1024], *url = stack, *heap = NULL;
+  if (ulen >= sizeof stack) {
+    url = heap = malloc(ulen + 1);
+    if (!heap) {
+      free(body);
+      ex_fail(ex, 500, "Out of memory.", "server_error", "internal_error");
+      return;
+    }
   }
+  memcpy(url, ex->ucfg->base_url, blen);
+  memcpy(url + blen, sub, sublen);
+  if (qlen) {
+    url[blen + sublen] = '?';
+    memcpy(url + blen + sublen + 1, r->query, qlen - 1);
+  }
+  url[ulen] = '\0';
   ex->pxfer = start_xfer(ex, r->method, url, body, len, json_body, &cbs, ex);
-  free(url);
+  free(heap);
   if (!ex->pxfer)
     ex_fail(ex, 502, "Could not start the upstream request.", "upstream_error", "upstream_error");
 }
@@ -1082,6 +1177,76 @@ static void start_chat(ex_t *ex, const char *rest, size_t rest_len) {
   start_forced(ex, &res.variant->forcing);
 }
 
+/* The relay fast path for a chat completion that is certain to be passed through unchanged:
+ * every variant of its route has rounds 0, no rounds override, no model mapping, and a body
+ * that pd_chat_req_scan reads completely (valid, passing validation, nothing to rewrite). It
+ * behaves exactly as start_chat would on the parsed body, without building the tree. Returns 0,
+ * having changed nothing, when the request needs the general path. */
+static int chat_fast(ex_t *ex, const pd_route_t *route, size_t rest_off, const char *rest,
+                     size_t rest_len) {
+  pd_req_t *r = ex->req;
+  pd_config_t *cfg = ex->cfg;
+  pd_chat_req_t cr;
+  if (pd_chat_req_scan(pd_buf_data(&r->body), r->body.len, &cr) != 1)
+    return 0;
+  char *model = malloc(cr.model_len + 1);
+  if (!model)
+    return 0;
+  memcpy(model, cr.model, cr.model_len);
+  model[cr.model_len] = '\0';
+  if (rest_off == 0 && pd_router_needs_model(cfg))
+    route = pd_router_match(cfg, r->url, r->path_len, model, &rest_off);
+  int fast = route && !route->model && !pd_req_header(r, "x-ponder-rounds");
+  for (size_t i = 0; fast && i < route->nvariants; i++)
+    fast = route->variants[i].forcing.rounds == 0;
+  if (!fast) {
+    free(model);
+    return 0;
+  }
+  ex->client_model = model;
+  ex->route = route;
+  ex->ucfg = &cfg->upstreams[route->upstream];
+  /* The router reads the body only for a sticky "user" ("ponder" and "reasoning_effort" are
+   * absent): a one-key object stands in for it. */
+  json_t *mini = NULL;
+  if (route->sticky == PD_STICKY_BODY_USER && cr.user) {
+    mini = json_object();
+    json_t *u = json_stringn(cr.user, cr.user_len);
+    if (!mini || !u || json_object_set_new(mini, "user", u) < 0) {
+      json_decref(mini);
+      ex_fail(ex, 500, "Out of memory.", "server_error", "internal_error");
+      return 1;
+    }
+  }
+  char errmsg[256], errparam[64];
+  pd_resolved_t res;
+  int rc = pd_router_resolve(route, mini, get_header_cb, r, pd_worker_rand(ex->w), &res, errmsg,
+                             sizeof errmsg, errparam, sizeof errparam);
+  json_decref(mini);
+  if (rc < 0) {
+    pd_buf_t b;
+    pd_buf_init(&b);
+    pd_openai_error(&b, errmsg, "invalid_request_error", errparam[0] ? errparam : NULL, NULL);
+    ex_fail_body(ex, 400, pd_buf_data(&b), b.len, NULL, NULL, NULL, NULL);
+    pd_buf_free(&b);
+    return 1;
+  }
+  ex->variant = res.variant->name;
+  ex->rounds = res.rounds;
+  ex->stream = cr.stream;
+  ex->include_usage = cr.include_usage;
+  size_t len = r->body.len;
+  char *body = malloc(len + 1);
+  if (!body) {
+    ex_fail(ex, 500, "Out of memory.", "server_error", "internal_error");
+    return 1;
+  }
+  memcpy(body, pd_buf_data(&r->body), len);
+  ex->kind = EX_PASS;
+  start_pass(ex, rest, rest_len, body, len, 1);
+  return 1;
+}
+
 void pd_exchange_dispatch(void *ud, pd_req_t *r) {
   pd_worker_t *w = ud;
   pd_config_t *cfg = w->cfg;
@@ -1151,6 +1316,10 @@ void pd_exchange_dispatch(void *ud, pd_req_t *r) {
       ex->req = NULL;
       ex->finished = 1;
       pd_metrics_inflight(w->metrics, -1);
+      ex_leave(ex);
+      return;
+    }
+    if (chat_fast(ex, route, rest_off, rest, rest_len)) {
       ex_leave(ex);
       return;
     }

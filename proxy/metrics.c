@@ -6,6 +6,8 @@
  * family by family in a stable (sorted) order. */
 #include "metrics.h"
 
+#include "buf.h"
+
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -160,7 +162,11 @@ static void series_add_code(series_t *s, const char *code, uint64_t n) {
     s->capcodes = cap;
   }
   code_count_t *c = &s->codes[s->ncodes++];
-  snprintf(c->code, sizeof c->code, "%s", code);
+  size_t len = strlen(code);
+  if (len >= sizeof c->code)
+    len = sizeof c->code - 1;
+  memcpy(c->code, code, len);
+  c->code[len] = '\0';
   c->n = n;
 }
 
@@ -204,8 +210,8 @@ void pd_metrics_request(pd_metrics_t *m, const char *route, const char *variant,
                         double seconds, const pd_usage_t *usage, int think_rounds) {
   if (!m)
     return;
-  char code[16];
-  snprintf(code, sizeof code, "%d", status);
+  char code[24];
+  code[pd_fmt_long(code, status)] = '\0';
   pthread_mutex_lock(&m->mu);
   series_t *s = table_get(&m->t, KIND_RV, route, variant);
   if (s) {

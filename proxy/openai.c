@@ -28,9 +28,20 @@ static const char *skip_ws(const char *p, const char *e) {
   return p;
 }
 
+/* Bytes that end a plain run in scan_string: '"', '\\' and controls. */
+static const unsigned char check_special[256] = {
+    [0 ... 0x1f] = 1,
+    ['"'] = 1,
+    ['\\'] = 1,
+};
+
 /* A string starting at the opening quote; returns the byte after the closing quote or NULL. */
 static const char *scan_string(const char *p, const char *e) {
   for (p++; p < e; p++) {
+    while (p < e && !check_special[(unsigned char)*p])
+      p++;
+    if (p >= e)
+      return NULL;
     unsigned char c = (unsigned char)*p;
     if (c == '"')
       return p + 1;
@@ -169,6 +180,522 @@ int pd_json_check_object(const char *b, size_t n) {
   if (p != e)
     return 0;
   return has_error ? 2 : 1;
+}
+
+/* ---- chat request scan (pd_chat_req_scan) ---------------------------------------------------
+ * A strict reader: anything json_loadb (flags 0) rejects is rejected here too, so that a body it
+ * accepts is parsed identically. Rules taken from jansson 2.14's load.c: UTF-8 checked (no
+ * overlongs, surrogates or values over U+10FFFF), no control characters in strings, escapes
+ * limited to \" \\ \/ \b \f \n \r \t \uXXXX with paired surrogates and no \u0000, integers within
+ * long long, reals that do not overflow a double. */
+
+typedef struct jsc {
+  const char *p, *e;
+  int depth;
+} jsc_t;
+
+enum { JT_NONE = 0, JT_OBJ, JT_ARR, JT_STR, JT_INT, JT_REAL, JT_TRUE, JT_FALSE, JT_NULL };
+
+#define JSC_MAX_DEPTH 64
+
+typedef struct jsc_val {
+  int type;
+  const char *str; /* JT_STR: the raw bytes between the quotes */
+  size_t len;
+  int esc; /* JT_STR: has a backslash escape */
+  long long ival;
+} jsc_val_t;
+
+static void jsc_ws(jsc_t *s) {
+  while (s->p < s->e && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
+    s->p++;
+}
+
+/* Bytes that end a plain run inside a string: '"', '\\', controls and non-ASCII. */
+static const unsigned char str_special[256] = {
+    [0 ... 0x1f] = 1,
+    ['"'] = 1,
+    ['\\'] = 1,
+    [0x80 ... 0xff] = 1,
+};
+
+static int hex4(const unsigned char *p, const unsigned char *e, unsigned *out) {
+  if (e - p < 4)
+    return -1;
+  unsigned v = 0;
+  for (int i = 0; i < 4; i++) {
+    unsigned c = p[i];
+    v <<= 4;
+    if (c >= '0' && c <= '9')
+      v |= c - '0';
+    else if (c >= 'a' && c <= 'f')
+      v |= c - 'a' + 10;
+    else if (c >= 'A' && c <= 'F')
+      v |= c - 'A' + 10;
+    else
+      return -1;
+  }
+  *out = v;
+  return 0;
+}
+
+/* Length of the valid UTF-8 sequence at p (at most n bytes; p[0] >= 0x80), or 0. */
+static size_t utf8_seq(const unsigned char *p, size_t n) {
+  unsigned char c = p[0], lo = 0x80, hi = 0xBF;
+  size_t len;
+  if (c >= 0xC2 && c <= 0xDF) {
+    len = 2;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    len = 3;
+    if (c == 0xE0)
+      lo = 0xA0;
+    else if (c == 0xED)
+      hi = 0x9F;
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    len = 4;
+    if (c == 0xF0)
+      lo = 0x90;
+    else if (c == 0xF4)
+      hi = 0x8F;
+  } else {
+    return 0;
+  }
+  if (n < len || p[1] < lo || p[1] > hi)
+    return 0;
+  for (size_t i = 2; i < len; i++)
+    if ((p[i] & 0xC0) != 0x80)
+      return 0;
+  return len;
+}
+
+static int jsc_string(jsc_t *s, jsc_val_t *v) {
+  const unsigned char *p = (const unsigned char *)s->p + 1, *e = (const unsigned char *)s->e;
+  const unsigned char *start = p;
+  int esc = 0;
+  for (;;) {
+    while (p < e && !str_special[*p])
+      p++;
+    if (p >= e)
+      return -1;
+    unsigned c = *p;
+    if (c == '"')
+      break;
+    if (c < 0x20)
+      return -1;
+    if (c == '\\') {
+      esc = 1;
+      if (++p >= e)
+        return -1;
+      switch (*p) {
+      case '"':
+      case '\\':
+      case '/':
+      case 'b':
+      case 'f':
+      case 'n':
+      case 'r':
+      case 't':
+        p++;
+        continue;
+      case 'u':
+        break;
+      default:
+        return -1;
+      }
+      unsigned u, u2;
+      if (hex4(p + 1, e, &u) < 0 || u == 0 || (u >= 0xDC00 && u <= 0xDFFF))
+        return -1;
+      p += 5;
+      if (u >= 0xD800 && u <= 0xDBFF) {
+        if (e - p < 6 || p[0] != '\\' || p[1] != 'u' || hex4(p + 2, e, &u2) < 0 || u2 < 0xDC00 ||
+            u2 > 0xDFFF)
+          return -1;
+        p += 6;
+      }
+      continue;
+    }
+    size_t l = utf8_seq(p, (size_t)(e - p));
+    if (!l)
+      return -1;
+    p += l;
+  }
+  v->type = JT_STR;
+  v->str = (const char *)start;
+  v->len = (size_t)(p - start);
+  v->esc = esc;
+  s->p = (const char *)p + 1;
+  return 0;
+}
+
+static int is_digit(const char *p, const char *e) {
+  return p < e && *p >= '0' && *p <= '9';
+}
+
+static int jsc_number(jsc_t *s, jsc_val_t *v) {
+  const char *p = s->p, *e = s->e;
+  int neg = 0, real = 0;
+  if (p < e && *p == '-') {
+    neg = 1;
+    p++;
+  }
+  const char *ds = p;
+  if (p < e && *p == '0')
+    p++;
+  else if (is_digit(p, e))
+    while (is_digit(p, e))
+      p++;
+  else
+    return -1;
+  size_t idig = (size_t)(p - ds);
+  long exp10 = 0;
+  if (p < e && *p == '.') {
+    real = 1;
+    if (!is_digit(++p, e))
+      return -1;
+    while (is_digit(p, e))
+      p++;
+  }
+  if (p < e && (*p == 'e' || *p == 'E')) {
+    real = 1;
+    p++;
+    int eneg = 0;
+    if (p < e && (*p == '+' || *p == '-'))
+      eneg = *p++ == '-';
+    if (!is_digit(p, e))
+      return -1;
+    while (is_digit(p, e)) {
+      if (exp10 < 100000)
+        exp10 = exp10 * 10 + (*p - '0');
+      p++;
+    }
+    if (eneg)
+      exp10 = 0; /* an underflow is no error for jansson */
+  }
+  if (real) {
+    /* |value| < 10^(idig + exp10): far below DBL_MAX when that is at most 300. */
+    if ((long)idig + exp10 > 300)
+      return -1;
+    v->type = JT_REAL;
+  } else {
+    if (idig > 18) /* might not fit json_int_t (long long): let jansson decide */
+      return -1;
+    long long x = 0;
+    for (const char *q = ds; q < p; q++)
+      x = x * 10 + (*q - '0');
+    v->type = JT_INT;
+    v->ival = neg ? -x : x;
+  }
+  s->p = p;
+  return 0;
+}
+
+typedef int (*jsc_member_fn)(void *ud, jsc_t *s, const jsc_val_t *key);
+typedef int (*jsc_elem_fn)(void *ud, jsc_t *s);
+
+static int jsc_value(jsc_t *s, jsc_val_t *v);
+
+/* An object at s->p == '{'. fn gets each key with s->p at the value and must consume it. */
+static int jsc_object(jsc_t *s, jsc_member_fn fn, void *ud) {
+  if (++s->depth > JSC_MAX_DEPTH)
+    return -1;
+  s->p++;
+  jsc_ws(s);
+  if (s->p < s->e && *s->p == '}') {
+    s->p++;
+    s->depth--;
+    return 0;
+  }
+  for (;;) {
+    jsc_val_t key;
+    if (s->p >= s->e || *s->p != '"' || jsc_string(s, &key) < 0)
+      return -1;
+    jsc_ws(s);
+    if (s->p >= s->e || *s->p != ':')
+      return -1;
+    s->p++;
+    jsc_ws(s);
+    if (fn) {
+      if (fn(ud, s, &key) < 0)
+        return -1;
+    } else {
+      jsc_val_t v;
+      if (jsc_value(s, &v) < 0)
+        return -1;
+    }
+    jsc_ws(s);
+    if (s->p >= s->e)
+      return -1;
+    if (*s->p == ',') {
+      s->p++;
+      jsc_ws(s);
+      continue;
+    }
+    if (*s->p != '}')
+      return -1;
+    s->p++;
+    s->depth--;
+    return 0;
+  }
+}
+
+/* An array at s->p == '['. fn gets each element at s->p and must consume it. */
+static int jsc_array(jsc_t *s, jsc_elem_fn fn, void *ud) {
+  if (++s->depth > JSC_MAX_DEPTH)
+    return -1;
+  s->p++;
+  jsc_ws(s);
+  if (s->p < s->e && *s->p == ']') {
+    s->p++;
+    s->depth--;
+    return 0;
+  }
+  for (;;) {
+    if (fn) {
+      if (fn(ud, s) < 0)
+        return -1;
+    } else {
+      jsc_val_t v;
+      if (jsc_value(s, &v) < 0)
+        return -1;
+    }
+    jsc_ws(s);
+    if (s->p >= s->e)
+      return -1;
+    if (*s->p == ',') {
+      s->p++;
+      jsc_ws(s);
+      continue;
+    }
+    if (*s->p != ']')
+      return -1;
+    s->p++;
+    s->depth--;
+    return 0;
+  }
+}
+
+static int jsc_literal(jsc_t *s, const char *lit, size_t n, int type, jsc_val_t *v) {
+  if ((size_t)(s->e - s->p) < n || memcmp(s->p, lit, n) != 0)
+    return -1;
+  s->p += n;
+  v->type = type;
+  return 0;
+}
+
+/* Any value at s->p (blanks skipped); containers are checked and skipped. */
+static int jsc_value(jsc_t *s, jsc_val_t *v) {
+  if (s->p >= s->e)
+    return -1;
+  switch (*s->p) {
+  case '{':
+    v->type = JT_OBJ;
+    return jsc_object(s, NULL, NULL);
+  case '[':
+    v->type = JT_ARR;
+    return jsc_array(s, NULL, NULL);
+  case '"':
+    return jsc_string(s, v);
+  case 't':
+    return jsc_literal(s, "true", 4, JT_TRUE, v);
+  case 'f':
+    return jsc_literal(s, "false", 5, JT_FALSE, v);
+  case 'n':
+    return jsc_literal(s, "null", 4, JT_NULL, v);
+  default:
+    return jsc_number(s, v);
+  }
+}
+
+static int key_is(const jsc_val_t *k, const char *name, size_t n) {
+  return k->len == n && memcmp(k->str, name, n) == 0;
+}
+
+/* One message: an object with a string "role" and a string, array or null "content". */
+typedef struct msg_scan {
+  int role, content; /* JT_* of the last occurrence */
+} msg_scan_t;
+
+static int msg_member(void *ud, jsc_t *s, const jsc_val_t *key) {
+  msg_scan_t *m = ud;
+  if (key->esc)
+    return -1;
+  jsc_val_t v;
+  if (jsc_value(s, &v) < 0)
+    return -1;
+  if (key_is(key, "role", 4))
+    m->role = v.type;
+  else if (key_is(key, "content", 7))
+    m->content = v.type;
+  return 0;
+}
+
+typedef struct msgs_scan {
+  size_t n;
+  int ok;
+} msgs_scan_t;
+
+static int msgs_elem(void *ud, jsc_t *s) {
+  msgs_scan_t *ms = ud;
+  ms->n++;
+  if (s->p >= s->e || *s->p != '{') {
+    jsc_val_t v;
+    ms->ok = 0;
+    return jsc_value(s, &v);
+  }
+  msg_scan_t m = {JT_NONE, JT_NONE};
+  if (jsc_object(s, msg_member, &m) < 0)
+    return -1;
+  if (m.role != JT_STR ||
+      !(m.content == JT_NONE || m.content == JT_STR || m.content == JT_ARR || m.content == JT_NULL))
+    ms->ok = 0;
+  return 0;
+}
+
+static int stop_elem(void *ud, jsc_t *s) {
+  jsc_val_t v;
+  if (jsc_value(s, &v) < 0)
+    return -1;
+  if (v.type != JT_STR)
+    *(int *)ud = 0;
+  return 0;
+}
+
+static int opts_member(void *ud, jsc_t *s, const jsc_val_t *key) {
+  if (key->esc)
+    return -1;
+  jsc_val_t v;
+  if (jsc_value(s, &v) < 0)
+    return -1;
+  if (key_is(key, "include_usage", 13))
+    *(int *)ud = v.type == JT_TRUE;
+  return 0;
+}
+
+enum {
+  F_MODEL,
+  F_MESSAGES,
+  F_N,
+  F_MAX_TOKENS,
+  F_MAX_COMPLETION_TOKENS,
+  F_STREAM,
+  F_TEMPERATURE,
+  F_TOP_P,
+  F_TOOLS,
+  F_STREAM_OPTIONS,
+  F_STOP,
+  F_USER,
+  F_PONDER,
+  F_REASONING_EFFORT,
+  NFIELDS
+};
+
+static const struct {
+  const char *name;
+  size_t len;
+} chat_fields[NFIELDS] = {
+    {"model", 5},
+    {"messages", 8},
+    {"n", 1},
+    {"max_tokens", 10},
+    {"max_completion_tokens", 21},
+    {"stream", 6},
+    {"temperature", 11},
+    {"top_p", 5},
+    {"tools", 5},
+    {"stream_options", 14},
+    {"stop", 4},
+    {"user", 4},
+    {"ponder", 6},
+    {"reasoning_effort", 16},
+};
+
+typedef struct chat_scan {
+  jsc_val_t f[NFIELDS]; /* type JT_NONE when absent */
+  int messages_ok, stop_ok, include_usage;
+} chat_scan_t;
+
+static int chat_member(void *ud, jsc_t *s, const jsc_val_t *key) {
+  chat_scan_t *c = ud;
+  if (key->esc)
+    return -1;
+  int f = 0;
+  while (f < NFIELDS && !key_is(key, chat_fields[f].name, chat_fields[f].len))
+    f++;
+  if (f == NFIELDS) {
+    jsc_val_t v;
+    return jsc_value(s, &v);
+  }
+  jsc_val_t *v = &c->f[f];
+  char first = s->p < s->e ? *s->p : 0;
+  if (f == F_MESSAGES && first == '[') {
+    msgs_scan_t ms = {0, 1};
+    v->type = JT_ARR;
+    if (jsc_array(s, msgs_elem, &ms) < 0)
+      return -1;
+    c->messages_ok = ms.ok && ms.n > 0;
+    return 0;
+  }
+  if (f == F_STOP && first == '[') {
+    c->stop_ok = 1;
+    v->type = JT_ARR;
+    return jsc_array(s, stop_elem, &c->stop_ok);
+  }
+  if (f == F_STREAM_OPTIONS && first == '{') {
+    c->include_usage = 0;
+    v->type = JT_OBJ;
+    return jsc_object(s, opts_member, &c->include_usage);
+  }
+  return jsc_value(s, v);
+}
+
+int pd_chat_req_scan(const char *b, size_t n, pd_chat_req_t *out) {
+  jsc_t s = {b, b + n, 0};
+  chat_scan_t c;
+  memset(&c, 0, sizeof c);
+  jsc_ws(&s);
+  if (s.p >= s.e || *s.p != '{' || jsc_object(&s, chat_member, &c) < 0)
+    return 0;
+  jsc_ws(&s);
+  if (s.p != s.e)
+    return 0;
+  /* pd_engine_validate's rules, and a string model (start_chat); null counts as absent. */
+  const jsc_val_t *f = c.f;
+#define ABSENT(i) (f[i].type == JT_NONE || f[i].type == JT_NULL)
+  if (f[F_MESSAGES].type != JT_ARR || !c.messages_ok)
+    return 0;
+  if (f[F_MODEL].type != JT_STR || f[F_MODEL].esc)
+    return 0;
+  if (!ABSENT(F_N) && (f[F_N].type != JT_INT || f[F_N].ival < 1 || f[F_N].ival > 128))
+    return 0;
+  if (!ABSENT(F_MAX_TOKENS) && (f[F_MAX_TOKENS].type != JT_INT || f[F_MAX_TOKENS].ival < 1))
+    return 0;
+  if (!ABSENT(F_MAX_COMPLETION_TOKENS) &&
+      (f[F_MAX_COMPLETION_TOKENS].type != JT_INT || f[F_MAX_COMPLETION_TOKENS].ival < 1))
+    return 0;
+  if (!ABSENT(F_STREAM) && f[F_STREAM].type != JT_TRUE && f[F_STREAM].type != JT_FALSE)
+    return 0;
+  if (!ABSENT(F_TEMPERATURE) && f[F_TEMPERATURE].type != JT_INT && f[F_TEMPERATURE].type != JT_REAL)
+    return 0;
+  if (!ABSENT(F_TOP_P) && f[F_TOP_P].type != JT_INT && f[F_TOP_P].type != JT_REAL)
+    return 0;
+  if (!ABSENT(F_TOOLS) && f[F_TOOLS].type != JT_ARR)
+    return 0;
+  if (!ABSENT(F_STREAM_OPTIONS) && f[F_STREAM_OPTIONS].type != JT_OBJ)
+    return 0;
+  if (!ABSENT(F_STOP) && f[F_STOP].type != JT_STR && !(f[F_STOP].type == JT_ARR && c.stop_ok))
+    return 0;
+#undef ABSENT
+  if (f[F_PONDER].type != JT_NONE || f[F_REASONING_EFFORT].type != JT_NONE)
+    return 0;
+  if (f[F_USER].type == JT_STR && f[F_USER].esc)
+    return 0;
+  out->model = f[F_MODEL].str;
+  out->model_len = f[F_MODEL].len;
+  out->user = f[F_USER].type == JT_STR ? f[F_USER].str : NULL;
+  out->user_len = f[F_USER].type == JT_STR ? f[F_USER].len : 0;
+  out->stream = f[F_STREAM].type == JT_TRUE;
+  out->include_usage = f[F_STREAM_OPTIONS].type == JT_OBJ && c.include_usage;
+  return 1;
 }
 
 int pd_openai_is_error(const json_t *body) {

@@ -20,6 +20,24 @@ int pd_openai_error(pd_buf_t *b, const char *message, const char *type, const ch
  * the rest of the request. */
 int pd_json_check_object(const char *b, size_t n);
 
+/* What the relay fast path needs from a chat request body, read without building a tree. */
+typedef struct pd_chat_req {
+  const char *model; /* the "model" string's bytes (not NUL-terminated) */
+  size_t model_len;
+  const char *user; /* "user" when it is a string, else NULL */
+  size_t user_len;
+  int stream;        /* "stream" is true */
+  int include_usage; /* "stream_options" is an object whose "include_usage" is true */
+} pd_chat_req_t;
+
+/* Reads a chat request body in one pass without allocating. Returns 1 when b is one JSON
+ * object that json_loadb(b, n, 0) accepts and pd_engine_validate passes, with a string
+ * "model", no "ponder" and no "reasoning_effort" key, and no escapes in "model", in "user" (a
+ * string) or in any key at the top level, of a message or of "stream_options"; out is then
+ * filled (duplicate keys: the last counts, as in jansson). Returns 0 otherwise, also where it is
+ * unsure (huge numbers, nesting over 64): the caller then takes the jansson path. */
+int pd_chat_req_scan(const char *b, size_t n, pd_chat_req_t *out);
+
 /* Whether a parsed upstream body is an OpenAI error object ({"error": {"message": ...}}). */
 int pd_openai_is_error(const json_t *body);
 

@@ -3,6 +3,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <llhttp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -302,21 +303,88 @@ static int bodiless(const pd_req_t *r, int status) {
   return r->is_head || status < 200 || status == 204 || status == 304;
 }
 
-static void build_head(pd_buf_t *h, pd_req_t *r, int status, const char *content_type,
+/* A response head is written into a caller's buffer; what does not fit is counted, so the
+ * caller can retry with a buffer of the right size (heads rarely exceed the stack buffer). */
+typedef struct head_w {
+  char *buf;
+  size_t cap, len;
+} head_w_t;
+
+static void hw_put(head_w_t *w, const char *s, size_t n) {
+  if (w->len + n <= w->cap)
+    memcpy(w->buf + w->len, s, n);
+  w->len += n;
+}
+
+#define HW_LIT(w, lit) hw_put(w, lit, sizeof lit - 1)
+
+static void hw_str(head_w_t *w, const char *s) {
+  if (!s)
+    s = "(null)"; /* what printf's %s wrote */
+  hw_put(w, s, strlen(s));
+}
+
+static void hw_long(head_w_t *w, long v) {
+  char tmp[24];
+  hw_put(w, tmp, pd_fmt_long(tmp, v));
+}
+
+static void build_head(head_w_t *h, const pd_req_t *r, int status, const char *content_type,
                        const char *const *extra, long content_length) {
-  pd_buf_appendf(h, "HTTP/1.1 %d %s\r\n", status, pd_http_reason(status));
-  if (content_type)
-    pd_buf_appendf(h, "content-type: %s\r\n", content_type);
-  if (content_length >= 0 && status != 204 && status >= 200 && status != 304)
-    pd_buf_appendf(h, "content-length: %ld\r\n", content_length);
-  else if (r->res_chunked)
-    pd_buf_appends(h, "transfer-encoding: chunked\r\n");
-  pd_buf_appendf(h, "x-request-id: %s\r\n", r->request_id);
-  for (const char *const *e = extra; e && e[0]; e += 2)
-    pd_buf_appendf(h, "%s: %s\r\n", e[0], e[1]);
+  HW_LIT(h, "HTTP/1.1 ");
+  hw_long(h, status);
+  HW_LIT(h, " ");
+  hw_str(h, pd_http_reason(status));
+  HW_LIT(h, "\r\n");
+  if (content_type) {
+    HW_LIT(h, "content-type: ");
+    hw_str(h, content_type);
+    HW_LIT(h, "\r\n");
+  }
+  if (content_length >= 0 && status != 204 && status >= 200 && status != 304) {
+    HW_LIT(h, "content-length: ");
+    hw_long(h, content_length);
+    HW_LIT(h, "\r\n");
+  } else if (r->res_chunked) {
+    HW_LIT(h, "transfer-encoding: chunked\r\n");
+  }
+  HW_LIT(h, "x-request-id: ");
+  hw_str(h, r->request_id);
+  HW_LIT(h, "\r\n");
+  for (const char *const *e = extra; e && e[0]; e += 2) {
+    hw_str(h, e[0]);
+    HW_LIT(h, ": ");
+    hw_str(h, e[1]);
+    HW_LIT(h, "\r\n");
+  }
   if (!r->keep_alive)
-    pd_buf_appends(h, "connection: close\r\n");
-  pd_buf_appends(h, "\r\n");
+    HW_LIT(h, "connection: close\r\n");
+  HW_LIT(h, "\r\n");
+}
+
+#define HEAD_STACK 2048
+
+/* Builds the head in stack (HEAD_STACK bytes) or, when larger, in a malloc'd buffer returned in
+ * *heap (NULL on allocation failure: the head is then empty). Returns the head. */
+static const char *make_head(char *stack, char **heap, size_t *len, const pd_req_t *r, int status,
+                             const char *content_type, const char *const *extra,
+                             long content_length) {
+  head_w_t w = {stack, HEAD_STACK, 0};
+  *heap = NULL;
+  build_head(&w, r, status, content_type, extra, content_length);
+  if (w.len <= HEAD_STACK) {
+    *len = w.len;
+    return stack;
+  }
+  size_t need = w.len;
+  *heap = malloc(need);
+  *len = 0;
+  if (!*heap)
+    return stack;
+  w = (head_w_t){*heap, need, 0};
+  build_head(&w, r, status, content_type, extra, content_length);
+  *len = w.len;
+  return *heap;
 }
 
 void pd_res_start(pd_req_t *r, int status, const char *content_type, const char *const *extra,
@@ -335,42 +403,53 @@ void pd_res_start(pd_req_t *r, int status, const char *content_type, const char 
     else
       r->keep_alive = 0; /* HTTP/1.0: the body ends when the connection closes */
   }
-  pd_buf_t h;
-  pd_buf_init(&h);
-  build_head(&h, r, status, content_type, extra, content_length);
+  char stack[HEAD_STACK], *heap;
   size_t len;
-  char *p = pd_buf_steal(&h, &len);
-  conn_write(c, NULL, 0, p, len, p, NULL, 0);
+  const char *h = make_head(stack, &heap, &len, r, status, content_type, extra, content_length);
+  /* conn_write copies what the socket does not take at once; a heap head is handed over. */
+  conn_write(c, NULL, 0, h, len, heap, NULL, 0);
 }
 
-int pd_res_write_buf(pd_req_t *r, pd_buf_t *b) {
+/* Queues one piece of the body, in chunked framing when the response is chunked. Takes
+ * `owned` (which holds p) when non-NULL; otherwise p is copied only if the socket is full. */
+static int write_body(pd_req_t *r, const char *p, size_t len, char *owned) {
   pd_conn_t *c = r->conn;
-  if (!r->res_started || r->res_ended || b->len == 0 || r->res_bodiless) {
-    pd_buf_reset(b);
-    return r->pressure;
-  }
-  size_t len;
-  char *p = pd_buf_steal(b, &len);
   if (r->res_chunked) {
-    char pre[24];
-    int pl = snprintf(pre, sizeof pre, "%zx\r\n", len);
-    conn_write(c, pre, (size_t)pl, p, len, p, "\r\n", 2);
+    static const char hex[] = "0123456789abcdef";
+    char pre[24], tmp[20];
+    size_t n = 0, pl = 0;
+    size_t v = len;
+    do {
+      tmp[n++] = hex[v & 15];
+      v >>= 4;
+    } while (v);
+    while (n)
+      pre[pl++] = tmp[--n];
+    pre[pl++] = '\r';
+    pre[pl++] = '\n';
+    conn_write(c, pre, pl, p, len, owned, "\r\n", 2);
   } else {
-    conn_write(c, NULL, 0, p, len, p, NULL, 0);
+    conn_write(c, NULL, 0, p, len, owned, NULL, 0);
   }
   if (c->queued > HIGH_WATERMARK)
     r->pressure = 1;
   return r->pressure;
 }
 
-int pd_res_write(pd_req_t *r, const char *data, size_t len) {
-  pd_buf_t b;
-  pd_buf_init(&b);
-  if (pd_buf_append(&b, data, len) < 0)
+int pd_res_write_buf(pd_req_t *r, pd_buf_t *b) {
+  if (!r->res_started || r->res_ended || b->len == 0 || r->res_bodiless) {
+    pd_buf_reset(b);
     return r->pressure;
-  int rc = pd_res_write_buf(r, &b);
-  pd_buf_free(&b);
-  return rc;
+  }
+  size_t len;
+  char *p = pd_buf_steal(b, &len);
+  return write_body(r, p, len, p);
+}
+
+int pd_res_write(pd_req_t *r, const char *data, size_t len) {
+  if (!r->res_started || r->res_ended || len == 0 || r->res_bodiless)
+    return r->pressure;
+  return write_body(r, data, len, NULL);
 }
 
 void pd_res_end(pd_req_t *r, int close_after) {
@@ -395,14 +474,14 @@ void pd_res_send(pd_req_t *r, int status, const char *content_type, const char *
   r->status = status;
   if (c->srv->stopping)
     r->keep_alive = 0;
-  pd_buf_t h;
-  pd_buf_init(&h);
-  build_head(&h, r, status, content_type, extra, (long)len);
+  char stack[HEAD_STACK], *heap;
+  size_t hlen;
+  const char *h = make_head(stack, &heap, &hlen, r, status, content_type, extra, (long)len);
   if (bodiless(r, status))
     len = 0;
   /* One write for head and body; the body is copied only if the socket is full. */
-  conn_write(c, pd_buf_data(&h), h.len, body, len, NULL, NULL, 0);
-  pd_buf_free(&h);
+  conn_write(c, h, hlen, body, len, NULL, NULL, 0);
+  free(heap);
   pd_res_end(r, 0);
 }
 
@@ -424,9 +503,14 @@ static void req_reset(pd_conn_t *c) {
     pd_buf_free(&r->body);
   else
     pd_buf_reset(&r->body);
-  pd_buf_t body = r->body;
-  memset(r, 0, sizeof *r);
-  r->body = body;
+  /* Everything but the header table (read only below nheaders) and the body buffer. */
+  r->method = NULL;
+  r->url = NULL;
+  r->path_len = 0;
+  r->query = NULL;
+  r->nheaders = 0;
+  r->request_id[0] = '\0';
+  memset(&r->http_minor, 0, sizeof *r - offsetof(pd_req_t, http_minor));
   r->conn = c;
   c->head_bytes = 0;
   c->hdr_name_off[0] = (size_t)-1;
@@ -605,18 +689,30 @@ static int on_header_value_complete(llhttp_t *p) {
   return 0;
 }
 
-static int valid_request_id(const char *s) {
+/* The length of a usable client request id (1 to 128 visible ASCII bytes), or 0. */
+static size_t valid_request_id(const char *s) {
   size_t n = 0;
   for (; s[n]; n++)
     if ((unsigned char)s[n] < 0x21 || (unsigned char)s[n] > 0x7e)
       return 0;
-  return n > 0 && n <= 128;
+  return n <= 128 ? n : 0;
 }
 
 static void new_request_id(char *out) {
   static const char hex[] = "0123456789abcdef";
+  /* Kernel randomness fetched 256 bytes (16 ids) at a time: one getrandom call per 16
+   * requests instead of one per request. Per thread, so no locking. */
+  static _Thread_local unsigned char pool[256];
+  static _Thread_local size_t pool_pos = sizeof pool;
   unsigned char rnd[16];
-  if (getrandom(rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t)sizeof rnd) {
+  if (pool_pos + sizeof rnd > sizeof pool &&
+      getrandom(pool, sizeof pool, GRND_NONBLOCK) == (ssize_t)sizeof pool)
+    pool_pos = 0;
+  if (pool_pos + sizeof rnd <= sizeof pool) {
+    memcpy(rnd, pool + pool_pos, sizeof rnd);
+    memset(pool + pool_pos, 0, sizeof rnd);
+    pool_pos += sizeof rnd;
+  } else {
     uint64_t t = uv_hrtime();
     for (int i = 0; i < 16; i++)
       rnd[i] = (unsigned char)(t >> (8 * (i % 8))) ^ (unsigned char)(i * 37);
@@ -649,10 +745,13 @@ static int on_headers_complete(llhttp_t *p) {
   r->http_minor = p->http_minor;
   r->keep_alive = llhttp_should_keep_alive(p);
   const char *rid = pd_req_header(r, "x-request-id");
-  if (rid && valid_request_id(rid))
-    snprintf(r->request_id, sizeof r->request_id, "%s", rid);
-  else
+  size_t rid_len = rid ? valid_request_id(rid) : 0;
+  if (rid_len) {
+    memcpy(r->request_id, rid, rid_len);
+    r->request_id[rid_len] = '\0';
+  } else {
     new_request_id(r->request_id);
+  }
   if (c->too_many_headers) {
     c->err_status = 431;
     return HPE_USER;
@@ -992,8 +1091,9 @@ void pd_server_free(pd_server_t *s) {
 }
 
 const char *pd_req_header(const pd_req_t *r, const char *name) {
+  char c0 = name[0];
   for (size_t i = 0; i < r->nheaders; i++)
-    if (strcmp(r->headers[i].name, name) == 0)
+    if (r->headers[i].name[0] == c0 && strcmp(r->headers[i].name, name) == 0)
       return r->headers[i].value;
   return NULL;
 }

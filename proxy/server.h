@@ -42,6 +42,7 @@ struct pd_req {
   } headers[PD_MAX_HEADERS];
   pd_buf_t body;
   char request_id[130];
+  /* Reset per request from here to the end (fields above are reset one by one). */
   int http_minor;
   int keep_alive;
   int is_head;

@@ -1,3 +1,4 @@
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -74,10 +75,38 @@ static void test_steal(void **state) {
   free(p);
 }
 
+static void test_fmt_long(void **state) {
+  (void)state;
+  char out[32];
+  static const struct {
+    long v;
+    const char *s;
+  } cases[] = {{0, "0"},
+               {7, "7"},
+               {200, "200"},
+               {-42, "-42"},
+               {1234567890L, "1234567890"},
+               {LONG_MAX, "9223372036854775807"},
+               {LONG_MIN, "-9223372036854775808"}};
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    size_t n = pd_fmt_long(out, cases[i].v);
+    out[n] = '\0';
+    assert_string_equal(out, cases[i].s);
+  }
+  pd_buf_t b;
+  pd_buf_init(&b);
+  assert_int_equal(pd_buf_append_long(&b, -5), 0);
+  assert_int_equal(pd_buf_append_long(&b, 31), 0);
+  assert_string_equal(pd_buf_data(&b), "-531");
+  pd_buf_free(&b);
+}
+
 int main(void) {
-  const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_append_and_consume), cmocka_unit_test(test_long_appendf),
-      cmocka_unit_test(test_reuse_does_not_grow), cmocka_unit_test(test_json_escape),
-      cmocka_unit_test(test_steal)};
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_append_and_consume),
+                                     cmocka_unit_test(test_long_appendf),
+                                     cmocka_unit_test(test_reuse_does_not_grow),
+                                     cmocka_unit_test(test_json_escape),
+                                     cmocka_unit_test(test_steal),
+                                     cmocka_unit_test(test_fmt_long)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include <string.h>
 
+#include "forcing.h"
 #include "openai.h"
 
 static json_t *parse(const pd_buf_t *b) {
@@ -205,6 +206,166 @@ static void test_json_check(void **state) {
   assert_int_equal(pd_json_check_object(deep, n), 0);
 }
 
+/* pd_chat_req_scan must only accept what the jansson path accepts, with the same values. */
+static void check_scan_agrees(const char *b, size_t n) {
+  pd_chat_req_t cr;
+  if (pd_chat_req_scan(b, n, &cr) != 1)
+    return;
+  json_t *j = json_loadb(b, n, 0, NULL);
+  if (!j)
+    fail_msg("scan accepted what jansson rejects: %.*s", (int)n, b);
+  assert_true(json_is_object(j));
+  const char *msg, *param;
+  if (pd_engine_validate(j, &msg, &param) != 0)
+    fail_msg("scan accepted an invalid request (%s): %.*s", msg, (int)n, b);
+  json_t *model = json_object_get(j, "model");
+  assert_true(json_is_string(model));
+  assert_int_equal(json_string_length(model), cr.model_len);
+  assert_memory_equal(json_string_value(model), cr.model, cr.model_len);
+  assert_null(json_object_get(j, "ponder"));
+  assert_null(json_object_get(j, "reasoning_effort"));
+  assert_int_equal(cr.stream, json_is_true(json_object_get(j, "stream")));
+  assert_int_equal(cr.include_usage, json_is_true(json_object_get(
+                                         json_object_get(j, "stream_options"), "include_usage")));
+  json_t *user = json_object_get(j, "user");
+  if (json_is_string(user)) {
+    assert_non_null(cr.user);
+    assert_int_equal(json_string_length(user), cr.user_len);
+    assert_memory_equal(json_string_value(user), cr.user, cr.user_len);
+  } else {
+    assert_null(cr.user);
+  }
+  json_decref(j);
+}
+
+static int scan(const char *b) {
+  pd_chat_req_t cr;
+  check_scan_agrees(b, strlen(b));
+  return pd_chat_req_scan(b, strlen(b), &cr);
+}
+
+static void test_chat_req_scan(void **state) {
+  (void)state;
+  static const char *const good[] = {
+      "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+      " {\"messages\":[{\"role\":\"user\",\"content\":null},{\"role\":\"assistant\",\"content\":[]}"
+      "],"
+      "\"model\":\"gpt\",\"stream\":true,\"stream_options\":{\"include_usage\":true},\"n\":2,"
+      "\"temperature\":0.5e-3,\"top_p\":1,\"max_tokens\":5,\"stop\":[\"a\",\"b\"],\"user\":\"u1\","
+      "\"tools\":[{\"x\":[1,2,{\"y\":null}]}],\"other\":\"caf\xC3\xA9 \\u00e9 \\ud83d\\ude00\"} \n",
+      "{\"model\":\"m\",\"model\":\"m2\",\"messages\":[{\"role\":1,\"role\":\"user\"}],\"stream\":"
+      "null,"
+      "\"stop\":\"x\",\"n\":null,\"user\":5}",
+      "{\"messages\":5,\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],\"stream\":false,"
+      "\"stream_options\":{\"include_usage\":true,\"include_usage\":false}}",
+      "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],\"x\":-0,\"y\":123456789012345678,"
+      "\"z\":1.5E+299,\"w\":1e-99999}",
+  };
+  for (size_t i = 0; i < sizeof good / sizeof *good; i++)
+    if (scan(good[i]) != 1)
+      fail_msg("not accepted: %s", good[i]);
+  pd_chat_req_t cr;
+  assert_int_equal(pd_chat_req_scan(good[1], strlen(good[1]), &cr), 1);
+  assert_int_equal(cr.stream, 1);
+  assert_int_equal(cr.include_usage, 1);
+  assert_int_equal(cr.model_len, 3);
+  assert_memory_equal(cr.model, "gpt", 3);
+  assert_int_equal(cr.user_len, 2);
+  assert_int_equal(pd_chat_req_scan(good[2], strlen(good[2]), &cr), 1);
+  assert_memory_equal(cr.model, "m2", 2);
+  assert_null(cr.user);
+  assert_int_equal(pd_chat_req_scan(good[3], strlen(good[3]), &cr), 1);
+  assert_int_equal(cr.include_usage, 0);
+
+  static const char *const bad[] = {
+      "",
+      "[]",
+      "{\"model\":\"m\",\"messages\":[]}",
+      "{\"model\":\"m\"}",
+      "{\"messages\":[{\"role\":\"user\"}]}",
+      "{\"model\":null,\"messages\":[{\"role\":\"user\"}]}",
+      "{\"model\":\"m\",\"messages\":[{\"content\":\"x\"}]}",
+      "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":5}]}",
+      "{\"model\":\"m\",\"messages\":[1]}",
+      "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],\"n\":0}",
+      "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],\"n\":129}",
+      "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],\"n\":1.0}",
+      "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],\"max_tokens\":0}",
+      "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],\"max_completion_tokens\":\"5\"}",
+      "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],\"stream\":1}",
+      "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],\"temperature\":\"1\"}",
+      "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],\"tools\":{}}",
+      "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],\"stream_options\":[]}",
+      "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],\"stop\":[\"a\",1]}",
+      "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],\"ponder\":null}",
+      "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],\"reasoning_effort\":\"low\"}",
+      "{\"model\":\"m\\u0031\",\"messages\":[{\"role\":\"user\"}]}",
+      "{\"mod\\u0065l\":\"m\",\"messages\":[{\"role\":\"user\"}]}",
+      "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],\"user\":\"a\\nb\"}",
+      "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],\"x\":\"\\u0000\"}",
+      "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],\"x\":\"\\ud83d\"}",
+      "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],\"x\":\"\\ude00\"}",
+      "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],\"x\":\"\\ud83d\\u0041\"}",
+      "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],\"x\":\"\xC0\xAF\"}",
+      "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],\"x\":\"\xED\xA0\x80\"}",
+      "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],\"x\":\"\xF4\x90\x80\x80\"}",
+      "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],\"x\":\"\xC3\"}",
+      "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],\"x\":\"a\tb\"}",
+      "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],\"x\":\"\\x\"}",
+      "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],\"x\":9223372036854775808}",
+      "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],\"x\":1e400}",
+      "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],\"x\":01}",
+      "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],\"x\":1.}",
+      "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],\"x\":truex}",
+      "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],}",
+      "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}]} x",
+      "\xEF\xBB\xBF{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}]}",
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+    if (scan(bad[i]) != 0)
+      fail_msg("accepted: %s", bad[i]);
+  char deep[300];
+  size_t n = (size_t)snprintf(deep, sizeof deep,
+                              "{\"model\":\"m\",\"messages\":[{\"role\":\"u\"}],\"x\":");
+  for (int i = 0; i < 70; i++)
+    deep[n++] = '[';
+  for (int i = 0; i < 70; i++)
+    deep[n++] = ']';
+  deep[n++] = '}';
+  assert_int_equal(pd_chat_req_scan(deep, n, &cr), 0);
+
+  /* Mutations of accepted bodies: whatever the scan accepts, jansson reads the same way. */
+  static const char alphabet[] = "{}[]\":,\\u0019eE.-+tnfl \t\n\x01\x7f\x80\xC3\xA9\xED\xF4\xFF"
+                                 "abdD8";
+  uint64_t x = 0x9E3779B97F4A7C15ULL;
+  char buf[600];
+  for (int iter = 0; iter < 200000; iter++) {
+    const char *src = good[iter % (sizeof good / sizeof *good)];
+    size_t len = strlen(src);
+    memcpy(buf, src, len);
+    int edits = 1 + iter % 3;
+    for (int k = 0; k < edits; k++) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      size_t pos = (size_t)(x % len);
+      char ch = alphabet[(x >> 32) % (sizeof alphabet - 1)];
+      int op = (int)((x >> 48) % 3);
+      if (op == 0) {
+        buf[pos] = ch;
+      } else if (op == 1 && len + 1 < sizeof buf) {
+        memmove(buf + pos + 1, buf + pos, len - pos);
+        buf[pos] = ch;
+        len++;
+      } else if (len > 1) {
+        memmove(buf + pos, buf + pos + 1, len - pos - 1);
+        len--;
+      }
+    }
+    check_scan_agrees(buf, len);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_error_shape),
                                      cmocka_unit_test(test_completion_field_and_usage),
@@ -212,6 +373,7 @@ int main(void) {
                                      cmocka_unit_test(test_tool_calls_content_null),
                                      cmocka_unit_test(test_chunks),
                                      cmocka_unit_test(test_ids),
-                                     cmocka_unit_test(test_json_check)};
+                                     cmocka_unit_test(test_json_check),
+                                     cmocka_unit_test(test_chat_req_scan)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
