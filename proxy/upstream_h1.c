@@ -83,10 +83,11 @@ struct conn {
   int too_large;
   size_t head_bytes;
   pd_buf_t hname, hvalue;
-  pd_buf_t out;  /* the request head being written */
-  char *orphan;  /* a body left by a transfer cancelled mid-write; freed when the write ends */
-  int pending;   /* handles still to close */
-  conn_t *lnext; /* idle list or resolve-wait list */
+  pd_buf_t out; /* the request head being written */
+  char *orphan; /* a body left by a transfer cancelled mid-write; freed when the write ends */
+  int pending;  /* handles still to close */
+  uint64_t connect_start; /* loop ms: the connect timeout runs from here */
+  conn_t *lnext;          /* idle list or resolve-wait list */
   conn_t *prev, *next;
 };
 
@@ -100,6 +101,7 @@ struct xfer {
   char *method, *path, *hdrs, *body;
   size_t hdrs_len, body_len;
   int send_length;
+  int own_host; /* the caller's headers carry Host */
   int is_head;
   long connect_timeout_ms, timeout_ms;
   int retries, attempt;
@@ -364,12 +366,12 @@ static void resolve_unlink(conn_t *c) {
   c->lnext = NULL;
 }
 
-/* Closes a connection its transfer has already left (c->x == NULL). */
-static void conn_close(conn_t *c) {
+/* Closes a connection its transfer has already left (c->x == NULL), without giving its slot to
+ * a waiting transfer: for a caller that will use the slot itself. */
+static void conn_close_keep_slot(conn_t *c) {
   if (c->state == C_CLOSING)
     return;
   origin_t *o = c->o;
-  pd_h1up_t *b = o->b;
   idle_unlink(c);
   if (c->state == C_RESOLVING)
     resolve_unlink(c);
@@ -379,7 +381,14 @@ static void conn_close(conn_t *c) {
   c->pending = 2;
   uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
   uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
-  if (!b->closing)
+}
+
+/* Closes a connection its transfer has already left, and lets a waiting transfer have its slot. */
+static void conn_close(conn_t *c) {
+  origin_t *o = c->o;
+  int was_open = c->state != C_CLOSING;
+  conn_close_keep_slot(c);
+  if (was_open && !o->b->closing)
     serve_waiters(o);
 }
 
@@ -411,6 +420,7 @@ static conn_t *conn_new(origin_t *o) {
   b->conns = c;
   o->nconns++;
   c->state = C_RESOLVING;
+  c->connect_start = uv_now(b->loop);
   return c;
 }
 
@@ -431,7 +441,7 @@ static void arm_deadline(conn_t *c) {
   if (x->timeout_ms > 0)
     due = x->attempt_start + (uint64_t)x->timeout_ms;
   if (c->state != C_OPEN && x->connect_timeout_ms > 0) {
-    uint64_t cdue = x->attempt_start + (uint64_t)x->connect_timeout_ms;
+    uint64_t cdue = c->connect_start + (uint64_t)x->connect_timeout_ms;
     if (!due || cdue < due)
       due = cdue;
   }
@@ -507,19 +517,23 @@ static void connect_failed(conn_t *c, int status) {
   origin_t *o = c->o;
   int idx = c->addr_idx;
   int resolving = c->state == C_RESOLVING;
-  if (x)
-    detach(x);
-  conn_close(c);
-  if (!x)
+  uint64_t started = c->connect_start;
+  if (!x) {
+    conn_close(c);
     return;
+  }
+  detach(x);
+  conn_close_keep_slot(c);
   if (!resolving && idx + 1 < o->naddrs) {
-    conn_t *c2 = conn_new(o);
+    conn_t *c2 = conn_new(o); /* takes the slot c had */
     if (c2) {
+      c2->connect_start = started;
       bind_conn(c2, x);
       do_connect(c2, idx + 1);
       return;
     }
   }
+  serve_waiters(o);
   char msg[ERRMSG_SIZE];
   if (resolving)
     snprintf(msg, sizeof msg, "Could not resolve host: %s (%s)", o->host, uv_strerror(status));
@@ -685,6 +699,7 @@ static void acquire(xfer_t *x) {
       fail_soon(x, PD_XFER_EOTHER, "out of memory opening an upstream connection");
       return;
     }
+    x->fresh_only = 0;
     bind_conn(c, x);
     conn_start_connect(c);
     return;
@@ -802,16 +817,19 @@ static void conn_failed(conn_t *c, int status, const char *what) {
     return;
   }
   detach(x);
-  conn_close(c);
   if (stale && !x->stale_retried) {
     /* The server closed a keep-alive connection as the request went out: nothing of the
-     * response was seen, so send it again on a new connection. */
+     * response was seen, so send it again on a new connection, in this one's slot. */
+    origin_t *o = c->o;
+    conn_close_keep_slot(c);
     x->stale_retried = 1;
     x->fresh_only = 1;
     new_attempt(x);
     acquire(x);
+    serve_waiters(o);
     return;
   }
+  conn_close(c);
   char msg[ERRMSG_SIZE];
   if (status == UV_EOF)
     snprintf(msg, sizeof msg, "%s",
@@ -840,7 +858,7 @@ static void on_conn_timer(uv_timer_t *t) {
   char msg[ERRMSG_SIZE];
   if (c->state != C_OPEN)
     snprintf(msg, sizeof msg, "Connection timed out after %lu milliseconds",
-             (unsigned long)(uv_now(c->o->b->loop) - x->attempt_start));
+             (unsigned long)(uv_now(c->o->b->loop) - c->connect_start));
   else
     snprintf(msg, sizeof msg, "Operation timed out after %lu milliseconds",
              (unsigned long)(uv_now(c->o->b->loop) - x->attempt_start));
@@ -883,14 +901,20 @@ static void conn_send(conn_t *c) {
   *p++ = ' ';
   memcpy(p, x->path, plen);
   p += plen;
-  memcpy(p, " HTTP/1.1\r\nHost: ", 17);
-  p += 17;
-  memcpy(p, o->authority, o->alen);
-  p += o->alen;
-  *p++ = '\r';
-  *p++ = '\n';
-  memcpy(p, x->hdrs, x->hdrs_len);
-  p += x->hdrs_len;
+  memcpy(p, " HTTP/1.1\r\n", 11);
+  p += 11;
+  if (!x->own_host) {
+    memcpy(p, "Host: ", 6);
+    p += 6;
+    memcpy(p, o->authority, o->alen);
+    p += o->alen;
+    *p++ = '\r';
+    *p++ = '\n';
+  }
+  if (x->hdrs_len) {
+    memcpy(p, x->hdrs, x->hdrs_len);
+    p += x->hdrs_len;
+  }
   if (x->send_length)
     p += sprintf(p, "Content-Length: %zu\r\n", x->body_len);
   *p++ = '\r';
@@ -905,14 +929,17 @@ static void conn_send(conn_t *c) {
   if (rc < 0) {
     c->writing = 0;
     int stale = c->reused;
+    origin_t *o = c->o;
     detach(x);
-    conn_close(c);
+    conn_close_keep_slot(c);
     if (stale && !x->stale_retried) {
       x->stale_retried = 1;
       x->fresh_only = 1;
       acquire(x);
+      serve_waiters(o);
       return;
     }
+    serve_waiters(o);
     char msg[ERRMSG_SIZE];
     snprintf(msg, sizeof msg, "Failed sending the request: %s", uv_strerror(rc));
     fail_soon(x, PD_XFER_ERECV, msg);
@@ -1049,7 +1076,9 @@ static int after_parse(conn_t *c, llhttp_errno_t err, const char *end) {
   }
   if (c->msg_done) {
     const char *pos = llhttp_get_error_pos(&c->parser);
-    int keep = end && pos == end && llhttp_should_keep_alive(&c->parser);
+    /* Reused only when the response ended exactly with these bytes and the request is fully
+     * written (an upstream may answer early, before reading a large body). */
+    int keep = end && pos == end && !c->writing && llhttp_should_keep_alive(&c->parser);
     attempt_complete(x, keep);
     return 0;
   }
@@ -1129,6 +1158,13 @@ pd_xfer_t *pd_h1up_start(pd_h1up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cb
   pd_buf_t h;
   pd_buf_init(&h);
   for (const char *const *line = o->headers; line && *line; line++) {
+    /* Framing is this client's to write; a configured Host replaces the URL's. */
+    size_t nlen = strcspn(*line, ":");
+    if ((nlen == 14 && strncasecmp(*line, "content-length", 14) == 0) ||
+        (nlen == 17 && strncasecmp(*line, "transfer-encoding", 17) == 0))
+      continue;
+    if (nlen == 4 && strncasecmp(*line, "host", 4) == 0)
+      x->own_host = 1;
     if (pd_buf_appends(&h, *line) < 0 || pd_buf_append(&h, "\r\n", 2) < 0) {
       pd_buf_free(&h);
       goto fail;

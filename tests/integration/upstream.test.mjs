@@ -324,3 +324,63 @@ describe('upstream client: streaming', () => {
     });
   });
 });
+
+describe('upstream client: review regressions', () => {
+  it('an answer that comes before the request body was written does not get the connection reused', T, async () => {
+    // The upstream answers (keep-alive) on the first bytes of a 12 MB upload and stops reading
+    // for a second; a second request follows at once and must not share that connection.
+    let conns = 0;
+    const heads = [];
+    const srv = net.createServer((sock) => {
+      conns++;
+      let answered = false;
+      sock.on('error', () => {});
+      sock.on('data', (d) => {
+        const s = d.toString('latin1');
+        for (const m of s.matchAll(/(?:^|\n)(POST \S+ HTTP\/1\.1)/g)) heads.push(m[1]);
+        if (answered) return;
+        answered = true;
+        sock.write('HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{"data":[]}');
+        sock.pause();
+        setTimeout(() => sock.resume(), 1000);
+      });
+    });
+    await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+    const port = srv.address().port;
+    const cfg = cfgFor(port);
+    cfg.limits = { max_body_bytes: 32 << 20 };
+    const p = await startPonder({ config: cfg });
+    try {
+      const big = JSON.stringify({ input: 'x'.repeat(12 << 20) });
+      const hdrs = { 'content-type': 'application/json' };
+      const r1 = await httpReq(p.port, { method: 'POST', path: '/v1/embeddings', headers: hdrs, body: big });
+      assert.equal(r1.status, 200);
+      const r2 = await httpReq(p.port, { method: 'POST', path: '/v1/embeddings', headers: hdrs, body: '{"input":"second"}' });
+      assert.equal(r2.status, 200);
+      assert.equal(conns, 2, 'the second request went on a connection of its own');
+      assert.ok(heads.every((h) => h === 'POST /v1/embeddings HTTP/1.1'), JSON.stringify(heads));
+    } finally {
+      const r = await p.stop('SIGTERM');
+      srv.close();
+      assert.equal(r.code, 0, p.output().slice(-1500));
+    }
+  });
+
+  it('time waiting for a connection slot does not count against connect_timeout_ms', T, async () => {
+    const reply = (sock) => setTimeout(() => sock.end(ok(CHAT, 'Connection: close\r\n')), 400);
+    await withRaw(reply, async (p) => {
+      const rs = await Promise.all([0, 1, 2].map(() => postChat(p)));
+      assert.deepEqual(rs.map((r) => r.status), [200, 200, 200], rs.map((r) => r.text).join('\n'));
+    }, { upstream: { connect_timeout_ms: 250, max_connections: 1 } });
+  });
+
+  it('a Host header from the upstream config replaces the URL\'s, and Content-Length is never doubled', T, async () => {
+    let head = '';
+    await withRaw((sock, h) => { head = h; sock.write(ok(CHAT)); }, async (p) => {
+      assert.equal((await postChat(p)).status, 200);
+      const lines = head.split('\r\n').map((l) => l.toLowerCase());
+      assert.deepEqual(lines.filter((l) => l.startsWith('host:')), ['host: models.internal']);
+      assert.equal(lines.filter((l) => l.startsWith('content-length:')).length, 1);
+    }, { upstream: { headers: { Host: 'models.internal', 'Content-Length': '1' } } });
+  });
+});
