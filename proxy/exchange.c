@@ -198,6 +198,17 @@ static void count_upstream(ex_t *ex, pd_xfer_t **xp, int result, int status) {
   pd_metrics_upstream(ex->w->metrics, ex->ucfg->name, code, secs);
 }
 
+/* j as compact JSON in a malloc'd, NUL-terminated string (length in *len), or NULL. */
+static char *json_text(const json_t *j, size_t *len) {
+  pd_buf_t b;
+  pd_buf_init(&b);
+  if (pd_json_write(&b, j) < 0 || !b.len) {
+    pd_buf_free(&b);
+    return NULL;
+  }
+  return pd_buf_steal(&b, len);
+}
+
 /* Headers sent upstream: SPEC section 4's list, the auth rule of section 3, the upstream's own.
  * The lines ("Name: value", NULL-terminated array) and their text share one block: `stack`
  * (UP_HDR_STACK bytes, pointer-aligned) when it fits, else one malloc returned in *heap. */
@@ -732,7 +743,8 @@ static void chain_next(chain_t *ch) {
       ex_complete(ex);
     return;
   }
-  char *body = json_dumps(call.body, JSON_COMPACT);
+  size_t body_len = 0;
+  char *body = json_text(call.body, &body_len);
   json_decref(call.body);
   char url[2048];
   snprintf(url, sizeof url, "%s%s", ex->ucfg->base_url, call.path);
@@ -744,7 +756,7 @@ static void chain_next(chain_t *ch) {
     ex_fail(ex, 500, "Could not build the upstream request.", "server_error", "internal_error");
     return;
   }
-  ch->xfer = start_xfer(ex, "POST", url, body, strlen(body), 1, &cbs, ch);
+  ch->xfer = start_xfer(ex, "POST", url, body, body_len, 1, &cbs, ch);
   if (!ch->xfer)
     ex_fail(ex, 502, "Could not start the upstream request.", "upstream_error", "upstream_error");
   else if (ex->pressure)
@@ -832,14 +844,15 @@ static int remodel_event(void *ud, const char *data, size_t len) {
   ex_t *ex = ud;
   json_t *j = len == 6 && memcmp(data, "[DONE]", 6) == 0 ? NULL : json_loadb(data, len, 0, NULL);
   char *s = NULL;
+  size_t slen = 0;
   if (j && json_object_get(j, "model")) {
     json_object_set_new(j, "model", json_string(ex->client_model));
-    s = json_dumps(j, JSON_COMPACT);
+    s = json_text(j, &slen);
   }
   json_decref(j);
   pd_buf_appends(&ex->out, "data: ");
   if (s)
-    pd_buf_appends(&ex->out, s);
+    pd_buf_append(&ex->out, s, slen);
   else
     pd_buf_append(&ex->out, data, len);
   pd_buf_appends(&ex->out, "\n\n");
@@ -913,10 +926,11 @@ static void relay_checked(ex_t *ex) {
     json_t *j = json_loadb(pd_buf_data(&ex->pbody), ex->pbody.len, 0, NULL);
     if (j && json_object_get(j, "model")) {
       json_object_set_new(j, "model", json_string(ex->client_model));
-      char *s = json_dumps(j, JSON_COMPACT);
+      size_t slen = 0;
+      char *s = json_text(j, &slen);
       pd_buf_reset(&ex->pbody);
       if (s)
-        pd_buf_appends(&ex->pbody, s);
+        pd_buf_append(&ex->pbody, s, slen);
       free(s);
     }
     json_decref(j);
@@ -1161,15 +1175,13 @@ static void start_chat(ex_t *ex, const char *rest, size_t rest_len) {
       pd_sse_init(&ex->psse_parser, MAX_SSE_EVENT);
     }
     size_t len = r->body.len;
-    char *s = pristine ? malloc(len + 1) : json_dumps(body, JSON_COMPACT);
+    char *s = pristine ? malloc(len + 1) : json_text(body, &len);
     if (!s) {
       ex_fail(ex, 500, "Out of memory.", "server_error", "internal_error");
       return;
     }
     if (pristine)
       memcpy(s, pd_buf_data(&r->body), len);
-    else
-      len = strlen(s);
     ex->kind = EX_PASS;
     start_pass(ex, rest, rest_len, s, len, 1);
     return;

@@ -140,7 +140,8 @@ static int set_stream(json_t *b, int stream) {
 
 /* The client's body with model, n, ponder and stream settings as every chat call has them. */
 static json_t *base_body(const pd_chain_t *c) {
-  json_t *b = json_deep_copy(c->request);
+  /* A shallow copy: only top-level keys change, and "messages" is replaced, never edited. */
+  json_t *b = json_copy(c->request);
   if (!b)
     return NULL;
   json_object_del(b, "n");
@@ -182,7 +183,9 @@ static int answer_limit(json_t *b, const pd_chain_t *c) {
 
 /* M': the client's messages with "\n\n" + think appended to the last user message. */
 static json_t *chat_mprime(const pd_chain_t *c) {
-  json_t *msgs = json_deep_copy(json_object_get(c->request, "messages"));
+  /* Shallow copies of the array and of the one message that changes: the client's messages
+   * are shared, never edited. */
+  json_t *msgs = json_copy(json_object_get(c->request, "messages"));
   if (!msgs)
     return NULL;
   size_t i = json_array_size(msgs);
@@ -190,7 +193,11 @@ static json_t *chat_mprime(const pd_chain_t *c) {
   while (i-- > 0) {
     json_t *m = json_array_get(msgs, i);
     if (!strcmp(str(json_string_value(json_object_get(m, "role"))), "user")) {
-      last = m;
+      last = json_copy(m);
+      if (!last || json_array_set_new(msgs, i, last) < 0) {
+        json_decref(msgs);
+        return NULL;
+      }
       break;
     }
   }
@@ -206,13 +213,14 @@ static json_t *chat_mprime(const pd_chain_t *c) {
              ? -1
              : set_text(last, "content", &think);
   } else if (json_is_array(content)) {
-    json_t *part = NULL;
+    json_t *part = NULL, *parts = json_copy(content);
     rc =
-        pd_text_appends(&think, "\n\n") < 0 ||
+        !parts || json_object_set_new(last, "content", parts) < 0 ||
+                pd_text_appends(&think, "\n\n") < 0 ||
                 append_subst(&think, c->policy->prompts.think, c->limits[0], c->answer_limit) < 0 ||
                 !(part = json_pack("{s:s,s:o}", "type", "text", "text", text_json(&think)))
             ? -1
-            : json_array_append_new(content, part);
+            : json_array_append_new(parts, part);
   } else {
     rc = append_subst(&think, c->policy->prompts.think, c->limits[0], c->answer_limit) < 0
              ? -1
@@ -324,7 +332,7 @@ static int build_prefix(const pd_chain_t *c, int answer, pd_text_t *out) {
 /* M + the assistant prefix, marked for continuation as the dialect wants. */
 static int prefill_messages(json_t *b, const pd_chain_t *c, int answer) {
   pd_text_t prefix = {0};
-  json_t *msgs = json_deep_copy(json_object_get(c->request, "messages"));
+  json_t *msgs = json_copy(json_object_get(c->request, "messages")); /* only appended to */
   json_t *m = NULL;
   pd_dialect_t d = c->policy->prefill.dialect;
   int rc = !msgs || build_prefix(c, answer, &prefix) < 0 || !(m = message("assistant", &prefix)) ||

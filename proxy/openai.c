@@ -1,5 +1,6 @@
 #include "openai.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static int append_str_or_null(pd_buf_t *b, const char *s) {
@@ -180,6 +181,132 @@ int pd_json_check_object(const char *b, size_t n) {
   if (p != e)
     return 0;
   return has_error ? 2 : 1;
+}
+
+/* ---- a compact JSON writer ------------------------------------------------------------------ */
+
+/* 0: copied as is; 1: a short escape; 2: \u00XX. */
+static const unsigned char JSON_ESC[256] = {
+    2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 2, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
+};
+
+static int write_json_string(pd_buf_t *out, const char *s, size_t n) {
+  /* Worst case: every byte as \u00XX. */
+  char *w = pd_buf_reserve(out, n * 6 + 2);
+  if (!w)
+    return -1;
+  char *p = w;
+  *p++ = '"';
+  size_t run = 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    unsigned char e = JSON_ESC[c];
+    if (!e)
+      continue;
+    memcpy(p, s + run, i - run);
+    p += i - run;
+    run = i + 1;
+    *p++ = '\\';
+    if (e == 1) {
+      switch (c) {
+      case '"':
+        *p++ = '"';
+        break;
+      case '\\':
+        *p++ = '\\';
+        break;
+      case '\b':
+        *p++ = 'b';
+        break;
+      case '\f':
+        *p++ = 'f';
+        break;
+      case '\n':
+        *p++ = 'n';
+        break;
+      case '\r':
+        *p++ = 'r';
+        break;
+      default:
+        *p++ = 't';
+        break;
+      }
+    } else {
+      static const char hex[] = "0123456789ABCDEF";
+      memcpy(p, "u00", 3);
+      p[3] = hex[c >> 4];
+      p[4] = hex[c & 15];
+      p += 5;
+    }
+  }
+  memcpy(p, s + run, n - run);
+  p += n - run;
+  *p++ = '"';
+  pd_buf_commit(out, (size_t)(p - w));
+  return 0;
+}
+
+static int write_json(pd_buf_t *out, const json_t *v, int depth) {
+  if (depth > 256)
+    return -1;
+  switch (json_typeof(v)) {
+  case JSON_OBJECT: {
+    if (pd_buf_append(out, "{", 1) < 0)
+      return -1;
+    int first = 1;
+    for (void *it = json_object_iter((json_t *)v); it;
+         it = json_object_iter_next((json_t *)v, it)) {
+      if (!first && pd_buf_append(out, ",", 1) < 0)
+        return -1;
+      first = 0;
+      if (write_json_string(out, json_object_iter_key(it), json_object_iter_key_len(it)) < 0 ||
+          pd_buf_append(out, ":", 1) < 0 ||
+          write_json(out, json_object_iter_value(it), depth + 1) < 0)
+        return -1;
+    }
+    return pd_buf_append(out, "}", 1);
+  }
+  case JSON_ARRAY: {
+    if (pd_buf_append(out, "[", 1) < 0)
+      return -1;
+    size_t n = json_array_size(v);
+    for (size_t i = 0; i < n; i++) {
+      if ((i && pd_buf_append(out, ",", 1) < 0) ||
+          write_json(out, json_array_get(v, i), depth + 1) < 0)
+        return -1;
+    }
+    return pd_buf_append(out, "]", 1);
+  }
+  case JSON_STRING:
+    return write_json_string(out, json_string_value(v), json_string_length(v));
+  case JSON_INTEGER: {
+    char num[24];
+    size_t k = pd_fmt_long(num, (long)json_integer_value(v));
+    return pd_buf_append(out, num, k);
+  }
+  case JSON_REAL: {
+    /* Rare in request bodies (temperature, top_p): let jansson format it, so that every
+     * digit matches what it writes. */
+    char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+    if (!s)
+      return -1;
+    int rc = pd_buf_appends(out, s);
+    free(s);
+    return rc;
+  }
+  case JSON_TRUE:
+    return pd_buf_append(out, "true", 4);
+  case JSON_FALSE:
+    return pd_buf_append(out, "false", 5);
+  default:
+    return pd_buf_append(out, "null", 4);
+  }
+}
+
+int pd_json_write(pd_buf_t *out, const json_t *v) {
+  return write_json(out, v, 0);
 }
 
 /* ---- chat request scan (pd_chat_req_scan) ---------------------------------------------------

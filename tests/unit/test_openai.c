@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <jansson.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "forcing.h"
@@ -366,6 +367,118 @@ static void test_chat_req_scan(void **state) {
   }
 }
 
+/* pd_json_write against json_dumps(JSON_COMPACT): fixed cases, then random trees. */
+static void expect_same(const json_t *v) {
+  char *want = json_dumps(v, JSON_COMPACT);
+  assert_non_null(want);
+  pd_buf_t b;
+  pd_buf_init(&b);
+  assert_int_equal(pd_json_write(&b, v), 0);
+  assert_int_equal(b.len, strlen(want));
+  assert_memory_equal(pd_buf_data(&b), want, b.len);
+  pd_buf_free(&b);
+  free(want);
+}
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static uint64_t rnd(void) {
+  rng_state ^= rng_state << 13;
+  rng_state ^= rng_state >> 7;
+  rng_state ^= rng_state << 17;
+  return rng_state;
+}
+
+static json_t *random_string(void) {
+  static const char *const pieces[] = {"a",
+                                       "Z",
+                                       " ",
+                                       "\"",
+                                       "\\",
+                                       "/",
+                                       "\n",
+                                       "\r",
+                                       "\t",
+                                       "\b",
+                                       "\f",
+                                       "\x01",
+                                       "\x1f",
+                                       "\x7f",
+                                       "\xc3\xa9",
+                                       "\xe2\x80\xa8",
+                                       "\xf0\x9f\x98\x80",
+                                       "<think>",
+                                       "Wait"};
+  char buf[256];
+  size_t n = 0, k = rnd() % 24;
+  for (size_t i = 0; i < k; i++) {
+    const char *p = pieces[rnd() % (sizeof pieces / sizeof *pieces)];
+    size_t l = strlen(p);
+    memcpy(buf + n, p, l);
+    n += l;
+  }
+  if (rnd() % 8 == 0)
+    buf[n++] = '\0'; /* an embedded NUL (\u0000 in JSON) */
+  return json_stringn(buf, n);
+}
+
+static json_t *random_value(int depth) {
+  int kind = (int)(rnd() % (depth > 4 ? 6 : 8));
+  switch (kind) {
+  case 0:
+    return json_null();
+  case 1:
+    return json_boolean(rnd() % 2);
+  case 2:
+    return json_integer((json_int_t)(rnd() % 2 ? rnd() : -(rnd() % 100000)));
+  case 3:
+    return json_real((double)(int64_t)rnd() / (double)(1 + rnd() % 1000000));
+  case 4:
+  case 5:
+    return random_string();
+  case 6: {
+    json_t *a = json_array();
+    for (size_t i = rnd() % 5; i > 0; i--)
+      json_array_append_new(a, random_value(depth + 1));
+    return a;
+  }
+  default: {
+    json_t *o = json_object();
+    for (size_t i = rnd() % 5; i > 0; i--) {
+      json_t *k = random_string();
+      json_object_setn_new(o, json_string_value(k), json_string_length(k), random_value(depth + 1));
+      json_decref(k);
+    }
+    return o;
+  }
+  }
+}
+
+static void test_json_write(void **state) {
+  (void)state;
+  const char *const docs[] = {
+      "{}",
+      "[]",
+      "{\"a\":[1,-2,3.5,1e300,-0.0,0.1,true,false,null,\"\"]}",
+      "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\\n\\\"y\\\\\"}],"
+      "\"temperature\":0.7,\"max_tokens\":9223372036854775807,\"n\":-9223372036854775808}",
+      "{\"k\\u0001z\":\"a\\u0000b\\u001f\\u007f\\u2028\\ud83d\\ude00/\"}",
+  };
+  for (size_t i = 0; i < sizeof docs / sizeof *docs; i++) {
+    json_error_t err;
+    json_t *v = json_loads(docs[i], JSON_ALLOW_NUL, &err);
+    assert_non_null(v);
+    expect_same(v);
+    json_decref(v);
+  }
+  for (int i = 0; i < 3000; i++) {
+    json_t *v = random_value(0);
+    json_t *root = json_object();
+    json_object_set_new(root, "v", v);
+    expect_same(root);
+    json_decref(root);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_error_shape),
                                      cmocka_unit_test(test_completion_field_and_usage),
@@ -374,6 +487,7 @@ int main(void) {
                                      cmocka_unit_test(test_chunks),
                                      cmocka_unit_test(test_ids),
                                      cmocka_unit_test(test_json_check),
-                                     cmocka_unit_test(test_chat_req_scan)};
+                                     cmocka_unit_test(test_chat_req_scan),
+                                     cmocka_unit_test(test_json_write)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
