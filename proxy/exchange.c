@@ -928,9 +928,10 @@ static void relay_checked(ex_t *ex) {
       json_object_set_new(j, "model", json_string(ex->client_model));
       size_t slen = 0;
       char *s = json_text(j, &slen);
-      pd_buf_reset(&ex->pbody);
-      if (s)
+      if (s) {
+        pd_buf_reset(&ex->pbody);
         pd_buf_append(&ex->pbody, s, slen);
+      }
       free(s);
     }
     json_decref(j);

@@ -249,7 +249,7 @@ static int write_json_string(pd_buf_t *out, const char *s, size_t n) {
 }
 
 static int write_json(pd_buf_t *out, const json_t *v, int depth) {
-  if (depth > 256)
+  if (depth > PD_JSON_WRITE_MAX_DEPTH)
     return -1;
   switch (json_typeof(v)) {
   case JSON_OBJECT: {

@@ -23,7 +23,9 @@ int pd_json_check_object(const char *b, size_t n);
 /* Appends v as compact JSON, byte for byte what json_dumps(v, JSON_COMPACT) writes (keys in
  * insertion order, UTF-8 kept, control characters escaped as jansson does) at a fraction of its
  * cost: the forced path serialises every upstream request body with it. Returns 0, or -1 when
- * out of memory or nested deeper than 256. */
+ * out of memory or nested deeper than PD_JSON_WRITE_MAX_DEPTH (twice what jansson's parser
+ * accepts, so any tree built from a parsed body fits). */
+#define PD_JSON_WRITE_MAX_DEPTH 4096
 int pd_json_write(pd_buf_t *out, const json_t *v);
 
 /* What the relay fast path needs from a chat request body, read without building a tree. */

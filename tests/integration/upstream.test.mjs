@@ -374,6 +374,28 @@ describe('upstream client: review regressions', () => {
     }, { upstream: { connect_timeout_ms: 250, max_connections: 1 } });
   });
 
+  it('a forced request with a field nested 300 deep is forwarded whole', T, async () => {
+    let deep = '"bottom"';
+    for (let i = 0; i < 300; i++) deep = `[${deep}]`;
+    const bodies = [];
+    const up = await startRawUpstream((sock, head, st, body) => { bodies.push(body); sock.write(ok(CHAT)); });
+    const cfg = cfgFor(up.port);
+    cfg.routes = [{ name: 'f', forcing: { rounds: 1 } }];
+    const p = await startPonder({ config: cfg });
+    try {
+      const r = await httpReq(p.port, {
+        method: 'POST', path: '/v1/chat/completions', headers: { 'content-type': 'application/json' },
+        body: `{"model":"m","messages":[{"role":"user","content":"q"}],"metadata_x":${deep}}`,
+      });
+      assert.equal(r.status, 200, r.text);
+      assert.equal(bodies.length, 2);
+      for (const b of bodies) assert.ok(b.includes(`"metadata_x":${deep}`));
+    } finally {
+      await p.stop('SIGTERM');
+      await up.close();
+    }
+  });
+
   it('a Host header from the upstream config replaces the URL\'s, and Content-Length is never doubled', T, async () => {
     let head = '';
     await withRaw((sock, h) => { head = h; sock.write(ok(CHAT)); }, async (p) => {

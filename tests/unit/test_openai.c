@@ -470,6 +470,17 @@ static void test_json_write(void **state) {
     expect_same(v);
     json_decref(v);
   }
+  /* As deep as jansson's parser allows: 2048 levels. */
+  json_t *deep = json_array(), *inner = deep;
+  for (int d = 1; d < 2048; d++) {
+    json_t *next = json_array();
+    json_array_append_new(inner, next);
+    inner = next;
+  }
+  json_array_append_new(inner, json_string("bottom"));
+  json_t *root = json_pack("{s:o}", "deep", deep);
+  expect_same(root);
+  json_decref(root);
   for (int i = 0; i < 3000; i++) {
     json_t *v = random_value(0);
     json_t *root = json_object();
