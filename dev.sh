@@ -87,7 +87,7 @@ node_suites() { # node_suites BUILD_DIR LABEL PATH...
     "$@" >"$log" 2>&1 || true
   grep -E '^(not ok|# (tests|pass|fail|skipped|duration_ms))' "$log" || true
   if grep -q '^not ok' "$log"; then
-    echo "---- failures ($label) ----"; grep -A30 '^not ok' "$log" | head -200
+    echo "---- failures ($label) ----"; grep -A30 -E '^ *not ok' "$log" | head -200
   fi
   count_node "$log"
   rm -f "$log"

@@ -422,7 +422,7 @@ describe('regressions', () => {
     });
     try {
       await withPonder(() => {
-        const cfg = upstreamCfg(up, { timeout_ms: 10000, limits: { idle_timeout_ms: 300 } });
+        const cfg = upstreamCfg(up, { timeout_ms: 10000, limits: { idle_timeout_ms: 1000 } });
         cfg.routes = PASS_ROUTE;
         cfg.shutdown_grace_ms = 2000;
         return cfg;
@@ -434,10 +434,12 @@ describe('regressions', () => {
             JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'big please' }] })));
           await c.until(() => c.size > 0, 5000, 'first bytes');
           c.sock.pause();
-          // Longer than idle_timeout_ms (300) but under two timer periods, so both an
+          // Longer than idle_timeout_ms (1000) but under two timer periods, so both an
           // "idle means nothing queued" and a "close only a reader that makes no progress for a
-          // whole period" policy must deliver everything.
-          await sleep(450);
+          // whole period" policy must deliver everything. (The periods start when the reply is
+          // queued, a little before the first bytes arrive here: a slow machine, such as an
+          // ASan build under load, may take up to ~700 ms for that and still pass.)
+          await sleep(1300);
           c.sock.resume();
           const rs = await c.responses(1, ['POST'], 8000, 'the whole ~15 MB body');
           assert.equal(rs[0].status, 200, rs[0].head);
