@@ -10,6 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "buf.h"
+
 struct pd_access_log {
   int fd;      /* -1 = off */
   int owns_fd; /* close on pd_access_log_close (not stderr) */
@@ -66,35 +68,6 @@ static void w_puts(w_t *w, const char *s) {
   w_put(w, s, strlen(s));
 }
 
-/* Length of the valid UTF-8 sequence at p (at most n bytes), or 0 when invalid. */
-static size_t utf8_len(const unsigned char *p, size_t n) {
-  unsigned char c = p[0];
-  size_t len;
-  unsigned char lo = 0x80, hi = 0xBF;
-  if (c >= 0xC2 && c <= 0xDF)
-    len = 2;
-  else if (c >= 0xE0 && c <= 0xEF) {
-    len = 3;
-    if (c == 0xE0)
-      lo = 0xA0;
-    else if (c == 0xED)
-      hi = 0x9F; /* no UTF-16 surrogates */
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    len = 4;
-    if (c == 0xF0)
-      lo = 0x90;
-    else if (c == 0xF4)
-      hi = 0x8F;
-  } else
-    return 0;
-  if (n < len || p[1] < lo || p[1] > hi)
-    return 0;
-  for (size_t i = 2; i < len; i++)
-    if ((p[i] & 0xC0) != 0x80)
-      return 0;
-  return len;
-}
-
 /* A JSON string literal (or null); invalid UTF-8 bytes become U+FFFD. */
 static void w_json_str(w_t *w, const char *s) {
   if (!s) {
@@ -123,7 +96,7 @@ static void w_json_str(w_t *w, const char *s) {
       snprintf(hex, sizeof hex, "\\u%04x", c);
       esc = hex;
     } else if (c >= 0x80) {
-      size_t len = utf8_len(p + i, n - i);
+      size_t len = pd_utf8_seq(p + i, n - i);
       if (len) {
         i += len;
         continue; /* part of the plain run */

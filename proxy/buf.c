@@ -98,53 +98,94 @@ int pd_buf_append_long(pd_buf_t *b, long v) {
   return 0;
 }
 
+/* 0: copied as is; 1: a short escape; 2: \u00XX. */
+static const unsigned char JSON_ESC[256] = {
+    [0 ... 7] = 2, ['\b'] = 1, ['\t'] = 1,          ['\n'] = 1, [0x0b] = 2,
+    ['\f'] = 1,    ['\r'] = 1, [0x0e ... 0x1f] = 2, ['"'] = 1,  ['\\'] = 1,
+};
+
 int pd_buf_append_json_str(pd_buf_t *b, const char *s, size_t n) {
-  static const char hex[] = "0123456789abcdef";
-  /* Worst case every byte becomes \u00XX. */
-  char *p = pd_buf_reserve(b, n * 6 + 2);
-  if (!p)
+  /* Worst case: every byte as \u00XX. */
+  char *w = pd_buf_reserve(b, n * 6 + 2);
+  if (!w)
     return -1;
-  char *start = p;
+  char *p = w;
   *p++ = '"';
+  size_t run = 0;
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
-    switch (c) {
-    case '"':
-      *p++ = '\\';
-      *p++ = '"';
-      break;
-    case '\\':
-      *p++ = '\\';
-      *p++ = '\\';
-      break;
-    case '\n':
-      *p++ = '\\';
-      *p++ = 'n';
-      break;
-    case '\r':
-      *p++ = '\\';
-      *p++ = 'r';
-      break;
-    case '\t':
-      *p++ = '\\';
-      *p++ = 't';
-      break;
-    default:
-      if (c < 0x20) {
+    unsigned char e = JSON_ESC[c];
+    if (!e)
+      continue;
+    memcpy(p, s + run, i - run);
+    p += i - run;
+    run = i + 1;
+    *p++ = '\\';
+    if (e == 1) {
+      switch (c) {
+      case '"':
+        *p++ = '"';
+        break;
+      case '\\':
         *p++ = '\\';
-        *p++ = 'u';
-        *p++ = '0';
-        *p++ = '0';
-        *p++ = hex[c >> 4];
-        *p++ = hex[c & 15];
-      } else {
-        *p++ = (char)c;
+        break;
+      case '\b':
+        *p++ = 'b';
+        break;
+      case '\f':
+        *p++ = 'f';
+        break;
+      case '\n':
+        *p++ = 'n';
+        break;
+      case '\r':
+        *p++ = 'r';
+        break;
+      default:
+        *p++ = 't';
+        break;
       }
+    } else {
+      static const char hex[] = "0123456789ABCDEF";
+      memcpy(p, "u00", 3);
+      p[3] = hex[c >> 4];
+      p[4] = hex[c & 15];
+      p += 5;
     }
   }
+  memcpy(p, s + run, n - run);
+  p += n - run;
   *p++ = '"';
-  pd_buf_commit(b, (size_t)(p - start));
+  pd_buf_commit(b, (size_t)(p - w));
   return 0;
+}
+
+size_t pd_utf8_seq(const unsigned char *p, size_t n) {
+  unsigned char c = p[0], lo = 0x80, hi = 0xBF;
+  size_t len;
+  if (c >= 0xC2 && c <= 0xDF) {
+    len = 2;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    len = 3;
+    if (c == 0xE0)
+      lo = 0xA0;
+    else if (c == 0xED)
+      hi = 0x9F; /* no UTF-16 surrogates */
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    len = 4;
+    if (c == 0xF0)
+      lo = 0x90;
+    else if (c == 0xF4)
+      hi = 0x8F;
+  } else {
+    return 0;
+  }
+  if (n < len || p[1] < lo || p[1] > hi)
+    return 0;
+  for (size_t i = 2; i < len; i++)
+    if ((p[i] & 0xC0) != 0x80)
+      return 0;
+  return len;
 }
 
 void pd_buf_consume(pd_buf_t *b, size_t n) {

@@ -29,8 +29,13 @@ int pd_buf_appendf(pd_buf_t *b, const char *fmt, ...) __attribute__((format(prin
 size_t pd_fmt_long(char *out, long v);
 /* Appends v in decimal. */
 int pd_buf_append_long(pd_buf_t *b, long v);
-/* Appends s as a JSON string literal (with quotes and escapes). */
+/* Appends s as a JSON string literal, escaped as jansson's json_dumps does: '"', '\\' and the
+ * short forms \b \f \n \r \t, other control bytes as \u00XX (upper-case hex), everything else
+ * (UTF-8 included) as is. */
 int pd_buf_append_json_str(pd_buf_t *b, const char *s, size_t n);
+/* Length of the well-formed UTF-8 sequence at p (n bytes available, p[0] >= 0x80), or 0 for
+ * an invalid one (overlong forms, UTF-16 surrogates and values above U+10FFFF included). */
+size_t pd_utf8_seq(const unsigned char *p, size_t n);
 /* Drops n bytes from the front. */
 void pd_buf_consume(pd_buf_t *b, size_t n);
 void pd_buf_reset(pd_buf_t *b);

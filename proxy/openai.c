@@ -185,69 +185,6 @@ int pd_json_check_object(const char *b, size_t n) {
 
 /* ---- a compact JSON writer ------------------------------------------------------------------ */
 
-/* 0: copied as is; 1: a short escape; 2: \u00XX. */
-static const unsigned char JSON_ESC[256] = {
-    2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 2, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
-    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
-};
-
-static int write_json_string(pd_buf_t *out, const char *s, size_t n) {
-  /* Worst case: every byte as \u00XX. */
-  char *w = pd_buf_reserve(out, n * 6 + 2);
-  if (!w)
-    return -1;
-  char *p = w;
-  *p++ = '"';
-  size_t run = 0;
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)s[i];
-    unsigned char e = JSON_ESC[c];
-    if (!e)
-      continue;
-    memcpy(p, s + run, i - run);
-    p += i - run;
-    run = i + 1;
-    *p++ = '\\';
-    if (e == 1) {
-      switch (c) {
-      case '"':
-        *p++ = '"';
-        break;
-      case '\\':
-        *p++ = '\\';
-        break;
-      case '\b':
-        *p++ = 'b';
-        break;
-      case '\f':
-        *p++ = 'f';
-        break;
-      case '\n':
-        *p++ = 'n';
-        break;
-      case '\r':
-        *p++ = 'r';
-        break;
-      default:
-        *p++ = 't';
-        break;
-      }
-    } else {
-      static const char hex[] = "0123456789ABCDEF";
-      memcpy(p, "u00", 3);
-      p[3] = hex[c >> 4];
-      p[4] = hex[c & 15];
-      p += 5;
-    }
-  }
-  memcpy(p, s + run, n - run);
-  p += n - run;
-  *p++ = '"';
-  pd_buf_commit(out, (size_t)(p - w));
-  return 0;
-}
-
 static int write_json(pd_buf_t *out, const json_t *v, int depth) {
   if (depth > PD_JSON_WRITE_MAX_DEPTH)
     return -1;
@@ -261,7 +198,7 @@ static int write_json(pd_buf_t *out, const json_t *v, int depth) {
       if (!first && pd_buf_append(out, ",", 1) < 0)
         return -1;
       first = 0;
-      if (write_json_string(out, json_object_iter_key(it), json_object_iter_key_len(it)) < 0 ||
+      if (pd_buf_append_json_str(out, json_object_iter_key(it), json_object_iter_key_len(it)) < 0 ||
           pd_buf_append(out, ":", 1) < 0 ||
           write_json(out, json_object_iter_value(it), depth + 1) < 0)
         return -1;
@@ -280,7 +217,7 @@ static int write_json(pd_buf_t *out, const json_t *v, int depth) {
     return pd_buf_append(out, "]", 1);
   }
   case JSON_STRING:
-    return write_json_string(out, json_string_value(v), json_string_length(v));
+    return pd_buf_append_json_str(out, json_string_value(v), json_string_length(v));
   case JSON_INTEGER: {
     char num[24];
     size_t k = pd_fmt_long(num, (long)json_integer_value(v));
@@ -366,35 +303,6 @@ static int hex4(const unsigned char *p, const unsigned char *e, unsigned *out) {
   return 0;
 }
 
-/* Length of the valid UTF-8 sequence at p (at most n bytes; p[0] >= 0x80), or 0. */
-static size_t utf8_seq(const unsigned char *p, size_t n) {
-  unsigned char c = p[0], lo = 0x80, hi = 0xBF;
-  size_t len;
-  if (c >= 0xC2 && c <= 0xDF) {
-    len = 2;
-  } else if (c >= 0xE0 && c <= 0xEF) {
-    len = 3;
-    if (c == 0xE0)
-      lo = 0xA0;
-    else if (c == 0xED)
-      hi = 0x9F;
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    len = 4;
-    if (c == 0xF0)
-      lo = 0x90;
-    else if (c == 0xF4)
-      hi = 0x8F;
-  } else {
-    return 0;
-  }
-  if (n < len || p[1] < lo || p[1] > hi)
-    return 0;
-  for (size_t i = 2; i < len; i++)
-    if ((p[i] & 0xC0) != 0x80)
-      return 0;
-  return len;
-}
-
 static int jsc_string(jsc_t *s, jsc_val_t *v) {
   const unsigned char *p = (const unsigned char *)s->p + 1, *e = (const unsigned char *)s->e;
   const unsigned char *start = p;
@@ -441,7 +349,7 @@ static int jsc_string(jsc_t *s, jsc_val_t *v) {
       }
       continue;
     }
-    size_t l = utf8_seq(p, (size_t)(e - p));
+    size_t l = pd_utf8_seq(p, (size_t)(e - p));
     if (!l)
       return -1;
     p += l;
