@@ -345,25 +345,25 @@ static void on_conn_handle_closed(uv_handle_t *h) {
   part_closed(b);
 }
 
-static void idle_unlink(conn_t *c) {
-  if (!c->idle)
-    return;
-  conn_t **pp = &c->o->idle;
+/* Takes c off a list linked through lnext (its origin's idle or resolve-wait list). */
+static void lnext_unlink(conn_t **head, conn_t *c) {
+  conn_t **pp = head;
   while (*pp && *pp != c)
     pp = &(*pp)->lnext;
   if (*pp)
     *pp = c->lnext;
   c->lnext = NULL;
+}
+
+static void idle_unlink(conn_t *c) {
+  if (!c->idle)
+    return;
+  lnext_unlink(&c->o->idle, c);
   c->idle = 0;
 }
 
 static void resolve_unlink(conn_t *c) {
-  conn_t **pp = &c->o->resolve_wait;
-  while (*pp && *pp != c)
-    pp = &(*pp)->lnext;
-  if (*pp)
-    *pp = c->lnext;
-  c->lnext = NULL;
+  lnext_unlink(&c->o->resolve_wait, c);
 }
 
 /* Closes a connection its transfer has already left (c->x == NULL), without giving its slot to
@@ -915,8 +915,13 @@ static void conn_send(conn_t *c) {
     memcpy(p, x->hdrs, x->hdrs_len);
     p += x->hdrs_len;
   }
-  if (x->send_length)
-    p += sprintf(p, "Content-Length: %zu\r\n", x->body_len);
+  if (x->send_length) {
+    memcpy(p, "Content-Length: ", 16);
+    p += 16;
+    p += pd_fmt_long(p, (long)x->body_len);
+    *p++ = '\r';
+    *p++ = '\n';
+  }
   *p++ = '\r';
   *p++ = '\n';
   pd_buf_commit(&c->out, (size_t)(p - w));
