@@ -429,6 +429,24 @@ typedef int (*jsc_elem_fn)(void *ud, jsc_t *s);
 
 static int jsc_value(jsc_t *s, jsc_val_t *v);
 
+/* After a member or element: 1 after a ',' (another follows), 0 after `close` (the container
+ * ends), -1 for anything else. */
+static int jsc_after_item(jsc_t *s, char close) {
+  jsc_ws(s);
+  if (s->p >= s->e)
+    return -1;
+  if (*s->p == ',') {
+    s->p++;
+    jsc_ws(s);
+    return 1;
+  }
+  if (*s->p != close)
+    return -1;
+  s->p++;
+  s->depth--;
+  return 0;
+}
+
 /* An object at s->p == '{'. fn gets each key with s->p at the value and must consume it. */
 static int jsc_object(jsc_t *s, jsc_member_fn fn, void *ud) {
   if (++s->depth > JSC_MAX_DEPTH)
@@ -457,19 +475,9 @@ static int jsc_object(jsc_t *s, jsc_member_fn fn, void *ud) {
       if (jsc_value(s, &v) < 0)
         return -1;
     }
-    jsc_ws(s);
-    if (s->p >= s->e)
-      return -1;
-    if (*s->p == ',') {
-      s->p++;
-      jsc_ws(s);
-      continue;
-    }
-    if (*s->p != '}')
-      return -1;
-    s->p++;
-    s->depth--;
-    return 0;
+    int more = jsc_after_item(s, '}');
+    if (more <= 0)
+      return more;
   }
 }
 
@@ -493,19 +501,9 @@ static int jsc_array(jsc_t *s, jsc_elem_fn fn, void *ud) {
       if (jsc_value(s, &v) < 0)
         return -1;
     }
-    jsc_ws(s);
-    if (s->p >= s->e)
-      return -1;
-    if (*s->p == ',') {
-      s->p++;
-      jsc_ws(s);
-      continue;
-    }
-    if (*s->p != ']')
-      return -1;
-    s->p++;
-    s->depth--;
-    return 0;
+    int more = jsc_after_item(s, ']');
+    if (more <= 0)
+      return more;
   }
 }
 
