@@ -620,14 +620,16 @@ static int on_sse_event(void *ud, const char *data, size_t len) {
   ex_t *ex = ch->ex;
   if (len == 6 && memcmp(data, "[DONE]", 6) == 0)
     return 0;
-  json_error_t jerr;
-  json_t *j = json_loadb(data, len, 0, &jerr);
+  json_t *j = pd_json_load_reply(data, len);
   if (!j) {
     ex_fail(ex, 502, "The upstream sent a stream event that is not valid JSON.", "upstream_error",
             "upstream_error");
     return 1;
   }
   if (pd_openai_is_error(j)) {
+    /* The error goes to the client whole, not as the engine's cut-down tree. */
+    json_decref(j);
+    j = json_loadb(data, len, 0, NULL);
     char *s = json_dumps(j, JSON_COMPACT);
     ex_fail_body(ex, 502, s, s ? strlen(s) : 0, NULL, "The upstream reported an error.",
                  "upstream_error", "upstream_error");
@@ -710,7 +712,7 @@ static void chain_on_done(void *ud, int result, const char *errmsg) {
       goto out;
     pd_engine_on_call_end(ch->eng, on_emit, ch);
   } else {
-    json_t *j = json_loadb(pd_buf_data(&ch->body), ch->body.len, 0, NULL);
+    json_t *j = pd_json_load_reply(pd_buf_data(&ch->body), ch->body.len);
     int rc = j ? pd_engine_on_response(ch->eng, j, on_emit, ch) : -1;
     json_decref(j);
     if (rc < 0) {
@@ -743,9 +745,8 @@ static void chain_next(chain_t *ch) {
       ex_complete(ex);
     return;
   }
-  size_t body_len = 0;
-  char *body = json_text(call.body, &body_len);
-  json_decref(call.body);
+  size_t body_len = call.body_len;
+  char *body = call.body;
   char url[2048];
   snprintf(url, sizeof url, "%s%s", ex->ucfg->base_url, call.path);
   static const pd_xfer_cbs_t cbs = {chain_on_head, chain_on_data, chain_on_done};
@@ -1337,7 +1338,7 @@ void pd_exchange_dispatch(void *ud, pd_req_t *r) {
       return;
     }
     json_error_t jerr;
-    ex->body = json_loadb(pd_buf_data(&r->body), r->body.len, 0, &jerr);
+    ex->body = pd_json_load(pd_buf_data(&r->body), r->body.len, &jerr);
     if (!json_is_object(ex->body)) {
       char m[300];
       snprintf(m, sizeof m,

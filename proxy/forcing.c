@@ -206,6 +206,7 @@ void pd_engine_free(pd_engine_t *e) {
   free(e->c.limit_param);
   free(e->c.limits);
   pd_text_free(&e->c.transcript);
+  pd_chain_free_text(&e->c);
   pd_text_free(&e->content);
   pd_text_free(&e->reasoning);
   json_decref(e->tool_calls);
@@ -220,11 +221,16 @@ int pd_engine_next(pd_engine_t *e, pd_call_t *call) {
   if (e->state == ST_WAITING)
     return -1;
   int answer = e->state == ST_ANSWER;
-  json_t *body = e->plain ? pd_mode_plain_body(&e->c)
-                 : answer ? e->ops->answer_body(&e->c)
-                          : e->ops->think_body(&e->c);
-  if (!body)
+  pd_buf_t b;
+  pd_buf_init(&b);
+  int rc = e->plain ? pd_mode_plain_body(&e->c, &b)
+           : answer ? e->ops->answer_body(&e->c, &b)
+                    : e->ops->think_body(&e->c, &b);
+  char *body = rc == 0 ? pd_buf_steal(&b, &call->body_len) : NULL;
+  if (!body) {
+    pd_buf_free(&b);
     return -1;
+  }
   acc_reset(&e->cur);
   e->cur.answer = answer;
   if (!answer)

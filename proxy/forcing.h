@@ -27,9 +27,10 @@ typedef struct pd_engine_opts {
 /* One upstream call the engine wants made. */
 typedef struct pd_call {
   const char *path; /* relative to the upstream base_url: "/chat/completions" or "/completions" */
-  json_t *body;     /* new reference: the caller owns it and decrefs it */
-  int is_answer;    /* 1 for the final answer call */
-  int index;        /* 1-based call number within this chain */
+  char *body;       /* JSON text (NUL-terminated), malloc'd: the caller owns and frees it */
+  size_t body_len;
+  int is_answer; /* 1 for the final answer call */
+  int index;     /* 1-based call number within this chain */
 } pd_call_t;
 
 typedef enum {

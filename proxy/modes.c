@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "openai.h"
+
 /* ---- text ---- */
 
 int pd_text_append(pd_text_t *t, const char *s, size_t n) {
@@ -234,12 +236,93 @@ static json_t *chat_mprime(const pd_chain_t *c) {
   return msgs;
 }
 
-/* Appends, for each earlier thinking call j < upto, assistant s_j + "\n" + wait and user
- * continue. The pair after call j prompts call j + 1, so it is substituted with that call's
- * limit. */
-static int chat_pairs(json_t *msgs, const pd_chain_t *c, int upto) {
+/* ---- body text ----
+ * Bodies go out as JSON text. Chat mode keeps the parts that every call repeats as text in the
+ * chain (the client's members, M', the pairs so far), so a call costs one copy and the new pair;
+ * the other modes build a tree and write it. */
+
+static int put_str(pd_buf_t *b, const char *s, size_t n) {
+  return pd_buf_append_json_str(b, s, n);
+}
+
+/* "key": */
+static int put_key(pd_buf_t *b, const char *key) {
+  return put_str(b, key, strlen(key)) < 0 || pd_buf_append(b, ":", 1) < 0 ? -1 : 0;
+}
+
+static int put_tree(pd_buf_t *b, json_t *v) {
+  int rc = v ? pd_json_write(b, v) : -1;
+  json_decref(v);
+  return rc;
+}
+
+static int in_list(const char *key, const char *const *list, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (!strcmp(key, list[i]))
+      return 1;
+  return 0;
+}
+
+/* "{" + the client's members but those in skip (and, with drop_null_limits, a max_tokens or
+ * max_completion_tokens that is not an integer), then model and the stream settings, then
+ * "messages":[ and M'. What base_body and the strip/limit steps do to a tree. */
+static int put_head(pd_buf_t *b, pd_chain_t *c, const char *const *skip, size_t nskip,
+                    int drop_null_limits) {
+  const char *key;
+  json_t *v;
+  if (pd_buf_append(b, "{", 1) < 0)
+    return -1;
+  json_object_foreach(c->request, key, v) {
+    if (in_list(key, skip, nskip))
+      continue;
+    if (drop_null_limits && !json_is_integer(v) &&
+        (!strcmp(key, "max_tokens") || !strcmp(key, "max_completion_tokens")))
+      continue;
+    if (put_key(b, key) < 0 || pd_json_write(b, v) < 0 || pd_buf_append(b, ",", 1) < 0)
+      return -1;
+  }
+  if (put_key(b, "model") < 0 || put_str(b, c->upstream_model, strlen(c->upstream_model)) < 0)
+    return -1;
+  if (c->stream &&
+      pd_buf_appends(b, ",\"stream\":true,\"stream_options\":{\"include_usage\":true}") < 0)
+    return -1;
+  if (pd_buf_appends(b, ",\"messages\":[") < 0)
+    return -1;
+  if (!c->mprime_ok) {
+    /* M' once per chain: the client's messages with the think prompt on the last user one. */
+    json_t *msgs = chat_mprime(c);
+    size_t i;
+    json_t *m;
+    if (!msgs)
+      return -1;
+    json_array_foreach(msgs, i, m) {
+      if ((i && pd_buf_append(&c->mprime, ",", 1) < 0) || pd_json_write(&c->mprime, m) < 0) {
+        json_decref(msgs);
+        return -1;
+      }
+    }
+    json_decref(msgs);
+    c->mprime_ok = 1;
+  }
+  return pd_buf_append(b, pd_buf_data(&c->mprime), c->mprime.len);
+}
+
+/* {"role":role,"content":text} after a comma. */
+static int put_message(pd_buf_t *b, const char *role, const char *text, size_t n) {
+  return pd_buf_appends(b, ",{\"role\":\"") < 0 || pd_buf_appends(b, role) < 0 ||
+                 pd_buf_appends(b, "\",\"content\":") < 0 || put_str(b, text, n) < 0 ||
+                 pd_buf_append(b, "}", 1) < 0
+             ? -1
+             : 0;
+}
+
+/* Extends the cached pairs to `upto`: for each thinking call j, assistant s_j + "\n" + wait and
+ * user continue. The pair after call j prompts call j + 1, so it is substituted with that call's
+ * limit (known once call j + 1 is built). */
+static int chat_pairs(pd_chain_t *c, int upto) {
   const pd_policy_t *p = c->policy;
-  for (int j = 0; j < upto; j++) {
+  pd_chain_t *k = c;
+  for (int j = k->npairs; j < upto; j++) {
     pd_text_t a = {0}, u = {0};
     json_t *seg = json_array_get(c->segments, (size_t)j);
     long limit = c->limits[j + 1];
@@ -247,55 +330,80 @@ static int chat_pairs(json_t *msgs, const pd_chain_t *c, int upto) {
                      pd_text_appends(&a, "\n") < 0 ||
                      append_subst(&a, p->prompts.wait, limit, c->answer_limit) < 0 ||
                      append_subst(&u, p->prompts.cont, limit, c->answer_limit) < 0 ||
-                     json_array_append_new(msgs, message("assistant", &a)) < 0 ||
-                     json_array_append_new(msgs, message("user", &u)) < 0
+                     put_message(&k->pairs, "assistant", pd_text_str(&a), a.len) < 0 ||
+                     put_message(&k->pairs, "user", pd_text_str(&u), u.len) < 0
                  ? -1
                  : 0;
     pd_text_free(&a);
     pd_text_free(&u);
     if (rc < 0)
       return -1;
+    k->npairs = j + 1;
   }
+  return k->npairs == upto ? 0 : -1;
+}
+
+/* Thinking calls carry the sampling fields but none of the client's answer-shaping ones. */
+static const char *const think_skip[] = {"n",
+                                         "ponder",
+                                         "model",
+                                         "stream",
+                                         "stream_options",
+                                         "messages",
+                                         "tools",
+                                         "tool_choice",
+                                         "parallel_tool_calls",
+                                         "functions",
+                                         "function_call",
+                                         "response_format",
+                                         "logprobs",
+                                         "top_logprobs",
+                                         "stop",
+                                         "max_tokens",
+                                         "max_completion_tokens"};
+
+static int chat_think_body(pd_chain_t *c, pd_buf_t *b) {
+  pd_chain_t *k = c;
+  if (!k->think_head_ok) {
+    if (put_head(&k->think_head, c, think_skip, sizeof think_skip / sizeof *think_skip, 0) < 0)
+      return -1;
+    k->think_head_ok = 1;
+  }
+  if (chat_pairs(c, c->think_calls) < 0 ||
+      !pd_buf_reserve(b, k->think_head.len + k->pairs.len + 48) ||
+      pd_buf_append(b, pd_buf_data(&k->think_head), k->think_head.len) < 0 ||
+      pd_buf_append(b, pd_buf_data(&k->pairs), k->pairs.len) < 0 || pd_buf_append(b, "],", 2) < 0 ||
+      put_key(b, c->limit_param) < 0 || pd_buf_append_long(b, c->limits[c->think_calls]) < 0 ||
+      pd_buf_append(b, "}", 1) < 0)
+    return -1;
   return 0;
 }
 
-static json_t *chat_think_body(const pd_chain_t *c) {
-  json_t *b = base_body(c);
-  json_t *msgs = b ? chat_mprime(c) : NULL;
-  if (!msgs || strip_for_thinking(b, c, c->limits[c->think_calls]) < 0 ||
-      chat_pairs(msgs, c, c->think_calls) < 0 || json_object_set(b, "messages", msgs) < 0) {
-    json_decref(msgs);
-    json_decref(b);
-    return NULL;
-  }
-  json_decref(msgs);
-  return b;
-}
-
-static json_t *chat_answer_body(const pd_chain_t *c) {
-  json_t *b = base_body(c);
-  json_t *msgs = b ? chat_mprime(c) : NULL;
+/* The answer call keeps the client's own limit; without one it gets answer_budget. */
+static int chat_answer_body(pd_chain_t *c, pd_buf_t *b) {
+  static const char *const skip[] = {"n",      "ponder",         "model",
+                                     "stream", "stream_options", "messages"};
   int n = c->think_calls;
-  pd_text_t last = {0}, ask = {0};
+  pd_text_t ask = {0};
   json_t *seg = json_array_get(c->segments, (size_t)(n - 1));
-  int rc =
-      !msgs || answer_limit(b, c) < 0 || chat_pairs(msgs, c, n - 1) < 0 ||
-              pd_text_append(&last, str(json_string_value(seg)), json_string_length(seg)) < 0 ||
-              append_subst(&ask, c->policy->prompts.answer, c->policy->think_budget,
-                           c->answer_limit) < 0 ||
-              json_array_append_new(msgs, message("assistant", &last)) < 0 ||
-              json_array_append_new(msgs, message("user", &ask)) < 0 ||
-              json_object_set(b, "messages", msgs) < 0
-          ? -1
-          : 0;
-  pd_text_free(&last);
+  int has_limit = json_is_integer(json_object_get(c->request, "max_tokens")) ||
+                  json_is_integer(json_object_get(c->request, "max_completion_tokens"));
+  int rc = put_head(b, c, skip, sizeof skip / sizeof *skip, 1) < 0 ||
+                   chat_pairs(c, n > 0 ? n - 1 : 0) < 0 ||
+                   pd_buf_append(b, pd_buf_data(&c->pairs), c->pairs.len) < 0 ||
+                   put_message(b, "assistant", str(json_string_value(seg)),
+                               json_string_length(seg)) < 0 ||
+                   append_subst(&ask, c->policy->prompts.answer, c->policy->think_budget,
+                                c->answer_limit) < 0 ||
+                   put_message(b, "user", pd_text_str(&ask), ask.len) < 0 ||
+                   pd_buf_append(b, "]", 1) < 0 ||
+                   (!has_limit && (pd_buf_append(b, ",", 1) < 0 || put_key(b, c->limit_param) < 0 ||
+                                   pd_buf_append_long(b, c->policy->answer_budget) < 0)) ||
+                   pd_buf_append(b, "}", 1) < 0
+               ? -1
+               : 0;
   pd_text_free(&ask);
-  json_decref(msgs);
-  if (rc < 0) {
-    json_decref(b);
-    return NULL;
-  }
-  return b;
+  return rc;
 }
 
 static int chat_add_reply(pd_chain_t *c, const char *s, size_t n) {
@@ -356,23 +464,23 @@ static int stop_think_close(json_t *b, const pd_policy_t *p) {
   return stop ? json_object_set_new(b, "stop", stop) : -1;
 }
 
-static json_t *prefill_think_body(const pd_chain_t *c) {
+static int prefill_think_body(pd_chain_t *c, pd_buf_t *out) {
   json_t *b = base_body(c);
   if (!b || strip_for_thinking(b, c, c->limits[c->think_calls]) < 0 ||
       stop_think_close(b, c->policy) < 0 || prefill_messages(b, c, 0) < 0) {
     json_decref(b);
-    return NULL;
+    return -1;
   }
-  return b;
+  return put_tree(out, b);
 }
 
-static json_t *prefill_answer_body(const pd_chain_t *c) {
+static int prefill_answer_body(pd_chain_t *c, pd_buf_t *out) {
   json_t *b = base_body(c);
   if (!b || answer_limit(b, c) < 0 || prefill_messages(b, c, 1) < 0) {
     json_decref(b);
-    return NULL;
+    return -1;
   }
-  return b;
+  return put_tree(out, b);
 }
 
 static int transcript_add_reply(pd_chain_t *c, const char *s, size_t n) {
@@ -448,12 +556,12 @@ static json_t *completions_body(const pd_chain_t *c, int answer) {
   return b;
 }
 
-static json_t *completions_think_body(const pd_chain_t *c) {
-  return completions_body(c, 0);
+static int completions_think_body(pd_chain_t *c, pd_buf_t *out) {
+  return put_tree(out, completions_body(c, 0));
 }
 
-static json_t *completions_answer_body(const pd_chain_t *c) {
-  return completions_body(c, 1);
+static int completions_answer_body(pd_chain_t *c, pd_buf_t *out) {
+  return put_tree(out, completions_body(c, 1));
 }
 
 /* ---- the table ---- */
@@ -475,6 +583,12 @@ const pd_mode_ops_t *pd_mode_ops(pd_mode_t mode) {
 }
 
 /* The unforced call: the client's body as it is, apart from model, n, ponder and streaming. */
-json_t *pd_mode_plain_body(const pd_chain_t *c) {
-  return base_body(c);
+int pd_mode_plain_body(pd_chain_t *c, pd_buf_t *out) {
+  return put_tree(out, base_body(c));
+}
+
+void pd_chain_free_text(pd_chain_t *c) {
+  pd_buf_free(&c->think_head);
+  pd_buf_free(&c->mprime);
+  pd_buf_free(&c->pairs);
 }

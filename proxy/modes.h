@@ -7,6 +7,7 @@
 #include <jansson.h>
 #include <stddef.h>
 
+#include "buf.h"
 #include "config.h"
 
 /* A growable NUL-terminated string (s is NULL until the first append). */
@@ -38,16 +39,21 @@ typedef struct pd_chain {
   pd_text_t transcript; /* prefill/completions: the replies and waits, verbatim */
   int last_length;      /* the last thinking call ended with finish_reason "length" */
   int cut;              /* thinking was cut at a budget */
+  /* chat: the body text every call repeats, built on first use (pd_chain_free_text frees it) */
+  pd_buf_t think_head; /* a thinking call's body up to and including M' */
+  pd_buf_t mprime;     /* M' as JSON array elements */
+  pd_buf_t pairs;      /* ",{assistant},{user}" for the first npairs thinking calls */
+  int think_head_ok, mprime_ok, npairs;
 } pd_chain_t;
 
 typedef struct pd_mode_ops {
   const char *path; /* upstream path relative to base_url */
   int text_reply;   /* replies carry choices[0].text (completions) rather than message/delta */
-  /* Body of thinking call c->think_calls + 1 (limit c->limits[c->think_calls]); new reference
-   * or NULL on allocation failure. */
-  json_t *(*think_body)(const pd_chain_t *c);
-  /* Body of the answer call (after c->think_calls thinking calls). */
-  json_t *(*answer_body)(const pd_chain_t *c);
+  /* Appends the JSON body of thinking call c->think_calls + 1 (limit c->limits[c->think_calls])
+   * to out. Returns 0, or -1 on allocation failure. */
+  int (*think_body)(pd_chain_t *c, pd_buf_t *out);
+  /* The same for the answer call (after c->think_calls thinking calls). */
+  int (*answer_body)(pd_chain_t *c, pd_buf_t *out);
   /* Records the reply s_k of the thinking call that just ended. Returns 0 or -1. */
   int (*add_reply)(pd_chain_t *c, const char *s, size_t n);
   /* Another thinking call follows one that ended with finish_reason `finish` (never NULL). Fills
@@ -59,8 +65,11 @@ typedef struct pd_mode_ops {
 /* The table of a mode. */
 const pd_mode_ops_t *pd_mode_ops(pd_mode_t mode);
 
-/* Body of the single call of an unforced chain (rounds 0, or the last message not from the
- * user): the client's body with only model, n, ponder and stream settings changed. */
-json_t *pd_mode_plain_body(const pd_chain_t *c);
+/* Appends the body of the single call of an unforced chain (rounds 0, or the last message not
+ * from the user): the client's body with only model, n, ponder and stream settings changed. */
+int pd_mode_plain_body(pd_chain_t *c, pd_buf_t *out);
+
+/* Frees the cached body text of a chain. */
+void pd_chain_free_text(pd_chain_t *c);
 
 #endif

@@ -731,6 +731,254 @@ int pd_chat_req_scan(const char *b, size_t n, pd_chat_req_t *out) {
   return 1;
 }
 
+/* ---- upstream reply reader (pd_json_load_reply) ---------------------------------------------
+ * The jsc rules again, now building jansson values, but only for the members the forcing engine
+ * reads. Whatever jsc is unsure of (escaped keys, long numbers, deep nesting, a top level that
+ * is not an object) goes to json_loadb, which then decides. */
+
+enum { RK_ALL, RK_OBJ, RK_FIRST };
+
+typedef struct rkeep {
+  const char *key;
+  size_t len;
+  int kind;                /* RK_ALL: the whole value; RK_OBJ: an object built per sub;
+                              RK_FIRST: an array of which only element 0 is built, per sub */
+  const struct rkeep *sub; /* terminated by a NULL key */
+} rkeep_t;
+
+static const rkeep_t reply_msg[] = {{"content", 7, RK_ALL, NULL},
+                                    {"reasoning_content", 17, RK_ALL, NULL},
+                                    {"reasoning", 9, RK_ALL, NULL},
+                                    {"tool_calls", 10, RK_ALL, NULL},
+                                    {NULL, 0, 0, NULL}};
+static const rkeep_t reply_choice[] = {{"message", 7, RK_OBJ, reply_msg},
+                                       {"delta", 5, RK_OBJ, reply_msg},
+                                       {"text", 4, RK_ALL, NULL},
+                                       {"finish_reason", 13, RK_ALL, NULL},
+                                       {NULL, 0, 0, NULL}};
+static const rkeep_t reply_top[] = {{"choices", 7, RK_FIRST, reply_choice},
+                                    {"usage", 5, RK_ALL, NULL},
+                                    {"error", 5, RK_ALL, NULL},
+                                    {NULL, 0, 0, NULL}};
+
+/* Decodes the escapes of a string jsc_string accepted into out (at least len bytes). */
+static size_t jsc_unescape(const char *raw, size_t len, char *out) {
+  const unsigned char *p = (const unsigned char *)raw, *e = p + len;
+  char *o = out;
+  while (p < e) {
+    if (*p != '\\') {
+      *o++ = (char)*p++;
+      continue;
+    }
+    p++;
+    char c = (char)*p++;
+    switch (c) {
+    case 'b':
+      *o++ = '\b';
+      break;
+    case 'f':
+      *o++ = '\f';
+      break;
+    case 'n':
+      *o++ = '\n';
+      break;
+    case 'r':
+      *o++ = '\r';
+      break;
+    case 't':
+      *o++ = '\t';
+      break;
+    case 'u': {
+      unsigned u, u2;
+      hex4(p, e, &u);
+      p += 4;
+      if (u >= 0xD800 && u <= 0xDBFF) {
+        hex4(p + 2, e, &u2);
+        p += 6;
+        u = 0x10000 + ((u - 0xD800) << 10) + (u2 - 0xDC00);
+      }
+      if (u < 0x80) {
+        *o++ = (char)u;
+      } else if (u < 0x800) {
+        *o++ = (char)(0xC0 | (u >> 6));
+        *o++ = (char)(0x80 | (u & 0x3F));
+      } else if (u < 0x10000) {
+        *o++ = (char)(0xE0 | (u >> 12));
+        *o++ = (char)(0x80 | ((u >> 6) & 0x3F));
+        *o++ = (char)(0x80 | (u & 0x3F));
+      } else {
+        *o++ = (char)(0xF0 | (u >> 18));
+        *o++ = (char)(0x80 | ((u >> 12) & 0x3F));
+        *o++ = (char)(0x80 | ((u >> 6) & 0x3F));
+        *o++ = (char)(0x80 | (u & 0x3F));
+      }
+      break;
+    }
+    default: /* '"', '\\', '/' */
+      *o++ = c;
+    }
+  }
+  return (size_t)(o - out);
+}
+
+static json_t *jsc_string_json(const jsc_val_t *v) {
+  if (!v->esc)
+    return json_stringn_nocheck(v->str, v->len);
+  char small[256];
+  char *buf = v->len <= sizeof small ? small : malloc(v->len);
+  if (!buf)
+    return NULL;
+  json_t *j = json_stringn_nocheck(buf, jsc_unescape(v->str, v->len, buf));
+  if (buf != small)
+    free(buf);
+  return j;
+}
+
+static json_t *jsc_build(jsc_t *s, const rkeep_t *spec, int kind);
+
+/* The members of an object at s->p == '{': those in spec built (escaped keys: unsure), the others
+ * checked and skipped; spec NULL builds every member. */
+static json_t *jsc_build_object(jsc_t *s, const rkeep_t *spec) {
+  if (++s->depth > JSC_MAX_DEPTH)
+    return NULL;
+  json_t *o = json_object();
+  if (!o)
+    return NULL;
+  s->p++;
+  jsc_ws(s);
+  if (s->p < s->e && *s->p == '}') {
+    s->p++;
+    s->depth--;
+    return o;
+  }
+  for (;;) {
+    jsc_val_t key;
+    if (s->p >= s->e || *s->p != '"' || jsc_string(s, &key) < 0 || key.esc)
+      goto fail;
+    jsc_ws(s);
+    if (s->p >= s->e || *s->p != ':')
+      goto fail;
+    s->p++;
+    jsc_ws(s);
+    const rkeep_t *k = spec;
+    while (k && k->key && !key_is(&key, k->key, k->len))
+      k++;
+    if (k && !k->key) {
+      jsc_val_t v;
+      if (jsc_value(s, &v) < 0)
+        goto fail;
+    } else {
+      json_t *v = jsc_build(s, k ? k->sub : NULL, k ? k->kind : RK_ALL);
+      if (!v || json_object_setn_new_nocheck(o, key.str, key.len, v) < 0)
+        goto fail;
+    }
+    int more = jsc_after_item(s, '}');
+    if (more < 0)
+      goto fail;
+    if (more == 0)
+      return o;
+  }
+fail:
+  json_decref(o);
+  return NULL;
+}
+
+/* An array at s->p == '[': every element built, or only element 0 (per spec) when first. */
+static json_t *jsc_build_array(jsc_t *s, const rkeep_t *spec, int first) {
+  if (++s->depth > JSC_MAX_DEPTH)
+    return NULL;
+  json_t *a = json_array();
+  if (!a)
+    return NULL;
+  s->p++;
+  jsc_ws(s);
+  if (s->p < s->e && *s->p == ']') {
+    s->p++;
+    s->depth--;
+    return a;
+  }
+  for (size_t i = 0;; i++) {
+    if (first && i > 0) {
+      jsc_val_t v;
+      if (jsc_value(s, &v) < 0)
+        goto fail;
+    } else {
+      json_t *v = jsc_build(s, spec, first ? RK_OBJ : RK_ALL);
+      if (!v || json_array_append_new(a, v) < 0)
+        goto fail;
+    }
+    int more = jsc_after_item(s, ']');
+    if (more < 0)
+      goto fail;
+    if (more == 0)
+      return a;
+  }
+fail:
+  json_decref(a);
+  return NULL;
+}
+
+/* One value at s->p. kind says how much of it to build (an RK_OBJ or RK_FIRST spec applies only
+ * when the value is an object or an array respectively; any other value is built whole). */
+static json_t *jsc_build(jsc_t *s, const rkeep_t *spec, int kind) {
+  if (s->p >= s->e)
+    return NULL;
+  char c = *s->p;
+  if (c == '{')
+    return jsc_build_object(s, kind == RK_OBJ ? spec : NULL);
+  if (c == '[')
+    return jsc_build_array(s, kind == RK_FIRST ? spec : NULL, kind == RK_FIRST);
+  const char *start = s->p;
+  jsc_val_t v;
+  if (jsc_value(s, &v) < 0)
+    return NULL;
+  switch (v.type) {
+  case JT_STR:
+    return jsc_string_json(&v);
+  case JT_INT:
+    return json_integer((json_int_t)v.ival);
+  case JT_REAL: {
+    char num[64];
+    size_t n = (size_t)(s->p - start);
+    if (n >= sizeof num)
+      return NULL;
+    memcpy(num, start, n);
+    num[n] = '\0';
+    return json_real(strtod(num, NULL));
+  }
+  case JT_TRUE:
+    return json_true();
+  case JT_FALSE:
+    return json_false();
+  default:
+    return json_null();
+  }
+}
+
+/* An object read per spec (NULL: whole), else whatever json_loadb makes of the text. */
+static json_t *load_object(const char *b, size_t n, const rkeep_t *spec, json_error_t *err) {
+  jsc_t s = {b, b + n, 0};
+  jsc_ws(&s);
+  if (s.p < s.e && *s.p == '{') {
+    json_t *j = jsc_build_object(&s, spec);
+    if (j) {
+      jsc_ws(&s);
+      if (s.p == s.e)
+        return j;
+      json_decref(j);
+    }
+  }
+  return json_loadb(b, n, 0, err);
+}
+
+json_t *pd_json_load(const char *b, size_t n, json_error_t *err) {
+  return load_object(b, n, NULL, err);
+}
+
+json_t *pd_json_load_reply(const char *b, size_t n) {
+  return load_object(b, n, reply_top, NULL);
+}
+
 int pd_openai_is_error(const json_t *body) {
   const json_t *e = json_object_get(body, "error");
   return json_is_object(e) && json_is_string(json_object_get(e, "message"));

@@ -46,6 +46,20 @@ typedef struct pd_chat_req {
  * unsure (huge numbers, nesting over 64): the caller then takes the jansson path. */
 int pd_chat_req_scan(const char *b, size_t n, pd_chat_req_t *out);
 
+/* json_loadb(b, n, 0, err) at a quarter of its cost for the common case: a JSON object is read
+ * with the rules of pd_chat_req_scan and built directly; anything those are unsure of (escaped
+ * keys, integers over 18 digits, nesting over 64) and every other text goes to json_loadb, which
+ * also fills err then. */
+json_t *pd_json_load(const char *b, size_t n, json_error_t *err);
+
+/* Parses an upstream chat/completions reply or stream chunk, accepting and rejecting exactly
+ * what json_loadb(b, n, 0) does, but building only what the forcing engine and the error check
+ * read: "choices" with its element 0 only, and of that "message" and "delta" (their "content",
+ * "reasoning_content", "reasoning" and "tool_calls"), "text" and "finish_reason"; "usage";
+ * "error". Other members are checked and left out. A member of another type than expected is
+ * kept whole. Returns a new reference, or NULL where json_loadb would fail. */
+json_t *pd_json_load_reply(const char *b, size_t n);
+
 /* Whether a parsed upstream body is an OpenAI error object ({"error": {"message": ...}}). */
 int pd_openai_is_error(const json_t *body);
 

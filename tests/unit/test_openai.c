@@ -239,6 +239,16 @@ static void check_scan_agrees(const char *b, size_t n) {
   json_decref(j);
 }
 
+/* pd_json_load gives json_loadb's verdict and tree. */
+static void check_load_same(const char *b, size_t n) {
+  json_t *want = json_loadb(b, n, 0, NULL);
+  json_t *got = pd_json_load(b, n, NULL);
+  if (!want != !got || (want && !json_equal(want, got)))
+    fail_msg("pd_json_load differs from json_loadb for: %.*s", (int)n, b);
+  json_decref(want);
+  json_decref(got);
+}
+
 static int scan(const char *b) {
   pd_chat_req_t cr;
   check_scan_agrees(b, strlen(b));
@@ -364,6 +374,7 @@ static void test_chat_req_scan(void **state) {
       }
     }
     check_scan_agrees(buf, len);
+    check_load_same(buf, len);
   }
 }
 
@@ -490,6 +501,155 @@ static void test_json_write(void **state) {
   }
 }
 
+/* pd_json_load_reply against json_loadb: the same verdict, and the same values for every member
+ * it keeps. The expected tree is jansson's, cut down by the rules in openai.h. pd_json_load must
+ * give jansson's tree itself. */
+static json_t *keep_members(const json_t *o, const char *const *keys,
+                            json_t *(*sub)(const json_t *), size_t nsub) {
+  json_t *out = json_object();
+  for (size_t i = 0; keys[i]; i++) {
+    json_t *v = json_object_get(o, keys[i]);
+    if (v)
+      json_object_set_new(out, keys[i], i < nsub && sub ? sub(v) : json_deep_copy(v));
+  }
+  return out;
+}
+
+static json_t *cut_message(const json_t *v) {
+  static const char *const keys[] = {"content", "reasoning_content", "reasoning", "tool_calls",
+                                     NULL};
+  return json_is_object(v) ? keep_members(v, keys, NULL, 0) : json_deep_copy(v);
+}
+
+static json_t *cut_choice(const json_t *v) {
+  static const char *const keys[] = {"message", "delta", "text", "finish_reason", NULL};
+  return json_is_object(v) ? keep_members(v, keys, cut_message, 2) : json_deep_copy(v);
+}
+
+static json_t *cut_choices(const json_t *v) {
+  if (!json_is_array(v))
+    return json_deep_copy(v);
+  json_t *a = json_array();
+  if (json_array_size(v) > 0)
+    json_array_append_new(a, cut_choice(json_array_get(v, 0)));
+  return a;
+}
+
+static json_t *cut_reply(const json_t *full) {
+  static const char *const keys[] = {"choices", "usage", "error", NULL};
+  return keep_members(full, keys, cut_choices, 1);
+}
+
+static int reply_fast; /* loads that took the cut-down (fast) path */
+
+static void check_reply_load(const char *b, size_t n) {
+  json_t *full = json_loadb(b, n, 0, NULL);
+  json_t *got = pd_json_load_reply(b, n);
+  json_t *whole = pd_json_load(b, n, NULL);
+  if (!full) {
+    if (got || whole)
+      fail_msg("accepted what jansson rejects: %.*s", (int)n, b);
+    return;
+  }
+  if (!whole || !json_equal(whole, full))
+    fail_msg("pd_json_load differs from json_loadb for: %.*s", (int)n, b);
+  json_decref(whole);
+  if (!got)
+    fail_msg("rejected what jansson accepts: %.*s", (int)n, b);
+  json_t *cut = json_is_object(full) ? cut_reply(full) : NULL;
+  if (cut && json_equal(got, cut))
+    reply_fast++;
+  else if (!json_equal(got, full)) /* the json_loadb fallback keeps everything */
+    fail_msg("different values for: %.*s", (int)n, b);
+  json_decref(cut);
+  json_decref(full);
+  json_decref(got);
+}
+
+static void test_json_load_reply(void **state) {
+  (void)state;
+  static const char *const docs[] = {
+      "{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion\",\"created\":1,\"model\":\"m\","
+      "\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"Hi \\\"x\\\" "
+      "\\u00e9\\ud83d\\ude00\\n\\/\"},\"logprobs\":null,\"finish_reason\":\"stop\"}],"
+      "\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":5,\"total_tokens\":15,"
+      "\"completion_tokens_details\":{\"reasoning_tokens\":2}}}",
+      "{\"choices\":[{\"delta\":{\"reasoning_content\":\"r\",\"tool_calls\":[{\"index\":0,"
+      "\"function\":{\"arguments\":\"{}\",\"x\":1.5e-3}}]},\"finish_reason\":null},{\"delta\":{}}],"
+      "\"usage\":null}",
+      "{\"choices\":[{\"text\":\"t\",\"index\":0,\"finish_reason\":\"length\"}],\"usage\":{}}",
+      "{\"error\":{\"message\":\"bad\",\"type\":\"x\",\"param\":null,\"code\":429}}",
+      " {\"choices\":5,\"usage\":[1,2],\"choices\":[7,{\"message\":1}]} ",
+      "{\"choices\":[],\"x\":[[[{}]]],\"y\":-0,\"z\":1E+2}",
+      "{\"choices\":[{\"message\":{\"content\":\"a\",\"content\":null}}]}",
+      "{\"ch\\u006fices\":[{\"message\":{\"content\":\"a\"}}]}",
+      "[{\"choices\":[]}]",
+      "{\"choices\":[{\"message\":{\"content\":\"\\u0000\"}}]}",
+      "{\"choices\":[{\"message\":{\"content\":\"a\"}}]} x",
+      "{\"usage\":{\"prompt_tokens\":99999999999999999999}}",
+      "{\"usage\":{\"prompt_tokens\":1e400}}",
+  };
+  for (size_t i = 0; i < sizeof docs / sizeof *docs; i++)
+    check_reply_load(docs[i], strlen(docs[i]));
+  json_t *j = pd_json_load_reply(docs[0], strlen(docs[0]));
+  assert_non_null(j);
+  assert_null(json_object_get(j, "id")); /* cut down: the fast path */
+  assert_string_equal(
+      json_string_value(json_object_get(
+          json_object_get(json_array_get(json_object_get(j, "choices"), 0), "message"), "content")),
+      "Hi \"x\" \xC3\xA9\xF0\x9F\x98\x80\n/");
+  json_decref(j);
+
+  /* Random values in a reply's places. */
+  reply_fast = 0;
+  for (int i = 0; i < 3000; i++) {
+    json_t *msg = json_pack("{s:o,s:o,s:o}", "content", random_value(3), "tool_calls",
+                            random_value(2), "role", random_value(3));
+    if (rnd() % 4 == 0) {
+      json_decref(msg);
+      msg = random_value(1);
+    }
+    json_t *choice = json_pack("{s:o,s:o,s:o}", "message", msg, "finish_reason", random_value(3),
+                               "index", random_value(3));
+    json_t *root = json_pack("{s:[o,o],s:o,s:o}", "choices", choice, random_value(1), "usage",
+                             random_value(1), "id", random_value(1));
+    char *s = json_dumps(root, JSON_COMPACT);
+    check_reply_load(s, strlen(s));
+    free(s);
+    json_decref(root);
+  }
+  /* Strings with NUL make jansson reject about half, and escaped keys send others to the
+   * fallback; this many (584 when written) took the fast path. */
+  assert_true(reply_fast > 300);
+
+  /* Byte mutations of the fixed replies. */
+  static const char alphabet[] = "{}[]\":,\\u0019eE.-+tnfl \t\n\x01\x7f\x80\xC3\xA9\xED\xF4\xFF"
+                                 "abdD8";
+  char buf[600];
+  for (int iter = 0; iter < 100000; iter++) {
+    const char *src = docs[iter % 7];
+    size_t len = strlen(src);
+    memcpy(buf, src, len);
+    for (int k = 0; k < 1 + iter % 3; k++) {
+      uint64_t x = rnd();
+      size_t pos = (size_t)(x % len);
+      char ch = alphabet[(x >> 32) % (sizeof alphabet - 1)];
+      int op = (int)((x >> 48) % 3);
+      if (op == 0) {
+        buf[pos] = ch;
+      } else if (op == 1 && len + 1 < sizeof buf) {
+        memmove(buf + pos + 1, buf + pos, len - pos);
+        buf[pos] = ch;
+        len++;
+      } else if (len > 1) {
+        memmove(buf + pos, buf + pos + 1, len - pos - 1);
+        len--;
+      }
+    }
+    check_reply_load(buf, len);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_error_shape),
                                      cmocka_unit_test(test_completion_field_and_usage),
@@ -499,6 +659,7 @@ int main(void) {
                                      cmocka_unit_test(test_ids),
                                      cmocka_unit_test(test_json_check),
                                      cmocka_unit_test(test_chat_req_scan),
-                                     cmocka_unit_test(test_json_write)};
+                                     cmocka_unit_test(test_json_write),
+                                     cmocka_unit_test(test_json_load_reply)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
