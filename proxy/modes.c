@@ -157,13 +157,16 @@ static json_t *base_body(const pd_chain_t *c) {
 }
 
 /* Thinking calls carry the sampling fields but none of the client's answer-shaping ones. */
+static const char *const answer_shaping[] = {
+    "tools",      "tool_choice",          "parallel_tool_calls",
+    "functions",  "function_call",        "response_format",
+    "logprobs",   "top_logprobs",         "stop",
+    "max_tokens", "max_completion_tokens"};
+#define N_ANSWER_SHAPING (sizeof answer_shaping / sizeof answer_shaping[0])
+
 static int strip_for_thinking(json_t *b, const pd_chain_t *c, long limit) {
-  static const char *const drop[] = {"tools",      "tool_choice",          "parallel_tool_calls",
-                                     "functions",  "function_call",        "response_format",
-                                     "logprobs",   "top_logprobs",         "stop",
-                                     "max_tokens", "max_completion_tokens"};
-  for (size_t i = 0; i < sizeof drop / sizeof drop[0]; i++)
-    json_object_del(b, drop[i]);
+  for (size_t i = 0; i < N_ANSWER_SHAPING; i++)
+    json_object_del(b, answer_shaping[i]);
   return json_object_set_new(b, c->limit_param, json_integer(limit));
 }
 
@@ -263,19 +266,21 @@ static int in_list(const char *key, const char *const *list, size_t n) {
   return 0;
 }
 
-/* "{" + the client's members but those in skip (and, with drop_null_limits, a max_tokens or
- * max_completion_tokens that is not an integer), then model and the stream settings, then
- * "messages":[ and M'. What base_body and the strip/limit steps do to a tree. */
-static int put_head(pd_buf_t *b, pd_chain_t *c, const char *const *skip, size_t nskip,
-                    int drop_null_limits) {
+/* "{" + the client's members as base_body leaves them (for a thinking call also without the
+ * answer-shaping ones; for the answer call without a null max_tokens/max_completion_tokens),
+ * then model and the stream settings, then "messages":[ and M'. */
+static int put_head(pd_buf_t *b, pd_chain_t *c, int thinking) {
+  static const char *const replaced[] = {"n",      "ponder",         "model",
+                                         "stream", "stream_options", "messages"};
   const char *key;
   json_t *v;
   if (pd_buf_append(b, "{", 1) < 0)
     return -1;
   json_object_foreach(c->request, key, v) {
-    if (in_list(key, skip, nskip))
+    if (in_list(key, replaced, sizeof replaced / sizeof *replaced) ||
+        (thinking && in_list(key, answer_shaping, N_ANSWER_SHAPING)))
       continue;
-    if (drop_null_limits && !json_is_integer(v) &&
+    if (!thinking && !json_is_integer(v) &&
         (!strcmp(key, "max_tokens") || !strcmp(key, "max_completion_tokens")))
       continue;
     if (put_key(b, key) < 0 || pd_json_write(b, v) < 0 || pd_buf_append(b, ",", 1) < 0)
@@ -343,29 +348,10 @@ static int chat_pairs(pd_chain_t *c, int upto) {
   return k->npairs == upto ? 0 : -1;
 }
 
-/* Thinking calls carry the sampling fields but none of the client's answer-shaping ones. */
-static const char *const think_skip[] = {"n",
-                                         "ponder",
-                                         "model",
-                                         "stream",
-                                         "stream_options",
-                                         "messages",
-                                         "tools",
-                                         "tool_choice",
-                                         "parallel_tool_calls",
-                                         "functions",
-                                         "function_call",
-                                         "response_format",
-                                         "logprobs",
-                                         "top_logprobs",
-                                         "stop",
-                                         "max_tokens",
-                                         "max_completion_tokens"};
-
 static int chat_think_body(pd_chain_t *c, pd_buf_t *b) {
   pd_chain_t *k = c;
   if (!k->think_head_ok) {
-    if (put_head(&k->think_head, c, think_skip, sizeof think_skip / sizeof *think_skip, 0) < 0)
+    if (put_head(&k->think_head, c, 1) < 0)
       return -1;
     k->think_head_ok = 1;
   }
@@ -381,15 +367,12 @@ static int chat_think_body(pd_chain_t *c, pd_buf_t *b) {
 
 /* The answer call keeps the client's own limit; without one it gets answer_budget. */
 static int chat_answer_body(pd_chain_t *c, pd_buf_t *b) {
-  static const char *const skip[] = {"n",      "ponder",         "model",
-                                     "stream", "stream_options", "messages"};
   int n = c->think_calls;
   pd_text_t ask = {0};
   json_t *seg = json_array_get(c->segments, (size_t)(n - 1));
   int has_limit = json_is_integer(json_object_get(c->request, "max_tokens")) ||
                   json_is_integer(json_object_get(c->request, "max_completion_tokens"));
-  int rc = put_head(b, c, skip, sizeof skip / sizeof *skip, 1) < 0 ||
-                   chat_pairs(c, n > 0 ? n - 1 : 0) < 0 ||
+  int rc = put_head(b, c, 0) < 0 || chat_pairs(c, n > 0 ? n - 1 : 0) < 0 ||
                    pd_buf_append(b, pd_buf_data(&c->pairs), c->pairs.len) < 0 ||
                    put_message(b, "assistant", str(json_string_value(seg)),
                                json_string_length(seg)) < 0 ||
