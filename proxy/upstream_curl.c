@@ -303,6 +303,8 @@ static size_t on_write_data(char *ptr, size_t size, size_t nmemb, void *userdata
   deliver_head(x);
   if (x->cancelled)
     return 0;
+  if (x->paused) /* paused by the caller before this attempt: libcurl keeps the data */
+    return CURL_WRITEFUNC_PAUSE;
   x->in_cb++;
   int rc = x->cbs.on_data ? x->cbs.on_data(x->ud, ptr, n) : 0;
   x->in_cb--;
@@ -397,7 +399,8 @@ static int setup_easy(cxfer_t *x) {
 
 static void xfer_reset_attempt(cxfer_t *x) {
   x->discard = 0;
-  x->paused = 0;
+  /* x->paused stays: the new attempt's first data is held by libcurl (on_write_data) until the
+   * caller resumes. */
   pd_xhead_reset(&x->head);
 }
 

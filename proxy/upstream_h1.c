@@ -638,7 +638,7 @@ static void finish(xfer_t *x, int result, const char *msg) {
 static void new_attempt(xfer_t *x) {
   x->attempt_start = uv_now(x->b->loop);
   x->discard = 0;
-  x->paused = 0;
+  /* x->paused stays: a caller that paused expects no data until it resumes, retry or not. */
   x->complete_pending = 0;
   pd_buf_reset(&x->held);
   pd_xhead_reset(&x->head);
