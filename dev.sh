@@ -9,7 +9,7 @@ cd "$(dirname "$0")"
 ROOT=$PWD
 
 DEB_PKGS=(build-essential pkg-config meson ninja-build libuv1-dev libcurl4-openssl-dev
-          node-llhttp libjansson-dev libyaml-dev libcmocka-dev)
+          node-llhttp libjansson-dev libyaml-dev libcmocka-dev libnghttp2-dev)
 TEST_PKGS=(prometheus)
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }

@@ -877,7 +877,8 @@ static void parse_forcing(ctx_t *c, yaml_node_t *v, pd_policy_t *p) {
 
 static const char *const UPSTREAM_KEYS[] = {
     "name",       "base_url", "api_key",         "headers",           "connect_timeout_ms",
-    "timeout_ms", "retries",  "max_connections", "token_limit_param", NULL};
+    "timeout_ms", "retries",  "max_connections", "token_limit_param", "http2",
+    NULL};
 
 static void upstream_defaults(pd_upstream_cfg_t *u) {
   memset(u, 0, sizeof *u);
@@ -950,6 +951,7 @@ static void parse_upstream(ctx_t *c, pd_config_t *cfg, size_t idx, yaml_node_t *
   int e;
   upstream_defaults(u);
   int have_url = 0;
+  yaml_node_t *http2_node = v;
   int rc = iter_start(&it, c, v, "an upstream", UPSTREAM_KEYS);
   if (rc == ABSENT)
     at(c, v, "an upstream must be a mapping with at least \"name\" and \"base_url\"");
@@ -992,6 +994,9 @@ static void parse_upstream(ctx_t *c, pd_config_t *cfg, size_t idx, yaml_node_t *
       get_int(c, vn, key, 0, INT_MAX, &u->retries);
     } else if (!strcmp(key, "max_connections")) {
       get_int(c, vn, key, 1, INT_MAX, &u->max_connections);
+    } else if (!strcmp(key, "http2")) {
+      get_bool(c, vn, key, &u->http2);
+      http2_node = vn;
     } else {
       if (get_enum(c, vn, key, LIMIT_PARAMS, &e) == GOT)
         set_str(&u->token_limit_param, xstrdup(LIMIT_PARAMS[e]));
@@ -1001,6 +1006,16 @@ static void parse_upstream(ctx_t *c, pd_config_t *cfg, size_t idx, yaml_node_t *
     at(c, v, "an upstream needs a \"name\"");
   if (!have_url)
     at(c, v, "upstream \"%s\" needs a \"base_url\"", u->name ? u->name : "?");
+  if (u->http2 && u->base_url && strncasecmp(u->base_url, "http://", 7) != 0)
+    at(c, http2_node,
+       "\"http2: true\" is for http:// upstreams (an https:// one negotiates HTTP/2 "
+       "itself); upstream \"%s\" has \"%s\"",
+       u->name ? u->name : "?", u->base_url);
+  else if (u->http2 && u->base_url && memchr(u->base_url + 7, '@', strcspn(u->base_url + 7, "/?#")))
+    at(c, http2_node,
+       "\"http2: true\" does not take credentials in the URL (upstream \"%s\"); "
+       "send them with \"api_key\" or \"headers\"",
+       u->name ? u->name : "?");
 }
 
 /* The upstream built when the file declares none (SPEC section 2). --upstream is applied
@@ -1815,6 +1830,7 @@ void pd_config_dump(const pd_config_t *cfg, FILE *f) {
     fprintf(f, "    retries: %d\n", u->retries);
     fprintf(f, "    max_connections: %d\n", u->max_connections);
     fprintf(f, "    token_limit_param: %s\n", u->token_limit_param);
+    fprintf(f, "    http2: %s\n", u->http2 ? "true" : "false");
   }
   fprintf(f, "routes:\n");
   for (size_t i = 0; i < cfg->nroutes; i++)

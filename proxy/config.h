@@ -73,6 +73,7 @@ typedef struct pd_upstream_cfg {
   int retries;
   int max_connections;
   char *token_limit_param; /* "max_tokens" or "max_completion_tokens" */
+  int http2;               /* speak HTTP/2 without TLS (prior knowledge) to an http:// base_url */
 } pd_upstream_cfg_t;
 
 typedef struct pd_route {

@@ -328,7 +328,8 @@ static pd_xfer_t *start_xfer(ex_t *ex, const char *method, const char *url, char
                       .body_len = len,
                       .connect_timeout_ms = u->connect_timeout_ms,
                       .timeout_ms = u->timeout_ms,
-                      .retries = u->retries};
+                      .retries = u->retries,
+                      .http2 = u->http2};
   pd_xfer_t *x = pd_xfer_start(ex->w->up, &o, cbs, ud);
   free(heap);
   if (x)

@@ -5,12 +5,14 @@
 
 #include "upstream_int.h"
 
-/* The front: plain-HTTP upstreams go to the native HTTP/1.1 client, everything else (https://)
- * to libcurl. PONDER_UPSTREAM_CLIENT=curl sends every upstream through libcurl (a diagnostic
- * switch, and how the test suite keeps the libcurl path covered). */
+/* The front: plain-HTTP upstreams go to the native HTTP/1.1 client, or to the native HTTP/2
+ * (h2c) client when the upstream says "http2: true"; everything else (https://) to libcurl.
+ * PONDER_UPSTREAM_CLIENT=curl sends every upstream that is not h2c through libcurl (a diagnostic
+ * switch about HTTP/1.1, and how the test suite keeps the libcurl path covered). */
 struct pd_upstream {
   pd_curlup_t *curl;
   pd_h1up_t *h1;
+  pd_h2up_t *h2;
   int all_curl;
   int pending_closes;
   void (*on_closed)(void *);
@@ -29,7 +31,12 @@ pd_upstream_t *pd_upstream_new(uv_loop_t *loop, int max_host_connections) {
   u->h1 = pd_h1up_new(loop, max_host_connections);
   if (!u->h1)
     goto fail_h1;
+  u->h2 = pd_h2up_new(loop, max_host_connections);
+  if (!u->h2)
+    goto fail_h2;
   return u;
+fail_h2:
+  pd_h1up_free(u->h1);
 fail_h1:
   pd_curlup_free(u->curl);
 fail_curl:
@@ -46,9 +53,10 @@ static void on_part_closed(void *ud) {
 void pd_upstream_close(pd_upstream_t *u, void (*on_closed)(void *ud), void *ud) {
   u->on_closed = on_closed;
   u->on_closed_ud = ud;
-  u->pending_closes = 2;
+  u->pending_closes = 3;
   pd_curlup_close(u->curl, on_part_closed, u);
   pd_h1up_close(u->h1, on_part_closed, u);
+  pd_h2up_close(u->h2, on_part_closed, u);
 }
 
 void pd_upstream_free(pd_upstream_t *u) {
@@ -56,6 +64,7 @@ void pd_upstream_free(pd_upstream_t *u) {
     return;
   pd_curlup_free(u->curl);
   pd_h1up_free(u->h1);
+  pd_h2up_free(u->h2);
   free(u);
 }
 
@@ -69,34 +78,61 @@ static int native_url(const char *url) {
 
 pd_xfer_t *pd_xfer_start(pd_upstream_t *u, const pd_xfer_opts_t *o, const pd_xfer_cbs_t *cbs,
                          void *ud) {
+  if (o->http2 && native_url(o->url))
+    return pd_h2up_start(u->h2, o, cbs, ud);
   if (!u->all_curl && native_url(o->url))
     return pd_h1up_start(u->h1, o, cbs, ud);
   return pd_curlup_start(u->curl, o, cbs, ud);
 }
 
 void pd_xfer_pause(pd_xfer_t *x) {
-  if (x->backend == PD_XFER_H1)
+  switch (x->backend) {
+  case PD_XFER_H1:
     pd_h1up_pause(x);
-  else
+    break;
+  case PD_XFER_H2:
+    pd_h2up_pause(x);
+    break;
+  default:
     pd_curlup_pause(x);
+  }
 }
 
 void pd_xfer_resume(pd_xfer_t *x) {
-  if (x->backend == PD_XFER_H1)
+  switch (x->backend) {
+  case PD_XFER_H1:
     pd_h1up_resume(x);
-  else
+    break;
+  case PD_XFER_H2:
+    pd_h2up_resume(x);
+    break;
+  default:
     pd_curlup_resume(x);
+  }
 }
 
 void pd_xfer_cancel(pd_xfer_t *x) {
-  if (x->backend == PD_XFER_H1)
+  switch (x->backend) {
+  case PD_XFER_H1:
     pd_h1up_cancel(x);
-  else
+    break;
+  case PD_XFER_H2:
+    pd_h2up_cancel(x);
+    break;
+  default:
     pd_curlup_cancel(x);
+  }
 }
 
 double pd_xfer_elapsed(const pd_xfer_t *x) {
-  return x->backend == PD_XFER_H1 ? pd_h1up_elapsed(x) : pd_curlup_elapsed(x);
+  switch (x->backend) {
+  case PD_XFER_H1:
+    return pd_h1up_elapsed(x);
+  case PD_XFER_H2:
+    return pd_h2up_elapsed(x);
+  default:
+    return pd_curlup_elapsed(x);
+  }
 }
 
 /* ---- the response head, as both clients collect it ----------------------------------------- */

@@ -1,7 +1,8 @@
-/* Upstream HTTP(S) client: libcurl's multi_socket interface driven by the worker's libuv loop.
- * Connection reuse, per-call connect/total timeouts, bodies streamed as they arrive, pause and
- * resume for backpressure, cancellation at any point, and retries (connect errors, 429, 5xx)
- * while nothing of the call has been delivered. Only upstream.c includes curl/curl.h. */
+/* Upstream HTTP(S) client on the worker's libuv loop: native HTTP/1.1 (upstream_h1.c) and h2c
+ * (upstream_h2.c) clients for http://, libcurl for https:// (upstream_curl.c), behind one
+ * interface. Connection reuse, per-call connect/total timeouts, bodies streamed as they arrive,
+ * pause and resume for backpressure, cancellation at any point, and retries (connect errors,
+ * 429, 5xx) while nothing of the call has been delivered. */
 #ifndef PD_UPSTREAM_H
 #define PD_UPSTREAM_H
 
@@ -50,6 +51,7 @@ typedef struct pd_xfer_opts {
   long connect_timeout_ms;
   long timeout_ms; /* 0 = none */
   int retries;
+  int http2; /* http:// only: HTTP/2 with prior knowledge (h2c), streams multiplexed */
 } pd_xfer_opts_t;
 
 pd_upstream_t *pd_upstream_new(uv_loop_t *loop, int max_host_connections);

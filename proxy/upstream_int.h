@@ -1,6 +1,7 @@
 /* Inside the upstream client: what upstream.c (the front and the shared response-head
- * bookkeeping), upstream_curl.c (libcurl: https://, HTTP/2) and upstream_h1.c (the native
- * HTTP/1.1 client for http:// upstreams) share. Nothing outside those three includes this. */
+ * bookkeeping), upstream_curl.c (libcurl: https://, HTTP/2), upstream_h1.c (the native
+ * HTTP/1.1 client for http:// upstreams) and upstream_h2.c (the native h2c client for http://
+ * upstreams with "http2: true") share. Nothing outside those four includes this. */
 #ifndef PD_UPSTREAM_INT_H
 #define PD_UPSTREAM_INT_H
 
@@ -10,13 +11,14 @@
 #define PD_RETRY_AFTER_CAP_MS 30000
 
 /* Every transfer starts with this, so the front can tell whose it is. */
-enum { PD_XFER_CURL = 1, PD_XFER_H1 = 2 };
+enum { PD_XFER_CURL = 1, PD_XFER_H1 = 2, PD_XFER_H2 = 3 };
 struct pd_xfer {
   int backend;
 };
 
 typedef struct pd_curlup pd_curlup_t;
 typedef struct pd_h1up pd_h1up_t;
+typedef struct pd_h2up pd_h2up_t;
 
 /* One attempt's response head as it is read: status, framing facts, the retry hint and the
  * relayable headers ("name\0value\0" pairs, names lower-cased). */
@@ -64,5 +66,16 @@ void pd_h1up_pause(pd_xfer_t *x);
 void pd_h1up_resume(pd_xfer_t *x);
 void pd_h1up_cancel(pd_xfer_t *x);
 double pd_h1up_elapsed(const pd_xfer_t *x);
+
+pd_h2up_t *pd_h2up_new(uv_loop_t *loop, int max_host_connections);
+void pd_h2up_close(pd_h2up_t *b, void (*on_closed)(void *ud), void *ud);
+void pd_h2up_free(pd_h2up_t *b);
+/* Takes http:// URLs only: HTTP/2 with prior knowledge, streams multiplexed over a few
+ * connections per origin. Returns NULL on failure (the body is freed). */
+pd_xfer_t *pd_h2up_start(pd_h2up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cbs_t *cbs, void *ud);
+void pd_h2up_pause(pd_xfer_t *x);
+void pd_h2up_resume(pd_xfer_t *x);
+void pd_h2up_cancel(pd_xfer_t *x);
+double pd_h2up_elapsed(const pd_xfer_t *x);
 
 #endif

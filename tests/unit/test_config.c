@@ -363,8 +363,10 @@ static void check_full(const pd_config_t *cfg) {
   assert_int_equal(u->retries, 5);
   assert_int_equal(u->max_connections, 8);
   assert_string_equal(u->token_limit_param, "max_completion_tokens");
+  assert_int_equal(u->http2, 0);
   assert_string_equal(cfg->upstreams[1].name, "local");
   assert_default_upstream_fields(&cfg->upstreams[1]);
+  assert_int_equal(cfg->upstreams[1].http2, 1);
 
   assert_int_equal(cfg->nroutes, 3);
   const pd_route_t *r = &cfg->routes[0];
@@ -825,6 +827,21 @@ static void test_value_errors(void **state) {
                 "F:15: effort \"low\" needs a number of rounds (0..32)\n"
                 "F:17: route \"s\" already has path_prefix \"/s\"\n"
                 "F:20: the variants' weights add up to more than 2147483647");
+  assert_errors("upstreams:\n"
+                "  - name: a\n"
+                "    base_url: https://api.example.com/v1\n"
+                "    http2: true\n"
+                "  - name: b\n"
+                "    base_url: http://127.0.0.1:8000/v1\n"
+                "    http2: yes please\n"
+                "  - name: c\n"
+                "    base_url: http://user:pw@127.0.0.1:8000/v1\n"
+                "    http2: true\n",
+                "F:4: \"http2: true\" is for http:// upstreams (an https:// one negotiates HTTP/2 "
+                "itself); upstream \"a\" has \"https://api.example.com/v1\"\n"
+                "F:7: \"http2\" must be true or false (got \"yes please\")\n"
+                "F:10: \"http2: true\" does not take credentials in the URL (upstream \"c\"); send "
+                "them with \"api_key\" or \"headers\"");
   assert_errors("auth:\n  keys: [good, \"${PD_T_UNSET}\", ~]\n",
                 "F:2: auth key 2 is empty (an unset ${VAR}?)\n"
                 "F:2: auth key 3 is empty (an unset ${VAR}?)");
@@ -993,6 +1010,7 @@ static void assert_config_equal(const pd_config_t *a, const pd_config_t *b) {
     assert_int_equal(x->retries, y->retries);
     assert_int_equal(x->max_connections, y->max_connections);
     assert_string_equal(x->token_limit_param, y->token_limit_param);
+    assert_int_equal(x->http2, y->http2);
   }
   assert_int_equal(a->nroutes, b->nroutes);
   for (size_t i = 0; i < a->nroutes; i++) {
@@ -1089,6 +1107,7 @@ static void test_dump_shows_every_key(void **state) {
                                      "retries: 2\n",
                                      "max_connections: 256\n",
                                      "token_limit_param: max_tokens\n",
+                                     "http2: false\n",
                                      "upstream: \"default\"\n",
                                      "model: null\n",
                                      "reasoning: field\n",
