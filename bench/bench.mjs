@@ -497,7 +497,7 @@ function report({ seq, tput, strm, mem, probes, started, secs }) {
 
   // (d)
   const pkByN = new Map(mem.portkey.map((r) => [r.n, r]));
-  L.push('## (d) Memory: concurrent slow streams (ponder rounds 0 pass-through; bench/slow-upstream.mjs, 1 s between events)', '',
+  L.push('## (d) Memory: concurrent slow streams (ponder rounds 0 pass-through, `http2: true` to the upstream; bench/slow-upstream.mjs, 1 s between events)', '',
     '| target | streams | peak in flight | idle RSS | peak RSS (VmHWM) | RSS per in-flight stream | peak fds | errors |', '|---|---|---|---|---|---|---|---|');
   for (const r of mem.direct) {
     if (r.skipped) { L.push(`| direct (no proxy, control) | ${f(r.n)} | skipped: ${r.skipped} | | | | | |`); continue; }
@@ -513,8 +513,10 @@ function report({ seq, tput, strm, mem, probes, started, secs }) {
       `${f(r.peakFds)} | ${r.errors}${r.errors ? ' ' + JSON.stringify(r.kinds) : ''}${r.alive ? '' : ' — process died'} |`);
   }
   L.push('', `RSS per stream = (VmHWM − idle VmRSS before the first run) / peak in-flight streams. Levels run one after ` +
-    `the other in the same process. A proxy holds two sockets per stream; ` +
-    `the open-files limit here is ${env.nofile}.`, '');
+    `the other in the same process. The open-files limit here is ${env.nofile}: a proxy speaking HTTP/1.1 to its upstream ` +
+    `holds two sockets per stream, so ponder's memory run uses its h2c upstream client (\`http2: true\`; the slow upstream ` +
+    `allows 1,000 streams per connection) and holds one socket per stream plus a few upstream connections. ` +
+    `Portkey and the control speak HTTP/1.1 to the upstream.`, '');
 
   // targets
   const tg = [];

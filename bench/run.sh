@@ -135,15 +135,18 @@ start_fake() { # start_fake NAME SCRIPT [ARGS...]: sets FAKE_PORT, FAKE_PID
 start_fake fake-fast "$ROOT/tests/fake/upstream.mjs" --fast; FAST_PORT=$FAKE_PORT; FAST_PID=$FAKE_PID
 # memory run: bench/slow-upstream.mjs (slow streams; see the comment at its top)
 start_fake slow-upstream "$BENCH/slow-upstream.mjs";         SLOW_PORT=$FAKE_PORT; SLOW_PID=$FAKE_PID
-log "fake upstreams: fast 127.0.0.1:$FAST_PORT, slow 127.0.0.1:$SLOW_PORT"
+SLOW_H2_PORT=$(grep -oE '"h2_port":[0-9]+' "$TMP/slow-upstream.out" | grep -oE '[0-9]+$') \
+  || die "slow upstream printed no h2_port"
+log "fake upstreams: fast 127.0.0.1:$FAST_PORT, slow 127.0.0.1:$SLOW_PORT (h2c :$SLOW_H2_PORT)"
 
-ponder_config() { # ponder_config WORKERS UPSTREAM_PORT > file
+ponder_config() { # ponder_config WORKERS UPSTREAM_PORT [HTTP2] > file
   cat <<EOF
 {
   "workers": $1,
   "limits": { "max_connections": 12000 },
   "log": { "level": "warn", "access_log": "off" },
-  "upstreams": [ { "name": "fake", "base_url": "http://127.0.0.1:$2/v1", "max_connections": 20000 } ],
+  "upstreams": [ { "name": "fake", "base_url": "http://127.0.0.1:$2/v1", "max_connections": 20000,
+                   "http2": ${3:-false} } ],
   "routes": [
     { "name": "r0", "match": { "path_prefix": "/r0" }, "forcing": { "rounds": 0 } },
     { "name": "r1", "match": { "path_prefix": "/r1" }, "forcing": { "rounds": 1 } },
@@ -152,9 +155,9 @@ ponder_config() { # ponder_config WORKERS UPSTREAM_PORT > file
 }
 EOF
 }
-start_ponder() { # start_ponder NAME WORKERS UPSTREAM_PORT: sets P_PORT, P_PID
+start_ponder() { # start_ponder NAME WORKERS UPSTREAM_PORT [HTTP2]: sets P_PORT, P_PID
   local name=$1
-  ponder_config "$2" "$3" >"$TMP/$name.json"
+  ponder_config "$2" "$3" "${4:-false}" >"$TMP/$name.json"
   "$PONDER" --listen 127.0.0.1:0 --config "$TMP/$name.json" >"$TMP/$name.out" 2>"$TMP/$name.err" &
   P_PID=$!; PIDS+=("$P_PID")
   P_PORT=$(wait_for "$P_PID" "$TMP/$name.err" 'listening on [^ ]*:[0-9]+' 15 | grep -oE '[0-9]+$') \
@@ -162,7 +165,8 @@ start_ponder() { # start_ponder NAME WORKERS UPSTREAM_PORT: sets P_PORT, P_PID
 }
 start_ponder ponder-w1  1 "$FAST_PORT"; PONDER1_PORT=$P_PORT; PONDER1_PID=$P_PID
 start_ponder ponder-w2  2 "$FAST_PORT"; PONDER2_PORT=$P_PORT; PONDER2_PID=$P_PID
-start_ponder ponder-mem 1 "$SLOW_PORT"; PONDERM_PORT=$P_PORT; PONDERM_PID=$P_PID
+# memory run: HTTP/2 to the upstream, so 10,000 streams need 10,000 client sockets, not 20,000 fds
+start_ponder ponder-mem 1 "$SLOW_H2_PORT" true; PONDERM_PORT=$P_PORT; PONDERM_PID=$P_PID
 log "ponder: workers 1 on :$PONDER1_PORT, workers 2 on :$PONDER2_PORT, memory run on :$PONDERM_PORT"
 
 NGINX_PORT=$(free_port)

@@ -2,13 +2,16 @@
 // completion sends a role chunk at once, then `tokens` content chunks `delay_ms` apart, a final
 // chunk and [DONE]. Non-streamed requests get one small chat.completion at once.
 //
-//   node bench/slow-upstream.mjs [--port N]     prints {"port":N} once listening
+//   node bench/slow-upstream.mjs [--port N]     prints {"port":N,"h2_port":M} once listening
+//   (the same server twice: HTTP/1.1 on N, and HTTP/2 without TLS (h2c, prior knowledge) on M,
+//   at most 1,000 concurrent streams per connection)
 //   POST /_slow/config {"delay_ms":1000,"tokens":20}   changes the stream shape
 //
 // Why not tests/fake/upstream.mjs with {"token_delay_ms":1000}: its delays all register on one
 // server-wide AbortSignal, so each delay costs O(streams in flight) and at ~7,000 concurrent
 // streams it is CPU-bound and its listen queue overflows. One interval timer per stream here.
 import http from 'node:http';
+import http2 from 'node:http2';
 
 let port = 0;
 for (let i = 2; i < process.argv.length; i++) {
@@ -41,7 +44,7 @@ function chat(res, raw) {
   res.write(chunk(id, model, { role: 'assistant', content: '' }, null));
   let i = 0;
   const timer = setInterval(() => {
-    if (res.destroyed || res.writableEnded) { clearInterval(timer); return; }
+    if (res.destroyed || res.writableEnded || res.stream?.destroyed) { clearInterval(timer); return; }
     if (i < tokens) {
       res.write(chunk(id, model, { content: i ? ` tok${i}` : 'tok0' }, null));
       i++;
@@ -55,7 +58,7 @@ function chat(res, raw) {
   res.on('error', () => clearInterval(timer));
 }
 
-const server = http.createServer((req, res) => {
+function handle(req, res) {
   const parts = [];
   req.on('data', (d) => parts.push(d));
   req.on('end', () => {
@@ -74,7 +77,8 @@ const server = http.createServer((req, res) => {
       res.end(body);
     }
   });
-});
+}
+const server = http.createServer(handle);
 // accept errors (EMFILE...) are reported, not fatal
 server.on('error', (e) => process.stderr.write(`slow-upstream: server error: ${e.code || e.message}\n`));
 server.on('clientError', (e, socket) => socket.destroy());
@@ -82,9 +86,15 @@ server.keepAliveTimeout = 120_000;
 server.headersTimeout = 3_600_000;
 server.requestTimeout = 0;
 server.timeout = 0;
+const h2 = http2.createServer({ settings: { maxConcurrentStreams: 1000 }, maxSessionMemory: 1000 }, handle);
+h2.on('error', (e) => process.stderr.write(`slow-upstream: h2 server error: ${e.code || e.message}\n`));
+h2.on('sessionError', () => {});
+h2.timeout = 0;
 server.listen({ port, host: '127.0.0.1', backlog: 4096 }, () => {
-  process.stdout.write(JSON.stringify({ port: server.address().port }) + '\n');
+  h2.listen({ port: 0, host: '127.0.0.1', backlog: 4096 }, () => {
+    process.stdout.write(JSON.stringify({ port: server.address().port, h2_port: h2.address().port }) + '\n');
+  });
 });
 for (const sig of ['SIGTERM', 'SIGINT']) {
-  process.on(sig, () => { server.close(); server.closeAllConnections(); process.exit(0); });
+  process.on(sig, () => { server.close(); server.closeAllConnections(); h2.close(); process.exit(0); });
 }
