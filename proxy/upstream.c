@@ -70,10 +70,9 @@ void pd_upstream_free(pd_upstream_t *u) {
 
 /* http:// without credentials in the authority (libcurl handles those). */
 static int native_url(const char *url) {
-  if (strncasecmp(url, "http://", 7) != 0)
-    return 0;
-  size_t n = strcspn(url + 7, "/?#");
-  return n > 0 && !memchr(url + 7, '@', n);
+  const char *auth, *path;
+  long n = pd_url_split(url, &auth, &path);
+  return n > 0 && !memchr(auth, '@', (size_t)n);
 }
 
 pd_xfer_t *pd_xfer_start(pd_upstream_t *u, const pd_xfer_opts_t *o, const pd_xfer_cbs_t *cbs,
@@ -262,4 +261,99 @@ long pd_xfer_status_delay(const pd_xhead_t *h, int attempt) {
 
 long pd_xfer_connect_delay(int attempt) {
   return 50L << (attempt < 6 ? attempt : 6);
+}
+
+/* ---- http:// origins, as both native clients find them ----------------------------------- */
+
+long pd_url_split(const char *url, const char **auth, const char **path) {
+  if (strncasecmp(url, "http://", 7) != 0)
+    return -1;
+  const char *a = url + 7;
+  size_t n = strcspn(a, "/?#");
+  if (n == 0)
+    return -1;
+  *auth = a;
+  *path = a + n;
+  return (long)n;
+}
+
+int pd_origin_addr_init(pd_origin_addr_t *a, const char *auth, size_t alen) {
+  memset(a, 0, sizeof *a);
+  a->authority = strndup(auth, alen);
+  a->alen = alen;
+  const char *hs = auth, *he, *ps = NULL;
+  if (*auth == '[') {
+    hs = auth + 1;
+    he = memchr(hs, ']', alen - 1);
+    if (!he)
+      goto fail;
+    if (he + 1 < auth + alen) {
+      if (he[1] != ':')
+        goto fail;
+      ps = he + 2;
+    }
+  } else {
+    he = auth + alen;
+    for (const char *p = auth; p < auth + alen; p++)
+      if (*p == ':') {
+        he = p;
+        ps = p + 1;
+      }
+  }
+  size_t plen = ps ? (size_t)(auth + alen - ps) : 0;
+  if (!a->authority || he == hs || plen >= sizeof a->port)
+    goto fail;
+  a->host = strndup(hs, (size_t)(he - hs));
+  if (!a->host)
+    goto fail;
+  if (ps && plen > 0) {
+    memcpy(a->port, ps, plen);
+    a->port[plen] = '\0';
+  } else {
+    strcpy(a->port, "80");
+  }
+  char *end;
+  long port = strtol(a->port, &end, 10);
+  if (*end || port <= 0 || port > 65535)
+    goto fail;
+  struct sockaddr_in6 a6;
+  struct sockaddr_in a4;
+  if (uv_ip4_addr(a->host, (int)port, &a4) == 0) {
+    memcpy(&a->addrs[0], &a4, sizeof a4);
+    a->naddrs = 1;
+    a->literal = 1;
+  } else if (uv_ip6_addr(a->host, (int)port, &a6) == 0) {
+    memcpy(&a->addrs[0], &a6, sizeof a6);
+    a->naddrs = 1;
+    a->literal = 1;
+  }
+  return 0;
+fail:
+  pd_origin_addr_free(a);
+  return -1;
+}
+
+void pd_origin_addr_free(pd_origin_addr_t *a) {
+  free(a->authority);
+  free(a->host);
+  a->authority = a->host = NULL;
+}
+
+int pd_origin_addr_fresh(const pd_origin_addr_t *a, uint64_t now) {
+  return a->literal || (a->naddrs > 0 && now - a->resolved_at < PD_ORIGIN_RESOLVE_TTL_MS);
+}
+
+int pd_origin_addr_resolved(pd_origin_addr_t *a, int status, struct addrinfo *res, uint64_t now) {
+  if (status == 0) {
+    a->naddrs = 0;
+    for (struct addrinfo *ai = res; ai && a->naddrs < PD_ORIGIN_MAX_ADDRS; ai = ai->ai_next)
+      if ((ai->ai_family == AF_INET || ai->ai_family == AF_INET6) &&
+          ai->ai_addrlen <= sizeof a->addrs[0])
+        memcpy(&a->addrs[a->naddrs++], ai->ai_addr, ai->ai_addrlen);
+    a->resolved_at = now;
+    if (a->naddrs == 0)
+      status = UV_EAI_NONAME;
+  }
+  uv_freeaddrinfo(res);
+  return status;
 }

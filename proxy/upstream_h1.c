@@ -18,8 +18,6 @@
 #define READ_BUF_SIZE (64 * 1024)
 #define MAX_HEAD_BYTES (100 * 1024) /* response status line + headers */
 #define IDLE_MAX_MS 60000           /* idle keep-alive connections older than this are closed */
-#define RESOLVE_TTL_MS 30000        /* how long a host name's addresses are reused */
-#define MAX_ADDRS 4
 #define ERRMSG_SIZE 160
 
 typedef struct xfer xfer_t;
@@ -43,14 +41,7 @@ struct pd_h1up {
 /* One scheme://host:port: its addresses, idle connections and waiting transfers. */
 struct origin {
   pd_h1up_t *b;
-  char *authority; /* "host:port" as the URL spells it: the key and the Host header */
-  size_t alen;
-  char *host; /* without brackets */
-  char port[8];
-  int literal; /* host is an IP address: never resolved */
-  struct sockaddr_storage addrs[MAX_ADDRS];
-  int naddrs;
-  uint64_t resolved_at;
+  pd_origin_addr_t a; /* a.authority is the key (and the Host header / :authority) */
   uv_getaddrinfo_t gai;
   int resolving;
   conn_t *resolve_wait; /* connections waiting for the addresses */
@@ -197,8 +188,7 @@ void pd_h1up_free(pd_h1up_t *b) {
   while (b->origins) {
     origin_t *o = b->origins;
     b->origins = o->next;
-    free(o->authority);
-    free(o->host);
+    pd_origin_addr_free(&o->a);
     free(o);
   }
   free(b);
@@ -206,87 +196,25 @@ void pd_h1up_free(pd_h1up_t *b) {
 
 /* ---- origins and addresses ------------------------------------------------------------------ */
 
-/* Splits "http://authority/path?query"; returns the authority's length or -1. */
-static long split_url(const char *url, const char **auth, const char **path) {
-  if (strncasecmp(url, "http://", 7) != 0)
-    return -1;
-  const char *a = url + 7;
-  size_t n = strcspn(a, "/?#");
-  if (n == 0)
-    return -1;
-  *auth = a;
-  *path = a + n;
-  return (long)n;
-}
-
 static origin_t *origin_get(pd_h1up_t *b, const char *auth, size_t alen) {
   for (origin_t *o = b->origins; o; o = o->next)
-    if (o->alen == alen && memcmp(o->authority, auth, alen) == 0)
+    if (o->a.alen == alen && memcmp(o->a.authority, auth, alen) == 0)
       return o;
   origin_t *o = calloc(1, sizeof *o);
   if (!o)
     return NULL;
+  if (pd_origin_addr_init(&o->a, auth, alen) < 0) {
+    free(o);
+    return NULL;
+  }
   o->b = b;
-  o->authority = strndup(auth, alen);
-  o->alen = alen;
-  const char *hs = auth, *he, *ps = NULL;
-  if (*auth == '[') {
-    hs = auth + 1;
-    he = memchr(hs, ']', alen - 1);
-    if (!he)
-      goto fail;
-    if (he + 1 < auth + alen) {
-      if (he[1] != ':')
-        goto fail;
-      ps = he + 2;
-    }
-  } else {
-    he = auth + alen;
-    for (const char *p = auth; p < auth + alen; p++)
-      if (*p == ':') {
-        he = p;
-        ps = p + 1;
-      }
-  }
-  size_t plen = ps ? (size_t)(auth + alen - ps) : 0;
-  if (!o->authority || he == hs || plen >= sizeof o->port)
-    goto fail;
-  o->host = strndup(hs, (size_t)(he - hs));
-  if (!o->host)
-    goto fail;
-  if (ps && plen > 0) {
-    memcpy(o->port, ps, plen);
-    o->port[plen] = '\0';
-  } else {
-    strcpy(o->port, "80");
-  }
-  char *end;
-  long port = strtol(o->port, &end, 10);
-  if (*end || port <= 0 || port > 65535)
-    goto fail;
-  struct sockaddr_in6 a6;
-  struct sockaddr_in a4;
-  if (uv_ip4_addr(o->host, (int)port, &a4) == 0) {
-    memcpy(&o->addrs[0], &a4, sizeof a4);
-    o->naddrs = 1;
-    o->literal = 1;
-  } else if (uv_ip6_addr(o->host, (int)port, &a6) == 0) {
-    memcpy(&o->addrs[0], &a6, sizeof a6);
-    o->naddrs = 1;
-    o->literal = 1;
-  }
   o->next = b->origins;
   b->origins = o;
   return o;
-fail:
-  free(o->authority);
-  free(o->host);
-  free(o);
-  return NULL;
 }
 
 static int addrs_fresh(origin_t *o) {
-  return o->literal || (o->naddrs > 0 && uv_now(o->b->loop) - o->resolved_at < RESOLVE_TTL_MS);
+  return pd_origin_addr_fresh(&o->a, uv_now(o->b->loop));
 }
 
 static void do_connect(conn_t *c, int idx);
@@ -296,17 +224,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
   origin_t *o = req->data;
   pd_h1up_t *b = o->b;
   o->resolving = 0;
-  if (status == 0) {
-    o->naddrs = 0;
-    for (struct addrinfo *ai = res; ai && o->naddrs < MAX_ADDRS; ai = ai->ai_next)
-      if ((ai->ai_family == AF_INET || ai->ai_family == AF_INET6) &&
-          ai->ai_addrlen <= sizeof o->addrs[0])
-        memcpy(&o->addrs[o->naddrs++], ai->ai_addr, ai->ai_addrlen);
-    o->resolved_at = uv_now(b->loop);
-    if (o->naddrs == 0)
-      status = UV_EAI_NONAME;
-  }
-  uv_freeaddrinfo(res);
+  status = pd_origin_addr_resolved(&o->a, status, res, uv_now(b->loop));
   if (b->closing) {
     part_closed(b);
     return;
@@ -466,7 +384,7 @@ static void on_connected(uv_connect_t *req, int status);
 static void do_connect(conn_t *c, int idx) {
   c->addr_idx = idx;
   c->state = C_CONNECTING;
-  int rc = uv_tcp_connect(&c->connect_req, &c->tcp, (const struct sockaddr *)&c->o->addrs[idx],
+  int rc = uv_tcp_connect(&c->connect_req, &c->tcp, (const struct sockaddr *)&c->o->a.addrs[idx],
                           on_connected);
   if (rc < 0) {
     c->connect_err = rc;
@@ -490,7 +408,7 @@ static void conn_start_connect(conn_t *c) {
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   o->gai.data = o;
-  int rc = uv_getaddrinfo(o->b->loop, &o->gai, on_resolved, o->host, o->port, &hints);
+  int rc = uv_getaddrinfo(o->b->loop, &o->gai, on_resolved, o->a.host, o->a.port, &hints);
   if (rc < 0) {
     resolve_unlink(c);
     c->connect_err = rc;
@@ -524,7 +442,7 @@ static void connect_failed(conn_t *c, int status) {
   }
   detach(x);
   conn_close_keep_slot(c);
-  if (!resolving && idx + 1 < o->naddrs) {
+  if (!resolving && idx + 1 < o->a.naddrs) {
     conn_t *c2 = conn_new(o); /* takes the slot c had */
     if (c2) {
       c2->connect_start = started;
@@ -536,9 +454,9 @@ static void connect_failed(conn_t *c, int status) {
   serve_waiters(o);
   char msg[ERRMSG_SIZE];
   if (resolving)
-    snprintf(msg, sizeof msg, "Could not resolve host: %s (%s)", o->host, uv_strerror(status));
+    snprintf(msg, sizeof msg, "Could not resolve host: %s (%s)", o->a.host, uv_strerror(status));
   else
-    snprintf(msg, sizeof msg, "Failed to connect to %s port %s: %s", o->host, o->port,
+    snprintf(msg, sizeof msg, "Failed to connect to %s port %s: %s", o->a.host, o->a.port,
              uv_strerror(status));
   attempt_failed(x, PD_XFER_ECONNECT, msg);
 }
@@ -887,7 +805,7 @@ static void conn_send(conn_t *c) {
   origin_t *o = c->o;
   pd_buf_reset(&c->out);
   size_t mlen = strlen(x->method), plen = strlen(x->path);
-  size_t need = mlen + plen + o->alen + x->hdrs_len + 64;
+  size_t need = mlen + plen + o->a.alen + x->hdrs_len + 64;
   char *w = pd_buf_reserve(&c->out, need);
   if (!w) {
     detach(x);
@@ -906,8 +824,8 @@ static void conn_send(conn_t *c) {
   if (!x->own_host) {
     memcpy(p, "Host: ", 6);
     p += 6;
-    memcpy(p, o->authority, o->alen);
-    p += o->alen;
+    memcpy(p, o->a.authority, o->a.alen);
+    p += o->a.alen;
     *p++ = '\r';
     *p++ = '\n';
   }
@@ -1134,7 +1052,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 pd_xfer_t *pd_h1up_start(pd_h1up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cbs_t *cbs,
                          void *ud) {
   const char *auth, *path;
-  long alen = split_url(o->url, &auth, &path);
+  long alen = pd_url_split(o->url, &auth, &path);
   xfer_t *x = NULL;
   if (b->closing || alen < 0)
     goto fail;

@@ -5,6 +5,9 @@
 #ifndef PD_UPSTREAM_INT_H
 #define PD_UPSTREAM_INT_H
 
+#include <stdint.h>
+#include <uv.h>
+
 #include "buf.h"
 #include "upstream.h"
 
@@ -46,6 +49,33 @@ int pd_xfer_retryable_status(int status);
 long pd_xfer_status_delay(const pd_xhead_t *h, int attempt);
 /* Delay before retrying a failed connect: 50 ms doubling per attempt. */
 long pd_xfer_connect_delay(int attempt);
+
+/* An http:// origin's address, as both native clients keep it: the authority parsed, literal
+ * IP addresses taken as they are, host names resolved with uv_getaddrinfo and cached. */
+#define PD_ORIGIN_MAX_ADDRS 4
+#define PD_ORIGIN_RESOLVE_TTL_MS 30000 /* how long a host name's addresses are reused */
+typedef struct pd_origin_addr {
+  char *authority; /* "host:port" as the URL spells it */
+  size_t alen;
+  char *host; /* without brackets */
+  char port[8];
+  int literal; /* host is an IP address: never resolved */
+  struct sockaddr_storage addrs[PD_ORIGIN_MAX_ADDRS];
+  int naddrs;
+  uint64_t resolved_at;
+} pd_origin_addr_t;
+
+/* Splits "http://authority/path?query"; returns the authority's length or -1. */
+long pd_url_split(const char *url, const char **auth, const char **path);
+/* Parses "host", "host:port" or "[v6]:port" (port 80 by default). Returns 0, or -1 with nothing
+ * left to free. */
+int pd_origin_addr_init(pd_origin_addr_t *a, const char *auth, size_t alen);
+void pd_origin_addr_free(pd_origin_addr_t *a);
+/* The addresses can be used without resolving (a literal, or resolved less than the TTL ago). */
+int pd_origin_addr_fresh(const pd_origin_addr_t *a, uint64_t now);
+/* Takes uv_getaddrinfo's answer (and frees res); returns the status to report: UV_EAI_NONAME
+ * when it held no IPv4 or IPv6 address. */
+int pd_origin_addr_resolved(pd_origin_addr_t *a, int status, struct addrinfo *res, uint64_t now);
 
 pd_curlup_t *pd_curlup_new(uv_loop_t *loop, int max_host_connections);
 void pd_curlup_close(pd_curlup_t *c, void (*on_closed)(void *ud), void *ud);
