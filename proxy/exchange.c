@@ -734,7 +734,12 @@ static void chain_next(chain_t *ch) {
   if (ex->finished)
     return;
   pd_call_t call;
-  if (!pd_engine_next(ch->eng, &call)) {
+  int more = pd_engine_next(ch->eng, &call);
+  if (more < 0) {
+    ex_fail(ex, 500, "Could not build the upstream request.", "server_error", "internal_error");
+    return;
+  }
+  if (more == 0) {
     if (ex->stream) {
       start_stream(ex);
       pd_chunk_ctx_t c = {ex->id, ex->created, ex->client_model};
@@ -754,10 +759,6 @@ static void chain_next(chain_t *ch) {
   ch->status = 0;
   pd_sse_free(&ch->sse);
   pd_sse_init(&ch->sse, MAX_SSE_EVENT);
-  if (!body) {
-    ex_fail(ex, 500, "Could not build the upstream request.", "server_error", "internal_error");
-    return;
-  }
   ch->xfer = start_xfer(ex, "POST", url, body, body_len, 1, &cbs, ch);
   if (!ch->xfer)
     ex_fail(ex, 502, "Could not start the upstream request.", "upstream_error", "upstream_error");

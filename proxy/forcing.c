@@ -216,6 +216,8 @@ void pd_engine_free(pd_engine_t *e) {
 
 /* Builds the next call; returns 1, 0 when done, or -1 on allocation failure or misuse. */
 int pd_engine_next(pd_engine_t *e, pd_call_t *call) {
+  call->body = NULL;
+  call->body_len = 0;
   if (e->state == ST_DONE)
     return 0;
   if (e->state == ST_WAITING)

@@ -80,8 +80,9 @@ int pd_engine_should_force(const json_t *request, int rounds);
 pd_engine_t *pd_engine_new(const pd_engine_opts_t *opts, json_t *request);
 void pd_engine_free(pd_engine_t *e);
 
-/* Returns 1 and fills *call with the next upstream call, or 0 when the chain is done. Must not
- * be called again until the current call's reply has been fed. */
+/* Returns 1 and fills *call with the next upstream call, 0 when the chain is done, or -1 when
+ * the body could not be built (out of memory) or a reply is still awaited; call->body is NULL
+ * unless 1 is returned. Must not be called again until the current call's reply has been fed. */
 int pd_engine_next(pd_engine_t *e, pd_call_t *call);
 
 /* Feeds the whole (non-streamed) reply of the current call. Returns 0, or -1 when the reply is

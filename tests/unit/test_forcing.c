@@ -369,6 +369,9 @@ static void chat_null_content(void **state) {
   assert_json(json_object_get(body, "messages"),
               "[{'role':'user','content':'Think for up to 100 tokens.'}]");
   json_decref(body);
+  /* Asking again before the reply is misuse: -1 and no body. */
+  assert_int_equal(pd_engine_next(e, &call), -1);
+  assert_null(call.body);
   pd_engine_free(e);
 }
 
