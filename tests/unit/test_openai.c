@@ -207,6 +207,35 @@ static void test_json_check(void **state) {
   assert_int_equal(pd_json_check_object(deep, n), 0);
 }
 
+/* Copies src into buf (cap bytes) and applies `edits` random one-byte edits (replace, insert
+ * or delete a byte from a JSON-ish alphabet), drawing from the xorshift state *x. Returns the
+ * new length. */
+static size_t mutate(char *buf, size_t cap, const char *src, int edits, uint64_t *x) {
+  static const char alphabet[] = "{}[]\":,\\u0019eE.-+tnfl \t\n\x01\x7f\x80\xC3\xA9\xED\xF4\xFF"
+                                 "abdD8";
+  size_t len = strlen(src);
+  memcpy(buf, src, len);
+  for (int k = 0; k < edits; k++) {
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    size_t pos = (size_t)(*x % len);
+    char ch = alphabet[(*x >> 32) % (sizeof alphabet - 1)];
+    int op = (int)((*x >> 48) % 3);
+    if (op == 0) {
+      buf[pos] = ch;
+    } else if (op == 1 && len + 1 < cap) {
+      memmove(buf + pos + 1, buf + pos, len - pos);
+      buf[pos] = ch;
+      len++;
+    } else if (len > 1) {
+      memmove(buf + pos, buf + pos + 1, len - pos - 1);
+      len--;
+    }
+  }
+  return len;
+}
+
 /* pd_chat_req_scan must only accept what the jansson path accepts, with the same values. */
 static void check_scan_agrees(const char *b, size_t n) {
   pd_chat_req_t cr;
@@ -346,33 +375,11 @@ static void test_chat_req_scan(void **state) {
   assert_int_equal(pd_chat_req_scan(deep, n, &cr), 0);
 
   /* Mutations of accepted bodies: whatever the scan accepts, jansson reads the same way. */
-  static const char alphabet[] = "{}[]\":,\\u0019eE.-+tnfl \t\n\x01\x7f\x80\xC3\xA9\xED\xF4\xFF"
-                                 "abdD8";
   uint64_t x = 0x9E3779B97F4A7C15ULL;
   char buf[600];
   for (int iter = 0; iter < 200000; iter++) {
-    const char *src = good[iter % (sizeof good / sizeof *good)];
-    size_t len = strlen(src);
-    memcpy(buf, src, len);
-    int edits = 1 + iter % 3;
-    for (int k = 0; k < edits; k++) {
-      x ^= x << 13;
-      x ^= x >> 7;
-      x ^= x << 17;
-      size_t pos = (size_t)(x % len);
-      char ch = alphabet[(x >> 32) % (sizeof alphabet - 1)];
-      int op = (int)((x >> 48) % 3);
-      if (op == 0) {
-        buf[pos] = ch;
-      } else if (op == 1 && len + 1 < sizeof buf) {
-        memmove(buf + pos + 1, buf + pos, len - pos);
-        buf[pos] = ch;
-        len++;
-      } else if (len > 1) {
-        memmove(buf + pos, buf + pos + 1, len - pos - 1);
-        len--;
-      }
-    }
+    size_t len =
+        mutate(buf, sizeof buf, good[iter % (sizeof good / sizeof *good)], 1 + iter % 3, &x);
     check_scan_agrees(buf, len);
     check_load_same(buf, len);
   }
@@ -623,29 +630,9 @@ static void test_json_load_reply(void **state) {
   assert_true(reply_fast > 300);
 
   /* Byte mutations of the fixed replies. */
-  static const char alphabet[] = "{}[]\":,\\u0019eE.-+tnfl \t\n\x01\x7f\x80\xC3\xA9\xED\xF4\xFF"
-                                 "abdD8";
   char buf[600];
   for (int iter = 0; iter < 100000; iter++) {
-    const char *src = docs[iter % 7];
-    size_t len = strlen(src);
-    memcpy(buf, src, len);
-    for (int k = 0; k < 1 + iter % 3; k++) {
-      uint64_t x = rnd();
-      size_t pos = (size_t)(x % len);
-      char ch = alphabet[(x >> 32) % (sizeof alphabet - 1)];
-      int op = (int)((x >> 48) % 3);
-      if (op == 0) {
-        buf[pos] = ch;
-      } else if (op == 1 && len + 1 < sizeof buf) {
-        memmove(buf + pos + 1, buf + pos, len - pos);
-        buf[pos] = ch;
-        len++;
-      } else if (len > 1) {
-        memmove(buf + pos, buf + pos + 1, len - pos - 1);
-        len--;
-      }
-    }
+    size_t len = mutate(buf, sizeof buf, docs[iter % 7], 1 + iter % 3, &rng_state);
     check_reply_load(buf, len);
   }
 }
