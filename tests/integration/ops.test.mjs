@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startFake, startPonder, configFor, ponderBin, sleep, httpReq, waitFor } from '../lib/harness.mjs';
+import { startFake, startPonder, configFor, ponderBin, sleep, httpReq, waitFor, closedPort } from '../lib/harness.mjs';
 
 delete process.env.PONDER_UPSTREAM;
 delete process.env.OPENAI_BASE_URL;
@@ -89,14 +89,6 @@ async function stopOk(p) {
   assert.equal(code, 0, 'ponder exit code after SIGTERM:\n' + p.output());
 }
 
-async function freePort() {
-  const srv = net.createServer();
-  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
-  const port = srv.address().port;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
-
 // ---------------------------------------------------------------------------
 // 1. command line
 
@@ -161,7 +153,7 @@ describe('command line', () => {
   });
 
   it('listen from the config file is used without --listen', T, async () => {
-    const port = await freePort();
+    const port = await closedPort();
     const fake = await startFake();
     const path = writeTmp('listen.json', JSON.stringify({ ...configFor(fake), listen: `127.0.0.1:${port}` }));
     const proc = spawn(ponderBin, ['--config', path], { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -4,7 +4,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import http from 'node:http';
-import { startFake, startPonder, configFor, rawHttp, parseSSE, sleep, chat, httpReq, waitFor } from '../lib/harness.mjs';
+import { startFake, startPonder, configFor, rawHttp, parseSSE, sleep, chat, httpReq, waitFor, closedPort } from '../lib/harness.mjs';
 
 delete process.env.PONDER_UPSTREAM;
 delete process.env.OPENAI_BASE_URL;
@@ -189,15 +189,6 @@ async function assertHealthy(p) {
   const r = await httpReq(p.port, { path: '/healthz', headers: { connection: 'close' } });
   assert.equal(r.status, 200);
   assert.deepEqual(r.json, { status: 'ok' });
-}
-
-/** A port on 127.0.0.1 that nothing listens on. */
-async function closedPort() {
-  const srv = net.createServer();
-  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
-  const port = srv.address().port;
-  await new Promise((r) => srv.close(r));
-  return port;
 }
 
 /** A raw upstream that records the exact request head bytes and answers a fixed chat completion. */

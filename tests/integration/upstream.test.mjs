@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import http from 'node:http';
-import { startPonder, httpReq, sleep } from '../lib/harness.mjs';
+import { startPonder, httpReq, sleep, closedPort } from '../lib/harness.mjs';
 
 delete process.env.PONDER_UPSTREAM;
 delete process.env.OPENAI_BASE_URL;
@@ -256,10 +256,7 @@ describe('upstream client: failures', () => {
   });
 
   it('a refused connection is retried, then reported as 502', T, async () => {
-    const srv = net.createServer();
-    await new Promise((r) => srv.listen(0, '127.0.0.1', r));
-    const port = srv.address().port;
-    await new Promise((r) => srv.close(r)); // nothing listens there now
+    const port = await closedPort();
     const p = await startPonder({ config: cfgFor(port, { retries: 2 }) });
     try {
       const t0 = Date.now();

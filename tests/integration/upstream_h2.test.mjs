@@ -5,12 +5,11 @@
 // Run: PONDER_BIN=$PWD/build/ponder node --test tests/integration/upstream_h2.test.mjs
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import http from 'node:http';
 import http2 from 'node:http2';
 import crypto from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { startPonder, httpReq, parseSSE, sleep, waitFor } from '../lib/harness.mjs';
+import { startPonder, httpReq, parseSSE, sleep, waitFor, closedPort } from '../lib/harness.mjs';
 
 delete process.env.PONDER_UPSTREAM;
 delete process.env.OPENAI_BASE_URL;
@@ -346,10 +345,7 @@ describe('h2c upstream: retries and failures', () => {
   });
 
   it('a refused connection is retried, then reported as an OpenAI-shaped 502', T, async () => {
-    const srv = net.createServer();
-    await new Promise((r) => srv.listen(0, '127.0.0.1', r));
-    const port = srv.address().port;
-    await new Promise((r) => srv.close(r)); // nothing listens there now
+    const port = await closedPort();
     const p = await startPonder({ config: cfgFor(port, { retries: 2 }) });
     try {
       const t0 = Date.now();

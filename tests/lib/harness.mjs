@@ -168,3 +168,12 @@ export async function waitFor(fn, { timeoutMs = 3000, stepMs = 50, what = 'condi
     await sleep(stepMs);
   }
 }
+
+/** A loopback port nothing listens on (it was free a moment ago): connections to it are refused. */
+export async function closedPort() {
+  const srv = net.createServer();
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = srv.address();
+  await new Promise((r) => srv.close(r));
+  return port;
+}

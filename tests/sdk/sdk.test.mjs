@@ -2,12 +2,11 @@
 // Run: PONDER_BIN=$PWD/build/ponder node --test tests/sdk/
 import { describe, it, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import OpenAI, {
   APIError, APIUserAbortError, AuthenticationError, BadRequestError, InternalServerError,
   NotFoundError, RateLimitError,
 } from 'openai';
-import { startPonder, startFake, configFor, sleep } from '../lib/harness.mjs';
+import { startPonder, startFake, configFor, sleep, closedPort } from '../lib/harness.mjs';
 
 const WAIT = 'Wait? Did I make a mistake?';
 const ANSWER_PROMPT = 'Now provide the final answer.';
@@ -26,15 +25,6 @@ async function stopAll(p, fake) {
   const r = await p.stop();
   await fake.close();
   assert.equal(r.code, 0, 'ponder exits 0 after SIGTERM:\n' + p.output());
-}
-
-/** A free loopback port with nothing listening on it. */
-async function deadPort() {
-  const s = net.createServer();
-  await new Promise((r) => s.listen(0, '127.0.0.1', r));
-  const port = s.address().port;
-  await new Promise((r) => s.close(r));
-  return port;
 }
 
 /** Collects an SDK stream: content, reasoning, finish reasons, usage and chunk arrival times. */
@@ -300,7 +290,7 @@ describe('errors as SDK error classes', () => {
   before(async () => {
     fake = await startFake();
     const cfg = configFor(fake);
-    const dead = await deadPort();
+    const dead = await closedPort();
     cfg.upstreams.push(
       { ...cfg.upstreams[0], name: 'slow', timeout_ms: 300 },
       { name: 'dead', base_url: `http://127.0.0.1:${dead}/v1`, retries: 0, timeout_ms: 2000,
