@@ -4,13 +4,14 @@
 #   ./dev.sh test                    install, build, run every test (also under ASan+UBSan)
 #   ./dev.sh demo                    offline demo: fake upstream + ponder, one forced exchange
 #   ./dev.sh bench                   build optimized and measure ponder against its peers
+#   ./dev.sh fuzz [SECONDS]          build the libFuzzer targets and run each SECONDS (default 60)
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$PWD
 
 DEB_PKGS=(build-essential pkg-config meson ninja-build libuv1-dev libcurl4-openssl-dev
           node-llhttp libjansson-dev libyaml-dev libcmocka-dev libnghttp2-dev)
-TEST_PKGS=(prometheus)
+TEST_PKGS=(prometheus clang libclang-rt-14-dev)
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -93,6 +94,29 @@ node_suites() { # node_suites BUILD_DIR LABEL PATH...
   rm -f "$log"
 }
 
+fuzz_build() { # the libFuzzer targets, with ASan+UBSan, in build-fuzz
+  CC=clang build build-fuzz -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false \
+    -Dbuildtype=debugoptimized
+}
+
+fuzz_targets() { find build-fuzz/tests/fuzz -maxdepth 1 -name 'fuzz_*' -type f -perm -u+x 2>/dev/null | sort; }
+
+fuzz_brief() { # every target over its seed corpus plus a bounded number of mutated runs
+  local runs=${FUZZ_RUNS:-20000} exe name log rc
+  echo "==> [fuzz] each target: seed corpus + $runs runs (ASan+UBSan)"
+  for exe in $(fuzz_targets); do
+    name=${exe##*/fuzz_}; log=$(mktemp); rc=0
+    (cd "$(mktemp -d)" && ASAN_OPTIONS=detect_leaks=1 "$ROOT/$exe" -runs="$runs" -seed=1 \
+      "$ROOT/tests/fuzz/corpus/$name") >"$log" 2>&1 || rc=$?
+    if [ "$rc" -eq 0 ]; then
+      PASS=$((PASS + 1)); printf '  fuzz_%-14s ok (%s)\n' "$name" "$(grep -oE 'Done [0-9]+ runs' "$log" | tail -1)"
+    else
+      FAIL=$((FAIL + 1)); printf '  fuzz_%-14s FAILED\n' "$name"; tail -40 "$log"
+    fi
+    rm -f "$log"
+  done
+}
+
 cmd=${1:-run}
 [ $# -gt 0 ] && shift
 case "$cmd" in
@@ -122,6 +146,8 @@ case "$cmd" in
       FAIL=$((FAIL + $(ls "$sandir" | wc -l)))
     fi
     rm -rf "$sandir"
+    fuzz_build
+    fuzz_brief
     echo "$PASS passed, $FAIL failed, $SKIP skipped"
     [ "$FAIL" -eq 0 ]
     ;;
@@ -130,10 +156,29 @@ case "$cmd" in
     build build
     exec node tests/demo.mjs
     ;;
+  fuzz)
+    # A long run: each target for SECONDS on a scratch copy of its corpus (the committed seeds
+    # are not changed). Crashes are written to build-fuzz/artifacts/NAME/; turn each into a test.
+    install_deps test
+    fuzz_build
+    secs=${1:-60}; total_crash=0
+    for exe in $(fuzz_targets); do
+      name=${exe##*/fuzz_}; work=$(mktemp -d); art=$ROOT/build-fuzz/artifacts/$name
+      mkdir -p "$art"; cp -r tests/fuzz/corpus/"$name"/. "$work"/ 2>/dev/null || true
+      log=$ROOT/build-fuzz/artifacts/$name.log
+      ASAN_OPTIONS=detect_leaks=1 "$exe" -max_total_time="$secs" -artifact_prefix="$art/" \
+        -print_final_stats=1 "$work" >"$log" 2>&1 || true
+      execs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' || echo '?')
+      crashes=$(find "$art" -type f | wc -l); total_crash=$((total_crash + crashes))
+      printf 'fuzz_%-14s %12s executions in %ss, %s crash file(s)\n' "$name" "$execs" "$secs" "$crashes"
+      rm -rf "$work"
+    done
+    [ "$total_crash" -eq 0 ]
+    ;;
   bench)
     install_deps
     exec bash bench/run.sh "$@"
     ;;
   *)
-    echo "usage: ./dev.sh run|test|demo|bench" >&2; exit 1 ;;
+    echo "usage: ./dev.sh run|test|demo|bench|fuzz" >&2; exit 1 ;;
 esac
