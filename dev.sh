@@ -105,9 +105,11 @@ fuzz_brief() { # every target over its seed corpus plus a bounded number of muta
   local runs=${FUZZ_RUNS:-20000} exe name log rc
   echo "==> [fuzz] each target: seed corpus + $runs runs (ASan+UBSan)"
   for exe in $(fuzz_targets); do
-    name=${exe##*/fuzz_}; log=$(mktemp); rc=0
-    (cd "$(mktemp -d)" && ASAN_OPTIONS=detect_leaks=1 "$ROOT/$exe" -runs="$runs" -seed=1 \
-      "$ROOT/tests/fuzz/corpus/$name") >"$log" 2>&1 || rc=$?
+    name=${exe##*/fuzz_}; log=$(mktemp); work=$(mktemp -d); rc=0
+    # libFuzzer adds what it finds to the first folder: a scratch one, so the seeds stay as committed.
+    (cd "$work" && ASAN_OPTIONS=detect_leaks=1 "$ROOT/$exe" -runs="$runs" -seed=1 \
+      "$work" "$ROOT/tests/fuzz/corpus/$name") >"$log" 2>&1 || rc=$?
+    rm -rf "$work"
     if [ "$rc" -eq 0 ]; then
       PASS=$((PASS + 1)); printf '  fuzz_%-14s ok (%s)\n' "$name" "$(grep -oE 'Done [0-9]+ runs' "$log" | tail -1)"
     else
