@@ -191,7 +191,8 @@ function makeStreamer(res, spec, st, signal) {
     if (closed || s.stopped) return false;
     if (spec.cut_after != null && s.sent >= spec.cut_after) {
       s.stopped = true;
-      kill(res);
+      if (spec.cut_clean) res.end();
+      else kill(res);
       return false;
     }
     if (spec.cut_mid_event != null && s.sent >= spec.cut_mid_event) {
@@ -199,9 +200,12 @@ function makeStreamer(res, spec, st, signal) {
       s.stopped = true;
       const buf = Buffer.from(payload);
       const part = Math.max(1, Math.min(buf.length - 1, Math.floor(buf.length / 2)));
-      res.write(buf.subarray(0, part));
       st.partial++;
-      setTimeout(() => kill(res), 20);
+      if (spec.cut_clean) res.end(buf.subarray(0, part));
+      else {
+        res.write(buf.subarray(0, part));
+        setTimeout(() => kill(res), 20);
+      }
       return false;
     }
     if (spec.hang_after != null && s.sent >= spec.hang_after) {

@@ -268,6 +268,21 @@ test('cut_mid_event: whole events, then part of the next one, then the connectio
   assert.equal(st.partial, 1);
 });
 
+test('cut_clean: the stream ends properly where cut_after / cut_mid_event cut it', async () => {
+  fake.script({ content: 'a b c d', cut_after: 2, cut_clean: true }, { content: 'a b c d', cut_mid_event: 2, cut_clean: true });
+  let r = await pieces(fake.port, { stream: true });
+  assert.equal(r.how, 'end');
+  let blocks = r.text.split('\n\n');
+  assert.equal(blocks.pop(), '', 'ends between events');
+  assert.equal(blocks.length, 2, 'no finish_reason, no [DONE]');
+  r = await pieces(fake.port, { stream: true });
+  assert.equal(r.how, 'end');
+  blocks = r.text.split('\n\n');
+  const tail = blocks.pop();
+  assert.equal(blocks.length, 2);
+  assert.ok(tail.startsWith('data: {') && tail.length > 6, `ends in the middle of an event: ${tail}`);
+});
+
 test('bad_event: an event whose data is not JSON, in place, then the stream goes on', async () => {
   fake.script({ content: 'a b', bad_event: 1 });
   const r = await pieces(fake.port, { stream: true });

@@ -20,7 +20,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { startFake, startPonder, chatPolicy, parseSSE, sleep, waitFor } from '../lib/harness.mjs';
+import { startFake, startPonder, chatPolicy, parseSSE, sleep, waitFor, closedPort } from '../lib/harness.mjs';
 
 delete process.env.PONDER_UPSTREAM;
 delete process.env.OPENAI_BASE_URL;
@@ -52,6 +52,8 @@ const KNOWN = [
     why: 'error responses carry x-ponder-rounds 0 (JSON) or the planned rounds (stream)' },
   { backend: /.*/, name: /^a call ponder abandons/,
     why: 'a transfer cancelled by ponder itself is never counted (count_upstream runs only in on_done)' },
+  { backend: /.*/, name: /^SSE ends cleanly before finish_reason and \[DONE\]/,
+    why: 'a call whose stream ends early but cleanly is taken as complete (finish_reason "stop" made up)' },
   { backend: /.*/, name: /^slow drip past stall_timeout_ms/,
     why: 'stall_timeout_ms (SPEC section 3) is not implemented: the config key is refused' },
 ];
@@ -216,6 +218,10 @@ for (const f of STATUS_FAULTS) {
   });
 }
 FAULTS.push(
+  // A 4xx is the provider's answer, not retried (the good reply queued after it stays unused).
+  { name: '400 from the provider: not retried', specs: (c) => [{ status: 400, message: 'bad field' }, ...GOOD.slice(c)],
+    outcome: { kind: 'auto', early: true, status: 400,
+               body: { error: { message: 'bad field', type: 'invalid_request_error', param: null, code: 'invalid_request_error' } } } },
   // Not OpenAI-shaped: once retries are spent, 502 (not the provider's status).
   { name: '503 with a plain-text body twice', specs: () => [{ status: 503, plain_status_body: 'overloaded' },
     { status: 503, plain_status_body: 'overloaded' }],
@@ -240,6 +246,16 @@ FAULTS.push(
     outcome: { kind: 'auto', early: false, status: 502, code: 'upstream_error' } },
   { name: 'SSE cut mid-event', streamOnly: true,
     specs: (c) => [{ ...GOOD[c], cut_mid_event: 2 }, ...GOOD.slice(c)],
+    outcome: { kind: 'auto', early: false, status: 502, code: 'upstream_error' } },
+  // The same cut, but the upstream ends its reply cleanly (the last chunk of the chunked body,
+  // END_STREAM over h2c) in the middle of the event.
+  { name: 'SSE ends cleanly mid-event', streamOnly: true,
+    specs: (c) => [{ ...GOOD[c], cut_mid_event: 2, cut_clean: true }, ...GOOD.slice(c)],
+    outcome: { kind: 'auto', early: false, status: 502, code: 'upstream_error' } },
+  // A clean end between events, before the call's finish_reason and [DONE]: the reply broke off
+  // (a cut answer must not reach the client as a complete one with finish_reason "stop").
+  { name: 'SSE ends cleanly before finish_reason and [DONE]', streamOnly: true,
+    specs: (c) => [{ ...GOOD[c], cut_after: 2, cut_clean: true }, ...GOOD.slice(c)],
     outcome: { kind: 'auto', early: false, status: 502, code: 'upstream_error' } },
   { name: 'invalid JSON event in the stream', streamOnly: true, abandons: true,
     specs: (c) => [{ ...GOOD[c], bad_event: 2 }, ...GOOD.slice(c)],
@@ -278,9 +294,16 @@ function lanePool(lanes) {
   };
 }
 
-function ponderConfig(fakes, h2c, upstreamExtra = {}) {
+function ponderConfig(fakes, h2c, upstreamExtra = {}, deadPort = 0) {
   const upstreams = [];
   const routes = [];
+  if (deadPort) {
+    // Nothing listens there: every connect is refused.
+    upstreams.push({ name: 'dead', base_url: `http://127.0.0.1:${deadPort}/v1`, retries: 1, timeout_ms: TIMEOUT_MS,
+                     connect_timeout_ms: 1000, ...(h2c ? { http2: true } : {}), ...upstreamExtra });
+    routes.push({ name: 'dead', match: { path_prefix: '/dead' }, upstream: 'dead', reasoning: 'field',
+                  forcing: chatPolicy(2) });
+  }
   fakes.forEach((f, i) => {
     for (const [tag, timeout] of [['n', TIMEOUT_MS], ['t', SHORT_TIMEOUT_MS]]) {
       upstreams.push({ name: `${tag}${i}`, base_url: `${f.url}/v1`, retries: 1, timeout_ms: timeout,
@@ -303,7 +326,7 @@ for (const backend of backendNames()) {
     let stallP = null; // a second ponder whose upstreams have stall_timeout_ms (or its start error)
     before(async () => {
       fakes = await Promise.all(Array.from({ length: LANES }, () => startFake({ h2c: B.h2c })));
-      p = await startPonder({ config: ponderConfig(fakes, B.h2c), env: B.env });
+      p = await startPonder({ config: ponderConfig(fakes, B.h2c, {}, await closedPort()), env: B.env });
       pool = lanePool(fakes.map((f, i) => ({ f, i })));
       stallP = await startPonder({
         config: ponderConfig(fakes, B.h2c, { stall_timeout_ms: STALL_MS }), env: B.env,
@@ -352,6 +375,19 @@ for (const backend of backendNames()) {
         }
       }
     }
+
+    // A refused connect is retried (retries: 1), then 502; nothing has started, stream or not.
+    // (One test: the two share the 'dead' upstream's counter.)
+    it('connect refused on think1, retries spent: 502, json and stream', async () => {
+      for (const stream of [false, true]) {
+        const before = await upstreamCalls(p, 'dead');
+        const r = await post(p.port, '/dead/v1/chat/completions', request(stream));
+        assertHttpError(r, 502, { code: 'upstream_error' }, `connect refused (${stream ? 'stream' : 'json'})`);
+        assert.equal(r.headers['x-ponder-route'], 'dead');
+        await assertCounted(p, 'dead', before, 1);
+        await healthy(p.port);
+      }
+    });
 
     const cname = 'a call ponder abandons (invalid event) is counted in ponder_upstream_requests_total';
     it(cname, { todo: known(backend, cname) }, async () => {
