@@ -1,13 +1,15 @@
 // The fault matrix: every upstream fault x the call it hits (first thinking call, second thinking
 // call, answer call of a chat-mode policy with rounds 2) x stream or not x upstream backend
-// (native HTTP/1.1, native h2c, libcurl), each outcome asserted as SPEC sections 3, 4 and 5 say:
+// (native HTTP/1.1, native h2c, libcurl), each outcome asserted as SPEC sections 3, 4, 5 and 8
+// say (138 cases per backend, plus connect refused, call counting and x-ponder-rounds on errors):
 //   - 429/5xx are retried (retries: 1) and the request succeeds when the next reply is good;
 //     once retries are spent the provider's own status, body and retry-after reach the client;
 //   - a hang or a reply slower than timeout_ms is 504 upstream_timeout; a reset, a cut body or
 //     stream, or invalid JSON is 502 upstream_error;
 //   - once a client stream has started, a failure is one `data: {"error": ...}` event and the
 //     stream ends without [DONE];
-//   - a slow reply within the timeouts is relayed whole.
+//   - a slow reply within the timeouts is relayed whole;
+//   - every upstream call, the failed one included, is counted in ponder_upstream_requests_total.
 // After every case ponder must still serve /healthz; at the end no request is in flight and
 // SIGTERM exits 0 without a sanitizer report. One ponder per backend serves every case: each of
 // LANES lanes owns a fake upstream (scripted per call) and two routes to it (normal and short
