@@ -2,13 +2,15 @@
 // Fake OpenAI-compatible upstream for ponder's integration tests, SDK tests and benchmarks.
 // Node 20 built-ins only. See tests/fake/README.md for the full behaviour and control API.
 //
-//   node tests/fake/upstream.mjs [--port N] [--host 127.0.0.1] [--fast]
+//   node tests/fake/upstream.mjs [--port N] [--host 127.0.0.1] [--fast] [--h2c]
 //   -> prints exactly one line {"port":N} on stdout once listening; exits on SIGTERM/SIGINT.
 //
 //   import { startFake } from './upstream.mjs';
 //   const fake = await startFake({ port: 0, fast: false });  // { port, url, close(), ... }
+//   startFake({ h2c: true }) speaks HTTP/2 with prior knowledge (h2c) instead of HTTP/1.1.
 
 import http from 'node:http';
+import http2 from 'node:http2';
 import { setTimeout as sleepP, setImmediate as immediateP } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
 
@@ -113,6 +115,31 @@ async function sleep(ms, signal) {
   }
 }
 
+// Breaks the reply off: over HTTP/1.1 the connection is destroyed; over h2c only this stream
+// is reset (RST_STREAM INTERNAL_ERROR), the way an HTTP/2 server fails one call, unless
+// `connection` asks for the whole connection (every stream on it) to go.
+function kill(res, connection = false) {
+  if (res.stream && connection) {
+    res.stream.session?.destroy();
+  } else if (res.stream) {
+    if (!res.stream.destroyed) res.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+  } else {
+    res.socket?.destroy();
+  }
+}
+
+// Writes buf in drip_bytes pieces, drip_ms apart (a slow upstream); false once the reply closed.
+async function drip(res, buf, spec, signal, isClosed) {
+  const step = Math.max(1, Math.floor(spec.drip_bytes ?? 8));
+  for (let i = 0; i < buf.length; i += step) {
+    if (i > 0 && (!(await sleep(spec.drip_ms, signal)) || isClosed())) return false;
+    if (isClosed()) return false;
+    const ok = res.write(buf.subarray(i, i + step));
+    if (!ok) await waitDrain(res);
+  }
+  return !isClosed();
+}
+
 function sendJson(res, status, obj, extraHeaders) {
   const body = typeof obj === 'string' ? obj : JSON.stringify(obj);
   res.writeHead(status, {
@@ -152,7 +179,8 @@ function sseHeaders(extra) {
 }
 
 // A streaming writer: one res.write per SSE event, yields between events so each one is its own
-// TCP write, honours backpressure ('drain'), token_delay_ms, cut_after and hang_after.
+// TCP write, honours backpressure ('drain'), token_delay_ms, cut_after, cut_mid_event, drip_ms
+// and hang_after.
 function makeStreamer(res, spec, st, signal) {
   const s = { sent: 0, stopped: false };
   let closed = false;
@@ -163,7 +191,21 @@ function makeStreamer(res, spec, st, signal) {
     if (closed || s.stopped) return false;
     if (spec.cut_after != null && s.sent >= spec.cut_after) {
       s.stopped = true;
-      res.socket?.destroy();
+      if (spec.cut_clean) res.end();
+      else kill(res);
+      return false;
+    }
+    if (spec.cut_mid_event != null && s.sent >= spec.cut_mid_event) {
+      // Part of this event's bytes (never all, never none), then the reply breaks off.
+      s.stopped = true;
+      const buf = Buffer.from(payload);
+      const part = Math.max(1, Math.min(buf.length - 1, Math.floor(buf.length / 2)));
+      st.partial++;
+      if (spec.cut_clean) res.end(buf.subarray(0, part));
+      else {
+        res.write(buf.subarray(0, part));
+        setTimeout(() => kill(res), 20);
+      }
       return false;
     }
     if (spec.hang_after != null && s.sent >= spec.hang_after) {
@@ -173,6 +215,16 @@ function makeStreamer(res, spec, st, signal) {
     }
     if (s.sent > 0 && spec.token_delay_ms > 0) {
       if (!(await sleep(spec.token_delay_ms, signal)) || closed) return false;
+    }
+    if (spec.bad_event != null && s.sent === spec.bad_event && !s.badSent) {
+      s.badSent = true; // one event whose data is not JSON, in place, then the stream goes on
+      res.write('data: {not json\n\n');
+    }
+    if (spec.drip_ms > 0) {
+      if (!(await drip(res, Buffer.from(payload), spec, signal, () => closed))) return false;
+      s.sent++;
+      st.events++;
+      return !closed;
     }
     const ok = res.write(payload);
     s.sent++;
@@ -339,7 +391,7 @@ async function answerChat(req, res, body, spec, st, signal) {
       choices.push({ index: i, message, finish_reason: reply.finish, logprobs: null });
     }
     const obj = { id, object: 'chat.completion', created, model, choices, usage };
-    return sendCut(res, 200, JSON.stringify(obj), spec, extra);
+    return sendCut(res, 200, JSON.stringify(obj), spec, extra, signal);
   }
 
   const includeUsage = body.stream_options?.include_usage === true;
@@ -415,7 +467,7 @@ async function answerCompletions(req, res, body, spec, st, signal) {
       choices: [{ text: materialize(reply.contentSrc), index: 0, logprobs: null, finish_reason: reply.finish }],
       usage,
     };
-    return sendCut(res, 200, JSON.stringify(obj), spec, extra);
+    return sendCut(res, 200, JSON.stringify(obj), spec, extra, signal);
   }
   const includeUsage = body.stream_options?.include_usage === true;
   const chunk = (text, finish = null) => {
@@ -446,13 +498,22 @@ async function answerCompletions(req, res, body, spec, st, signal) {
   s.end();
 }
 
-// JSON answer; with cut_after the connection is destroyed after cut_after bytes of the body.
-function sendCut(res, status, body, spec, extra) {
-  if (spec.cut_after == null) return sendJson(res, status, body, extra);
+// JSON answer; with cut_after the reply breaks off after cut_after bytes of the body; with
+// drip_ms the body trickles out in drip_bytes pieces.
+async function sendCut(res, status, body, spec, extra, signal) {
+  if (spec.cut_after == null && !(spec.drip_ms > 0)) return sendJson(res, status, body, extra);
   const buf = Buffer.from(body);
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': buf.length, ...(extra || {}) });
+  if (spec.cut_after == null) {
+    let closed = false;
+    res.on('close', () => {
+      closed = true;
+    });
+    if (await drip(res, buf, spec, signal, () => closed)) res.end();
+    return;
+  }
   res.write(buf.subarray(0, Math.min(buf.length - 1, Math.max(0, spec.cut_after))));
-  setImmediate(() => res.socket?.destroy());
+  setTimeout(() => kill(res), 20);
 }
 
 // ---------------------------------------------------------------------------
@@ -492,7 +553,9 @@ function control(req, res, path, raw, st) {
         fault: st.fault,
         log: st.log.length,
         events: st.events,
+        partial: st.partial,
         fast: st.fast,
+        h2c: st.h2c,
       });
     }
     return sendJson(res, 404, errorBody(404, { message: `unknown control endpoint ${req.method} ${path}` }));
@@ -532,7 +595,7 @@ async function handle(req, res, st) {
       body = rawStr;
     }
   }
-  st.log.push({ method: req.method, path, query, headers: req.headers, body, ts: Date.now() });
+  st.log.push({ method: req.method, path, query, headers: req.headers, body, ts: Date.now(), http: req.httpVersion });
 
   const route = routeOf(req.method, path);
   let spec = {};
@@ -542,7 +605,7 @@ async function handle(req, res, st) {
 
   if (spec.delay_ms > 0 && !(await sleep(spec.delay_ms, signal))) return;
   if (spec.reset) {
-    req.socket.destroy();
+    kill(res, spec.reset === 'connection');
     return;
   }
   if (spec.hang) return; // never answer; the socket stays open until the client or close() ends it
@@ -734,9 +797,11 @@ function fastHandler(pre, st) {
 // ---------------------------------------------------------------------------
 // server
 
-export async function startFake({ port = 0, host = '127.0.0.1', fast = false } = {}) {
+export async function startFake({ port = 0, host = '127.0.0.1', fast = false, h2c = false } = {}) {
   const st = {
     fast: !!fast,
+    h2c: !!h2c,
+    partial: 0, // events cut in the middle by cut_mid_event
     log: [],
     queue: [],
     fault: null,
@@ -759,36 +824,54 @@ export async function startFake({ port = 0, host = '127.0.0.1', fast = false } =
           try {
             sendJson(res, 500, errorBody(500, { message: 'fake upstream crashed: ' + e.message }));
           } catch {
-            res.socket?.destroy();
+            kill(res);
           }
-        } else res.socket?.destroy();
+        } else kill(res);
       });
     };
   }
 
-  const server = http.createServer(
-    {
-      keepAliveTimeout: 120_000,
-      headersTimeout: 3_600_000,
-      requestTimeout: 0,
-      noDelay: true,
-    },
-    handler,
-  );
-  server.keepAliveTimeout = 120_000;
-  server.headersTimeout = 3_600_000;
-  server.requestTimeout = 0;
-  server.timeout = 0;
-
   const sockets = new Set();
-  server.on('connection', (s) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-  server.on('clientError', (err, socket) => {
-    if (socket.writable && !socket.destroyed) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
-    else socket.destroy();
-  });
+  const sessions = new Set();
+  let server;
+  if (h2c) {
+    // Prior knowledge, no upgrade: what ponder's native h2c client speaks. The compat API hands
+    // the same (req, res) pairs to the handlers; control requests go over h2c too.
+    server = http2.createServer({ settings: { maxConcurrentStreams: 1000 } }, handler);
+    server.on('session', (sess) => {
+      sessions.add(sess);
+      sess.on('close', () => sessions.delete(sess));
+      sess.on('error', () => {});
+    });
+    server.on('stream', (stream) => stream.on('error', () => {}));
+    server.on('connection', (s) => {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+    });
+  } else {
+    server = http.createServer(
+      {
+        keepAliveTimeout: 120_000,
+        headersTimeout: 3_600_000,
+        requestTimeout: 0,
+        noDelay: true,
+      },
+      handler,
+    );
+    server.keepAliveTimeout = 120_000;
+    server.headersTimeout = 3_600_000;
+    server.requestTimeout = 0;
+    server.timeout = 0;
+
+    server.on('connection', (s) => {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+    });
+    server.on('clientError', (err, socket) => {
+      if (socket.writable && !socket.destroyed) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
+      else socket.destroy();
+    });
+  }
 
   await new Promise((resolve, reject) => {
     server.once('error', reject);
@@ -803,6 +886,7 @@ export async function startFake({ port = 0, host = '127.0.0.1', fast = false } =
   return {
     port: actualPort,
     host,
+    h2c: !!h2c,
     url: `http://${host}:${actualPort}`,
     server,
     state: st,
@@ -824,6 +908,7 @@ export async function startFake({ port = 0, host = '127.0.0.1', fast = false } =
         st.ac.abort();
         server.close(() => resolve());
         server.closeAllConnections?.();
+        for (const sess of sessions) sess.destroy();
         for (const s of sockets) s.destroy();
       });
       return closing;
@@ -835,7 +920,7 @@ export async function startFake({ port = 0, host = '127.0.0.1', fast = false } =
 // CLI
 
 function parseArgs(argv) {
-  const o = { port: 0, host: '127.0.0.1', fast: false };
+  const o = { port: 0, host: '127.0.0.1', fast: false, h2c: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const [k, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
@@ -843,8 +928,9 @@ function parseArgs(argv) {
     if (k === '--port') o.port = Number(val()) || 0;
     else if (k === '--host') o.host = val();
     else if (k === '--fast') o.fast = true;
+    else if (k === '--h2c') o.h2c = true;
     else if (k === '--help' || k === '-h') {
-      process.stderr.write('usage: node tests/fake/upstream.mjs [--port N] [--host 127.0.0.1] [--fast]\n');
+      process.stderr.write('usage: node tests/fake/upstream.mjs [--port N] [--host 127.0.0.1] [--fast] [--h2c]\n');
       process.exit(0);
     } else {
       process.stderr.write(`upstream.mjs: unknown argument ${a}\n`);

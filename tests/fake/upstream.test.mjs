@@ -2,10 +2,13 @@
 import { test, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import http2 from 'node:http2';
 import net from 'node:net';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { startFake } from './upstream.mjs';
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 let fake;
 let base;
@@ -216,6 +219,201 @@ test('fast mode and CLI', async () => {
   const line = await new Promise((resolve) => child.stdout.once('data', (d) => resolve(String(d))));
   const { port } = JSON.parse(line);
   assert.equal((await fetch(`http://127.0.0.1:${port}/v1/models`)).status, 200);
+  const code = await new Promise((resolve) => {
+    child.once('exit', (c) => resolve(c));
+    child.kill('SIGTERM');
+  });
+  assert.equal(code, 0);
+});
+
+// ---- faults added for the fault matrix (tests/integration/faults.test.mjs) ----------------------
+
+/** node:http request that records every body piece and how the body ended. */
+function pieces(port, body, path = '/v1/chat/completions') {
+  return new Promise((resolve, reject) => {
+    const data = JSON.stringify({ model: 'm1', messages: [{ role: 'user', content: 'hello there world' }], ...body });
+    const req = http.request({ host: '127.0.0.1', port, method: 'POST', path, agent: false,
+      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } }, (res) => {
+      const got = [];
+      let done = false;
+      const end = (how) => {
+        if (done) return;
+        done = true;
+        resolve({ status: res.statusCode, headers: res.headers, pieces: got, text: got.map((g) => g.d).join(''), how });
+      };
+      res.setEncoding('utf8');
+      res.on('data', (d) => got.push({ d, t: Date.now() }));
+      res.on('end', () => end('end'));
+      res.on('aborted', () => end('aborted'));
+      res.on('error', () => end('aborted'));
+      res.on('close', () => end(res.complete ? 'end' : 'aborted'));
+    });
+    req.on('error', reject);
+    req.end(data);
+  });
+}
+
+test('cut_mid_event: whole events, then part of the next one, then the connection breaks', async () => {
+  fake.script({ content: 'a b c d', cut_mid_event: 2 });
+  const r = await pieces(fake.port, { stream: true });
+  assert.equal(r.status, 200);
+  assert.equal(r.how, 'aborted');
+  const blocks = r.text.split('\n\n');
+  const tail = blocks.pop();
+  assert.equal(blocks.length, 2, 'the role chunk and one token arrive whole');
+  assert.deepEqual(JSON.parse(blocks[1].slice(6)).choices[0].delta, { content: 'a' });
+  assert.ok(tail.startsWith('data: {') && tail.length > 6, `part of the third event: ${tail}`);
+  assert.throws(() => JSON.parse(tail.slice(6)), 'the cut event is not whole JSON');
+  const st = await (await fetch(base + '/_fake/state')).json();
+  assert.equal(st.partial, 1);
+});
+
+test('cut_clean: the stream ends properly where cut_after / cut_mid_event cut it', async () => {
+  fake.script({ content: 'a b c d', cut_after: 2, cut_clean: true }, { content: 'a b c d', cut_mid_event: 2, cut_clean: true });
+  let r = await pieces(fake.port, { stream: true });
+  assert.equal(r.how, 'end');
+  let blocks = r.text.split('\n\n');
+  assert.equal(blocks.pop(), '', 'ends between events');
+  assert.equal(blocks.length, 2, 'no finish_reason, no [DONE]');
+  r = await pieces(fake.port, { stream: true });
+  assert.equal(r.how, 'end');
+  blocks = r.text.split('\n\n');
+  const tail = blocks.pop();
+  assert.equal(blocks.length, 2);
+  assert.ok(tail.startsWith('data: {') && tail.length > 6, `ends in the middle of an event: ${tail}`);
+});
+
+test('bad_event: an event whose data is not JSON, in place, then the stream goes on', async () => {
+  fake.script({ content: 'a b', bad_event: 1 });
+  const r = await pieces(fake.port, { stream: true });
+  assert.equal(r.how, 'end');
+  const blocks = r.text.split('\n\n').filter(Boolean);
+  assert.equal(blocks[1], 'data: {not json');
+  assert.deepEqual(JSON.parse(blocks[2].slice(6)).choices[0].delta, { content: 'a' });
+  assert.equal(blocks.at(-1), 'data: [DONE]');
+});
+
+test('drip_ms / drip_bytes: the body trickles out, the same bytes as without', async () => {
+  const plain = await (await chat({})).text();
+  fake.script({ drip_ms: 15, drip_bytes: 40 });
+  const t0 = Date.now();
+  const r = await pieces(fake.port, {});
+  assert.equal(r.how, 'end');
+  const a = JSON.parse(plain);
+  const b = JSON.parse(r.text);
+  assert.deepEqual({ ...b, id: a.id, created: a.created }, a);
+  const n = Math.ceil(Buffer.byteLength(r.text) / 40);
+  assert.ok(r.pieces.length >= 3, `several pieces: ${r.pieces.length}`);
+  assert.ok(Date.now() - t0 >= (n - 1) * 15 - 20, 'drip_ms between pieces');
+
+  fake.script({ content: 'x y', drip_ms: 5, drip_bytes: 32 });
+  const s = await pieces(fake.port, { stream: true });
+  assert.equal(s.how, 'end');
+  assert.ok(s.pieces.length > 10, 'each event dripped in 32-byte pieces');
+  assert.equal(s.text.split('\n\n').filter(Boolean).at(-1), 'data: [DONE]');
+});
+
+test('log entries record the HTTP version', async () => {
+  await chat({});
+  assert.equal(fake.log[0].http, '1.1');
+});
+
+/** An h2c request: status, headers, body text, and how the stream ended (rstCode). */
+function h2req(session, { method = 'POST', path = '/v1/chat/completions', body } = {}) {
+  return new Promise((resolve) => {
+    const headers = { ':method': method, ':path': path };
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    const st = session.request(headers, { endStream: body === undefined });
+    let status = 0;
+    let resHeaders = {};
+    let text = '';
+    st.setEncoding('utf8');
+    st.on('response', (h) => { status = h[':status']; resHeaders = h; });
+    st.on('data', (d) => { text += d; });
+    st.on('error', () => {});
+    st.on('close', () => resolve({ status, headers: resHeaders, text, rstCode: st.rstCode }));
+    if (body !== undefined) st.end(typeof body === 'string' ? body : JSON.stringify(body));
+  });
+}
+
+test('h2c: prior-knowledge HTTP/2 with the same replies, scripts, faults and control API', async () => {
+  const f = await startFake({ h2c: true });
+  const session = http2.connect(f.url);
+  session.on('error', () => {});
+  const msg = { model: 'm1', messages: [{ role: 'user', content: 'hello there world' }] };
+  try {
+    assert.equal(f.h2c, true);
+    let r = await h2req(session, { body: msg });
+    assert.equal(r.status, 200);
+    assert.equal(JSON.parse(r.text).choices[0].message.content, 'Answer to: hello there world');
+    assert.equal(f.log[0].http, '2.0');
+
+    // control endpoints over h2c, and the in-process script queue
+    r = await h2req(session, { path: '/_fake/script', body: [{ content: 'scripted' }] });
+    assert.deepEqual(JSON.parse(r.text), { ok: true, queued: 1 });
+    f.script({ status: 429, retry_after: 2 });
+    r = await h2req(session, { body: msg });
+    assert.equal(JSON.parse(r.text).choices[0].message.content, 'scripted');
+    r = await h2req(session, { body: msg });
+    assert.equal(r.status, 429);
+    assert.equal(r.headers['retry-after'], '2');
+    r = await h2req(session, { body: { ...msg, stream: true } });
+    assert.equal(r.status, 200);
+    assert.match(r.headers['content-type'], /^text\/event-stream/);
+    assert.ok(r.text.endsWith('data: [DONE]\n\n'));
+    r = await h2req(session, { method: 'GET', path: '/_fake/state' });
+    assert.equal(JSON.parse(r.text).h2c, true);
+
+    // reset and cuts reset the stream (RST_STREAM INTERNAL_ERROR); the session lives on
+    f.script({ reset: true }, { content: 'a b c', cut_mid_event: 2 }, { cut_after: 30 }, { invalid_json: true });
+    r = await h2req(session, { body: msg });
+    assert.equal(r.rstCode, http2.constants.NGHTTP2_INTERNAL_ERROR);
+    assert.equal(r.status, 0, 'no response head before the reset');
+    r = await h2req(session, { body: { ...msg, stream: true } });
+    assert.equal(r.rstCode, http2.constants.NGHTTP2_INTERNAL_ERROR);
+    const tail = r.text.split('\n\n').pop();
+    assert.ok(tail.startsWith('data: {') && tail.length > 6, `part of an event before the reset: ${tail}`);
+    r = await h2req(session, { body: msg });
+    assert.equal(r.rstCode, http2.constants.NGHTTP2_INTERNAL_ERROR);
+    assert.equal(r.text.length, 30, 'cut_after bytes of the JSON body, then the reset');
+    r = await h2req(session, { body: msg });
+    assert.equal(r.text, '{not json');
+    assert.equal(session.destroyed, false, 'stream faults leave the connection up');
+
+    // reset: 'connection' takes the whole connection down
+    f.script({ reset: 'connection' });
+    r = await h2req(session, { body: msg });
+    assert.equal(r.status, 0);
+    await new Promise((res) => (session.closed || session.destroyed ? res() : session.once('close', res)));
+
+    // hang: no answer; close() ends the hanging session too
+    const s2 = http2.connect(f.url);
+    s2.on('error', () => {});
+    f.script({ hang: true });
+    const hung = h2req(s2, { body: msg });
+    await sleep(100);
+    assert.equal(f.log.at(-1).http, '2.0');
+    await f.close();
+    const h = await hung;
+    assert.equal(h.status, 0);
+  } finally {
+    session.destroy();
+    await f.close();
+  }
+});
+
+test('h2c CLI: --h2c', async () => {
+  const child = spawn(process.execPath, [fileURLToPath(new URL('./upstream.mjs', import.meta.url)), '--port', '0', '--h2c'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const line = await new Promise((resolve) => child.stdout.once('data', (d) => resolve(String(d))));
+  const { port } = JSON.parse(line);
+  const session = http2.connect(`http://127.0.0.1:${port}`);
+  session.on('error', () => {});
+  const r = await h2req(session, { method: 'GET', path: '/v1/models' });
+  assert.equal(r.status, 200);
+  assert.equal(JSON.parse(r.text).data[0].id, 'fake-model');
+  session.destroy();
   const code = await new Promise((resolve) => {
     child.once('exit', (c) => resolve(c));
     child.kill('SIGTERM');
