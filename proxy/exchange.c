@@ -61,6 +61,7 @@ struct ex {
   int pressure;
   int resume_next;    /* the chain on_drain resumes first (round robin) */
   int rounds_in_body; /* "ponder": {"rounds": ...} was sent (names the param of a 400) */
+  int effort_in_body; /* "reasoning_effort" was sent (names the param of a 400) */
   pd_buf_t out;       /* SSE events waiting to be written */
   /* Pass-through. */
   pd_xfer_t *pxfer;
@@ -887,6 +888,7 @@ static void start_forced(ex_t *ex, const pd_policy_t *pol) {
     const char *param = n > 1                                       ? "n"
                         : pd_req_header(ex->req, "x-ponder-rounds") ? "x-ponder-rounds"
                         : ex->rounds_in_body                        ? "ponder.rounds"
+                        : ex->effort_in_body                        ? "reasoning_effort"
                                                                     : NULL;
     char msg[300];
     snprintf(msg, sizeof msg,
@@ -1349,6 +1351,7 @@ static void start_chat(ex_t *ex, const char *rest, size_t rest_len) {
   int pristine = !ex->route->model && !json_object_get(body, "ponder") &&
                  !json_object_get(body, "reasoning_effort");
   ex->rounds_in_body = json_object_get(json_object_get(body, "ponder"), "rounds") != NULL;
+  ex->effort_in_body = ex->route->neffort > 0 && json_object_get(body, "reasoning_effort");
   char errmsg[256], errparam[64];
   pd_resolved_t res;
   if (pd_router_resolve(ex->route, body, get_header_cb, r, pd_worker_rand(ex->w), &res, errmsg,

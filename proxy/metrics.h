@@ -36,7 +36,8 @@ void pd_metrics_client_disconnect(pd_metrics_t *m);
 /* Counts one feedback score for the route/variant that served the request. */
 void pd_metrics_feedback(pd_metrics_t *m, const char *route, const char *variant, double score);
 
-/* Renders the Prometheus text format (with # HELP and # TYPE) summed over n stores. Any
+/* Renders the Prometheus text format (with # HELP and # TYPE) summed over n stores, plus the
+ * process-wide ponder_log_dropped_total (log.h). Any
  * worker thread may call it. Returns a malloc'd NUL-terminated string (caller frees) and its
  * length in *len (len may be NULL), or NULL on allocation failure. */
 char *pd_metrics_render(pd_metrics_t *const *stores, size_t n, size_t *len);

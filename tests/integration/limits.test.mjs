@@ -127,6 +127,7 @@ describe('limits.max_upstream_calls', () => {
       // The effort map's rounds count too (6 + 1 > 5).
       r = await chat(`${q.url}/r/v1`, { model: 'm', messages: M, reasoning_effort: 'high' });
       assert.equal(r.status, 400);
+      assert.equal(r.json.error.param, 'reasoning_effort');
       assert.match(r.json.error.message, /max_upstream_calls \(5\)/);
       assert.equal(fake.log.length, 0);
       r = await chat(`${q.url}/r/v1`, { model: 'm', messages: M }, { 'x-ponder-rounds': '4' });
