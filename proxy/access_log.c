@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "log.h"
 
 struct pd_access_log {
   int fd;      /* -1 = off */
@@ -45,7 +46,9 @@ pd_access_log_t *pd_access_log_open(const char *target) {
 void pd_access_log_close(pd_access_log_t *l) {
   if (!l)
     return;
-  if (l->owns_fd)
+  /* The writer thread may still write queued lines to fd: it is closed only once they are out
+   * (a file on a disk that never answers stays open until the process exits). */
+  if (l->owns_fd && pd_log_stop(2000) == 0)
     close(l->fd);
   free(l);
 }
@@ -180,19 +183,8 @@ int pd_access_log_write(pd_access_log_t *l, const pd_access_entry_t *e) {
     format_line(&w, e, ts);
     line = heap;
   }
-  /* One write(2) per line; a short write (disk full, signal) finishes with another call. */
-  size_t off = 0;
-  int rc = 0;
-  while (off < len) {
-    ssize_t n = write(l->fd, line + off, len - off);
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      rc = -1;
-      break;
-    }
-    off += (size_t)n;
-  }
+  /* Queued for the log writer thread: a loop thread never blocks on the descriptor. */
+  int rc = pd_log_enqueue(l->fd, line, len);
   free(heap);
   return rc;
 }

@@ -1322,9 +1322,9 @@ static void default_route(pd_route_t *r, const pd_cli_overrides_t *ov) {
 
 static const char *const TOP_KEYS[] = {
     "listen", "workers", "shutdown_grace_ms", "limits", "log", "auth", "upstreams", "routes", NULL};
-static const char *const LIMITS_KEYS[] = {"max_body_bytes",    "max_header_bytes",
-                                          "header_timeout_ms", "idle_timeout_ms",
-                                          "max_connections",   NULL};
+static const char *const LIMITS_KEYS[] = {
+    "max_body_bytes",  "max_header_bytes",   "header_timeout_ms", "idle_timeout_ms",
+    "max_connections", "max_upstream_calls", "max_reply_bytes",   NULL};
 static const char *const LOG_KEYS[] = {"level", "access_log", NULL};
 static const char *const AUTH_KEYS[] = {"keys", NULL};
 
@@ -1342,6 +1342,10 @@ static void parse_limits(ctx_t *c, yaml_node_t *v, pd_config_t *cfg) {
       get_long(c, vn, key, 0, LONG_MAX, &cfg->limits.header_timeout_ms);
     else if (!strcmp(key, "idle_timeout_ms"))
       get_long(c, vn, key, 0, LONG_MAX, &cfg->limits.idle_timeout_ms);
+    else if (!strcmp(key, "max_upstream_calls"))
+      get_long(c, vn, key, 1, INT_MAX, &cfg->limits.max_upstream_calls);
+    else if (!strcmp(key, "max_reply_bytes"))
+      get_long(c, vn, key, 1024, LONG_MAX, &cfg->limits.max_reply_bytes);
     else
       get_long(c, vn, key, 1, LONG_MAX, &cfg->limits.max_connections);
   }
@@ -1583,6 +1587,8 @@ int pd_config_load(const char *path, const pd_cli_overrides_t *ov, pd_config_t *
   cfg->limits.header_timeout_ms = 10000;
   cfg->limits.idle_timeout_ms = 60000;
   cfg->limits.max_connections = 10000;
+  cfg->limits.max_upstream_calls = 256;
+  cfg->limits.max_reply_bytes = 16777216;
   cfg->log_level = PD_LOG_INFO;
   cfg->access_log = xstrdup("-");
 
@@ -1610,6 +1616,26 @@ int pd_config_load(const char *path, const pd_cli_overrides_t *ov, pd_config_t *
   free_problems(&c);
   *out = cfg;
   return 0;
+}
+
+int pd_config_warnings(const pd_config_t *cfg, void (*warn)(void *ud, const char *msg), void *ud) {
+  int n = 0;
+  if (!cfg || cfg->nauth_keys == 0)
+    return 0;
+  for (size_t i = 0; i < cfg->nupstreams; i++) {
+    const pd_upstream_cfg_t *u = &cfg->upstreams[i];
+    if (u->api_key)
+      continue;
+    char msg[512];
+    snprintf(msg, sizeof msg,
+             "auth.keys is set but upstream \"%.200s\" has no api_key: the client's "
+             "Authorization header (ponder's own key) is forwarded to it; set its api_key",
+             u->name ? u->name : "");
+    n++;
+    if (warn)
+      warn(ud, msg);
+  }
+  return n;
 }
 
 pd_config_t *pd_config_ref(pd_config_t *cfg) {
@@ -1803,6 +1829,8 @@ void pd_config_dump(const pd_config_t *cfg, FILE *f) {
   fprintf(f, "  header_timeout_ms: %ld\n", cfg->limits.header_timeout_ms);
   fprintf(f, "  idle_timeout_ms: %ld\n", cfg->limits.idle_timeout_ms);
   fprintf(f, "  max_connections: %ld\n", cfg->limits.max_connections);
+  fprintf(f, "  max_upstream_calls: %ld\n", cfg->limits.max_upstream_calls);
+  fprintf(f, "  max_reply_bytes: %ld\n", cfg->limits.max_reply_bytes);
   fprintf(f, "log:\n  level: %s\n", LEVEL_NAMES[cfg->log_level]);
   put_kv_str(f, 2, "access_log", cfg->access_log);
   fprintf(f, "auth:\n  keys: [");

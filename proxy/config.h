@@ -104,6 +104,8 @@ typedef struct pd_config {
   long shutdown_grace_ms;
   struct {
     long max_body_bytes, max_header_bytes, header_timeout_ms, idle_timeout_ms, max_connections;
+    long max_upstream_calls; /* upstream calls one client request may cause: n x (rounds + 1) */
+    long max_reply_bytes;    /* one upstream reply, or one chain's accumulated thinking */
   } limits;
   pd_log_level_t log_level;
   char *access_log; /* "-" = stderr, "off", or a path */
@@ -134,6 +136,12 @@ int pd_config_load(const char *path, const pd_cli_overrides_t *ov, pd_config_t *
 /* Writes the effective config as YAML with secrets (api keys, auth keys, upstream header
  * values) replaced by "<redacted>". */
 void pd_config_dump(const pd_config_t *cfg, FILE *f);
+
+/* Calls warn once per configuration that is valid but unsafe, with a one-line message (no
+ * secrets): today, auth.keys set while an upstream has no api_key, so the client's
+ * Authorization (ponder's own key) would be forwarded to that upstream. Returns the number of
+ * warnings. */
+int pd_config_warnings(const pd_config_t *cfg, void (*warn)(void *ud, const char *msg), void *ud);
 
 /* Fills a policy with SPEC's built-in defaults (strings are static: do not free them through
  * pd_config_unref; used by tests and by the default route). */

@@ -15,7 +15,6 @@
 #include "sse.h"
 #include "worker.h"
 
-#define MAX_UPSTREAM_BODY (64L * 1024 * 1024) /* a whole upstream reply held in memory */
 #define MAX_ERROR_BODY (1024L * 1024)
 #define MAX_SSE_EVENT (8L * 1024 * 1024)
 #define KEEPALIVE_MS 15000
@@ -31,8 +30,9 @@ typedef struct chain {
   pd_engine_t *eng;
   pd_xfer_t *xfer;
   int status;
-  int sse_reply; /* the current call answers with text/event-stream */
-  pd_buf_t body; /* a whole reply (JSON, or an error body) */
+  int sse_reply;    /* the current call answers with text/event-stream */
+  pd_buf_t body;    /* a whole reply (JSON, or an error body) */
+  long reply_bytes; /* of the current call's reply held whole: limits.max_reply_bytes */
   pd_sse_t sse;
   int think_open, think_closed; /* inline display */
   char finish[32];
@@ -59,7 +59,10 @@ struct ex {
   int failed, finished, aborted;
   int depth; /* callbacks on the stack: free only when it drops to 0 */
   int pressure;
-  pd_buf_t out; /* SSE events waiting to be written */
+  int resume_next;    /* the chain on_drain resumes first (round robin) */
+  int rounds_in_body; /* "ponder": {"rounds": ...} was sent (names the param of a 400) */
+  int effort_in_body; /* "reasoning_effort" was sent (names the param of a 400) */
+  pd_buf_t out;       /* SSE events waiting to be written */
   /* Pass-through. */
   pd_xfer_t *pxfer;
   int pstatus;
@@ -67,6 +70,7 @@ struct ex {
   int pbuffer;   /* buffering an error (or models) body instead of relaying */
   int pvalidate; /* buffering a chat reply to check it before relaying */
   int premodel;  /* a mapped model: put the client's model name back into the reply */
+  int pusage;    /* reading the usage chunk of a relayed chat stream (bytes relayed as they are) */
   pd_sse_t psse_parser;
   pd_buf_t pbody;
   char *pretry_after;
@@ -158,14 +162,23 @@ static void flush_out(ex_t *ex) {
   }
 }
 
+/* Resumes chain i; reports whether the client's write queue is above its watermark again. */
+static int resume_chain(void *ud, int i) {
+  ex_t *ex = ud;
+  if (ex->chains[i].xfer)
+    pd_xfer_resume(ex->chains[i].xfer);
+  return ex->pressure || ex->finished;
+}
+
 static void on_drain(pd_req_t *req) {
   ex_t *ex = req->data;
   ex_enter(ex);
   ex->pressure = 0;
-  for (int i = 0; i < ex->n && !ex->finished; i++)
-    if (ex->chains[i].xfer)
-      pd_xfer_resume(ex->chains[i].xfer);
-  if (ex->pxfer && !ex->finished)
+  /* A resumed transfer may deliver what it holds at once: once one chain's delivery raised
+   * pressure again the others stay paused until the next drain, which starts after it. */
+  if (ex->n > 0)
+    pd_engine_resume_round(ex->n, &ex->resume_next, resume_chain, ex);
+  if (ex->pxfer && !ex->finished && !ex->pressure)
     pd_xfer_resume(ex->pxfer);
   ex_leave(ex);
 }
@@ -462,10 +475,44 @@ static void ex_fail(ex_t *ex, int status, const char *message, const char *type,
   ex_fail_body(ex, status, NULL, 0, NULL, message, type, code);
 }
 
-/* An upstream call that failed: map transport errors and error statuses to SPEC's errors. */
+/* Logs a failed upstream call (warn): request id, route, upstream, status and cause. Never the
+ * URL, headers or bodies (they may carry keys or the client's content). */
+static void log_upstream_failure(ex_t *ex, int status, const char *cause) {
+  pd_log_warn(ex->req ? ex->req->request_id : NULL,
+              "upstream call failed: route=%s upstream=%s status=%d cause=%s",
+              ex->route ? ex->route->name : "-", ex->ucfg ? ex->ucfg->name : "-", status,
+              cause ? cause : "-");
+}
+
+static const char *xfer_cause(int result) {
+  switch (result) {
+  case PD_XFER_ECONNECT:
+    return "connect";
+  case PD_XFER_ETIMEOUT:
+    return "timeout";
+  case PD_XFER_ERECV:
+    return "broken";
+  default:
+    return "error";
+  }
+}
+
+/* An upstream reply ponder refuses (too large, not OpenAI JSON): logged, then a 502. */
+static void fail_bad_reply(ex_t *ex, int status, const char *cause, const char *message) {
+  log_upstream_failure(ex, status, cause);
+  ex_fail(ex, 502, message, "upstream_error", "upstream_error");
+}
+
+/* An upstream call that failed: map transport errors and error statuses to SPEC's errors (and
+ * log it). */
 static void fail_from_upstream(ex_t *ex, int result, const char *errmsg, int status, pd_buf_t *body,
                                const char *retry_after) {
   char msg[512];
+  if (result != PD_XFER_OK) {
+    char cause[320];
+    snprintf(cause, sizeof cause, "%s (%.300s)", xfer_cause(result), errmsg ? errmsg : "");
+    log_upstream_failure(ex, status, cause);
+  }
   if (result == PD_XFER_ETIMEOUT) {
     snprintf(msg, sizeof msg, "The upstream '%s' timed out: %s", ex->ucfg->name, errmsg);
     ex_fail(ex, 504, msg, "upstream_error", "upstream_timeout");
@@ -479,6 +526,21 @@ static void fail_from_upstream(ex_t *ex, int result, const char *errmsg, int sta
   }
   json_t *j = body && body->len ? json_loadb(pd_buf_data(body), body->len, 0, NULL) : NULL;
   int shaped = j && pd_openai_is_error(j);
+  if (shaped) {
+    /* The error's type and code (short, the provider's own), not its message. */
+    const json_t *err = json_object_get(j, "error");
+    char cause[200];
+    snprintf(cause, sizeof cause, "error status (type=%.60s code=%.60s)",
+             json_is_string(json_object_get(err, "type"))
+                 ? json_string_value(json_object_get(err, "type"))
+                 : "-",
+             json_is_string(json_object_get(err, "code"))
+                 ? json_string_value(json_object_get(err, "code"))
+                 : "-");
+    log_upstream_failure(ex, status, cause);
+  } else {
+    log_upstream_failure(ex, status, "error status without an OpenAI error body");
+  }
   json_decref(j);
   if (shaped) {
     ex_fail_body(ex, status, pd_buf_data(body), body->len, retry_after, NULL, NULL, NULL);
@@ -616,6 +678,30 @@ static void ex_complete(ex_t *ex) {
   ex_finish(ex);
 }
 
+/* A feeder of the engine refused a reply: too much thinking, or a reply it cannot read. */
+static void fail_engine(chain_t *ch, int rc, const char *unreadable) {
+  ex_t *ex = ch->ex;
+  if (ex->finished)
+    return;
+  if (rc == PD_ENGINE_ETOOLARGE) {
+    char msg[200];
+    snprintf(msg, sizeof msg,
+             "The upstream's thinking for this request exceeds limits.max_reply_bytes (%ld bytes).",
+             ex->cfg->limits.max_reply_bytes);
+    fail_bad_reply(ex, ch->status, "thinking over limits.max_reply_bytes", msg);
+  } else {
+    fail_bad_reply(ex, ch->status, "reply not readable", unreadable);
+  }
+}
+
+/* The 502 for one upstream reply over limits.max_reply_bytes. */
+static void fail_too_large(ex_t *ex, int status) {
+  char msg[200];
+  snprintf(msg, sizeof msg, "The upstream reply exceeds limits.max_reply_bytes (%ld bytes).",
+           ex->cfg->limits.max_reply_bytes);
+  fail_bad_reply(ex, status, "reply over limits.max_reply_bytes", msg);
+}
+
 static int on_sse_event(void *ud, const char *data, size_t len) {
   chain_t *ch = ud;
   ex_t *ex = ch->ex;
@@ -623,12 +709,13 @@ static int on_sse_event(void *ud, const char *data, size_t len) {
     return 0;
   json_t *j = pd_json_load_reply(data, len);
   if (!j) {
-    ex_fail(ex, 502, "The upstream sent a stream event that is not valid JSON.", "upstream_error",
-            "upstream_error");
+    fail_bad_reply(ex, ch->status, "stream event not valid JSON",
+                   "The upstream sent a stream event that is not valid JSON.");
     return 1;
   }
   if (pd_openai_is_error(j)) {
     /* The error goes to the client whole, not as the engine's cut-down tree. */
+    log_upstream_failure(ex, ch->status, "error event in the stream");
     json_decref(j);
     j = json_loadb(data, len, 0, NULL);
     char *s = json_dumps(j, JSON_COMPACT);
@@ -641,8 +728,7 @@ static int on_sse_event(void *ud, const char *data, size_t len) {
   int rc = pd_engine_on_chunk(ch->eng, j, on_emit, ch);
   json_decref(j);
   if (rc < 0) {
-    ex_fail(ex, 502, "The upstream sent a stream chunk ponder cannot read.", "upstream_error",
-            "upstream_error");
+    fail_engine(ch, rc, "The upstream sent a stream chunk ponder cannot read.");
     return 1;
   }
   return 0;
@@ -653,6 +739,7 @@ static void chain_on_head(void *ud, const pd_xfer_head_t *h) {
   ch->status = h->status;
   ch->sse_reply = h->content_type && strncasecmp(h->content_type, "text/event-stream", 17) == 0;
   pd_buf_reset(&ch->body);
+  ch->reply_bytes = 0;
   free(ch->retry_after);
   ch->retry_after = NULL;
   for (size_t i = 0; i < h->nheaders && h->status >= 400; i++)
@@ -673,20 +760,24 @@ static int chain_on_data(void *ud, const char *p, size_t n) {
     return -1;
   int ok = ch->status >= 200 && ch->status < 300;
   if (!ok || !ch->sse_reply) {
-    long limit = ok ? MAX_UPSTREAM_BODY : MAX_ERROR_BODY;
-    if ((long)(ch->body.len + n) > limit) {
+    /* A reply held whole is bounded; a streamed one is relayed as it comes (its thinking is
+     * bounded by the engine, the answer is not kept). */
+    long limit = ok ? ex->cfg->limits.max_reply_bytes : MAX_ERROR_BODY;
+    if (ch->reply_bytes + (long)n > limit) {
       ex_enter(ex);
-      ex_fail(ex, 502, "The upstream reply is too large.", "upstream_error", "upstream_error");
+      fail_too_large(ex, ch->status);
       ex_leave(ex);
       return -1;
     }
+    ch->reply_bytes += (long)n;
     pd_buf_append(&ch->body, p, n);
     return 0;
   }
   ex_enter(ex);
   int rc = pd_sse_feed(&ch->sse, p, n, on_sse_event, ch);
   if (rc < 0 && !ex->finished)
-    ex_fail(ex, 502, "The upstream stream event is too large.", "upstream_error", "upstream_error");
+    fail_bad_reply(ex, ch->status, "stream event too large",
+                   "The upstream stream event is too large.");
   if (!ex->finished)
     flush_out(ex);
   int pause = ex->pressure;
@@ -711,14 +802,17 @@ static void chain_on_done(void *ud, int result, const char *errmsg) {
     pd_sse_feed(&ch->sse, "\n\n", 2, on_sse_event, ch);
     if (ex->finished)
       goto out;
-    pd_engine_on_call_end(ch->eng, on_emit, ch);
+    int rc = pd_engine_on_call_end(ch->eng, on_emit, ch);
+    if (rc < 0) {
+      fail_engine(ch, rc, "The upstream stream could not be read.");
+      goto out;
+    }
   } else {
     json_t *j = pd_json_load_reply(pd_buf_data(&ch->body), ch->body.len);
     int rc = j ? pd_engine_on_response(ch->eng, j, on_emit, ch) : -1;
     json_decref(j);
     if (rc < 0) {
-      ex_fail(ex, 502, "The upstream reply is not a valid OpenAI chat completion.",
-              "upstream_error", "upstream_error");
+      fail_engine(ch, rc, "The upstream reply is not a valid OpenAI chat completion.");
       goto out;
     }
   }
@@ -766,16 +860,42 @@ static void chain_next(chain_t *ch) {
     pd_xfer_pause(ch->xfer);
 }
 
+/* A 400 invalid_request_error naming param (may be NULL). */
+static void ex_fail_400(ex_t *ex, const char *message, const char *param) {
+  pd_buf_t b;
+  pd_buf_init(&b);
+  pd_openai_error(&b, message, "invalid_request_error", param, NULL);
+  ex_fail_body(ex, 400, pd_buf_data(&b), b.len, NULL, NULL, NULL, NULL);
+  pd_buf_free(&b);
+}
+
 static uint64_t rnd_cb(void *ud) {
   return pd_worker_rand(ud);
 }
 
 static void start_forced(ex_t *ex, const pd_policy_t *pol) {
   json_t *nj = json_object_get(ex->body, "n");
+  if (nj && !json_is_null(nj) &&
+      (!json_is_integer(nj) || json_integer_value(nj) < 1 || json_integer_value(nj) > MAX_N)) {
+    ex_fail_400(ex, "Invalid value for 'n': expected an integer between 1 and 128.", "n");
+    return;
+  }
   int n = json_is_integer(nj) ? (int)json_integer_value(nj) : 1;
-  if (n < 1 || n > MAX_N) {
-    ex_fail(ex, 400, "Invalid value for 'n': it must be between 1 and 128.",
-            "invalid_request_error", NULL);
+  /* Every call is counted before the first is made: n chains of rounds thinking calls and an
+   * answer each (with min_think_tokens, rounds is the cap). */
+  long calls = pd_engine_max_calls(n, ex->rounds, 1), limit = ex->cfg->limits.max_upstream_calls;
+  if (calls > limit) {
+    const char *param = n > 1                                       ? "n"
+                        : pd_req_header(ex->req, "x-ponder-rounds") ? "x-ponder-rounds"
+                        : ex->rounds_in_body                        ? "ponder.rounds"
+                        : ex->effort_in_body                        ? "reasoning_effort"
+                                                                    : NULL;
+    char msg[300];
+    snprintf(msg, sizeof msg,
+             "This request would make %ld upstream calls (n=%d x (%d rounds + 1)), more than "
+             "limits.max_upstream_calls (%ld): lower 'n' or the rounds.",
+             calls, n, ex->rounds, limit);
+    ex_fail_400(ex, msg, param);
     return;
   }
   ex->kind = EX_FORCED;
@@ -788,7 +908,10 @@ static void start_forced(ex_t *ex, const pd_policy_t *pol) {
   pd_openai_new_id(ex->id, "chatcmpl-", rnd_cb, ex->w);
   ex->created = (long)time(NULL);
   const char *model = ex->route->model ? ex->route->model : ex->client_model;
-  pd_engine_opts_t o = {pol, ex->rounds, model, ex->ucfg->token_limit_param, ex->stream};
+  pd_engine_opts_t o = {pol,        ex->rounds,
+                        model,      ex->ucfg->token_limit_param,
+                        ex->stream, ex->cfg->limits.max_reply_bytes,
+                        ex->stream};
   for (int i = 0; i < n; i++) {
     chain_t *ch = &ex->chains[i];
     ch->ex = ex;
@@ -807,6 +930,51 @@ static void start_forced(ex_t *ex, const pd_policy_t *pol) {
 }
 
 /* ---- pass-through ----------------------------------------------------------------------- */
+
+/* The usage object of a chat reply passed through (rounds 0): counted in ponder_tokens_total
+ * and the access log like a forced exchange's. */
+static void take_pass_usage(ex_t *ex, const json_t *usage) {
+  if (!json_is_object(usage))
+    return;
+  const json_t *rt =
+      json_object_get(json_object_get(usage, "completion_tokens_details"), "reasoning_tokens");
+  ex->usage.prompt_tokens = (long)json_integer_value(json_object_get(usage, "prompt_tokens"));
+  ex->usage.completion_tokens =
+      (long)json_integer_value(json_object_get(usage, "completion_tokens"));
+  ex->usage.reasoning_tokens = json_is_integer(rt) ? (long)json_integer_value(rt) : 0;
+}
+
+/* Whether an event's text has a "usage" member whose value is an object (not the null every
+ * other chunk of an include_usage stream carries): only that event is parsed. */
+static int has_usage_object(const char *d, size_t n) {
+  const char *end = d + n, *p = d;
+  while ((p = memmem(p, (size_t)(end - p), "\"usage\"", 7)) != NULL) {
+    p += 7;
+    const char *q = p;
+    while (q < end && (*q == ' ' || *q == '\t' || *q == '\r' || *q == '\n'))
+      q++;
+    if (q < end && *q == ':') {
+      q++;
+      while (q < end && (*q == ' ' || *q == '\t' || *q == '\r' || *q == '\n'))
+        q++;
+      if (q < end && *q == '{')
+        return 1;
+    }
+  }
+  return 0;
+}
+
+/* One event of a relayed chat stream, read for its usage only (the bytes went out as they
+ * came). */
+static int usage_event(void *ud, const char *data, size_t len) {
+  ex_t *ex = ud;
+  if (!has_usage_object(data, len))
+    return 0;
+  json_t *j = pd_json_load_reply(data, len);
+  take_pass_usage(ex, json_object_get(j, "usage"));
+  json_decref(j);
+  return 0;
+}
 
 static void pass_on_head(void *ud, const pd_xfer_head_t *h) {
   ex_t *ex = ud;
@@ -827,6 +995,11 @@ static void pass_on_head(void *ud, const pd_xfer_head_t *h) {
       }
     return;
   }
+  /* A chat stream's usage chunk (the client asked for include_usage) is read on the side. */
+  ex->pusage = ex->variant && ex->psse && ex->include_usage && !ex->premodel && h->status >= 200 &&
+               h->status < 300;
+  if (ex->pusage)
+    pd_sse_init(&ex->psse_parser, MAX_SSE_EVENT);
   const char *extra[2 * 64 + 12];
   size_t n = 0;
   for (size_t i = 0; i < h->nheaders && i < 64; i++) {
@@ -846,6 +1019,7 @@ static void pass_on_head(void *ud, const pd_xfer_head_t *h) {
 static int remodel_event(void *ud, const char *data, size_t len) {
   ex_t *ex = ud;
   json_t *j = len == 6 && memcmp(data, "[DONE]", 6) == 0 ? NULL : json_loadb(data, len, 0, NULL);
+  take_pass_usage(ex, json_object_get(j, "usage"));
   char *s = NULL;
   size_t slen = 0;
   if (j && json_object_get(j, "model")) {
@@ -868,9 +1042,14 @@ static int pass_on_data(void *ud, const char *p, size_t n) {
   if (ex->finished)
     return -1;
   if (ex->pbuffer) {
-    long limit = ex->kind == EX_MODELS || ex->pvalidate ? MAX_UPSTREAM_BODY : MAX_ERROR_BODY;
-    if ((long)(ex->pbody.len + n) > limit)
+    long limit =
+        ex->kind == EX_MODELS || ex->pvalidate ? ex->cfg->limits.max_reply_bytes : MAX_ERROR_BODY;
+    if ((long)(ex->pbody.len + n) > limit) {
+      ex_enter(ex);
+      fail_too_large(ex, ex->pstatus);
+      ex_leave(ex);
       return -1;
+    }
     pd_buf_append(&ex->pbody, p, n);
     return 0;
   }
@@ -879,8 +1058,12 @@ static int pass_on_data(void *ud, const char *p, size_t n) {
     pd_sse_feed(&ex->psse_parser, p, n, remodel_event, ex);
     if (!ex->finished)
       flush_out(ex);
-  } else if (!ex->aborted && pd_res_write(ex->req, p, n)) {
-    ex->pressure = 1;
+  } else {
+    /* An event too large for the side reader only ends the reading, never the relay. */
+    if (ex->pusage && pd_sse_feed(&ex->psse_parser, p, n, usage_event, ex) < 0)
+      ex->pusage = 0;
+    if (!ex->aborted && pd_res_write(ex->req, p, n))
+      ex->pressure = 1;
   }
   int pause = ex->pressure;
   if (ex_leave(ex))
@@ -893,8 +1076,8 @@ static void models_reply(ex_t *ex) {
   json_t *data = json_object_get(j, "data");
   if (!json_is_array(data)) {
     json_decref(j);
-    ex_fail(ex, 502, "The upstream's model list is not valid OpenAI JSON.", "upstream_error",
-            "upstream_error");
+    fail_bad_reply(ex, ex->pstatus, "model list not valid",
+                   "The upstream's model list is not valid OpenAI JSON.");
     return;
   }
   const pd_config_t *cfg = ex->cfg;
@@ -924,9 +1107,16 @@ static void models_reply(ex_t *ex) {
 /* Relays a buffered chat reply after checking it is a JSON object. */
 static void relay_checked(ex_t *ex) {
   int ok = pd_json_check_object(pd_buf_data(&ex->pbody), ex->pbody.len) == 1;
+  if (ok && !ex->premodel) {
+    /* The reply's usage, read with the lean reply parser (the bytes are relayed as they are). */
+    json_t *j = pd_json_load_reply(pd_buf_data(&ex->pbody), ex->pbody.len);
+    take_pass_usage(ex, json_object_get(j, "usage"));
+    json_decref(j);
+  }
   if (ok && ex->premodel) {
     /* Only a mapped model needs the tree: the client's model name goes back in. */
     json_t *j = json_loadb(pd_buf_data(&ex->pbody), ex->pbody.len, 0, NULL);
+    take_pass_usage(ex, json_object_get(j, "usage"));
     if (j && json_object_get(j, "model")) {
       json_object_set_new(j, "model", json_string(ex->client_model));
       size_t slen = 0;
@@ -940,8 +1130,8 @@ static void relay_checked(ex_t *ex) {
     json_decref(j);
   }
   if (!ok) {
-    ex_fail(ex, 502, "The upstream reply is not a valid OpenAI chat completion.", "upstream_error",
-            "upstream_error");
+    fail_bad_reply(ex, ex->pstatus, "reply not a JSON object",
+                   "The upstream reply is not a valid OpenAI chat completion.");
     return;
   }
   const char *extra[8];
@@ -967,15 +1157,20 @@ static void pass_on_done(void *ud, int result, const char *errmsg) {
     else if (result != PD_XFER_OK || ex->pstatus >= 400)
       fail_from_upstream(ex, result, errmsg, ex->pstatus, &ex->pbody, ex->pretry_after);
     else
-      ex_fail(ex, 502, "The upstream reply ended unexpectedly.", "upstream_error",
-              "upstream_error");
+      fail_bad_reply(ex, ex->pstatus, "reply ended unexpectedly",
+                     "The upstream reply ended unexpectedly.");
     goto out;
   }
   if (ex->premodel && ex->psse && result == PD_XFER_OK) {
     pd_sse_feed(&ex->psse_parser, "\n\n", 2, remodel_event, ex);
     flush_out(ex);
   }
+  if (ex->pusage && result == PD_XFER_OK)
+    pd_sse_feed(&ex->psse_parser, "\n\n", 2, usage_event, ex);
   if (result != PD_XFER_OK) {
+    char cause[320];
+    snprintf(cause, sizeof cause, "%s mid-body (%.300s)", xfer_cause(result), errmsg ? errmsg : "");
+    log_upstream_failure(ex, ex->pstatus, cause);
     if (ex->psse) {
       /* Already streaming: one error event, no [DONE]. */
       ex_fail(ex, result == PD_XFER_ETIMEOUT ? 504 : 502,
@@ -1155,6 +1350,8 @@ static void start_chat(ex_t *ex, const char *rest, size_t rest_len) {
    * client's bytes instead of re-serialising them). */
   int pristine = !ex->route->model && !json_object_get(body, "ponder") &&
                  !json_object_get(body, "reasoning_effort");
+  ex->rounds_in_body = json_object_get(json_object_get(body, "ponder"), "rounds") != NULL;
+  ex->effort_in_body = ex->route->neffort > 0 && json_object_get(body, "reasoning_effort");
   char errmsg[256], errparam[64];
   pd_resolved_t res;
   if (pd_router_resolve(ex->route, body, get_header_cb, r, pd_worker_rand(ex->w), &res, errmsg,

@@ -33,6 +33,8 @@ struct pd_engine {
   json_t *tool_calls;
   char *finish;
   pd_usage_t usage;
+  long max_think_bytes;
+  int relay_answer;
 };
 
 static const char *str(const char *s) {
@@ -166,6 +168,8 @@ pd_engine_t *pd_engine_new(const pd_engine_opts_t *opts, json_t *request) {
   e->c.policy = p;
   e->c.rounds = opts->rounds;
   e->c.stream = opts->stream;
+  e->max_think_bytes = opts->max_think_bytes;
+  e->relay_answer = opts->relay_answer;
   e->c.request = json_incref(request);
   e->c.upstream_model = strdup(str(opts->upstream_model));
   e->c.limit_param = strdup(opts->token_limit_param ? opts->token_limit_param : "max_tokens");
@@ -249,9 +253,15 @@ int pd_engine_next(pd_engine_t *e, pd_call_t *call) {
 /* Emits one output and keeps the text for pd_engine_result. */
 static int out(pd_engine_t *e, pd_out_kind_t kind, const char *text, size_t len, json_t *json,
                pd_emit_fn emit, void *ud) {
+  /* The chain's thinking is held until the end (and in prefill mode resent on every call):
+   * bounded, whatever an upstream that ignores its token limit sends. */
+  if (kind == PD_OUT_THINK && e->max_think_bytes > 0 &&
+      (long)(e->reasoning.len + len) > e->max_think_bytes)
+    return PD_ENGINE_ETOOLARGE;
   if (kind == PD_OUT_THINK && pd_text_append(&e->reasoning, text, len) < 0)
     return -1;
-  if (kind == PD_OUT_CONTENT && pd_text_append(&e->content, text, len) < 0)
+  /* A relayed answer is not held: a streamed answer may be longer than any memory bound. */
+  if (kind == PD_OUT_CONTENT && !e->relay_answer && pd_text_append(&e->content, text, len) < 0)
     return -1;
   if (emit) {
     pd_out_t o = {kind, text, len, json};
@@ -269,16 +279,19 @@ static int take(pd_engine_t *e, const json_t *src, const json_t *text, pd_emit_f
     reasoning = json_object_get(src, "reasoning");
   const json_t *content = e->ops->text_reply && !e->plain ? text : json_object_get(src, "content");
   size_t rlen = json_string_length(reasoning), clen = json_string_length(content);
+  int rc;
   if (rlen) {
     const char *s = json_string_value(reasoning);
-    if (pd_text_append(&a->reasoning, s, rlen) < 0 ||
-        out(e, PD_OUT_THINK, s, rlen, NULL, emit, ud) < 0)
+    if ((rc = out(e, PD_OUT_THINK, s, rlen, NULL, emit, ud)) < 0)
+      return rc;
+    if (pd_text_append(&a->reasoning, s, rlen) < 0)
       return -1;
   }
   if (clen) {
     const char *s = json_string_value(content);
-    if (pd_text_append(&a->content, s, clen) < 0 ||
-        out(e, a->answer ? PD_OUT_CONTENT : PD_OUT_THINK, s, clen, NULL, emit, ud) < 0)
+    if ((rc = out(e, a->answer ? PD_OUT_CONTENT : PD_OUT_THINK, s, clen, NULL, emit, ud)) < 0)
+      return rc;
+    if (!(a->answer && e->relay_answer) && pd_text_append(&a->content, s, clen) < 0)
       return -1;
   }
   if (rlen || clen)
@@ -392,7 +405,10 @@ int pd_engine_on_response(pd_engine_t *e, const json_t *reply, pd_emit_fn emit, 
     return -1;
   call_acc_t *a = &e->cur;
   const json_t *msg = json_object_get(choice, "message");
-  if (take(e, msg, json_object_get(choice, "text"), emit, ud) < 0 || take_finish(a, choice) < 0)
+  int rc = take(e, msg, json_object_get(choice, "text"), emit, ud);
+  if (rc < 0)
+    return rc;
+  if (take_finish(a, choice) < 0)
     return -1;
   take_usage(a, json_object_get(reply, "usage"));
   const json_t *tools = json_object_get(msg, "tool_calls");
@@ -402,7 +418,7 @@ int pd_engine_on_response(pd_engine_t *e, const json_t *reply, pd_emit_fn emit, 
       return -1;
     json_decref(e->tool_calls);
     e->tool_calls = json_deep_copy(tools);
-    int rc = e->tool_calls ? out(e, PD_OUT_TOOL_CALLS, NULL, 0, indexed, emit, ud) : -1;
+    rc = e->tool_calls ? out(e, PD_OUT_TOOL_CALLS, NULL, 0, indexed, emit, ud) : -1;
     json_decref(indexed);
     if (rc < 0)
       return -1;
@@ -420,7 +436,10 @@ int pd_engine_on_chunk(pd_engine_t *e, const json_t *chunk, pd_emit_fn emit, voi
   const json_t *choice = json_array_get(json_object_get(chunk, "choices"), 0);
   if (json_is_object(choice)) {
     const json_t *delta = json_object_get(choice, "delta");
-    if (take(e, delta, json_object_get(choice, "text"), emit, ud) < 0 || take_finish(a, choice) < 0)
+    int rc = take(e, delta, json_object_get(choice, "text"), emit, ud);
+    if (rc < 0)
+      return rc;
+    if (take_finish(a, choice) < 0)
       return -1;
     json_t *tools = json_object_get(delta, "tool_calls");
     if (a->answer && json_is_array(tools) && json_array_size(tools) > 0 &&
@@ -449,4 +468,24 @@ void pd_engine_result(const pd_engine_t *e, pd_result_t *res) {
   res->usage = e->usage;
   res->think_calls = e->c.think_calls;
   res->calls = e->calls;
+}
+
+long pd_engine_max_calls(int n, int rounds, int forced) {
+  if (!forced || rounds <= 0)
+    return 1;
+  return (long)(n > 0 ? n : 1) * ((long)rounds + 1);
+}
+
+int pd_engine_resume_round(int n, int *next, int (*resume)(void *ud, int i), void *ud) {
+  if (n <= 0)
+    return 0;
+  int start = *next >= 0 && *next < n ? *next : 0, resumed = 0;
+  for (int k = 0; k < n; k++) {
+    int i = (start + k) % n;
+    resumed++;
+    *next = (i + 1) % n;
+    if (resume(ud, i))
+      break;
+  }
+  return resumed;
 }

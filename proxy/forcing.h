@@ -22,7 +22,13 @@ typedef struct pd_engine_opts {
   const char *upstream_model;    /* model to send upstream (already mapped); borrowed */
   const char *token_limit_param; /* "max_tokens" | "max_completion_tokens"; borrowed */
   int stream;                    /* build streamed upstream calls (stream + include_usage) */
+  long max_think_bytes; /* > 0: thinking this chain may accumulate (limits.max_reply_bytes) */
+  int relay_answer;     /* the answer's text is relayed as it streams: not kept (result "") */
 } pd_engine_opts_t;
+
+/* Returned by the pd_engine_on_* feeders when the chain's thinking would exceed
+ * max_think_bytes (the exchange then fails with 502; nothing of the piece was kept). */
+#define PD_ENGINE_ETOOLARGE (-2)
 
 /* One upstream call the engine wants made. */
 typedef struct pd_call {
@@ -85,16 +91,30 @@ void pd_engine_free(pd_engine_t *e);
  * unless 1 is returned. Must not be called again until the current call's reply has been fed. */
 int pd_engine_next(pd_engine_t *e, pd_call_t *call);
 
-/* Feeds the whole (non-streamed) reply of the current call. Returns 0, or -1 when the reply is
- * not a valid chat/completions response (the exchange then fails with 502). */
+/* Feeds the whole (non-streamed) reply of the current call. Returns 0, -1 when the reply is
+ * not a valid chat/completions response (the exchange then fails with 502), or
+ * PD_ENGINE_ETOOLARGE. */
 int pd_engine_on_response(pd_engine_t *e, const json_t *reply, pd_emit_fn emit, void *ud);
 
-/* Feeds one streamed chunk (the parsed JSON of one SSE `data:` line) of the current call. */
+/* Feeds one streamed chunk (the parsed JSON of one SSE `data:` line) of the current call.
+ * Returns 0, -1, or PD_ENGINE_ETOOLARGE as pd_engine_on_response. */
 int pd_engine_on_chunk(pd_engine_t *e, const json_t *chunk, pd_emit_fn emit, void *ud);
 
 /* Ends the current streamed call (after [DONE] or the end of the body). */
 int pd_engine_on_call_end(pd_engine_t *e, pd_emit_fn emit, void *ud);
 
 void pd_engine_result(const pd_engine_t *e, pd_result_t *out);
+
+/* The number of upstream calls a request may cause at most: n chains of `rounds` thinking calls
+ * (with min_think_tokens, rounds is the cap) and one answer call each; 1 for an unforced
+ * request (rounds 0, or `forced` 0), whatever n (the upstream makes the n choices). */
+long pd_engine_max_calls(int n, int rounds, int forced);
+
+/* Resumes paused producers in turn while the consumer keeps up: resume(ud, i) resumes producer
+ * i (it may deliver at once) and returns 1 when the consumer is above its watermark again
+ * afterwards. Starts at *next and goes round the n producers once, stopping after the first
+ * that re-raised pressure; *next becomes the one after the last resumed, so that the next
+ * drain starts where this one stopped and no producer is starved. Returns the number resumed. */
+int pd_engine_resume_round(int n, int *next, int (*resume)(void *ud, int i), void *ud);
 
 #endif

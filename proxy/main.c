@@ -96,6 +96,15 @@ static int bind_listener(const char *host, int port, int *fd_out, int *port_out)
   return 0;
 }
 
+static void warn_stderr(void *ud, const char *msg) {
+  fprintf(stderr, "%s: warning: %s\n", (const char *)ud, msg);
+}
+
+static void warn_log(void *ud, const char *msg) {
+  (void)ud;
+  pd_log_warn(NULL, "%s", msg);
+}
+
 static void close_signals(app_state_t *st) {
   uv_close((uv_handle_t *)&st->sig_term, NULL);
   uv_close((uv_handle_t *)&st->sig_int, NULL);
@@ -132,6 +141,7 @@ static void on_hup(uv_signal_t *h, int signum) {
   if (strcmp(cur->listen_host, cfg->listen_host) != 0 || cur->listen_port != cfg->listen_port)
     pd_log_warn(NULL, "reload: a new listen address takes effect only after a restart");
   pd_log_level_current = cfg->log_level;
+  pd_config_warnings(cfg, warn_log, NULL);
   for (size_t i = 0; i < st->app.nworkers; i++)
     pd_worker_reload(&st->app.workers[i], pd_config_ref(cfg));
   st->cfg = cfg;
@@ -208,11 +218,13 @@ int main(int argc, char **argv) {
     return 1;
   }
   if (check) {
+    pd_config_warnings(cfg, warn_stderr, (void *)(st.config_path ? st.config_path : "ponder"));
     pd_config_dump(cfg, stdout);
     pd_config_unref(cfg);
     return 0;
   }
   pd_log_level_current = cfg->log_level;
+  pd_config_warnings(cfg, warn_log, NULL);
   signal(SIGPIPE, SIG_IGN);
   /* Signal handlers go in before anything listens, so an early SIGTERM is a clean stop. */
   uv_loop_t *loop = uv_default_loop();
@@ -230,6 +242,10 @@ int main(int argc, char **argv) {
     return 2;
   }
   size_t n = (size_t)(cfg->workers > 0 ? cfg->workers : 1);
+  /* From here on, log lines and access-log lines leave through the writer thread. */
+  int lrc = pd_log_start();
+  if (lrc < 0)
+    fprintf(stderr, "ponder: log writer not started (%s): logging blocks\n", strerror(-lrc));
   pd_app_t *app = &st.app;
   app->nworkers = n;
   app->workers = calloc(n, sizeof *app->workers);
@@ -274,11 +290,12 @@ int main(int argc, char **argv) {
     pd_metrics_free(app->metrics[i]);
     pd_feedback_store_free(app->feedback[i]);
   }
+  pd_log_info(NULL, "stopped");
+  pd_log_stop(2000); /* the queued log lines, unless stderr or the log file is stalled */
   pd_access_log_close(app->access_log);
   pd_config_unref(st.cfg);
   free(app->workers);
   free(app->metrics);
   free(app->feedback);
-  pd_log_info(NULL, "stopped");
   return 0;
 }

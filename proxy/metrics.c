@@ -15,7 +15,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
+
+#include "log.h"
 
 /* ---- histogram buckets ---- */
 
@@ -540,6 +544,9 @@ char *pd_metrics_render(pd_metrics_t *const *stores, size_t n, size_t *len) {
   out_header(&o, "ponder_client_disconnects_total", "counter",
              "Clients that disconnected before their response was complete.");
   out_printf(&o, "ponder_client_disconnects_total %llu\n", (unsigned long long)disconnects);
+  out_header(&o, "ponder_log_dropped_total", "counter",
+             "Log and access-log lines dropped because the log writer fell behind.");
+  out_printf(&o, "ponder_log_dropped_total %llu\n", (unsigned long long)pd_log_dropped());
 
   free(all);
   table_free(&agg);
@@ -572,11 +579,97 @@ struct pd_feedback_store {
   size_t nbuckets; /* power of two >= cap */
 };
 
-static uint64_t hash_str(const char *s) {
-  uint64_t h = 14695981039346656037ULL;
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-    h = (h ^ *p) * 1099511628211ULL;
-  return h ^ (h >> 29);
+/* ---- SipHash-2-4 (Aumasson and Bernstein, "SipHash: a fast short-input PRF", 2012) ---- */
+
+static uint64_t rotl(uint64_t x, int b) {
+  return (x << b) | (x >> (64 - b));
+}
+
+static uint64_t load_le64(const unsigned char *p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; i--)
+    v = (v << 8) | p[i];
+  return v;
+}
+
+#define SIPROUND                                                                                   \
+  do {                                                                                             \
+    v0 += v1;                                                                                      \
+    v1 = rotl(v1, 13);                                                                             \
+    v1 ^= v0;                                                                                      \
+    v0 = rotl(v0, 32);                                                                             \
+    v2 += v3;                                                                                      \
+    v3 = rotl(v3, 16);                                                                             \
+    v3 ^= v2;                                                                                      \
+    v0 += v3;                                                                                      \
+    v3 = rotl(v3, 21);                                                                             \
+    v3 ^= v0;                                                                                      \
+    v2 += v1;                                                                                      \
+    v1 = rotl(v1, 17);                                                                             \
+    v1 ^= v2;                                                                                      \
+    v2 = rotl(v2, 32);                                                                             \
+  } while (0)
+
+uint64_t pd_feedback_siphash(const unsigned char key[16], const void *data, size_t len) {
+  const unsigned char *p = data;
+  uint64_t k0 = load_le64(key), k1 = load_le64(key + 8);
+  uint64_t v0 = k0 ^ 0x736f6d6570736575ULL, v1 = k1 ^ 0x646f72616e646f6dULL;
+  uint64_t v2 = k0 ^ 0x6c7967656e657261ULL, v3 = k1 ^ 0x7465646279746573ULL;
+  size_t i = 0;
+  for (; i + 8 <= len; i += 8) {
+    uint64_t m = load_le64(p + i);
+    v3 ^= m;
+    SIPROUND;
+    SIPROUND;
+    v0 ^= m;
+  }
+  /* The last block: the 0..7 remaining bytes, and the length's low byte in the top byte. */
+  uint64_t b = (uint64_t)(len & 0xff) << 56;
+  for (size_t k = 0; i + k < len; k++)
+    b |= (uint64_t)p[i + k] << (8 * k);
+  v3 ^= b;
+  SIPROUND;
+  SIPROUND;
+  v0 ^= b;
+  v2 ^= 0xff;
+  SIPROUND;
+  SIPROUND;
+  SIPROUND;
+  SIPROUND;
+  return v0 ^ v1 ^ v2 ^ v3;
+}
+
+/* The process's key for request ids: clients choose the ids, so an unkeyed hash would let one
+ * client fill a single chain (every lookup under the store's mutex walking it). */
+static unsigned char fb_key[16];
+static pthread_once_t fb_key_once = PTHREAD_ONCE_INIT;
+
+static void fb_key_init(void) {
+  size_t got = 0;
+  while (got < sizeof fb_key) {
+    ssize_t n = getrandom(fb_key + got, sizeof fb_key - got, 0);
+    if (n <= 0)
+      break;
+    got += (size_t)n;
+  }
+  if (got < sizeof fb_key) { /* no getrandom: the clock and addresses are better than nothing */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t a = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ (uint64_t)getpid();
+    uint64_t b = (uint64_t)(uintptr_t)&ts ^ (uint64_t)(uintptr_t)&fb_key;
+    memcpy(fb_key, &a, 8);
+    memcpy(fb_key + 8, &b, 8);
+  }
+}
+
+void pd_feedback_set_key(const unsigned char key[16]) {
+  pthread_once(&fb_key_once, fb_key_init);
+  memcpy(fb_key, key, sizeof fb_key);
+}
+
+uint64_t pd_feedback_hash(const char *request_id) {
+  pthread_once(&fb_key_once, fb_key_init);
+  return pd_feedback_siphash(fb_key, request_id, strlen(request_id));
 }
 
 pd_feedback_store_t *pd_feedback_store_new(size_t capacity) {
@@ -652,7 +745,7 @@ void pd_feedback_remember(pd_feedback_store_t *s, const char *request_id, const 
   memcpy(data + li + lr + 2, variant, lv + 1);
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
-  uint64_t h = hash_str(request_id);
+  uint64_t h = pd_feedback_hash(request_id);
 
   pthread_mutex_lock(&s->mu);
   uint32_t slot = (uint32_t)s->head;
@@ -684,7 +777,7 @@ int pd_feedback_lookup(pd_feedback_store_t *const *stores, size_t n, const char 
                        char *route, size_t rlen, char *variant, size_t vlen) {
   if (!request_id || !*request_id)
     return -1;
-  uint64_t h = hash_str(request_id), best = 0;
+  uint64_t h = pd_feedback_hash(request_id), best = 0;
   int found = 0;
   for (size_t i = 0; i < n; i++) {
     pd_feedback_store_t *s = stores[i];

@@ -8,6 +8,7 @@
 #define PD_METRICS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "forcing.h"
 
@@ -35,7 +36,8 @@ void pd_metrics_client_disconnect(pd_metrics_t *m);
 /* Counts one feedback score for the route/variant that served the request. */
 void pd_metrics_feedback(pd_metrics_t *m, const char *route, const char *variant, double score);
 
-/* Renders the Prometheus text format (with # HELP and # TYPE) summed over n stores. Any
+/* Renders the Prometheus text format (with # HELP and # TYPE) summed over n stores, plus the
+ * process-wide ponder_log_dropped_total (log.h). Any
  * worker thread may call it. Returns a malloc'd NUL-terminated string (caller frees) and its
  * length in *len (len may be NULL), or NULL on allocation failure. */
 char *pd_metrics_render(pd_metrics_t *const *stores, size_t n, size_t *len);
@@ -60,6 +62,16 @@ void pd_feedback_remember(pd_feedback_store_t *s, const char *request_id, const 
  * NUL-terminated) and returns 0, else returns -1. */
 int pd_feedback_lookup(pd_feedback_store_t *const *stores, size_t n, const char *request_id,
                        char *route, size_t rlen, char *variant, size_t vlen);
+
+/* SipHash-2-4 of data under a 16-byte key (the reference algorithm's output). */
+uint64_t pd_feedback_siphash(const unsigned char key[16], const void *data, size_t len);
+
+/* The stores' hash of a request id: SipHash-2-4 under a random per-process key, drawn on first
+ * use, so that clients choosing ids cannot aim them at one chain. */
+uint64_t pd_feedback_hash(const char *request_id);
+
+/* Replaces the per-process key (tests only: call before any store holds entries). */
+void pd_feedback_set_key(const unsigned char key[16]);
 
 /* Number of entries held (for tests and debugging). */
 size_t pd_feedback_store_size(pd_feedback_store_t *s);

@@ -188,6 +188,8 @@ static void test_builtin_defaults(void **state) {
   assert_int_equal(cfg->limits.header_timeout_ms, 10000);
   assert_int_equal(cfg->limits.idle_timeout_ms, 60000);
   assert_int_equal(cfg->limits.max_connections, 10000);
+  assert_int_equal(cfg->limits.max_upstream_calls, 256);
+  assert_int_equal(cfg->limits.max_reply_bytes, 16777216);
   assert_int_equal(cfg->log_level, PD_LOG_INFO);
   assert_string_equal(cfg->access_log, "-");
   assert_int_equal(cfg->nauth_keys, 0);
@@ -728,6 +730,66 @@ static void test_error_fixture(void **state) {
   free(path);
 }
 
+static void test_work_limits(void **state) {
+  (void)state;
+  pd_config_t *cfg = load_text("limits: {max_upstream_calls: 7, max_reply_bytes: 4096}\n", &NO_OV);
+  assert_int_equal(cfg->limits.max_upstream_calls, 7);
+  assert_int_equal(cfg->limits.max_reply_bytes, 4096);
+  char *dump = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&dump, &len);
+  pd_config_dump(cfg, f);
+  fclose(f);
+  assert_non_null(strstr(dump, "\n  max_upstream_calls: 7\n"));
+  assert_non_null(strstr(dump, "\n  max_reply_bytes: 4096\n"));
+  free(dump);
+  pd_config_unref(cfg);
+  assert_errors("limits:\n"
+                "  max_upstream_calls: 0\n"
+                "  max_reply_bytes: 10\n",
+                "F:2: \"max_upstream_calls\" must be at least 1 (got 0)\n"
+                "F:3: \"max_reply_bytes\" must be at least 1024 (got 10)");
+  char *e = errors_of("limits: {max_upstream_calls: many, max_reply_bytes: 99999999999999999999}\n",
+                      &NO_OV);
+  assert_non_null(strstr(e, "max_upstream_calls"));
+  assert_non_null(strstr(e, "max_reply_bytes"));
+  free(e);
+}
+
+static void count_warning(void *ud, const char *msg) {
+  int *n = ud;
+  (*n)++;
+  assert_non_null(strstr(msg, "has no api_key"));
+  assert_null(strstr(msg, "proxy-key-1"));
+  assert_null(strstr(msg, "sk-up"));
+}
+
+static void test_forwarded_key_warning(void **state) {
+  (void)state;
+  int n = 0;
+  /* auth.keys and an upstream without api_key: the client's Authorization is ponder's key. */
+  pd_config_t *cfg = load_text("auth: {keys: [proxy-key-1]}\n"
+                               "upstreams:\n"
+                               "  - {name: a, base_url: \"http://a/v1\", api_key: sk-up}\n"
+                               "  - {name: b, base_url: \"http://b/v1\"}\n"
+                               "  - {name: c, base_url: \"http://c/v1\"}\n",
+                               &NO_OV);
+  assert_int_equal(pd_config_warnings(cfg, count_warning, &n), 2);
+  assert_int_equal(n, 2);
+  assert_int_equal(pd_config_warnings(cfg, NULL, NULL), 2);
+  pd_config_unref(cfg);
+  /* Without auth.keys the client's own key is meant for the upstream. */
+  cfg = load_text("upstreams:\n  - {name: b, base_url: \"http://b/v1\"}\n", &NO_OV);
+  assert_int_equal(pd_config_warnings(cfg, count_warning, &n), 0);
+  pd_config_unref(cfg);
+  cfg = load_text("auth: {keys: [k]}\n"
+                  "upstreams:\n  - {name: a, base_url: \"http://a/v1\", api_key: sk-up}\n",
+                  &NO_OV);
+  assert_int_equal(pd_config_warnings(cfg, count_warning, &n), 0);
+  pd_config_unref(cfg);
+  assert_int_equal(n, 2);
+}
+
 static void test_unknown_and_duplicate_keys(void **state) {
   (void)state;
   assert_errors("listen: 127.0.0.1:1\n"
@@ -1243,6 +1305,8 @@ int main(void) {
       cmocka_unit_test_setup(test_env_substitution, setup),
       cmocka_unit_test_setup(test_env_errors, setup),
       cmocka_unit_test_setup(test_error_fixture, setup),
+      cmocka_unit_test_setup(test_work_limits, setup),
+      cmocka_unit_test_setup(test_forwarded_key_warning, setup),
       cmocka_unit_test_setup(test_unknown_and_duplicate_keys, setup),
       cmocka_unit_test_setup(test_type_errors, setup),
       cmocka_unit_test_setup(test_value_errors, setup),

@@ -222,7 +222,7 @@ static json_t *text_reply(const char *text, const char *finish, long prompt, lon
 
 static pd_engine_t *engine(const pd_policy_t *p, int rounds, const char *req, int stream,
                            const char *limit_param) {
-  pd_engine_opts_t o = {p, rounds, "up-model", limit_param, stream};
+  pd_engine_opts_t o = {p, rounds, "up-model", limit_param, stream, 0, 0};
   json_t *request = J(req);
   pd_engine_t *e = pd_engine_new(&o, request);
   json_decref(request);
@@ -920,6 +920,142 @@ static void should_force(void **state) {
   json_decref(empty);
 }
 
+/* ---- bounds ---- */
+
+static pd_engine_t *engine_opts(const pd_policy_t *p, int rounds, int stream, long max_think,
+                                int relay) {
+  pd_engine_opts_t o = {p, rounds, "up-model", "max_tokens", stream, max_think, relay};
+  json_t *request = J("{'messages':[{'role':'user','content':'Q'}]}");
+  pd_engine_t *e = pd_engine_new(&o, request);
+  json_decref(request);
+  assert_non_null(e);
+  return e;
+}
+
+static void thinking_is_bounded(void **state) {
+  (void)state;
+  pd_policy_t p = policy(PD_MODE_CHAT, 3);
+  char big[601];
+  memset(big, 's', 600);
+  big[600] = '\0';
+  /* Whole replies: two thinking replies of 600 bytes fit in 1,500 (with the separator), the
+   * third does not. */
+  pd_engine_t *e = engine_opts(&p, 3, 0, 1500, 0);
+  pd_call_t call;
+  run_t r;
+  memset(&r, 0, sizeof r);
+  for (int k = 0; k < 2; k++) {
+    assert_int_equal(pd_engine_next(e, &call), 1);
+    free(call.body);
+    json_t *reply = chat_reply(big, "stop", 1, 1);
+    assert_int_equal(pd_engine_on_response(e, reply, on_out, &r), 0);
+    json_decref(reply);
+  }
+  assert_int_equal(pd_engine_next(e, &call), 1);
+  free(call.body);
+  json_t *reply = chat_reply(big, "stop", 1, 1);
+  assert_int_equal(pd_engine_on_response(e, reply, on_out, &r), PD_ENGINE_ETOOLARGE);
+  json_decref(reply);
+  pd_result_t res;
+  pd_engine_result(e, &res);
+  assert_true(res.reasoning_len <= 1500);
+  pd_engine_free(e);
+
+  /* Streamed: the chunk that would cross the bound is refused, and nothing of it is kept. */
+  e = engine_opts(&p, 3, 1, 100, 0);
+  assert_int_equal(pd_engine_next(e, &call), 1);
+  free(call.body);
+  json_t *ch = J("{'choices':[{'index':0,'delta':{'reasoning_content':'0123456789'}}]}");
+  int rc = 0, fed = 0;
+  while ((rc = pd_engine_on_chunk(e, ch, on_out, &r)) == 0)
+    fed++;
+  json_decref(ch);
+  assert_int_equal(rc, PD_ENGINE_ETOOLARGE);
+  assert_int_equal(fed, 10);
+  pd_engine_result(e, &res);
+  assert_int_equal(res.reasoning_len, 100);
+  pd_engine_free(e);
+
+  /* 0 = no bound (the unit tests' default). */
+  e = engine_opts(&p, 1, 1, 0, 0);
+  assert_int_equal(pd_engine_next(e, &call), 1);
+  free(call.body);
+  ch = J("{'choices':[{'index':0,'delta':{'content':'0123456789'}}]}");
+  for (int i = 0; i < 1000; i++)
+    assert_int_equal(pd_engine_on_chunk(e, ch, NULL, NULL), 0);
+  json_decref(ch);
+  pd_engine_free(e);
+}
+
+static void relayed_answer_is_not_kept(void **state) {
+  (void)state;
+  pd_policy_t p = policy(PD_MODE_CHAT, 1);
+  pd_engine_t *e = engine_opts(&p, 1, 1, 64, 1);
+  json_t *replies[] = {chat_reply("think", "stop", 1, 1), chat_reply("the answer", "stop", 1, 1)};
+  run_t r;
+  drive(e, replies, 2, 1, &r);
+  /* Emitted as it came, not held: the answer is not bounded by max_think_bytes either. */
+  assert_non_null(strstr(r.merged, "C:the answer"));
+  assert_string_equal(r.res.content, "");
+  assert_string_equal(r.res.reasoning, "think");
+  assert_string_equal(r.res.finish_reason, "stop");
+  run_free(&r);
+  free_replies(replies, 2);
+  pd_engine_free(e);
+}
+
+static void max_calls(void **state) {
+  (void)state;
+  assert_int_equal(pd_engine_max_calls(128, 32, 1), 4224);
+  assert_int_equal(pd_engine_max_calls(1, 2, 1), 3);
+  assert_int_equal(pd_engine_max_calls(128, 0, 1), 1);
+  assert_int_equal(pd_engine_max_calls(128, 32, 0), 1);
+  assert_int_equal(pd_engine_max_calls(0, 2, 1), 3);
+}
+
+/* A fake set of producers: resuming producer i makes it deliver deliver[i] bytes into a queue
+ * whose watermark is `high`. */
+typedef struct prod {
+  int deliver[8];
+  int queued, high;
+  int order[64], norder;
+} prod_t;
+
+static int prod_resume(void *ud, int i) {
+  prod_t *p = ud;
+  p->order[p->norder++] = i;
+  p->queued += p->deliver[i];
+  return p->queued > p->high;
+}
+
+static void resume_round_stops_at_pressure(void **state) {
+  (void)state;
+  prod_t p = {.deliver = {10, 100, 10, 10}, .high = 50};
+  int next = 0;
+  /* Producer 1's delivery raises pressure: 2 and 3 stay paused. */
+  assert_int_equal(pd_engine_resume_round(4, &next, prod_resume, &p), 2);
+  assert_int_equal(p.norder, 2);
+  assert_int_equal(p.order[0], 0);
+  assert_int_equal(p.order[1], 1);
+  assert_int_equal(next, 2);
+  /* The next drain starts after it: nobody is starved. */
+  p.queued = 0;
+  p.deliver[2] = 100;
+  assert_int_equal(pd_engine_resume_round(4, &next, prod_resume, &p), 1);
+  assert_int_equal(p.order[2], 2);
+  assert_int_equal(next, 3);
+  /* No pressure: each producer once, in turn from next. */
+  p.queued = 0;
+  p.high = 1000;
+  assert_int_equal(pd_engine_resume_round(4, &next, prod_resume, &p), 4);
+  assert_int_equal(p.order[3], 3);
+  assert_int_equal(p.order[4], 0);
+  assert_int_equal(p.order[5], 1);
+  assert_int_equal(p.order[6], 2);
+  assert_int_equal(next, 3);
+  assert_int_equal(pd_engine_resume_round(0, &next, prod_resume, &p), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(chat_one_round),
@@ -943,6 +1079,10 @@ int main(void) {
       cmocka_unit_test(unforced_plain_call),
       cmocka_unit_test(validate_errors),
       cmocka_unit_test(should_force),
+      cmocka_unit_test(thinking_is_bounded),
+      cmocka_unit_test(relayed_answer_is_not_kept),
+      cmocka_unit_test(max_calls),
+      cmocka_unit_test(resume_round_stops_at_pressure),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

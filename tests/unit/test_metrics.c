@@ -16,6 +16,7 @@
 #include <jansson.h>
 
 #include "access_log.h"
+#include "log.h"
 #include "metrics.h"
 
 /* ---- helpers ---- */
@@ -567,13 +568,124 @@ static void test_access_log_concurrent(void **state) {
   free(text);
 }
 
+/* ---- keyed hash of the feedback store ---- */
+
+static void test_siphash_vectors(void **state) {
+  (void)state;
+  unsigned char key[16], msg[64];
+  for (int i = 0; i < 16; i++)
+    key[i] = (unsigned char)i;
+  for (int i = 0; i < 64; i++)
+    msg[i] = (unsigned char)i;
+  /* The reference vectors of the SipHash paper (appendix A) and its test suite: key 00..0f,
+   * messages 00 01 .. (len-1). */
+  assert_true(pd_feedback_siphash(key, msg, 0) == 0x726fdb47dd0e0e31ULL);
+  assert_true(pd_feedback_siphash(key, msg, 1) == 0x74f839c593dc67fdULL);
+  assert_true(pd_feedback_siphash(key, msg, 7) == 0xab0200f58b01d137ULL);
+  assert_true(pd_feedback_siphash(key, msg, 8) == 0x93f5f5799a932462ULL);
+  assert_true(pd_feedback_siphash(key, msg, 15) == 0xa129ca6149be45e5ULL);
+  assert_true(pd_feedback_siphash(key, msg, 63) == 0x958a324ceb064572ULL);
+}
+
+static void test_feedback_hash_is_keyed(void **state) {
+  (void)state;
+  unsigned char k1[16] = {1}, k2[16] = {2};
+  pd_feedback_set_key(k1);
+  uint64_t h1 = pd_feedback_hash("client-chosen-id");
+  assert_true(h1 == pd_feedback_siphash(k1, "client-chosen-id", 16));
+  pd_feedback_set_key(k2);
+  uint64_t h2 = pd_feedback_hash("client-chosen-id");
+  assert_true(h1 != h2);
+  assert_true(h2 == pd_feedback_siphash(k2, "client-chosen-id", 16));
+  /* Lookups work under the key in force, across many ids (chains and evictions included). */
+  pd_feedback_store_t *s = pd_feedback_store_new(64);
+  pd_feedback_store_t *st[1] = {s};
+  char id[32], r[32], v[32];
+  for (int i = 0; i < 200; i++) {
+    snprintf(id, sizeof id, "id-%d", i);
+    pd_feedback_remember(s, id, "route", i % 2 ? "odd" : "even");
+  }
+  for (int i = 0; i < 200; i++) {
+    snprintf(id, sizeof id, "id-%d", i);
+    int rc = pd_feedback_lookup(st, 1, id, r, sizeof r, v, sizeof v);
+    if (i < 200 - 64) {
+      assert_int_equal(rc, -1);
+    } else {
+      assert_int_equal(rc, 0);
+      assert_string_equal(v, i % 2 ? "odd" : "even");
+    }
+  }
+  pd_feedback_store_free(s);
+}
+
+/* ---- the log writer (last: it leaves the process's log stopped) ---- */
+
+static void test_log_queue_never_blocks(void **state) {
+  (void)state;
+  int fds[2];
+  assert_int_equal(pipe(fds), 0);
+  assert_int_equal(pd_log_start(), 0);
+  pd_metrics_t *m = pd_metrics_new();
+  /* Nobody reads the pipe: the writer thread blocks on it, the producers never do. */
+  char line[1000];
+  memset(line, 'x', sizeof line - 1);
+  line[sizeof line - 1] = '\n';
+  uint64_t d0 = pd_log_dropped();
+  int queued = 0, dropped = 0;
+  for (int i = 0; i < 3000; i++) {
+    if (pd_log_enqueue(fds[1], line, sizeof line) == 0)
+      queued++;
+    else
+      dropped++;
+  }
+  assert_true(dropped > 0);
+  assert_true(queued > 1000); /* the queue's megabyte, plus the pipe */
+  assert_true(pd_log_dropped() - d0 == (uint64_t)dropped);
+  size_t len = 0;
+  pd_metrics_t *st[1] = {m};
+  char *text = pd_metrics_render(st, 1, &len);
+  char want[64];
+  snprintf(want, sizeof want, "ponder_log_dropped_total %llu\n",
+           (unsigned long long)pd_log_dropped());
+  assert_non_null(strstr(text, want));
+  free(text);
+  /* A stalled descriptor: stop gives up after its timeout and reports it. */
+  assert_int_equal(pd_log_stop(100), -1);
+  assert_int_equal(pd_log_stop(100), -1);                          /* idempotent */
+  assert_int_equal(pd_log_enqueue(fds[1], line, sizeof line), -1); /* stopped: dropped */
+  /* Reading the pipe lets the left-behind writer finish; every line it wrote is whole. */
+  int fl = fcntl(fds[0], F_GETFL);
+  fcntl(fds[0], F_SETFL, fl | O_NONBLOCK);
+  size_t total = 0;
+  char buf[65536];
+  for (int tries = 0; tries < 200 && total < (size_t)queued * sizeof line; tries++) {
+    ssize_t n = read(fds[0], buf, sizeof buf);
+    if (n > 0)
+      total += (size_t)n;
+    else
+      usleep(10000);
+  }
+  assert_int_equal(total, (size_t)queued * sizeof line);
+  close(fds[0]);
+  close(fds[1]);
+  pd_metrics_free(m);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_render_empty),        cmocka_unit_test(test_render_populated),
-      cmocka_unit_test(test_many_series),         cmocka_unit_test(test_concurrent),
-      cmocka_unit_test(test_feedback_basic),      cmocka_unit_test(test_feedback_eviction),
-      cmocka_unit_test(test_feedback_concurrent), cmocka_unit_test(test_access_log_lines),
-      cmocka_unit_test(test_access_log_targets),  cmocka_unit_test(test_access_log_concurrent),
+      cmocka_unit_test(test_render_empty),
+      cmocka_unit_test(test_render_populated),
+      cmocka_unit_test(test_many_series),
+      cmocka_unit_test(test_concurrent),
+      cmocka_unit_test(test_feedback_basic),
+      cmocka_unit_test(test_feedback_eviction),
+      cmocka_unit_test(test_feedback_concurrent),
+      cmocka_unit_test(test_access_log_lines),
+      cmocka_unit_test(test_access_log_targets),
+      cmocka_unit_test(test_access_log_concurrent),
+      cmocka_unit_test(test_siphash_vectors),
+      cmocka_unit_test(test_feedback_hash_is_keyed),
+      cmocka_unit_test(test_log_queue_never_blocks),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
