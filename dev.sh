@@ -88,7 +88,7 @@ node_suites() { # node_suites BUILD_DIR LABEL PATH...
     "$@" >"$log" 2>&1 || true
   grep -E '^(not ok|# (tests|pass|fail|skipped|duration_ms))' "$log" || true
   if grep -q '^not ok' "$log"; then
-    echo "---- failures ($label) ----"; grep -A30 -E '^ *not ok' "$log" | head -200
+    echo "---- failures ($label) ----"; grep -A30 -E '^ *not ok' "$log" | head -200 || true
   fi
   count_node "$log"
   rm -f "$log"
@@ -144,7 +144,7 @@ case "$cmd" in
     run_suites build-asan sanitizers
     unset ASAN_OPTIONS UBSAN_OPTIONS
     if ls "$sandir"/* >/dev/null 2>&1; then
-      echo "---- sanitizer reports ----"; cat "$sandir"/* | head -150
+      echo "---- sanitizer reports ----"; cat "$sandir"/* | head -150 || true
       FAIL=$((FAIL + $(ls "$sandir" | wc -l)))
     fi
     rm -rf "$sandir"
