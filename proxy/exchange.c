@@ -35,8 +35,7 @@ typedef struct chain {
   long reply_bytes; /* of the current call's reply held whole: limits.max_reply_bytes */
   pd_sse_t sse;
   int think_open, think_closed; /* inline display */
-  char finish[32];
-  char *retry_after; /* of an error reply, relayed to the client */
+  char *retry_after;            /* of an error reply, relayed to the client */
 } chain_t;
 
 struct ex {
@@ -624,8 +623,8 @@ static void on_emit(void *ud, const pd_out_t *o) {
     pd_openai_chunk_tool_calls(&ex->out, &c, ch->index, o->json);
     break;
   case PD_OUT_FINISH:
+    /* The finish chunk itself is written when the chain is done (chain_next). */
     close_think(ch, &c);
-    snprintf(ch->finish, sizeof ch->finish, "%.*s", (int)o->len, o->text);
     break;
   }
 }
@@ -678,12 +677,16 @@ static void ex_complete(ex_t *ex) {
   ex_finish(ex);
 }
 
-/* A feeder of the engine refused a reply: too much thinking, or a reply it cannot read. */
+/* A feeder of the engine refused a reply: too much thinking, a stream that broke off, or a
+ * reply it cannot read. */
 static void fail_engine(chain_t *ch, int rc, const char *unreadable) {
   ex_t *ex = ch->ex;
   if (ex->finished)
     return;
-  if (rc == PD_ENGINE_ETOOLARGE) {
+  if (rc == PD_ENGINE_EINCOMPLETE) {
+    fail_bad_reply(ex, ch->status, "stream ended before finish_reason or [DONE]",
+                   "The upstream stream ended before it was complete.");
+  } else if (rc == PD_ENGINE_ETOOLARGE) {
     char msg[200];
     snprintf(msg, sizeof msg,
              "The upstream's thinking for this request exceeds limits.max_reply_bytes (%ld bytes).",
@@ -705,8 +708,12 @@ static void fail_too_large(ex_t *ex, int status) {
 static int on_sse_event(void *ud, const char *data, size_t len) {
   chain_t *ch = ud;
   ex_t *ex = ch->ex;
-  if (len == 6 && memcmp(data, "[DONE]", 6) == 0)
+  if (len == 6 && memcmp(data, "[DONE]", 6) == 0) {
+    /* The end of the call's stream: without it, and without a finish_reason, a stream that
+     * stops is a cut one (pd_engine_on_call_end). */
+    pd_engine_on_done_marker(ch->eng);
     return 0;
+  }
   json_t *j = pd_json_load_reply(data, len);
   if (!j) {
     fail_bad_reply(ex, ch->status, "stream event not valid JSON",
@@ -838,7 +845,10 @@ static void chain_next(chain_t *ch) {
       start_stream(ex);
       pd_chunk_ctx_t c = {ex->id, ex->created, ex->client_model};
       close_think(ch, &c);
-      pd_openai_chunk_finish(&ex->out, &c, ch->index, ch->finish[0] ? ch->finish : "stop");
+      /* The answer call's own reason: a chain is done only after a complete answer call. */
+      pd_result_t res;
+      pd_engine_result(ch->eng, &res);
+      pd_openai_chunk_finish(&ex->out, &c, ch->index, res.finish_reason);
       flush_out(ex);
     }
     if (--ex->active == 0)

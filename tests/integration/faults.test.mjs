@@ -54,8 +54,6 @@ const KNOWN = [
     why: 'error responses carry x-ponder-rounds 0 (JSON) or the planned rounds (stream)' },
   { backend: /.*/, name: /^a call ponder abandons/,
     why: 'a transfer cancelled by ponder itself is never counted (count_upstream runs only in on_done)' },
-  { backend: /.*/, name: /^SSE ends cleanly before finish_reason and \[DONE\]/,
-    why: 'a call whose stream ends early but cleanly is taken as complete (finish_reason "stop" made up)' },
   { backend: /.*/, name: /^slow drip past stall_timeout_ms/,
     why: 'stall_timeout_ms (SPEC section 3) is not implemented: the config key is refused' },
 ];
