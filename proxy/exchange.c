@@ -135,17 +135,22 @@ static int ex_leave(ex_t *ex) {
   return ex->finished;
 }
 
+/* Ends a live upstream call that ponder abandons before its reply is complete (a reply it
+ * refuses, a sibling chain's failure, the client gone), counting it first: a cancelled transfer
+ * runs no on_done, where the calls that end by themselves are counted. Its code is "499", as a
+ * request whose client went away is counted; its time so far goes into the duration. */
+static void cancel_xfer(ex_t *ex, pd_xfer_t **xp) {
+  if (!*xp)
+    return;
+  pd_metrics_upstream(ex->w->metrics, ex->ucfg->name, "499", pd_xfer_elapsed(*xp));
+  pd_xfer_cancel(*xp);
+  *xp = NULL;
+}
+
 static void ex_cancel_all(ex_t *ex) {
-  for (int i = 0; i < ex->n; i++) {
-    if (ex->chains[i].xfer) {
-      pd_xfer_cancel(ex->chains[i].xfer);
-      ex->chains[i].xfer = NULL;
-    }
-  }
-  if (ex->pxfer) {
-    pd_xfer_cancel(ex->pxfer);
-    ex->pxfer = NULL;
-  }
+  for (int i = 0; i < ex->n; i++)
+    cancel_xfer(ex, &ex->chains[i].xfer);
+  cancel_xfer(ex, &ex->pxfer);
 }
 
 static void flush_out(ex_t *ex) {
