@@ -354,10 +354,26 @@ static pd_xfer_t *start_xfer(ex_t *ex, const char *method, const char *url, char
   return x;
 }
 
-/* Response headers ponder adds to chat responses. */
-static void ponder_headers(ex_t *ex, const char **extra, size_t *n) {
-  /* A stream's head leaves before thinking starts: it carries the planned rounds. */
-  int rounds = ex->stream && !ex->finished && ex->kind == EX_FORCED ? ex->rounds : ex->think_calls;
+/* The thinking calls made so far (the most of any chain; a call counts once it was started,
+ * failed or not, as the access log counts it). */
+static int think_calls_made(const ex_t *ex) {
+  int made = 0;
+  for (int i = 0; i < ex->n; i++) {
+    pd_result_t r;
+    if (!ex->chains[i].eng)
+      continue;
+    pd_engine_result(ex->chains[i].eng, &r);
+    if (r.think_calls > made)
+      made = r.think_calls;
+  }
+  return made;
+}
+
+/* Response headers ponder adds to chat responses. x-ponder-rounds is the thinking calls made
+ * when the head is written; a forced stream's head (`stream_head`) leaves before thinking
+ * starts, so it carries the planned rounds. */
+static void ponder_headers(ex_t *ex, int stream_head, const char **extra, size_t *n) {
+  int rounds = stream_head && ex->kind == EX_FORCED ? ex->rounds : think_calls_made(ex);
   ex->rounds_hdr[pd_fmt_long(ex->rounds_hdr, rounds)] = '\0';
   extra[(*n)++] = "x-ponder-route";
   extra[(*n)++] = ex->route ? ex->route->name : "";
@@ -433,7 +449,7 @@ static void ex_fail_body(ex_t *ex, int status, const char *body, size_t len,
       const char *extra[12];
       size_t n = 0;
       if (ex->variant)
-        ponder_headers(ex, extra, &n);
+        ponder_headers(ex, 0, extra, &n);
       if (retry_after) {
         extra[n++] = "retry-after";
         extra[n++] = retry_after;
@@ -571,7 +587,7 @@ static void start_stream(ex_t *ex) {
   ex->started = 1;
   const char *extra[12];
   size_t n = 0;
-  ponder_headers(ex, extra, &n);
+  ponder_headers(ex, 1, extra, &n);
   extra[n++] = "cache-control";
   extra[n++] = "no-cache";
   extra[n] = NULL;
@@ -674,7 +690,7 @@ static void ex_complete(ex_t *ex) {
     free(res);
     const char *extra[8];
     size_t n = 0;
-    ponder_headers(ex, extra, &n);
+    ponder_headers(ex, 0, extra, &n);
     extra[n] = NULL;
     pd_res_send(ex->req, 200, "application/json", extra, pd_buf_data(&b), b.len);
     pd_buf_free(&b);
@@ -1024,7 +1040,7 @@ static void pass_on_head(void *ud, const pd_xfer_head_t *h) {
     extra[n++] = h->headers[2 * i + 1];
   }
   if (ex->variant) /* a chat request passed through (rounds 0, or not forceable) */
-    ponder_headers(ex, extra, &n);
+    ponder_headers(ex, 0, extra, &n);
   extra[n] = NULL;
   ex->started = 1;
   pd_res_start(ex->req, h->status, h->content_type, extra, ex->psse ? -1 : h->content_length);
@@ -1151,7 +1167,7 @@ static void relay_checked(ex_t *ex) {
   }
   const char *extra[8];
   size_t n = 0;
-  ponder_headers(ex, extra, &n);
+  ponder_headers(ex, 0, extra, &n);
   extra[n] = NULL;
   pd_res_send(ex->req, ex->pstatus, "application/json", extra, pd_buf_data(&ex->pbody),
               ex->pbody.len);

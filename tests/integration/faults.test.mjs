@@ -51,8 +51,6 @@ function backendNames() {
 const KNOWN = [
   { backend: /.*/, name: /^retried 503, then a hang: timeout_ms bounds the whole call/,
     why: 'timeout_ms is armed per attempt, not per call (issue 11, item 9)' },
-  { backend: /.*/, name: /^x-ponder-rounds on an error response/,
-    why: 'error responses carry x-ponder-rounds 0 (JSON) or the planned rounds (stream)' },
   { backend: /.*/, name: /^slow drip past stall_timeout_ms/,
     why: 'stall_timeout_ms (SPEC section 3) is not implemented: the config key is refused' },
 ];
