@@ -35,8 +35,7 @@ typedef struct chain {
   long reply_bytes; /* of the current call's reply held whole: limits.max_reply_bytes */
   pd_sse_t sse;
   int think_open, think_closed; /* inline display */
-  char finish[32];
-  char *retry_after; /* of an error reply, relayed to the client */
+  char *retry_after;            /* of an error reply, relayed to the client */
 } chain_t;
 
 struct ex {
@@ -136,17 +135,22 @@ static int ex_leave(ex_t *ex) {
   return ex->finished;
 }
 
+/* Ends a live upstream call that ponder abandons before its reply is complete (a reply it
+ * refuses, a sibling chain's failure, the client gone), counting it first: a cancelled transfer
+ * runs no on_done, where the calls that end by themselves are counted. Its code is "499", as a
+ * request whose client went away is counted; its time so far goes into the duration. */
+static void cancel_xfer(ex_t *ex, pd_xfer_t **xp) {
+  if (!*xp)
+    return;
+  pd_metrics_upstream(ex->w->metrics, ex->ucfg->name, "499", pd_xfer_elapsed(*xp));
+  pd_xfer_cancel(*xp);
+  *xp = NULL;
+}
+
 static void ex_cancel_all(ex_t *ex) {
-  for (int i = 0; i < ex->n; i++) {
-    if (ex->chains[i].xfer) {
-      pd_xfer_cancel(ex->chains[i].xfer);
-      ex->chains[i].xfer = NULL;
-    }
-  }
-  if (ex->pxfer) {
-    pd_xfer_cancel(ex->pxfer);
-    ex->pxfer = NULL;
-  }
+  for (int i = 0; i < ex->n; i++)
+    cancel_xfer(ex, &ex->chains[i].xfer);
+  cancel_xfer(ex, &ex->pxfer);
 }
 
 static void flush_out(ex_t *ex) {
@@ -350,10 +354,26 @@ static pd_xfer_t *start_xfer(ex_t *ex, const char *method, const char *url, char
   return x;
 }
 
-/* Response headers ponder adds to chat responses. */
-static void ponder_headers(ex_t *ex, const char **extra, size_t *n) {
-  /* A stream's head leaves before thinking starts: it carries the planned rounds. */
-  int rounds = ex->stream && !ex->finished && ex->kind == EX_FORCED ? ex->rounds : ex->think_calls;
+/* The thinking calls made so far (the most of any chain; a call counts once it was started,
+ * failed or not, as the access log counts it). */
+static int think_calls_made(const ex_t *ex) {
+  int made = 0;
+  for (int i = 0; i < ex->n; i++) {
+    pd_result_t r;
+    if (!ex->chains[i].eng)
+      continue;
+    pd_engine_result(ex->chains[i].eng, &r);
+    if (r.think_calls > made)
+      made = r.think_calls;
+  }
+  return made;
+}
+
+/* Response headers ponder adds to chat responses. x-ponder-rounds is the thinking calls made
+ * when the head is written; a forced stream's head (`stream_head`) leaves before thinking
+ * starts, so it carries the planned rounds. */
+static void ponder_headers(ex_t *ex, int stream_head, const char **extra, size_t *n) {
+  int rounds = stream_head && ex->kind == EX_FORCED ? ex->rounds : think_calls_made(ex);
   ex->rounds_hdr[pd_fmt_long(ex->rounds_hdr, rounds)] = '\0';
   extra[(*n)++] = "x-ponder-route";
   extra[(*n)++] = ex->route ? ex->route->name : "";
@@ -429,7 +449,7 @@ static void ex_fail_body(ex_t *ex, int status, const char *body, size_t len,
       const char *extra[12];
       size_t n = 0;
       if (ex->variant)
-        ponder_headers(ex, extra, &n);
+        ponder_headers(ex, 0, extra, &n);
       if (retry_after) {
         extra[n++] = "retry-after";
         extra[n++] = retry_after;
@@ -567,7 +587,7 @@ static void start_stream(ex_t *ex) {
   ex->started = 1;
   const char *extra[12];
   size_t n = 0;
-  ponder_headers(ex, extra, &n);
+  ponder_headers(ex, 1, extra, &n);
   extra[n++] = "cache-control";
   extra[n++] = "no-cache";
   extra[n] = NULL;
@@ -624,8 +644,8 @@ static void on_emit(void *ud, const pd_out_t *o) {
     pd_openai_chunk_tool_calls(&ex->out, &c, ch->index, o->json);
     break;
   case PD_OUT_FINISH:
+    /* The finish chunk itself is written when the chain is done (chain_next). */
     close_think(ch, &c);
-    snprintf(ch->finish, sizeof ch->finish, "%.*s", (int)o->len, o->text);
     break;
   }
 }
@@ -670,7 +690,7 @@ static void ex_complete(ex_t *ex) {
     free(res);
     const char *extra[8];
     size_t n = 0;
-    ponder_headers(ex, extra, &n);
+    ponder_headers(ex, 0, extra, &n);
     extra[n] = NULL;
     pd_res_send(ex->req, 200, "application/json", extra, pd_buf_data(&b), b.len);
     pd_buf_free(&b);
@@ -678,12 +698,16 @@ static void ex_complete(ex_t *ex) {
   ex_finish(ex);
 }
 
-/* A feeder of the engine refused a reply: too much thinking, or a reply it cannot read. */
+/* A feeder of the engine refused a reply: too much thinking, a stream that broke off, or a
+ * reply it cannot read. */
 static void fail_engine(chain_t *ch, int rc, const char *unreadable) {
   ex_t *ex = ch->ex;
   if (ex->finished)
     return;
-  if (rc == PD_ENGINE_ETOOLARGE) {
+  if (rc == PD_ENGINE_EINCOMPLETE) {
+    fail_bad_reply(ex, ch->status, "stream ended before finish_reason or [DONE]",
+                   "The upstream stream ended before it was complete.");
+  } else if (rc == PD_ENGINE_ETOOLARGE) {
     char msg[200];
     snprintf(msg, sizeof msg,
              "The upstream's thinking for this request exceeds limits.max_reply_bytes (%ld bytes).",
@@ -705,8 +729,12 @@ static void fail_too_large(ex_t *ex, int status) {
 static int on_sse_event(void *ud, const char *data, size_t len) {
   chain_t *ch = ud;
   ex_t *ex = ch->ex;
-  if (len == 6 && memcmp(data, "[DONE]", 6) == 0)
+  if (len == 6 && memcmp(data, "[DONE]", 6) == 0) {
+    /* The end of the call's stream: without it, and without a finish_reason, a stream that
+     * stops is a cut one (pd_engine_on_call_end). */
+    pd_engine_on_done_marker(ch->eng);
     return 0;
+  }
   json_t *j = pd_json_load_reply(data, len);
   if (!j) {
     fail_bad_reply(ex, ch->status, "stream event not valid JSON",
@@ -838,7 +866,10 @@ static void chain_next(chain_t *ch) {
       start_stream(ex);
       pd_chunk_ctx_t c = {ex->id, ex->created, ex->client_model};
       close_think(ch, &c);
-      pd_openai_chunk_finish(&ex->out, &c, ch->index, ch->finish[0] ? ch->finish : "stop");
+      /* The answer call's own reason: a chain is done only after a complete answer call. */
+      pd_result_t res;
+      pd_engine_result(ch->eng, &res);
+      pd_openai_chunk_finish(&ex->out, &c, ch->index, res.finish_reason);
       flush_out(ex);
     }
     if (--ex->active == 0)
@@ -1009,7 +1040,7 @@ static void pass_on_head(void *ud, const pd_xfer_head_t *h) {
     extra[n++] = h->headers[2 * i + 1];
   }
   if (ex->variant) /* a chat request passed through (rounds 0, or not forceable) */
-    ponder_headers(ex, extra, &n);
+    ponder_headers(ex, 0, extra, &n);
   extra[n] = NULL;
   ex->started = 1;
   pd_res_start(ex->req, h->status, h->content_type, extra, ex->psse ? -1 : h->content_length);
@@ -1136,7 +1167,7 @@ static void relay_checked(ex_t *ex) {
   }
   const char *extra[8];
   size_t n = 0;
-  ponder_headers(ex, extra, &n);
+  ponder_headers(ex, 0, extra, &n);
   extra[n] = NULL;
   pd_res_send(ex->req, ex->pstatus, "application/json", extra, pd_buf_data(&ex->pbody),
               ex->pbody.len);

@@ -15,7 +15,8 @@ typedef struct call_acc {
   int streamed;        /* fed by chunks */
   pd_text_t content;   /* message.content / delta.content / text */
   pd_text_t reasoning; /* reasoning_content or reasoning */
-  char *finish;        /* last finish_reason seen */
+  char *finish;        /* last finish_reason seen (non-empty) */
+  int done_marker;     /* the stream's [DONE] arrived */
   int has_usage;
   long prompt, completion, reasoning_tokens; /* reasoning_tokens -1 when absent */
   long text_chunks;                          /* chunks that carried text */
@@ -301,7 +302,8 @@ static int take(pd_engine_t *e, const json_t *src, const json_t *text, pd_emit_f
 
 static int take_finish(call_acc_t *a, const json_t *choice) {
   const char *f = json_string_value(json_object_get(choice, "finish_reason"));
-  if (!f)
+  /* An empty string names no reason: it neither completes a stream nor hides an earlier one. */
+  if (!f || !*f)
     return 0;
   free(a->finish);
   a->finish = strdup(f);
@@ -351,6 +353,8 @@ static int finish_call(pd_engine_t *e, pd_emit_fn emit, void *ud) {
                                   : (long)((a->content.len + a->reasoning.len + 3) / 4);
   e->usage.prompt_tokens += a->prompt;
   e->usage.completion_tokens += completion;
+  /* Only a complete call gets here (pd_engine_on_call_end checks a stream): a whole reply or a
+   * stream ended by [DONE] that named no reason stopped by itself. */
   const char *finish = a->finish ? a->finish : "stop";
 
   if (a->answer) {
@@ -450,10 +454,20 @@ int pd_engine_on_chunk(pd_engine_t *e, const json_t *chunk, pd_emit_fn emit, voi
   return 0;
 }
 
-/* Ends the streamed call in flight; a no-op when none is (e.g. after pd_engine_on_response). */
+/* The [DONE] of the streamed call in flight. */
+void pd_engine_on_done_marker(pd_engine_t *e) {
+  if (e->state == ST_WAITING)
+    e->cur.done_marker = 1;
+}
+
+/* Ends the streamed call in flight; a no-op when none is (e.g. after pd_engine_on_response).
+ * A stream that simply stopped, with neither a finish_reason nor [DONE], was cut off: taking it
+ * as complete would present a partial answer (or thinking) as whole. */
 int pd_engine_on_call_end(pd_engine_t *e, pd_emit_fn emit, void *ud) {
   if (e->state != ST_WAITING)
     return 0;
+  if (!e->cur.finish && !e->cur.done_marker)
+    return PD_ENGINE_EINCOMPLETE;
   return finish_call(e, emit, ud);
 }
 

@@ -30,6 +30,11 @@ typedef struct pd_engine_opts {
  * max_think_bytes (the exchange then fails with 502; nothing of the piece was kept). */
 #define PD_ENGINE_ETOOLARGE (-2)
 
+/* Returned by pd_engine_on_call_end when the streamed call ended before it was complete: it
+ * carried neither a finish_reason nor `data: [DONE]` (the exchange then fails with 502: a cut
+ * reply must not pass for a whole one). */
+#define PD_ENGINE_EINCOMPLETE (-3)
+
 /* One upstream call the engine wants made. */
 typedef struct pd_call {
   const char *path; /* relative to the upstream base_url: "/chat/completions" or "/completions" */
@@ -68,7 +73,8 @@ typedef struct pd_result {
   const char *reasoning; /* thinking segments joined with "\n" + wait + "\n" */
   size_t reasoning_len;
   json_t *tool_calls;        /* borrowed array, or NULL */
-  const char *finish_reason; /* the answer call's, or NULL */
+  const char *finish_reason; /* the answer call's ("stop" when a complete reply named none), or
+                                NULL before the answer call ended */
   pd_usage_t usage;          /* summed over every call of the chain */
   int think_calls;           /* thinking calls actually made */
   int calls;                 /* all upstream calls made */
@@ -100,7 +106,15 @@ int pd_engine_on_response(pd_engine_t *e, const json_t *reply, pd_emit_fn emit, 
  * Returns 0, -1, or PD_ENGINE_ETOOLARGE as pd_engine_on_response. */
 int pd_engine_on_chunk(pd_engine_t *e, const json_t *chunk, pd_emit_fn emit, void *ud);
 
-/* Ends the current streamed call (after [DONE] or the end of the body). */
+/* Marks the current streamed call's `data: [DONE]` as seen: its stream is complete even if no
+ * chunk carried a finish_reason (some servers send none). A no-op when no call is in flight. */
+void pd_engine_on_done_marker(pd_engine_t *e);
+
+/* Ends the current streamed call at the end of its body. A streamed call is complete once it
+ * carried a finish_reason (a non-empty string; OpenAI sends it, then [DONE]) or its [DONE]
+ * (servers that omit the finish_reason); one without either broke off: PD_ENGINE_EINCOMPLETE,
+ * nothing of the call is accounted and the chain stays waiting. Else 0, or -1 as
+ * pd_engine_on_response. A no-op (0) when no call is in flight. */
 int pd_engine_on_call_end(pd_engine_t *e, pd_emit_fn emit, void *ud);
 
 void pd_engine_result(const pd_engine_t *e, pd_result_t *out);

@@ -160,6 +160,8 @@ static void feed_streamed(pd_engine_t *e, const json_t *reply, run_t *r, int com
     assert_int_equal(pd_engine_on_chunk(e, ch, on_out, r), 0);
     json_decref(ch);
   }
+  /* The stream ends as OpenAI's does: data: [DONE], then the end of the body. */
+  pd_engine_on_done_marker(e);
   assert_int_equal(pd_engine_on_call_end(e, on_out, r), 0);
 }
 
@@ -803,6 +805,118 @@ static void streaming_without_usage(void **state) {
   pd_engine_free(e);
 }
 
+/* Starts the next call of e (which must be one) and feeds it the chunks of `chunks` (a JSON
+ * array, single quotes); `done` then sends its [DONE]. Returns pd_engine_on_call_end's code. */
+static int stream_call(pd_engine_t *e, const char *chunks, int done, run_t *r) {
+  pd_call_t call;
+  assert_int_equal(pd_engine_next(e, &call), 1);
+  free(call.body);
+  json_t *arr = J(chunks);
+  size_t i;
+  json_t *ch;
+  json_array_foreach(arr, i, ch) assert_int_equal(pd_engine_on_chunk(e, ch, on_out, r), 0);
+  json_decref(arr);
+  if (done)
+    pd_engine_on_done_marker(e);
+  return pd_engine_on_call_end(e, on_out, r);
+}
+
+/* A streamed call is complete once it carried a finish_reason or its [DONE]; one that simply
+ * stopped was cut off and is refused, thinking or answer, with no finish made up. */
+static void stream_cut_is_incomplete(void **state) {
+  (void)state;
+  pd_policy_t p = policy(PD_MODE_CHAT, 2);
+  static const char *const text =
+      "[{'choices':[{'index':0,'delta':{'role':'assistant'}}]},"
+      "{'choices':[{'index':0,'delta':{'content':'ab'}}]},"
+      "{'choices':[{'index':0,'delta':{'content':'cd'},'finish_reason':null}]}]";
+  for (int cut = 0; cut < 3; cut++) { /* the call that breaks off: think1, think2, answer */
+    pd_engine_t *e = engine(&p, 2, "{'messages':[{'role':'user','content':'Q'}]}", 1, "max_tokens");
+    run_t r;
+    memset(&r, 0, sizeof r);
+    for (int k = 0; k < cut; k++)
+      assert_int_equal(
+          stream_call(e,
+                      "[{'choices':[{'index':0,'delta':{'content':'s'},'finish_reason':'stop'}]}]",
+                      1, &r),
+          0);
+    assert_int_equal(stream_call(e, text, 0, &r), PD_ENGINE_EINCOMPLETE);
+    /* The chain still waits on the broken call: no next call, nothing finished. */
+    pd_call_t call;
+    assert_int_equal(pd_engine_next(e, &call), -1);
+    assert_null(call.body);
+    assert_null(strstr(r.log, "F:"));
+    pd_result_t res;
+    pd_engine_result(e, &res);
+    assert_null(res.finish_reason);
+    assert_int_equal(res.think_calls, cut < 2 ? cut + 1 : 2);
+    assert_int_equal(res.calls, cut + 1);
+    pd_engine_free(e);
+  }
+
+  /* An empty string is no finish_reason either; nor is an empty stream complete. */
+  pd_engine_t *e = engine(&p, 1, "{'messages':[{'role':'user','content':'Q'}]}", 1, "max_tokens");
+  run_t r;
+  memset(&r, 0, sizeof r);
+  assert_int_equal(
+      stream_call(e, "[{'choices':[{'index':0,'delta':{'content':'ab'},'finish_reason':''}]}]", 0,
+                  &r),
+      PD_ENGINE_EINCOMPLETE);
+  pd_engine_free(e);
+  e = engine(&p, 1, "{'messages':[{'role':'user','content':'Q'}]}", 1, "max_tokens");
+  assert_int_equal(stream_call(e, "[]", 0, &r), PD_ENGINE_EINCOMPLETE);
+  pd_engine_free(e);
+}
+
+/* What completes a stream: a finish_reason without [DONE] (servers that omit it), [DONE]
+ * without a finish_reason ("stop" then), both (OpenAI); a later empty finish_reason does not
+ * hide an earlier one. A whole JSON reply without finish_reason is complete ("stop"). */
+static void stream_complete_forms(void **state) {
+  (void)state;
+  pd_policy_t p = policy(PD_MODE_CHAT, 1);
+  static const struct {
+    const char *chunks;
+    int done;
+    const char *finish;
+  } cases[] = {
+      {"[{'choices':[{'index':0,'delta':{'content':'A'},'finish_reason':'length'}]}]", 0, "length"},
+      {"[{'choices':[{'index':0,'delta':{'content':'A'}}]}]", 1, "stop"},
+      {"[{'choices':[{'index':0,'delta':{'content':'A'},'finish_reason':'tool_calls'}]},"
+       "{'choices':[],'usage':{'prompt_tokens':1,'completion_tokens':1}}]",
+       1, "tool_calls"},
+      {"[{'choices':[{'index':0,'delta':{'content':'A'},'finish_reason':'length'}]},"
+       "{'choices':[{'index':0,'delta':{},'finish_reason':''}]}]",
+       0, "length"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    pd_engine_t *e = engine(&p, 1, "{'messages':[{'role':'user','content':'Q'}]}", 1, "max_tokens");
+    run_t r;
+    memset(&r, 0, sizeof r);
+    /* The thinking call ends the same ways. */
+    assert_int_equal(stream_call(e, cases[i].chunks, cases[i].done, &r), 0);
+    assert_int_equal(stream_call(e, cases[i].chunks, cases[i].done, &r), 0);
+    pd_call_t call;
+    assert_int_equal(pd_engine_next(e, &call), 0);
+    pd_result_t res;
+    pd_engine_result(e, &res);
+    assert_string_equal(res.finish_reason, cases[i].finish);
+    assert_non_null(strstr(r.log, "F:"));
+    /* The stray [DONE] and end of a finished chain change nothing. */
+    pd_engine_on_done_marker(e);
+    assert_int_equal(pd_engine_on_call_end(e, on_out, &r), 0);
+    pd_engine_free(e);
+  }
+
+  pd_engine_t *e = engine(&p, 1, "{'messages':[{'role':'user','content':'Q'}]}", 0, "max_tokens");
+  json_t *replies[] = {chat_reply("S", NULL, -1, 0), chat_reply("A", NULL, -1, 0)};
+  run_t r;
+  drive(e, replies, 2, 0, &r);
+  assert_string_equal(r.res.finish_reason, "stop");
+  run_free(&r);
+  free_replies(replies, 2);
+  pd_engine_free(e);
+}
+
 static void bad_replies(void **state) {
   (void)state;
   pd_policy_t p = policy(PD_MODE_CHAT, 1);
@@ -1081,6 +1195,8 @@ int main(void) {
       cmocka_unit_test(should_force),
       cmocka_unit_test(thinking_is_bounded),
       cmocka_unit_test(relayed_answer_is_not_kept),
+      cmocka_unit_test(stream_cut_is_incomplete),
+      cmocka_unit_test(stream_complete_forms),
       cmocka_unit_test(max_calls),
       cmocka_unit_test(resume_round_stops_at_pressure),
   };
