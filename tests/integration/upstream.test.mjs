@@ -578,3 +578,64 @@ describe('upstream client: failures are logged', () => {
     }, { upstream: { timeout_ms: 300 } });
   });
 });
+
+/** The payload of a chunked body. */
+function dechunk(s) {
+  let out = '', i = 0;
+  for (;;) {
+    const eol = s.indexOf('\r\n', i);
+    if (eol < 0) return out;
+    const n = parseInt(s.slice(i, eol), 16);
+    if (!n) return out;
+    out += s.slice(eol + 2, eol + 2 + n);
+    i = eol + 2 + n + 2;
+  }
+}
+
+describe('upstream client: a pause holds across a pending retry', () => {
+  // n: 2 streamed: one chain's answer is a long stream the client does not read yet, so ponder
+  // pauses every chain; the other chain got a 503 (retry after 1 s), and its retry then starts
+  // while paused. Its data must wait for the resume, not be taken in while the client's queue is
+  // full (the libcurl client ignored a pause between attempts). Both streams arrive whole.
+  it('a slow reader, a 503-then-200 chain and a streaming chain: both choices arrive whole', T, async () => {
+    const fake = await startFake({ port: 0 });
+    const cfg = cfgFor(fake.port, { retries: 2, timeout_ms: 20000 });
+    cfg.routes = [{ name: 'r', forcing: { mode: 'chat', rounds: 1, think_budget: 100000, answer_budget: 50 } }];
+    const p = await startPonder({ config: cfg });
+    const N = 60000;
+    try {
+      fake.script({ tokens: N }, { status: 503, retry_after: 1 }, { tokens: N });
+      const sock = net.connect(p.port, '127.0.0.1');
+      const body = JSON.stringify({ model: 'm', stream: true, n: 2, messages: [{ role: 'user', content: 'q' }] });
+      await new Promise((r) => sock.on('connect', r));
+      sock.pause();
+      sock.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n` +
+        `Connection: close\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+      await sleep(2500); // the retry fired during the pause
+      const chunks = [];
+      sock.on('data', (c) => chunks.push(c));
+      sock.resume();
+      await new Promise((r) => sock.on('close', r));
+      const raw = Buffer.concat(chunks).toString('utf8');
+      assert.match(raw, /^HTTP\/1\.1 200 /);
+      const head = raw.slice(0, raw.indexOf('\r\n\r\n'));
+      let text = raw.slice(raw.indexOf('\r\n\r\n') + 4);
+      if (/transfer-encoding: chunked/i.test(head)) text = dechunk(text);
+      const content = ['', ''];
+      for (const m of text.matchAll(/^data: (\{.*\})$/gm)) {
+        const ev = JSON.parse(m[1]);
+        for (const c of ev.choices || []) content[c.index] += (c.delta?.reasoning_content ?? '') + (c.delta?.content ?? '');
+      }
+      const want = Array.from({ length: N }, (_, i) => `tok${i}`).join(' ');
+      // Each chain's thinking is one of the long streams, then its short answer.
+      assert.ok(content[0].startsWith(want), `choice 0: ${content[0].slice(0, 80)}... (${content[0].length})`);
+      assert.ok(content[1].startsWith(want), `choice 1: ${content[1].slice(0, 80)}... (${content[1].length})`);
+      assert.match(text, /data: \[DONE\]/);
+      const calls = fake.log.filter((e) => e.path.endsWith('/chat/completions'));
+      assert.equal(calls.length, 5, 'two thinking calls (one retried) and two answers');
+    } finally {
+      await p.stop('SIGTERM');
+      await fake.close();
+    }
+  });
+});
