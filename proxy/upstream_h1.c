@@ -555,11 +555,11 @@ static void finish(xfer_t *x, int result, const char *msg) {
   xfer_destroy(x);
 }
 
-/* The call's deadline passed between attempts. */
-static void finish_timed_out(xfer_t *x) {
+/* The call's deadline passed between attempts (`made` of them). */
+static void finish_timed_out(xfer_t *x, int made) {
   char msg[ERRMSG_SIZE];
   snprintf(msg, sizeof msg, "Operation timed out after %lu milliseconds (%d attempts)",
-           (unsigned long)(uv_now(x->b->loop) - x->start_ms), x->attempt + 1);
+           (unsigned long)(uv_now(x->b->loop) - x->start_ms), made);
   finish(x, PD_XFER_ETIMEOUT, msg);
 }
 
@@ -601,7 +601,8 @@ static void attempt_complete(xfer_t *x, int keep) {
   if (x->discard) {
     long delay = pd_xfer_status_delay(&x->head, x->attempt);
     if (!pd_xfer_retry_fits(x->deadline, uv_now(x->b->loop), delay)) {
-      finish_timed_out(x); /* its body is gone: the retry was planned when the head came */
+      finish_timed_out(x, x->attempt +
+                              1); /* its body is gone: the retry was planned when the head came */
       return;
     }
     char why[32];
@@ -695,7 +696,7 @@ static void xfer_on_timer(uv_timer_t *t) {
   switch (mode) {
   case T_RETRY:
     if (x->deadline && uv_now(x->b->loop) >= x->deadline) {
-      finish_timed_out(x);
+      finish_timed_out(x, x->attempt);
       break;
     }
     new_attempt(x);

@@ -7,6 +7,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import https from 'node:https';
+import http2 from 'node:http2';
 import net from 'node:net';
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
@@ -231,6 +232,35 @@ describe('upstream tls keys', { skip: SKIP }, () => {
     assert.equal(ok.seen[0].cert, 'client');
     const none = await tryWith(mtls, { ca_file: server.cert });
     assert.equal(none.status, 502, none.text);
+  });
+
+  it('an HTTP/2 https upstream (ALPN h2): statuses and bodies come from its own head', T, async () => {
+    const srv = http2.createSecureServer({ ...serverTls() });
+    srv.on('stream', (stream, headers) => {
+      stream.on('error', () => {});
+      const st = /^\/v1\/status\/(\d+)/.exec(headers[':path']);
+      if (st) {
+        stream.respond({ ':status': Number(st[1]), 'content-type': 'application/json' });
+        return stream.end(ERR(`h2 says ${st[1]}`));
+      }
+      stream.respond({ ':status': 200, 'content-type': 'application/json' });
+      stream.end(CHAT('over h2'));
+    });
+    await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+    const p = await startPonder({ config: cfgFor(srv.address().port, { ca_file: server.cert }), env: NOPROXY });
+    try {
+      for (const code of [200, 429, 500]) {
+        const r = await httpReq(p.port, { path: `/v1/status/${code}` });
+        assert.equal(r.status, code, r.text);
+        assert.deepEqual(JSON.parse(r.text), JSON.parse(ERR(`h2 says ${code}`)));
+      }
+      const r = await postChat(p, {});
+      assert.equal(r.status, 200, r.text);
+      assert.equal(r.json.choices[0].message.content, 'over h2');
+    } finally {
+      await stopClean(p);
+      await new Promise((r) => srv.close(r));
+    }
   });
 
   it('a tls block with an unreadable file or a certificate without its key does not start', T, async () => {
