@@ -1191,8 +1191,9 @@ static void test_dump_shows_every_key(void **state) {
                                      "max_connections: 256\n",
                                      "token_limit_param: max_tokens\n",
                                      "http2: false\n",
-                                     "    tls:\n      ca_file: null\n      cert_file: null\n"
-                                     "      key_file: null\n      verify: true\n",
+                                     "    tls:\n      ca_file: null\n",
+                                     "      cert_file: null\n      key_file: null\n",
+                                     "      verify: true\n",
                                      "upstream: \"default\"\n",
                                      "model: null\n",
                                      "reasoning: field\n",
