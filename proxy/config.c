@@ -4,6 +4,7 @@
  * after a problem, so one run of --check-config reports every mistake in a file. Every string
  * it stores is heap-owned by the config. */
 #include "config.h"
+#include "log.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -878,7 +879,7 @@ static void parse_forcing(ctx_t *c, yaml_node_t *v, pd_policy_t *p) {
 static const char *const UPSTREAM_KEYS[] = {
     "name",       "base_url", "api_key",         "headers",           "connect_timeout_ms",
     "timeout_ms", "retries",  "max_connections", "token_limit_param", "http2",
-    NULL};
+    "tls",        NULL};
 
 static void upstream_defaults(pd_upstream_cfg_t *u) {
   memset(u, 0, sizeof *u);
@@ -887,6 +888,7 @@ static void upstream_defaults(pd_upstream_cfg_t *u) {
   u->retries = 2;
   u->max_connections = 256;
   u->token_limit_param = xstrdup("max_tokens");
+  u->tls_verify = 1;
 }
 
 static void upstream_free(pd_upstream_cfg_t *u) {
@@ -899,6 +901,9 @@ static void upstream_free(pd_upstream_cfg_t *u) {
   }
   free(u->headers);
   free(u->token_limit_param);
+  free(u->tls_ca_file);
+  free(u->tls_cert_file);
+  free(u->tls_key_file);
 }
 
 static void parse_headers(ctx_t *c, yaml_node_t *v, pd_upstream_cfg_t *u) {
@@ -941,6 +946,61 @@ static void parse_headers(ctx_t *c, yaml_node_t *v, pd_upstream_cfg_t *u) {
     u->headers[u->nheaders].value = val;
     u->nheaders++;
   }
+}
+
+/* ---- upstream tls ---- */
+
+static const char *const TLS_KEYS[] = {"ca_file", "cert_file",   "key_file",
+                                       "verify",  "server_name", NULL};
+
+/* A file path from the tls block: relative ones are taken from the config file's folder (so a
+ * reload from another working directory reads the same files); it must be readable now. */
+static void get_tls_file(ctx_t *c, yaml_node_t *v, const char *key, char **dst) {
+  char *path = NULL;
+  if (get_nonempty(c, v, key, &path) != GOT)
+    return;
+  const char *slash = c->file ? strrchr(c->file, '/') : NULL;
+  if (path[0] != '/' && slash) {
+    char *full;
+    if (asprintf(&full, "%.*s/%s", (int)(slash - c->file), c->file, path) < 0)
+      oom();
+    free(path);
+    path = full;
+  }
+  struct stat st;
+  if (access(path, R_OK) != 0 || stat(path, &st) != 0)
+    at(c, v, "tls \"%s\": cannot read %s: %s", key, path, strerror(errno));
+  else if (!S_ISREG(st.st_mode))
+    at(c, v, "tls \"%s\": %s is not a file", key, path);
+  set_str(dst, path);
+}
+
+static void parse_tls(ctx_t *c, yaml_node_t *v, pd_upstream_cfg_t *u) {
+  iter_t it;
+  const char *key;
+  yaml_node_t *kn, *vn, *cert = NULL, *keyn = NULL;
+  if (iter_start(&it, c, v, "tls", TLS_KEYS) != GOT)
+    return;
+  while (iter_next(&it, &key, &kn, &vn)) {
+    if (!strcmp(key, "ca_file")) {
+      get_tls_file(c, vn, key, &u->tls_ca_file);
+    } else if (!strcmp(key, "cert_file")) {
+      cert = kn;
+      get_tls_file(c, vn, key, &u->tls_cert_file);
+    } else if (!strcmp(key, "key_file")) {
+      keyn = kn;
+      get_tls_file(c, vn, key, &u->tls_key_file);
+    } else if (!strcmp(key, "verify")) {
+      get_bool(c, vn, key, &u->tls_verify);
+    } else {
+      at(c, kn,
+         "tls \"server_name\" is not supported yet (the name checked is the base_url's host)");
+    }
+  }
+  if (cert && !keyn)
+    at(c, cert, "tls \"cert_file\" needs \"key_file\" (the client certificate's private key)");
+  if (keyn && !cert)
+    at(c, keyn, "tls \"key_file\" needs \"cert_file\" (the client certificate)");
 }
 
 static void parse_upstream(ctx_t *c, pd_config_t *cfg, size_t idx, yaml_node_t *v) {
@@ -997,6 +1057,8 @@ static void parse_upstream(ctx_t *c, pd_config_t *cfg, size_t idx, yaml_node_t *
     } else if (!strcmp(key, "http2")) {
       get_bool(c, vn, key, &u->http2);
       http2_node = vn;
+    } else if (!strcmp(key, "tls")) {
+      parse_tls(c, vn, u);
     } else {
       if (get_enum(c, vn, key, LIMIT_PARAMS, &e) == GOT)
         set_str(&u->token_limit_param, xstrdup(LIMIT_PARAMS[e]));
@@ -1006,6 +1068,11 @@ static void parse_upstream(ctx_t *c, pd_config_t *cfg, size_t idx, yaml_node_t *
     at(c, v, "an upstream needs a \"name\"");
   if (!have_url)
     at(c, v, "upstream \"%s\" needs a \"base_url\"", u->name ? u->name : "?");
+  if (!u->tls_verify)
+    pd_log_warn(NULL,
+                "upstream \"%s\": tls.verify is false: its certificate and host name are not "
+                "checked, so anyone on the path can read and change its traffic, api_key included",
+                u->name ? u->name : "?");
   if (u->http2 && u->base_url && strncasecmp(u->base_url, "http://", 7) != 0)
     at(c, http2_node,
        "\"http2: true\" is for http:// upstreams (an https:// one negotiates HTTP/2 "
@@ -1859,6 +1926,11 @@ void pd_config_dump(const pd_config_t *cfg, FILE *f) {
     fprintf(f, "    max_connections: %d\n", u->max_connections);
     fprintf(f, "    token_limit_param: %s\n", u->token_limit_param);
     fprintf(f, "    http2: %s\n", u->http2 ? "true" : "false");
+    fprintf(f, "    tls:\n");
+    put_kv_str(f, 6, "ca_file", u->tls_ca_file);
+    put_kv_str(f, 6, "cert_file", u->tls_cert_file);
+    put_kv_str(f, 6, "key_file", u->tls_key_file);
+    fprintf(f, "      verify: %s\n", u->tls_verify ? "true" : "false");
   }
   fprintf(f, "routes:\n");
   for (size_t i = 0; i < cfg->nroutes; i++)

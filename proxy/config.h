@@ -74,6 +74,12 @@ typedef struct pd_upstream_cfg {
   int max_connections;
   char *token_limit_param; /* "max_tokens" or "max_completion_tokens" */
   int http2;               /* speak HTTP/2 without TLS (prior knowledge) to an http:// base_url */
+  /* tls: for https:// upstreams. Paths are checked readable at load, relative ones resolved
+   * against the config file's folder; NULL when not set. */
+  char *tls_ca_file;   /* trust this CA bundle (PEM) instead of the system store */
+  char *tls_cert_file; /* client certificate (mTLS); set together with tls_key_file */
+  char *tls_key_file;
+  int tls_verify; /* 0: no certificate or host name check (warned at load) */
 } pd_upstream_cfg_t;
 
 typedef struct pd_route {

@@ -346,7 +346,11 @@ static pd_xfer_t *start_xfer(ex_t *ex, const char *method, const char *url, char
                       .connect_timeout_ms = u->connect_timeout_ms,
                       .timeout_ms = u->timeout_ms,
                       .retries = u->retries,
-                      .http2 = u->http2};
+                      .http2 = u->http2,
+                      .tls_ca_file = u->tls_ca_file,
+                      .tls_cert_file = u->tls_cert_file,
+                      .tls_key_file = u->tls_key_file,
+                      .tls_insecure = !u->tls_verify};
   pd_xfer_t *x = pd_xfer_start(ex->w->up, &o, cbs, ud);
   free(heap);
   if (x)

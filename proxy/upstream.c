@@ -1,8 +1,10 @@
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "log.h"
 #include "upstream_int.h"
 
 /* The front: plain-HTTP upstreams go to the native HTTP/1.1 client, or to the native HTTP/2
@@ -75,13 +77,82 @@ static int native_url(const char *url) {
   return n > 0 && !memchr(auth, '@', (size_t)n);
 }
 
+/* What log lines name a call by: its request id and where it went. */
+static void label(pd_xfer_t *x, const pd_xfer_opts_t *o) {
+  x->reqid[0] = '\0';
+  for (const char *const *h = o->headers; h && *h; h++)
+    if (strncasecmp(*h, "x-request-id:", 13) == 0) {
+      const char *v = *h + 13;
+      v += strspn(v, " \t");
+      size_t n = strcspn(v, "\r\n");
+      if (n >= sizeof x->reqid)
+        n = sizeof x->reqid - 1;
+      memcpy(x->reqid, v, n);
+      x->reqid[n] = '\0';
+      break;
+    }
+  /* scheme "://" [userinfo "@"] authority path ["?" query]: userinfo and query may hold keys. */
+  const char *url = o->url, *sep = strstr(url, "://");
+  size_t slen = sep ? (size_t)(sep - url) + 3 : 0;
+  const char *auth = url + slen;
+  size_t alen = strcspn(auth, "/?#");
+  const char *at = memchr(auth, '@', alen);
+  if (at) {
+    alen -= (size_t)(at + 1 - auth);
+    auth = at + 1;
+  }
+  const char *path = auth + alen;
+  size_t plen = strcspn(path, "?#");
+  snprintf(x->target, sizeof x->target, "%.*s%.*s%.*s", (int)slen, url, (int)alen, auth, (int)plen,
+           path);
+}
+
 pd_xfer_t *pd_xfer_start(pd_upstream_t *u, const pd_xfer_opts_t *o, const pd_xfer_cbs_t *cbs,
                          void *ud) {
+  pd_xfer_t *x;
   if (o->http2 && native_url(o->url))
-    return pd_h2up_start(u->h2, o, cbs, ud);
-  if (!u->all_curl && native_url(o->url))
-    return pd_h1up_start(u->h1, o, cbs, ud);
-  return pd_curlup_start(u->curl, o, cbs, ud);
+    x = pd_h2up_start(u->h2, o, cbs, ud);
+  else if (!u->all_curl && native_url(o->url))
+    x = pd_h1up_start(u->h1, o, cbs, ud);
+  else
+    x = pd_curlup_start(u->curl, o, cbs, ud);
+  if (x)
+    label(x, o);
+  return x;
+}
+
+static const char *result_name(int result) {
+  switch (result) {
+  case PD_XFER_ECONNECT:
+    return "connect error";
+  case PD_XFER_ETIMEOUT:
+    return "timeout";
+  case PD_XFER_ERECV:
+    return "connection broke";
+  default:
+    return "failure";
+  }
+}
+
+void pd_xfer_log_failure(const pd_xfer_t *x, int result, const char *msg) {
+  if (result == PD_XFER_OK)
+    return;
+  pd_log_warn(x->reqid[0] ? x->reqid : NULL, "upstream %s (%s): %s", x->target, result_name(result),
+              msg && *msg ? msg : "no detail");
+}
+
+void pd_xfer_log_retry(const pd_xfer_t *x, int attempt, const char *why, long delay_ms) {
+  pd_log_info(x->reqid[0] ? x->reqid : NULL,
+              "upstream %s: attempt %d failed (%s), retrying in %ld ms", x->target, attempt + 1,
+              why, delay_ms);
+}
+
+uint64_t pd_xfer_deadline(uint64_t now, long timeout_ms) {
+  return timeout_ms > 0 ? now + (uint64_t)timeout_ms : 0;
+}
+
+int pd_xfer_retry_fits(uint64_t deadline, uint64_t now, long delay_ms) {
+  return deadline == 0 || now + (uint64_t)(delay_ms > 0 ? delay_ms : 0) < deadline;
 }
 
 void pd_xfer_pause(pd_xfer_t *x) {
@@ -192,7 +263,30 @@ static long parse_retry_after(const char *v, size_t n, int is_ms) {
   return is_ms ? (long)d : (long)(d * 1000);
 }
 
-void pd_xhead_add(pd_xhead_t *h, const char *name, size_t nlen, const char *v, size_t vlen) {
+/* RFC 9110 tchar: what a field name may hold. */
+static int is_tchar(unsigned char ch) {
+  return isalnum(ch) || (ch && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
+static int field_ok(const char *name, size_t nlen, const char *v, size_t vlen) {
+  if (nlen == 0)
+    return 0;
+  for (size_t i = 0; i < nlen; i++)
+    if (!is_tchar((unsigned char)name[i]))
+      return 0;
+  for (size_t i = 0; i < vlen; i++) {
+    unsigned char ch = (unsigned char)v[i];
+    if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+      return 0;
+  }
+  return 1;
+}
+
+int pd_xhead_add(pd_xhead_t *h, const char *name, size_t nlen, const char *v, size_t vlen) {
+  /* An upstream is semi-trusted: a CR or LF relayed in a value would split the client's
+   * response, so such a field is dropped whole, before anything reads it. */
+  if (!field_ok(name, nlen, v, vlen))
+    return -1;
   if (nlen == 12 && strncasecmp(name, "content-type", 12) == 0) {
     free(h->content_type);
     h->content_type = strndup(v, vlen);
@@ -212,16 +306,17 @@ void pd_xhead_add(pd_xhead_t *h, const char *name, size_t nlen, const char *v, s
       h->retry_after_ms = ms;
   }
   if (is_hop_by_hop(name, nlen))
-    return;
+    return 0;
   char *w = pd_buf_reserve(&h->pairs, nlen + vlen + 2);
   if (!w)
-    return;
+    return 0;
   for (size_t i = 0; i < nlen; i++)
     w[i] = (char)tolower((unsigned char)name[i]);
   w[nlen] = '\0';
   memcpy(w + nlen + 1, v, vlen);
   w[nlen + 1 + vlen] = '\0';
   pd_buf_commit(&h->pairs, nlen + vlen + 2);
+  return 0;
 }
 
 #define MAX_RELAYED_HEADERS 64

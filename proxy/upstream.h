@@ -1,8 +1,9 @@
 /* Upstream HTTP(S) client on the worker's libuv loop: native HTTP/1.1 (upstream_h1.c) and h2c
  * (upstream_h2.c) clients for http://, libcurl for https:// (upstream_curl.c), behind one
- * interface. Connection reuse, per-call connect/total timeouts, bodies streamed as they arrive,
- * pause and resume for backpressure, cancellation at any point, and retries (connect errors,
- * 429, 5xx) while nothing of the call has been delivered. */
+ * interface. Connection reuse, a connect timeout per attempt and a total timeout per call (its
+ * retries and their backoff included), bodies streamed as they arrive, pause and resume for
+ * backpressure, cancellation at any point, and retries (connect errors, 429, 5xx) while nothing
+ * of the call has been delivered. Transport failures are logged at warn with the request id. */
 #ifndef PD_UPSTREAM_H
 #define PD_UPSTREAM_H
 
@@ -48,10 +49,15 @@ typedef struct pd_xfer_opts {
   const char *const *headers; /* NULL-terminated array of "Name: value" lines; copied */
   char *body;                 /* taken: freed by the transfer; may be NULL */
   size_t body_len;
-  long connect_timeout_ms;
-  long timeout_ms; /* 0 = none */
+  long connect_timeout_ms; /* each attempt's connect */
+  long timeout_ms;         /* the whole call, retries and backoff included; 0 = none */
   int retries;
   int http2; /* http:// only: HTTP/2 with prior knowledge (h2c), streams multiplexed */
+  /* https:// (libcurl) only; paths are copied. NULL: the system's trust store, no client
+   * certificate. */
+  const char *tls_ca_file;
+  const char *tls_cert_file, *tls_key_file;
+  int tls_insecure; /* no certificate or host name check */
 } pd_xfer_opts_t;
 
 pd_upstream_t *pd_upstream_new(uv_loop_t *loop, int max_host_connections);

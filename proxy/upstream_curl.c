@@ -1,8 +1,10 @@
 /* The libcurl client: https:// upstreams (and every upstream under PONDER_UPSTREAM_CLIENT=curl),
  * on the worker's loop with curl's multi_socket pattern. */
 #include <curl/curl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "upstream_int.h"
 
@@ -39,8 +41,12 @@ struct cxfer {
   CURL *easy;
   struct curl_slist *hdrs;
   char *url, *method, *body;
+  char *ca_file, *cert_file, *key_file;
+  int tls_insecure;
   size_t body_len;
   long connect_timeout_ms, timeout_ms;
+  uint64_t start_ms; /* loop ms: the call began */
+  uint64_t deadline; /* loop ms: timeout_ms from start_ms, retries included; 0 = none */
   int retries, attempt;
   pd_xfer_cbs_t cbs;
   void *ud;
@@ -53,6 +59,9 @@ struct cxfer {
   int discard;   /* a retryable status: swallow this attempt's body */
   int paused;
   int fail_pending; /* libcurl refused the handle: report it from the loop */
+  int out_of_time;  /* the planned retry would start after the deadline: report a timeout */
+  int reader_abort; /* on_data asked to stop: the caller's decision, not an upstream failure */
+  char errbuf[CURL_ERROR_SIZE];
   pd_xhead_t head;
   uv_timer_t retry_timer;
   int retry_timer_active, retry_timer_inited;
@@ -272,10 +281,19 @@ static size_t on_header_line(char *ptr, size_t size, size_t nmemb, void *userdat
   while (len > 0 && (ptr[len - 1] == '\r' || ptr[len - 1] == '\n'))
     len--;
   if (len == 0) {
-    /* End of a header block. */
-    if (x->head.status >= 100 && x->head.status < 200)
+    /* End of a header block. Only the origin's final head counts: an informational one, or a
+     * proxy's answer to CONNECT (suppressed, but never trusted), is forgotten here so that
+     * nothing of it leaks into the head that follows. libcurl records the origin's status as
+     * CURLINFO_RESPONSE_CODE, a proxy's as CURLINFO_HTTP_CONNECTCODE. */
+    long code = 0;
+    curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
+    if (x->head.status < 200 || code != x->head.status) {
+      pd_xhead_reset(&x->head);
       return n;
-    if (pd_xfer_retryable_status(x->head.status) && x->attempt < x->retries) {
+    }
+    if (pd_xfer_retryable_status(x->head.status) && x->attempt < x->retries &&
+        pd_xfer_retry_fits(x->deadline, uv_now(x->u->loop),
+                           pd_xfer_status_delay(&x->head, x->attempt))) {
       x->discard = 1;
       return n;
     }
@@ -308,6 +326,8 @@ static size_t on_write_data(char *ptr, size_t size, size_t nmemb, void *userdata
   x->in_cb++;
   int rc = x->cbs.on_data ? x->cbs.on_data(x->ud, ptr, n) : 0;
   x->in_cb--;
+  if (rc < 0)
+    x->reader_abort = 1;
   if (x->cancelled || rc < 0)
     return 0;
   if (rc > 0 && !x->paused) {
@@ -334,6 +354,9 @@ static void easy_put(pd_curlup_t *u, CURL *e) {
 
 static void xfer_free(cxfer_t *x) {
   pd_xhead_free(&x->head);
+  free(x->ca_file);
+  free(x->cert_file);
+  free(x->key_file);
   free(x->url);
   free(x->method);
   free(x->body);
@@ -367,6 +390,18 @@ static void xfer_destroy(cxfer_t *x) {
     xfer_free(x);
 }
 
+/* The attempt about to start may take what is left of the call's time. Returns 0 when none is
+ * left. */
+static int set_attempt_timeout(cxfer_t *x) {
+  if (!x->deadline)
+    return 1;
+  uint64_t now = uv_now(x->u->loop);
+  if (now >= x->deadline)
+    return 0;
+  curl_easy_setopt(x->easy, CURLOPT_TIMEOUT_MS, (long)(x->deadline - now));
+  return 1;
+}
+
 static int setup_easy(cxfer_t *x) {
   CURL *e = x->easy;
   curl_easy_setopt(e, CURLOPT_URL, x->url);
@@ -379,26 +414,47 @@ static int setup_easy(cxfer_t *x) {
   curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header_line);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
   curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, x->connect_timeout_ms);
-  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, x->timeout_ms);
+  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 0L);
+  set_attempt_timeout(x);
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-  if (strcmp(x->method, "GET") == 0) {
-    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
-  } else if (strcmp(x->method, "HEAD") == 0) {
+  /* Through an HTTP proxy ($https_proxy), the proxy's "200 Connection established" is not the
+   * origin's response: it never reaches the header callback. */
+  curl_easy_setopt(e, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
+  if (x->ca_file)
+    curl_easy_setopt(e, CURLOPT_CAINFO, x->ca_file);
+  if (x->cert_file) {
+    curl_easy_setopt(e, CURLOPT_SSLCERT, x->cert_file);
+    curl_easy_setopt(e, CURLOPT_SSLKEY, x->key_file);
+  }
+  if (x->tls_insecure) {
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+  }
+  /* The same request line and framing as the native client (upstream_h1.c): a body, with any
+   * method, goes with its Content-Length; POST, PUT and PATCH always carry one; nothing is
+   * added to what the caller gave (no form Content-Type, no Accept: see pd_curlup_start). */
+  int with_body = x->body || strcmp(x->method, "POST") == 0 || strcmp(x->method, "PUT") == 0 ||
+                  strcmp(x->method, "PATCH") == 0;
+  if (strcmp(x->method, "HEAD") == 0) {
     curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
-  } else {
+  } else if (with_body) {
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->body ? x->body : "");
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->body_len);
     if (strcmp(x->method, "POST") != 0)
       curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, x->method);
-    if (x->body || strcmp(x->method, "POST") == 0) {
-      curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->body ? x->body : "");
-      curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->body_len);
-    }
+  } else if (strcmp(x->method, "GET") == 0) {
+    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+  } else {
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, x->method);
   }
   return 0;
 }
 
 static void xfer_reset_attempt(cxfer_t *x) {
   x->discard = 0;
+  x->errbuf[0] = '\0';
   /* x->paused stays: the new attempt's first data is held by libcurl (on_write_data) until the
    * caller resumes. */
   pd_xhead_reset(&x->head);
@@ -445,13 +501,42 @@ pd_xfer_t *pd_curlup_start(pd_curlup_t *u, const pd_xfer_opts_t *o, const pd_xfe
   x->ud = ud;
   x->base.backend = PD_XFER_CURL;
   x->start_ns = uv_hrtime();
+  x->start_ms = uv_now(u->loop);
+  x->deadline = pd_xfer_deadline(x->start_ms, o->timeout_ms);
+  int bad = 0;
+  if (o->tls_ca_file && !(x->ca_file = strdup(o->tls_ca_file)))
+    bad = 1;
+  if (o->tls_cert_file && !(x->cert_file = strdup(o->tls_cert_file)))
+    bad = 1;
+  if (o->tls_key_file && !(x->key_file = strdup(o->tls_key_file)))
+    bad = 1;
+  x->tls_insecure = o->tls_insecure;
   pd_xhead_init(&x->head);
   xfer_reset_attempt(x);
+  /* libcurl's defaults the native client does not have: an Expect on large bodies, an Accept,
+   * and a form Content-Type on bodies. An empty "Name:" line removes libcurl's own. Framing
+   * headers are libcurl's to write, as the native client's are its own. */
+  int has_ct = 0, has_accept = 0;
   x->hdrs = curl_slist_append(NULL, "Expect:");
-  for (const char *const *h = o->headers; h && *h; h++)
-    x->hdrs = curl_slist_append(x->hdrs, *h);
+  for (const char *const *h = o->headers; h && *h && x->hdrs; h++) {
+    size_t nlen = strcspn(*h, ":");
+    if ((nlen == 14 && strncasecmp(*h, "content-length", 14) == 0) ||
+        (nlen == 17 && strncasecmp(*h, "transfer-encoding", 17) == 0))
+      continue;
+    has_ct |= nlen == 12 && strncasecmp(*h, "content-type", 12) == 0;
+    has_accept |= nlen == 6 && strncasecmp(*h, "accept", 6) == 0;
+    struct curl_slist *l = curl_slist_append(x->hdrs, *h);
+    if (!l)
+      bad = 1;
+    else
+      x->hdrs = l;
+  }
+  if (x->hdrs && !has_ct)
+    x->hdrs = curl_slist_append(x->hdrs, "Content-Type:");
+  if (x->hdrs && !has_accept)
+    x->hdrs = curl_slist_append(x->hdrs, "Accept:");
   x->easy = easy_get(u);
-  if (!x->url || !x->method || !x->easy || !x->hdrs) {
+  if (bad || !x->url || !x->method || !x->easy || !x->hdrs) {
     xfer_destroy(x);
     return NULL;
   }
@@ -466,9 +551,13 @@ pd_xfer_t *pd_curlup_start(pd_curlup_t *u, const pd_xfer_opts_t *o, const pd_xfe
 
 void pd_curlup_pause(pd_xfer_t *bx) {
   cxfer_t *x = (cxfer_t *)bx;
-  if (x->paused || x->cancelled || !x->added)
+  if (x->paused || x->cancelled)
     return;
   x->paused = 1;
+  /* Between attempts (a retry pending) there is nothing to tell libcurl: the flag alone makes
+   * the next attempt's first data wait (on_write_data) until the caller resumes. */
+  if (!x->added)
+    return;
   x->u->in_api++;
   curl_easy_pause(x->easy, CURLPAUSE_RECV);
   x->u->in_api--;
@@ -480,6 +569,8 @@ void pd_curlup_resume(pd_xfer_t *bx) {
     return;
   x->paused = 0;
   pd_curlup_t *u = x->u;
+  if (!x->added)
+    return; /* between attempts: libcurl holds nothing of ours */
   /* Unpausing may deliver buffered data right away, running our callbacks. */
   u->in_api++;
   curl_easy_pause(x->easy, CURLPAUSE_CONT);
@@ -537,10 +628,18 @@ static void on_retry_timer(uv_timer_t *t) {
   x->retry_timer_active = 0;
   if (x->cancelled)
     return;
-  if (x->fail_pending) {
+  if (x->fail_pending || x->out_of_time || !set_attempt_timeout(x)) {
+    int result = x->fail_pending ? PD_XFER_EOTHER : PD_XFER_ETIMEOUT;
+    char msg[128];
+    if (x->fail_pending)
+      snprintf(msg, sizeof msg, "the upstream transfer could not be started");
+    else
+      snprintf(msg, sizeof msg, "Operation timed out after %lu milliseconds (%d attempts)",
+               (unsigned long)(uv_now(x->u->loop) - x->start_ms), x->attempt);
+    pd_xfer_log_failure(&x->base, result, msg);
     if (x->cbs.on_done) {
       x->in_cb++;
-      x->cbs.on_done(x->ud, PD_XFER_EOTHER, "the upstream transfer could not be started");
+      x->cbs.on_done(x->ud, result, msg);
       x->in_cb--;
     }
     deferred_unlink(x);
@@ -619,21 +718,38 @@ static void check_multi_info(pd_curlup_t *u) {
         xfer_destroy(x);
       continue;
     }
+    uint64_t now = uv_now(u->loop);
+    char errmsg[CURL_ERROR_SIZE + 64];
+    snprintf(errmsg, sizeof errmsg, "%s", x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc));
     if (x->discard && rc == CURLE_OK) {
-      schedule_retry(x, pd_xfer_status_delay(&x->head, x->attempt));
+      long delay = pd_xfer_status_delay(&x->head, x->attempt);
+      char why[32];
+      snprintf(why, sizeof why, "status %d", x->head.status);
+      /* The retry was planned at the head; when the deadline now comes first, the call times
+       * out (from the loop) instead. */
+      if (!pd_xfer_retry_fits(x->deadline, now, delay)) {
+        x->out_of_time = 1;
+        delay = 0;
+      } else {
+        pd_xfer_log_retry(&x->base, x->attempt, why, delay);
+      }
+      schedule_retry(x, delay);
       continue;
     }
-    if (retryable_connect_error(rc) && !x->head_done && x->attempt < x->retries) {
-      schedule_retry(x, pd_xfer_connect_delay(x->attempt));
+    long cdelay = pd_xfer_connect_delay(x->attempt);
+    if (retryable_connect_error(rc) && !x->head_done && x->attempt < x->retries &&
+        pd_xfer_retry_fits(x->deadline, now, cdelay)) {
+      pd_xfer_log_retry(&x->base, x->attempt, errmsg, cdelay);
+      schedule_retry(x, cdelay);
       continue;
     }
     if (x->discard) /* a retryable status whose body broke: report what we have */
       x->discard = 0;
     if (rc == CURLE_OK)
       deliver_head(x);
-    char errmsg[CURL_ERROR_SIZE + 64];
-    snprintf(errmsg, sizeof errmsg, "%s", curl_easy_strerror(rc));
     int result = map_result(rc);
+    if (rc != CURLE_OK && !x->reader_abort && !x->cancelled)
+      pd_xfer_log_failure(&x->base, result, errmsg);
     curl_multi_remove_handle(u->multi, x->easy);
     x->added = 0;
     if (!x->cancelled && x->cbs.on_done) {

@@ -107,6 +107,7 @@ struct xfer {
   int fresh_only;       /* a reused connection died under this attempt: open a new one */
   int stale_retried;
   int queued;
+  int reader_abort; /* on_data asked to stop: the caller's decision, not an upstream failure */
   pd_xhead_t head;
   pd_buf_t held;    /* body that arrived after a pause, delivered on resume */
   uv_timer_t timer; /* retry delay, time waiting for a connection, deferred failure */
@@ -114,7 +115,8 @@ struct xfer {
   int fail_result;
   char fail_msg[ERRMSG_SIZE];
   uint64_t start_ns;
-  uint64_t attempt_start; /* loop ms */
+  uint64_t start_ms; /* loop ms: the call began */
+  uint64_t deadline; /* loop ms: timeout_ms from start_ms, retries included; 0 = none */
   xfer_t *wnext;
   xfer_t *prev, *next;
 };
@@ -355,9 +357,7 @@ static void detach(xfer_t *x) {
 static void arm_deadline(conn_t *c) {
   xfer_t *x = c->x;
   uint64_t now = uv_now(c->o->b->loop);
-  uint64_t due = 0;
-  if (x->timeout_ms > 0)
-    due = x->attempt_start + (uint64_t)x->timeout_ms;
+  uint64_t due = x->deadline;
   if (c->state != C_OPEN && x->connect_timeout_ms > 0) {
     uint64_t cdue = c->connect_start + (uint64_t)x->connect_timeout_ms;
     if (!due || cdue < due)
@@ -545,6 +545,8 @@ static void finish(xfer_t *x, int result, const char *msg) {
   stop_xfer_timer(x);
   if (result == PD_XFER_OK)
     deliver_head(x);
+  else if (!x->cancelled && !x->reader_abort)
+    pd_xfer_log_failure(&x->base, result, msg);
   if (!x->cancelled && x->cbs.on_done) {
     x->in_cb++;
     x->cbs.on_done(x->ud, result, msg);
@@ -553,8 +555,20 @@ static void finish(xfer_t *x, int result, const char *msg) {
   xfer_destroy(x);
 }
 
+/* The call's deadline passed between attempts (`made` of them). */
+static void finish_timed_out(xfer_t *x, int made) {
+  char msg[ERRMSG_SIZE];
+  snprintf(msg, sizeof msg, "Operation timed out after %lu milliseconds (%d attempts)",
+           (unsigned long)(uv_now(x->b->loop) - x->start_ms), made);
+  finish(x, PD_XFER_ETIMEOUT, msg);
+}
+
+/* Whether a retry after delay_ms is allowed: retries remain and it starts before the deadline. */
+static int may_retry(const xfer_t *x, long delay_ms) {
+  return x->attempt < x->retries && pd_xfer_retry_fits(x->deadline, uv_now(x->b->loop), delay_ms);
+}
+
 static void new_attempt(xfer_t *x) {
-  x->attempt_start = uv_now(x->b->loop);
   x->discard = 0;
   /* x->paused stays: a caller that paused expects no data until it resumes, retry or not. */
   x->complete_pending = 0;
@@ -565,8 +579,9 @@ static void new_attempt(xfer_t *x) {
 /* An attempt failed before a complete response: retry a failed connect while retries remain,
  * else report. The connection is already detached. */
 static void attempt_failed(xfer_t *x, int result, const char *msg) {
-  if (result == PD_XFER_ECONNECT && !x->head_done && x->attempt < x->retries) {
-    long delay = pd_xfer_connect_delay(x->attempt);
+  long delay = pd_xfer_connect_delay(x->attempt);
+  if (result == PD_XFER_ECONNECT && !x->head_done && may_retry(x, delay)) {
+    pd_xfer_log_retry(&x->base, x->attempt, msg, delay);
     x->attempt++;
     arm_xfer_timer(x, T_RETRY, (uint64_t)delay);
     return;
@@ -585,6 +600,14 @@ static void attempt_complete(xfer_t *x, int keep) {
     conn_close(c);
   if (x->discard) {
     long delay = pd_xfer_status_delay(&x->head, x->attempt);
+    if (!pd_xfer_retry_fits(x->deadline, uv_now(x->b->loop), delay)) {
+      finish_timed_out(x, x->attempt +
+                              1); /* its body is gone: the retry was planned when the head came */
+      return;
+    }
+    char why[32];
+    snprintf(why, sizeof why, "status %d", x->head.status);
+    pd_xfer_log_retry(&x->base, x->attempt, why, delay);
     x->attempt++;
     arm_xfer_timer(x, T_RETRY, (uint64_t)delay);
     return;
@@ -629,8 +652,10 @@ static void acquire(xfer_t *x) {
   else
     o->wait_head = x;
   o->wait_tail = x;
-  if (x->timeout_ms > 0)
-    arm_xfer_timer(x, T_QUEUE, (uint64_t)x->timeout_ms);
+  if (x->deadline) {
+    uint64_t now = uv_now(b->loop);
+    arm_xfer_timer(x, T_QUEUE, x->deadline > now ? x->deadline - now : 0);
+  }
 }
 
 static void queue_unlink(xfer_t *x) {
@@ -670,14 +695,18 @@ static void xfer_on_timer(uv_timer_t *t) {
     return;
   switch (mode) {
   case T_RETRY:
+    if (x->deadline && uv_now(x->b->loop) >= x->deadline) {
+      finish_timed_out(x, x->attempt);
+      break;
+    }
     new_attempt(x);
     acquire(x);
     break;
   case T_QUEUE: {
     queue_unlink(x);
     char msg[ERRMSG_SIZE];
-    snprintf(msg, sizeof msg, "Operation timed out after %ld milliseconds waiting for a connection",
-             x->timeout_ms);
+    snprintf(msg, sizeof msg, "Operation timed out after %lu milliseconds waiting for a connection",
+             (unsigned long)(uv_now(x->b->loop) - x->start_ms));
     finish(x, PD_XFER_ETIMEOUT, msg);
     break;
   }
@@ -779,7 +808,7 @@ static void on_conn_timer(uv_timer_t *t) {
              (unsigned long)(uv_now(c->o->b->loop) - c->connect_start));
   else
     snprintf(msg, sizeof msg, "Operation timed out after %lu milliseconds",
-             (unsigned long)(uv_now(c->o->b->loop) - x->attempt_start));
+             (unsigned long)(uv_now(c->o->b->loop) - x->start_ms));
   detach(x);
   conn_close(c);
   attempt_failed(x, PD_XFER_ETIMEOUT, msg);
@@ -934,7 +963,8 @@ static int on_headers_complete(llhttp_t *p) {
   x->head.status = p->status_code;
   if (x->head.status < 200)
     return 0; /* informational: the real head follows */
-  if (pd_xfer_retryable_status(x->head.status) && x->attempt < x->retries)
+  if (pd_xfer_retryable_status(x->head.status) &&
+      may_retry(x, pd_xfer_status_delay(&x->head, x->attempt)))
     x->discard = 1;
   else
     deliver_head(x);
@@ -994,6 +1024,7 @@ static int after_parse(conn_t *c, llhttp_errno_t err, const char *end) {
   if (c->aborted) {
     detach(x);
     conn_close(c);
+    x->reader_abort = 1;
     finish(x, PD_XFER_EOTHER, "the transfer was aborted by its reader");
     return 0;
   }
@@ -1106,6 +1137,8 @@ pd_xfer_t *pd_h1up_start(pd_h1up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cb
   x->cbs = *cbs;
   x->ud = ud;
   x->start_ns = uv_hrtime();
+  x->start_ms = uv_now(b->loop);
+  x->deadline = pd_xfer_deadline(x->start_ms, o->timeout_ms);
   pd_xhead_init(&x->head);
   pd_buf_init(&x->held);
   x->next = b->xfers;
@@ -1140,6 +1173,7 @@ static void pump(xfer_t *x) {
       return;
     }
     if (rc < 0) {
+      x->reader_abort = 1;
       finish(x, PD_XFER_EOTHER, "the transfer was aborted by its reader");
       return;
     }
@@ -1189,4 +1223,93 @@ void pd_h1up_cancel(pd_xfer_t *bx) {
 double pd_h1up_elapsed(const pd_xfer_t *bx) {
   const xfer_t *x = (const xfer_t *)bx;
   return (double)(uv_hrtime() - x->start_ns) / 1e9;
+}
+
+/* ---- the parser without a network, for the fuzz target ------------------------------------- */
+
+typedef struct fuzz_sink {
+  pd_h1up_parse_stats_t *st;
+  unsigned calls;
+} fuzz_sink_t;
+
+static void fuzz_on_head(void *ud, const pd_xfer_head_t *h) {
+  fuzz_sink_t *k = ud;
+  (void)h;
+  k->st->heads++;
+}
+
+static int fuzz_on_data(void *ud, const char *p, size_t n) {
+  fuzz_sink_t *k = ud;
+  (void)p;
+  k->st->body_bytes += n;
+  return (++k->calls % 3) == 0; /* pause now and then: later bytes are held */
+}
+
+void pd_h1up_parse_bytes(const char *data, size_t len, size_t chunk, int is_head, int retries,
+                         pd_h1up_parse_stats_t *st) {
+  static pd_h1up_t b; /* only its loop is read (uv_now, for the retry decision) */
+  memset(st, 0, sizeof *st);
+  b.loop = uv_default_loop();
+  origin_t o = {.b = &b};
+  xfer_t x = {.b = &b, .o = &o, .is_head = is_head, .retries = retries};
+  conn_t c = {.o = &o, .x = &x};
+  fuzz_sink_t sink = {.st = st};
+  x.cbs.on_head = fuzz_on_head;
+  x.cbs.on_data = fuzz_on_data;
+  x.ud = &sink;
+  x.c = &c;
+  pd_xhead_init(&x.head);
+  pd_buf_init(&x.held);
+  pd_buf_init(&c.hname);
+  pd_buf_init(&c.hvalue);
+  llhttp_init(&c.parser, HTTP_RESPONSE, &parser_settings);
+  c.parser.data = &c;
+  if (chunk == 0)
+    chunk = 1;
+  size_t off = 0;
+  int dead = 0;
+  while (off < len && !dead) {
+    size_t n = len - off < chunk ? len - off : chunk;
+    const char *p = data + off, *end = data + off + n;
+    while (p < end && !dead) {
+      llhttp_errno_t err = llhttp_execute(&c.parser, p, (size_t)(end - p));
+      if (c.head_bytes > st->max_head)
+        st->max_head = c.head_bytes;
+      if (c.msg_done) {
+        /* As attempt_complete and conn_send would: the response is over, and on a kept-alive
+         * connection the next bytes answer the next request. */
+        const char *pos = llhttp_get_error_pos(&c.parser);
+        st->responses++;
+        st->body_bytes += x.held.len;
+        pd_buf_reset(&x.held);
+        x.head_done = 0;
+        x.discard = 0;
+        x.paused = 0;
+        c.msg_done = 0;
+        if (!llhttp_should_keep_alive(&c.parser) || !pos || pos < p || pos > end) {
+          dead = 1;
+          break;
+        }
+        llhttp_reset(&c.parser);
+        p = pos;
+        continue;
+      }
+      if (err != HPE_OK) {
+        st->error = 1;
+        dead = 1;
+      }
+      break;
+    }
+    off += n;
+  }
+  if (!dead && len > 0) {
+    llhttp_finish(&c.parser); /* the connection ends: a close-delimited body ends here */
+    if (c.msg_done)
+      st->responses++;
+  }
+  st->body_bytes += x.held.len;
+  pd_xhead_free(&x.head);
+  pd_buf_free(&x.held);
+  pd_buf_free(&c.hname);
+  pd_buf_free(&c.hvalue);
 }

@@ -137,6 +137,7 @@ struct xfer {
   int early;     /* sent before the connection had the server's SETTINGS */
   int stale_retried;
   int queued;
+  int reader_abort; /* on_data asked to stop: the caller's decision, not an upstream failure */
   uint32_t end_code;
   size_t head_bytes;
   pd_xhead_t head;
@@ -146,7 +147,8 @@ struct xfer {
   int fail_result;
   char fail_msg[ERRMSG_SIZE];
   uint64_t start_ns;
-  uint64_t attempt_start; /* loop ms */
+  uint64_t start_ms; /* loop ms: the call began */
+  uint64_t deadline; /* loop ms: timeout_ms from start_ms, retries included; 0 = none */
   xfer_t *wnext;
   xfer_t *prev, *next;
 };
@@ -325,6 +327,8 @@ static void finish(xfer_t *x, int result, const char *msg) {
   stop_xfer_timer(x);
   if (result == PD_XFER_OK)
     deliver_head(x);
+  else if (!x->cancelled && !x->reader_abort)
+    pd_xfer_log_failure(&x->base, result, msg);
   if (!x->cancelled && x->cbs.on_done) {
     x->in_cb++;
     x->cbs.on_done(x->ud, result, msg);
@@ -334,7 +338,6 @@ static void finish(xfer_t *x, int result, const char *msg) {
 }
 
 static void new_attempt(xfer_t *x) {
-  x->attempt_start = uv_now(x->b->loop);
   x->got_response = 0;
   x->final_head = 0;
   x->discard = 0;
@@ -346,10 +349,25 @@ static void new_attempt(xfer_t *x) {
   x->body_off = 0;
   pd_buf_reset(&x->held);
   pd_xhead_reset(&x->head);
-  if (x->timeout_ms > 0)
-    arm_xfer_timer(x, T_DEADLINE, (uint64_t)x->timeout_ms);
-  else
+  if (x->deadline) {
+    uint64_t now = uv_now(x->b->loop);
+    arm_xfer_timer(x, T_DEADLINE, x->deadline > now ? x->deadline - now : 0);
+  } else {
     stop_xfer_timer(x);
+  }
+}
+
+/* Whether a retry after delay_ms is allowed: retries remain and it starts before the deadline. */
+static int may_retry(const xfer_t *x, long delay_ms) {
+  return x->attempt < x->retries && pd_xfer_retry_fits(x->deadline, uv_now(x->b->loop), delay_ms);
+}
+
+/* The call's deadline passed, or comes before the next attempt could start. */
+static void fail_timed_out(xfer_t *x) {
+  char msg[ERRMSG_SIZE];
+  snprintf(msg, sizeof msg, "Operation timed out after %lu milliseconds (%d attempts)",
+           (unsigned long)(uv_now(x->b->loop) - x->start_ms), x->attempt + 1);
+  fail_soon(x, PD_XFER_ETIMEOUT, msg);
 }
 
 static void maybe_free(xfer_t *x) {
@@ -443,8 +461,13 @@ static void xfer_destroy(xfer_t *x) {
     conn_flush(c); /* the RST_STREAM */
 }
 
-/* Schedules the next attempt: immediately (free), or after a delay counting an attempt. */
+/* Schedules the next attempt: immediately (free), or after a delay counting an attempt; when
+ * the call's deadline comes first, the call times out instead. */
 static void retry(xfer_t *x, int counted, long delay) {
+  if (!pd_xfer_retry_fits(x->deadline, uv_now(x->b->loop), delay)) {
+    fail_timed_out(x);
+    return;
+  }
   if (counted)
     x->attempt++;
   arm_xfer_timer(x, T_RETRY, (uint64_t)(delay > 0 ? delay : 0));
@@ -460,7 +483,8 @@ static void refused(xfer_t *x) {
   } else if (x->refusals < MAX_FREE_REFUSALS) {
     x->refusals++;
     retry(x, 0, 0);
-  } else if (x->attempt < x->retries) {
+  } else if (may_retry(x, pd_xfer_connect_delay(x->attempt))) {
+    pd_xfer_log_retry(&x->base, x->attempt, "stream refused", pd_xfer_connect_delay(x->attempt));
     retry(x, 1, pd_xfer_connect_delay(x->attempt));
   } else {
     finish(x, PD_XFER_ERECV, "the upstream refused the stream");
@@ -471,6 +495,9 @@ static void refused(xfer_t *x) {
 static void stream_ended(xfer_t *x, uint32_t code) {
   if (x->discard) {
     long delay = pd_xfer_status_delay(&x->head, x->attempt);
+    char why[32];
+    snprintf(why, sizeof why, "status %d", x->head.status);
+    pd_xfer_log_retry(&x->base, x->attempt, why, delay);
     retry(x, 1, delay);
     return;
   }
@@ -511,9 +538,11 @@ static void conn_lost(xfer_t *x, int result, const char *msg) {
     return;
   }
   if (result == PD_XFER_ECONNECT) {
-    if (x->attempt < x->retries)
-      retry(x, 1, pd_xfer_connect_delay(x->attempt));
-    else
+    long delay = pd_xfer_connect_delay(x->attempt);
+    if (may_retry(x, delay)) {
+      pd_xfer_log_retry(&x->base, x->attempt, msg, delay);
+      retry(x, 1, delay);
+    } else
       fail_soon(x, PD_XFER_ECONNECT, msg);
     return;
   }
@@ -548,11 +577,11 @@ static void xfer_on_timer(uv_timer_t *t) {
     if (x->queued) {
       queue_unlink(x);
       snprintf(msg, sizeof msg,
-               "Operation timed out after %ld milliseconds waiting for a connection",
-               x->timeout_ms);
+               "Operation timed out after %lu milliseconds waiting for a connection",
+               (unsigned long)(uv_now(x->b->loop) - x->start_ms));
     } else {
       snprintf(msg, sizeof msg, "Operation timed out after %lu milliseconds",
-               (unsigned long)(uv_now(x->b->loop) - x->attempt_start));
+               (unsigned long)(uv_now(x->b->loop) - x->start_ms));
     }
     finish(x, PD_XFER_ETIMEOUT, msg);
     break;
@@ -1145,7 +1174,8 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud) 
       if (x->head.status < 200)
         break; /* informational: the real head follows */
       x->final_head = 1;
-      if (pd_xfer_retryable_status(x->head.status) && x->attempt < x->retries) {
+      if (pd_xfer_retryable_status(x->head.status) &&
+          may_retry(x, pd_xfer_status_delay(&x->head, x->attempt))) {
         x->discard = 1;
         if (!(f->hd.flags & NGHTTP2_FLAG_END_STREAM))
           nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_CANCEL);
@@ -1200,6 +1230,7 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
     return 0;
   }
   if (rc < 0) {
+    x->reader_abort = 1;
     finish(x, PD_XFER_EOTHER, "the transfer was aborted by its reader");
     return 0;
   }
@@ -1368,6 +1399,8 @@ pd_xfer_t *pd_h2up_start(pd_h2up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cb
   x->cbs = *cbs;
   x->ud = ud;
   x->start_ns = uv_hrtime();
+  x->start_ms = uv_now(b->loop);
+  x->deadline = pd_xfer_deadline(x->start_ms, o->timeout_ms);
   pd_xhead_init(&x->head);
   pd_buf_init(&x->held);
   uv_timer_init(b->loop, &x->timer);
@@ -1409,6 +1442,7 @@ static void pump(xfer_t *x) {
       goto out;
     }
     if (rc < 0) {
+      x->reader_abort = 1;
       finish(x, PD_XFER_EOTHER, "the transfer was aborted by its reader");
       goto out;
     }

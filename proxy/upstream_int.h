@@ -13,11 +13,25 @@
 
 #define PD_RETRY_AFTER_CAP_MS 30000
 
-/* Every transfer starts with this, so the front can tell whose it is. */
+/* Every transfer starts with this, so the front can tell whose it is. The front fills reqid and
+ * target right after the backend's start returned (no callback runs before that). */
 enum { PD_XFER_CURL = 1, PD_XFER_H1 = 2, PD_XFER_H2 = 3 };
 struct pd_xfer {
   int backend;
+  char reqid[48];   /* the call's x-request-id header, "" when none: for log lines */
+  char target[160]; /* scheme://host:port/path of the URL, without userinfo or query */
 };
+
+/* Logs a call that failed without a response (connect, TLS, timeout, reset, bad bytes) at warn,
+ * once, with the request id; the URL's credentials and query are never logged. */
+void pd_xfer_log_failure(const pd_xfer_t *x, int result, const char *msg);
+/* Logs at info that an attempt failed and the call is tried again in delay_ms. */
+void pd_xfer_log_retry(const pd_xfer_t *x, int attempt, const char *why, long delay_ms);
+
+/* The call's deadline in loop milliseconds (0 = none): timeout_ms bounds the whole call. */
+uint64_t pd_xfer_deadline(uint64_t now, long timeout_ms);
+/* A new attempt started delay_ms from now would still begin before the deadline. */
+int pd_xfer_retry_fits(uint64_t deadline, uint64_t now, long delay_ms);
 
 typedef struct pd_curlup pd_curlup_t;
 typedef struct pd_h1up pd_h1up_t;
@@ -37,8 +51,11 @@ void pd_xhead_init(pd_xhead_t *h);
 /* Forgets everything read (a new attempt, or a new header block after a 1xx). */
 void pd_xhead_reset(pd_xhead_t *h);
 void pd_xhead_free(pd_xhead_t *h);
-/* One header line: value without surrounding blanks. */
-void pd_xhead_add(pd_xhead_t *h, const char *name, size_t nlen, const char *value, size_t vlen);
+/* One header line: value without surrounding blanks. A header whose name is not an HTTP token
+ * or whose value holds CR, LF, NUL or another control byte (HTAB aside) is dropped: it is
+ * neither relayed nor read for framing or retry hints, on every backend. Returns 0, or -1
+ * when it was dropped. */
+int pd_xhead_add(pd_xhead_t *h, const char *name, size_t nlen, const char *value, size_t vlen);
 /* Calls on_head with the collected head (its arrays live on this call's stack). */
 void pd_xhead_emit(const pd_xhead_t *h, void (*on_head)(void *, const pd_xfer_head_t *), void *ud);
 
@@ -93,6 +110,21 @@ void pd_h1up_free(pd_h1up_t *b);
 /* Takes http:// URLs only. Returns NULL on failure (the body is freed). */
 pd_xfer_t *pd_h1up_start(pd_h1up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cbs_t *cbs, void *ud);
 void pd_h1up_pause(pd_xfer_t *x);
+/* For the fuzz target: what pd_h1up_parse_bytes saw. */
+typedef struct pd_h1up_parse_stats {
+  int heads;         /* final heads delivered */
+  int responses;     /* responses that ended */
+  size_t max_head;   /* largest head (status line and fields) counted */
+  size_t body_bytes; /* body bytes given to on_data or held during a pause */
+  int error;         /* the parser stopped on bad bytes or a head over the cap */
+} pd_h1up_parse_stats_t;
+/* Runs the client's response parsing (the llhttp settings, the head bookkeeping, the body
+ * framing, pause holding) over data as one connection would receive it in reads of `chunk`
+ * bytes, with no network: after each complete response the next bytes are parsed as the next
+ * response on the same connection; the end of data is the end of the connection. is_head makes
+ * every request a HEAD; retries > 0 exercises the discarding of retryable statuses. */
+void pd_h1up_parse_bytes(const char *data, size_t len, size_t chunk, int is_head, int retries,
+                         pd_h1up_parse_stats_t *st);
 void pd_h1up_resume(pd_xfer_t *x);
 void pd_h1up_cancel(pd_xfer_t *x);
 double pd_h1up_elapsed(const pd_xfer_t *x);

@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import http from 'node:http';
-import { startPonder, httpReq, sleep, closedPort } from '../lib/harness.mjs';
+import { startPonder, startFake, httpReq, sleep, closedPort } from '../lib/harness.mjs';
 
 delete process.env.PONDER_UPSTREAM;
 delete process.env.OPENAI_BASE_URL;
@@ -401,5 +401,241 @@ describe('upstream client: review regressions', () => {
       assert.deepEqual(lines.filter((l) => l.startsWith('host:')), ['host: models.internal']);
       assert.equal(lines.filter((l) => l.startsWith('content-length:')).length, 1);
     }, { upstream: { headers: { Host: 'models.internal', 'Content-Length': '1' } } });
+  });
+});
+
+describe('upstream client: the whole call is bounded by timeout_ms', () => {
+  it('slow 503s with retries stop at timeout_ms, backoff included (504)', T, async () => {
+    // Each answer takes 400 ms; four attempts with their backoff (250, 500, 1000 ms) would take
+    // over 3 s, but timeout_ms is 1000 for the whole call.
+    const reply = (sock) => setTimeout(() => sock.write(
+      'HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}'), 400);
+    await withRaw(reply, async (p, up) => {
+      const t0 = Date.now();
+      const r = await postChat(p);
+      const took = Date.now() - t0;
+      assert.equal(r.status, 504, r.text);
+      assert.ok(took >= 900 && took < 1900, `took ${took} ms`);
+      assert.ok(up.stats.requests <= 2, `${up.stats.requests} attempts`);
+    }, { upstream: { timeout_ms: 1000, retries: 3 } });
+  });
+
+  it('a retry-after past the deadline: the 429 itself is relayed at once', T, async () => {
+    const body = JSON.stringify({ error: { message: 'slow down', type: 'rate_limit_error' } });
+    const reply = (sock) => sock.write('HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n' +
+      `Retry-After: 20\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+    await withRaw(reply, async (p, up) => {
+      const t0 = Date.now();
+      const r = await postChat(p);
+      assert.equal(r.status, 429, r.text);
+      assert.match(r.text, /slow down/);
+      assert.ok(Date.now() - t0 < 1500, `took ${Date.now() - t0} ms`);
+      assert.equal(up.stats.requests, 1);
+    }, { upstream: { timeout_ms: 2000, retries: 2 } });
+  });
+
+  it('a retry-after that fits is still honoured', T, async () => {
+    const reply = (sock, head, st) => sock.write(st.n === 1
+      ? 'HTTP/1.1 503 Busy\r\nRetry-After-Ms: 300\r\nContent-Length: 0\r\n\r\n' : ok(CHAT));
+    await withRaw(reply, async (p, up) => {
+      const t0 = Date.now();
+      const r = await postChat(p);
+      assert.equal(r.status, 200, r.text);
+      assert.ok(Date.now() - t0 >= 280);
+      assert.equal(up.stats.requests, 2);
+    }, { upstream: { timeout_ms: 3000, retries: 1 } });
+  });
+
+  it('a connect that keeps failing stops retrying at timeout_ms', T, async () => {
+    const port = await closedPort();
+    const p = await startPonder({ config: cfgFor(port, { retries: 20, timeout_ms: 500 }) });
+    try {
+      const t0 = Date.now();
+      const r = await postChat(p);
+      const took = Date.now() - t0;
+      // 20 backoffs from 50 ms doubling (capped at 3.2 s) would take about a minute.
+      assert.ok(r.status === 502 || r.status === 504, r.text);
+      assert.ok(took < 1500, `took ${took} ms`);
+    } finally {
+      await p.stop('SIGTERM');
+    }
+  });
+});
+
+/** Every raw byte ponder answered with (head and body), from a raw socket. */
+async function rawGet(p, path) {
+  const sock = net.connect(p.port, '127.0.0.1');
+  sock.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+  const chunks = [];
+  for await (const c of sock) chunks.push(c);
+  return Buffer.concat(chunks).toString('latin1');
+}
+
+describe('upstream client: header fields with control bytes', () => {
+  it('a bare CR in an upstream header value never reaches the client', T, async () => {
+    const reply = (sock, head) => sock.write(/evil/.test(head)
+      ? 'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Evil: a\rb\r\nX-Good: fine\r\nContent-Length: 2\r\n\r\n{}'
+      : ok('{}'));
+    await withRaw(reply, async (p) => {
+      const raw = await rawGet(p, '/v1/evil');
+      const head = raw.slice(0, raw.indexOf('\r\n\r\n') + 2);
+      assert.doesNotMatch(head, /\r(?!\n)/, JSON.stringify(head));
+      assert.doesNotMatch(head, /x-evil/i, JSON.stringify(head));
+      // The field is dropped (libcurl) or the response refused (llhttp rejects a bare CR).
+      assert.match(raw, /^HTTP\/1\.1 (200|502) /);
+      if (raw.startsWith('HTTP/1.1 200')) assert.match(head, /x-good: fine/i);
+      assert.equal((await get(p, '/v1/again')).status, 200, 'ponder goes on');
+    });
+  });
+
+  it('a retry-after with a CR is not read as a delay', T, async () => {
+    // Taken as "30", this would hold the retry for 30 s; dropped, the 250 ms backoff applies.
+    const reply = (sock, head, st) => sock.write(st.n === 1
+      ? 'HTTP/1.1 503 Busy\r\nRetry-After: 30\rX\r\nContent-Length: 0\r\n\r\n' : ok(CHAT));
+    await withRaw(reply, async (p) => {
+      const t0 = Date.now();
+      const r = await postChat(p);
+      assert.ok(Date.now() - t0 < 5000, `took ${Date.now() - t0} ms`);
+      assert.ok(r.status === 200 || r.status === 502, r.text);
+    }, { upstream: { retries: 1, timeout_ms: 40000 } });
+  });
+});
+
+describe('upstream client: the request sent is the same on every backend', () => {
+  // The fake upstream echoes unknown /v1/ paths: method, path, headers, body.
+  async function echo(req) {
+    const fake = await startFake({ port: 0 });
+    const p = await startPonder({ config: cfgFor(fake.port, { retries: 0 }) });
+    try {
+      const r = await httpReq(p.port, req);
+      assert.equal(r.status, 200, r.text);
+      return r.json;
+    } finally {
+      await p.stop('SIGTERM');
+      await fake.close();
+    }
+  }
+  const names = (h) => Object.keys(h).sort();
+
+  it('a POST without a content-type gets none invented', T, async () => {
+    const e = await echo({ method: 'POST', path: '/v1/echo/a', body: 'x=1' });
+    assert.equal(e.method, 'POST');
+    assert.equal(e.body, 'x=1');
+    assert.deepEqual(names(e.headers), ['content-length', 'host', 'x-request-id'], JSON.stringify(e.headers));
+    assert.equal(e.headers['content-length'], '3');
+  });
+
+  it('a GET with a body sends it, with its Content-Length', T, async () => {
+    const e = await echo({ method: 'GET', path: '/v1/echo/b?q=1', headers: { 'content-length': '5' }, body: 'hello' });
+    assert.equal(e.method, 'GET');
+    assert.equal(e.body, 'hello');
+    assert.equal(e.headers['content-length'], '5');
+    assert.deepEqual(names(e.headers), ['content-length', 'host', 'x-request-id'], JSON.stringify(e.headers));
+  });
+
+  it('a GET without a body, and a DELETE, carry no framing at all', T, async () => {
+    for (const method of ['GET', 'DELETE']) {
+      const e = await echo({ method, path: '/v1/echo/c' });
+      assert.equal(e.method, method);
+      assert.equal(e.body, '');
+      assert.deepEqual(names(e.headers), ['host', 'x-request-id'], `${method}: ${JSON.stringify(e.headers)}`);
+    }
+  });
+
+  it('a PUT with an empty body says Content-Length: 0; the client\'s content-type and accept go through', T, async () => {
+    const e = await echo({ method: 'PUT', path: '/v1/echo/d', headers: { 'content-type': 'text/plain', accept: 'text/csv' } });
+    assert.equal(e.headers['content-length'], '0');
+    assert.equal(e.headers['content-type'], 'text/plain');
+    assert.equal(e.headers.accept, 'text/csv');
+  });
+});
+
+describe('upstream client: failures are logged', () => {
+  it('a refused connect and a timeout are logged at warn with the request id, and no secret', T, async () => {
+    const port = await closedPort();
+    const cfg = cfgFor(port, { api_key: 'sk-upstream-secret', retries: 1 });
+    const p = await startPonder({ config: cfg });
+    try {
+      const r = await httpReq(p.port, { method: 'POST', path: '/v1/chat/completions',
+        headers: { 'content-type': 'application/json', 'x-request-id': 'req-refused-1', authorization: 'Bearer sk-client' },
+        body: chatBody });
+      assert.equal(r.status, 502);
+      await sleep(100);
+      const lines = p.output().split('\n').filter((l) => /upstream/.test(l) && / warn /.test(l));
+      assert.equal(lines.length, 1, p.output());
+      assert.match(lines[0], /req-refused-1/);
+      assert.match(lines[0], new RegExp(`http://127\\.0\\.0\\.1:${port}/v1/chat/completions`));
+      assert.match(lines[0], /connect error/);
+      assert.doesNotMatch(p.output(), /sk-upstream-secret|sk-client/);
+    } finally {
+      await p.stop('SIGTERM');
+    }
+    await withRaw(() => {}, async (q) => {
+      const r = await httpReq(q.port, { method: 'GET', path: '/v1/hangs', headers: { 'x-request-id': 'req-hang-2' } });
+      assert.equal(r.status, 504);
+      await sleep(100);
+      assert.match(q.output(), / warn .*req-hang-2.*upstream http:\/\/127\.0\.0\.1:\d+\/v1\/hangs \(timeout\)/);
+    }, { upstream: { timeout_ms: 300 } });
+  });
+});
+
+/** The payload of a chunked body. */
+function dechunk(s) {
+  let out = '', i = 0;
+  for (;;) {
+    const eol = s.indexOf('\r\n', i);
+    if (eol < 0) return out;
+    const n = parseInt(s.slice(i, eol), 16);
+    if (!n) return out;
+    out += s.slice(eol + 2, eol + 2 + n);
+    i = eol + 2 + n + 2;
+  }
+}
+
+describe('upstream client: a pause holds across a pending retry', () => {
+  // n: 2 streamed: one chain's answer is a long stream the client does not read yet, so ponder
+  // pauses every chain; the other chain got a 503 (retry after 1 s), and its retry then starts
+  // while paused. Its data must wait for the resume, not be taken in while the client's queue is
+  // full (the libcurl client ignored a pause between attempts). Both streams arrive whole.
+  it('a slow reader, a 503-then-200 chain and a streaming chain: both choices arrive whole', T, async () => {
+    const fake = await startFake({ port: 0 });
+    const cfg = cfgFor(fake.port, { retries: 2, timeout_ms: 20000 });
+    cfg.routes = [{ name: 'r', forcing: { mode: 'chat', rounds: 1, think_budget: 100000, answer_budget: 50 } }];
+    const p = await startPonder({ config: cfg });
+    const N = 60000;
+    try {
+      fake.script({ tokens: N }, { status: 503, retry_after: 1 }, { tokens: N });
+      const sock = net.connect(p.port, '127.0.0.1');
+      const body = JSON.stringify({ model: 'm', stream: true, n: 2, messages: [{ role: 'user', content: 'q' }] });
+      await new Promise((r) => sock.on('connect', r));
+      sock.pause();
+      sock.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n` +
+        `Connection: close\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+      await sleep(2500); // the retry fired during the pause
+      const chunks = [];
+      sock.on('data', (c) => chunks.push(c));
+      sock.resume();
+      await new Promise((r) => sock.on('close', r));
+      const raw = Buffer.concat(chunks).toString('utf8');
+      assert.match(raw, /^HTTP\/1\.1 200 /);
+      const head = raw.slice(0, raw.indexOf('\r\n\r\n'));
+      let text = raw.slice(raw.indexOf('\r\n\r\n') + 4);
+      if (/transfer-encoding: chunked/i.test(head)) text = dechunk(text);
+      const content = ['', ''];
+      for (const m of text.matchAll(/^data: (\{.*\})$/gm)) {
+        const ev = JSON.parse(m[1]);
+        for (const c of ev.choices || []) content[c.index] += (c.delta?.reasoning_content ?? '') + (c.delta?.content ?? '');
+      }
+      const want = Array.from({ length: N }, (_, i) => `tok${i}`).join(' ');
+      // Each chain's thinking is one of the long streams, then its short answer.
+      assert.ok(content[0].startsWith(want), `choice 0: ${content[0].slice(0, 80)}... (${content[0].length})`);
+      assert.ok(content[1].startsWith(want), `choice 1: ${content[1].slice(0, 80)}... (${content[1].length})`);
+      assert.match(text, /data: \[DONE\]/);
+      const calls = fake.log.filter((e) => e.path.endsWith('/chat/completions'));
+      assert.equal(calls.length, 5, 'two thinking calls (one retried) and two answers');
+    } finally {
+      await p.stop('SIGTERM');
+      await fake.close();
+    }
   });
 });

@@ -428,3 +428,46 @@ describe('h2c upstream: retries and failures', () => {
     });
   });
 });
+
+describe('h2c upstream: the whole call is bounded by timeout_ms', () => {
+  it('slow 503s with retries stop at timeout_ms, backoff included (504)', T, async () => {
+    // Each answer takes 400 ms; four attempts with their backoff would take over 3 s.
+    const busy = JSON.stringify({ error: { message: 'busy', type: 'overloaded' } });
+    await withH2((stream) => setTimeout(() => { if (!stream.destroyed) replyChat(stream, 503, busy); }, 400), async (p, up) => {
+      const t0 = Date.now();
+      const r = await postChat(p);
+      const took = Date.now() - t0;
+      assert.equal(r.status, 504, r.text);
+      assert.ok(took >= 900 && took < 1900, `took ${took} ms`);
+      assert.ok(up.stats.requests.length <= 2, `${up.stats.requests.length} attempts`);
+    }, { upstream: { timeout_ms: 1000, retries: 3 } });
+  });
+
+  it('a retry-after past the deadline: the 429 itself is relayed at once', T, async () => {
+    const slow = JSON.stringify({ error: { message: 'slow down', type: 'rate_limit_error' } });
+    await withH2((stream) => replyChat(stream, 429, slow, { 'retry-after': '20' }), async (p, up) => {
+      const t0 = Date.now();
+      const r = await postChat(p);
+      assert.equal(r.status, 429, r.text);
+      assert.match(r.text, /slow down/);
+      assert.ok(Date.now() - t0 < 1500, `took ${Date.now() - t0} ms`);
+      assert.equal(up.stats.requests.length, 1);
+    }, { upstream: { timeout_ms: 2000, retries: 2 } });
+  });
+
+  it('a connect that keeps failing stops retrying at timeout_ms, logged at warn with the request id', T, async () => {
+    const port = await closedPort();
+    const p = await startPonder({ config: cfgFor(port, { retries: 20, timeout_ms: 500 }) });
+    try {
+      const t0 = Date.now();
+      const r = await httpReq(p.port, { method: 'POST', path: '/v1/chat/completions',
+        headers: { 'content-type': 'application/json', 'x-request-id': 'req-h2-refused' }, body: chatBody() });
+      assert.ok(r.status === 502 || r.status === 504, r.text);
+      assert.ok(Date.now() - t0 < 1500, `took ${Date.now() - t0} ms`);
+      await sleep(100);
+      assert.match(p.output(), / warn \[req-h2-refused\] upstream http:\/\/127\.0\.0\.1:\d+\/v1\/chat\/completions/);
+    } finally {
+      await stopClean(p);
+    }
+  });
+});

@@ -1145,6 +1145,89 @@ static void test_dump_roundtrip(void **state) {
   pd_config_unref(cfg);
 }
 
+/* The tls block of an upstream: files checked at load, relative to the config file's folder,
+ * a certificate only with its key, server_name refused until it is implemented. */
+static void test_upstream_tls(void **state) {
+  (void)state;
+  char *ca = write_tmp("-----BEGIN CERTIFICATE-----\n");
+  char *crt = write_tmp("cert\n"), *key = write_tmp("key\n");
+  char *text;
+  assert_true(asprintf(&text,
+                       "upstreams:\n"
+                       "  - name: a\n"
+                       "    base_url: https://a.example/v1\n"
+                       "    tls: {ca_file: %s, cert_file: %s, key_file: %s}\n"
+                       "  - name: b\n"
+                       "    base_url: https://b.example/v1\n"
+                       "    tls: {verify: false}\n"
+                       "  - name: c\n"
+                       "    base_url: https://c.example/v1\n",
+                       ca, crt, key) > 0);
+  pd_config_t *cfg = load_text(text, &NO_OV);
+  free(text);
+  assert_string_equal(cfg->upstreams[0].tls_ca_file, ca);
+  assert_string_equal(cfg->upstreams[0].tls_cert_file, crt);
+  assert_string_equal(cfg->upstreams[0].tls_key_file, key);
+  assert_int_equal(cfg->upstreams[0].tls_verify, 1);
+  assert_int_equal(cfg->upstreams[1].tls_verify, 0);
+  assert_null(cfg->upstreams[1].tls_ca_file);
+  assert_null(cfg->upstreams[2].tls_ca_file);
+  assert_null(cfg->upstreams[2].tls_cert_file);
+  assert_int_equal(cfg->upstreams[2].tls_verify, 1);
+  pd_config_unref(cfg);
+
+  /* A relative path is the config file's neighbour (both live in /tmp here). */
+  assert_true(
+      asprintf(&text, "upstreams:\n  - {name: a, base_url: \"https://a/v1\", tls: {ca_file: %s}}\n",
+               strrchr(ca, '/') + 1) > 0);
+  cfg = load_text(text, &NO_OV);
+  free(text);
+  assert_string_equal(cfg->upstreams[0].tls_ca_file, ca);
+  pd_config_unref(cfg);
+
+  assert_errors("upstreams:\n"
+                "  - name: a\n"
+                "    base_url: https://a/v1\n"
+                "    tls:\n"
+                "      ca_file: /nonexistent/ca.pem\n"
+                "      server_name: api.internal\n"
+                "      verify: maybe\n"
+                "      sni: x\n",
+                "F:5: tls \"ca_file\": cannot read /nonexistent/ca.pem: No such file or directory\n"
+                "F:6: tls \"server_name\" is not supported yet (the name checked is the base_url's "
+                "host)\n"
+                "F:7: \"verify\" must be true or false (got \"maybe\")\n"
+                "F:8: unknown key \"sni\" in tls");
+  assert_true(asprintf(&text,
+                       "upstreams:\n"
+                       "  - name: a\n"
+                       "    base_url: https://a/v1\n"
+                       "    tls:\n"
+                       "      cert_file: %s\n"
+                       "  - name: b\n"
+                       "    base_url: https://b/v1\n"
+                       "    tls:\n"
+                       "      key_file: %s\n"
+                       "  - name: c\n"
+                       "    base_url: https://c/v1\n"
+                       "    tls: {ca_file: /tmp, cert_file: \"\"}\n",
+                       crt, key) > 0);
+  assert_errors(text, "F:5: tls \"cert_file\" needs \"key_file\" (the client certificate's private "
+                      "key)\n"
+                      "F:9: tls \"key_file\" needs \"cert_file\" (the client certificate)\n"
+                      "F:12: tls \"ca_file\": /tmp is not a file\n"
+                      "F:12: \"cert_file\" must not be empty\n"
+                      "F:12: tls \"cert_file\" needs \"key_file\" (the client certificate's "
+                      "private key)");
+  free(text);
+  unlink(ca);
+  unlink(crt);
+  unlink(key);
+  free(ca);
+  free(crt);
+  free(key);
+}
+
 static void test_dump_shows_every_key(void **state) {
   (void)state;
   pd_config_t *cfg = load_file(NULL, &NO_OV);
@@ -1170,6 +1253,9 @@ static void test_dump_shows_every_key(void **state) {
                                      "max_connections: 256\n",
                                      "token_limit_param: max_tokens\n",
                                      "http2: false\n",
+                                     "    tls:\n      ca_file: null\n",
+                                     "      cert_file: null\n      key_file: null\n",
+                                     "      verify: true\n",
                                      "upstream: \"default\"\n",
                                      "model: null\n",
                                      "reasoning: field\n",
@@ -1316,6 +1402,7 @@ int main(void) {
       cmocka_unit_test_setup(test_too_many_errors_are_capped, setup),
       cmocka_unit_test_setup(test_refcount, setup),
       cmocka_unit_test_setup(test_dump_roundtrip, setup),
+      cmocka_unit_test_setup(test_upstream_tls, setup),
       cmocka_unit_test_setup(test_dump_shows_every_key, setup),
       cmocka_unit_test_setup(test_dump_redacts_secrets, setup),
       cmocka_unit_test_setup(test_example_configs, setup),
