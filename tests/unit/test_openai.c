@@ -477,8 +477,8 @@ static void test_json_write(void **state) {
       "{}",
       "[]",
       "{\"a\":[1,-2,3.5,1e300,-0.0,0.1,true,false,null,\"\"]}",
-      "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\\n\\\"y\\\\\"}],"
-      "\"temperature\":0.7,\"max_tokens\":9223372036854775807,\"n\":-9223372036854775808}",
+      ("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\\n\\\"y\\\\\"}],"
+       "\"temperature\":0.7,\"max_tokens\":9223372036854775807,\"n\":-9223372036854775808}"),
       "{\"k\\u0001z\":\"a\\u0000b\\u001f\\u007f\\u2028\\ud83d\\ude00/\"}",
   };
   for (size_t i = 0; i < sizeof docs / sizeof *docs; i++) {
