@@ -6,7 +6,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -300,6 +302,39 @@ static void test_bad_base_url(void **state) {
   expect_error(&c, "GET", "/v1/models", NULL, 500, "internal_error");
 }
 
+/* A base_url the joiner cannot use is refused when the config loads, not at each request. */
+static int load_with_base(const char *base) {
+  char path[] = "/tmp/ponder-test-dispatch-XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  FILE *f = fdopen(fd, "w");
+  fprintf(f, "{\"upstreams\": [{\"name\": \"u\", \"base_url\": \"%s\"}]}\n", base);
+  fclose(f);
+  pd_config_t *cfg = NULL;
+  char *errors = NULL;
+  static const pd_cli_overrides_t ov = {NULL, NULL, -1, -1, -1};
+  int rc = pd_config_load(path, &ov, &cfg, &errors);
+  unlink(path);
+  if (cfg)
+    pd_config_unref(cfg);
+  free(errors);
+  return rc;
+}
+
+static void test_config_refuses_unusable_base(void **state) {
+  (void)state;
+  assert_int_equal(load_with_base("http://127.0.0.1"), 0);
+  assert_int_equal(load_with_base("https://api.deepseek.com"), 0);
+  assert_int_equal(load_with_base("http://localhost:8080/v1/"), 0);
+  assert_int_equal(load_with_base("http://h/d?api-version=1"), 0);
+  static const char *const bad[] = {"http://h/v1#x",       "http://h:0/v1",    "http://h:65536/v1",
+                                    "http://h:/v1",        "http://h\\\\x/v1", "http://[::1/v1",
+                                    "http://h/caf\xc3\xa9"};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+    if (load_with_base(bad[i]) == 0)
+      fail_msg("config accepted base_url %s", bad[i]);
+}
+
 /* Long paths and queries are joined whole (no fixed-size buffer cuts them). */
 static void test_long_url(void **state) {
   (void)state;
@@ -319,7 +354,8 @@ int main(void) {
       cmocka_unit_test(test_ops_endpoints), cmocka_unit_test(test_split_exact_prefix),
       cmocka_unit_test(test_path_refusals), cmocka_unit_test(test_order_of_answers),
       cmocka_unit_test(test_chat),          cmocka_unit_test(test_pass_routed_by_model),
-      cmocka_unit_test(test_bad_base_url),  cmocka_unit_test(test_long_url),
+      cmocka_unit_test(test_bad_base_url),  cmocka_unit_test(test_config_refuses_unusable_base),
+      cmocka_unit_test(test_long_url),
   };
   return cmocka_run_group_tests(tests, setup, NULL);
 }
