@@ -268,3 +268,33 @@ describe('pass-through paths cannot steer the upstream connection', () => {
     assert.ok(upstreamCalls(m.body) <= 10, m.body);
   });
 });
+
+describe('upstream URLs are never cut', () => {
+  it('a forced call under a base path of 3,000 bytes reaches the upstream whole', T, async () => {
+    const fake = await startFake({ port: 0 });
+    const long = 'seg-'.repeat(750); // 3,000 bytes: the old fixed buffer held 2,047
+    let p;
+    try {
+      p = await startPonder({ config: {
+        log: { level: 'warn', access_log: 'off' },
+        upstreams: [{ name: 'fake', base_url: `${fake.url}/${long}/v1`, retries: 0, timeout_ms: 5000 }],
+        routes: [{ name: 'r', forcing: { mode: 'chat', rounds: 1, think_budget: 10, answer_budget: 10 } }],
+      } });
+      const r = await rawRequest(p.port, 'POST', '/v1/chat/completions', { headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'fake-model', messages: [{ role: 'user', content: 'hi' }] }) });
+      assert.equal(r.status, 200, r.body);
+      assert.equal(fake.log.length, 2);
+      for (const c of fake.log) assert.equal(c.path, `/${long}/v1/chat/completions`);
+      // A pass-through under the same base, with a long rest and query, is whole too.
+      const rest = '/files/' + 'x'.repeat(3000);
+      const q = 'q=' + 'y'.repeat(3000);
+      const e = await rawRequest(p.port, 'GET', `/v1${rest}?${q}`);
+      assert.equal(e.status, 200, e.body);
+      assert.equal(JSON.parse(e.body).path, `/${long}/v1${rest}`);
+      assert.equal(JSON.parse(e.body).query, q);
+    } finally {
+      if (p) await p.stop();
+      await fake.close();
+    }
+  });
+});
