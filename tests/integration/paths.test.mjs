@@ -63,12 +63,13 @@ function rawRequest(port, method, target, { headers = {}, body = '' } = {}) {
     s.on('connect', () => s.write(`${method} ${target} HTTP/1.1\r\n${lines}\r\n${body}`));
     s.on('data', (d) => { buf += d.toString('latin1'); });
     s.on('error', reject);
+    const timer = setTimeout(() => s.destroy(), 10000);
     s.on('close', () => {
+      clearTimeout(timer);
       const i = buf.indexOf('\r\n\r\n');
       const m = buf.match(/^HTTP\/1\.1 (\d{3})/);
       resolve({ status: m ? Number(m[1]) : 0, head: buf.slice(0, i), body: buf.slice(i + 4) });
     });
-    setTimeout(() => s.destroy(), 10000);
   });
 }
 
