@@ -81,9 +81,10 @@ static const char *header(const pd_dispatch_req_t *req, const char *name) {
   return req->get_header ? req->get_header(req->ud, name) : NULL;
 }
 
-/* The request's path quoted in a message: printable ASCII as is, every other byte as '?',
- * so that an error body is always valid JSON text. */
-static void quote_path(char *out, size_t cap, const char *p, size_t n) {
+/* Client bytes quoted in a message (the path, or jansson's error text, which quotes the body):
+ * printable ASCII as is, every other byte as '?', so that an error body is always valid UTF-8
+ * and so valid JSON text. */
+static void quote_ascii(char *out, size_t cap, const char *p, size_t n) {
   size_t k = 0;
   for (size_t i = 0; i < n && k + 1 < cap; i++) {
     unsigned char c = (unsigned char)p[i];
@@ -113,7 +114,7 @@ pd_dispatch_kind_t pd_dispatch_decide(const pd_config_t *cfg, const pd_dispatch_
   const pd_route_t *route = split(cfg, path, plen, &rest_off, &found);
   if (!found) {
     char q[201];
-    quote_path(q, sizeof q, path, plen);
+    quote_ascii(q, sizeof q, path, plen);
     snprintf(d->msg, sizeof d->msg, "Unknown path: %s", q);
     return set_error(d, 404, d->msg, "invalid_request_error", "unknown_url");
   }
@@ -158,9 +159,11 @@ pd_dispatch_kind_t pd_dispatch_decide(const pd_config_t *cfg, const pd_dispatch_
       memset(&jerr, 0, sizeof jerr);
       d->body = pd_json_load(req->body, req->body_len, &jerr);
       if (!json_is_object(d->body)) {
+        char why[sizeof jerr.text];
+        quote_ascii(why, sizeof why, jerr.text, strnlen(jerr.text, sizeof jerr.text));
         snprintf(d->msg, sizeof d->msg,
                  "We could not parse the JSON body of your request: %s (line %d, column %d).",
-                 d->body ? "expected a JSON object" : jerr.text, jerr.line, jerr.column);
+                 d->body ? "expected a JSON object" : why, jerr.line, jerr.column);
         json_decref(d->body);
         d->body = NULL;
         return set_error(d, 400, d->msg, "invalid_request_error", NULL);

@@ -299,3 +299,35 @@ describe('upstream URLs are never cut', () => {
     }
   });
 });
+
+describe('error bodies quote client bytes as valid JSON text', () => {
+  it('a chat body with invalid UTF-8 gets a 400 whose body is UTF-8 JSON', T, async () => {
+    const fake = await startFake({ port: 0 });
+    let p;
+    try {
+      p = await startPonder({ config: { log: { level: 'warn', access_log: 'off' },
+        upstreams: [{ name: 'fake', base_url: `${fake.url}/v1`, retries: 0 }] } });
+      const body = Buffer.from('{\t"  \\\xcf\xa0Sl\xca\t', 'latin1');
+      const raw = await new Promise((resolve, reject) => {
+        const s = net.connect(p.port, '127.0.0.1');
+        const chunks = [];
+        s.on('connect', () => {
+          s.write(`POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nconnection: close\r\n` +
+                  `content-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n`);
+          s.write(body);
+        });
+        s.on('data', (d) => chunks.push(d));
+        s.on('error', reject);
+        s.on('close', () => resolve(Buffer.concat(chunks)));
+      });
+      const i = raw.indexOf('\r\n\r\n');
+      assert.match(raw.subarray(0, i).toString('latin1'), /^HTTP\/1\.1 400 /);
+      const text = new TextDecoder('utf-8', { fatal: true }).decode(raw.subarray(i + 4));
+      assert.equal(JSON.parse(text).error.type, 'invalid_request_error');
+      assert.equal(fake.log.length, 0);
+    } finally {
+      if (p) await p.stop();
+      await fake.close();
+    }
+  });
+});

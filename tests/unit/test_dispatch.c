@@ -270,6 +270,29 @@ static void test_chat(void **state) {
   pd_dispatch_free(&d);
 }
 
+/* Found by fuzz_dispatch: jansson's error text quotes the body's bytes, and an invalid UTF-8
+ * byte there made the 400 body invalid JSON. Every message is printable ASCII or UTF-8. */
+static void test_messages_are_valid_text(void **state) {
+  (void)state;
+  static const char *const bodies[] = {"{\t\t\t\" \\\xcf\xa0Sl\xca\t", "{\"\xff\":1}", "\xc3",
+                                       "{\"a\":\"\xed\xa0\x80\"}"};
+  for (size_t i = 0; i < sizeof bodies / sizeof *bodies; i++) {
+    pd_dispatch_t d;
+    assert_int_equal(decide(&open_cfg, "POST", "/v1/chat/completions", NULL, NULL, bodies[i], &d),
+                     PD_DISPATCH_ERROR);
+    assert_int_equal(d.status, 400);
+    for (const unsigned char *p = (const unsigned char *)d.message; *p; p++)
+      if (*p < 0x20 || *p >= 0x7f)
+        fail_msg("body %zu: byte 0x%02x in \"%s\"", i, *p, d.message);
+    pd_dispatch_free(&d);
+  }
+  pd_dispatch_t d;
+  decide(&open_cfg, "GET", "/caf\xc3\xa9/\xff/v1/x", NULL, NULL, NULL, &d);
+  assert_int_equal(d.status, 404);
+  assert_string_equal(d.message, "Unknown path: /caf?" "?/?/v1/x");
+  pd_dispatch_free(&d);
+}
+
 static void test_pass_routed_by_model(void **state) {
   (void)state;
   pd_dispatch_t d;
@@ -351,10 +374,15 @@ static void test_long_url(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_ops_endpoints), cmocka_unit_test(test_split_exact_prefix),
-      cmocka_unit_test(test_path_refusals), cmocka_unit_test(test_order_of_answers),
-      cmocka_unit_test(test_chat),          cmocka_unit_test(test_pass_routed_by_model),
-      cmocka_unit_test(test_bad_base_url),  cmocka_unit_test(test_config_refuses_unusable_base),
+      cmocka_unit_test(test_ops_endpoints),
+      cmocka_unit_test(test_split_exact_prefix),
+      cmocka_unit_test(test_path_refusals),
+      cmocka_unit_test(test_order_of_answers),
+      cmocka_unit_test(test_chat),
+      cmocka_unit_test(test_messages_are_valid_text),
+      cmocka_unit_test(test_pass_routed_by_model),
+      cmocka_unit_test(test_bad_base_url),
+      cmocka_unit_test(test_config_refuses_unusable_base),
       cmocka_unit_test(test_long_url),
   };
   return cmocka_run_group_tests(tests, setup, NULL);
