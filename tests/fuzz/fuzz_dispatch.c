@@ -187,7 +187,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       abort();
     break;
   case PD_DISPATCH_FEEDBACK:
-    if (!authorized(c) || strcmp(method, "POST") || strcmp(target, "/v1/ponder/feedback"))
+    if (!authorized(c) || strcmp(method, "POST") || plen != 19 ||
+        memcmp(target, "/v1/ponder/feedback", 19))
       abort();
     break;
   default:
