@@ -5,6 +5,7 @@
  * it stores is heap-owned by the config. */
 #include "config.h"
 #include "log.h"
+#include "url.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -279,6 +280,10 @@ static const char *url_problem(const char *s) {
   for (const char *p = s; *p; p++)
     if ((unsigned char)*p <= ' ' || *p == 0x7f)
       return "must not contain spaces or control characters";
+  pd_url_base_t b; /* what pass-through and forced calls are joined to (url.h) */
+  if (pd_url_parse_base(s, strlen(s), &b) < 0)
+    return "must be http(s)://HOST[:PORT][/PATH][?QUERY] with a port of 1..65535, ASCII only, "
+           "without a fragment or a backslash";
   return NULL;
 }
 

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "buf.h"
+#include "dispatch.h"
 #include "forcing.h"
 #include "log.h"
 #include "openai.h"
@@ -73,6 +74,9 @@ struct ex {
   pd_sse_t psse_parser;
   pd_buf_t pbody;
   char *pretry_after;
+  /* Upstream URLs: the base_url's parts (pointing into cfg) and the pass-through URL. */
+  pd_url_base_t base;
+  char *url;
   /* Accounting. */
   int upstream_calls;
   int think_calls;
@@ -118,6 +122,7 @@ static void ex_free(ex_t *ex) {
   pd_buf_free(&ex->pbody);
   pd_sse_free(&ex->psse_parser);
   free(ex->pretry_after);
+  free(ex->url);
   if (ex->cfg)
     pd_config_unref(ex->cfg);
   if (ex->keepalive_on)
@@ -882,13 +887,22 @@ static void chain_next(chain_t *ch) {
   }
   size_t body_len = call.body_len;
   char *body = call.body;
-  char url[2048];
-  snprintf(url, sizeof url, "%s%s", ex->ucfg->base_url, call.path);
+  /* The engine's path ("/chat/completions", "/completions") under the base path; the client's
+   * query is not sent with forced calls. */
+  pd_buf_t url;
+  pd_buf_init(&url);
+  if (pd_url_join(&ex->base, call.path, strlen(call.path), NULL, 0, &url) < 0) {
+    free(body);
+    pd_buf_free(&url);
+    ex_fail(ex, 500, "Could not build the upstream URL.", "server_error", "internal_error");
+    return;
+  }
   static const pd_xfer_cbs_t cbs = {chain_on_head, chain_on_data, chain_on_done};
   ch->status = 0;
   pd_sse_free(&ch->sse);
   pd_sse_init(&ch->sse, MAX_SSE_EVENT);
-  ch->xfer = start_xfer(ex, "POST", url, body, body_len, 1, &cbs, ch);
+  ch->xfer = start_xfer(ex, "POST", pd_buf_data(&url), body, body_len, 1, &cbs, ch);
+  pd_buf_free(&url);
   if (!ch->xfer)
     ex_fail(ex, 502, "Could not start the upstream request.", "upstream_error", "upstream_error");
   else if (ex->pressure)
@@ -1223,34 +1237,11 @@ out:
   ex_leave(ex);
 }
 
-static void start_pass(ex_t *ex, const char *rest, size_t rest_len, char *body, size_t len,
-                       int json_body) {
+/* Sends the request to ex->url (joined and checked by the dispatch decision). */
+static void start_pass(ex_t *ex, char *body, size_t len, int json_body) {
   static const pd_xfer_cbs_t cbs = {pass_on_head, pass_on_data, pass_on_done};
   pd_req_t *r = ex->req;
-  /* rest is "/v1/..." : the upstream base_url already ends in its own "/v1". */
-  const char *sub = rest + 3;
-  size_t sublen = rest_len - 3;
-  /* base_url + sub + ["?" query], in a stack buffer unless it is long (the url is copied). */
-  size_t blen = strlen(ex->ucfg->base_url), qlen = r->query[0] ? 1 + strlen(r->query) : 0;
-  size_t ulen = blen + sublen + qlen;
-  char stack[1024], *url = stack, *heap = NULL;
-  if (ulen >= sizeof stack) {
-    url = heap = malloc(ulen + 1);
-    if (!heap) {
-      free(body);
-      ex_fail(ex, 500, "Out of memory.", "server_error", "internal_error");
-      return;
-    }
-  }
-  memcpy(url, ex->ucfg->base_url, blen);
-  memcpy(url + blen, sub, sublen);
-  if (qlen) {
-    url[blen + sublen] = '?';
-    memcpy(url + blen + sublen + 1, r->query, qlen - 1);
-  }
-  url[ulen] = '\0';
-  ex->pxfer = start_xfer(ex, r->method, url, body, len, json_body, &cbs, ex);
-  free(heap);
+  ex->pxfer = start_xfer(ex, r->method, ex->url, body, len, json_body, &cbs, ex);
   if (!ex->pxfer)
     ex_fail(ex, 502, "Could not start the upstream request.", "upstream_error", "upstream_error");
 }
@@ -1267,34 +1258,6 @@ static void finish_simple(pd_worker_t *w, pd_req_t *r) {
                          r->status,     0,         secs * 1000.0, 0,    0,    0};
   pd_access_log_write(w->app->access_log, &e);
   pd_req_finish(r);
-}
-
-static int path_is(const pd_req_t *r, const char *p) {
-  size_t n = strlen(p);
-  return r->path_len == n && memcmp(r->url, p, n) == 0;
-}
-
-static int key_equal(const char *a, size_t alen, const char *b) {
-  /* Constant time in the compared bytes: no early exit on the first difference. */
-  size_t blen = strlen(b);
-  unsigned char diff = (unsigned char)(alen != blen);
-  for (size_t i = 0; i < alen; i++)
-    diff |= (unsigned char)(a[i] ^ b[i < blen ? i : 0]);
-  return diff == 0 && blen > 0;
-}
-
-static int authorized(const pd_config_t *cfg, const pd_req_t *r) {
-  if (cfg->nauth_keys == 0)
-    return 1;
-  const char *h = pd_req_header(r, "authorization");
-  if (!h || strncasecmp(h, "Bearer ", 7) != 0)
-    return 0;
-  const char *k = h + 7;
-  size_t klen = strlen(k);
-  int ok = 0;
-  for (size_t i = 0; i < cfg->nauth_keys; i++)
-    ok |= key_equal(k, klen, cfg->auth_keys[i]);
-  return ok;
 }
 
 static void simple_json(pd_worker_t *w, pd_req_t *r, int status, const char *json) {
@@ -1367,7 +1330,7 @@ static const char *get_header_cb(void *ud, const char *name) {
 }
 
 /* A chat completion: validate, resolve the variant and rounds, then force or pass through. */
-static void start_chat(ex_t *ex, const char *rest, size_t rest_len) {
+static void start_chat(ex_t *ex) {
   pd_req_t *r = ex->req;
   json_t *body = ex->body;
   const char *msg = NULL, *param = NULL;
@@ -1419,7 +1382,7 @@ static void start_chat(ex_t *ex, const char *rest, size_t rest_len) {
     if (pristine)
       memcpy(s, pd_buf_data(&r->body), len);
     ex->kind = EX_PASS;
-    start_pass(ex, rest, rest_len, s, len, 1);
+    start_pass(ex, s, len, 1);
     return;
   }
   start_forced(ex, &res.variant->forcing);
@@ -1427,39 +1390,23 @@ static void start_chat(ex_t *ex, const char *rest, size_t rest_len) {
 
 /* The relay fast path for a chat completion that is certain to be passed through unchanged:
  * every variant of its route has rounds 0, no rounds override, no model mapping, and a body
- * that pd_chat_req_scan reads completely (valid, passing validation, nothing to rewrite). It
- * behaves exactly as start_chat would on the parsed body, without building the tree. Returns 0,
- * having changed nothing, when the request needs the general path. */
-static int chat_fast(ex_t *ex, const pd_route_t *route, size_t rest_off, const char *rest,
-                     size_t rest_len) {
+ * that pd_chat_req_scan read completely (cr: valid, passing validation, nothing to rewrite).
+ * It behaves exactly as start_chat would on the parsed body, without building the tree.
+ * Returns 0, having changed nothing, when the request needs the general path. */
+static int chat_fast(ex_t *ex, const pd_chat_req_t *cr) {
   pd_req_t *r = ex->req;
-  pd_config_t *cfg = ex->cfg;
-  pd_chat_req_t cr;
-  if (pd_chat_req_scan(pd_buf_data(&r->body), r->body.len, &cr) != 1)
-    return 0;
-  char *model = malloc(cr.model_len + 1);
-  if (!model)
-    return 0;
-  memcpy(model, cr.model, cr.model_len);
-  model[cr.model_len] = '\0';
-  if (rest_off == 0 && pd_router_needs_model(cfg))
-    route = pd_router_match(cfg, r->url, r->path_len, model, &rest_off);
-  int fast = route && !route->model && !pd_req_header(r, "x-ponder-rounds");
+  const pd_route_t *route = ex->route;
+  int fast = !route->model && !pd_req_header(r, "x-ponder-rounds");
   for (size_t i = 0; fast && i < route->nvariants; i++)
     fast = route->variants[i].forcing.rounds == 0;
-  if (!fast) {
-    free(model);
+  if (!fast)
     return 0;
-  }
-  ex->client_model = model;
-  ex->route = route;
-  ex->ucfg = &cfg->upstreams[route->upstream];
   /* The router reads the body only for a sticky "user" ("ponder" and "reasoning_effort" are
    * absent): a one-key object stands in for it. */
   json_t *mini = NULL;
-  if (route->sticky == PD_STICKY_BODY_USER && cr.user) {
+  if (route->sticky == PD_STICKY_BODY_USER && cr->user) {
     mini = json_object();
-    json_t *u = json_stringn(cr.user, cr.user_len);
+    json_t *u = json_stringn(cr->user, cr->user_len);
     if (!mini || !u || json_object_set_new(mini, "user", u) < 0) {
       json_decref(mini);
       ex_fail(ex, 500, "Out of memory.", "server_error", "internal_error");
@@ -1481,8 +1428,8 @@ static int chat_fast(ex_t *ex, const pd_route_t *route, size_t rest_off, const c
   }
   ex->variant = res.variant->name;
   ex->rounds = res.rounds;
-  ex->stream = cr.stream;
-  ex->include_usage = cr.include_usage;
+  ex->stream = cr->stream;
+  ex->include_usage = cr->include_usage;
   size_t len = r->body.len;
   char *body = malloc(len + 1);
   if (!body) {
@@ -1491,50 +1438,43 @@ static int chat_fast(ex_t *ex, const pd_route_t *route, size_t rest_off, const c
   }
   memcpy(body, pd_buf_data(&r->body), len);
   ex->kind = EX_PASS;
-  start_pass(ex, rest, rest_len, body, len, 1);
+  start_pass(ex, body, len, 1);
   return 1;
 }
 
 void pd_exchange_dispatch(void *ud, pd_req_t *r) {
   pd_worker_t *w = ud;
   pd_config_t *cfg = w->cfg;
-  if (path_is(r, "/healthz")) {
-    if (strcmp(r->method, "GET") != 0)
-      return method_not_allowed(w, r, "GET");
+  /* Route, path split and join, auth and the body's model: one pure decision (dispatch.c). */
+  pd_dispatch_req_t in = {r->method,        r->url,        r->path_len, r->query,
+                          strlen(r->query), get_header_cb, r,           pd_buf_data(&r->body),
+                          r->body.len};
+  pd_dispatch_t d;
+  switch (pd_dispatch_decide(cfg, &in, &d)) {
+  case PD_DISPATCH_HEALTHZ:
+    pd_dispatch_free(&d);
     return simple_json(w, r, 200, "{\"status\":\"ok\"}");
-  }
-  if (path_is(r, "/metrics")) {
-    if (strcmp(r->method, "GET") != 0)
-      return method_not_allowed(w, r, "GET");
+  case PD_DISPATCH_METRICS:
+    pd_dispatch_free(&d);
     return serve_metrics(w, r);
-  }
-  int feedback = path_is(r, "/v1/ponder/feedback");
-  /* Everything else is under [prefix]/v1/. */
-  const char *v1 = NULL;
-  for (size_t i = 0; i + 4 <= r->path_len; i++) {
-    if (memcmp(r->url + i, "/v1/", 4) == 0 ||
-        (i + 3 == r->path_len && memcmp(r->url + i, "/v1", 3) == 0)) {
-      v1 = r->url + i;
-      break;
-    }
-  }
-  if (!v1) {
-    char msg[300];
-    snprintf(msg, sizeof msg, "Unknown path: %.*s", (int)(r->path_len > 200 ? 200 : r->path_len),
-             r->url);
-    return error_now(w, r, 404, msg, "invalid_request_error", NULL, "unknown_url");
-  }
-  if (!authorized(cfg, r))
-    return error_now(w, r, 401, "Incorrect API key provided.", "invalid_request_error", NULL,
-                     "invalid_api_key");
-  if (feedback) {
-    if (strcmp(r->method, "POST") != 0)
-      return method_not_allowed(w, r, "POST");
+  case PD_DISPATCH_FEEDBACK:
+    pd_dispatch_free(&d);
     return serve_feedback(w, r);
+  case PD_DISPATCH_ERROR:
+    if (d.status == 405)
+      method_not_allowed(w, r, d.allow);
+    else
+      error_now(w, r, d.status, d.message, d.type, d.param, d.code);
+    pd_dispatch_free(&d);
+    return;
+  default:
+    break;
   }
   ex_t *ex = calloc(1, sizeof *ex);
-  if (!ex)
+  if (!ex) {
+    pd_dispatch_free(&d);
     return error_now(w, r, 500, "Out of memory.", "server_error", NULL, "internal_error");
+  }
   ex->w = w;
   ex->req = r;
   ex->cfg = pd_config_ref(cfg);
@@ -1544,69 +1484,35 @@ void pd_exchange_dispatch(void *ud, pd_req_t *r) {
   r->hooks = &ex_hooks;
   pd_metrics_inflight(w->metrics, 1);
   ex->depth = 1;
-
-  /* The model is needed for chat (always) and for routing by model lists. */
-  size_t pathlen = r->path_len;
-  int is_chat = 0;
-  const char *model = NULL;
-  size_t rest_off = 0;
-  const pd_route_t *route = pd_router_match(cfg, r->url, pathlen, NULL, &rest_off);
-  const char *rest = r->url + rest_off;
-  size_t rest_len = pathlen - rest_off;
-  is_chat = rest_len == 20 && memcmp(rest, "/v1/chat/completions", 20) == 0;
-  int json_ct = 1;
-  const char *ct = pd_req_header(r, "content-type");
-  if (ct && strncasecmp(ct, "application/json", 16) != 0)
-    json_ct = 0;
-  if (is_chat) {
-    if (strcmp(r->method, "POST") != 0) {
-      method_not_allowed(w, r, "POST");
-      ex->req = NULL;
-      ex->finished = 1;
-      pd_metrics_inflight(w->metrics, -1);
-      ex_leave(ex);
-      return;
+  ex->route = d.route;
+  ex->ucfg = d.upstream;
+  ex->base = d.base;
+  ex->url = pd_buf_steal(&d.url, NULL);
+  ex->client_model = d.model;
+  d.model = NULL;
+  ex->body = d.body;
+  d.body = NULL;
+  pd_dispatch_kind_t kind = d.kind;
+  int scanned = d.scanned;
+  pd_chat_req_t scan = d.scan;
+  pd_dispatch_free(&d);
+  if (!ex->url) {
+    ex_fail(ex, 500, "Out of memory.", "server_error", "internal_error");
+  } else if (kind == PD_DISPATCH_CHAT) {
+    if (!(scanned && chat_fast(ex, &scan))) {
+      json_error_t jerr;
+      if (!ex->body) /* the scan read it, but the route forces or rewrites it */
+        ex->body = pd_json_load(pd_buf_data(&r->body), r->body.len, &jerr);
+      if (!json_is_object(ex->body))
+        ex_fail(ex, 500, "Out of memory.", "server_error", "internal_error");
+      else
+        start_chat(ex);
     }
-    if (chat_fast(ex, route, rest_off, rest, rest_len)) {
-      ex_leave(ex);
-      return;
-    }
-    json_error_t jerr;
-    ex->body = pd_json_load(pd_buf_data(&r->body), r->body.len, &jerr);
-    if (!json_is_object(ex->body)) {
-      char m[300];
-      snprintf(m, sizeof m,
-               "We could not parse the JSON body of your request: %s (line %d, column %d).",
-               ex->body ? "expected a JSON object" : jerr.text, jerr.line, jerr.column);
-      ex_fail(ex, 400, m, "invalid_request_error", NULL);
-      ex_leave(ex);
-      return;
-    }
-  } else if (route == NULL || (rest_off == 0 && pd_router_needs_model(cfg))) {
-    if (r->body.len > 0 && json_ct)
-      ex->body = json_loadb(pd_buf_data(&r->body), r->body.len, 0, NULL);
-  }
-  model = json_string_value(json_object_get(ex->body, "model"));
-  if (model)
-    ex->client_model = strdup(model);
-  if (rest_off == 0 && pd_router_needs_model(cfg))
-    route = pd_router_match(cfg, r->url, pathlen, model, &rest_off);
-  if (!route) {
-    char m[300];
-    snprintf(m, sizeof m, "The model '%.200s' does not exist or you do not have access to it.",
-             model ? model : "");
-    ex_fail(ex, 404, m, "invalid_request_error", "model_not_found");
-    ex_leave(ex);
-    return;
-  }
-  ex->route = route;
-  ex->ucfg = &cfg->upstreams[route->upstream];
-  if (is_chat) {
-    start_chat(ex, rest, rest_len);
-  } else if (rest_len == 10 && memcmp(rest, "/v1/models", 10) == 0 &&
-             strcmp(r->method, "GET") == 0) {
+  } else if (kind == PD_DISPATCH_MODELS) {
     ex->kind = EX_MODELS;
-    start_pass(ex, rest, rest_len, NULL, 0, 0);
+    json_decref(ex->body);
+    ex->body = NULL;
+    start_pass(ex, NULL, 0, 0);
   } else {
     ex->kind = EX_PASS;
     char *copy = NULL;
@@ -1618,7 +1524,7 @@ void pd_exchange_dispatch(void *ud, pd_req_t *r) {
     }
     json_decref(ex->body); /* only chat responses carry ponder's headers */
     ex->body = NULL;
-    start_pass(ex, rest, rest_len, copy, len, 0);
+    start_pass(ex, copy, len, 0);
   }
   ex_leave(ex);
 }

@@ -1,0 +1,208 @@
+/* Fuzz target: the dispatch decision (proxy/dispatch.c) against a fixed config with prefix
+ * routes (nested ones too), a models route, a catch-all, auth keys or none, and upstreams with
+ * and without port and path. Input: byte 0 picks the config and the method; then the target,
+ * the Authorization value, the Content-Type value and the body, separated by '\n'.
+ * Properties: no crash or leak; every error is one SPEC names (400, 401, 404, 405) with an
+ * OpenAI error type and a message that is valid UTF-8; an exchange has its route's upstream and
+ * a URL with that upstream's scheme and authority and a path under its base path, without dot
+ * segments or escaped separators; the route's prefix + "/v1" starts the path; with auth keys,
+ * nothing but /healthz, /metrics and unknown paths passes without the key. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "dispatch.h"
+
+static pd_upstream_cfg_t ups[4] = {
+    {.name = "noport", .base_url = "http://127.0.0.1"},
+    {.name = "v1", .base_url = "http://localhost:8080/v1"},
+    {.name = "deep", .base_url = "https://api.deepseek.com"},
+    {.name = "q", .base_url = "http://[::1]:9/a/b?api-version=1"},
+};
+static char *models[] = {"m1", "gpt-4o-think"};
+static char *keys[] = {"sk-good", "sk-other"};
+static pd_route_t routes[6];
+static pd_config_t cfgs[3];
+
+static const char *const METHODS[] = {"GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"};
+
+static void init_once(void) {
+  static int done;
+  if (done)
+    return;
+  done = 1;
+  const struct {
+    const char *name, *prefix;
+    int models;
+    size_t up;
+  } r[] = {{"math", "/math", 0, 1}, {"ab", "/a/b", 0, 2},    {"a", "/a", 0, 0},
+           {"v1", "/v1", 0, 3},     {"bymodel", NULL, 1, 1}, {"catch", NULL, 0, 0}};
+  for (size_t i = 0; i < 6; i++) {
+    routes[i].name = (char *)r[i].name;
+    routes[i].path_prefix = (char *)r[i].prefix;
+    routes[i].has_match = r[i].prefix || r[i].models;
+    routes[i].models = r[i].models ? models : NULL;
+    routes[i].nmodels = r[i].models ? 2 : 0;
+    routes[i].upstream = r[i].up;
+  }
+  for (int i = 0; i < 3; i++) {
+    cfgs[i].upstreams = ups;
+    cfgs[i].nupstreams = 4;
+    cfgs[i].routes = routes;
+    cfgs[i].nroutes = i == 2 ? 5 : 6; /* the third has no catch-all */
+  }
+  cfgs[1].auth_keys = keys;
+  cfgs[1].nauth_keys = 2;
+}
+
+static const char *hdr_auth, *hdr_ct;
+
+static const char *get_header(void *ud, const char *name) {
+  (void)ud;
+  if (!strcmp(name, "authorization"))
+    return hdr_auth;
+  if (!strcmp(name, "content-type"))
+    return hdr_ct;
+  return NULL;
+}
+
+/* The next '\n'-separated field of [*p, end) as a malloc'd NUL-terminated string. */
+static char *field(const uint8_t **p, const uint8_t *end, size_t *len) {
+  const uint8_t *nl = memchr(*p, '\n', (size_t)(end - *p));
+  const uint8_t *e = nl ? nl : end;
+  size_t n = (size_t)(e - *p);
+  char *s = malloc(n + 1);
+  if (!s)
+    abort();
+  memcpy(s, *p, n);
+  s[n] = '\0';
+  *p = nl ? nl + 1 : end;
+  if (len)
+    *len = n;
+  return s;
+}
+
+static void check_utf8(const char *s) {
+  const unsigned char *p = (const unsigned char *)s;
+  size_t n = strlen(s);
+  for (size_t i = 0; i < n;) {
+    if (p[i] < 0x80) {
+      i++;
+      continue;
+    }
+    size_t k = pd_utf8_seq(p + i, n - i);
+    if (!k)
+      abort();
+    i += k;
+  }
+}
+
+static int authorized(const pd_config_t *c) {
+  if (!c->nauth_keys)
+    return 1;
+  if (!hdr_auth || strncasecmp(hdr_auth, "Bearer ", 7))
+    return 0;
+  for (size_t i = 0; i < c->nauth_keys; i++)
+    if (!strcmp(hdr_auth + 7, c->auth_keys[i]))
+      return 1;
+  return 0;
+}
+
+static void check_exchange(const pd_config_t *c, const pd_dispatch_t *d, const char *path,
+                           size_t plen) {
+  if (!d->route || d->upstream != &c->upstreams[d->route->upstream])
+    abort();
+  /* The route's prefix and "/v1" start the path, and rest is what follows. */
+  size_t pre = d->route->path_prefix ? strlen(d->route->path_prefix) : 0;
+  if (d->rest != path + pre + 3 || d->rest_len != plen - pre - 3 ||
+      memcmp(path, d->route->path_prefix ? d->route->path_prefix : "", pre) ||
+      memcmp(path + pre, "/v1", 3) || (d->rest_len && d->rest[0] != '/'))
+    abort();
+  /* The URL parses back to the upstream's scheme and authority, under its path. */
+  const char *u = pd_buf_data(&d->url);
+  pd_url_base_t j;
+  if (pd_url_parse_base(u, d->url.len, &j) != 0)
+    abort();
+  const pd_url_base_t *b = &d->base;
+  if (j.scheme_len != b->scheme_len || memcmp(j.scheme, b->scheme, b->scheme_len) ||
+      j.authority_len != b->authority_len || memcmp(j.authority, b->authority, j.authority_len))
+    abort();
+  size_t bl = b->path_len;
+  while (bl > 0 && b->path[bl - 1] == '/')
+    bl--;
+  if (j.path_len < bl || memcmp(j.path, b->path, bl) || (j.path_len > bl && j.path[bl] != '/'))
+    abort();
+  for (size_t i = 0; i < j.path_len; i++) {
+    const char *s = j.path + i;
+    size_t left = j.path_len - i;
+    if (*s == '\\' || *s == '@' ||
+        (*s == '%' && left >= 3 &&
+         (!strncasecmp(s, "%2e", 3) || !strncasecmp(s, "%2f", 3) || !strncasecmp(s, "%5c", 3))))
+      abort();
+    if (*s == '/' && ((left >= 2 && s[1] == '.' && (left == 2 || s[2] == '/')) ||
+                      (left >= 3 && s[1] == '.' && s[2] == '.' && (left == 3 || s[3] == '/'))))
+      abort();
+  }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  init_once();
+  if (size < 1)
+    return 0;
+  const pd_config_t *c = &cfgs[data[0] % 3];
+  const char *method = METHODS[(data[0] / 3) % (sizeof METHODS / sizeof *METHODS)];
+  const uint8_t *p = data + 1, *end = data + size;
+  size_t tlen, blen;
+  char *target = field(&p, end, &tlen);
+  char *auth = field(&p, end, NULL);
+  char *ct = field(&p, end, NULL);
+  char *body = field(&p, end, &blen);
+  /* As the server hands it over: path before the first '?', query after it; the target has
+   * no NUL (llhttp refuses one), so it ends at the first. */
+  tlen = strlen(target);
+  char *q = strchr(target, '?');
+  size_t plen = q ? (size_t)(q - target) : tlen;
+  hdr_auth = *auth ? auth : NULL;
+  hdr_ct = *ct ? ct : NULL;
+  pd_dispatch_req_t in = {method, target, plen, q ? q + 1 : "", q ? strlen(q + 1) : 0, get_header,
+                          NULL,   body,   blen};
+  pd_dispatch_t d;
+  pd_dispatch_kind_t k = pd_dispatch_decide(c, &in, &d);
+  if (k != d.kind)
+    abort();
+  switch (k) {
+  case PD_DISPATCH_ERROR:
+    if (d.status != 400 && d.status != 401 && d.status != 404 && d.status != 405)
+      abort();
+    if (!d.message || !d.type || strcmp(d.type, "invalid_request_error"))
+      abort();
+    check_utf8(d.message);
+    if (d.status == 405 && !d.allow)
+      abort();
+    break;
+  case PD_DISPATCH_HEALTHZ:
+  case PD_DISPATCH_METRICS:
+    if (strcmp(method, "GET"))
+      abort();
+    break;
+  case PD_DISPATCH_FEEDBACK:
+    if (!authorized(c) || strcmp(method, "POST") || plen != 19 ||
+        memcmp(target, "/v1/ponder/feedback", 19))
+      abort();
+    break;
+  default:
+    if (!authorized(c))
+      abort();
+    check_exchange(c, &d, target, plen);
+    if (k == PD_DISPATCH_CHAT && (strcmp(method, "POST") || !d.scanned == !d.body))
+      abort();
+    break;
+  }
+  pd_dispatch_free(&d);
+  free(target);
+  free(auth);
+  free(ct);
+  free(body);
+  return 0;
+}
