@@ -121,26 +121,6 @@ pd_xfer_t *pd_xfer_start(pd_upstream_t *u, const pd_xfer_opts_t *o, const pd_xfe
   return x;
 }
 
-static const char *result_name(int result) {
-  switch (result) {
-  case PD_XFER_ECONNECT:
-    return "connect error";
-  case PD_XFER_ETIMEOUT:
-    return "timeout";
-  case PD_XFER_ERECV:
-    return "connection broke";
-  default:
-    return "failure";
-  }
-}
-
-void pd_xfer_log_failure(const pd_xfer_t *x, int result, const char *msg) {
-  if (result == PD_XFER_OK)
-    return;
-  pd_log_warn(x->reqid[0] ? x->reqid : NULL, "upstream %s (%s): %s", x->target, result_name(result),
-              msg && *msg ? msg : "no detail");
-}
-
 void pd_xfer_log_retry(const pd_xfer_t *x, int attempt, const char *why, long delay_ms) {
   pd_log_info(x->reqid[0] ? x->reqid : NULL,
               "upstream %s: attempt %d failed (%s), retrying in %ld ms", x->target, attempt + 1,

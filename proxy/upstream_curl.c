@@ -636,7 +636,6 @@ static void on_retry_timer(uv_timer_t *t) {
     else
       snprintf(msg, sizeof msg, "Operation timed out after %lu milliseconds (%d attempts)",
                (unsigned long)(uv_now(x->u->loop) - x->start_ms), x->attempt);
-    pd_xfer_log_failure(&x->base, result, msg);
     if (x->cbs.on_done) {
       x->in_cb++;
       x->cbs.on_done(x->ud, result, msg);
@@ -748,8 +747,6 @@ static void check_multi_info(pd_curlup_t *u) {
     if (rc == CURLE_OK)
       deliver_head(x);
     int result = map_result(rc);
-    if (rc != CURLE_OK && !x->reader_abort && !x->cancelled)
-      pd_xfer_log_failure(&x->base, result, errmsg);
     curl_multi_remove_handle(u->multi, x->easy);
     x->added = 0;
     if (!x->cancelled && x->cbs.on_done) {

@@ -545,8 +545,6 @@ static void finish(xfer_t *x, int result, const char *msg) {
   stop_xfer_timer(x);
   if (result == PD_XFER_OK)
     deliver_head(x);
-  else if (!x->cancelled && !x->reader_abort)
-    pd_xfer_log_failure(&x->base, result, msg);
   if (!x->cancelled && x->cbs.on_done) {
     x->in_cb++;
     x->cbs.on_done(x->ud, result, msg);

@@ -22,9 +22,6 @@ struct pd_xfer {
   char target[160]; /* scheme://host:port/path of the URL, without userinfo or query */
 };
 
-/* Logs a call that failed without a response (connect, TLS, timeout, reset, bad bytes) at warn,
- * once, with the request id; the URL's credentials and query are never logged. */
-void pd_xfer_log_failure(const pd_xfer_t *x, int result, const char *msg);
 /* Logs at info that an attempt failed and the call is tried again in delay_ms. */
 void pd_xfer_log_retry(const pd_xfer_t *x, int attempt, const char *why, long delay_ms);
 
