@@ -74,7 +74,7 @@ struct pd_conn {
   int err_status;            /* a limit was hit while parsing: 413 / 431 */
   size_t queued;             /* bytes handed to uv_write and not yet written */
   uint64_t out_total;        /* bytes ever handed to the socket (written at once or queued) */
-  uint64_t flushed_at_timer; /* out_total minus libuv's unsent bytes when the timer was armed */
+  uint64_t flushed_at_timer; /* flushed() at the last tick; UINT64_MAX: not taken yet */
   size_t head_bytes;
   size_t tail_bytes; /* chunk extensions and trailer fields of the body (read, not kept) */
   pd_buf_t pending;  /* bytes received while a request is in flight */
@@ -206,7 +206,7 @@ static void on_timer(uv_timer_t *t) {
       return;
     }
     c->flushed_at_timer = now;
-    arm_timer(c, c->srv->opts.idle_timeout_ms);
+    uv_timer_start(&c->timer, on_timer, (uint64_t)c->srv->opts.idle_timeout_ms, 0);
   } else if (c->state == CONN_IDLE) {
     conn_close(c);
   }
@@ -215,15 +215,14 @@ static void on_timer(uv_timer_t *t) {
 static void arm_timer(pd_conn_t *c, long ms) {
   if (c->closing)
     return;
-  c->flushed_at_timer = flushed(c);
   if (ms <= 0) {
     uv_timer_stop(&c->timer);
     return;
   }
-  /* The loop's clock is read once per iteration, and this iteration may have been long (a big
-   * reply assembled): a deadline counted from a stale clock could fire at once, before the
-   * client had any chance to make progress. */
-  uv_update_time(c->srv->loop);
+  /* The first tick only takes the count (no system call here, on every request's path): a
+   * client is closed once a whole period between two ticks passed without it taking a byte,
+   * after between one and two idle_timeout_ms of silence. */
+  c->flushed_at_timer = UINT64_MAX;
   uv_timer_start(&c->timer, on_timer, (uint64_t)ms, 0);
 }
 
@@ -256,7 +255,8 @@ static void on_write(uv_write_t *w, int status) {
   }
   if (c->write_blocked && c->queued <= LOW_WATERMARK) {
     c->write_blocked = 0;
-    schedule_resume(c); /* parse what was held, then read again */
+    if (!c->close_after)
+      schedule_resume(c); /* parse what was held, then read again */
   }
   maybe_finish_close(c);
 }
@@ -351,11 +351,12 @@ static int conn_write(pd_conn_t *c, const char *pre, size_t prelen, const char *
     free(wr);
     return -1;
   }
-  /* A response of a request in flight runs no timer until now (the handler waits for its
-   * upstream): from here the client must take bytes within idle_timeout_ms. */
-  if (c->queued == 0 && c->state == CONN_INFLIGHT)
-    arm_timer(c, c->srv->opts.idle_timeout_ms);
+  int was_empty = c->queued == 0;
   c->queued += wr->bytes;
+  /* A request in flight runs no timer while its handler waits for the upstream: from the
+   * first byte the client has not taken, it must take some within idle_timeout_ms. */
+  if (was_empty && c->state == CONN_INFLIGHT)
+    arm_timer(c, c->srv->opts.idle_timeout_ms);
   return 0;
 }
 
@@ -618,8 +619,10 @@ void pd_req_finish(pd_req_t *r) {
     conn_close(c); /* the close was waiting for the handler */
     return;
   }
-  /* From here the connection is idle, flushing, or both: the idle timer covers each case. */
-  arm_timer(c, s->opts.idle_timeout_ms);
+  /* From here the connection is idle, flushing, or both: the idle timer covers each case. A
+   * timer already running for bytes queued in flight keeps its period and its count. */
+  if (c->queued == 0 || !uv_is_active((uv_handle_t *)&c->timer))
+    arm_timer(c, s->opts.idle_timeout_ms);
   if (!keep) {
     c->close_after = 1;
     stop_reading(c);
@@ -645,7 +648,7 @@ static void on_resume_idle(uv_idle_t *h) {
     pd_conn_t *c = s->resume_list;
     s->resume_list = c->resume_next;
     c->in_resume_list = 0;
-    if (c->closing || c->state == CONN_INFLIGHT || c->write_blocked)
+    if (c->closing || c->state == CONN_INFLIGHT || c->write_blocked || c->close_after)
       continue;
     if (c->pending.len > 0) {
       pd_buf_t p = c->pending;
