@@ -893,8 +893,11 @@ static int on_headers_complete(llhttp_t *p) {
     c->err_status = 413;
     return HPE_USER;
   }
+  /* An HTTP/1.0 client cannot take an interim response: its expectation is ignored (RFC 9110
+   * section 10.1.1). */
   const char *expect = pd_req_header(r, "expect");
-  if (expect && strcasecmp(expect, "100-continue") == 0) {
+  if (expect && strcasecmp(expect, "100-continue") == 0 && p->http_major == 1 &&
+      p->http_minor >= 1) {
     /* The client waits for a go-ahead before it sends the body: the handler decides first
      * (auth), so a request it refuses never gets a 100 Continue. */
     if (answer_before_body(c))

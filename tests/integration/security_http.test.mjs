@@ -592,6 +592,18 @@ describe('Expect: 100-continue and Content-Length', () => {
     assert.equal(rs[1].status, 405); // POST /healthz: the usual answer, after the body
   });
 
+  it('HTTP/1.0 with Expect: the expectation is ignored (no 100 Continue), the body is read', T, async () => {
+    const c = new RawConn(p.port);
+    await c.ready;
+    c.write('POST /healthz HTTP/1.0\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n');
+    await sleep(300);
+    assert.equal(c.buf.length, 0, 'answered before the body: ' + c.buf.toString('latin1'));
+    c.write('{}');
+    const rs = await c.responses(1, 3000);
+    c.destroy();
+    assert.deepEqual(rs.map((r) => r.status), [405]);
+  });
+
   it('a body over max_body_bytes announced with Expect: 413 without 100 Continue', T, async () => {
     const c = new RawConn(p.port);
     await c.ready;
