@@ -2,19 +2,22 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <linux/sockios.h>
 #include <llhttp.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <linux/sockios.h>
 #include <sys/ioctl.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 
 #include "log.h"
 #include "openai.h"
 
+/* Bytes queued for a client and not yet taken by its socket: above HIGH_WATERMARK a handler's
+ * producer pauses (pd_res_write returns 1) and no further pipelined request is read or parsed;
+ * below LOW_WATERMARK both resume. */
 #define HIGH_WATERMARK (64 * 1024)
 #define LOW_WATERMARK (16 * 1024)
 #define READ_CHUNK (64 * 1024)

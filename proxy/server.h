@@ -1,6 +1,8 @@
 /* HTTP/1.1 server on libuv + llhttp: keep-alive, pipelining (one request in flight per
- * connection, the rest held unparsed), Content-Length and chunked bodies, SPEC section 3 limits,
- * x-request-id on every response, backpressure on writes. Only server.c includes llhttp.h. */
+ * connection, the rest held unparsed), Content-Length and chunked bodies (trailer fields read
+ * and ignored), SPEC section 3 limits, x-request-id on every response, backpressure on writes
+ * (a write-queue watermark that also stops reading and parsing pipelined requests), a deadline
+ * in every connection state. Only server.c includes llhttp.h. */
 #ifndef PD_SERVER_H
 #define PD_SERVER_H
 

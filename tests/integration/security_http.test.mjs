@@ -373,7 +373,7 @@ describe('trailer fields', () => {
 
 describe('write-queue watermark', () => {
   let p;
-  before(async () => { p = await startPonder({ config: { log: { level: 'warn', access_log: 'off' } } }); });
+  before(async () => { p = await startPonder({ config: { auth: { keys: ['sk-k'] }, log: { level: 'warn', access_log: 'off' } } }); });
   after(async () => { destroyAll(); await stopOk(p); });
 
   it('a pipelined /healthz flood from a non-reader keeps RSS bounded; every answer arrives in order', { timeout: 60000 }, async () => {
@@ -415,7 +415,13 @@ describe('write-queue watermark', () => {
     await assertHealthy(p);
   });
 
-  it('a flood of requests answered with errors (404, 405) is bounded the same way', { timeout: 60000 }, async () => {
+  it('a flood of /metrics, 401, 404 and 405 answers is bounded the same way', { timeout: 60000 }, async () => {
+    const kinds = [
+      ['GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n', 200],
+      ['GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n', 401],
+      ['GET /nope HTTP/1.1\r\nHost: x\r\n\r\n', 404],
+      ['POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n', 405],
+    ];
     const base = rssKiB(p.proc.pid);
     const c = new RawConn(p.port);
     await c.ready;
@@ -425,7 +431,7 @@ describe('write-queue watermark', () => {
     let maxGrowth = 0;
     while (Date.now() < end && maxGrowth < 64 * 1024) {
       let s = '';
-      for (let i = 0; i < 1000; i++, sent++) s += sent % 2 ? 'GET /nope HTTP/1.1\r\nHost: x\r\n\r\n' : 'POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n';
+      for (let i = 0; i < 1000; i++, sent++) s += kinds[sent % kinds.length][0];
       if (!c.write(s)) await Promise.race([new Promise((r) => c.sock.once('drain', r)), sleep(100)]);
       maxGrowth = Math.max(maxGrowth, rssKiB(p.proc.pid) - base);
     }
@@ -434,7 +440,7 @@ describe('write-queue watermark', () => {
     const rs = await c.responses(sent, 30000);
     c.destroy();
     assert.equal(rs.length, sent);
-    rs.forEach((r, i) => { if (r.status !== (i % 2 ? 404 : 405)) assert.fail(`answer ${i}: ${r.status}`); });
+    rs.forEach((r, i) => { if (r.status !== kinds[i % kinds.length][1]) assert.fail(`answer ${i}: ${r.status}`); });
     await assertHealthy(p);
   });
 });
