@@ -336,6 +336,20 @@ describe('trailer fields', () => {
     assert.equal(r.json.headers.authorization, undefined);
   });
 
+  it('a folded (obs-fold) header value reaches the upstream on one line, without its line break', T, async () => {
+    const c = new RawConn(p.port);
+    await c.ready;
+    c.write('POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n' +
+            'OpenAI-Organization: org-a\r\n org-b\r\n\tX-Injected: 1\r\nContent-Length: 2\r\n\r\n{}');
+    const [r] = await c.responses(1);
+    c.destroy();
+    assert.equal(r.status, 200, r.text);
+    const org = r.json.headers['openai-organization'];
+    assert.ok(!/[\r\n]/.test(org), JSON.stringify(org));
+    assert.equal(org.replace(/\s+/g, ' '), 'org-a org-b X-Injected: 1');
+    assert.equal(r.json.headers['x-injected'], undefined);
+  });
+
   it('a request with trailers sent a few bytes at a time, then pipelined requests', T, async () => {
     const c = new RawConn(p.port);
     await c.ready;
