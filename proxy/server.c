@@ -189,8 +189,9 @@ static uint64_t flushed(pd_conn_t *c) {
  * idle_timeout_ms is closed, whatever state it is in):
  *   HEAD           the head must be complete within header_timeout_ms (408);
  *   BODY           each read must come within idle_timeout_ms (408);
- *   IDLE, INFLIGHT while bytes are queued, the client must take some within idle_timeout_ms,
- *                  else the connection is closed (an in-flight request is aborted);
+ *   IDLE, INFLIGHT while bytes are queued, a client that takes none for a whole period
+ *                  between two ticks (one to two idle_timeout_ms) is closed, an in-flight
+ *                  request aborted;
  *   IDLE           with nothing queued: the keep-alive timeout;
  *   INFLIGHT       with nothing queued, the handler is waiting for its upstream, whose own
  *                  timeouts bound it; conn_write arms the timer again when bytes are queued. */
@@ -209,7 +210,8 @@ static void on_timer(uv_timer_t *t) {
       return;
     }
     c->flushed_at_timer = now;
-    uv_timer_start(&c->timer, on_timer, (uint64_t)c->srv->opts.idle_timeout_ms, 0);
+    if (c->srv->opts.idle_timeout_ms > 0) /* 0 after a reload: no deadline */
+      uv_timer_start(&c->timer, on_timer, (uint64_t)c->srv->opts.idle_timeout_ms, 0);
   } else if (c->state == CONN_IDLE) {
     conn_close(c);
   }
