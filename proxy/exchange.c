@@ -1271,6 +1271,18 @@ static void error_now(pd_worker_t *w, pd_req_t *r, int status, const char *msg, 
   finish_simple(w, r);
 }
 
+/* The server's head check (pd_head_fn) for a request that expects 100-continue: with a
+ * missing or wrong key it is refused before its body is sent; anything else waits for the body
+ * and the usual dispatch. */
+int pd_exchange_check_head(void *ud, pd_req_t *r) {
+  pd_worker_t *w = ud;
+  if (path_is(r, "/healthz") || path_is(r, "/metrics") || authorized(w->cfg, r))
+    return 0;
+  error_now(w, r, 401, "Incorrect API key provided.", "invalid_request_error", NULL,
+            "invalid_api_key");
+  return 1;
+}
+
 static void method_not_allowed(pd_worker_t *w, pd_req_t *r, const char *allow) {
   char msg[160];
   snprintf(msg, sizeof msg, "Method %s is not allowed here; use %s.", r->method, allow);

@@ -9,16 +9,40 @@ static int append_str_or_null(pd_buf_t *b, const char *s) {
   return pd_buf_append_json_str(b, s, strlen(s));
 }
 
+/* Error texts may quote what a client sent (a path, a model name, a header value) and may be
+ * cut to a length mid-character: each byte that does not start a well-formed UTF-8 sequence
+ * becomes U+FFFD, so every error body is valid UTF-8 JSON. */
+static int append_text_or_null(pd_buf_t *b, const char *s) {
+  if (!s)
+    return pd_buf_appends(b, "null");
+  size_t n = strlen(s), i = 0;
+  while (i < n && (unsigned char)s[i] < 0x80)
+    i++;
+  if (i == n)
+    return pd_buf_append_json_str(b, s, n);
+  pd_buf_t t;
+  pd_buf_init(&t);
+  int rc = pd_buf_append(&t, s, i);
+  while (i < n) {
+    size_t l = (unsigned char)s[i] < 0x80 ? 1 : pd_utf8_seq((const unsigned char *)s + i, n - i);
+    rc |= l ? pd_buf_append(&t, s + i, l) : pd_buf_append(&t, "\xEF\xBF\xBD", 3);
+    i += l ? l : 1;
+  }
+  rc |= pd_buf_append_json_str(b, pd_buf_data(&t), t.len);
+  pd_buf_free(&t);
+  return rc ? -1 : 0;
+}
+
 int pd_openai_error(pd_buf_t *b, const char *message, const char *type, const char *param,
                     const char *code) {
   int rc = pd_buf_appends(b, "{\"error\":{\"message\":");
-  rc |= append_str_or_null(b, message ? message : "");
+  rc |= append_text_or_null(b, message ? message : "");
   rc |= pd_buf_appends(b, ",\"type\":");
-  rc |= append_str_or_null(b, type);
+  rc |= append_text_or_null(b, type);
   rc |= pd_buf_appends(b, ",\"param\":");
-  rc |= append_str_or_null(b, param);
+  rc |= append_text_or_null(b, param);
   rc |= pd_buf_appends(b, ",\"code\":");
-  rc |= append_str_or_null(b, code);
+  rc |= append_text_or_null(b, code);
   rc |= pd_buf_appends(b, "}}");
   return rc ? -1 : 0;
 }

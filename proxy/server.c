@@ -2,16 +2,22 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <linux/sockios.h>
 #include <llhttp.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 
 #include "log.h"
 #include "openai.h"
 
+/* Bytes queued for a client and not yet taken by its socket: above HIGH_WATERMARK a handler's
+ * producer pauses (pd_res_write returns 1) and no further pipelined request is read or parsed;
+ * below LOW_WATERMARK both resume. */
 #define HIGH_WATERMARK (64 * 1024)
 #define LOW_WATERMARK (16 * 1024)
 #define READ_CHUNK (64 * 1024)
@@ -25,6 +31,7 @@ struct pd_server {
   uv_tcp_t listener;
   pd_server_opts_t opts;
   pd_dispatch_fn dispatch;
+  pd_head_fn check_head; /* NULL: every Expect: 100-continue is answered 100 at once */
   void *ud;
   size_t nconns;
   size_t inflight;
@@ -42,7 +49,14 @@ struct pd_server {
 };
 
 struct pd_conn {
-  uv_tcp_t tcp;
+  /* First member: a connection that failed to be accepted is freed through its handle. TCP for
+   * accepted connections; a pipe for a connected AF_UNIX socket handed to pd_server_adopt. */
+  union {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+  } io;
   uv_timer_t timer;
   pd_server_t *srv;
   pd_conn_t *prev, *next;
@@ -54,19 +68,27 @@ struct pd_conn {
   int closing;
   int handles_open; /* tcp + timer until both close callbacks ran */
   int handles_closing;
-  int close_after;        /* close once the write queue is empty */
-  int parsing;            /* inside llhttp_execute */
-  int reading;            /* uv_read_start active */
-  int err_status;         /* a limit was hit while parsing: 413 / 431 */
-  size_t queued;          /* bytes handed to uv_write and not yet written */
-  size_t unsent_at_timer; /* bytes libuv still had to send at the last idle tick */
+  int close_after; /* close once the write queue is empty */
+  int parsing;     /* inside llhttp_execute */
+  int reading;     /* uv_read_start active */
+  /* The write queue went above HIGH_WATERMARK between requests: neither reading nor parsing
+   * goes on until it drains below LOW_WATERMARK (on_write). */
+  int write_blocked;
+  int err_status;            /* a limit was hit while parsing: 413 / 431 */
+  size_t queued;             /* bytes handed to uv_write and not yet written */
+  uint64_t out_total;        /* bytes ever handed to the socket (written at once or queued) */
+  uint64_t flushed_at_timer; /* flushed() at the last tick; UINT64_MAX: not taken yet */
   size_t head_bytes;
-  pd_buf_t pending; /* bytes received while a request is in flight */
-  pd_buf_t arena;   /* url and header strings of the current request */
-  /* Offsets into arena while the head is parsed. */
+  size_t tail_bytes; /* chunk extensions and trailer fields of the body (read, not kept) */
+  pd_buf_t pending;  /* bytes received while a request is in flight */
+  /* url and header strings of the current request. It grows (and may move) only while the
+   * head is parsed, so only offsets are kept until then; once the head is complete
+   * (head_done) it is frozen and r->url / r->headers[] point into it until the request ends. */
+  pd_buf_t arena;
   size_t hdr_name_off[PD_MAX_HEADERS], hdr_value_off[PD_MAX_HEADERS];
   int in_value;
   int too_many_headers;
+  int head_done;
   pd_req_t req;
 };
 
@@ -84,6 +106,7 @@ static void arm_timer(pd_conn_t *c, long ms);
 static void conn_parse(pd_conn_t *c, const char *data, size_t len);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void schedule_resume(pd_conn_t *c);
 
 const char *pd_http_reason(int status) {
   switch (status) {
@@ -148,18 +171,47 @@ static void timeout_reply(pd_conn_t *c, const char *msg) {
   pd_req_finish(r);
 }
 
+/* Bytes the client's side has taken so far: a count that grows whenever the client reads.
+ * Bytes in the kernel's send queue are not counted: a full send buffer drains into the
+ * client's receive buffer for a while after the client has stopped reading, and the other way
+ * round libuv may hand nothing new to a send buffer of several MB while a slow client reads. */
+static uint64_t flushed(pd_conn_t *c) {
+  uint64_t out = c->out_total - uv_stream_get_write_queue_size(&c->io.stream);
+  uv_os_fd_t fd;
+  int unacked = 0;
+  if (uv_fileno(&c->io.handle, &fd) == 0 && ioctl(fd, SIOCOUTQ, &unacked) == 0 && unacked > 0 &&
+      (uint64_t)unacked <= out)
+    out -= (uint64_t)unacked;
+  return out;
+}
+
+/* Every state has a deadline (SPEC section 4: a connection that has made no progress for
+ * idle_timeout_ms is closed, whatever state it is in):
+ *   HEAD           the head must be complete within header_timeout_ms (408);
+ *   BODY           each read must come within idle_timeout_ms (408);
+ *   IDLE, INFLIGHT while bytes are queued, a client that takes none for a whole period
+ *                  between two ticks (one to two idle_timeout_ms) is closed, an in-flight
+ *                  request aborted;
+ *   IDLE           with nothing queued: the keep-alive timeout;
+ *   INFLIGHT       with nothing queued, the handler is waiting for its upstream, whose own
+ *                  timeouts bound it; conn_write arms the timer again when bytes are queued. */
 static void on_timer(uv_timer_t *t) {
   pd_conn_t *c = t->data;
-  if (c->state == CONN_HEAD || (c->state == CONN_IDLE && c->head_bytes > 0))
+  if (c->closing)
+    return;
+  if (c->state == CONN_HEAD || (c->state == CONN_IDLE && c->head_bytes > 0)) {
     timeout_reply(c, "The request head did not arrive within header_timeout_ms.");
-  else if (c->state == CONN_BODY)
+  } else if (c->state == CONN_BODY) {
     timeout_reply(c, "The request body stalled for longer than idle_timeout_ms.");
-  else if (c->state == CONN_IDLE && c->queued > 0 &&
-           uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) < c->unsent_at_timer) {
-    /* Still flushing the last response to a reader that keeps taking bytes: wait. A reader
-     * that takes nothing for a whole idle_timeout_ms is closed. */
-    c->unsent_at_timer = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
-    arm_timer(c, c->srv->opts.idle_timeout_ms);
+  } else if (c->queued > 0) {
+    uint64_t now = flushed(c);
+    if (now == c->flushed_at_timer) {
+      conn_close(c); /* a reader that took nothing for a whole idle_timeout_ms */
+      return;
+    }
+    c->flushed_at_timer = now;
+    if (c->srv->opts.idle_timeout_ms > 0) /* 0 after a reload: no deadline */
+      uv_timer_start(&c->timer, on_timer, (uint64_t)c->srv->opts.idle_timeout_ms, 0);
   } else if (c->state == CONN_IDLE) {
     conn_close(c);
   }
@@ -168,10 +220,15 @@ static void on_timer(uv_timer_t *t) {
 static void arm_timer(pd_conn_t *c, long ms) {
   if (c->closing)
     return;
-  if (ms > 0)
-    uv_timer_start(&c->timer, on_timer, (uint64_t)ms, 0);
-  else
+  if (ms <= 0) {
     uv_timer_stop(&c->timer);
+    return;
+  }
+  /* The first tick only takes the count (no system call here, on every request's path): a
+   * client is closed once a whole period between two ticks passed without it taking a byte,
+   * after between one and two idle_timeout_ms of silence. */
+  c->flushed_at_timer = UINT64_MAX;
+  uv_timer_start(&c->timer, on_timer, (uint64_t)ms, 0);
 }
 
 /* ---- writing --------------------------------------------------------------------------- */
@@ -201,6 +258,11 @@ static void on_write(uv_write_t *w, int status) {
     if (r->hooks && r->hooks->on_drain)
       r->hooks->on_drain(r);
   }
+  if (c->write_blocked && c->queued <= LOW_WATERMARK) {
+    c->write_blocked = 0;
+    if (!c->close_after)
+      schedule_resume(c); /* parse what was held, then read again */
+  }
   maybe_finish_close(c);
 }
 
@@ -224,10 +286,11 @@ static int conn_write(pd_conn_t *c, const char *pre, size_t prelen, const char *
     free(owned);
     return 0;
   }
+  c->out_total += total;
   /* Try the fast path first: most responses fit the socket buffer and need no allocation. */
   size_t done = 0;
   if (c->queued == 0) {
-    int w = uv_try_write((uv_stream_t *)&c->tcp, bufs, (unsigned)n);
+    int w = uv_try_write(&c->io.stream, bufs, (unsigned)n);
     if (w > 0)
       done = (size_t)w;
   }
@@ -288,13 +351,17 @@ static int conn_write(pd_conn_t *c, const char *pre, size_t prelen, const char *
   }
   wr->owned = owned;
   wr->bytes = total - done;
-  c->queued += wr->bytes;
-  if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, rest, (unsigned)m, on_write) < 0) {
-    c->queued -= wr->bytes;
+  if (uv_write(&wr->w, &c->io.stream, rest, (unsigned)m, on_write) < 0) {
     free(wr->owned);
     free(wr);
     return -1;
   }
+  int was_empty = c->queued == 0;
+  c->queued += wr->bytes;
+  /* A request in flight runs no timer while its handler waits for the upstream: from the
+   * first byte the client has not taken, it must take some within idle_timeout_ms. */
+  if (was_empty && c->state == CONN_INFLIGHT)
+    arm_timer(c, c->srv->opts.idle_timeout_ms);
   return 0;
 }
 
@@ -513,13 +580,31 @@ static void req_reset(pd_conn_t *c) {
   memset(&r->http_minor, 0, sizeof *r - offsetof(pd_req_t, http_minor));
   r->conn = c;
   c->head_bytes = 0;
+  c->tail_bytes = 0;
   c->hdr_name_off[0] = (size_t)-1;
   c->in_value = 0;
   c->too_many_headers = 0;
+  c->head_done = 0;
   c->err_status = 0;
 }
 
-static void schedule_resume(pd_conn_t *c);
+static void stop_reading(pd_conn_t *c) {
+  if (c->reading) {
+    uv_read_stop(&c->io.stream);
+    c->reading = 0;
+  }
+}
+
+/* Between two requests: when the client is not taking its responses, neither read its next
+ * requests nor parse those already read (each may be answered at once and queue more), until
+ * on_write sees the queue below LOW_WATERMARK. Returns 1 when blocked. */
+static int write_block(pd_conn_t *c) {
+  if (c->queued <= HIGH_WATERMARK)
+    return 0;
+  c->write_blocked = 1;
+  stop_reading(c);
+  return 1;
+}
 
 void pd_req_finish(pd_req_t *r) {
   pd_conn_t *c = r->conn;
@@ -539,21 +624,23 @@ void pd_req_finish(pd_req_t *r) {
     conn_close(c); /* the close was waiting for the handler */
     return;
   }
+  /* From here the connection is idle, flushing, or both: the idle timer covers each case. A
+   * timer already running for bytes queued in flight keeps its period and its count. */
+  if (c->queued == 0 || !uv_is_active((uv_handle_t *)&c->timer))
+    arm_timer(c, s->opts.idle_timeout_ms);
   if (!keep) {
     c->close_after = 1;
-    if (c->reading) {
-      uv_read_stop((uv_stream_t *)&c->tcp);
-      c->reading = 0;
-    }
+    stop_reading(c);
     maybe_finish_close(c);
     return;
   }
-  c->unsent_at_timer = SIZE_MAX;
-  arm_timer(c, s->opts.idle_timeout_ms);
   if (c->parsing)
-    return; /* the parse loop goes on with the next pipelined request */
-  /* The parser paused after the finished message: let it take the next one. */
+    return; /* the parse loop goes on with the next pipelined request (on_message_complete) */
+  /* The parser paused after the finished message: let it take the next one, unless the client
+   * is not reading what it was sent (on_write resumes then). */
   llhttp_resume(&c->parser);
+  if (write_block(c))
+    return;
   if (c->pending.len > 0 || !c->reading)
     schedule_resume(c);
 }
@@ -566,7 +653,7 @@ static void on_resume_idle(uv_idle_t *h) {
     pd_conn_t *c = s->resume_list;
     s->resume_list = c->resume_next;
     c->in_resume_list = 0;
-    if (c->closing || c->state == CONN_INFLIGHT)
+    if (c->closing || c->state == CONN_INFLIGHT || c->write_blocked || c->close_after)
       continue;
     if (c->pending.len > 0) {
       pd_buf_t p = c->pending;
@@ -577,8 +664,9 @@ static void on_resume_idle(uv_idle_t *h) {
     } else {
       llhttp_resume(&c->parser);
     }
-    if (!c->closing && c->state != CONN_INFLIGHT && !c->reading && !c->close_after) {
-      if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+    if (!c->closing && c->state != CONN_INFLIGHT && !c->reading && !c->close_after &&
+        !c->write_blocked) {
+      if (uv_read_start(&c->io.stream, on_alloc, on_read) == 0)
         c->reading = 1;
       else
         conn_close(c);
@@ -633,8 +721,27 @@ static int on_url_complete(llhttp_t *p) {
   return pd_buf_append(&c->arena, "", 1) < 0 ? HPE_USER : 0;
 }
 
+/* Chunk extensions and trailer fields (llhttp reports trailers through the header callbacks,
+ * after on_headers_complete): read and ignored (SPEC section 4), never stored, so the frozen
+ * arena and header table stay as they are; bounded like a head. */
+static int count_tail(pd_conn_t *c, size_t n) {
+  c->tail_bytes += n;
+  if (c->tail_bytes > (size_t)c->srv->opts.max_header_bytes) {
+    c->err_status = 431;
+    return HPE_USER;
+  }
+  return 0;
+}
+
+static int on_tail_data(llhttp_t *p, const char *at, size_t n) {
+  (void)at;
+  return count_tail(conn_of(p), n);
+}
+
 static int on_header_field(llhttp_t *p, const char *at, size_t n) {
   pd_conn_t *c = conn_of(p);
+  if (c->head_done)
+    return count_tail(c, n);
   if (count_head(c, n))
     return HPE_USER;
   pd_req_t *r = &c->req;
@@ -655,7 +762,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t n) {
 
 static int on_header_field_complete(llhttp_t *p) {
   pd_conn_t *c = conn_of(p);
-  if (c->req.nheaders >= PD_MAX_HEADERS)
+  if (c->head_done || c->req.nheaders >= PD_MAX_HEADERS)
     return 0;
   c->in_value = 1;
   c->hdr_value_off[c->req.nheaders] = (size_t)-1;
@@ -664,6 +771,8 @@ static int on_header_field_complete(llhttp_t *p) {
 
 static int on_header_value(llhttp_t *p, const char *at, size_t n) {
   pd_conn_t *c = conn_of(p);
+  if (c->head_done)
+    return count_tail(c, n);
   if (count_head(c, n))
     return HPE_USER;
   if (c->req.nheaders >= PD_MAX_HEADERS)
@@ -676,7 +785,7 @@ static int on_header_value(llhttp_t *p, const char *at, size_t n) {
 static int on_header_value_complete(llhttp_t *p) {
   pd_conn_t *c = conn_of(p);
   pd_req_t *r = &c->req;
-  if (r->nheaders >= PD_MAX_HEADERS)
+  if (c->head_done || r->nheaders >= PD_MAX_HEADERS)
     return 0;
   if (c->hdr_value_off[r->nheaders] == (size_t)-1)
     c->hdr_value_off[r->nheaders] = c->arena.len; /* empty value */
@@ -725,9 +834,36 @@ static void new_request_id(char *out) {
   out[36] = '\0';
 }
 
+/* Offers a head that expects 100-continue to the server's head check. Returns 1 when the
+ * check answered it: the body is then never read and the connection is not reused (the client
+ * may send the body anyway, or not). */
+static int answer_before_body(pd_conn_t *c) {
+  pd_server_t *s = c->srv;
+  pd_req_t *r = &c->req;
+  if (!s->check_head)
+    return 0;
+  pd_buf_append(&r->body, "", 0); /* handlers may rely on a NUL-terminated body */
+  int keep_alive = r->keep_alive;
+  r->keep_alive = 0; /* an answer says "connection: close" */
+  c->state = CONN_INFLIGHT;
+  s->inflight++;
+  uv_timer_stop(&c->timer);
+  if (s->check_head(s->ud, r))
+    return 1;
+  s->inflight--;
+  c->state = CONN_HEAD;
+  r->keep_alive = keep_alive;
+  return 0;
+}
+
 static int on_headers_complete(llhttp_t *p) {
   pd_conn_t *c = conn_of(p);
   pd_req_t *r = &c->req;
+  /* The arena is complete: from here on it is frozen (head_done), and only now are pointers
+   * into it handed out. */
+  if (!c->arena.base && pd_buf_append(&c->arena, "", 1) < 0)
+    return HPE_USER;
+  c->head_done = 1;
   char *a = c->arena.base + c->arena.off;
   r->url = a;
   char *q = strchr(a, '?');
@@ -756,13 +892,23 @@ static int on_headers_complete(llhttp_t *p) {
     c->err_status = 431;
     return HPE_USER;
   }
-  if ((p->flags & F_CONTENT_LENGTH) && (long)p->content_length > c->srv->opts.max_body_bytes) {
+  /* Unsigned: llhttp takes lengths up to 2^64 - 1, which a signed compare would see as
+   * negative. max_body_bytes is at least 1 (config). */
+  if ((p->flags & F_CONTENT_LENGTH) && p->content_length > (uint64_t)c->srv->opts.max_body_bytes) {
     c->err_status = 413;
     return HPE_USER;
   }
+  /* An HTTP/1.0 client cannot take an interim response: its expectation is ignored (RFC 9110
+   * section 10.1.1). */
   const char *expect = pd_req_header(r, "expect");
-  if (expect && strcasecmp(expect, "100-continue") == 0)
+  if (expect && strcasecmp(expect, "100-continue") == 0 && p->http_major == 1 &&
+      p->http_minor >= 1) {
+    /* The client waits for a go-ahead before it sends the body: the handler decides first
+     * (auth), so a request it refuses never gets a 100 Continue. */
+    if (answer_before_body(c))
+      return HPE_PAUSED; /* answered; the connection closes once the answer is written */
     conn_write(c, NULL, 0, "HTTP/1.1 100 Continue\r\n\r\n", 25, NULL, NULL, 0);
+  }
   c->state = CONN_BODY;
   arm_timer(c, c->srv->opts.idle_timeout_ms);
   return 0;
@@ -771,7 +917,7 @@ static int on_headers_complete(llhttp_t *p) {
 static int on_body(llhttp_t *p, const char *at, size_t n) {
   pd_conn_t *c = conn_of(p);
   pd_req_t *r = &c->req;
-  if ((long)(r->body.len + n) > c->srv->opts.max_body_bytes) {
+  if (r->body.len + n > (size_t)c->srv->opts.max_body_bytes) {
     c->err_status = 413;
     return HPE_USER;
   }
@@ -790,6 +936,8 @@ static int on_message_complete(llhttp_t *p) {
   s->dispatch(s->ud, r);
   if (c->state == CONN_INFLIGHT || c->closing || c->close_after)
     return HPE_PAUSED; /* hold the rest until the response is done */
+  if (write_block(c))
+    return HPE_PAUSED; /* answered at once, but the client is not reading: hold the rest */
   return 0;
 }
 
@@ -808,6 +956,8 @@ static void init_settings(void) {
   settings.on_header_value_complete = on_header_value_complete;
   settings.on_headers_complete = on_headers_complete;
   settings.on_body = on_body;
+  settings.on_chunk_extension_name = on_tail_data;
+  settings.on_chunk_extension_value = on_tail_data;
   settings.on_message_complete = on_message_complete;
 }
 
@@ -823,10 +973,7 @@ static void fail_parse(pd_conn_t *c, int status, const char *msg, const char *co
   }
   r->keep_alive = 0;
   r->http_minor = 1;
-  if (c->reading) {
-    uv_read_stop((uv_stream_t *)&c->tcp);
-    c->reading = 0;
-  }
+  stop_reading(c);
   pd_res_error(r, status, msg, "invalid_request_error", NULL, code);
   pd_req_finish(r);
 }
@@ -844,9 +991,10 @@ static void conn_parse(pd_conn_t *c, const char *data, size_t len) {
   if (err == HPE_PAUSED) {
     const char *pos = llhttp_get_error_pos(&c->parser);
     size_t used = pos && pos >= data && pos <= data + len ? (size_t)(pos - data) : 0;
-    if (used < len)
+    /* Bytes after a request that closes the connection are never parsed: drop them. */
+    if (used < len && !c->close_after)
       pd_buf_append(&c->pending, data + used, len - used);
-    if (c->state != CONN_INFLIGHT && !c->closing && !c->close_after)
+    if (c->state != CONN_INFLIGHT && !c->closing && !c->close_after && !c->write_blocked)
       schedule_resume(c); /* finished synchronously while paused */
     return;
   }
@@ -855,7 +1003,8 @@ static void conn_parse(pd_conn_t *c, const char *data, size_t len) {
   if (c->err_status == 413)
     fail_parse(c, 413, "Request body too large: the limit is max_body_bytes.", "request_too_large");
   else if (c->err_status == 431)
-    fail_parse(c, 431, "Request header fields too large.", "request_header_fields_too_large");
+    fail_parse(c, 431, "Request header fields too large: the limit is max_header_bytes.",
+               "request_header_fields_too_large");
   else {
     char msg[200];
     snprintf(msg, sizeof msg, "Malformed HTTP request: %s.", llhttp_get_error_reason(&c->parser));
@@ -901,7 +1050,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   }
   if (c->state == CONN_BODY)
     arm_timer(c, c->srv->opts.idle_timeout_ms);
-  if (c->state == CONN_INFLIGHT || c->in_resume_list) {
+  if (c->state == CONN_INFLIGHT || c->in_resume_list || c->write_blocked) {
     pd_buf_append(&c->pending, buf->base, (size_t)nread);
     if (c->pending.len > PENDING_MAX) {
       uv_read_stop(st);
@@ -940,10 +1089,7 @@ static void conn_close(pd_conn_t *c) {
     if (c->handles_closing)
       return; /* the handler finished at once and the close already ran */
     if (c->state == CONN_INFLIGHT) {
-      if (c->reading) {
-        uv_read_stop((uv_stream_t *)&c->tcp);
-        c->reading = 0;
-      }
+      stop_reading(c);
       return;
     }
   }
@@ -965,23 +1111,13 @@ static void conn_close(pd_conn_t *c) {
   s->nconns--;
   c->handles_open = 2;
   uv_close((uv_handle_t *)&c->timer, on_handle_closed);
-  uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+  uv_close(&c->io.handle, on_handle_closed);
 }
 
-static void on_connection(uv_stream_t *ls, int status) {
-  pd_server_t *s = ls->data;
-  if (status < 0 || s->stopping)
-    return;
-  pd_conn_t *c = calloc(1, sizeof *c);
-  if (!c)
-    return;
-  uv_tcp_init(s->loop, &c->tcp);
-  c->tcp.data = c;
-  if (uv_accept(ls, (uv_stream_t *)&c->tcp) < 0) {
-    c->handles_open = 1;
-    uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)free);
-    return;
-  }
+/* Serves a connection whose stream handle (c->io) is open: the one path for accepted and
+ * adopted sockets. */
+static void conn_start(pd_server_t *s, pd_conn_t *c) {
+  c->io.handle.data = c;
   uv_timer_init(s->loop, &c->timer);
   c->timer.data = c;
   c->srv = s;
@@ -998,7 +1134,8 @@ static void on_connection(uv_stream_t *ls, int status) {
     s->conns->prev = c;
   s->conns = c;
   s->nconns++;
-  uv_tcp_nodelay(&c->tcp, 1);
+  if (c->io.handle.type == UV_TCP)
+    uv_tcp_nodelay(&c->io.tcp, 1);
   if ((long)s->nconns > s->opts.max_connections) {
     /* Over the limit: say so, then close. */
     c->state = CONN_INFLIGHT;
@@ -1011,10 +1148,56 @@ static void on_connection(uv_stream_t *ls, int status) {
     pd_req_finish(&c->req);
     return;
   }
-  if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+  if (uv_read_start(&c->io.stream, on_alloc, on_read) == 0)
     c->reading = 1;
   arm_timer(c, s->opts.header_timeout_ms);
   c->head_bytes = 1; /* the header timer runs from accept, before the first byte */
+}
+
+static void on_connection(uv_stream_t *ls, int status) {
+  pd_server_t *s = ls->data;
+  if (status < 0 || s->stopping)
+    return;
+  pd_conn_t *c = calloc(1, sizeof *c);
+  if (!c)
+    return;
+  uv_tcp_init(s->loop, &c->io.tcp);
+  if (uv_accept(ls, &c->io.stream) < 0) {
+    uv_close(&c->io.handle, (uv_close_cb)free);
+    return;
+  }
+  conn_start(s, c);
+}
+
+int pd_server_adopt(pd_server_t *s, int fd) {
+  if (s->stopping)
+    return UV_ECANCELED;
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
+    return UV_EINVAL;
+  pd_conn_t *c = calloc(1, sizeof *c);
+  if (!c)
+    return UV_ENOMEM;
+  int rc;
+  if (ss.ss_family == AF_UNIX) {
+    if ((rc = uv_pipe_init(s->loop, &c->io.pipe, 0)) < 0)
+      goto fail_init;
+    rc = uv_pipe_open(&c->io.pipe, fd);
+  } else {
+    if ((rc = uv_tcp_init(s->loop, &c->io.tcp)) < 0)
+      goto fail_init;
+    rc = uv_tcp_open(&c->io.tcp, fd);
+  }
+  if (rc < 0) {
+    uv_close(&c->io.handle, (uv_close_cb)free);
+    return rc;
+  }
+  conn_start(s, c);
+  return 0;
+fail_init:
+  free(c);
+  return rc;
 }
 
 pd_server_t *pd_server_start(uv_loop_t *loop, int fd, const pd_server_opts_t *opts,
@@ -1027,12 +1210,14 @@ pd_server_t *pd_server_start(uv_loop_t *loop, int fd, const pd_server_opts_t *op
   s->opts = *opts;
   s->dispatch = dispatch;
   s->ud = ud;
+  /* Without a listening socket the listener handle is only initialised (and closed by
+   * pd_server_stop): connections come through pd_server_adopt. */
   if (uv_tcp_init(loop, &s->listener) < 0)
     goto fail_init;
   s->listener.data = s;
-  if (uv_tcp_open(&s->listener, fd) < 0)
+  if (fd >= 0 && uv_tcp_open(&s->listener, fd) < 0)
     goto fail_open;
-  if (uv_listen((uv_stream_t *)&s->listener, 4096, on_connection) < 0)
+  if (fd >= 0 && uv_listen((uv_stream_t *)&s->listener, 4096, on_connection) < 0)
     goto fail_open;
   uv_idle_init(loop, &s->resume_idle);
   s->resume_idle.data = s;
@@ -1043,6 +1228,10 @@ fail_open:
 fail_init:
   free(s);
   return NULL;
+}
+
+void pd_server_set_head_check(pd_server_t *s, pd_head_fn check) {
+  s->check_head = check;
 }
 
 void pd_server_set_opts(pd_server_t *s, const pd_server_opts_t *opts) {
@@ -1078,10 +1267,7 @@ void pd_server_stop(pd_server_t *s, int force, void (*on_closed)(void *ud), void
     } else if (c->state != CONN_INFLIGHT) {
       /* A response still being written: close once it is out (or at the grace deadline). */
       c->close_after = 1;
-      if (c->reading) {
-        uv_read_stop((uv_stream_t *)&c->tcp);
-        c->reading = 0;
-      }
+      stop_reading(c);
     }
   }
 }

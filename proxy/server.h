@@ -1,6 +1,8 @@
 /* HTTP/1.1 server on libuv + llhttp: keep-alive, pipelining (one request in flight per
- * connection, the rest held unparsed), Content-Length and chunked bodies, SPEC section 3 limits,
- * x-request-id on every response, backpressure on writes. Only server.c includes llhttp.h. */
+ * connection, the rest held unparsed), Content-Length and chunked bodies (trailer fields read
+ * and ignored), SPEC section 3 limits, x-request-id on every response, backpressure on writes
+ * (a write-queue watermark that also stops reading and parsing pipelined requests), a deadline
+ * in every connection state. Only server.c includes llhttp.h. */
 #ifndef PD_SERVER_H
 #define PD_SERVER_H
 
@@ -17,6 +19,12 @@ typedef struct pd_req pd_req_t;
 
 /* Called when a request is complete. The handler owns the request until pd_req_finish. */
 typedef void (*pd_dispatch_fn)(void *ud, pd_req_t *req);
+/* Called with a request head that carries `Expect: 100-continue`, before any interim response
+ * is sent and before a body byte is read (req->body is empty). Returns 0 to let the body come
+ * (the request is dispatched once complete, as any other), or answers the request itself and
+ * returns 1: it then owns the request until pd_req_finish, exactly as after dispatch; no
+ * 100 Continue is sent, the body is never read and the connection closes after the answer. */
+typedef int (*pd_head_fn)(void *ud, pd_req_t *req);
 
 /* Hooks a handler sets on a request it keeps in flight. */
 typedef struct pd_req_hooks {
@@ -61,9 +69,18 @@ typedef struct pd_server_opts {
   long max_connections; /* per worker */
 } pd_server_opts_t;
 
-/* Starts serving on an already bound and listening socket fd. Returns NULL on failure. */
+/* Starts serving on an already bound and listening socket fd, or, with fd < 0, only the
+ * connections handed to pd_server_adopt. Returns NULL on failure. */
 pd_server_t *pd_server_start(uv_loop_t *loop, int fd, const pd_server_opts_t *opts,
                              pd_dispatch_fn dispatch, void *ud);
+/* Serves an already connected stream socket (TCP, or AF_UNIX such as one end of a socketpair)
+ * exactly as an accepted connection. On success (0) the server owns fd; on failure (a negative
+ * libuv code) the caller still does. Used by tests and the fuzz target to feed the real parser
+ * without a network. */
+int pd_server_adopt(pd_server_t *s, int fd);
+/* Sets the check offered each head that expects 100-continue (NULL: none, the interim
+ * response is sent at once). The check gets the dispatch `ud`. */
+void pd_server_set_head_check(pd_server_t *s, pd_head_fn check);
 /* Updates limits for new connections and requests (config reload). */
 void pd_server_set_opts(pd_server_t *s, const pd_server_opts_t *opts);
 /* Stops accepting and closes idle connections; connections with a request in flight close

@@ -108,6 +108,7 @@ int pd_worker_start(pd_worker_t *w) {
     rc = UV_EINVAL;
     goto fail_server;
   }
+  pd_server_set_head_check(w->server, pd_exchange_check_head);
   if ((rc = uv_thread_create(&w->thread, run, w)) < 0)
     goto fail_server;
   return 0;
