@@ -81,18 +81,6 @@ static const char *header(const pd_dispatch_req_t *req, const char *name) {
   return req->get_header ? req->get_header(req->ud, name) : NULL;
 }
 
-/* Client bytes quoted in a message (the path, or jansson's error text, which quotes the body):
- * printable ASCII as is, every other byte as '?', so that an error body is always valid UTF-8
- * and so valid JSON text. */
-static void quote_ascii(char *out, size_t cap, const char *p, size_t n) {
-  size_t k = 0;
-  for (size_t i = 0; i < n && k + 1 < cap; i++) {
-    unsigned char c = (unsigned char)p[i];
-    out[k++] = c >= 0x20 && c < 0x7f ? (char)c : '?';
-  }
-  out[k] = '\0';
-}
-
 pd_dispatch_kind_t pd_dispatch_decide(const pd_config_t *cfg, const pd_dispatch_req_t *req,
                                       pd_dispatch_t *d) {
   memset(d, 0, sizeof *d);
@@ -113,9 +101,9 @@ pd_dispatch_kind_t pd_dispatch_decide(const pd_config_t *cfg, const pd_dispatch_
   int found;
   const pd_route_t *route = split(cfg, path, plen, &rest_off, &found);
   if (!found) {
-    char q[201];
-    quote_ascii(q, sizeof q, path, plen);
-    snprintf(d->msg, sizeof d->msg, "Unknown path: %s", q);
+    /* Client bytes go into the message as they are: pd_openai_error, which writes every error
+     * body, turns what is not well-formed UTF-8 into U+FFFD. */
+    snprintf(d->msg, sizeof d->msg, "Unknown path: %.*s", (int)(plen > 200 ? 200 : plen), path);
     return set_error(d, 404, d->msg, "invalid_request_error", "unknown_url");
   }
   if (!pd_dispatch_authorized(cfg, header(req, "authorization")))
@@ -159,11 +147,9 @@ pd_dispatch_kind_t pd_dispatch_decide(const pd_config_t *cfg, const pd_dispatch_
       memset(&jerr, 0, sizeof jerr);
       d->body = pd_json_load(req->body, req->body_len, &jerr);
       if (!json_is_object(d->body)) {
-        char why[sizeof jerr.text];
-        quote_ascii(why, sizeof why, jerr.text, strnlen(jerr.text, sizeof jerr.text));
         snprintf(d->msg, sizeof d->msg,
                  "We could not parse the JSON body of your request: %s (line %d, column %d).",
-                 d->body ? "expected a JSON object" : why, jerr.line, jerr.column);
+                 d->body ? "expected a JSON object" : jerr.text, jerr.line, jerr.column);
         json_decref(d->body);
         d->body = NULL;
         return set_error(d, 400, d->msg, "invalid_request_error", NULL);

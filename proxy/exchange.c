@@ -1271,18 +1271,6 @@ static void error_now(pd_worker_t *w, pd_req_t *r, int status, const char *msg, 
   finish_simple(w, r);
 }
 
-/* The server's head check (pd_head_fn) for a request that expects 100-continue: with a
- * missing or wrong key it is refused before its body is sent; anything else waits for the body
- * and the usual dispatch. */
-int pd_exchange_check_head(void *ud, pd_req_t *r) {
-  pd_worker_t *w = ud;
-  if (path_is(r, "/healthz") || path_is(r, "/metrics") || authorized(w->cfg, r))
-    return 0;
-  error_now(w, r, 401, "Incorrect API key provided.", "invalid_request_error", NULL,
-            "invalid_api_key");
-  return 1;
-}
-
 static void method_not_allowed(pd_worker_t *w, pd_req_t *r, const char *allow) {
   char msg[160];
   snprintf(msg, sizeof msg, "Method %s is not allowed here; use %s.", r->method, allow);
@@ -1339,6 +1327,23 @@ static void serve_feedback(pd_worker_t *w, pd_req_t *r) {
 
 static const char *get_header_cb(void *ud, const char *name) {
   return pd_req_header(ud, name);
+}
+
+/* The server's head check (pd_head_fn) for a request that expects 100-continue: the dispatch
+ * decision taken on the head alone; an answer that does not depend on the body (an unknown path,
+ * a missing or wrong key) is given before the body is sent, anything else waits for the body and
+ * the usual dispatch. */
+int pd_exchange_check_head(void *ud, pd_req_t *r) {
+  pd_worker_t *w = ud;
+  pd_dispatch_req_t in = {r->method,     r->url, r->path_len, r->query, strlen(r->query),
+                          get_header_cb, r,      "",          0};
+  pd_dispatch_t d;
+  int refuse = pd_dispatch_decide(w->cfg, &in, &d) == PD_DISPATCH_ERROR &&
+               (d.status == 401 || (d.status == 404 && d.code && !strcmp(d.code, "unknown_url")));
+  if (refuse)
+    error_now(w, r, d.status, d.message, d.type, d.param, d.code);
+  pd_dispatch_free(&d);
+  return refuse;
 }
 
 /* A chat completion: validate, resolve the variant and rounds, then force or pass through. */
