@@ -8,11 +8,12 @@
  * Input layout: byte 0 chooses how requests are answered (see MODE_*), byte 1 the size of
  * the pieces the rest is written in (0: all at once); the rest is what the client sends.
  *
- * Checks: no crash, no leak, no sanitizer report; every dispatched request satisfies
- * check_request (strings NUL-terminated and taken from the input, counts and sizes within the
- * limits); the connection always ends (a connection the server pins aborts the run); every
- * byte the server sends is ASCII (no client byte is echoed raw into a response) and it sends
- * at least one response per dispatched request. */
+ * Checks: no crash, no leak, no sanitizer report; every dispatched request goes through the
+ * dispatch decision with dispatch_check.h's checks, and satisfies check_request (strings
+ * NUL-terminated and taken from the input, counts and sizes within the limits); the connection
+ * always ends (a connection the server pins aborts the run); every byte the server sends is ASCII
+ * (no client byte is echoed raw into a response) and it sends at least one response per dispatched
+ * request. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -22,6 +23,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "dispatch_check.h"
 #include "server.h"
 
 #define MAX_BODY 4096
@@ -162,11 +164,20 @@ static void on_answer_idle(uv_idle_t *h) {
     answer(r);
 }
 
-/* The dispatch callback: records and checks the parsed request, then answers it. */
+static const char *req_header(void *ud, const char *name) {
+  return pd_req_header(ud, name);
+}
+
+/* The dispatch callback: checks the parsed request, runs it through the real dispatch decision
+ * (under one of dispatch_check.h's configs, chosen by the mode byte) with its checks, then
+ * answers it. */
 static void on_request(void *ud, pd_req_t *r) {
   (void)ud;
   dispatched++;
   check_request(r);
+  pd_dispatch_req_t in = {r->method,  r->url, r->path_len,           r->query,   strlen(r->query),
+                          req_header, r,      pd_buf_data(&r->body), r->body.len};
+  check_decision(&cfgs[(unsigned)mode % 3], &in, pd_req_header(r, "authorization"));
   if (mode & MODE_ASYNC) {
     r->hooks = &hooks;
     waiting = r;
@@ -188,6 +199,7 @@ static int on_head(void *ud, pd_req_t *r) {
 }
 
 static void setup(void) {
+  init_once();
   uv_loop_init(&loop);
   uv_idle_init(&loop, &answer_idle);
   pd_server_opts_t o = {.max_body_bytes = MAX_BODY,
