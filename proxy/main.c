@@ -71,8 +71,12 @@ static int parse_int(const char *s, int *out) {
   return 0;
 }
 
-/* Binds a listening socket; SO_REUSEPORT lets every worker bind its own on the same port. */
-static int bind_listener(const char *host, int port, int *fd_out, int *port_out) {
+/* Binds a listening socket; SO_REUSEPORT lets every worker bind its own on the same port.
+ * The first one (`first`) binds without it, so the bind fails with EADDRINUSE when any other
+ * socket holds the port (another ponder's too: the kernel lets SO_REUSEPORT sockets of one user
+ * share a port only when both sides set it). It sets SO_REUSEPORT between bind and listen, so
+ * the workers' sockets that follow join its group. */
+static int bind_listener(const char *host, int port, int first, int *fd_out, int *port_out) {
   char portstr[16];
   snprintf(portstr, sizeof portstr, "%d", port);
   struct addrinfo hints, *res = NULL;
@@ -92,8 +96,11 @@ static int bind_listener(const char *host, int port, int *fd_out, int *port_out)
       continue;
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-    if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 4096) == 0)
+    if (!first)
+      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
+        (!first || setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) == 0) &&
+        listen(fd, 4096) == 0)
       break;
     rc = errno;
     close(fd);
@@ -276,7 +283,7 @@ int main(int argc, char **argv) {
   uv_signal_start(&st.sig_hup, on_hup, SIGHUP);
 
   int port = 0, fd0 = -1;
-  if (bind_listener(cfg->listen_host, cfg->listen_port, &fd0, &port) < 0) {
+  if (bind_listener(cfg->listen_host, cfg->listen_port, 1, &fd0, &port) < 0) {
     pd_config_unref(cfg);
     return 2;
   }
@@ -304,7 +311,7 @@ int main(int argc, char **argv) {
     app->feedback[i] = w->feedback = pd_feedback_store_new(PD_FEEDBACK_CAPACITY);
     if (i == 0) {
       w->fd = fd0;
-    } else if (bind_listener(cfg->listen_host, port, &w->fd, &port) < 0) {
+    } else if (bind_listener(cfg->listen_host, port, 0, &w->fd, &port) < 0) {
       return 2;
     }
   }

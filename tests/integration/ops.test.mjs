@@ -790,3 +790,53 @@ describe('signals during the drain', () => {
     }
   });
 });
+
+// ---------------------------------------------------------------------------
+// 7. a busy port (SPEC section 9): another process listening on it is a start-up error (exit 2),
+// another ponder included, although ponder's own workers share the port with SO_REUSEPORT.
+
+describe('busy port', () => {
+  it('a second ponder on the same port exits 2 and the first keeps serving', T, async () => {
+    const fake = await startFake();
+    for (const workersA of [1, 2]) {
+      const a = await startPonder({ config: configFor(fake), args: ['--workers', String(workersA)] });
+      try {
+        for (const workersB of ['1', '2']) {
+          const r = await run(['--listen', `127.0.0.1:${a.port}`, '--workers', workersB, '--upstream', 'http://127.0.0.1:9/v1']);
+          assert.equal(r.code, 2, `a second ponder (workers ${workersB}) on ${a.port} exited ${r.code} ${r.signal}:\n${r.out}`);
+          assert.match(r.out, new RegExp(`cannot listen on 127\\.0\\.0\\.1:${a.port}: Address already in use`));
+          assert.ok(!/listening on/.test(r.out), r.out);
+        }
+        // every new connection still reaches the first one
+        const rs = await Promise.all(Array.from({ length: 12 }, () => httpReq(a.port, { path: '/healthz' })));
+        for (const x of rs) assert.equal(x.status, 200);
+        assert.equal(a.proc.exitCode, null);
+      } finally {
+        await stopOk(a);
+      }
+    }
+    await fake.close();
+  });
+
+  it('a ponder started on a port it just freed (TIME_WAIT connections) starts again', T, async () => {
+    const fake = await startFake();
+    const a = await startPonder({ config: configFor(fake), args: ['--workers', '2'] });
+    const port = a.port;
+    for (let i = 0; i < 4; i++) assert.equal((await httpReq(port, { path: '/healthz', headers: { connection: 'close' } })).status, 200);
+    await stopOk(a);
+    const path = writeTmp('restart.json', JSON.stringify({ ...configFor(fake), listen: `127.0.0.1:${port}`, workers: 2 }));
+    const proc = spawn(ponderBin, ['--config', path], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const exited = new Promise((r) => proc.on('exit', (code, sig) => r({ code, sig })));
+    try {
+      const r = await waitFor(async () => {
+        try { return await httpReq(port, { path: '/healthz' }); } catch { return null; }
+      }, { what: `ponder again on port ${port}` });
+      assert.equal(r.status, 200);
+    } finally {
+      proc.kill('SIGTERM');
+      const { code } = await exited;
+      await fake.close();
+      assert.equal(code, 0);
+    }
+  });
+});
