@@ -2,7 +2,8 @@
  * and the --check-config dump of every config that loads. The loader reads a path, so each input
  * goes into an anonymous memory file (memfd) opened as /proc/self/fd/N: nothing is left on disk,
  * even after a crash. Checks: no crash, no leak (ASan), a failed load reports at least one
- * problem, and a loaded config dumps without error. */
+ * problem, and a loaded config dumps to a text that loads again into a config with the same
+ * dump (what --check-config prints can be used as the config). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,9 +26,25 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   return 0;
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+static void put(const void *data, size_t size) {
   if (ftruncate(mfd, 0) != 0 || pwrite(mfd, data, size, 0) != (ssize_t)size)
     abort();
+}
+
+/* The --check-config text of cfg (caller frees). */
+static char *dump(const pd_config_t *cfg, size_t *len) {
+  char *text = NULL;
+  FILE *f = open_memstream(&text, len);
+  if (!f)
+    abort();
+  pd_config_dump(cfg, f);
+  if (fclose(f) != 0 || *len == 0)
+    abort();
+  return text;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  put(data, size);
   pd_cli_overrides_t ov = {.rounds = -1, .workers = -1, .log_level = -1};
   pd_config_t *cfg = NULL;
   char *errors = NULL;
@@ -40,14 +57,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   if (rc != 0 || !cfg || errors)
     abort();
-  char *text = NULL;
-  size_t len = 0;
-  FILE *f = open_memstream(&text, &len);
-  if (!f)
+  size_t len;
+  char *text = dump(cfg, &len);
+  pd_config_unref(cfg);
+  /* The dump is a config itself: it loads (from the same path, so even its "loaded from" line
+   * is the same) into a config that dumps to the same text. */
+  put(text, len);
+  if (pd_config_load(path, &ov, &cfg, &errors) != 0)
     abort();
-  pd_config_dump(cfg, f);
-  if (fclose(f) != 0 || len == 0)
+  size_t len2;
+  char *text2 = dump(cfg, &len2);
+  if (len2 != len || memcmp(text, text2, len) != 0)
     abort();
+  free(text2);
   free(text);
   pd_config_unref(cfg);
   return 0;
