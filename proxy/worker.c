@@ -74,14 +74,13 @@ static void on_async(uv_async_t *a) {
   }
   int req = atomic_load(&w->stop_req);
   if (req && !w->stopping) {
-    w->stopping = 1;
+    w->stopping = req;
     if (w->cfg->shutdown_grace_ms > 0 && req == 1) {
       uv_timer_start(&w->grace_timer, on_grace, (uint64_t)w->cfg->shutdown_grace_ms, 0);
       uv_unref((uv_handle_t *)&w->grace_timer);
     }
     pd_server_stop(w->server, req == 2 || w->cfg->shutdown_grace_ms <= 0, on_server_closed, w);
-  }
-  if (req == 2 && w->stopping == 1) {
+  } else if (req == 2 && w->stopping == 1) {
     /* A second stop signal during the drain: what is left is aborted now, not at the deadline.
      * pd_server_stop again closes every connection; on_closed was registered the first time. */
     w->stopping = 2;
