@@ -1755,10 +1755,19 @@ static void put_str(FILE *f, const char *s) {
       fputs("\\r", f);
       break;
     default:
-      if (*p < 0x20 || *p == 0x7f)
+      /* YAML reads NEL, LS and PS as line breaks even inside double quotes (folding them to a
+       * space), so the dump writes their escapes and reloads to the same string. */
+      if (*p < 0x20 || *p == 0x7f) {
         fprintf(f, "\\x%02X", *p);
-      else
+      } else if (p[0] == 0xc2 && p[1] == 0x85) {
+        fputs("\\N", f);
+        p += 1;
+      } else if (p[0] == 0xe2 && p[1] == 0x80 && (p[2] == 0xa8 || p[2] == 0xa9)) {
+        fputs(p[2] == 0xa8 ? "\\L" : "\\P", f);
+        p += 2;
+      } else {
         fputc(*p, f);
+      }
     }
   }
   fputc('"', f);

@@ -1,8 +1,16 @@
-/* ponder: command line, config, worker threads, signals. */
+/* ponder: command line, config, worker threads, signals.
+ *
+ * Signals (SPEC section 9) are taken by the main thread only: it blocks SIGTERM, SIGINT and
+ * SIGHUP before any other thread exists, so every thread it starts inherits the block, and
+ * unblocks them for itself once its handlers are in. Its handlers stay in until every worker
+ * has ended; then it blocks the signals again and ignores them before closing the handles
+ * (closing restores the default actions, which would kill the process), so no signal at any
+ * moment after start-up ends it other than through the stop it asks for. */
 #include <errno.h>
 #include <getopt.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,9 +47,19 @@ typedef struct app_state {
   pd_cli_overrides_t ov;
   pd_app_t app;
   uv_signal_t sig_term, sig_int, sig_hup;
-  pd_config_t *cfg; /* the main thread's own reference to the last loaded config */
-  int stopping;
+  uv_async_t workers_stopped; /* a worker's loop ended (pd_app_t.stopped) */
+  pd_config_t *cfg;           /* the main thread's own reference to the last loaded config */
+  int stopping;               /* 0 serving, 1 draining, 2 aborting what is left */
+  unsigned hup_ignored;       /* SIGHUPs ignored during the shutdown */
 } app_state_t;
+
+/* The signals the main loop handles; blocked in every other thread. */
+static void handled_signals(sigset_t *set) {
+  sigemptyset(set);
+  sigaddset(set, SIGTERM);
+  sigaddset(set, SIGINT);
+  sigaddset(set, SIGHUP);
+}
 
 static int parse_int(const char *s, int *out) {
   char *end;
@@ -53,8 +71,12 @@ static int parse_int(const char *s, int *out) {
   return 0;
 }
 
-/* Binds a listening socket; SO_REUSEPORT lets every worker bind its own on the same port. */
-static int bind_listener(const char *host, int port, int *fd_out, int *port_out) {
+/* Binds a listening socket; SO_REUSEPORT lets every worker bind its own on the same port.
+ * The first one (`first`) binds without it, so the bind fails with EADDRINUSE when any other
+ * socket holds the port (another ponder's too: the kernel lets SO_REUSEPORT sockets of one user
+ * share a port only when both sides set it). It sets SO_REUSEPORT between bind and listen, so
+ * the workers' sockets that follow join its group. */
+static int bind_listener(const char *host, int port, int first, int *fd_out, int *port_out) {
   char portstr[16];
   snprintf(portstr, sizeof portstr, "%d", port);
   struct addrinfo hints, *res = NULL;
@@ -74,8 +96,11 @@ static int bind_listener(const char *host, int port, int *fd_out, int *port_out)
       continue;
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-    if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 4096) == 0)
+    if (!first)
+      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
+        (!first || setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) == 0) &&
+        listen(fd, 4096) == 0)
       break;
     rc = errno;
     close(fd);
@@ -105,27 +130,52 @@ static void warn_log(void *ud, const char *msg) {
   pd_log_warn(NULL, "%s", msg);
 }
 
+/* After the last worker: the handlers go, and with them libuv's restoring of the default actions
+ * must not open a window, so the signals are blocked and then ignored first. The process exits
+ * with them pending, which is harmless. */
 static void close_signals(app_state_t *st) {
+  sigset_t set;
+  handled_signals(&set);
+  pthread_sigmask(SIG_BLOCK, &set, NULL);
   uv_close((uv_handle_t *)&st->sig_term, NULL);
   uv_close((uv_handle_t *)&st->sig_int, NULL);
   uv_close((uv_handle_t *)&st->sig_hup, NULL);
+  signal(SIGTERM, SIG_IGN);
+  signal(SIGINT, SIG_IGN);
+  signal(SIGHUP, SIG_IGN);
+}
+
+static void on_workers_stopped(uv_async_t *a) {
+  app_state_t *st = a->data;
+  if (atomic_load(&st->app.nstopped) == st->app.nworkers &&
+      !uv_is_closing((uv_handle_t *)&st->sig_term))
+    close_signals(st);
 }
 
 static void on_stop_signal(uv_signal_t *h, int signum) {
   app_state_t *st = h->data;
-  if (st->stopping)
+  const char *name = signum == SIGTERM ? "SIGTERM" : "SIGINT";
+  if (st->stopping == 0) {
+    st->stopping = 1;
+    pd_log_info(NULL, "received %s: stopping (in-flight requests may finish)", name);
+  } else if (st->stopping == 1) {
+    st->stopping = 2;
+    pd_log_warn(NULL, "received %s during the shutdown: aborting the requests left", name);
+  } else {
     return;
-  st->stopping = 1;
-  pd_log_info(NULL, "received %s: stopping (in-flight requests may finish)",
-              signum == SIGTERM ? "SIGTERM" : "SIGINT");
+  }
   for (size_t i = 0; i < st->app.nworkers; i++)
-    pd_worker_stop(&st->app.workers[i]);
-  close_signals(st);
+    pd_worker_stop(&st->app.workers[i], st->stopping == 2);
 }
 
 static void on_hup(uv_signal_t *h, int signum) {
   (void)signum;
   app_state_t *st = h->data;
+  if (st->stopping) {
+    if (!st->hup_ignored++) /* once: a storm must not flood the log */
+      pd_log_info(NULL, "SIGHUP during the shutdown: ignored");
+    return;
+  }
   if (!st->config_path) {
     pd_log_warn(NULL, "SIGHUP: no --config file to reload");
     return;
@@ -226,8 +276,16 @@ int main(int argc, char **argv) {
   pd_log_level_current = cfg->log_level;
   pd_config_warnings(cfg, warn_log, NULL);
   signal(SIGPIPE, SIG_IGN);
-  /* Signal handlers go in before anything listens, so an early SIGTERM is a clean stop. */
+  /* Signal handlers go in before anything listens, so an early SIGTERM is a clean stop. The
+   * signals stay blocked until every thread is started (they inherit the mask), and a signal
+   * that comes meanwhile waits for the handlers. */
+  sigset_t handled, saved_mask;
+  handled_signals(&handled);
+  pthread_sigmask(SIG_BLOCK, &handled, &saved_mask);
   uv_loop_t *loop = uv_default_loop();
+  uv_async_init(loop, &st.workers_stopped, on_workers_stopped);
+  st.workers_stopped.data = &st;
+  uv_unref((uv_handle_t *)&st.workers_stopped); /* the signal handles keep the loop running */
   uv_signal_init(loop, &st.sig_term);
   uv_signal_init(loop, &st.sig_int);
   uv_signal_init(loop, &st.sig_hup);
@@ -237,7 +295,7 @@ int main(int argc, char **argv) {
   uv_signal_start(&st.sig_hup, on_hup, SIGHUP);
 
   int port = 0, fd0 = -1;
-  if (bind_listener(cfg->listen_host, cfg->listen_port, &fd0, &port) < 0) {
+  if (bind_listener(cfg->listen_host, cfg->listen_port, 1, &fd0, &port) < 0) {
     pd_config_unref(cfg);
     return 2;
   }
@@ -251,6 +309,8 @@ int main(int argc, char **argv) {
   app->workers = calloc(n, sizeof *app->workers);
   app->metrics = calloc(n, sizeof *app->metrics);
   app->feedback = calloc(n, sizeof *app->feedback);
+  app->stopped = &st.workers_stopped;
+  atomic_init(&app->nstopped, 0);
   app->access_log = pd_access_log_open(cfg->access_log);
   if (!app->access_log) {
     fprintf(stderr, "ponder: cannot open access log %s: %s\n", cfg->access_log, strerror(errno));
@@ -267,7 +327,7 @@ int main(int argc, char **argv) {
     app->feedback[i] = w->feedback = pd_feedback_store_new(PD_FEEDBACK_CAPACITY);
     if (i == 0) {
       w->fd = fd0;
-    } else if (bind_listener(cfg->listen_host, port, &w->fd, &port) < 0) {
+    } else if (bind_listener(cfg->listen_host, port, 0, &w->fd, &port) < 0) {
       return 2;
     }
   }
@@ -278,13 +338,18 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
+  st.cfg = cfg;
+  pthread_sigmask(SIG_SETMASK, &saved_mask, NULL);
   fprintf(stderr, "ponder %s listening on %s:%d with %zu worker%s\n", PONDER_VERSION,
           cfg->listen_host, port, n, n == 1 ? "" : "s");
-  st.cfg = cfg;
 
+  /* Runs until every worker has stopped and close_signals ran. */
   uv_run(loop, UV_RUN_DEFAULT);
   for (size_t i = 0; i < n; i++)
     pd_worker_join(&app->workers[i]);
+  /* Closed only now: a worker may still have been inside uv_async_send before the join. */
+  uv_close((uv_handle_t *)&st.workers_stopped, NULL);
+  uv_run(loop, UV_RUN_DEFAULT);
   uv_loop_close(loop);
   for (size_t i = 0; i < n; i++) {
     pd_metrics_free(app->metrics[i]);

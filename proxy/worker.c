@@ -41,7 +41,11 @@ static void on_async_closed(uv_handle_t *h) {
 
 static void on_upstream_closed(void *ud) {
   pd_worker_t *w = ud;
+  /* Under the lock, so the main thread never sends on a closed handle. */
+  uv_mutex_lock(&w->async_lock);
+  w->async_closed = 1;
   uv_close((uv_handle_t *)&w->async, on_async_closed);
+  uv_mutex_unlock(&w->async_lock);
   uv_close((uv_handle_t *)&w->grace_timer, NULL);
 }
 
@@ -68,12 +72,23 @@ static void on_async(uv_async_t *a) {
     pd_server_set_opts(w->server, &o);
     pd_config_unref(old); /* in-flight requests hold their own reference */
   }
-  if (atomic_load(&w->stop_req) && !w->stopping) {
-    w->stopping = 1;
-    if (w->cfg->shutdown_grace_ms > 0)
+  int req = atomic_load(&w->stop_req);
+  if (req && !w->stopping) {
+    w->stopping = req;
+    if (w->cfg->shutdown_grace_ms > 0 && req == 1) {
       uv_timer_start(&w->grace_timer, on_grace, (uint64_t)w->cfg->shutdown_grace_ms, 0);
-    uv_unref((uv_handle_t *)&w->grace_timer);
-    pd_server_stop(w->server, w->cfg->shutdown_grace_ms <= 0, on_server_closed, w);
+      uv_unref((uv_handle_t *)&w->grace_timer);
+    }
+    pd_server_stop(w->server, req == 2 || w->cfg->shutdown_grace_ms <= 0, on_server_closed, w);
+  } else if (req == 2 && w->stopping == 1) {
+    /* A second stop signal during the drain: what is left is aborted now, not at the deadline.
+     * pd_server_stop again closes every connection; on_closed was registered the first time. */
+    w->stopping = 2;
+    uv_timer_stop(&w->grace_timer);
+    if (pd_server_inflight(w->server))
+      pd_log_warn(NULL, "worker %d: stop requested again, aborting %zu request(s)", w->id,
+                  pd_server_inflight(w->server));
+    pd_server_stop(w->server, 1, on_server_closed, w);
   }
 }
 
@@ -83,6 +98,9 @@ static void run(void *arg) {
   pd_config_t *next = atomic_exchange(&w->next_cfg, NULL);
   if (next)
     pd_config_unref(next);
+  /* The main thread keeps its signal handlers until every worker has reported here. */
+  atomic_fetch_add(&w->app->nstopped, 1);
+  uv_async_send(w->app->stopped);
 }
 
 int pd_worker_start(pd_worker_t *w) {
@@ -91,6 +109,8 @@ int pd_worker_start(pd_worker_t *w) {
     w->rng = uv_hrtime() ^ ((uint64_t)(w->id + 1) << 32) ^ 0x9E3779B97F4A7C15ULL;
   if ((rc = uv_loop_init(&w->loop)) < 0)
     return rc;
+  if ((rc = uv_mutex_init(&w->async_lock)) < 0)
+    goto fail_async;
   if ((rc = uv_async_init(&w->loop, &w->async, on_async)) < 0)
     goto fail_async;
   w->async.data = w;
@@ -118,20 +138,38 @@ fail_async:
   return rc;
 }
 
+/* Wakes the worker's loop unless it has closed its async handle; returns 0 when woken. */
+static int wake(pd_worker_t *w) {
+  uv_mutex_lock(&w->async_lock);
+  int closed = w->async_closed;
+  if (!closed)
+    uv_async_send(&w->async);
+  uv_mutex_unlock(&w->async_lock);
+  return closed ? -1 : 0;
+}
+
 void pd_worker_reload(pd_worker_t *w, pd_config_t *cfg) {
   pd_config_t *old = atomic_exchange(&w->next_cfg, cfg);
   if (old)
     pd_config_unref(old);
-  uv_async_send(&w->async);
+  if (wake(w) < 0) {
+    /* The loop is gone and will not take it; run() or this frees what is left. */
+    old = atomic_exchange(&w->next_cfg, NULL);
+    if (old)
+      pd_config_unref(old);
+  }
 }
 
-void pd_worker_stop(pd_worker_t *w) {
-  atomic_store(&w->stop_req, 1);
-  uv_async_send(&w->async);
+void pd_worker_stop(pd_worker_t *w, int abort) {
+  int want = abort ? 2 : 1, cur = atomic_load(&w->stop_req);
+  while (cur < want && !atomic_compare_exchange_weak(&w->stop_req, &cur, want))
+    ;
+  wake(w);
 }
 
 void pd_worker_join(pd_worker_t *w) {
   uv_thread_join(&w->thread);
+  uv_mutex_destroy(&w->async_lock);
   uv_loop_close(&w->loop);
   pd_server_free(w->server);
   pd_upstream_free(w->up);

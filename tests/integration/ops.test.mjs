@@ -667,3 +667,176 @@ describe('workers', () => {
     }
   });
 });
+
+// ---------------------------------------------------------------------------
+// 6. signals during a drain (SPEC section 9): SIGHUP is ignored, a second SIGTERM/SIGINT aborts
+// what is left at once, and no signal kills the process while requests are in flight.
+
+/** Sends `signals` (round robin) to proc as fast as the event loop allows until it exits or
+ * `max` were sent. Resolves with the number sent. */
+function signalStorm(proc, signals, { max = 100000, exited } = {}) {
+  return new Promise((resolve) => {
+    let n = 0;
+    let over = false;
+    exited.then(() => { over = true; });
+    const tick = () => {
+      for (let i = 0; i < 20 && !over && n < max; i++) {
+        try { proc.kill(signals[n % signals.length]); } catch { over = true; }
+        n++;
+      }
+      if (over || n >= max) resolve(n);
+      else setImmediate(tick);
+    };
+    tick();
+  });
+}
+
+async function exitedCleanly(p, what) {
+  const { code, sig } = await p.exited;
+  assert.equal(sig, null, `${what}: ponder was killed by ${sig}:\n${p.output()}`);
+  assert.equal(code, 0, `${what}: exit code:\n${p.output()}`);
+}
+
+describe('signals during the drain', () => {
+  let fake;
+  before(async () => { fake = await startFake(); });
+  after(async () => { await fake.close(); });
+  const drainCfg = (extra = {}) => configFor(fake, { shutdown_grace_ms: 10000, routes: [{ name: 'r', forcing: { rounds: 0 } }], ...extra });
+
+  it('a SIGHUP storm during the drain is ignored: the in-flight request completes, exit 0', T, async () => {
+    fake.reset();
+    fake.script({ delay_ms: 1200 });
+    const p = await startPonder({ config: drainCfg() });
+    const inflight = chatReq(p.port);
+    await waitFor(() => fake.log.length === 1, { what: 'the upstream call' });
+    p.proc.kill('SIGTERM');
+    await sleep(50);
+    const sent = await signalStorm(p.proc, ['SIGHUP'], { max: 2000, exited: p.exited });
+    assert.ok(sent >= 2000, `the storm stopped after ${sent}: ponder exited during it:\n${p.output()}`);
+    const r = await inflight;
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.json.object, 'chat.completion');
+    await exitedCleanly(p, 'SIGHUP storm');
+    assert.ok(!/reloaded/.test(p.output()), 'a SIGHUP during the drain reloaded the config');
+    await p.stop();
+  });
+
+  for (const [first, second] of [['SIGTERM', 'SIGTERM'], ['SIGTERM', 'SIGINT'], ['SIGINT', 'SIGTERM']]) {
+    it(`${first} then ${second} aborts the drain at once (exit 0)`, T, async () => {
+      fake.reset();
+      fake.script({ hang: true });
+      const p = await startPonder({ config: drainCfg() });
+      const inflight = chatReq(p.port).then((r) => r, (e) => e);
+      await waitFor(() => fake.log.length === 1, { what: 'the upstream call' });
+      p.proc.kill(first);
+      await sleep(300);
+      assert.equal(p.proc.exitCode, null, 'ponder did not wait for the hanging request');
+      const t0 = Date.now();
+      p.proc.kill(second);
+      await exitedCleanly(p, `${first} + ${second}`);
+      const dt = Date.now() - t0;
+      assert.ok(dt < 2000, `the abort took ${dt} ms (grace is 10 s)`);
+      const r = await inflight; // the aborted request settles: an error status or a closed connection
+      assert.ok(r instanceof Error || r.status >= 500, `the aborted request got ${r.status}`);
+      await p.stop();
+    });
+  }
+
+  it('a mixed storm from the first SIGTERM until the process is gone never kills it (workers: 1 and 2)', { timeout: 30000 }, async () => {
+    for (const workers of [1, 2]) {
+      for (const signals of [['SIGHUP'], ['SIGHUP', 'SIGTERM', 'SIGINT']]) {
+        fake.reset();
+        fake.script(...Array.from({ length: 4 }, () => ({ delay_ms: 300 })));
+        const p = await startPonder({ config: drainCfg({ workers }) });
+        const inflight = Array.from({ length: 4 }, () => chatReq(p.port).then((r) => r, (e) => e));
+        await waitFor(() => fake.log.length === 4, { what: 'the upstream calls' });
+        p.proc.kill('SIGTERM');
+        // until the exit: covers the drain, the loop's end and the teardown after it
+        await signalStorm(p.proc, signals, { exited: p.exited });
+        await exitedCleanly(p, `workers ${workers}, storm of ${signals.join('/')}`);
+        const rs = await Promise.all(inflight);
+        if (signals.length === 1) {
+          for (const r of rs) assert.equal(r.status, 200, `a request was dropped during a SIGHUP storm: ${r.message || r.text}`);
+        }
+        await p.stop();
+      }
+    }
+  });
+
+  it('the teardown after the drain: repeated stops under a SIGHUP storm all exit 0', { timeout: 30000 }, async () => {
+    // nothing in flight, so the storm overlaps the end of the loops and the teardown after them
+    for (let i = 0; i < 12; i++) {
+      const p = await startPonder({ config: drainCfg({ workers: 1 + (i % 2) }) });
+      p.proc.kill('SIGTERM');
+      await signalStorm(p.proc, ['SIGHUP'], { exited: p.exited });
+      await exitedCleanly(p, `stop ${i}`);
+      await p.stop();
+    }
+  });
+
+  it('a SIGHUP storm while serving reloads without dropping anything', T, async () => {
+    fake.reset();
+    fake.script({ delay_ms: 500 });
+    const p = await startPonder({ config: drainCfg() });
+    try {
+      const inflight = chatReq(p.port);
+      await waitFor(() => fake.log.length === 1, { what: 'the upstream call' });
+      await signalStorm(p.proc, ['SIGHUP'], { max: 300, exited: p.exited });
+      assert.equal(p.proc.exitCode, null, p.output());
+      assert.equal((await inflight).status, 200);
+      assert.equal((await httpReq(p.port, { path: '/healthz' })).status, 200);
+    } finally {
+      await stopOk(p);
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------
+// 7. a busy port (SPEC section 9): another process listening on it is a start-up error (exit 2),
+// another ponder included, although ponder's own workers share the port with SO_REUSEPORT.
+
+describe('busy port', () => {
+  it('a second ponder on the same port exits 2 and the first keeps serving', T, async () => {
+    const fake = await startFake();
+    for (const workersA of [1, 2]) {
+      const a = await startPonder({ config: configFor(fake), args: ['--workers', String(workersA)] });
+      try {
+        for (const workersB of ['1', '2']) {
+          const r = await run(['--listen', `127.0.0.1:${a.port}`, '--workers', workersB, '--upstream', 'http://127.0.0.1:9/v1']);
+          assert.equal(r.code, 2, `a second ponder (workers ${workersB}) on ${a.port} exited ${r.code} ${r.signal}:\n${r.out}`);
+          assert.match(r.out, new RegExp(`cannot listen on 127\\.0\\.0\\.1:${a.port}: Address already in use`));
+          assert.ok(!/listening on/.test(r.out), r.out);
+        }
+        // every new connection still reaches the first one
+        const rs = await Promise.all(Array.from({ length: 12 }, () => httpReq(a.port, { path: '/healthz' })));
+        for (const x of rs) assert.equal(x.status, 200);
+        assert.equal(a.proc.exitCode, null);
+      } finally {
+        await stopOk(a);
+      }
+    }
+    await fake.close();
+  });
+
+  it('a ponder started on a port it just freed (TIME_WAIT connections) starts again', T, async () => {
+    const fake = await startFake();
+    const a = await startPonder({ config: configFor(fake), args: ['--workers', '2'] });
+    const port = a.port;
+    for (let i = 0; i < 4; i++) assert.equal((await httpReq(port, { path: '/healthz', headers: { connection: 'close' } })).status, 200);
+    await stopOk(a);
+    const path = writeTmp('restart.json', JSON.stringify({ ...configFor(fake), listen: `127.0.0.1:${port}`, workers: 2 }));
+    const proc = spawn(ponderBin, ['--config', path], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const exited = new Promise((r) => proc.on('exit', (code, sig) => r({ code, sig })));
+    try {
+      const r = await waitFor(async () => {
+        try { return await httpReq(port, { path: '/healthz' }); } catch { return null; }
+      }, { what: `ponder again on port ${port}` });
+      assert.equal(r.status, 200);
+    } finally {
+      proc.kill('SIGTERM');
+      const { code } = await exited;
+      await fake.close();
+      assert.equal(code, 0);
+    }
+  });
+});

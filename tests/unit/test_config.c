@@ -1143,6 +1143,16 @@ static void test_dump_roundtrip(void **state) {
                       "say \"hi\"\\ \t\r\x01\x7f\n\nnext");
   assert_dump_roundtrips(cfg);
   pd_config_unref(cfg);
+  /* YAML's other line breaks (NEL, LS, PS: \N \L \P) fold to a space when written raw inside
+   * double quotes: the dump must escape them (found by fuzz_config). */
+  cfg = load_text("routes:\n"
+                  "  - name: r\n"
+                  "    forcing: {prompts: {wait: \"a\\Nb\\Lc\\Pd\"}}\n",
+                  &NO_OV);
+  assert_string_equal(cfg->routes[0].variants[0].forcing.prompts.wait,
+                      "a\xc2\x85" "b\xe2\x80\xa8" "c\xe2\x80\xa9" "d");
+  assert_dump_roundtrips(cfg);
+  pd_config_unref(cfg);
 }
 
 /* The tls block of an upstream: files checked at load, relative to the config file's folder,

@@ -1,0 +1,125 @@
+/* Fuzz target: the JSON readers of proxy/openai.c, differential against jansson's json_loadb
+ * (flags 0), which is the contract each of them states in openai.h:
+ *  - pd_json_load gives json_loadb's verdict and the same tree;
+ *  - pd_json_load_reply gives json_loadb's verdict, and either the reply cut down to the members
+ *    the forcing engine reads or (its json_loadb fallback) the whole tree;
+ *  - pd_json_check_object accepts every object jansson accepts within its 64 levels, and says 2
+ *    only when jansson's tree has a top-level "error";
+ *  - pd_json_write of jansson's tree is byte for byte json_dumps(JSON_COMPACT).
+ * Any difference aborts, so libFuzzer keeps the input. */
+#include <jansson.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "openai.h"
+
+/* jansson's tree cut down by the rules in openai.h (as tests/unit/test_openai.c does). */
+static json_t *keep_members(const json_t *o, const char *const *keys,
+                            json_t *(*sub)(const json_t *), size_t nsub) {
+  json_t *out = json_object();
+  for (size_t i = 0; keys[i]; i++) {
+    json_t *v = json_object_get(o, keys[i]);
+    if (v)
+      json_object_set_new(out, keys[i], i < nsub && sub ? sub(v) : json_deep_copy(v));
+  }
+  return out;
+}
+
+static json_t *cut_message(const json_t *v) {
+  static const char *const keys[] = {"content", "reasoning_content", "reasoning", "tool_calls",
+                                     NULL};
+  return json_is_object(v) ? keep_members(v, keys, NULL, 0) : json_deep_copy(v);
+}
+
+static json_t *cut_choice(const json_t *v) {
+  static const char *const keys[] = {"message", "delta", "text", "finish_reason", NULL};
+  return json_is_object(v) ? keep_members(v, keys, cut_message, 2) : json_deep_copy(v);
+}
+
+static json_t *cut_choices(const json_t *v) {
+  if (!json_is_array(v))
+    return json_deep_copy(v);
+  json_t *a = json_array();
+  if (json_array_size(v) > 0)
+    json_array_append_new(a, cut_choice(json_array_get(v, 0)));
+  return a;
+}
+
+static json_t *cut_reply(const json_t *full) {
+  static const char *const keys[] = {"choices", "usage", "error", NULL};
+  return keep_members(full, keys, cut_choices, 1);
+}
+
+/* Containers on the deepest path (the root counts 1; scalars 0). */
+static int depth(const json_t *v) {
+  int d = 0;
+  if (json_is_object(v)) {
+    const char *k;
+    json_t *m;
+    json_object_foreach((json_t *)v, k, m) {
+      int x = depth(m);
+      if (x > d)
+        d = x;
+    }
+    return d + 1;
+  }
+  if (json_is_array(v)) {
+    size_t i;
+    json_t *m;
+    json_array_foreach(v, i, m) {
+      int x = depth(m);
+      if (x > d)
+        d = x;
+    }
+    return d + 1;
+  }
+  return 0;
+}
+
+static void check_write(const json_t *v) {
+  char *want = json_dumps(v, JSON_COMPACT);
+  if (!want)
+    abort();
+  pd_buf_t b;
+  pd_buf_init(&b);
+  if (pd_json_write(&b, v) != 0 || b.len != strlen(want) || memcmp(pd_buf_data(&b), want, b.len))
+    abort();
+  pd_buf_free(&b);
+  free(want);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  const char *b = (const char *)data;
+  json_error_t err;
+  json_t *full = json_loadb(b, size, 0, NULL);
+  json_t *whole = pd_json_load(b, size, &err);
+  json_t *reply = pd_json_load_reply(b, size);
+  int check = pd_json_check_object(b, size);
+  if (!full) {
+    if (whole || reply)
+      abort(); /* accepted what jansson rejects */
+    return 0;
+  }
+  if (!whole || !json_equal(whole, full))
+    abort();
+  if (!reply)
+    abort(); /* rejected what jansson accepts */
+  json_t *cut = json_is_object(full) ? cut_reply(full) : NULL;
+  if (!(cut && json_equal(reply, cut)) && !json_equal(reply, full))
+    abort();
+  /* jansson 2.14 drops a NUL byte that follows a number or a literal ({"a":5\0}: its lexer
+   * takes the pushed-back NUL for the end of its look-ahead buffer); the check rejects it. */
+  if (json_is_object(full) && depth(full) <= 64 && !memchr(b, 0, size) && check == 0)
+    abort();
+  if (!json_is_object(full) && check != 0)
+    abort();
+  if (check == 2 && !json_object_get(full, "error"))
+    abort();
+  check_write(full);
+  json_decref(cut);
+  json_decref(reply);
+  json_decref(whole);
+  json_decref(full);
+  return 0;
+}
