@@ -62,10 +62,14 @@ count_unit() { # runs one cmocka executable and counts its "[  PASSED  ] N" / "[
   rm -f "$log"
 }
 count_node() { # parses node --test's "# pass N" / "# fail N" / "# skipped N"
-  local log=$1 p f s
+  local log=$1 p f s top
   p=$(grep -E '^# pass ' "$log" | awk '{print $3}' | tail -1 || true)
   f=$(grep -E '^# fail ' "$log" | awk '{print $3}' | tail -1 || true)
   s=$(grep -E '^# skipped ' "$log" | awk '{print $3}' | tail -1 || true)
+  # A failed before/after hook fails its suite or file ("not ok" at the top level) without
+  # counting in "# fail": such a failure counts too.
+  top=$(grep -E '^not ok ' "$log" | grep -vc '# TODO' || true)
+  if [ "${f:-0}" -eq 0 ] && [ "${top:-0}" -gt 0 ]; then f=$top; fi
   PASS=$((PASS + ${p:-0})); FAIL=$((FAIL + ${f:-0})); SKIP=$((SKIP + ${s:-0}))
   if [ -z "$p" ]; then FAIL=$((FAIL + 1)); fi
 }

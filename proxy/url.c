@@ -201,7 +201,8 @@ int pd_url_join(const pd_url_base_t *b, const char *rest, size_t rest_len, const
   char *p = w;
 #define PUT(s, n)                                                                                  \
   do {                                                                                             \
-    memcpy(p, s, n);                                                                               \
+    if (n) /* memcpy's source must not be NULL even for 0 bytes (a request without a query) */     \
+      memcpy(p, s, n);                                                                             \
     p += n;                                                                                        \
   } while (0)
   PUT(b->scheme, b->scheme_len);
