@@ -881,15 +881,29 @@ static void parse_forcing(ctx_t *c, yaml_node_t *v, pd_policy_t *p) {
 
 /* ---- upstreams ---- */
 
-static const char *const UPSTREAM_KEYS[] = {
-    "name",       "base_url", "api_key",         "headers",           "connect_timeout_ms",
-    "timeout_ms", "retries",  "max_connections", "token_limit_param", "http2",
-    "tls",        NULL};
+/* A day: a stall longer than that is no stall bound at all (0 says so), and this keeps the
+ * backends' "last byte + stall" sums far from overflowing. */
+#define STALL_TIMEOUT_MAX_MS 86400000L
+
+static const char *const UPSTREAM_KEYS[] = {"name",
+                                            "base_url",
+                                            "api_key",
+                                            "headers",
+                                            "connect_timeout_ms",
+                                            "timeout_ms",
+                                            "stall_timeout_ms",
+                                            "retries",
+                                            "max_connections",
+                                            "token_limit_param",
+                                            "http2",
+                                            "tls",
+                                            NULL};
 
 static void upstream_defaults(pd_upstream_cfg_t *u) {
   memset(u, 0, sizeof *u);
   u->connect_timeout_ms = 10000;
   u->timeout_ms = 600000;
+  u->stall_timeout_ms = 120000;
   u->retries = 2;
   u->max_connections = 256;
   u->token_limit_param = xstrdup("max_tokens");
@@ -1055,6 +1069,8 @@ static void parse_upstream(ctx_t *c, pd_config_t *cfg, size_t idx, yaml_node_t *
       get_long(c, vn, key, 0, LONG_MAX, &u->connect_timeout_ms);
     } else if (!strcmp(key, "timeout_ms")) {
       get_long(c, vn, key, 0, LONG_MAX, &u->timeout_ms);
+    } else if (!strcmp(key, "stall_timeout_ms")) {
+      get_long(c, vn, key, 0, STALL_TIMEOUT_MAX_MS, &u->stall_timeout_ms);
     } else if (!strcmp(key, "retries")) {
       get_int(c, vn, key, 0, INT_MAX, &u->retries);
     } else if (!strcmp(key, "max_connections")) {
@@ -1936,6 +1952,7 @@ void pd_config_dump(const pd_config_t *cfg, FILE *f) {
     fprintf(f, "}\n");
     fprintf(f, "    connect_timeout_ms: %ld\n", u->connect_timeout_ms);
     fprintf(f, "    timeout_ms: %ld\n", u->timeout_ms);
+    fprintf(f, "    stall_timeout_ms: %ld\n", u->stall_timeout_ms);
     fprintf(f, "    retries: %d\n", u->retries);
     fprintf(f, "    max_connections: %d\n", u->max_connections);
     fprintf(f, "    token_limit_param: %s\n", u->token_limit_param);

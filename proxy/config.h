@@ -70,6 +70,9 @@ typedef struct pd_upstream_cfg {
   size_t nheaders;
   long connect_timeout_ms;
   long timeout_ms; /* 0 = none */
+  /* No byte from the upstream for this long during an attempt (not counting time ponder itself
+   * paused the transfer): the call fails as a timeout. 0 = none. */
+  long stall_timeout_ms;
   int retries;
   int max_connections;
   char *token_limit_param; /* "max_tokens" or "max_completion_tokens" */

@@ -350,6 +350,7 @@ static pd_xfer_t *start_xfer(ex_t *ex, const char *method, const char *url, char
                       .body_len = len,
                       .connect_timeout_ms = u->connect_timeout_ms,
                       .timeout_ms = u->timeout_ms,
+                      .stall_timeout_ms = u->stall_timeout_ms,
                       .retries = u->retries,
                       .http2 = u->http2,
                       .tls_ca_file = u->tls_ca_file,

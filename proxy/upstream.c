@@ -127,6 +127,10 @@ void pd_xfer_log_retry(const pd_xfer_t *x, int attempt, const char *why, long de
               why, delay_ms);
 }
 
+void pd_xfer_stall_msg(char *buf, size_t n, long stall_ms) {
+  snprintf(buf, n, "Operation stalled: no data from the upstream for %ld ms", stall_ms);
+}
+
 uint64_t pd_xfer_deadline(uint64_t now, long timeout_ms) {
   return timeout_ms > 0 ? now + (uint64_t)timeout_ms : 0;
 }

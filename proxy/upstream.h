@@ -17,7 +17,7 @@ typedef struct pd_xfer pd_xfer_t;
 enum {
   PD_XFER_OK = 0,
   PD_XFER_ECONNECT = -1, /* could not connect / resolve */
-  PD_XFER_ETIMEOUT = -2, /* connect or total timeout */
+  PD_XFER_ETIMEOUT = -2, /* connect, stall or total timeout */
   PD_XFER_ERECV = -3,    /* the connection broke mid-response */
   PD_XFER_EOTHER = -4
 };
@@ -51,6 +51,10 @@ typedef struct pd_xfer_opts {
   size_t body_len;
   long connect_timeout_ms; /* each attempt's connect */
   long timeout_ms;         /* the whole call, retries and backoff included; 0 = none */
+  /* Each attempt fails as PD_XFER_ETIMEOUT when no byte of its response arrived for this long,
+   * counted from the attempt's start (its connect included) and reset by every byte received;
+   * time the caller holds the transfer paused does not count. 0 = none. */
+  long stall_timeout_ms;
   int retries;
   int http2; /* http:// only: HTTP/2 with prior knowledge (h2c), streams multiplexed */
   /* https:// (libcurl) only; paths are copied. NULL: the system's trust store, no client

@@ -45,6 +45,7 @@ struct cxfer {
   int tls_insecure;
   size_t body_len;
   long connect_timeout_ms, timeout_ms;
+  long stall_ms;     /* stall_timeout_ms; 0 = none */
   uint64_t start_ms; /* loop ms: the call began */
   uint64_t deadline; /* loop ms: timeout_ms from start_ms, retries included; 0 = none */
   int retries, attempt;
@@ -65,6 +66,14 @@ struct cxfer {
   pd_xhead_t head;
   uv_timer_t retry_timer;
   int retry_timer_active, retry_timer_inited;
+  /* The stall bound, ours rather than CURLOPT_LOW_SPEED_*: those count whole seconds and keep
+   * counting while the transfer is paused. rx_ms (loop ms) is the attempt's last byte received,
+   * else its start or the caller's resume; the callbacks only write it, and the timer, when it
+   * fires, checks it and re-arms itself for what is left. */
+  uv_timer_t stall_timer;
+  int stall_timer_inited;
+  uint64_t rx_ms;
+  int open_handles; /* timers still to close before the memory goes */
   uint64_t start_ns;
   cxfer_t *prev, *next, *dnext;
 };
@@ -270,6 +279,7 @@ static size_t on_header_line(char *ptr, size_t size, size_t nmemb, void *userdat
   size_t n = size * nmemb;
   if (x->cancelled)
     return 0;
+  x->rx_ms = uv_now(x->u->loop);
   if (n >= 5 && strncmp(ptr, "HTTP/", 5) == 0) {
     /* A status line starts a new header block (after 100 Continue, say). */
     const char *sp = memchr(ptr, ' ', n);
@@ -316,6 +326,7 @@ static size_t on_write_data(char *ptr, size_t size, size_t nmemb, void *userdata
   size_t n = size * nmemb;
   if (x->cancelled)
     return 0;
+  x->rx_ms = uv_now(x->u->loop);
   if (x->discard)
     return n;
   deliver_head(x);
@@ -363,8 +374,10 @@ static void xfer_free(cxfer_t *x) {
   free(x);
 }
 
-static void on_retry_timer_closed(uv_handle_t *h) {
-  xfer_free(h->data);
+static void on_xfer_timer_closed(uv_handle_t *h) {
+  cxfer_t *x = h->data;
+  if (--x->open_handles == 0)
+    xfer_free(x);
 }
 
 static void xfer_destroy(cxfer_t *x) {
@@ -384,10 +397,17 @@ static void xfer_destroy(cxfer_t *x) {
   if (x->next)
     x->next->prev = x->prev;
   x->prev = x->next = NULL;
-  if (x->retry_timer_inited)
-    uv_close((uv_handle_t *)&x->retry_timer, on_retry_timer_closed);
-  else
+  x->open_handles = x->retry_timer_inited + x->stall_timer_inited;
+  if (x->open_handles == 0) {
     xfer_free(x);
+    return;
+  }
+  if (x->retry_timer_inited)
+    uv_close((uv_handle_t *)&x->retry_timer, on_xfer_timer_closed);
+  if (x->stall_timer_inited) {
+    uv_timer_stop(&x->stall_timer);
+    uv_close((uv_handle_t *)&x->stall_timer, on_xfer_timer_closed);
+  }
 }
 
 /* The attempt about to start may take what is left of the call's time. Returns 0 when none is
@@ -460,8 +480,25 @@ static void xfer_reset_attempt(cxfer_t *x) {
   pd_xhead_reset(&x->head);
 }
 
+static void on_stall_timer(uv_timer_t *t);
+
+/* Starts the stall clock from now (an attempt starts, or the caller resumed). */
+static void start_stall_clock(cxfer_t *x) {
+  if (x->stall_ms <= 0)
+    return;
+  if (!x->stall_timer_inited) {
+    if (uv_timer_init(x->u->loop, &x->stall_timer) < 0)
+      return; /* no stall bound for this call; timeout_ms still holds */
+    x->stall_timer.data = x;
+    x->stall_timer_inited = 1;
+  }
+  x->rx_ms = uv_now(x->u->loop);
+  uv_timer_start(&x->stall_timer, on_stall_timer, (uint64_t)x->stall_ms, 0);
+}
+
 static void add_handle(cxfer_t *x) {
   pd_curlup_t *u = x->u;
+  start_stall_clock(x);
   if (u->in_api) {
     /* libcurl refuses re-entrant calls: add once it returns. */
     x->want_add = 1;
@@ -496,6 +533,7 @@ pd_xfer_t *pd_curlup_start(pd_curlup_t *u, const pd_xfer_opts_t *o, const pd_xfe
   x->body_len = o->body_len;
   x->connect_timeout_ms = o->connect_timeout_ms;
   x->timeout_ms = o->timeout_ms;
+  x->stall_ms = o->stall_timeout_ms;
   x->retries = o->retries;
   x->cbs = *cbs;
   x->ud = ud;
@@ -571,6 +609,7 @@ void pd_curlup_resume(pd_xfer_t *bx) {
   pd_curlup_t *u = x->u;
   if (!x->added)
     return; /* between attempts: libcurl holds nothing of ours */
+  start_stall_clock(x);
   /* Unpausing may deliver buffered data right away, running our callbacks. */
   u->in_api++;
   curl_easy_pause(x->easy, CURLPAUSE_CONT);
@@ -649,6 +688,33 @@ static void on_retry_timer(uv_timer_t *t) {
   add_handle(x);
 }
 
+/* The stall timer: no byte for stall_ms while the attempt runs and the caller has not paused
+ * it. It runs from the loop, never inside libcurl, so the handle can be taken out of the multi
+ * here, as check_multi_info does for a transfer libcurl ended. */
+static void on_stall_timer(uv_timer_t *t) {
+  cxfer_t *x = t->data;
+  pd_curlup_t *u = x->u;
+  if (x->cancelled || x->paused || (!x->added && !x->want_add))
+    return; /* ended, between attempts, or paused: the resume or next attempt restarts it */
+  uint64_t now = uv_now(u->loop), due = x->rx_ms + (uint64_t)x->stall_ms;
+  if (now < due || u->in_api || !x->added) { /* not yet, or its add still deferred */
+    uv_timer_start(t, on_stall_timer, due > now ? due - now : 1, 0);
+    return;
+  }
+  /* Same outcome as a timeout: not retried (the upstream may be working on the request). */
+  char msg[128];
+  pd_xfer_stall_msg(msg, sizeof msg, x->stall_ms);
+  curl_multi_remove_handle(u->multi, x->easy);
+  x->added = 0;
+  if (x->cbs.on_done) {
+    x->in_cb++;
+    x->cbs.on_done(x->ud, PD_XFER_ETIMEOUT, msg);
+    x->in_cb--;
+  }
+  deferred_unlink(x);
+  xfer_destroy(x);
+}
+
 static int retryable_connect_error(CURLcode rc) {
   return rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
          rc == CURLE_COULDNT_RESOLVE_PROXY;
@@ -672,6 +738,8 @@ static void fail_later(cxfer_t *x) {
 
 static void schedule_retry(cxfer_t *x, long delay_ms) {
   pd_curlup_t *u = x->u;
+  if (x->stall_timer_inited)
+    uv_timer_stop(&x->stall_timer); /* no stall between attempts: the next one restarts it */
   curl_multi_remove_handle(u->multi, x->easy);
   x->added = 0;
   x->attempt++;

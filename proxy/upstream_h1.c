@@ -57,7 +57,7 @@ struct conn {
   uv_tcp_t tcp;
   uv_connect_t connect_req;
   uv_write_t write_req;
-  uv_timer_t timer; /* connect/total deadline while busy, expiry while idle */
+  uv_timer_t timer; /* connect/stall/total deadline while busy, expiry while idle */
   llhttp_t parser;
   origin_t *o;
   xfer_t *x; /* the transfer being served; NULL when idle */
@@ -95,6 +95,7 @@ struct xfer {
   int own_host; /* the caller's headers carry Host */
   int is_head;
   long connect_timeout_ms, timeout_ms;
+  long stall_ms; /* stall_timeout_ms; 0 = none */
   int retries, attempt;
   pd_xfer_cbs_t cbs;
   void *ud;
@@ -117,6 +118,10 @@ struct xfer {
   uint64_t start_ns;
   uint64_t start_ms; /* loop ms: the call began */
   uint64_t deadline; /* loop ms: timeout_ms from start_ms, retries included; 0 = none */
+  /* Loop ms the stall clock runs from: the attempt's last byte received, else the moment it got
+   * its connection or the caller resumed it. Only written on reads (no timer call per read):
+   * the connection's timer checks it when it fires and re-arms itself. */
+  uint64_t rx_ms;
   xfer_t *wnext;
   xfer_t *prev, *next;
 };
@@ -353,7 +358,13 @@ static void detach(xfer_t *x) {
   x->c = NULL;
 }
 
-/* Arms the connection's timer for the transfer's next deadline. */
+/* The stall clock runs: a stall bound is set and the caller has not paused the transfer (time
+ * ponder itself holds the response is not the upstream's silence). */
+static int stall_armed(const xfer_t *x) {
+  return x->stall_ms > 0 && !x->paused;
+}
+
+/* Arms the connection's timer for the transfer's next deadline: connect, stall or total. */
 static void arm_deadline(conn_t *c) {
   xfer_t *x = c->x;
   uint64_t now = uv_now(c->o->b->loop);
@@ -362,6 +373,11 @@ static void arm_deadline(conn_t *c) {
     uint64_t cdue = c->connect_start + (uint64_t)x->connect_timeout_ms;
     if (!due || cdue < due)
       due = cdue;
+  }
+  if (stall_armed(x)) {
+    uint64_t sdue = x->rx_ms + (uint64_t)x->stall_ms;
+    if (!due || sdue < due)
+      due = sdue;
   }
   if (due)
     uv_timer_start(&c->timer, on_conn_timer, due > now ? due - now : 0, 0);
@@ -376,6 +392,7 @@ static void bind_conn(conn_t *c, xfer_t *x) {
   c->got_bytes = 0;
   c->aborted = 0;
   c->too_large = 0;
+  x->rx_ms = uv_now(c->o->b->loop); /* the attempt starts: its stall clock with it */
   arm_deadline(c);
 }
 
@@ -801,7 +818,17 @@ static void on_conn_timer(uv_timer_t *t) {
     return;
   }
   char msg[ERRMSG_SIZE];
-  if (c->state != C_OPEN)
+  uint64_t now = uv_now(c->o->b->loop);
+  int connect_due = c->state != C_OPEN && x->connect_timeout_ms > 0 &&
+                    now >= c->connect_start + (uint64_t)x->connect_timeout_ms;
+  if (!connect_due && !(x->deadline && now >= x->deadline)) {
+    if (!stall_armed(x) || now < x->rx_ms + (uint64_t)x->stall_ms) {
+      arm_deadline(c); /* bytes came since it was armed, or the caller paused: not yet */
+      return;
+    }
+    /* Same outcome as a timeout: not retried (the upstream may be working on the request). */
+    pd_xfer_stall_msg(msg, sizeof msg, x->stall_ms);
+  } else if (c->state != C_OPEN)
     snprintf(msg, sizeof msg, "Connection timed out after %lu milliseconds",
              (unsigned long)(uv_now(c->o->b->loop) - c->connect_start));
   else
@@ -1071,6 +1098,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   c->got_bytes = 1;
+  x->rx_ms = uv_now(c->o->b->loop);
   llhttp_errno_t err = llhttp_execute(&c->parser, buf->base, (size_t)nread);
   if (after_parse(c, err, buf->base + nread) && x->paused)
     stop_reading(c);
@@ -1131,6 +1159,7 @@ pd_xfer_t *pd_h1up_start(pd_h1up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cb
                    strcmp(o->method, "PATCH") == 0;
   x->connect_timeout_ms = o->connect_timeout_ms;
   x->timeout_ms = o->timeout_ms;
+  x->stall_ms = o->stall_timeout_ms;
   x->retries = o->retries;
   x->cbs = *cbs;
   x->ud = ud;
@@ -1202,6 +1231,10 @@ void pd_h1up_resume(pd_xfer_t *bx) {
   if (!x->paused || x->cancelled)
     return;
   x->paused = 0;
+  if (x->c) { /* the stall clock starts again from now */
+    x->rx_ms = uv_now(x->b->loop);
+    arm_deadline(x->c);
+  }
   if (x->in_cb)
     return; /* the parser loop that called back goes on delivering */
   pump(x);

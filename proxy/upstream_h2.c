@@ -118,6 +118,7 @@ struct xfer {
   size_t body_len, body_off;
   int send_length;
   long connect_timeout_ms, timeout_ms;
+  long stall_ms; /* stall_timeout_ms; 0 = none */
   int retries, attempt, refusals, early_refusals;
   pd_xfer_cbs_t cbs;
   void *ud;
@@ -149,6 +150,10 @@ struct xfer {
   uint64_t start_ns;
   uint64_t start_ms; /* loop ms: the call began */
   uint64_t deadline; /* loop ms: timeout_ms from start_ms, retries included; 0 = none */
+  /* Loop ms the stall clock runs from while on a stream: the stream's last frame received, else
+   * the moment it was submitted or the caller resumed it. Only written as frames arrive (no
+   * timer call per frame): the T_DEADLINE timer checks it when it fires and re-arms itself. */
+  uint64_t rx_ms;
   xfer_t *wnext;
   xfer_t *prev, *next;
 };
@@ -304,6 +309,31 @@ static void stop_xfer_timer(xfer_t *x) {
   if (x->timer_mode != T_NONE)
     uv_timer_stop(&x->timer);
   x->timer_mode = T_NONE;
+}
+
+/* The stall clock runs: on a stream, a stall bound set, and the caller has not paused the
+ * transfer (time ponder itself holds the response is not the upstream's silence). */
+static int stall_armed(const xfer_t *x) {
+  return x->c && x->stall_ms > 0 && !x->paused;
+}
+
+/* Arms T_DEADLINE for the nearer of the call's deadline and the stall bound, unless the timer
+ * is busy with something else (a retry, an ending, a failure to report). */
+static void arm_deadline(xfer_t *x) {
+  if (x->timer_mode != T_NONE && x->timer_mode != T_DEADLINE)
+    return;
+  uint64_t due = x->deadline;
+  if (stall_armed(x)) {
+    uint64_t sdue = x->rx_ms + (uint64_t)x->stall_ms;
+    if (!due || sdue < due)
+      due = sdue;
+  }
+  if (due) {
+    uint64_t now = uv_now(x->b->loop);
+    arm_xfer_timer(x, T_DEADLINE, due > now ? due - now : 0);
+  } else {
+    stop_xfer_timer(x);
+  }
 }
 
 /* Reports a failure from the loop, never inside the caller's frame. */
@@ -572,6 +602,16 @@ static void xfer_on_timer(uv_timer_t *t) {
     acquire(x);
     break;
   case T_DEADLINE:
+    if (!x->deadline || uv_now(x->b->loop) < x->deadline) {
+      if (!stall_armed(x) || uv_now(x->b->loop) < x->rx_ms + (uint64_t)x->stall_ms) {
+        arm_deadline(x); /* frames came since it was armed, or the caller paused: not yet */
+        break;
+      }
+      /* Same outcome as a timeout: not retried (the upstream may be working on the request). */
+      pd_xfer_stall_msg(msg, sizeof msg, x->stall_ms);
+      finish(x, PD_XFER_ETIMEOUT, msg);
+      break;
+    }
     if (x->queued) {
       queue_unlink(x);
       snprintf(msg, sizeof msg,
@@ -1001,6 +1041,8 @@ static void stream_submit(conn_t *c, xfer_t *x) {
     c->streams->sprev = x;
   c->streams = x;
   c->nstreams++;
+  x->rx_ms = uv_now(c->o->b->loop); /* the attempt starts: its stall clock with it */
+  arm_deadline(x);
   if (c->ready)
     uv_timer_stop(&c->timer); /* no idle expiry while it has streams */
   conn_flush(c);
@@ -1104,6 +1146,7 @@ static xfer_t *stream_xfer(nghttp2_session *ng, conn_t *c, int32_t id) {
   xfer_t *x = nghttp2_session_get_stream_user_data(ng, id);
   if (!x || x->c != c || x->stream_id != id || x->destroyed)
     return NULL;
+  x->rx_ms = uv_now(x->b->loop); /* a frame of this stream: the upstream is not silent */
   return x;
 }
 
@@ -1393,6 +1436,7 @@ pd_xfer_t *pd_h2up_start(pd_h2up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cb
                    strcmp(o->method, "PATCH") == 0;
   x->connect_timeout_ms = o->connect_timeout_ms;
   x->timeout_ms = o->timeout_ms;
+  x->stall_ms = o->stall_timeout_ms;
   x->retries = o->retries;
   x->cbs = *cbs;
   x->ud = ud;
@@ -1466,6 +1510,10 @@ void pd_h2up_resume(pd_xfer_t *bx) {
   if (!x->paused || x->cancelled)
     return;
   x->paused = 0;
+  if (x->c) { /* the stall clock starts again from now */
+    x->rx_ms = uv_now(x->b->loop);
+    arm_deadline(x);
+  }
   if (x->in_cb)
     return; /* whoever is calling back goes on delivering */
   pump(x);

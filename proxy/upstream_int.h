@@ -56,6 +56,9 @@ int pd_xhead_add(pd_xhead_t *h, const char *name, size_t nlen, const char *value
 /* Calls on_head with the collected head (its arrays live on this call's stack). */
 void pd_xhead_emit(const pd_xhead_t *h, void (*on_head)(void *, const pd_xfer_head_t *), void *ud);
 
+/* The message of an attempt that failed because no byte came for stall_ms. */
+void pd_xfer_stall_msg(char *buf, size_t n, long stall_ms);
+
 /* A status the client is spared while retries remain: 429 and 5xx. */
 int pd_xfer_retryable_status(int status);
 /* Delay before retrying after a retryable status: Retry-After(-ms) when given, else an

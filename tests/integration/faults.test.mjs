@@ -51,8 +51,6 @@ function backendNames() {
 const KNOWN = [
   { backend: /.*/, name: /^retried 503, then a hang: timeout_ms bounds the whole call/,
     why: 'timeout_ms is armed per attempt, not per call (issue 11, item 9)' },
-  { backend: /.*/, name: /^slow drip past stall_timeout_ms/,
-    why: 'stall_timeout_ms (SPEC section 3) is not implemented: the config key is refused' },
 ];
 const known = (backend, name) => {
   if (process.env.FAULT_STRICT === '1') return undefined;

@@ -640,3 +640,74 @@ describe('upstream client: a pause holds across a pending retry', () => {
     }
   });
 });
+
+describe('upstream client: stall_timeout_ms', () => {
+  // Every backend this run covers: the native HTTP/1.1 and h2c clients, or libcurl.
+  const BACKENDS = NATIVE ? [{ name: 'h1', h2c: false }, { name: 'h2c', h2c: true }] : [{ name: 'curl', h2c: false }];
+  const STALL = 300;
+  const stallCfg = (fake, h2c) => {
+    const cfg = cfgFor(fake.port, { retries: 1, timeout_ms: 20000, stall_timeout_ms: STALL, ...(h2c ? { http2: true } : {}) });
+    cfg.log.level = 'error';
+    return cfg;
+  };
+
+  for (const B of BACKENDS) {
+    it(`${B.name}: an upstream that accepts and then says nothing is cut at stall_timeout_ms (504), not timeout_ms`, T, async () => {
+      const fake = await startFake({ port: 0, h2c: B.h2c });
+      const p = await startPonder({ config: stallCfg(fake, B.h2c) });
+      try {
+        fake.script({ hang: true });
+        const t0 = Date.now();
+        const r = await postChat(p);
+        const took = Date.now() - t0;
+        assert.equal(r.status, 504, r.text);
+        assert.equal(JSON.parse(r.text).error.code, 'upstream_timeout');
+        assert.match(r.text, /no data from the upstream for 300 ms/);
+        assert.ok(took >= STALL - 20 && took < 3000, `took ${took} ms`);
+        // A stall is a timeout: not retried (the upstream may be working on the request).
+        assert.equal(fake.log.filter((e) => e.path.endsWith('/chat/completions')).length, 1);
+      } finally {
+        await p.stop('SIGTERM');
+        await fake.close();
+      }
+    });
+
+    it(`${B.name}: a client that stops reading for longer than stall_timeout_ms does not trip it`, T, async () => {
+      // A long stream the client does not read for 1.5 s: ponder pauses the upstream transfer, so
+      // the upstream sends nothing for far longer than 300 ms. That silence is ponder's own, not
+      // the upstream's: the stream arrives whole once the client reads again.
+      const fake = await startFake({ port: 0, h2c: B.h2c });
+      const p = await startPonder({ config: stallCfg(fake, B.h2c) });
+      const N = 60000;
+      try {
+        fake.script({ tokens: N });
+        const sock = net.connect(p.port, '127.0.0.1');
+        const body = JSON.stringify({ model: 'm', stream: true, messages: [{ role: 'user', content: 'q' }] });
+        await new Promise((r) => sock.on('connect', r));
+        sock.pause();
+        sock.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n` +
+          `Connection: close\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+        await sleep(1500);
+        const chunks = [];
+        sock.on('data', (c) => chunks.push(c));
+        sock.resume();
+        await new Promise((r) => sock.on('close', r));
+        const raw = Buffer.concat(chunks).toString('utf8');
+        assert.match(raw, /^HTTP\/1\.1 200 /);
+        const head = raw.slice(0, raw.indexOf('\r\n\r\n'));
+        let text = raw.slice(raw.indexOf('\r\n\r\n') + 4);
+        if (/transfer-encoding: chunked/i.test(head)) text = dechunk(text);
+        assert.doesNotMatch(text, /no data from the upstream/);
+        let content = '';
+        for (const m of text.matchAll(/^data: (\{.*\})$/gm)) {
+          for (const c of JSON.parse(m[1]).choices || []) content += c.delta?.content ?? '';
+        }
+        assert.equal(content, Array.from({ length: N }, (_, i) => `tok${i}`).join(' '));
+        assert.match(text, /data: \[DONE\]/);
+      } finally {
+        await p.stop('SIGTERM');
+        await fake.close();
+      }
+    });
+  }
+});

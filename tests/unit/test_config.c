@@ -141,6 +141,7 @@ static void assert_default_policy(const pd_policy_t *p, int rounds) {
 static void assert_default_upstream_fields(const pd_upstream_cfg_t *u) {
   assert_int_equal(u->connect_timeout_ms, 10000);
   assert_int_equal(u->timeout_ms, 600000);
+  assert_int_equal(u->stall_timeout_ms, 120000);
   assert_int_equal(u->retries, 2);
   assert_int_equal(u->max_connections, 256);
   assert_string_equal(u->token_limit_param, "max_tokens");
@@ -756,6 +757,50 @@ static void test_work_limits(void **state) {
   free(e);
 }
 
+/* stall_timeout_ms: an integer from 0 (no stall bound) to a day, dumped, each upstream its own. */
+static void test_stall_timeout(void **state) {
+  (void)state;
+  pd_config_t *cfg = load_text("upstreams:\n"
+                               "  - {name: a, base_url: \"http://127.0.0.1:1/v1\", "
+                               "stall_timeout_ms: 0}\n"
+                               "  - {name: b, base_url: \"http://127.0.0.1:2/v1\", "
+                               "stall_timeout_ms: 86400000}\n"
+                               "  - {name: c, base_url: \"http://127.0.0.1:3/v1\"}\n",
+                               &NO_OV);
+  assert_int_equal(cfg->nupstreams, 3);
+  assert_int_equal(cfg->upstreams[0].stall_timeout_ms, 0);
+  assert_int_equal(cfg->upstreams[1].stall_timeout_ms, 86400000);
+  assert_int_equal(cfg->upstreams[2].stall_timeout_ms, 120000);
+  char *dump = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&dump, &len);
+  pd_config_dump(cfg, f);
+  fclose(f);
+  /* Beside timeout_ms, as it is read. */
+  assert_non_null(strstr(dump, "\n    timeout_ms: 600000\n    stall_timeout_ms: 0\n"));
+  assert_non_null(strstr(dump, "\n    stall_timeout_ms: 86400000\n"));
+  assert_non_null(strstr(dump, "\n    stall_timeout_ms: 120000\n"));
+  free(dump);
+  pd_config_unref(cfg);
+  assert_errors("upstreams:\n"
+                "  - name: a\n"
+                "    base_url: http://127.0.0.1:1/v1\n"
+                "    stall_timeout_ms: -1\n"
+                "  - name: b\n"
+                "    base_url: http://127.0.0.1:2/v1\n"
+                "    stall_timeout_ms: 86400001\n"
+                "  - name: c\n"
+                "    base_url: http://127.0.0.1:3/v1\n"
+                "    stall_timeout_ms: 1.5\n"
+                "  - name: d\n"
+                "    base_url: http://127.0.0.1:4/v1\n"
+                "    stall_timeout_ms: [1]\n",
+                "F:4: \"stall_timeout_ms\" must not be negative (got -1)\n"
+                "F:7: \"stall_timeout_ms\" must be between 0 and 86400000 (got 86400001)\n"
+                "F:10: \"stall_timeout_ms\" must be an integer (got \"1.5\")\n"
+                "F:13: \"stall_timeout_ms\" must be an integer, not a list");
+}
+
 static void count_warning(void *ud, const char *msg) {
   int *n = ud;
   (*n)++;
@@ -1069,6 +1114,7 @@ static void assert_config_equal(const pd_config_t *a, const pd_config_t *b) {
       assert_string_equal(x->headers[j].name, y->headers[j].name);
     assert_int_equal(x->connect_timeout_ms, y->connect_timeout_ms);
     assert_int_equal(x->timeout_ms, y->timeout_ms);
+    assert_int_equal(x->stall_timeout_ms, y->stall_timeout_ms);
     assert_int_equal(x->retries, y->retries);
     assert_int_equal(x->max_connections, y->max_connections);
     assert_string_equal(x->token_limit_param, y->token_limit_param);
@@ -1259,6 +1305,7 @@ static void test_dump_shows_every_key(void **state) {
                                      "headers: {}\n",
                                      "connect_timeout_ms: 10000\n",
                                      "timeout_ms: 600000\n",
+                                     "stall_timeout_ms: 120000\n",
                                      "retries: 2\n",
                                      "max_connections: 256\n",
                                      "token_limit_param: max_tokens\n",
@@ -1413,6 +1460,7 @@ int main(void) {
       cmocka_unit_test_setup(test_refcount, setup),
       cmocka_unit_test_setup(test_dump_roundtrip, setup),
       cmocka_unit_test_setup(test_upstream_tls, setup),
+      cmocka_unit_test_setup(test_stall_timeout, setup),
       cmocka_unit_test_setup(test_dump_shows_every_key, setup),
       cmocka_unit_test_setup(test_dump_redacts_secrets, setup),
       cmocka_unit_test_setup(test_example_configs, setup),
