@@ -48,10 +48,7 @@ function backendNames() {
 
 // Defects found by this matrix and not fixed yet: case-name pattern -> why. The case still
 // asserts what SPEC says; todo keeps the suite usable until the fix lands.
-const KNOWN = [
-  { backend: /.*/, name: /^retried 503, then a hang: timeout_ms bounds the whole call/,
-    why: 'timeout_ms is armed per attempt, not per call (issue 11, item 9)' },
-];
+const KNOWN = [];
 const known = (backend, name) => {
   if (process.env.FAULT_STRICT === '1') return undefined;
   const k = KNOWN.find((e) => e.backend.test(backend) && e.name.test(name));
