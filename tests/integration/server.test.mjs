@@ -4,7 +4,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import http from 'node:http';
-import { startFake, startPonder, configFor, rawHttp, parseSSE, sleep, chat, httpReq, waitFor, closedPort } from '../lib/harness.mjs';
+import { startFake, startPonder, configFor, rawHttp, parseSSE, sleep, chat, httpReq, waitFor, closedPort, parseResponses } from '../lib/harness.mjs';
 
 delete process.env.PONDER_UPSTREAM;
 delete process.env.OPENAI_BASE_URL;
@@ -80,57 +80,6 @@ function metricValue(text, name, labels = {}) {
   return found ? sum : null;
 }
 
-
-/** Parses complete HTTP/1.1 responses out of `buf` (a Buffer). Returns { responses, rest }. */
-function parseResponses(buf) {
-  const responses = [];
-  for (;;) {
-    const he = buf.indexOf('\r\n\r\n');
-    if (he < 0) break;
-    const head = buf.subarray(0, he).toString('latin1').split('\r\n');
-    const sm = head[0].match(/^HTTP\/1\.[01] (\d{3})/);
-    if (!sm) throw new Error('bad status line: ' + head[0]);
-    const headers = {};
-    for (const l of head.slice(1)) {
-      const i = l.indexOf(':');
-      if (i > 0) headers[l.slice(0, i).trim().toLowerCase()] = l.slice(i + 1).trim();
-    }
-    let pos = he + 4;
-    let body;
-    if (/chunked/i.test(headers['transfer-encoding'] || '')) {
-      const parts = [];
-      let ok = false;
-      for (;;) {
-        const le = buf.indexOf('\r\n', pos);
-        if (le < 0) break;
-        const size = parseInt(buf.subarray(pos, le).toString('latin1'), 16);
-        if (size === 0) {
-          const te = buf.indexOf('\r\n\r\n', le);
-          if (te < 0) break;
-          pos = te + 4;
-          ok = true;
-          break;
-        }
-        if (buf.length < le + 2 + size + 2) break;
-        parts.push(buf.subarray(le + 2, le + 2 + size));
-        pos = le + 2 + size + 2;
-      }
-      if (!ok) break;
-      body = Buffer.concat(parts);
-    } else {
-      const len = Number(headers['content-length'] || 0);
-      if (buf.length < pos + len) break;
-      body = buf.subarray(pos, pos + len);
-      pos += len;
-    }
-    const text = body.toString('utf8');
-    let json = null;
-    try { json = JSON.parse(text); } catch { /* not JSON */ }
-    responses.push({ status: Number(sm[1]), headers, text, json });
-    buf = buf.subarray(pos);
-  }
-  return { responses, rest: buf };
-}
 
 /** A raw client socket that collects bytes and knows when it was closed. */
 class RawConn {

@@ -177,3 +177,57 @@ export async function closedPort() {
   await new Promise((r) => srv.close(r));
   return port;
 }
+
+/** Splits complete HTTP/1.1 responses off the front of `buf` (a Buffer). 1xx interim
+ * responses are returned too (they have no body). Returns { responses, rest, need }: `need` is
+ * the length `buf` must reach before the next response can be complete (0: unknown). */
+export function parseResponses(buf) {
+  const responses = [];
+  let need = 0;
+  for (;;) {
+    const he = buf.indexOf('\r\n\r\n');
+    if (he < 0) break;
+    const head = buf.subarray(0, he).toString('latin1').split('\r\n');
+    const sm = head[0].match(/^HTTP\/1\.[01] (\d{3})/);
+    if (!sm) throw new Error('bad status line: ' + JSON.stringify(head[0]));
+    const status = Number(sm[1]);
+    const headers = {};
+    for (const l of head.slice(1)) {
+      const i = l.indexOf(':');
+      if (i > 0) headers[l.slice(0, i).trim().toLowerCase()] = l.slice(i + 1).trim();
+    }
+    let pos = he + 4;
+    let body = Buffer.alloc(0);
+    if (status >= 200 && /chunked/i.test(headers['transfer-encoding'] || '')) {
+      const parts = [];
+      let ok = false;
+      for (;;) {
+        const le = buf.indexOf('\r\n', pos);
+        if (le < 0) break;
+        const size = parseInt(buf.subarray(pos, le).toString('latin1'), 16);
+        if (size === 0) {
+          const te = buf.indexOf('\r\n\r\n', le);
+          if (te < 0) break;
+          pos = te + 4;
+          ok = true;
+          break;
+        }
+        if (buf.length < le + 2 + size + 2) break;
+        parts.push(buf.subarray(le + 2, le + 2 + size));
+        pos = le + 2 + size + 2;
+      }
+      if (!ok) break;
+      body = Buffer.concat(parts);
+    } else if (status >= 200) {
+      const len = Number(headers['content-length'] || 0);
+      if (buf.length < pos + len) { need = pos + len; break; }
+      body = buf.subarray(pos, pos + len);
+      pos += len;
+    }
+    let json = null;
+    if (body.length < 64 << 20) { try { json = JSON.parse(body.toString('utf8')); } catch { /* not JSON */ } }
+    responses.push({ status, headers, body, text: body.toString('utf8'), json });
+    buf = buf.subarray(pos);
+  }
+  return { responses, rest: buf, need };
+}
