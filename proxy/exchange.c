@@ -1156,12 +1156,15 @@ static void models_reply(ex_t *ex) {
 
 /* Relays a buffered chat reply after checking it is a JSON object. */
 static void relay_checked(ex_t *ex) {
-  int ok = pd_json_check_object(pd_buf_data(&ex->pbody), ex->pbody.len) == 1;
-  if (ok && !ex->premodel) {
-    /* The reply's usage, read with the lean reply parser (the bytes are relayed as they are). */
-    json_t *j = pd_json_load_reply(pd_buf_data(&ex->pbody), ex->pbody.len);
-    take_pass_usage(ex, json_object_get(j, "usage"));
-    json_decref(j);
+  const char *usage = NULL;
+  size_t usage_len = 0;
+  int ok = pd_json_check_reply(pd_buf_data(&ex->pbody), ex->pbody.len, &usage, &usage_len) == 1;
+  if (ok && !ex->premodel && usage) {
+    /* The reply's usage, found by the same pass that checked it: only that member is parsed (the
+     * bytes are relayed as they are). */
+    json_t *u = pd_json_load(usage, usage_len, NULL);
+    take_pass_usage(ex, u);
+    json_decref(u);
   }
   if (ok && ex->premodel) {
     /* Only a mapped model needs the tree: the client's model name goes back in. */

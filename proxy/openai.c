@@ -123,9 +123,16 @@ static const char *scan_literal(const char *p, const char *e, const char *lit) {
 }
 
 int pd_json_check_object(const char *b, size_t n) {
+  return pd_json_check_reply(b, n, NULL, NULL);
+}
+
+int pd_json_check_reply(const char *b, size_t n, const char **usage, size_t *usage_len) {
   const char *p = b, *e = b + n;
   char stack[64]; /* '{' or '[' per open container */
   int depth = 0, has_error = 0;
+  /* The top-level "usage" value: seen its key (1), inside its value (2). */
+  int in_usage = 0;
+  const char *ustart = NULL, *uend = NULL;
   p = skip_ws(p, e);
   if (p >= e || *p != '{')
     return 0;
@@ -137,6 +144,10 @@ int pd_json_check_object(const char *b, size_t n) {
       return 0;
     if (want_value) {
       char c = *p;
+      if (in_usage == 1) {
+        ustart = p;
+        in_usage = 2;
+      }
       if (c == '{' || c == '[') {
         if (depth == (int)sizeof stack)
           return 0;
@@ -146,6 +157,10 @@ int pd_json_check_object(const char *b, size_t n) {
           depth--;
           p++;
           want_value = 0;
+          if (in_usage == 2 && depth == 1) {
+            uend = p;
+            in_usage = 0;
+          }
         } else if (c == '{') {
           goto key;
         }
@@ -166,6 +181,10 @@ int pd_json_check_object(const char *b, size_t n) {
       if (!p)
         return 0;
       want_value = 0;
+      if (in_usage == 2 && depth == 1) {
+        uend = p;
+        in_usage = 0;
+      }
       continue;
     }
     /* After a value. */
@@ -180,6 +199,10 @@ int pd_json_check_object(const char *b, size_t n) {
       p++;
       if (--depth == 0)
         break;
+      if (in_usage == 2 && depth == 1) {
+        uend = p;
+        in_usage = 0;
+      }
       continue;
     }
     return 0;
@@ -194,6 +217,8 @@ int pd_json_check_object(const char *b, size_t n) {
         return 0;
       if (depth == 1 && p - k == 7 && memcmp(k, "\"error\"", 7) == 0)
         has_error = 1;
+      if (depth == 1 && p - k == 7 && memcmp(k, "\"usage\"", 7) == 0)
+        in_usage = 1;
     }
     p = skip_ws(p, e);
     if (p >= e || *p != ':')
@@ -204,6 +229,10 @@ int pd_json_check_object(const char *b, size_t n) {
   p = skip_ws(p, e);
   if (p != e)
     return 0;
+  if (usage) {
+    *usage = uend ? ustart : NULL;
+    *usage_len = uend ? (size_t)(uend - ustart) : 0;
+  }
   return has_error ? 2 : 1;
 }
 

@@ -19,6 +19,10 @@ int pd_openai_error(pd_buf_t *b, const char *message, const char *type, const ch
  * 0 otherwise. Used on the relay fast path, where building a jansson tree would cost more than
  * the rest of the request. */
 int pd_json_check_object(const char *b, size_t n);
+/* pd_json_check_object that also finds the top-level "usage" member's value (the last one, as
+ * jansson keeps): *usage points into b (NULL when there is none), *usage_len its length, so a
+ * relayed reply's token counts are read without a second pass over the whole reply. */
+int pd_json_check_reply(const char *b, size_t n, const char **usage, size_t *usage_len);
 
 /* Appends v as compact JSON, byte for byte what json_dumps(v, JSON_COMPACT) writes (keys in
  * insertion order, UTF-8 kept, control characters escaped as jansson does) at a fraction of its

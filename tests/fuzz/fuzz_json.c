@@ -4,7 +4,8 @@
  *  - pd_json_load_reply gives json_loadb's verdict, and either the reply cut down to the members
  *    the forcing engine reads or (its json_loadb fallback) the whole tree;
  *  - pd_json_check_object accepts every object jansson accepts within its 64 levels, and says 2
- *    only when jansson's tree has a top-level "error";
+ *    only when jansson's tree has a top-level "error"; pd_json_check_reply's "usage" span parses
+ *    to jansson's top-level "usage";
  *  - pd_json_write of jansson's tree is byte for byte json_dumps(JSON_COMPACT).
  * Any difference aborts, so libFuzzer keeps the input. */
 #include <jansson.h>
@@ -80,6 +81,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     abort();
   if (check == 2 && !json_object_get(full, "error"))
     abort();
+  /* The "usage" span pd_json_check_reply finds parses to jansson's top-level "usage". */
+  const char *u = NULL;
+  size_t ulen = 0;
+  if (pd_json_check_reply(b, size, &u, &ulen) != check)
+    abort();
+  if (check) {
+    json_t *want = json_object_get(full, "usage");
+    json_t *got = u ? json_loadb(u, ulen, JSON_DECODE_ANY, NULL) : NULL;
+    if (!want != !got || (got && !json_equal(got, want)))
+      abort();
+    json_decref(got);
+  }
   check_write(full);
   json_decref(cut);
   json_decref(reply);

@@ -208,6 +208,37 @@ static void test_json_check(void **state) {
   assert_int_equal(pd_json_check_object(deep, n), 0);
 }
 
+/* pd_json_check_reply finds the top-level "usage" value (the last, as jansson keeps it), never
+ * one nested deeper, whatever its type. */
+static void test_check_reply_usage(void **state) {
+  (void)state;
+  static const struct {
+    const char *json, *usage;
+  } cases[] = {
+      {"{\"id\":\"x\",\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":{\"a\":[1]}}}",
+       "{\"prompt_tokens\":3,\"completion_tokens\":{\"a\":[1]}}"},
+      {"{\"usage\": {} ,\"x\":1}", "{}"},
+      {"{\"usage\":null}", "null"},
+      {"{\"usage\":[1,2]}", "[1,2]"},
+      {"{\"usage\":1,\"usage\":{\"b\":2}}", "{\"b\":2}"},
+      {"{\"choices\":[{\"usage\":{\"p\":1}}],\"x\":{\"usage\":2}}", NULL},
+      {"{}", NULL},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    const char *u = (const char *)1;
+    size_t ulen = 99;
+    assert_int_equal(pd_json_check_reply(cases[i].json, strlen(cases[i].json), &u, &ulen), 1);
+    if (!cases[i].usage) {
+      assert_null(u);
+      assert_int_equal(ulen, 0);
+    } else {
+      assert_non_null(u);
+      if (ulen != strlen(cases[i].usage) || memcmp(u, cases[i].usage, ulen))
+        fail_msg("case %zu: usage \"%.*s\", want \"%s\"", i, (int)ulen, u, cases[i].usage);
+    }
+  }
+}
+
 /* Copies src into buf (cap bytes) and applies `edits` random one-byte edits (replace, insert
  * or delete a byte from a JSON-ish alphabet), drawing from the xorshift state *x. Returns the
  * new length. */
@@ -610,6 +641,7 @@ int main(void) {
                                      cmocka_unit_test(test_chunks),
                                      cmocka_unit_test(test_ids),
                                      cmocka_unit_test(test_json_check),
+                                     cmocka_unit_test(test_check_reply_usage),
                                      cmocka_unit_test(test_chat_req_scan),
                                      cmocka_unit_test(test_json_write),
                                      cmocka_unit_test(test_json_load_reply)};
