@@ -1702,6 +1702,13 @@ int pd_config_load(const char *path, const pd_cli_overrides_t *ov, pd_config_t *
     return -1;
   }
   free_problems(&c);
+  /* Every base_url was checked to parse (url_problem): keep its parts for the dispatch, which
+   * joins every request's URL to them. */
+  for (size_t i = 0; i < cfg->nupstreams; i++) {
+    pd_upstream_cfg_t *u = &cfg->upstreams[i];
+    if (u->base_url)
+      pd_url_parse_base(u->base_url, strlen(u->base_url), &u->base);
+  }
   *out = cfg;
   return 0;
 }

@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "url.h"
+
 typedef enum { PD_MODE_CHAT = 0, PD_MODE_PREFILL, PD_MODE_COMPLETIONS } pd_mode_t;
 typedef enum {
   PD_DIALECT_VLLM = 0,
@@ -64,8 +66,9 @@ typedef struct pd_effort {
 
 typedef struct pd_upstream_cfg {
   char *name;
-  char *base_url; /* without a trailing slash */
-  char *api_key;  /* NULL when absent: the client's Authorization is forwarded */
+  char *base_url;     /* without a trailing slash */
+  pd_url_base_t base; /* base_url's parts (pointing into it), set by pd_config_load */
+  char *api_key;      /* NULL when absent: the client's Authorization is forwarded */
   pd_kv_t *headers;
   size_t nheaders;
   long connect_timeout_ms;

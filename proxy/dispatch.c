@@ -182,8 +182,11 @@ pd_dispatch_kind_t pd_dispatch_decide(const pd_config_t *cfg, const pd_dispatch_
   }
   d->route = route;
   d->upstream = &cfg->upstreams[route->upstream];
+  /* The loader parsed base_url once; a config built by hand (tests) is parsed here. */
   const char *bu = d->upstream->base_url ? d->upstream->base_url : "";
-  if (pd_url_parse_base(bu, strlen(bu), &d->base) < 0) {
+  if (d->upstream->base.scheme)
+    d->base = d->upstream->base;
+  else if (pd_url_parse_base(bu, strlen(bu), &d->base) < 0) {
     snprintf(d->msg, sizeof d->msg, "The base_url of upstream '%.100s' cannot be used.",
              d->upstream->name ? d->upstream->name : "");
     return set_error(d, 500, d->msg, "server_error", "internal_error");
