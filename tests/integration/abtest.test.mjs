@@ -6,7 +6,7 @@ import { readFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import { startFake, startPonder, configFor, chat, sleep } from '../lib/harness.mjs';
+import { startFake, startPonder, configFor, chat, sleep, metricValue } from '../lib/harness.mjs';
 
 function fnv1a64(bytes) {
   let h = 14695981039346656037n;
@@ -23,21 +23,6 @@ function expectedVariant(route, key, variants) {
   return null;
 }
 
-function metricValue(text, name, labels) {
-  const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
-  let sum = 0;
-  let found = false;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name + '{') && !line.startsWith(name + ' ')) continue;
-    const lab = line.slice(name.length).match(/^\{([^}]*)\}/);
-    const have = lab ? lab[1] : '';
-    if (want.every((w) => have.split(',').includes(w))) {
-      sum += Number(line.trim().split(' ').pop());
-      found = true;
-    }
-  }
-  return found ? sum : null;
-}
 
 const VARIANTS = [
   { name: 'control', weight: 1, forcing: { rounds: 0 } },

@@ -11,26 +11,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   startPonder, startFake, configFor, chat, parseSSE, sleep, chatPolicy, route, waitFor,
-  closedPort, ponderBin,
-} from '../lib/harness.mjs';
+  closedPort, ponderBin, metricValue } from '../lib/harness.mjs';
 
 const M = [{ role: 'user', content: 'What is 2+2?' }];
 
-function metricValue(text, name, labels) {
-  const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
-  let sum = 0;
-  let found = false;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name + '{') && !line.startsWith(name + ' ')) continue;
-    const lab = line.slice(name.length).match(/^\{([^}]*)\}/);
-    const have = lab ? lab[1] : '';
-    if (want.every((w) => have.split(',').includes(w))) {
-      sum += Number(line.trim().split(' ').pop());
-      found = true;
-    }
-  }
-  return found ? sum : null;
-}
 
 async function metrics(p) {
   return (await fetch(`${p.url}/metrics`)).text();

@@ -231,3 +231,21 @@ export function parseResponses(buf) {
   }
   return { responses, rest: buf, need };
 }
+
+/** The sum of a Prometheus metric's samples whose labels include `labels` (an object), in the
+ * /metrics text; null when no sample matches. */
+export function metricValue(text, name, labels) {
+  const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
+  let sum = 0;
+  let found = false;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name + '{') && !line.startsWith(name + ' ')) continue;
+    const lab = line.slice(name.length).match(/^\{([^}]*)\}/);
+    const have = lab ? lab[1] : '';
+    if (want.every((w) => have.split(',').includes(w))) {
+      sum += Number(line.trim().split(' ').pop());
+      found = true;
+    }
+  }
+  return found ? sum : null;
+}
