@@ -12,32 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../lib/json_depth.h"
 #include "forcing.h"
 #include "openai.h"
-
-static int depth(const json_t *v) {
-  int d = 0;
-  size_t i;
-  const char *k;
-  json_t *m;
-  if (json_is_object(v)) {
-    json_object_foreach((json_t *)v, k, m) {
-      int x = depth(m);
-      if (x > d)
-        d = x;
-    }
-    return d + 1;
-  }
-  if (json_is_array(v)) {
-    json_array_foreach(v, i, m) {
-      int x = depth(m);
-      if (x > d)
-        d = x;
-    }
-    return d + 1;
-  }
-  return 0;
-}
 
 /* Whether the text has none of what the scanner may be unsure of: a backslash anywhere, a run
  * of 18 or more digits, or an exponent (a digit or '.' followed by e/E, strings included). A NUL

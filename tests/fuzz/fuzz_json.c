@@ -13,34 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../lib/json_depth.h"
 #include "../lib/reply_cut.h"
 #include "openai.h"
-
-/* Containers on the deepest path (the root counts 1; scalars 0). */
-static int depth(const json_t *v) {
-  int d = 0;
-  if (json_is_object(v)) {
-    const char *k;
-    json_t *m;
-    json_object_foreach((json_t *)v, k, m) {
-      int x = depth(m);
-      if (x > d)
-        d = x;
-    }
-    return d + 1;
-  }
-  if (json_is_array(v)) {
-    size_t i;
-    json_t *m;
-    json_array_foreach(v, i, m) {
-      int x = depth(m);
-      if (x > d)
-        d = x;
-    }
-    return d + 1;
-  }
-  return 0;
-}
 
 static void check_write(const json_t *v) {
   char *want = json_dumps(v, JSON_COMPACT);
