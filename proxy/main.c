@@ -18,8 +18,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "worker.h"
+#include "base/log.h"
+#include "app/worker.h"
 
 static const char usage_text[] =
     "usage: ponder [--config FILE] [--listen HOST:PORT] [--upstream URL] [--rounds N]\n"

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "dispatch.h"
+#include "app/dispatch.h"
 
 static pd_upstream_cfg_t ups[4] = {
     {.name = "noport", .base_url = "http://127.0.0.1"},

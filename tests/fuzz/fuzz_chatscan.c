@@ -13,8 +13,8 @@
 #include <string.h>
 
 #include "../lib/json_depth.h"
-#include "forcing.h"
-#include "openai.h"
+#include "core/engine.h"
+#include "core/openai.h"
 
 /* Whether the text has none of what the scanner may be unsure of: a backslash anywhere, a run
  * of 18 or more digits, or an exponent (a digit or '.' followed by e/E, strings included). A NUL

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "upstream_int.h"
+#include "upstream/upstream_int.h"
 
 #define HEAD_CAP (100 * 1024)
 

@@ -24,7 +24,7 @@
 #include <uv.h>
 
 #include "dispatch_check.h"
-#include "server.h"
+#include "http/server.h"
 
 #define MAX_BODY 4096
 #define MAX_HEADER 2048

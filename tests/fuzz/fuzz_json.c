@@ -15,7 +15,7 @@
 
 #include "../lib/json_depth.h"
 #include "../lib/reply_cut.h"
-#include "openai.h"
+#include "core/openai.h"
 
 static void check_write(const json_t *v) {
   char *want = json_dumps(v, JSON_COMPACT);

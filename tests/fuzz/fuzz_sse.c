@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sse.h"
+#include "core/sse.h"
 
 typedef struct {
   pd_buf_t all; /* every event's data, each followed by a NUL */

@@ -15,7 +15,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "url.h"
+#include "base/url.h"
 
 static const char *const BASES[] = {
     "http://127.0.0.1",

@@ -1,0 +1,191 @@
+#include "base/buf.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void pd_buf_init(pd_buf_t *b) {
+  b->base = NULL;
+  b->off = b->len = b->cap = 0;
+}
+
+void pd_buf_free(pd_buf_t *b) {
+  free(b->base);
+  pd_buf_init(b);
+}
+
+char *pd_buf_reserve(pd_buf_t *b, size_t n) {
+  /* Room for n bytes plus a terminating NUL. Compact first: consumed space at the front is
+   * reused before growing, so a buffer that is filled and drained never grows without bound. */
+  if (b->off + b->len + n + 1 <= b->cap)
+    return b->base + b->off + b->len;
+  if (b->off > 0) {
+    memmove(b->base, b->base + b->off, b->len);
+    b->off = 0;
+    if (b->len + n + 1 <= b->cap)
+      return b->base + b->len;
+  }
+  size_t cap = b->cap ? b->cap : 256;
+  while (cap < b->len + n + 1)
+    cap *= 2;
+  char *p = realloc(b->base, cap);
+  if (!p)
+    return NULL;
+  b->base = p;
+  b->cap = cap;
+  return b->base + b->len;
+}
+
+void pd_buf_commit(pd_buf_t *b, size_t n) {
+  b->len += n;
+  b->base[b->off + b->len] = '\0';
+}
+
+int pd_buf_append(pd_buf_t *b, const void *data, size_t n) {
+  char *p = pd_buf_reserve(b, n);
+  if (!p)
+    return -1;
+  if (n)
+    memcpy(p, data, n);
+  pd_buf_commit(b, n);
+  return 0;
+}
+
+int pd_buf_appends(pd_buf_t *b, const char *s) {
+  return pd_buf_append(b, s, strlen(s));
+}
+
+int pd_buf_appendf(pd_buf_t *b, const char *fmt, ...) {
+  va_list ap;
+  char tmp[256];
+  va_start(ap, fmt);
+  int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+  va_end(ap);
+  if (n < 0)
+    return -1;
+  if ((size_t)n < sizeof tmp)
+    return pd_buf_append(b, tmp, (size_t)n);
+  char *p = pd_buf_reserve(b, (size_t)n);
+  if (!p)
+    return -1;
+  va_start(ap, fmt);
+  vsnprintf(p, (size_t)n + 1, fmt, ap);
+  va_end(ap);
+  pd_buf_commit(b, (size_t)n);
+  return 0;
+}
+
+size_t pd_buf_fmt_long(char *out, long v) {
+  char tmp[24];
+  size_t n = 0, len = 0;
+  unsigned long u = v < 0 ? 0UL - (unsigned long)v : (unsigned long)v;
+  do {
+    tmp[n++] = (char)('0' + u % 10);
+    u /= 10;
+  } while (u);
+  if (v < 0)
+    out[len++] = '-';
+  while (n)
+    out[len++] = tmp[--n];
+  return len;
+}
+
+int pd_buf_append_long(pd_buf_t *b, long v) {
+  char *p = pd_buf_reserve(b, 21);
+  if (!p)
+    return -1;
+  pd_buf_commit(b, pd_buf_fmt_long(p, v));
+  return 0;
+}
+
+/* 0: copied as is; 1: a short escape; 2: \u00XX. */
+static const unsigned char JSON_ESC[256] = {
+    [0 ... 7] = 2, ['\b'] = 1, ['\t'] = 1,          ['\n'] = 1, [0x0b] = 2,
+    ['\f'] = 1,    ['\r'] = 1, [0x0e ... 0x1f] = 2, ['"'] = 1,  ['\\'] = 1,
+};
+
+int pd_buf_append_json_str(pd_buf_t *b, const char *s, size_t n) {
+  /* Worst case: every byte as \u00XX. */
+  char *w = pd_buf_reserve(b, n * 6 + 2);
+  if (!w)
+    return -1;
+  char *p = w;
+  *p++ = '"';
+  size_t run = 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    unsigned char e = JSON_ESC[c];
+    if (!e)
+      continue;
+    memcpy(p, s + run, i - run);
+    p += i - run;
+    run = i + 1;
+    *p++ = '\\';
+    if (e == 1) {
+      switch (c) {
+      case '"':
+        *p++ = '"';
+        break;
+      case '\\':
+        *p++ = '\\';
+        break;
+      case '\b':
+        *p++ = 'b';
+        break;
+      case '\f':
+        *p++ = 'f';
+        break;
+      case '\n':
+        *p++ = 'n';
+        break;
+      case '\r':
+        *p++ = 'r';
+        break;
+      default:
+        *p++ = 't';
+        break;
+      }
+    } else {
+      static const char hex[] = "0123456789ABCDEF";
+      memcpy(p, "u00", 3);
+      p[3] = hex[c >> 4];
+      p[4] = hex[c & 15];
+      p += 5;
+    }
+  }
+  memcpy(p, s + run, n - run);
+  p += n - run;
+  *p++ = '"';
+  pd_buf_commit(b, (size_t)(p - w));
+  return 0;
+}
+
+void pd_buf_consume(pd_buf_t *b, size_t n) {
+  if (n >= b->len) {
+    b->off = b->len = 0;
+    if (b->base)
+      b->base[0] = '\0';
+    return;
+  }
+  b->off += n;
+  b->len -= n;
+}
+
+void pd_buf_reset(pd_buf_t *b) {
+  b->off = b->len = 0;
+  if (b->base)
+    b->base[0] = '\0';
+}
+
+char *pd_buf_steal(pd_buf_t *b, size_t *len) {
+  if (!b->base && !pd_buf_reserve(b, 0))
+    return NULL;
+  if (b->off)
+    memmove(b->base, b->base + b->off, b->len + 1);
+  char *p = b->base;
+  if (len)
+    *len = b->len;
+  p[b->len] = '\0';
+  pd_buf_init(b);
+  return p;
+}

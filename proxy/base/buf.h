@@ -1,0 +1,42 @@
+/* Growable byte buffers with reserve/consume (h2o/lwan style). */
+#ifndef PD_BUF_H
+#define PD_BUF_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+typedef struct pd_buf {
+  char *base; /* NUL-terminated when len > 0 or after any append */
+  size_t off; /* bytes already consumed from the front */
+  size_t len; /* bytes of live data starting at base + off */
+  size_t cap;
+} pd_buf_t;
+
+/* Data start and length. */
+#define pd_buf_data(b) ((b)->base + (b)->off)
+
+void pd_buf_init(pd_buf_t *b);
+/* Frees the storage; the buffer may be reused after pd_buf_init. */
+void pd_buf_free(pd_buf_t *b);
+/* Makes room for at least n more bytes after the live data; returns the write pointer or NULL
+ * on allocation failure. Commit with pd_buf_commit. */
+char *pd_buf_reserve(pd_buf_t *b, size_t n);
+void pd_buf_commit(pd_buf_t *b, size_t n);
+int pd_buf_append(pd_buf_t *b, const void *data, size_t n);
+int pd_buf_appends(pd_buf_t *b, const char *s);
+int pd_buf_appendf(pd_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Writes v in decimal to out (room for 21 bytes); returns the length, no NUL is written. */
+size_t pd_buf_fmt_long(char *out, long v);
+/* Appends v in decimal. */
+int pd_buf_append_long(pd_buf_t *b, long v);
+/* Appends s as a JSON string literal, escaped as jansson's json_dumps does: '"', '\\' and the
+ * short forms \b \f \n \r \t, other control bytes as \u00XX (upper-case hex), everything else
+ * (UTF-8 included) as is. */
+int pd_buf_append_json_str(pd_buf_t *b, const char *s, size_t n);
+/* Drops n bytes from the front. */
+void pd_buf_consume(pd_buf_t *b, size_t n);
+void pd_buf_reset(pd_buf_t *b);
+/* Hands the storage to the caller (malloc'd, NUL-terminated, length in *len) and resets. */
+char *pd_buf_steal(pd_buf_t *b, size_t *len);
+
+#endif

@@ -1,0 +1,470 @@
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "base/log.h"
+#include "upstream/upstream_int.h"
+
+/* The front: plain-HTTP upstreams go to the native HTTP/1.1 client, or to the native HTTP/2
+ * (h2c) client when the upstream says "http2: true"; everything else (https://) to libcurl.
+ * PONDER_UPSTREAM_CLIENT=curl sends every upstream that is not h2c through libcurl (a diagnostic
+ * switch about HTTP/1.1, and how the test suite keeps the libcurl path covered). */
+struct pd_upstream {
+  pd_curlup_t *curl;
+  pd_h1up_t *h1;
+  pd_h2up_t *h2;
+  int all_curl;
+  int pending_closes;
+  void (*on_closed)(void *);
+  void *on_closed_ud;
+};
+
+pd_upstream_t *pd_upstream_new(uv_loop_t *loop, int max_host_connections) {
+  pd_upstream_t *u = calloc(1, sizeof *u);
+  if (!u)
+    return NULL;
+  const char *client = getenv("PONDER_UPSTREAM_CLIENT");
+  u->all_curl = client && strcmp(client, "curl") == 0;
+  u->curl = pd_curlup_new(loop, max_host_connections);
+  if (!u->curl)
+    goto fail_curl;
+  u->h1 = pd_h1up_new(loop, max_host_connections);
+  if (!u->h1)
+    goto fail_h1;
+  u->h2 = pd_h2up_new(loop, max_host_connections);
+  if (!u->h2)
+    goto fail_h2;
+  return u;
+fail_h2:
+  pd_h1up_free(u->h1);
+fail_h1:
+  pd_curlup_free(u->curl);
+fail_curl:
+  free(u);
+  return NULL;
+}
+
+static void on_part_closed(void *ud) {
+  pd_upstream_t *u = ud;
+  if (--u->pending_closes == 0 && u->on_closed)
+    u->on_closed(u->on_closed_ud);
+}
+
+void pd_upstream_close(pd_upstream_t *u, void (*on_closed)(void *ud), void *ud) {
+  u->on_closed = on_closed;
+  u->on_closed_ud = ud;
+  u->pending_closes = 3;
+  pd_curlup_close(u->curl, on_part_closed, u);
+  pd_h1up_close(u->h1, on_part_closed, u);
+  pd_h2up_close(u->h2, on_part_closed, u);
+}
+
+void pd_upstream_free(pd_upstream_t *u) {
+  if (!u)
+    return;
+  pd_curlup_free(u->curl);
+  pd_h1up_free(u->h1);
+  pd_h2up_free(u->h2);
+  free(u);
+}
+
+/* http:// without credentials in the authority (libcurl handles those). */
+static int native_url(const char *url) {
+  const char *auth, *path;
+  long n = pd_url_split(url, &auth, &path);
+  return n > 0 && !memchr(auth, '@', (size_t)n);
+}
+
+/* What log lines name a call by: its request id and where it went. */
+static void label(pd_xfer_t *x, const pd_xfer_opts_t *o) {
+  x->reqid[0] = '\0';
+  for (const char *const *h = o->headers; h && *h; h++)
+    if (strncasecmp(*h, "x-request-id:", 13) == 0) {
+      const char *v = *h + 13;
+      v += strspn(v, " \t");
+      size_t n = strcspn(v, "\r\n");
+      if (n >= sizeof x->reqid)
+        n = sizeof x->reqid - 1;
+      memcpy(x->reqid, v, n);
+      x->reqid[n] = '\0';
+      break;
+    }
+  /* scheme "://" [userinfo "@"] authority path ["?" query]: userinfo and query may hold keys. */
+  const char *url = o->url, *sep = strstr(url, "://");
+  size_t slen = sep ? (size_t)(sep - url) + 3 : 0;
+  const char *auth = url + slen;
+  size_t alen = strcspn(auth, "/?#");
+  const char *at = memchr(auth, '@', alen);
+  if (at) {
+    alen -= (size_t)(at + 1 - auth);
+    auth = at + 1;
+  }
+  const char *path = auth + alen;
+  size_t plen = strcspn(path, "?#");
+  /* Three pieces, cut to fit (no printf: this runs for every upstream call). */
+  size_t k = 0;
+  const char *part[3] = {url, auth, path};
+  size_t len[3] = {slen, alen, plen};
+  for (int i = 0; i < 3; i++) {
+    size_t n = len[i] < sizeof x->target - 1 - k ? len[i] : sizeof x->target - 1 - k;
+    memcpy(x->target + k, part[i], n);
+    k += n;
+  }
+  x->target[k] = '\0';
+}
+
+pd_xfer_t *pd_xfer_start(pd_upstream_t *u, const pd_xfer_opts_t *o, const pd_xfer_cbs_t *cbs,
+                         void *ud) {
+  pd_xfer_t *x;
+  if (o->http2 && native_url(o->url))
+    x = pd_h2up_start(u->h2, o, cbs, ud);
+  else if (!u->all_curl && native_url(o->url))
+    x = pd_h1up_start(u->h1, o, cbs, ud);
+  else
+    x = pd_curlup_start(u->curl, o, cbs, ud);
+  if (x)
+    label(x, o);
+  return x;
+}
+
+void pd_xfer_log_retry(const pd_xfer_t *x, int attempt, const char *why, long delay_ms) {
+  pd_log_info(x->reqid[0] ? x->reqid : NULL,
+              "upstream %s: attempt %d failed (%s), retrying in %ld ms", x->target, attempt + 1,
+              why, delay_ms);
+}
+
+void pd_xfer_stall_msg(char *buf, size_t n, long stall_ms) {
+  snprintf(buf, n, "Operation stalled: no data from the upstream for %ld ms", stall_ms);
+}
+
+uint64_t pd_xfer_deadline(uint64_t now, long timeout_ms) {
+  return timeout_ms > 0 ? now + (uint64_t)timeout_ms : 0;
+}
+
+int pd_xfer_retry_fits(uint64_t deadline, uint64_t now, long delay_ms) {
+  return deadline == 0 || now + (uint64_t)(delay_ms > 0 ? delay_ms : 0) < deadline;
+}
+
+void pd_xfer_pause(pd_xfer_t *x) {
+  switch (x->backend) {
+  case PD_XFER_H1:
+    pd_h1up_pause(x);
+    break;
+  case PD_XFER_H2:
+    pd_h2up_pause(x);
+    break;
+  default:
+    pd_curlup_pause(x);
+  }
+}
+
+void pd_xfer_resume(pd_xfer_t *x) {
+  switch (x->backend) {
+  case PD_XFER_H1:
+    pd_h1up_resume(x);
+    break;
+  case PD_XFER_H2:
+    pd_h2up_resume(x);
+    break;
+  default:
+    pd_curlup_resume(x);
+  }
+}
+
+void pd_xfer_cancel(pd_xfer_t *x) {
+  switch (x->backend) {
+  case PD_XFER_H1:
+    pd_h1up_cancel(x);
+    break;
+  case PD_XFER_H2:
+    pd_h2up_cancel(x);
+    break;
+  default:
+    pd_curlup_cancel(x);
+  }
+}
+
+double pd_xfer_elapsed(const pd_xfer_t *x) {
+  switch (x->backend) {
+  case PD_XFER_H1:
+    return pd_h1up_elapsed(x);
+  case PD_XFER_H2:
+    return pd_h2up_elapsed(x);
+  default:
+    return pd_curlup_elapsed(x);
+  }
+}
+
+/* ---- the response head, as both clients collect it ----------------------------------------- */
+
+void pd_xhead_init(pd_xhead_t *h) {
+  memset(h, 0, sizeof *h);
+  pd_buf_init(&h->pairs);
+  h->content_length = -1;
+  h->retry_after_ms = -1;
+}
+
+void pd_xhead_reset(pd_xhead_t *h) {
+  h->status = 0;
+  h->content_length = -1;
+  h->retry_after_ms = -1;
+  free(h->content_type);
+  h->content_type = NULL;
+  pd_buf_reset(&h->pairs);
+}
+
+void pd_xhead_free(pd_xhead_t *h) {
+  free(h->content_type);
+  h->content_type = NULL;
+  pd_buf_free(&h->pairs);
+}
+
+/* Headers that describe this hop or that ponder sets itself: never relayed. */
+static int is_hop_by_hop(const char *name, size_t n) {
+  static const char *const skip[] = {"connection",
+                                     "keep-alive",
+                                     "transfer-encoding",
+                                     "te",
+                                     "trailer",
+                                     "upgrade",
+                                     "proxy-authenticate",
+                                     "proxy-authorization",
+                                     "content-length",
+                                     "date",
+                                     "server",
+                                     "x-request-id",
+                                     NULL};
+  for (int i = 0; skip[i]; i++)
+    if (strlen(skip[i]) == n && strncasecmp(skip[i], name, n) == 0)
+      return 1;
+  return 0;
+}
+
+static long parse_retry_after(const char *v, size_t n, int is_ms) {
+  char tmp[32];
+  if (n == 0 || n >= sizeof tmp)
+    return -1;
+  memcpy(tmp, v, n);
+  tmp[n] = '\0';
+  char *endp;
+  double d = strtod(tmp, &endp);
+  if (endp == tmp || d < 0)
+    return -1; /* an HTTP date: use the backoff instead */
+  return is_ms ? (long)d : (long)(d * 1000);
+}
+
+/* RFC 9110 tchar: what a field name may hold. Letters, digits and '-' first: every header line
+ * of every upstream reply passes through here. */
+static int is_tchar(unsigned char ch) {
+  if ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z')
+    return 1;
+  if ((ch >= '0' && ch <= '9') || ch == '-')
+    return 1;
+  switch (ch) {
+  case '!':
+  case '#':
+  case '$':
+  case '%':
+  case '&':
+  case '\'':
+  case '*':
+  case '+':
+  case '.':
+  case '^':
+  case '_':
+  case '`':
+  case '|':
+  case '~':
+    return 1;
+  default:
+    return 0;
+  }
+}
+
+static int field_ok(const char *name, size_t nlen, const char *v, size_t vlen) {
+  if (nlen == 0)
+    return 0;
+  for (size_t i = 0; i < nlen; i++)
+    if (!is_tchar((unsigned char)name[i]))
+      return 0;
+  /* No early exit: a branch-free loop the compiler vectorises (values are checked whole). */
+  unsigned bad = 0;
+  for (size_t i = 0; i < vlen; i++) {
+    unsigned char ch = (unsigned char)v[i];
+    bad |= (unsigned)((ch < 0x20) & (ch != '\t')) | (unsigned)(ch == 0x7f);
+  }
+  return !bad;
+}
+
+int pd_xhead_add(pd_xhead_t *h, const char *name, size_t nlen, const char *v, size_t vlen) {
+  /* An upstream is semi-trusted: a CR or LF relayed in a value would split the client's
+   * response, so such a field is dropped whole, before anything reads it. */
+  if (!field_ok(name, nlen, v, vlen))
+    return -1;
+  if (nlen == 12 && strncasecmp(name, "content-type", 12) == 0) {
+    free(h->content_type);
+    h->content_type = strndup(v, vlen);
+  } else if (nlen == 14 && strncasecmp(name, "content-length", 14) == 0) {
+    char tmp[24];
+    size_t k = vlen < sizeof tmp - 1 ? vlen : sizeof tmp - 1;
+    memcpy(tmp, v, k);
+    tmp[k] = '\0';
+    h->content_length = strtol(tmp, NULL, 10);
+  } else if (nlen == 11 && strncasecmp(name, "retry-after", 11) == 0) {
+    long ms = parse_retry_after(v, vlen, 0);
+    if (ms >= 0 && h->retry_after_ms < 0)
+      h->retry_after_ms = ms;
+  } else if (nlen == 14 && strncasecmp(name, "retry-after-ms", 14) == 0) {
+    long ms = parse_retry_after(v, vlen, 1);
+    if (ms >= 0)
+      h->retry_after_ms = ms;
+  }
+  if (is_hop_by_hop(name, nlen))
+    return 0;
+  char *w = pd_buf_reserve(&h->pairs, nlen + vlen + 2);
+  if (!w)
+    return 0;
+  for (size_t i = 0; i < nlen; i++)
+    w[i] = (char)tolower((unsigned char)name[i]);
+  w[nlen] = '\0';
+  memcpy(w + nlen + 1, v, vlen);
+  w[nlen + 1 + vlen] = '\0';
+  pd_buf_commit(&h->pairs, nlen + vlen + 2);
+  return 0;
+}
+
+#define MAX_RELAYED_HEADERS 64
+
+void pd_xhead_emit(const pd_xhead_t *h, void (*on_head)(void *, const pd_xfer_head_t *), void *ud) {
+  if (!on_head)
+    return;
+  const char *pairs[2 * MAX_RELAYED_HEADERS + 1];
+  size_t n = 0;
+  const char *p = h->pairs.len ? pd_buf_data(&h->pairs) : NULL;
+  const char *end = p ? p + h->pairs.len : NULL;
+  while (p && p < end && n < MAX_RELAYED_HEADERS) {
+    const char *name = p;
+    p += strlen(p) + 1;
+    if (p >= end)
+      break;
+    const char *value = p;
+    p += strlen(p) + 1;
+    pairs[2 * n] = name;
+    pairs[2 * n + 1] = value;
+    n++;
+  }
+  pairs[2 * n] = NULL;
+  pd_xfer_head_t head = {h->status, h->content_type, h->content_length, pairs, n};
+  on_head(ud, &head);
+}
+
+int pd_xfer_retryable_status(int status) {
+  return status == 429 || status >= 500;
+}
+
+long pd_xfer_status_delay(const pd_xhead_t *h, int attempt) {
+  long backoff = 250L << (attempt < 6 ? attempt : 6);
+  long delay = h->retry_after_ms >= 0 ? h->retry_after_ms : backoff;
+  return delay > PD_RETRY_AFTER_CAP_MS ? PD_RETRY_AFTER_CAP_MS : delay;
+}
+
+long pd_xfer_connect_delay(int attempt) {
+  return 50L << (attempt < 6 ? attempt : 6);
+}
+
+/* ---- http:// origins, as both native clients find them ----------------------------------- */
+
+long pd_url_split(const char *url, const char **auth, const char **path) {
+  if (strncasecmp(url, "http://", 7) != 0)
+    return -1;
+  const char *a = url + 7;
+  size_t n = strcspn(a, "/?#");
+  if (n == 0)
+    return -1;
+  *auth = a;
+  *path = a + n;
+  return (long)n;
+}
+
+int pd_origin_addr_init(pd_origin_addr_t *a, const char *auth, size_t alen) {
+  memset(a, 0, sizeof *a);
+  a->authority = strndup(auth, alen);
+  a->alen = alen;
+  const char *hs = auth, *he, *ps = NULL;
+  if (*auth == '[') {
+    hs = auth + 1;
+    he = memchr(hs, ']', alen - 1);
+    if (!he)
+      goto fail;
+    if (he + 1 < auth + alen) {
+      if (he[1] != ':')
+        goto fail;
+      ps = he + 2;
+    }
+  } else {
+    he = auth + alen;
+    for (const char *p = auth; p < auth + alen; p++)
+      if (*p == ':') {
+        he = p;
+        ps = p + 1;
+      }
+  }
+  size_t plen = ps ? (size_t)(auth + alen - ps) : 0;
+  if (!a->authority || he == hs || plen >= sizeof a->port)
+    goto fail;
+  a->host = strndup(hs, (size_t)(he - hs));
+  if (!a->host)
+    goto fail;
+  if (ps && plen > 0) {
+    memcpy(a->port, ps, plen);
+    a->port[plen] = '\0';
+  } else {
+    strcpy(a->port, "80");
+  }
+  char *end;
+  long port = strtol(a->port, &end, 10);
+  if (*end || port <= 0 || port > 65535)
+    goto fail;
+  struct sockaddr_in6 a6;
+  struct sockaddr_in a4;
+  if (uv_ip4_addr(a->host, (int)port, &a4) == 0) {
+    memcpy(&a->addrs[0], &a4, sizeof a4);
+    a->naddrs = 1;
+    a->literal = 1;
+  } else if (uv_ip6_addr(a->host, (int)port, &a6) == 0) {
+    memcpy(&a->addrs[0], &a6, sizeof a6);
+    a->naddrs = 1;
+    a->literal = 1;
+  }
+  return 0;
+fail:
+  pd_origin_addr_free(a);
+  return -1;
+}
+
+void pd_origin_addr_free(pd_origin_addr_t *a) {
+  free(a->authority);
+  free(a->host);
+  a->authority = a->host = NULL;
+}
+
+int pd_origin_addr_fresh(const pd_origin_addr_t *a, uint64_t now) {
+  return a->literal || (a->naddrs > 0 && now - a->resolved_at < PD_ORIGIN_RESOLVE_TTL_MS);
+}
+
+int pd_origin_addr_resolved(pd_origin_addr_t *a, int status, struct addrinfo *res, uint64_t now) {
+  if (status == 0) {
+    a->naddrs = 0;
+    for (struct addrinfo *ai = res; ai && a->naddrs < PD_ORIGIN_MAX_ADDRS; ai = ai->ai_next)
+      if ((ai->ai_family == AF_INET || ai->ai_family == AF_INET6) &&
+          ai->ai_addrlen <= sizeof a->addrs[0])
+        memcpy(&a->addrs[a->naddrs++], ai->ai_addr, ai->ai_addrlen);
+    a->resolved_at = now;
+    if (a->naddrs == 0)
+      status = UV_EAI_NONAME;
+  }
+  uv_freeaddrinfo(res);
+  return status;
+}

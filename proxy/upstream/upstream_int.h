@@ -1,0 +1,143 @@
+/* Inside the upstream client: what upstream.c (the front and the shared response-head
+ * bookkeeping), upstream_curl.c (libcurl: https://, HTTP/2), upstream_h1.c (the native
+ * HTTP/1.1 client for http:// upstreams) and upstream_h2.c (the native h2c client for http://
+ * upstreams with "http2: true") share. Nothing outside those four includes this. */
+#ifndef PD_UPSTREAM_INT_H
+#define PD_UPSTREAM_INT_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "base/buf.h"
+#include "upstream/upstream.h"
+
+#define PD_RETRY_AFTER_CAP_MS 30000
+
+/* Every transfer starts with this, so the front can tell whose it is. The front fills reqid and
+ * target right after the backend's start returned (no callback runs before that). */
+enum { PD_XFER_CURL = 1, PD_XFER_H1 = 2, PD_XFER_H2 = 3 };
+struct pd_xfer {
+  int backend;
+  char reqid[48];   /* the call's x-request-id header, "" when none: for log lines */
+  char target[160]; /* scheme://host:port/path of the URL, without userinfo or query */
+};
+
+/* Logs at info that an attempt failed and the call is tried again in delay_ms. */
+void pd_xfer_log_retry(const pd_xfer_t *x, int attempt, const char *why, long delay_ms);
+
+/* The call's deadline in loop milliseconds (0 = none): timeout_ms bounds the whole call. */
+uint64_t pd_xfer_deadline(uint64_t now, long timeout_ms);
+/* A new attempt started delay_ms from now would still begin before the deadline. */
+int pd_xfer_retry_fits(uint64_t deadline, uint64_t now, long delay_ms);
+
+typedef struct pd_curlup pd_curlup_t;
+typedef struct pd_h1up pd_h1up_t;
+typedef struct pd_h2up pd_h2up_t;
+
+/* One attempt's response head as it is read: status, framing facts, the retry hint and the
+ * relayable headers ("name\0value\0" pairs, names lower-cased). */
+typedef struct pd_xhead {
+  int status;
+  long content_length; /* -1 when absent */
+  long retry_after_ms; /* -1 when absent */
+  char *content_type;  /* NULL when absent */
+  pd_buf_t pairs;
+} pd_xhead_t;
+
+void pd_xhead_init(pd_xhead_t *h);
+/* Forgets everything read (a new attempt, or a new header block after a 1xx). */
+void pd_xhead_reset(pd_xhead_t *h);
+void pd_xhead_free(pd_xhead_t *h);
+/* One header line: value without surrounding blanks. A header whose name is not an HTTP token
+ * or whose value holds CR, LF, NUL or another control byte (HTAB aside) is dropped: it is
+ * neither relayed nor read for framing or retry hints, on every backend. Returns 0, or -1
+ * when it was dropped. */
+int pd_xhead_add(pd_xhead_t *h, const char *name, size_t nlen, const char *value, size_t vlen);
+/* Calls on_head with the collected head (its arrays live on this call's stack). */
+void pd_xhead_emit(const pd_xhead_t *h, void (*on_head)(void *, const pd_xfer_head_t *), void *ud);
+
+/* The message of an attempt that failed because no byte came for stall_ms. */
+void pd_xfer_stall_msg(char *buf, size_t n, long stall_ms);
+
+/* A status the client is spared while retries remain: 429 and 5xx. */
+int pd_xfer_retryable_status(int status);
+/* Delay before retrying after a retryable status: Retry-After(-ms) when given, else an
+ * exponential backoff from 250 ms; capped at PD_RETRY_AFTER_CAP_MS. */
+long pd_xfer_status_delay(const pd_xhead_t *h, int attempt);
+/* Delay before retrying a failed connect: 50 ms doubling per attempt. */
+long pd_xfer_connect_delay(int attempt);
+
+/* An http:// origin's address, as both native clients keep it: the authority parsed, literal
+ * IP addresses taken as they are, host names resolved with uv_getaddrinfo and cached. */
+#define PD_ORIGIN_MAX_ADDRS 4
+#define PD_ORIGIN_RESOLVE_TTL_MS 30000 /* how long a host name's addresses are reused */
+typedef struct pd_origin_addr {
+  char *authority; /* "host:port" as the URL spells it */
+  size_t alen;
+  char *host; /* without brackets */
+  char port[8];
+  int literal; /* host is an IP address: never resolved */
+  struct sockaddr_storage addrs[PD_ORIGIN_MAX_ADDRS];
+  int naddrs;
+  uint64_t resolved_at;
+} pd_origin_addr_t;
+
+/* Splits "http://authority/path?query"; returns the authority's length or -1. */
+long pd_url_split(const char *url, const char **auth, const char **path);
+/* Parses "host", "host:port" or "[v6]:port" (port 80 by default). Returns 0, or -1 with nothing
+ * left to free. */
+int pd_origin_addr_init(pd_origin_addr_t *a, const char *auth, size_t alen);
+void pd_origin_addr_free(pd_origin_addr_t *a);
+/* The addresses can be used without resolving (a literal, or resolved less than the TTL ago). */
+int pd_origin_addr_fresh(const pd_origin_addr_t *a, uint64_t now);
+/* Takes uv_getaddrinfo's answer (and frees res); returns the status to report: UV_EAI_NONAME
+ * when it held no IPv4 or IPv6 address. */
+int pd_origin_addr_resolved(pd_origin_addr_t *a, int status, struct addrinfo *res, uint64_t now);
+
+pd_curlup_t *pd_curlup_new(uv_loop_t *loop, int max_host_connections);
+void pd_curlup_close(pd_curlup_t *c, void (*on_closed)(void *ud), void *ud);
+void pd_curlup_free(pd_curlup_t *c);
+pd_xfer_t *pd_curlup_start(pd_curlup_t *c, const pd_xfer_opts_t *o, const pd_xfer_cbs_t *cbs,
+                           void *ud);
+void pd_curlup_pause(pd_xfer_t *x);
+void pd_curlup_resume(pd_xfer_t *x);
+void pd_curlup_cancel(pd_xfer_t *x);
+double pd_curlup_elapsed(const pd_xfer_t *x);
+
+pd_h1up_t *pd_h1up_new(uv_loop_t *loop, int max_host_connections);
+void pd_h1up_close(pd_h1up_t *b, void (*on_closed)(void *ud), void *ud);
+void pd_h1up_free(pd_h1up_t *b);
+/* Takes http:// URLs only. Returns NULL on failure (the body is freed). */
+pd_xfer_t *pd_h1up_start(pd_h1up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cbs_t *cbs, void *ud);
+void pd_h1up_pause(pd_xfer_t *x);
+/* For the fuzz target: what pd_h1up_parse_bytes saw. */
+typedef struct pd_h1up_parse_stats {
+  int heads;         /* final heads delivered */
+  int responses;     /* responses that ended */
+  size_t max_head;   /* largest head (status line and fields) counted */
+  size_t body_bytes; /* body bytes given to on_data or held during a pause */
+  int error;         /* the parser stopped on bad bytes or a head over the cap */
+} pd_h1up_parse_stats_t;
+/* Runs the client's response parsing (the llhttp settings, the head bookkeeping, the body
+ * framing, pause holding) over data as one connection would receive it in reads of `chunk`
+ * bytes, with no network: after each complete response the next bytes are parsed as the next
+ * response on the same connection; the end of data is the end of the connection. is_head makes
+ * every request a HEAD; retries > 0 exercises the discarding of retryable statuses. */
+void pd_h1up_parse_bytes(const char *data, size_t len, size_t chunk, int is_head, int retries,
+                         pd_h1up_parse_stats_t *st);
+void pd_h1up_resume(pd_xfer_t *x);
+void pd_h1up_cancel(pd_xfer_t *x);
+double pd_h1up_elapsed(const pd_xfer_t *x);
+
+pd_h2up_t *pd_h2up_new(uv_loop_t *loop, int max_host_connections);
+void pd_h2up_close(pd_h2up_t *b, void (*on_closed)(void *ud), void *ud);
+void pd_h2up_free(pd_h2up_t *b);
+/* Takes http:// URLs only: HTTP/2 with prior knowledge, streams multiplexed over a few
+ * connections per origin. Returns NULL on failure (the body is freed). */
+pd_xfer_t *pd_h2up_start(pd_h2up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cbs_t *cbs, void *ud);
+void pd_h2up_pause(pd_xfer_t *x);
+void pd_h2up_resume(pd_xfer_t *x);
+void pd_h2up_cancel(pd_xfer_t *x);
+double pd_h2up_elapsed(const pd_xfer_t *x);
+
+#endif

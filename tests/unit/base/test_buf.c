@@ -1,0 +1,112 @@
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/buf.h"
+
+static void test_append_and_consume(void **state) {
+  (void)state;
+  pd_buf_t b;
+  pd_buf_init(&b);
+  assert_int_equal(pd_buf_appends(&b, "hello "), 0);
+  assert_int_equal(pd_buf_appendf(&b, "%s %d", "world", 42), 0);
+  assert_string_equal(pd_buf_data(&b), "hello world 42");
+  pd_buf_consume(&b, 6);
+  assert_int_equal(b.len, 8);
+  assert_memory_equal(pd_buf_data(&b), "world 42", 8);
+  pd_buf_consume(&b, 100);
+  assert_int_equal(b.len, 0);
+  pd_buf_free(&b);
+}
+
+static void test_long_appendf(void **state) {
+  (void)state;
+  pd_buf_t b;
+  pd_buf_init(&b);
+  char big[1000];
+  memset(big, 'x', sizeof big - 1);
+  big[sizeof big - 1] = '\0';
+  assert_int_equal(pd_buf_appendf(&b, "<%s>", big), 0);
+  assert_int_equal(b.len, 1001);
+  assert_int_equal(pd_buf_data(&b)[0], '<');
+  assert_int_equal(pd_buf_data(&b)[1000], '>');
+  pd_buf_free(&b);
+}
+
+static void test_reuse_does_not_grow(void **state) {
+  (void)state;
+  /* Filling and draining a buffer repeatedly reuses the consumed space. */
+  pd_buf_t b;
+  pd_buf_init(&b);
+  for (int i = 0; i < 10000; i++) {
+    pd_buf_append(&b, "0123456789", 10);
+    pd_buf_consume(&b, 10);
+  }
+  assert_true(b.cap <= 256);
+  pd_buf_free(&b);
+}
+
+static void test_json_escape(void **state) {
+  (void)state;
+  pd_buf_t b;
+  pd_buf_init(&b);
+  const char s[] = "a\"b\\c\nd\te\x01";
+  pd_buf_append_json_str(&b, s, sizeof s - 1);
+  assert_string_equal(pd_buf_data(&b), "\"a\\\"b\\\\c\\nd\\te\\u0001\"");
+  pd_buf_free(&b);
+}
+
+static void test_steal(void **state) {
+  (void)state;
+  pd_buf_t b;
+  pd_buf_init(&b);
+  pd_buf_appends(&b, "xxabc");
+  pd_buf_consume(&b, 2);
+  size_t len;
+  char *p = pd_buf_steal(&b, &len);
+  assert_int_equal(len, 3);
+  assert_string_equal(p, "abc");
+  assert_null(b.base);
+  free(p);
+}
+
+static void test_fmt_long(void **state) {
+  (void)state;
+  char out[32];
+  static const struct {
+    long v;
+    const char *s;
+  } cases[] = {{0, "0"},
+               {7, "7"},
+               {200, "200"},
+               {-42, "-42"},
+               {1234567890L, "1234567890"},
+               {LONG_MAX, "9223372036854775807"},
+               {LONG_MIN, "-9223372036854775808"}};
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    size_t n = pd_buf_fmt_long(out, cases[i].v);
+    out[n] = '\0';
+    assert_string_equal(out, cases[i].s);
+  }
+  pd_buf_t b;
+  pd_buf_init(&b);
+  assert_int_equal(pd_buf_append_long(&b, -5), 0);
+  assert_int_equal(pd_buf_append_long(&b, 31), 0);
+  assert_string_equal(pd_buf_data(&b), "-531");
+  pd_buf_free(&b);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_append_and_consume),
+                                     cmocka_unit_test(test_long_appendf),
+                                     cmocka_unit_test(test_reuse_does_not_grow),
+                                     cmocka_unit_test(test_json_escape),
+                                     cmocka_unit_test(test_steal),
+                                     cmocka_unit_test(test_fmt_long)};
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
