@@ -85,7 +85,11 @@ typedef struct pd_upstream_cfg {
   char *tls_ca_file;   /* trust this CA bundle (PEM) instead of the system store */
   char *tls_cert_file; /* client certificate (mTLS); set together with tls_key_file */
   char *tls_key_file;
-  int tls_verify; /* 0: no certificate or host name check (warned at load) */
+  int tls_verify;        /* 0: no certificate or host name check (warned at load) */
+  char *tls_server_name; /* SNI and the name checked, when not the base_url's host; NULL */
+  /* An HTTP proxy (http://host:port) for this upstream; NULL: $https_proxy / $http_proxy /
+   * $no_proxy, read the way curl reads them, decide. */
+  char *proxy;
 } pd_upstream_cfg_t;
 
 typedef struct pd_route {
