@@ -1119,6 +1119,10 @@ static void assert_config_equal(const pd_config_t *a, const pd_config_t *b) {
     assert_int_equal(x->max_connections, y->max_connections);
     assert_string_equal(x->token_limit_param, y->token_limit_param);
     assert_int_equal(x->http2, y->http2);
+    assert_int_equal(x->tls_verify, y->tls_verify);
+    assert_str_or_null_equal(x->tls_ca_file, y->tls_ca_file);
+    assert_str_or_null_equal(x->tls_server_name, y->tls_server_name);
+    assert_str_or_null_equal(x->proxy, y->proxy);
   }
   assert_int_equal(a->nroutes, b->nroutes);
   for (size_t i = 0; i < a->nroutes; i++) {
@@ -1195,14 +1199,16 @@ static void test_dump_roundtrip(void **state) {
                   "  - name: r\n"
                   "    forcing: {prompts: {wait: \"a\\Nb\\Lc\\Pd\"}}\n",
                   &NO_OV);
-  assert_string_equal(cfg->routes[0].variants[0].forcing.prompts.wait,
-                      "a\xc2\x85" "b\xe2\x80\xa8" "c\xe2\x80\xa9" "d");
+  assert_string_equal(cfg->routes[0].variants[0].forcing.prompts.wait, "a\xc2\x85"
+                                                                       "b\xe2\x80\xa8"
+                                                                       "c\xe2\x80\xa9"
+                                                                       "d");
   assert_dump_roundtrips(cfg);
   pd_config_unref(cfg);
 }
 
 /* The tls block of an upstream: files checked at load, relative to the config file's folder,
- * a certificate only with its key, server_name refused until it is implemented. */
+ * a certificate only with its key. */
 static void test_upstream_tls(void **state) {
   (void)state;
   char *ca = write_tmp("-----BEGIN CERTIFICATE-----\n");
@@ -1250,8 +1256,6 @@ static void test_upstream_tls(void **state) {
                 "      verify: maybe\n"
                 "      sni: x\n",
                 "F:5: tls \"ca_file\": cannot read /nonexistent/ca.pem: No such file or directory\n"
-                "F:6: tls \"server_name\" is not supported yet (the name checked is the base_url's "
-                "host)\n"
                 "F:7: \"verify\" must be true or false (got \"maybe\")\n"
                 "F:8: unknown key \"sni\" in tls");
   assert_true(asprintf(&text,
@@ -1282,6 +1286,90 @@ static void test_upstream_tls(void **state) {
   free(ca);
   free(crt);
   free(key);
+}
+
+/* tls.server_name (the name sent as SNI and checked, instead of the base_url's host) and the
+ * per-upstream HTTP proxy: read, validated with a message naming the key, dumped, freed. */
+static void test_server_name_and_proxy(void **state) {
+  (void)state;
+  pd_config_t *cfg = load_text("upstreams:\n"
+                               "  - name: a\n"
+                               "    base_url: https://10.0.0.7/v1\n"
+                               "    tls: {server_name: api.internal}\n"
+                               "    proxy: http://proxy.corp:3128\n"
+                               "  - name: b\n"
+                               "    base_url: https://b.example/v1\n"
+                               "    proxy: HTTP://127.0.0.1:8888/\n"
+                               "  - name: c\n"
+                               "    base_url: https://c.example/v1\n"
+                               "    tls: {server_name: ~}\n"
+                               "    proxy: null\n",
+                               &NO_OV);
+  assert_string_equal(cfg->upstreams[0].tls_server_name, "api.internal");
+  assert_string_equal(cfg->upstreams[0].proxy, "http://proxy.corp:3128");
+  assert_null(cfg->upstreams[1].tls_server_name);
+  assert_string_equal(cfg->upstreams[1].proxy, "HTTP://127.0.0.1:8888");
+  assert_null(cfg->upstreams[2].tls_server_name);
+  assert_null(cfg->upstreams[2].proxy);
+  char *path = dump_to_file(cfg);
+  char *text = slurp(path);
+  assert_non_null(strstr(text, "\n      verify: true\n      server_name: \"api.internal\"\n"
+                               "    proxy: \"http://proxy.corp:3128\"\n"));
+  assert_non_null(strstr(text, "\n      server_name: null\n    proxy: null\n"));
+  free(text);
+  unlink(path);
+  free(path);
+  assert_dump_roundtrips(cfg);
+  pd_config_unref(cfg);
+
+  assert_errors("upstreams:\n"
+                "  - name: a\n"
+                "    base_url: https://a/v1\n"
+                "    tls: {server_name: \"\"}\n"
+                "    proxy: https://p:3128\n"
+                "  - name: b\n"
+                "    base_url: https://b/v1\n"
+                "    tls: {server_name: \"api internal\"}\n"
+                "    proxy: socks5://p:1080\n"
+                "  - name: c\n"
+                "    base_url: https://c/v1\n"
+                "    tls: {server_name: [a]}\n"
+                "    proxy: http://p\n"
+                "  - name: d\n"
+                "    base_url: https://d/v1\n"
+                "    proxy: http://p:3128/path\n"
+                "  - name: e\n"
+                "    base_url: https://e/v1\n"
+                "    proxy: http://user:hunter2@p:3128\n"
+                "  - name: f\n"
+                "    base_url: https://f/v1\n"
+                "    proxy: http://p:99999\n"
+                "  - name: g\n"
+                "    base_url: https://g/v1\n"
+                "    proxy: \"\"\n"
+                "  - name: h\n"
+                "    base_url: https://h/v1\n"
+                "    proxy: http://p:3128?x=1\n"
+                "    prxy: http://p:1\n",
+                "F:4: \"server_name\" must not be empty\n"
+                "F:5: \"proxy\" must start with http:// (an HTTP proxy: http://HOST:PORT) (got "
+                "\"https://p:3128\")\n"
+                "F:8: tls \"server_name\" must be a host name of letters, digits, '-' and '.' (got "
+                "\"api internal\")\n"
+                "F:9: \"proxy\" must start with http:// (an HTTP proxy: http://HOST:PORT) (got "
+                "\"socks5://p:1080\")\n"
+                "F:12: \"server_name\" must be a string, not a list\n"
+                "F:13: \"proxy\" needs a port: http://HOST:PORT (got \"http://p\")\n"
+                "F:16: \"proxy\" must be http://HOST:PORT without a path or a query (got "
+                "\"http://p:3128/path\")\n"
+                "F:19: \"proxy\" must not hold user:password@ (proxy credentials are not "
+                "supported)\n"
+                "F:22: \"proxy\" must be http://HOST:PORT with a port of 1..65535, ASCII only (got "
+                "\"http://p:99999\")\n"
+                "F:25: \"proxy\" must not be empty\n"
+                "F:28: \"proxy\" must be http://HOST:PORT without a path or a query (got "
+                "\"http://p:3128?x=1\")\n"
+                "F:29: unknown key \"prxy\" in an upstream (did you mean \"proxy\"?)");
 }
 
 static void test_dump_shows_every_key(void **state) {
@@ -1460,6 +1548,7 @@ int main(void) {
       cmocka_unit_test_setup(test_refcount, setup),
       cmocka_unit_test_setup(test_dump_roundtrip, setup),
       cmocka_unit_test_setup(test_upstream_tls, setup),
+      cmocka_unit_test_setup(test_server_name_and_proxy, setup),
       cmocka_unit_test_setup(test_stall_timeout, setup),
       cmocka_unit_test_setup(test_dump_shows_every_key, setup),
       cmocka_unit_test_setup(test_dump_redacts_secrets, setup),
