@@ -158,17 +158,27 @@ static void upstream_free(pd_upstream_cfg_t *u) {
   free(u->headers);
 }
 
-static void check_upstream_name(ctx_t *c, const pd_schema_key_t *k, const node_t *kn,
-                                const node_t *vn, char *base) {
-  (void)k, (void)kn, (void)base;
-  pd_upstream_cfg_t *u = &c->cfg->upstreams[c->idx];
-  if (!pd_value_name_ok(u->name)) {
-    at(c, vn, "upstream name \"%s\" may only hold letters, digits, '_', '-' and '.'", u->name);
+/* Upstream, route and variant names: well-formed, and not one an earlier sibling has (n
+ * siblings from first, each name stride bytes apart). */
+static void check_name(ctx_t *c, const node_t *vn, const char *what, const char *name,
+                       const char *first, size_t n, size_t stride) {
+  if (!pd_value_name_ok(name)) {
+    at(c, vn, "%s name \"%s\" may only hold letters, digits, '_', '-' and '.'", what, name);
     return;
   }
-  for (size_t i = 0; i < c->idx; i++)
-    if (c->cfg->upstreams[i].name && !strcmp(c->cfg->upstreams[i].name, u->name))
-      at(c, vn, "duplicate upstream name \"%s\"", u->name);
+  for (size_t i = 0; i < n; i++) {
+    const char *other = *(char *const *)(first + i * stride);
+    if (other && !strcmp(other, name))
+      at(c, vn, "duplicate %s name \"%s\"", what, name);
+  }
+}
+
+static void check_upstream_name(ctx_t *c, const pd_schema_key_t *k, const node_t *kn,
+                                const node_t *vn, char *base) {
+  (void)k, (void)kn;
+  const pd_upstream_cfg_t *all = c->cfg->upstreams;
+  check_name(c, vn, "upstream", ((pd_upstream_cfg_t *)base)->name, (const char *)&all[0].name,
+             c->idx, sizeof *all);
 }
 
 static void check_base_url(ctx_t *c, const pd_schema_key_t *k, const node_t *kn, const node_t *vn,
@@ -400,14 +410,9 @@ static pd_variant_t *single_variant(pd_route_t *r) {
 static void check_route_name(ctx_t *c, const pd_schema_key_t *k, const node_t *kn, const node_t *vn,
                              char *base) {
   (void)k, (void)kn;
-  pd_route_t *r = (pd_route_t *)base;
-  if (!pd_value_name_ok(r->name)) {
-    at(c, vn, "route name \"%s\" may only hold letters, digits, '_', '-' and '.'", r->name);
-    return;
-  }
-  for (size_t i = 0; i < c->idx; i++)
-    if (c->cfg->routes[i].name && !strcmp(c->cfg->routes[i].name, r->name))
-      at(c, vn, "duplicate route name \"%s\"", r->name);
+  const pd_route_t *all = c->cfg->routes;
+  check_name(c, vn, "route", ((pd_route_t *)base)->name, (const char *)&all[0].name, c->idx,
+             sizeof *all);
 }
 
 static void check_path_prefix(ctx_t *c, const pd_schema_key_t *k, const node_t *kn,
@@ -547,14 +552,9 @@ static void read_later(ctx_t *c, const pd_schema_key_t *k, const node_t *kn, con
 static void check_variant_name(ctx_t *c, const pd_schema_key_t *k, const node_t *kn,
                                const node_t *vn, char *base) {
   (void)k, (void)kn;
-  pd_variant_t *var = (pd_variant_t *)base;
-  if (!pd_value_name_ok(var->name)) {
-    at(c, vn, "variant name \"%s\" may only hold letters, digits, '_', '-' and '.'", var->name);
-    return;
-  }
-  for (size_t j = 0; j < c->vidx; j++)
-    if (c->route->variants[j].name && !strcmp(c->route->variants[j].name, var->name))
-      at(c, vn, "duplicate variant name \"%s\"", var->name);
+  const pd_variant_t *all = c->route->variants;
+  check_name(c, vn, "variant", ((pd_variant_t *)base)->name, (const char *)&all[0].name, c->vidx,
+             sizeof *all);
 }
 
 static void post_variant(ctx_t *c, const pd_schema_table_t *t, const seen_t *s, const node_t *map,

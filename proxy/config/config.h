@@ -2,7 +2,9 @@
  *
  * A pd_config_t is immutable once loaded and shared by every worker thread; it is
  * reference counted so that a SIGHUP reload can swap it while in-flight requests keep
- * the one they started with. Only config.c includes yaml.h. */
+ * the one they started with. The keys, their defaults and bounds are rows of schema.c;
+ * loading is config.c (with read.c, value.c and yaml.c, the only file that includes yaml.h),
+ * the --check-config dump config_dump.c. */
 #ifndef PD_CONFIG_H
 #define PD_CONFIG_H
 

@@ -376,22 +376,22 @@ int pd_value_seq(pd_value_ctx_t *c, const pd_yaml_node_t *v, const char *key) {
 
 /* ---- validators ---- */
 
-int pd_value_name_ok(const char *s) {
+/* Non-empty, and only letters, digits and the bytes of extra. */
+static int chars_ok(const char *s, const char *extra) {
   if (!*s)
     return 0;
   for (; *s; s++)
-    if (!isalnum((unsigned char)*s) && !strchr("_-.", *s))
+    if (!isalnum((unsigned char)*s) && !strchr(extra, *s))
       return 0;
   return 1;
 }
 
+int pd_value_name_ok(const char *s) {
+  return chars_ok(s, "_-.");
+}
+
 int pd_value_token_ok(const char *s) {
-  if (!*s)
-    return 0;
-  for (; *s; s++)
-    if (!isalnum((unsigned char)*s) && !strchr("!#$%&'*+-.^_`|~", *s))
-      return 0;
-  return 1;
+  return chars_ok(s, "!#$%&'*+-.^_`|~");
 }
 
 int pd_value_header_ok(const char *s) {

@@ -1,4 +1,4 @@
-/* Fuzz target: the config loader pd_config_load (proxy/config.c) on arbitrary YAML/JSON bytes,
+/* Fuzz target: the config loader pd_config_load (proxy/config/) on arbitrary YAML/JSON bytes,
  * and the --check-config dump of every config that loads. The loader reads a path, so each input
  * goes into an anonymous memory file (memfd) opened as /proc/self/fd/N: nothing is left on disk,
  * even after a crash. Checks: no crash, no leak (ASan), a failed load reports at least one

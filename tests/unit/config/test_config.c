@@ -1,5 +1,6 @@
-/* Unit tests of proxy/config.c: schema, defaults, errors with lines, ${VAR}, JSON, CLI
- * overrides, reference counting and the redacted dump. Fixtures: $PONDER_TEST_DATA. */
+/* Unit tests of proxy/config/ (config.c and the schema it reads): schema, defaults, errors with
+ * lines, ${VAR}, JSON, CLI overrides, reference counting and the redacted dump. Fixtures:
+ * $PONDER_TEST_DATA. */
 #include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
