@@ -30,11 +30,6 @@
 #define ABSENT PD_VALUE_ABSENT
 #define BAD PD_VALUE_BAD
 
-#define xcalloc pd_value_xcalloc
-#define xstrdup pd_value_xstrdup
-#define set_str pd_value_set
-#define is_null pd_yaml_is_null
-
 typedef pd_yaml_node_t node_t;
 typedef pd_read_ctx_t ctx_t;
 typedef pd_read_seen_t seen_t;
@@ -43,20 +38,16 @@ typedef pd_read_hook_fn read_fn;
 typedef pd_read_post_fn post_fn;
 
 #define at(c, n, ...) pd_value_at(&(c)->v, n, __VA_ARGS__)
-#define row pd_read_row
-#define read_block pd_read_block
-#define iter_start pd_read_iter_start
-#define iter_next pd_read_iter_next
 
 /* ---- policies ---- */
 
 /* The "chatml" template as heap strings. */
 static void set_chatml(pd_policy_t *p) {
-  set_str(&p->tmpl.system, xstrdup(pd_schema_chatml[0]));
-  set_str(&p->tmpl.user, xstrdup(pd_schema_chatml[1]));
-  set_str(&p->tmpl.assistant, xstrdup(pd_schema_chatml[2]));
-  set_str(&p->tmpl.assistant_start, xstrdup(pd_schema_chatml[3]));
-  set_str(&p->template_name, xstrdup("chatml"));
+  pd_value_set(&p->tmpl.system, pd_value_xstrdup(pd_schema_chatml[0]));
+  pd_value_set(&p->tmpl.user, pd_value_xstrdup(pd_schema_chatml[1]));
+  pd_value_set(&p->tmpl.assistant, pd_value_xstrdup(pd_schema_chatml[2]));
+  pd_value_set(&p->tmpl.assistant_start, pd_value_xstrdup(pd_schema_chatml[3]));
+  pd_value_set(&p->template_name, pd_value_xstrdup("chatml"));
 }
 
 void pd_config_policy_defaults(pd_policy_t *p) {
@@ -87,7 +78,7 @@ static void read_template(ctx_t *c, const pd_schema_key_t *k, const node_t *kn, 
   static const char usage[] = "\"template\" must be \"chatml\" or a mapping of system, user, "
                               "assistant and assistant_start";
   pd_policy_t *p = (pd_policy_t *)base;
-  if (is_null(v))
+  if (pd_yaml_is_null(v))
     return;
   if (v->kind == PD_YAML_SEQ) {
     at(c, v, "%s, not a list", usage);
@@ -107,7 +98,7 @@ static void read_template(ctx_t *c, const pd_schema_key_t *k, const node_t *kn, 
   /* All four strings or none: read them aside, install them together. */
   pd_policy_t parts;
   memset(&parts, 0, sizeof parts);
-  read_block(c, &pd_schema_template, v, (char *)&parts);
+  pd_read_block(c, &pd_schema_template, v, (char *)&parts);
   int whole = 1;
   for (size_t i = 0; i < pd_schema_template.nkeys; i++) {
     const pd_schema_key_t *t = &pd_schema_template.keys[i];
@@ -119,7 +110,7 @@ static void read_template(ctx_t *c, const pd_schema_key_t *k, const node_t *kn, 
   if (whole) {
     pd_schema_free_strings(&pd_schema_template, p);
     p->tmpl = parts.tmpl;
-    set_str(&p->template_name, xstrdup("custom"));
+    pd_value_set(&p->template_name, pd_value_xstrdup("custom"));
   } else {
     pd_schema_free_strings(&pd_schema_template, &parts);
   }
@@ -135,7 +126,7 @@ static void check_content(ctx_t *c, const pd_schema_key_t *k, const node_t *kn, 
 static void post_forcing(ctx_t *c, const pd_schema_table_t *t, const seen_t *s, const node_t *map,
                          char *base) {
   pd_policy_t *p = (pd_policy_t *)base;
-  const node_t *min_node = s->v[row(t, "min_think_tokens")];
+  const node_t *min_node = s->v[pd_read_row(t, "min_think_tokens")];
   if (p->min_think_tokens > 0 && p->max_think_tokens > 0 &&
       p->min_think_tokens > p->max_think_tokens)
     at(c, min_node ? min_node : map, "min_think_tokens (%d) is above max_think_tokens (%d)",
@@ -197,7 +188,7 @@ static void check_api_key(ctx_t *c, const pd_schema_key_t *k, const node_t *kn, 
   pd_upstream_cfg_t *u = (pd_upstream_cfg_t *)base;
   /* ${OPENAI_API_KEY} with the variable unset: forward the client's key instead. */
   if (!*u->api_key)
-    set_str(&u->api_key, NULL);
+    pd_value_set(&u->api_key, NULL);
   else if (!pd_value_header_ok(u->api_key))
     at(c, vn, "\"api_key\" must not contain a line break");
 }
@@ -209,16 +200,16 @@ static void read_headers(ctx_t *c, const pd_schema_key_t *k, const node_t *kn0, 
   iter_t it;
   const pd_schema_key_t *none;
   const node_t *kn, *vn;
-  if (iter_start(&it, c, v, "headers", NULL) != GOT)
+  if (pd_read_iter_start(&it, c, v, "headers", NULL) != GOT)
     return;
-  u->headers = xcalloc(v->nkids / 2, sizeof *u->headers);
-  while (iter_next(&it, &none, &kn, &vn)) {
+  u->headers = pd_value_xcalloc(v->nkids / 2, sizeof *u->headers);
+  while (pd_read_iter_next(&it, &none, &kn, &vn)) {
     const char *key = kn->text;
     if (!pd_value_token_ok(key)) {
       at(c, kn, "header name \"%s\" is not a valid HTTP header name", key);
       continue;
     }
-    char *name = xstrdup(key);
+    char *name = pd_value_xstrdup(key);
     pd_value_lower(name);
     int dup = 0;
     for (size_t i = 0; i < u->nheaders; i++)
@@ -231,7 +222,7 @@ static void read_headers(ctx_t *c, const pd_schema_key_t *k, const node_t *kn0, 
     char *val = NULL;
     int rc = pd_value_text(&c->v, vn, key, &val);
     if (rc == ABSENT)
-      val = xstrdup("");
+      val = pd_value_xstrdup("");
     if (rc == BAD) {
       free(name);
       continue;
@@ -258,9 +249,9 @@ static void check_tls_file(ctx_t *c, const pd_schema_key_t *k, const node_t *kn,
   const char *slash = file ? strrchr(file, '/') : NULL;
   if ((*dst)[0] != '/' && slash) {
     size_t n = (size_t)(slash - file) + 1 + strlen(*dst) + 1;
-    char *full = xcalloc(n, 1);
+    char *full = pd_value_xcalloc(n, 1);
     snprintf(full, n, "%.*s/%s", (int)(slash - file), file, *dst);
-    set_str(dst, full);
+    pd_value_set(dst, full);
   }
   struct stat st;
   if (access(*dst, R_OK) != 0 || stat(*dst, &st) != 0)
@@ -296,7 +287,7 @@ static void check_proxy(ctx_t *c, const pd_schema_key_t *k, const node_t *kn, co
 static void post_tls(ctx_t *c, const pd_schema_table_t *t, const seen_t *s, const node_t *map,
                      char *base) {
   (void)map, (void)base;
-  const node_t *cert = s->k[row(t, "cert_file")], *keyn = s->k[row(t, "key_file")];
+  const node_t *cert = s->k[pd_read_row(t, "cert_file")], *keyn = s->k[pd_read_row(t, "key_file")];
   if (cert && !keyn)
     at(c, cert, "tls \"cert_file\" needs \"key_file\" (the client certificate's private key)");
   if (keyn && !cert)
@@ -306,7 +297,7 @@ static void post_tls(ctx_t *c, const pd_schema_table_t *t, const seen_t *s, cons
 static void post_upstream(ctx_t *c, const pd_schema_table_t *t, const seen_t *s, const node_t *map,
                           char *base) {
   pd_upstream_cfg_t *u = (pd_upstream_cfg_t *)base;
-  const node_t *http2_node = s->v[row(t, "http2")] ? s->v[row(t, "http2")] : map;
+  const node_t *http2_node = s->v[pd_read_row(t, "http2")] ? s->v[pd_read_row(t, "http2")] : map;
   if (!u->name)
     at(c, map, "an upstream needs a \"name\"");
   if (!u->base_url)
@@ -332,7 +323,7 @@ static void post_upstream(ctx_t *c, const pd_schema_table_t *t, const seen_t *s,
  * later, and then a bad environment variable does not matter. */
 static void default_upstream(ctx_t *c, pd_upstream_cfg_t *u) {
   upstream_defaults(u);
-  u->name = xstrdup("default");
+  u->name = pd_value_xstrdup("default");
   const char *url = "https://api.openai.com/v1", *var = NULL;
   const char *vars[] = {"PONDER_UPSTREAM", "OPENAI_BASE_URL"};
   for (int i = 0; i < 2 && !var; i++) {
@@ -342,7 +333,7 @@ static void default_upstream(ctx_t *c, pd_upstream_cfg_t *u) {
       var = vars[i];
     }
   }
-  u->base_url = xstrdup(url);
+  u->base_url = pd_value_xstrdup(url);
   if (var && !(c->ov && c->ov->upstream)) {
     const char *why = pd_value_url_problem(url);
     if (why)
@@ -353,7 +344,7 @@ static void default_upstream(ctx_t *c, pd_upstream_cfg_t *u) {
   if (key && *key) {
     if (!pd_value_header_ok(key))
       pd_value_problem(&c->v, -1, "$OPENAI_API_KEY must not contain a line break");
-    u->api_key = xstrdup(key);
+    u->api_key = pd_value_xstrdup(key);
   }
 }
 
@@ -362,17 +353,17 @@ static void read_upstreams(ctx_t *c, const pd_schema_key_t *k, const node_t *kn,
   (void)kn, (void)base;
   pd_config_t *cfg = c->cfg;
   if (pd_value_seq(&c->v, v, k->name) == GOT && v->nkids > 0) {
-    cfg->upstreams = xcalloc(v->nkids, sizeof *cfg->upstreams);
+    cfg->upstreams = pd_value_xcalloc(v->nkids, sizeof *cfg->upstreams);
     cfg->nupstreams = v->nkids;
     for (size_t i = 0; i < v->nkids; i++) {
       pd_upstream_cfg_t *u = &cfg->upstreams[i];
       upstream_defaults(u);
       c->idx = i;
-      if (read_block(c, &pd_schema_upstream, v->kids[i], (char *)u) == ABSENT)
+      if (pd_read_block(c, &pd_schema_upstream, v->kids[i], (char *)u) == ABSENT)
         at(c, v->kids[i], "an upstream must be a mapping with at least \"name\" and \"base_url\"");
     }
   } else {
-    cfg->upstreams = xcalloc(1, sizeof *cfg->upstreams);
+    cfg->upstreams = pd_value_xcalloc(1, sizeof *cfg->upstreams);
     cfg->nupstreams = 1;
     default_upstream(c, &cfg->upstreams[0]);
   }
@@ -398,10 +389,10 @@ static void route_free(pd_route_t *r) {
 
 /* One variant "default" of weight 1: for routes with a single policy or none. */
 static pd_variant_t *single_variant(pd_route_t *r) {
-  r->variants = xcalloc(1, sizeof *r->variants);
+  r->variants = pd_value_xcalloc(1, sizeof *r->variants);
   r->nvariants = 1;
   r->total_weight = 1;
-  r->variants[0].name = xstrdup("default");
+  r->variants[0].name = pd_value_xstrdup("default");
   r->variants[0].weight = 1;
   policy_init(&r->variants[0].forcing);
   return &r->variants[0];
@@ -430,7 +421,7 @@ static void check_path_prefix(ctx_t *c, const pd_schema_key_t *k, const node_t *
   pd_value_strip_slashes(r->path_prefix);
   if (!*r->path_prefix) {
     at(c, vn, "\"path_prefix\" must not be \"/\": the catch-all is a route without `match`");
-    set_str(&r->path_prefix, NULL);
+    pd_value_set(&r->path_prefix, NULL);
     return;
   }
   for (size_t i = 0; i < c->idx; i++)
@@ -445,7 +436,7 @@ static void read_models(ctx_t *c, const pd_schema_key_t *k, const node_t *kn, co
   pd_route_t *r = (pd_route_t *)base;
   if (pd_value_seq(&c->v, v, k->name) != GOT)
     return;
-  r->models = xcalloc(v->nkids, sizeof *r->models);
+  r->models = pd_value_xcalloc(v->nkids, sizeof *r->models);
   for (size_t i = 0; i < v->nkids; i++) {
     const node_t *item = v->kids[i];
     char *m = NULL;
@@ -461,8 +452,8 @@ static void post_match(ctx_t *c, const pd_schema_table_t *t, const seen_t *s, co
                        char *base) {
   pd_route_t *r = (pd_route_t *)base;
   r->has_match = 1;
-  const node_t *prefix = s->v[row(t, "path_prefix")];
-  if (!(s->k[row(t, "path_prefix")] && !is_null(prefix)) && r->nmodels == 0)
+  const node_t *prefix = s->v[pd_read_row(t, "path_prefix")];
+  if (!(s->k[pd_read_row(t, "path_prefix")] && !pd_yaml_is_null(prefix)) && r->nmodels == 0)
     at(c, map,
        "\"match\" needs a \"path_prefix\" or a non-empty \"models\" list (a route without "
        "`match` is the catch-all)");
@@ -491,7 +482,7 @@ static void check_model(ctx_t *c, const pd_schema_key_t *k, const node_t *kn, co
   (void)c, (void)k, (void)kn, (void)vn;
   pd_route_t *r = (pd_route_t *)base;
   if (!*r->model)
-    set_str(&r->model, NULL); /* "" = the client's model, like an absent key */
+    pd_value_set(&r->model, NULL); /* "" = the client's model, like an absent key */
 }
 
 static void read_sticky(ctx_t *c, const pd_schema_key_t *k, const node_t *kn, const node_t *v,
@@ -507,7 +498,7 @@ static void read_sticky(ctx_t *c, const pd_schema_key_t *k, const node_t *kn, co
     r->sticky = PD_STICKY_BODY_USER;
   } else if (!strncmp(s, "header:", 7) && pd_value_token_ok(s + 7)) {
     r->sticky = PD_STICKY_HEADER;
-    set_str(&r->sticky_header, xstrdup(s + 7));
+    pd_value_set(&r->sticky_header, pd_value_xstrdup(s + 7));
     pd_value_lower(r->sticky_header);
   } else {
     at(c, v, "\"sticky\" must be header:NAME, body:user or random (got \"%s\")", s);
@@ -522,10 +513,10 @@ static void read_effort(ctx_t *c, const pd_schema_key_t *k, const node_t *kn0, c
   iter_t it;
   const pd_schema_key_t *none;
   const node_t *kn, *vn;
-  if (iter_start(&it, c, v, "effort", NULL) != GOT)
+  if (pd_read_iter_start(&it, c, v, "effort", NULL) != GOT)
     return;
-  r->effort = xcalloc(v->nkids / 2, sizeof *r->effort);
-  while (iter_next(&it, &none, &kn, &vn)) {
+  r->effort = pd_value_xcalloc(v->nkids / 2, sizeof *r->effort);
+  while (pd_read_iter_next(&it, &none, &kn, &vn)) {
     const char *key = kn->text;
     int rounds;
     if (!*key) {
@@ -537,7 +528,7 @@ static void read_effort(ctx_t *c, const pd_schema_key_t *k, const node_t *kn0, c
       at(c, vn, "effort \"%s\" needs a number of rounds (0..%d)", key, MAX_ROUNDS);
     if (rc != GOT)
       continue;
-    r->effort[r->neffort].name = xstrdup(key);
+    r->effort[r->neffort].name = pd_value_xstrdup(key);
     r->effort[r->neffort].rounds = rounds;
     r->neffort++;
   }
@@ -571,7 +562,7 @@ static void read_variants(ctx_t *c, const node_t *v, pd_route_t *r) {
     at(c, v, "\"variants\" must not be empty");
     return;
   }
-  r->variants = xcalloc(v->nkids, sizeof *r->variants);
+  r->variants = pd_value_xcalloc(v->nkids, sizeof *r->variants);
   r->nvariants = v->nkids;
   long long total = 0;
   c->route = r;
@@ -580,7 +571,7 @@ static void read_variants(ctx_t *c, const node_t *v, pd_route_t *r) {
     pd_schema_defaults(&pd_schema_variant, var, 1);
     set_chatml(&var->forcing);
     c->vidx = i;
-    int rc = read_block(c, &pd_schema_variant, v->kids[i], (char *)var);
+    int rc = pd_read_block(c, &pd_schema_variant, v->kids[i], (char *)var);
     if (rc == ABSENT)
       at(c, v->kids[i], "a variant must be a mapping with at least a \"name\"");
     if (rc != GOT)
@@ -596,9 +587,9 @@ static void read_variants(ctx_t *c, const node_t *v, pd_route_t *r) {
 static void post_route(ctx_t *c, const pd_schema_table_t *t, const seen_t *s, const node_t *map,
                        char *base) {
   pd_route_t *r = (pd_route_t *)base;
-  size_t fi = row(t, "forcing"), vi = row(t, "variants");
-  const node_t *forcing = s->v[fi] && !is_null(s->v[fi]) ? s->v[fi] : NULL;
-  const node_t *variants = s->v[vi] && !is_null(s->v[vi]) ? s->v[vi] : NULL;
+  size_t fi = pd_read_row(t, "forcing"), vi = pd_read_row(t, "variants");
+  const node_t *forcing = s->v[fi] && !pd_yaml_is_null(s->v[fi]) ? s->v[fi] : NULL;
+  const node_t *variants = s->v[vi] && !pd_yaml_is_null(s->v[vi]) ? s->v[vi] : NULL;
   if (!r->name)
     at(c, map, "a route needs a \"name\"");
   if (forcing && variants) {
@@ -613,7 +604,7 @@ static void post_route(ctx_t *c, const pd_schema_table_t *t, const seen_t *s, co
   } else {
     pd_variant_t *var = single_variant(r);
     if (forcing)
-      read_block(c, &pd_schema_policy, forcing, (char *)&var->forcing);
+      pd_read_block(c, &pd_schema_policy, forcing, (char *)&var->forcing);
     else if (c->ov && c->ov->rounds >= 0 && c->ov->rounds <= MAX_ROUNDS)
       var->forcing.rounds = c->ov->rounds;
   }
@@ -622,7 +613,7 @@ static void post_route(ctx_t *c, const pd_schema_table_t *t, const seen_t *s, co
 /* The catch-all route of a file without `routes` (SPEC section 3). */
 static void default_route(ctx_t *c, pd_route_t *r) {
   memset(r, 0, sizeof *r);
-  r->name = xstrdup("default");
+  r->name = pd_value_xstrdup("default");
   pd_variant_t *var = single_variant(r);
   if (c->ov && c->ov->rounds >= 0 && c->ov->rounds <= MAX_ROUNDS)
     var->forcing.rounds = c->ov->rounds;
@@ -633,7 +624,7 @@ static void read_routes(ctx_t *c, const pd_schema_key_t *k, const node_t *kn, co
   (void)kn, (void)base;
   pd_config_t *cfg = c->cfg;
   if (pd_value_seq(&c->v, v, k->name) == GOT && v->nkids > 0) {
-    cfg->routes = xcalloc(v->nkids, sizeof *cfg->routes);
+    cfg->routes = pd_value_xcalloc(v->nkids, sizeof *cfg->routes);
     cfg->nroutes = v->nkids;
     const pd_route_t *catchall = NULL;
     for (size_t i = 0; i < v->nkids; i++) {
@@ -641,9 +632,9 @@ static void read_routes(ctx_t *c, const pd_schema_key_t *k, const node_t *kn, co
       pd_route_t *r = &cfg->routes[i];
       pd_schema_defaults(&pd_schema_route, r, 1);
       c->idx = i;
-      if (read_block(c, &pd_schema_route, rv, (char *)r) == ABSENT)
+      if (pd_read_block(c, &pd_schema_route, rv, (char *)r) == ABSENT)
         at(c, rv, "a route must be a mapping with at least a \"name\"");
-      if (r->has_match || !r->name || is_null(rv) || rv->kind != PD_YAML_MAP)
+      if (r->has_match || !r->name || pd_yaml_is_null(rv) || rv->kind != PD_YAML_MAP)
         continue;
       if (catchall)
         at(c, rv,
@@ -654,7 +645,7 @@ static void read_routes(ctx_t *c, const pd_schema_key_t *k, const node_t *kn, co
         catchall = r;
     }
   } else {
-    cfg->routes = xcalloc(1, sizeof *cfg->routes);
+    cfg->routes = pd_value_xcalloc(1, sizeof *cfg->routes);
     cfg->nroutes = 1;
     default_route(c, &cfg->routes[0]);
   }
@@ -673,7 +664,7 @@ static void read_listen(ctx_t *c, const pd_schema_key_t *k, const node_t *kn, co
   if (why)
     at(c, v, "\"listen\" %s (got \"%s\")", why, s);
   else
-    set_str(&cfg->listen_host, host);
+    pd_value_set(&cfg->listen_host, host);
   free(s);
 }
 
@@ -683,7 +674,7 @@ static void read_auth_keys(ctx_t *c, const pd_schema_key_t *k, const node_t *kn,
   pd_config_t *cfg = (pd_config_t *)base;
   if (pd_value_seq(&c->v, v, k->name) != GOT)
     return;
-  cfg->auth_keys = xcalloc(v->nkids, sizeof *cfg->auth_keys);
+  cfg->auth_keys = pd_value_xcalloc(v->nkids, sizeof *cfg->auth_keys);
   for (size_t i = 0; i < v->nkids; i++) {
     const node_t *item = v->kids[i];
     char *key = NULL;
@@ -760,14 +751,14 @@ static void apply_overrides(ctx_t *c, pd_config_t *cfg, const pd_cli_overrides_t
     if (why)
       pd_value_problem(&c->v, -1, "--listen %s (got \"%s\")", why, ov->listen);
     else
-      set_str(&cfg->listen_host, host);
+      pd_value_set(&cfg->listen_host, host);
   }
   if (ov->upstream) {
     const char *why = pd_value_url_problem(ov->upstream);
     if (why) {
       pd_value_problem(&c->v, -1, "--upstream %s (got \"%s\")", why, ov->upstream);
     } else {
-      set_str(&cfg->upstreams[0].base_url, xstrdup(ov->upstream));
+      pd_value_set(&cfg->upstreams[0].base_url, pd_value_xstrdup(ov->upstream));
       pd_value_strip_slashes(cfg->upstreams[0].base_url);
     }
   }
@@ -790,12 +781,12 @@ int pd_config_load(const char *path, const pd_cli_overrides_t *ov, pd_config_t *
   *out = NULL;
   if (errors)
     *errors = NULL;
-  pd_config_t *cfg = xcalloc(1, sizeof *cfg);
+  pd_config_t *cfg = pd_value_xcalloc(1, sizeof *cfg);
   ctx_t c = {
       .v = {.file = path ? path : "ponder"}, .hooks = READS, .posts = POSTS, .cfg = cfg, .ov = ov};
   atomic_init(&cfg->refs, 1);
-  cfg->path = xstrdup(path);
-  pd_value_listen(pd_schema_top.keys[row(&pd_schema_top, "listen")].def, &cfg->listen_host,
+  cfg->path = pd_value_xstrdup(path);
+  pd_value_listen(pd_schema_top.keys[pd_read_row(&pd_schema_top, "listen")].def, &cfg->listen_host,
                   &cfg->listen_port);
   pd_schema_defaults(&pd_schema_top, cfg, 1);
 
@@ -810,7 +801,7 @@ int pd_config_load(const char *path, const pd_cli_overrides_t *ov, pd_config_t *
     free(msg);
   }
   if (readable) {
-    read_block(&c, &pd_schema_top, pd_yaml_root(doc), (char *)cfg);
+    pd_read_block(&c, &pd_schema_top, pd_yaml_root(doc), (char *)cfg);
     apply_overrides(&c, cfg, ov);
   }
   pd_yaml_free(doc);

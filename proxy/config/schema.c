@@ -471,8 +471,8 @@ static const pd_schema_key_t PREFILL[] = {
 const pd_schema_table_t pd_schema_prefill = {"prefill", "forcing.prefill.", PREFILL, N(PREFILL), 0,
                                              0};
 
-/* A custom template: its four strings are read here, then installed together (template.c
- * keeps "chatml" or all four). Not README rows: forcing.template describes them. */
+/* A custom template: its four strings are read aside, then installed together or not at all
+ * (config.c, read_template). Not README rows: forcing.template describes them. */
 static const pd_schema_key_t TEMPLATE[] = {
     {.name = "system", .type = PD_SCHEMA_STR, POL(tmpl.system), .hook = PD_HOOK_CONTENT},
     {.name = "user", .type = PD_SCHEMA_STR, POL(tmpl.user), .hook = PD_HOOK_CONTENT},
@@ -568,17 +568,6 @@ void pd_schema_defaults(const pd_schema_table_t *t, void *base, int heap) {
     default: /* hooks set their own */
       break;
     }
-  }
-}
-
-void pd_schema_copy_strings(const pd_schema_table_t *t, void *base) {
-  for (size_t i = 0; i < t->nkeys; i++) {
-    const pd_schema_key_t *k = &t->keys[i];
-    char *field = (char *)base + k->off;
-    if (k->type == PD_SCHEMA_BLOCK)
-      pd_schema_copy_strings(k->sub, field);
-    else if (is_string(k))
-      *(char **)field = must_dup(*(char **)field);
   }
 }
 

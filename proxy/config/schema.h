@@ -117,8 +117,6 @@ const pd_schema_key_t *pd_schema_find(const pd_schema_table_t *t, const char *na
  * struct at base. Strings are heap copies when heap is set, else the table's own static text
  * (the struct must then not be freed with pd_schema_free_strings). */
 void pd_schema_defaults(const pd_schema_table_t *t, void *base, int heap);
-/* Replaces every string of t's typed rows at base by a heap copy (after a struct copy). */
-void pd_schema_copy_strings(const pd_schema_table_t *t, void *base);
 /* Frees every string of t's typed rows at base. */
 void pd_schema_free_strings(const pd_schema_table_t *t, void *base);
 
