@@ -89,7 +89,7 @@ static void pass_on_head(void *ud, const pd_xfer_head_t *h) {
     extra[n++] = h->headers[2 * i];
     extra[n++] = h->headers[2 * i + 1];
   }
-  if (ex->variant) /* a chat request passed through (rounds 0, or not forceable) */
+  if (ex->variant) /* a client-API request passed through (rounds 0, or not forceable) */
     pd_upreq_ponder_headers(ex, 0, extra, &n);
   extra[n] = NULL;
   ex->started = 1;
