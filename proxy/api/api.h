@@ -77,8 +77,9 @@ typedef struct pd_api {
 
   /* Turns the client's parsed body (*body, an object; owned by the caller) into the engine's
    * request, a chat completions request tree, replacing *body when it translates (the old
-   * tree released), and reads the request's options into *out. Returns 0, or -1 for a 400
-   * with out->msg and out->param. */
+   * tree released), and reads the request's options into *out (every field: the exchange does
+   * not clear it). Returns 0, or -1 for a 400 with out->msg and out->param. Runs before the
+   * router, which then reads the engine's request (ponder, reasoning_effort, user). */
   int (*request)(json_t **body, pd_api_req_t *out);
 
   /* The writers: each appends to out; they fail only when memory runs out. */
