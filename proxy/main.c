@@ -1,4 +1,8 @@
-/* ponder: command line, config, worker threads, signals.
+/* ponder's main: the command line (--config, --check-config, ...), loading the config, the
+ * listening sockets (one per worker), the process-wide state the workers share (pd_app_t:
+ * metrics and feedback stores, the access log), starting and joining the worker threads,
+ * reloads and signals. Owns that process-wide state and the main loop; every request is served
+ * on a worker (app/worker.c, app/front.c).
  *
  * Signals (SPEC section 9) are taken by the main thread only: it blocks SIGTERM, SIGINT and
  * SIGHUP before any other thread exists, so every thread it starts inherits the block, and

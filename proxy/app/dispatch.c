@@ -1,4 +1,5 @@
-/* The dispatch decision. See dispatch.h.
+/* The dispatch decision. See dispatch.h. Owns nothing past the decision it fills; the client
+ * APIs it recognises are api/api.c's registry.
  *
  * The [prefix]/v1 split is exact on purpose: the prefix is one of the configured path_prefix
  * values (or nothing) and "/v1" follows it at once. Finding "/v1/" anywhere in the path would
@@ -128,17 +129,18 @@ pd_dispatch_kind_t pd_dispatch_decide(const pd_config_t *cfg, const pd_dispatch_
   rc = pd_url_check_query(query, qlen);
   if (rc < 0)
     return set_error(d, 400, pd_url_strerror(rc), "invalid_request_error", "invalid_query");
-  int chat = is(d->rest, d->rest_len, "/chat/completions");
-  if (chat && !post) {
+  const pd_api_t *api = pd_api_find(d->rest, d->rest_len);
+  if (api && !post) {
     d->allow = "POST";
     snprintf(d->msg, sizeof d->msg, "Method %.32s is not allowed here; use POST.", method);
     return set_error(d, 405, d->msg, "invalid_request_error", "method_not_allowed");
   }
-  /* The body is read for a chat (always) and for routing by the requested model. */
+  /* The body is read for a client API (always) and for routing by the requested model. */
   const char *model = NULL;
   size_t model_len = 0;
-  if (chat) {
-    d->scanned = pd_chat_req_scan(req->body, req->body_len, &d->scan) == 1;
+  if (api) {
+    d->api = api;
+    d->scanned = api->scan && api->scan(req->body, req->body_len, &d->scan) == 1;
     if (d->scanned) {
       model = d->scan.model;
       model_len = d->scan.model_len;
@@ -194,7 +196,7 @@ pd_dispatch_kind_t pd_dispatch_decide(const pd_config_t *cfg, const pd_dispatch_
   rc = pd_url_join(&d->base, d->rest, d->rest_len, query, qlen, &d->url);
   if (rc < 0)
     return set_error(d, 500, "Out of memory.", "server_error", "internal_error");
-  d->kind = chat                                         ? PD_DISPATCH_CHAT
+  d->kind = api                                          ? PD_DISPATCH_API
             : get && is(d->rest, d->rest_len, "/models") ? PD_DISPATCH_MODELS
                                                          : PD_DISPATCH_PASS;
   return d->kind;

@@ -1,16 +1,17 @@
 /* The dispatch decision (SPEC sections 3 "Route matching" and 4): from a request's method,
  * path, query, the headers it needs and its body, what ponder does with it: an ops endpoint,
- * an error answered at once (400, 401, 404, 405), or a chat, models or pass-through exchange
- * on a route, with the upstream URL already joined (url.h) and checked.
+ * an error answered at once (400, 401, 404, 405), or a client API (api/api.h), models or
+ * pass-through exchange on a route, with the upstream URL already joined (url.h) and checked.
  *
  * Pure: no I/O, no libuv or libcurl; safe on any worker thread over an immutable config.
- * The exchange (exchange.c) acts on the decision; the fuzz target checks it on any bytes. */
+ * The front (front.c) acts on the decision; the fuzz target checks it on any bytes. */
 #ifndef PD_DISPATCH_H
 #define PD_DISPATCH_H
 
 #include <jansson.h>
 #include <stddef.h>
 
+#include "api/api.h"
 #include "base/buf.h"
 #include "config/config.h"
 #include "core/openai.h"
@@ -22,9 +23,10 @@ typedef enum pd_dispatch_kind {
   PD_DISPATCH_HEALTHZ,   /* GET /healthz */
   PD_DISPATCH_METRICS,   /* GET /metrics */
   PD_DISPATCH_FEEDBACK,  /* POST /v1/ponder/feedback (authorized) */
-  PD_DISPATCH_CHAT,      /* POST [prefix]/v1/chat/completions */
-  PD_DISPATCH_MODELS,    /* GET [prefix]/v1/models */
-  PD_DISPATCH_PASS,      /* any other [prefix]/v1[/...]: passed through */
+  PD_DISPATCH_API,       /* POST [prefix]/v1 + a client API's path (d->api says which) */
+  PD_DISPATCH_CHAT = PD_DISPATCH_API, /* the name from before there was more than one API */
+  PD_DISPATCH_MODELS,                 /* GET [prefix]/v1/models */
+  PD_DISPATCH_PASS,                   /* any other [prefix]/v1[/...]: passed through */
 } pd_dispatch_kind_t;
 
 /* What the decision reads of a request. Everything is borrowed for the call. */
@@ -47,27 +49,28 @@ typedef struct pd_dispatch {
   const char *message, *type, *param, *code;
   const char *allow; /* 405: the Allow header's value */
   char msg[320];
-  /* CHAT, MODELS, PASS. */
+  /* API, MODELS, PASS. */
   const pd_route_t *route; /* borrowed from the config */
   const pd_upstream_cfg_t *upstream;
   pd_url_base_t base; /* the upstream's base_url, parsed (points into the config) */
   const char *rest;   /* the path after [prefix]/v1 ("" or "/..."), into req->path */
   size_t rest_len;
-  pd_buf_t url;       /* base joined with rest and the query (NUL-terminated) */
-  char *model;        /* the body's "model" when it was read (malloc'd), else NULL */
-  json_t *body;       /* the body's tree when it was parsed for routing (owned), else NULL */
-  int scanned;        /* CHAT: pd_chat_req_scan read the whole body into scan */
-  pd_chat_req_t scan; /* pointers into req->body */
+  pd_buf_t url;        /* base joined with rest and the query (NUL-terminated) */
+  char *model;         /* the body's "model" when it was read (malloc'd), else NULL */
+  json_t *body;        /* the body's tree when it was parsed for routing (owned), else NULL */
+  const pd_api_t *api; /* API: the client API serving the path (static) */
+  int scanned;         /* API: the API's scan read the whole body into scan */
+  pd_chat_req_t scan;  /* pointers into req->body */
 } pd_dispatch_t;
 
 /* Decides what to do with req under cfg (SPEC section 4, in this order): /healthz and
  * /metrics (405 for other methods); the [prefix]/v1 split, where prefix is the longest
  * path_prefix of a route that the path starts with followed by "/v1" and then '/' or its end,
  * or empty when the path itself starts so (else 404 unknown_url); auth (401); the feedback
- * endpoint; the rest and the query checked (400, pd_url_check_*); the chat method (405);
- * a chat body that is not a JSON object (400); the route (by prefix, else by the body's model,
- * else the catch-all: else 404 model_not_found); the upstream URL joined.
- * Always fills *d (pd_dispatch_free releases it) and returns d->kind. */
+ * endpoint; the rest and the query checked (400, pd_url_check_*); a client API's method
+ * (405); a client API's body that is not a JSON object (400); the route (by prefix, else by the
+ * body's model, else the catch-all: else 404 model_not_found); the upstream URL joined. Always
+ * fills *d (pd_dispatch_free releases it) and returns d->kind. */
 pd_dispatch_kind_t pd_dispatch_decide(const pd_config_t *cfg, const pd_dispatch_req_t *req,
                                       pd_dispatch_t *d);
 

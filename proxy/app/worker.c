@@ -1,3 +1,7 @@
+/* Worker threads: see worker.h. Each worker owns its loop, its server and upstream clients,
+ * its metrics and feedback stores and its random generator; it takes config reloads and stop
+ * requests from the main thread through one async handle, and ends by closing the server, then
+ * the upstream clients, then its own handles, in that order. Requests go to app/front.c. */
 #include "app/worker.h"
 
 #include <signal.h>
@@ -5,6 +9,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "app/front.h"
 #include "base/log.h"
 
 uint64_t pd_worker_rand(pd_worker_t *w) {
@@ -123,12 +128,12 @@ int pd_worker_start(pd_worker_t *w) {
   }
   pd_server_opts_t o;
   pd_worker_server_opts(w->cfg, w->app->nworkers, &o);
-  w->server = pd_server_start(&w->loop, w->fd, &o, pd_exchange_dispatch, w);
+  w->server = pd_server_start(&w->loop, w->fd, &o, pd_front_dispatch, w);
   if (!w->server) {
     rc = UV_EINVAL;
     goto fail_server;
   }
-  pd_server_set_head_check(w->server, pd_exchange_check_head);
+  pd_server_set_head_check(w->server, pd_front_check_head);
   if ((rc = uv_thread_create(&w->thread, run, w)) < 0)
     goto fail_server;
   return 0;

@@ -70,9 +70,4 @@ uint64_t pd_worker_rand(pd_worker_t *w);
 /* Server options from a config for one worker. */
 void pd_worker_server_opts(const pd_config_t *cfg, size_t nworkers, pd_server_opts_t *o);
 
-/* The request handler (exchange.c). */
-void pd_exchange_dispatch(void *worker, pd_req_t *req);
-/* The head check for requests that expect 100-continue (exchange.c, a pd_head_fn). */
-int pd_exchange_check_head(void *worker, pd_req_t *req);
-
 #endif

@@ -217,6 +217,26 @@ static void test_order_of_answers(void **state) {
   pd_dispatch_free(&d);
 }
 
+/* The client API comes from api/api.c's registry by the path after [prefix]/v1: the table of
+ * the API serving it on an API request, none on any other path. */
+static void test_api_table(void **state) {
+  (void)state;
+  pd_dispatch_t d;
+  const char *body = "{\"model\":\"m1\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+  assert_int_equal(decide(&open_cfg, "POST", "/a/v1/chat/completions", NULL, NULL, body, &d),
+                   PD_DISPATCH_API);
+  assert_ptr_equal(d.api, &pd_chat_api);
+  pd_dispatch_free(&d);
+  assert_int_equal(decide(&open_cfg, "POST", "/v1/chat/completions/x", NULL, NULL, body, &d),
+                   PD_DISPATCH_PASS);
+  assert_null(d.api);
+  pd_dispatch_free(&d);
+  assert_int_equal(decide(&open_cfg, "GET", "/v1/models", NULL, NULL, NULL, &d),
+                   PD_DISPATCH_MODELS);
+  assert_null(d.api);
+  pd_dispatch_free(&d);
+}
+
 static void test_chat(void **state) {
   (void)state;
   pd_dispatch_t d;
@@ -399,6 +419,7 @@ int main(void) {
       cmocka_unit_test(test_bad_base_url),
       cmocka_unit_test(test_config_refuses_unusable_base),
       cmocka_unit_test(test_long_url),
+      cmocka_unit_test(test_api_table),
   };
   return cmocka_run_group_tests(tests, setup, NULL);
 }

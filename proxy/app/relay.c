@@ -1,0 +1,307 @@
+/* The pass-through relay: see relay.h. The bytes of a relayed reply go out as they come; a
+ * client API's reply is read on the side only where ponder must (its usage, a mapped model's
+ * name, the check that it is an OpenAI object), in the OpenAI shape of an API that relays. */
+#include "app/relay.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app/exchange.h"
+#include "app/upreq.h"
+#include "core/openai.h"
+
+/* j as compact JSON in a malloc'd, NUL-terminated string (length in *len), or NULL. */
+static char *json_text(const json_t *j, size_t *len) {
+  pd_buf_t b;
+  pd_buf_init(&b);
+  if (pd_json_write(&b, j) < 0 || !b.len) {
+    pd_buf_free(&b);
+    return NULL;
+  }
+  return pd_buf_steal(&b, len);
+}
+
+/* The usage object of a chat reply passed through (rounds 0): counted in ponder_tokens_total
+ * and the access log like a forced exchange's. */
+static void take_pass_usage(pd_exchange_t *ex, const json_t *usage) {
+  if (!json_is_object(usage))
+    return;
+  const json_t *rt =
+      json_object_get(json_object_get(usage, "completion_tokens_details"), "reasoning_tokens");
+  ex->usage.prompt_tokens = (long)json_integer_value(json_object_get(usage, "prompt_tokens"));
+  ex->usage.completion_tokens =
+      (long)json_integer_value(json_object_get(usage, "completion_tokens"));
+  ex->usage.reasoning_tokens = json_is_integer(rt) ? (long)json_integer_value(rt) : 0;
+}
+
+/* Whether an event's text has a "usage" member whose value is an object (not the null every
+ * other chunk of an include_usage stream carries): only that event is parsed. */
+static int has_usage_object(const char *d, size_t n) {
+  const char *end = d + n, *p = d;
+  while ((p = memmem(p, (size_t)(end - p), "\"usage\"", 7)) != NULL) {
+    p += 7;
+    const char *q = p;
+    while (q < end && (*q == ' ' || *q == '\t' || *q == '\r' || *q == '\n'))
+      q++;
+    if (q < end && *q == ':') {
+      q++;
+      while (q < end && (*q == ' ' || *q == '\t' || *q == '\r' || *q == '\n'))
+        q++;
+      if (q < end && *q == '{')
+        return 1;
+    }
+  }
+  return 0;
+}
+
+/* One event of a relayed chat stream, read for its usage only (the bytes went out as they
+ * came). */
+static int usage_event(void *ud, const char *data, size_t len) {
+  pd_exchange_t *ex = ud;
+  if (!has_usage_object(data, len))
+    return 0;
+  json_t *j = pd_json_load_reply(data, len);
+  take_pass_usage(ex, json_object_get(j, "usage"));
+  json_decref(j);
+  return 0;
+}
+
+static void pass_on_head(void *ud, const pd_xfer_head_t *h) {
+  pd_exchange_t *ex = ud;
+  pd_relay_state_t *ps = &ex->pass;
+  pd_reply_head(&ps->reply, h);
+  /* An API reply relayed without forcing is still checked to be an OpenAI JSON object (the
+   * body is small; streams are relayed as they come). */
+  ps->validate = ex->variant && !ps->reply.sse && h->status < 300;
+  if (ex->kind == PD_EXCHANGE_MODELS || h->status >= 400 || ps->validate) {
+    ps->buffer = 1;
+    return;
+  }
+  /* A stream's usage chunk (the client asked for include_usage) is read on the side. */
+  ps->usage = ex->variant && ps->reply.sse && ex->resp.include_usage && !ps->remodel &&
+              pd_reply_ok(&ps->reply);
+  const char *extra[2 * 64 + 12];
+  size_t n = 0;
+  for (size_t i = 0; i < h->nheaders && i < 64; i++) {
+    if (strcmp(h->headers[2 * i], "content-type") == 0)
+      continue;
+    extra[n++] = h->headers[2 * i];
+    extra[n++] = h->headers[2 * i + 1];
+  }
+  if (ex->variant) /* a client-API request passed through (rounds 0, or not forceable) */
+    pd_upreq_ponder_headers(ex, 0, extra, &n);
+  extra[n] = NULL;
+  ex->started = 1;
+  pd_res_start(ex->req, h->status, h->content_type, extra,
+               ex->pass.reply.sse ? -1 : h->content_length);
+}
+
+/* One event of a relayed stream whose model was mapped: the client's model name goes back. */
+static int remodel_event(void *ud, const char *data, size_t len) {
+  pd_exchange_t *ex = ud;
+  json_t *j = len == 6 && memcmp(data, "[DONE]", 6) == 0 ? NULL : json_loadb(data, len, 0, NULL);
+  take_pass_usage(ex, json_object_get(j, "usage"));
+  char *s = NULL;
+  size_t slen = 0;
+  if (j && json_object_get(j, "model")) {
+    json_object_set_new(j, "model", json_string(ex->client_model));
+    s = json_text(j, &slen);
+  }
+  json_decref(j);
+  pd_buf_appends(&ex->out, "data: ");
+  if (s)
+    pd_buf_append(&ex->out, s, slen);
+  else
+    pd_buf_append(&ex->out, data, len);
+  pd_buf_appends(&ex->out, "\n\n");
+  free(s);
+  return 0;
+}
+
+static int pass_on_data(void *ud, const char *p, size_t n) {
+  pd_exchange_t *ex = ud;
+  if (ex->finished)
+    return -1;
+  if (ex->pass.buffer) {
+    long limit = ex->kind == PD_EXCHANGE_MODELS || ex->pass.validate
+                     ? ex->cfg->limits.max_reply_bytes
+                     : PD_REPLY_MAX_ERROR_BODY;
+    if (pd_reply_hold(&ex->pass.reply, p, n, limit) < 0) {
+      pd_exchange_enter(ex);
+      pd_reply_fail_too_large(ex, ex->pass.reply.status);
+      pd_exchange_leave(ex);
+      return -1;
+    }
+    return 0;
+  }
+  pd_exchange_enter(ex);
+  if (ex->pass.remodel && ex->pass.reply.sse) {
+    pd_sse_feed(&ex->pass.reply.parser, p, n, remodel_event, ex);
+    if (!ex->finished)
+      pd_exchange_flush(ex);
+  } else {
+    /* An event too large for the side reader only ends the reading, never the relay. */
+    if (ex->pass.usage && pd_sse_feed(&ex->pass.reply.parser, p, n, usage_event, ex) < 0)
+      ex->pass.usage = 0;
+    if (!ex->aborted && pd_res_write(ex->req, p, n))
+      ex->pressure = 1;
+  }
+  int pause = ex->pressure;
+  if (pd_exchange_leave(ex))
+    return -1;
+  return pause;
+}
+
+static void models_reply(pd_exchange_t *ex) {
+  json_t *j = json_loadb(pd_buf_data(&ex->pass.reply.body), ex->pass.reply.body.len, 0, NULL);
+  json_t *data = json_object_get(j, "data");
+  if (!json_is_array(data)) {
+    json_decref(j);
+    pd_reply_fail_bad(ex, ex->pass.reply.status, "model list not valid",
+                      "The upstream's model list is not valid OpenAI JSON.");
+    return;
+  }
+  const pd_config_t *cfg = ex->cfg;
+  for (size_t r = 0; r < cfg->nroutes; r++) {
+    for (size_t m = 0; m < cfg->routes[r].nmodels; m++) {
+      const char *name = cfg->routes[r].models[m];
+      int seen = 0;
+      size_t i;
+      json_t *v;
+      json_array_foreach(data, i, v) {
+        const char *id = json_string_value(json_object_get(v, "id"));
+        if (id && strcmp(id, name) == 0)
+          seen = 1;
+      }
+      if (!seen)
+        json_array_append_new(data, json_pack("{s:s,s:s,s:i,s:s}", "id", name, "object", "model",
+                                              "created", 0, "owned_by", "ponder"));
+    }
+  }
+  char *s = json_dumps(j, JSON_COMPACT);
+  json_decref(j);
+  pd_res_send(ex->req, 200, "application/json", NULL, s ? s : "", s ? strlen(s) : 0);
+  free(s);
+  pd_exchange_finish(ex);
+}
+
+/* Relays a buffered chat reply after checking it is a JSON object. */
+static void relay_checked(pd_exchange_t *ex) {
+  const char *usage = NULL;
+  size_t usage_len = 0;
+  int ok = pd_json_check_reply(pd_buf_data(&ex->pass.reply.body), ex->pass.reply.body.len, &usage,
+                               &usage_len) == 1;
+  if (ok && !ex->pass.remodel && usage) {
+    /* The reply's usage, found by the same pass that checked it: only that member is parsed (the
+     * bytes are relayed as they are). */
+    json_t *u = pd_json_load(usage, usage_len, NULL);
+    take_pass_usage(ex, u);
+    json_decref(u);
+  }
+  if (ok && ex->pass.remodel) {
+    /* Only a mapped model needs the tree: the client's model name goes back in. */
+    json_t *j = json_loadb(pd_buf_data(&ex->pass.reply.body), ex->pass.reply.body.len, 0, NULL);
+    take_pass_usage(ex, json_object_get(j, "usage"));
+    if (j && json_object_get(j, "model")) {
+      json_object_set_new(j, "model", json_string(ex->client_model));
+      size_t slen = 0;
+      char *s = json_text(j, &slen);
+      if (s) {
+        pd_buf_reset(&ex->pass.reply.body);
+        pd_buf_append(&ex->pass.reply.body, s, slen);
+      }
+      free(s);
+    }
+    json_decref(j);
+  }
+  if (!ok) {
+    pd_reply_fail_bad(ex, ex->pass.reply.status, "reply not a JSON object",
+                      "The upstream reply is not a valid OpenAI chat completion.");
+    return;
+  }
+  const char *extra[8];
+  size_t n = 0;
+  pd_upreq_ponder_headers(ex, 0, extra, &n);
+  extra[n] = NULL;
+  pd_res_send(ex->req, ex->pass.reply.status, "application/json", extra,
+              pd_buf_data(&ex->pass.reply.body), ex->pass.reply.body.len);
+  pd_exchange_finish(ex);
+}
+
+static void pass_on_done(void *ud, int result, const char *errmsg) {
+  pd_exchange_t *ex = ud;
+  pd_reply_count(ex, &ex->pass.reply, result);
+  pd_exchange_enter(ex);
+  if (ex->finished)
+    goto out;
+  if (!ex->started) {
+    if (result == PD_XFER_OK && ex->pass.reply.status >= 200 && ex->pass.reply.status < 400 &&
+        ex->kind == PD_EXCHANGE_MODELS)
+      models_reply(ex);
+    else if (result == PD_XFER_OK && ex->pass.validate)
+      relay_checked(ex);
+    else if (result != PD_XFER_OK || ex->pass.reply.status >= 400)
+      pd_reply_fail(ex, &ex->pass.reply, result, errmsg);
+    else
+      pd_reply_fail_bad(ex, ex->pass.reply.status, "reply ended unexpectedly",
+                        "The upstream reply ended unexpectedly.");
+    goto out;
+  }
+  if (ex->pass.remodel && ex->pass.reply.sse && result == PD_XFER_OK) {
+    pd_sse_feed(&ex->pass.reply.parser, "\n\n", 2, remodel_event, ex);
+    pd_exchange_flush(ex);
+  }
+  if (ex->pass.usage && result == PD_XFER_OK)
+    pd_sse_feed(&ex->pass.reply.parser, "\n\n", 2, usage_event, ex);
+  if (result != PD_XFER_OK) {
+    char cause[320];
+    snprintf(cause, sizeof cause, "%s mid-body (%.300s)", pd_reply_cause(result),
+             errmsg ? errmsg : "");
+    pd_reply_log_failure(ex, ex->pass.reply.status, cause);
+    if (ex->pass.reply.sse) {
+      /* Already streaming: one error event, no [DONE]. */
+      pd_exchange_fail(ex, result == PD_XFER_ETIMEOUT ? 504 : 502,
+                       "The upstream stream broke off before it was complete.", "upstream_error",
+                       result == PD_XFER_ETIMEOUT ? "upstream_timeout" : "upstream_error");
+    } else {
+      pd_res_end(ex->req, 1);
+      pd_exchange_finish(ex);
+    }
+    goto out;
+  }
+  pd_res_end(ex->req, 0);
+  pd_exchange_finish(ex);
+out:
+  pd_exchange_leave(ex);
+}
+
+void pd_relay_start(pd_exchange_t *ex, char *body, size_t len, int json_body) {
+  static const pd_xfer_cbs_t cbs = {pass_on_head, pass_on_data, pass_on_done};
+  pd_req_t *r = ex->req;
+  ex->pass.reply.xfer = pd_upreq_start(ex, r->method, ex->url, body, len, json_body, &cbs, ex);
+  if (!ex->pass.reply.xfer)
+    pd_exchange_fail(ex, 502, "Could not start the upstream request.", "upstream_error",
+                     "upstream_error");
+}
+
+void pd_relay_unforced(pd_exchange_t *ex, int verbatim) {
+  pd_req_t *r = ex->req;
+  json_t *body = ex->body;
+  if (ex->route->model) {
+    json_object_set_new(body, "model", json_string(ex->route->model));
+    ex->pass.remodel = ex->client_model && strcmp(ex->client_model, ex->route->model) != 0;
+  }
+  /* The client's bytes go upstream as they are when nothing in them changed (no re-serialising
+   * on the common path). */
+  size_t len = r->body.len;
+  char *s = verbatim ? malloc(len + 1) : json_text(body, &len);
+  if (!s) {
+    pd_exchange_fail(ex, 500, "Out of memory.", "server_error", "internal_error");
+    return;
+  }
+  if (verbatim)
+    memcpy(s, pd_buf_data(&r->body), len);
+  ex->kind = PD_EXCHANGE_PASS;
+  pd_relay_start(ex, s, len, 1);
+}
