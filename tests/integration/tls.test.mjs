@@ -16,7 +16,7 @@ import http2 from 'node:http2';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startPonder, httpReq, parseSSE, sleep } from '../lib/harness.mjs';
+import { startPonder, httpReq, parseSSE, sleep, PENDING_UPSTREAM_CORE } from '../lib/harness.mjs';
 import { makePki, haveOpenssl } from '../lib/certs.mjs';
 
 delete process.env.PONDER_UPSTREAM;
@@ -211,7 +211,7 @@ describe('TLS upstreams', { skip: SKIP }, () => {
     });
   });
 
-  it('tls.server_name: SNI and the name checked, for a certificate of another name', T, async () => {
+  it('tls.server_name: SNI and the name checked, for a certificate of another name', { ...T, todo: PENDING_UPSTREAM_CORE }, async () => {
     const { up } = await withPair({ leaf: pki.other }, { ca_file: pki.ca.cert, server_name: 'other.test' }, async (p) => {
       const r = await models(p);
       assert.equal(r.status, 200, r.text);
