@@ -48,6 +48,15 @@ async function startUpstream({ leaf, h2 = true, mtlsCa = null }) {
   const opts = { key: readFileSync(leaf.key), cert: readFileSync(leaf.cert), allowHTTP1: true };
   if (mtlsCa) Object.assign(opts, { requestCert: true, rejectUnauthorized: true, ca: [readFileSync(mtlsCa)] });
   const handler = (req, res) => {
+    if (req.url.startsWith('/early/') && req.httpVersion === '2.0') {
+      // Answered before the request body was read, then RST_STREAM NO_ERROR: "stop sending"
+      // (RFC 9113 section 8.1; nginx's `return` does this). The response stands.
+      st.seen.push({ method: req.method, url: req.url, version: req.httpVersion });
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(CHAT('early'));
+      setImmediate(() => req.stream.close(http2.constants.NGHTTP2_NO_ERROR));
+      return;
+    }
     const chunks = [];
     req.on('data', (c) => chunks.push(c));
     req.on('end', () => {
@@ -262,6 +271,19 @@ describe('TLS upstreams', { skip: SKIP }, () => {
       }, { upstream: { stall_timeout_ms: 400, timeout_ms: 20000 }, prefix: '/stall' });
     });
   }
+
+  it('HTTP/2: a complete response, then RST_STREAM NO_ERROR while the request body is still going out, is relayed', { ...T, todo: PENDING_UPSTREAM_CORE }, async () => {
+    const big = 'x'.repeat(300 * 1024); // more than the stream's initial window: still sending
+    const { up } = await withPair({ leaf: pki.server, h2: true }, { ca_file: pki.ca.cert }, async (p) => {
+      for (let i = 0; i < 3; i++) {
+        const r = await httpReq(p.port, { method: 'POST', path: '/v1/chat/completions', headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: big }] }) });
+        assert.equal(r.status, 200, r.text.slice(0, 300));
+        assert.equal(r.json.choices[0].message.content, 'early');
+      }
+    }, { prefix: '/early' });
+    assert.equal(up.st.seen.length, 3);
+  });
 
   it('session resumption: a new connection to the same upstream resumes the TLS session', T, async () => {
     // The upstream closes every connection after its answer (HTTP/1.1 Connection: close), so

@@ -243,7 +243,7 @@ static int requests1_plus(env_t *e) {
 
 static void test_plain_call(void **state) {
   env_t *e = *state;
-  ts_step_t s[] = {{TS_RESP, 200, OK_BODY, -1}};
+  ts_step_t s[] = {{TS_RESP, 200, OK_BODY, -1, 0}};
   serve(e, s, 1);
   start(e, (call_t){0});
   assert_true(wait_done(e, 5000));
@@ -256,7 +256,7 @@ static void test_plain_call(void **state) {
 /* Cancelled before anything happened: nothing is ever called back. */
 static void test_cancel_at_once(void **state) {
   env_t *e = *state;
-  ts_step_t s[] = {{TS_RESP, 200, OK_BODY, -1}};
+  ts_step_t s[] = {{TS_RESP, 200, OK_BODY, -1, 0}};
   serve(e, s, 1);
   pd_xfer_t *x = start(e, (call_t){0});
   e->r.cancelled = 1;
@@ -268,7 +268,7 @@ static void test_cancel_at_once(void **state) {
 /* Cancelled while the server holds the request unanswered. */
 static void test_cancel_while_waiting(void **state) {
   env_t *e = *state;
-  ts_step_t s[] = {{TS_SILENT, 0, NULL, -1}};
+  ts_step_t s[] = {{TS_SILENT, 0, NULL, -1, 0}};
   serve(e, s, 1);
   pd_xfer_t *x = start(e, (call_t){0});
   assert_true(run_until(e, requests1_plus, 3000));
@@ -281,7 +281,7 @@ static void test_cancel_while_waiting(void **state) {
 /* Cancelled inside on_head: no on_data, no on_done. */
 static void test_cancel_in_head(void **state) {
   env_t *e = *state;
-  ts_step_t s[] = {{TS_RESP, 200, OK_BODY, -1}};
+  ts_step_t s[] = {{TS_RESP, 200, OK_BODY, -1, 0}};
   serve(e, s, 1);
   e->r.cancel_in = 1;
   start(e, (call_t){0});
@@ -295,7 +295,7 @@ static void test_cancel_in_head(void **state) {
 /* Cancelled inside the first on_data while the body keeps coming. */
 static void test_cancel_in_data(void **state) {
   env_t *e = *state;
-  ts_step_t s[] = {{TS_DRIP, 0, NULL, -1}};
+  ts_step_t s[] = {{TS_DRIP, 0, NULL, -1, 0}};
   serve(e, s, 1);
   e->r.cancel_in = 2;
   start(e, (call_t){0});
@@ -309,7 +309,7 @@ static void test_cancel_in_data(void **state) {
 /* Cancelled during the backoff before a retry: no callback, and no second attempt. */
 static void test_cancel_in_backoff(void **state) {
   env_t *e = *state;
-  ts_step_t s[] = {{TS_RESP, 503, "{}", 400}, {TS_RESP, 200, OK_BODY, -1}};
+  ts_step_t s[] = {{TS_RESP, 503, "{}", 400, 0}, {TS_RESP, 200, OK_BODY, -1, 0}};
   serve(e, s, 2);
   pd_xfer_t *x = start(e, (call_t){.retries = 2});
   assert_true(run_until(e, requests1_plus, 3000));
@@ -324,7 +324,7 @@ static void test_cancel_in_backoff(void **state) {
 /* Cancelled while paused with body held: nothing of it is delivered afterwards. */
 static void test_cancel_while_paused(void **state) {
   env_t *e = *state;
-  ts_step_t s[] = {{TS_DRIP, 0, NULL, -1}};
+  ts_step_t s[] = {{TS_DRIP, 0, NULL, -1, 0}};
   serve(e, s, 1);
   e->r.pause_in_data = 1;
   pd_xfer_t *x = start(e, (call_t){.stall_ms = 200});
@@ -342,10 +342,10 @@ static int requests2(env_t *e) {
 }
 
 /* Paused before the first attempt answered 503: the retry's 200 is held until the resume,
- * then delivered whole; the 503 is never seen. */
-static void test_pause_survives_retry(void **state) {
-  env_t *e = *state;
-  ts_step_t s[] = {{TS_RESP, 503, "{\"error\":1}", 20}, {TS_RESP, 200, OK_BODY, -1}};
+ * then delivered whole; the 503 is never seen. split_ms: the 503's body comes that long after
+ * its head (a paused transfer must still read a body it discards, or the retry never starts). */
+static void pause_survives_retry(env_t *e, int split_ms) {
+  ts_step_t s[] = {{TS_RESP, 503, "{\"error\":1}", 20, split_ms}, {TS_RESP, 200, OK_BODY, -1, 0}};
   serve(e, s, 2);
   pd_xfer_t *x = start(e, (call_t){.retries = 2});
   pd_xfer_pause(x);
@@ -361,6 +361,20 @@ static void test_pause_survives_retry(void **state) {
   assert_int_equal(e->r.status, 200);
   assert_string_equal(e->r.body, OK_BODY);
   assert_int_equal(srv_requests(e), 2);
+}
+
+static void test_pause_survives_retry(void **state) {
+  pause_survives_retry(*state, 0);
+}
+
+/* Known to fail on the native HTTP/1.1 client before the upstream core (issue 13): a paused
+ * transfer stops reading while it discards a retryable status's body. Skipped there unless
+ * PONDER_STRICT_PENDING=1 (the same switch as the node suites' pending tests). */
+static void test_pause_survives_retry_late_body(void **state) {
+  env_t *e = *state;
+  if (e->framing == FR_H1 && !getenv("PONDER_STRICT_PENDING"))
+    skip();
+  pause_survives_retry(e, 150);
 }
 
 /* A listener that never completes the handshake: ETIMEOUT at connect_timeout_ms. */
@@ -380,7 +394,7 @@ static void test_connect_timeout(void **state) {
 /* The request went out and nothing came back: ETIMEOUT at stall_timeout_ms, not retried. */
 static void test_stall_timeout_before_head(void **state) {
   env_t *e = *state;
-  ts_step_t s[] = {{TS_SILENT, 0, NULL, -1}};
+  ts_step_t s[] = {{TS_SILENT, 0, NULL, -1, 0}};
   serve(e, s, 1);
   start(e, (call_t){.stall_ms = 300, .timeout_ms = 20000, .retries = 2});
   assert_true(wait_done(e, 5000));
@@ -394,7 +408,7 @@ static void test_stall_timeout_before_head(void **state) {
 /* The head and some body came, then nothing: ETIMEOUT after the bytes that did come. */
 static void test_stall_timeout_mid_body(void **state) {
   env_t *e = *state;
-  ts_step_t s[] = {{TS_HEAD_SILENT, 0, NULL, -1}};
+  ts_step_t s[] = {{TS_HEAD_SILENT, 0, NULL, -1, 0}};
   serve(e, s, 1);
   start(e, (call_t){.stall_ms = 300, .timeout_ms = 20000, .retries = 2});
   assert_true(wait_done(e, 5000));
@@ -407,7 +421,7 @@ static void test_stall_timeout_mid_body(void **state) {
 /* A byte every 50 ms never stalls, but the call ends at timeout_ms. */
 static void test_total_timeout(void **state) {
   env_t *e = *state;
-  ts_step_t s[] = {{TS_DRIP, 0, NULL, -1}};
+  ts_step_t s[] = {{TS_DRIP, 0, NULL, -1, 0}};
   serve(e, s, 1);
   start(e, (call_t){.stall_ms = 300, .timeout_ms = 700});
   assert_true(wait_done(e, 5000));
@@ -420,7 +434,7 @@ static void test_total_timeout(void **state) {
 /* h2: a stream refused unprocessed (REFUSED_STREAM) is sent again. */
 static void test_refused_stream_retried(void **state) {
   env_t *e = *state;
-  ts_step_t s[] = {{TS_REFUSE, 0, NULL, -1}, {TS_RESP, 200, OK_BODY, -1}};
+  ts_step_t s[] = {{TS_REFUSE, 0, NULL, -1, 0}, {TS_RESP, 200, OK_BODY, -1, 0}};
   serve(e, s, 2);
   start(e, (call_t){.retries = 1});
   assert_true(wait_done(e, 5000));
@@ -432,7 +446,7 @@ static void test_refused_stream_retried(void **state) {
 
 /* Reset after response bytes arrived: the call fails, and is not sent again. */
 static void reset_not_retried(env_t *e, int act) {
-  ts_step_t s[] = {{act, 0, NULL, -1}, {TS_RESP, 200, OK_BODY, -1}};
+  ts_step_t s[] = {{act, 0, NULL, -1, 0}, {TS_RESP, 200, OK_BODY, -1, 0}};
   serve(e, s, 2);
   start(e, (call_t){.retries = 2});
   assert_true(wait_done(e, 5000));
@@ -470,6 +484,7 @@ static const named_t CASES[] = {
     {"no callback: cancel in retry backoff", test_cancel_in_backoff, 0},
     {"no callback: cancel while paused", test_cancel_while_paused, 0},
     {"pause survives a retry", test_pause_survives_retry, 0},
+    {"pause survives a retry, the 503 body late", test_pause_survives_retry_late_body, 0},
     {"connect timeout", test_connect_timeout, 0},
     {"stall timeout before the head", test_stall_timeout_before_head, 0},
     {"stall timeout mid-body", test_stall_timeout_mid_body, 0},

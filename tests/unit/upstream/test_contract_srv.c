@@ -91,8 +91,15 @@ static void h1_act(ts_server_t *s, tconn_t *c, const ts_step_t *st) {
                      "HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
                      "%s\r\n",
                      st->status, strlen(body), extra);
-    put(c, head, (size_t)n);
-    put(c, body, strlen(body));
+    if (st->split_ms > 0) {
+      put(c, head, (size_t)n);
+      usleep((useconds_t)st->split_ms * 1000);
+      put(c, body, strlen(body));
+    } else { /* one write: the head and body arrive in one read */
+      char all[4096];
+      int m = snprintf(all, sizeof all, "%s%s", head, body);
+      put(c, all, (size_t)m);
+    }
     break;
   }
   case TS_SILENT:
@@ -208,6 +215,8 @@ static void h2_act(tconn_t *c, uint32_t sid, const ts_step_t *st) {
     const char *body = st->body ? st->body : "";
     size_t n = strlen(body);
     h2_head(c, sid, st->status, "application/json", (long)n, st->retry_after_ms, n == 0);
+    if (n && st->split_ms > 0)
+      usleep((useconds_t)st->split_ms * 1000);
     if (n)
       frame(c, F_DATA, 0x1, sid, body, n);
     break;

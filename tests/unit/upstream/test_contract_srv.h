@@ -26,6 +26,7 @@ typedef struct ts_step {
   int status;
   const char *body;
   int retry_after_ms; /* -1: none */
+  int split_ms;       /* TS_RESP: > 0 sends the body this long after the head, else both at once */
 } ts_step_t;
 
 #define TS_MAX_STEPS 8
