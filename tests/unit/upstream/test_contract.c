@@ -278,6 +278,20 @@ static void test_cancel_while_waiting(void **state) {
   assert_int_equal(e->r.after_cancel, 0);
 }
 
+/* Cancelled while its connect hangs: nothing is called back, also not the connect timeout. */
+static void test_cancel_while_connecting(void **state) {
+  env_t *e = *state;
+  ts_blackhole_t b;
+  assert_int_equal(ts_blackhole_start(&b), 0);
+  pd_xfer_t *x = start(e, (call_t){.port = b.port, .connect_ms = 300});
+  run_for(e, 100);
+  e->r.cancelled = 1;
+  pd_xfer_cancel(x);
+  run_for(e, 500);
+  ts_blackhole_stop(&b);
+  assert_int_equal(e->r.after_cancel, 0);
+}
+
 /* Cancelled inside on_head: no on_data, no on_done. */
 static void test_cancel_in_head(void **state) {
   env_t *e = *state;
@@ -478,6 +492,7 @@ typedef struct named {
 static const named_t CASES[] = {
     {"plain call", test_plain_call, 0},
     {"no callback: cancel at once", test_cancel_at_once, 0},
+    {"no callback: cancel while connecting", test_cancel_while_connecting, 0},
     {"no callback: cancel while waiting", test_cancel_while_waiting, 0},
     {"no callback: cancel in on_head", test_cancel_in_head, 0},
     {"no callback: cancel in on_data", test_cancel_in_data, 0},
