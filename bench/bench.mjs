@@ -275,9 +275,10 @@ async function wrkPasses(list, { body, secs, passes, tag, describe }) {
   return out;
 }
 
-async function throughput() {
-  const list = [T.direct, T.ponder, T.ponder_r1, T.ponder_r6, T.ponder2, T.ponder2_r6, T.nginx, T.portkey];
-  const runs = await wrkPasses(list, { body: CHAT_BODY, secs: CFG.wrkSecs, passes: CFG.passes, tag: 'b' });
+// Non-streamed throughput of `list` (wrk passes), with upstream calls and proxy CPU per request
+// and per upstream call; `tag` names the section in the progress lines.
+async function throughputOf(list, tag) {
+  const runs = await wrkPasses(list, { body: CHAT_BODY, secs: CFG.wrkSecs, passes: CFG.passes, tag });
   const res = {};
   for (const t of list) {
     const w = runs.get(t);
@@ -285,27 +286,19 @@ async function throughput() {
     res[t.key] = { label: t.label, ...w, calls, ups: w.rps * calls,
       cpuPerReqUs: t.pids.length && w.requests ? w.cpu / w.requests * 1e6 : NaN,
       cpuPerCallUs: t.pids.length && w.requests ? w.cpu / (w.requests * calls) * 1e6 : NaN };
-    log(`(b) ${t.label}: ${w.failed ? 'FAILED ' + w.failed : `median ${w.rps.toFixed(0)} req/s, errors ${fmtErr(w)}` +
+    log(`(${tag}) ${t.label}: ${w.failed ? 'FAILED ' + w.failed : `median ${w.rps.toFixed(0)} req/s, errors ${fmtErr(w)}` +
       (t.pids.length ? `, proxy CPU ${res[t.key].cpuPerReqUs.toFixed(1)} µs/req` : '')}`);
   }
   return res;
 }
 
+const throughput = () => throughputOf(
+  [T.direct, T.ponder, T.ponder_r1, T.ponder_r6, T.ponder2, T.ponder2_r6, T.nginx, T.portkey], 'b');
+
 // ---- (e) HTTPS upstream ------------------------------------------------------------------------
 async function https() {
   const seq = await sequential([T.tls_direct, T.tls_ponder, T.tls_nginx], 'e');
-  const list = [T.tls_direct, T.tls_ponder, T.tls_ponder_r6, T.tls_nginx];
-  const runs = await wrkPasses(list, { body: CHAT_BODY, secs: CFG.wrkSecs, passes: CFG.passes, tag: 'e' });
-  const tput = {};
-  for (const t of list) {
-    const w = runs.get(t);
-    const calls = (t.rounds ?? 0) + 1;
-    tput[t.key] = { label: t.label, ...w, calls, ups: w.rps * calls,
-      cpuPerReqUs: t.pids.length && w.requests ? w.cpu / w.requests * 1e6 : NaN,
-      cpuPerCallUs: t.pids.length && w.requests ? w.cpu / (w.requests * calls) * 1e6 : NaN };
-    log(`(e) ${t.label}: ${w.failed ? 'FAILED ' + w.failed : `median ${w.rps.toFixed(0)} req/s, errors ${fmtErr(w)}` +
-      (t.pids.length ? `, proxy CPU ${tput[t.key].cpuPerReqUs.toFixed(1)} µs/req` : '')}`);
-  }
+  const tput = await throughputOf([T.tls_direct, T.tls_ponder, T.tls_ponder_r6, T.tls_nginx], 'e');
   return { seq, tput };
 }
 
