@@ -59,6 +59,15 @@ const T = {
     streamPath: '/s/v1/chat/completions', pids: [env.nginx.pid], peer: true },
   portkey: { label: 'Portkey gateway', port: env.portkey.port, path: '/v1/chat/completions',
     headers: portkeyHeaders(env.fast.port), pids: [env.portkey.pid], peer: true },
+  // (e) HTTPS: the same TLS upstream (nginx `return`, TLS 1.3) reached directly, through ponder
+  // (tls.ca_file) and through nginx (proxy_pass https:// with a keep-alive pool, verify on).
+  tls_direct: { label: 'HTTPS direct (no proxy)', port: env.tlsUp.port, scheme: 'https', path: '/v1/chat/completions', pids: [] },
+  tls_ponder: { label: 'ponder → HTTPS, rounds 0', port: env.ponderTls.port, path: '/r0/v1/chat/completions',
+    pids: [env.ponderTls.pid], rounds: 0, isPonder: true },
+  tls_ponder_r6: { label: 'ponder → HTTPS, forced rounds 6', port: env.ponderTls.port, path: '/r6/v1/chat/completions',
+    pids: [env.ponderTls.pid], rounds: 6, isPonder: true },
+  tls_nginx: { label: 'nginx → HTTPS (1 worker)', port: env.nginxTls.port, path: '/v1/chat/completions',
+    pids: [env.nginxTls.pid], peer: true },
 };
 for (const [k, t] of Object.entries(T)) t.key = k;
 
@@ -98,7 +107,7 @@ function fdCount(pid) { try { return fs.readdirSync(`/proc/${pid}/fd`).length; }
 const problems = [];  // things that went wrong, for the report
 function checkAlive(phase) {
   for (const [name, p] of Object.entries({ ponder: env.ponder1, 'ponder workers 2': env.ponder2,
-    'ponder (memory run)': env.ponderMem, nginx: env.nginx, Portkey: env.portkey,
+    'ponder (memory run)': env.ponderMem, 'ponder (HTTPS)': env.ponderTls, 'nginx TLS upstream': env.tlsUp, nginx: env.nginx, Portkey: env.portkey,
     'Portkey (memory run)': env.portkeyMem, 'fake upstream': env.fast, 'slow upstream': env.slow })) {
     if (!p.dead && !alive(p.pid)) {
       p.dead = true;
@@ -163,10 +172,9 @@ const median = (a) => { if (!a.length) return NaN; const s = [...a].sort((x, y) 
 // the proxy's own latency rather than a client's: a Node http client adds ~200 µs and event-loop
 // jitter of its own per request, enough to hide a proxy's few tens of µs (an earlier version of
 // this bench measured nginx as 25 µs faster than no proxy at all).
-async function sequential() {
-  const list = [T.direct, T.ponder, T.nginx, T.portkey];
+async function sequential(list = [T.direct, T.ponder, T.nginx, T.portkey], tag = 'a') {
   const st = new Map(list.map((t) => [t, { p50: [], p99: [], n: 0, errors: 0, failed: null }]));
-  log(`(a) sequential: warm-up ${CFG.seqWarmSecs} s per target`);
+  log(`(${tag}) sequential: warm-up ${CFG.seqWarmSecs} s per target`);
   for (const t of list) await runWrk(t, { secs: CFG.seqWarmSecs, conns: 1, threads: 1 });
   for (let r = 0; r < CFG.seqRounds; r++) {
     const order = list.map((_, i) => list[(i + r) % list.length]);
@@ -181,7 +189,7 @@ async function sequential() {
       s.p99.push(w.p99_us / 1000);
       line[t.key] = `${(w.p50_us / 1000).toFixed(3)} ms`;
     }
-    log(`(a) round ${r + 1}/${CFG.seqRounds}: ` + list.map((t) => `${t.key} ${line[t.key]}`).join(', '));
+    log(`(${tag}) round ${r + 1}/${CFG.seqRounds}: ` + list.map((t) => `${t.key} ${line[t.key]}`).join(', '));
   }
   const res = {};
   for (const t of list) {
@@ -190,7 +198,7 @@ async function sequential() {
       n: s.n, errors: s.errors, failed: s.failed, broken: !!s.failed || s.errors > 0 };
   }
   // overhead: median over rounds of (target's round p50 − direct's round p50), paired by round
-  const dm = st.get(T.direct).p50;
+  const dm = st.get(list[0]).p50; // the list's first target is its direct control
   for (const t of list) {
     const diffs = st.get(t).p50.map((m, i) => m - dm[i]).filter(Number.isFinite);
     res[t.key].overhead = res[t.key].failed || !diffs.length ? NaN : median(diffs);
@@ -201,7 +209,7 @@ async function sequential() {
 // ---- wrk ------------------------------------------------------------------------------------------
 function runWrk(t, { body = CHAT_BODY, secs, pathOverride, conns = CFG.conns, threads = 2 }) {
   return new Promise((resolve) => {
-    const url = `http://127.0.0.1:${t.port}${pathOverride || t.path}`;
+    const url = `${t.scheme || 'http'}://127.0.0.1:${t.port}${pathOverride || t.path}`;
     const hdrs = Object.entries({ ...AUTH, ...(t.headers || {}) }).map(([k, v]) => `${k}: ${v}`).join('\n');
     const c = spawn('wrk', [`-t${threads}`, `-c${conns}`, `-d${secs}s`, '--timeout', '2s',
       '-s', path.join(HERE, 'wrk', 'post.lua'), url], {
@@ -267,9 +275,10 @@ async function wrkPasses(list, { body, secs, passes, tag, describe }) {
   return out;
 }
 
-async function throughput() {
-  const list = [T.direct, T.ponder, T.ponder_r1, T.ponder_r6, T.ponder2, T.ponder2_r6, T.nginx, T.portkey];
-  const runs = await wrkPasses(list, { body: CHAT_BODY, secs: CFG.wrkSecs, passes: CFG.passes, tag: 'b' });
+// Non-streamed throughput of `list` (wrk passes), with upstream calls and proxy CPU per request
+// and per upstream call; `tag` names the section in the progress lines.
+async function throughputOf(list, tag) {
+  const runs = await wrkPasses(list, { body: CHAT_BODY, secs: CFG.wrkSecs, passes: CFG.passes, tag });
   const res = {};
   for (const t of list) {
     const w = runs.get(t);
@@ -277,10 +286,20 @@ async function throughput() {
     res[t.key] = { label: t.label, ...w, calls, ups: w.rps * calls,
       cpuPerReqUs: t.pids.length && w.requests ? w.cpu / w.requests * 1e6 : NaN,
       cpuPerCallUs: t.pids.length && w.requests ? w.cpu / (w.requests * calls) * 1e6 : NaN };
-    log(`(b) ${t.label}: ${w.failed ? 'FAILED ' + w.failed : `median ${w.rps.toFixed(0)} req/s, errors ${fmtErr(w)}` +
+    log(`(${tag}) ${t.label}: ${w.failed ? 'FAILED ' + w.failed : `median ${w.rps.toFixed(0)} req/s, errors ${fmtErr(w)}` +
       (t.pids.length ? `, proxy CPU ${res[t.key].cpuPerReqUs.toFixed(1)} µs/req` : '')}`);
   }
   return res;
+}
+
+const throughput = () => throughputOf(
+  [T.direct, T.ponder, T.ponder_r1, T.ponder_r6, T.ponder2, T.ponder2_r6, T.nginx, T.portkey], 'b');
+
+// ---- (e) HTTPS upstream ------------------------------------------------------------------------
+async function https() {
+  const seq = await sequential([T.tls_direct, T.tls_ponder, T.tls_nginx], 'e');
+  const tput = await throughputOf([T.tls_direct, T.tls_ponder, T.tls_ponder_r6, T.tls_nginx], 'e');
+  return { seq, tput };
 }
 
 // ---- (c) streaming relay --------------------------------------------------------------------------
@@ -440,7 +459,7 @@ const ratio = (x, best) => {
 };
 const bestOf = (vals, lower) => { const v = vals.filter(Number.isFinite); return v.length ? (lower ? Math.min(...v) : Math.max(...v)) : NaN; };
 
-function report({ seq, tput, strm, mem, probes, started, secs }) {
+function report({ seq, tput, strm, mem, tls, probes, started, secs }) {
   const L = [];
   const stamp = started.toISOString().replace('T', ' ').slice(0, 19);
   L.push(`# ponder benchmark — ${stamp} UTC${QUICK ? ' (--quick)' : ''}`, '');
@@ -518,6 +537,22 @@ function report({ seq, tput, strm, mem, probes, started, secs }) {
     `allows 1,000 streams per connection) and holds one socket per stream plus a few upstream connections. ` +
     `Portkey and the control speak HTTP/1.1 to the upstream.`, '');
 
+  // (e)
+  const es = tls.seq, et = tls.tput;
+  L.push(`## (e) HTTPS upstream: nginx \`return\` over TLS 1.3 (h2 + http/1.1 by ALPN, a test CA), reached directly, through ponder (\`tls.ca_file\`) and through nginx (\`proxy_pass https://\`, keep-alive pool, \`proxy_ssl_verify on\`)`, '',
+    `Sequential: wrk -t1 -c1, ${CFG.seqRounds} interleaved rounds × ${CFG.seqSecs} s; throughput: wrk ${CFG.conns} connections, ${CFG.passes} interleaved pass(es) × ${CFG.wrkSecs} s, non-streamed.`, '',
+    '| target | p50 | added latency vs direct | requests/s | upstream calls/s | proxy CPU per request | proxy CPU per upstream call | errors |',
+    '|---|---|---|---|---|---|---|---|');
+  for (const k of ['tls_direct', 'tls_ponder', 'tls_ponder_r6', 'tls_nginx']) {
+    const s = es[k], w = et[k], d = k === 'tls_direct', pn = k === 'tls_nginx';
+    const seqCell = s ? `${f(s.p50, 3)} ms${d || pn ? '' : ratio(s.p50, es.tls_nginx.p50)} | ` +
+      `${d ? '—' : f(s.overhead * 1000, 0) + ' µs' + (pn ? '' : ratio(s.overhead, es.tls_nginx.overhead))}` : '— | —';
+    if (w.failed) { L.push(`| ${w.label} | ${seqCell} | FAILED: ${w.failed} | | | | |`); continue; }
+    L.push(`| ${w.label} | ${seqCell} | ${f(w.rps)}${d || pn ? '' : ratio(w.rps, et.tls_nginx.rps)} | ${f(w.ups)} | ` +
+      `${d ? '—' : f(w.cpuPerReqUs, 1) + ' µs'} | ${d ? '—' : f(w.cpuPerCallUs, 1) + ' µs'} | ${fmtErr(w)}${s && s.errors ? `, sequential: ${s.failed || s.errors}` : ''} |`);
+  }
+  L.push('', 'Ratios in this table are to nginx → HTTPS. ponder\'s HTTPS client at this commit: libcurl unless the native TLS framings are built in.', '');
+
   // targets
   const tg = [];
   const add = (name, measured, pass, note = '') => tg.push({ name, measured, pass, note });
@@ -549,6 +584,19 @@ function report({ seq, tput, strm, mem, probes, started, secs }) {
       r10.errors === 0 && r10.alive, r10.errors ? JSON.stringify(r10.kinds) +
       (env.nofile < 2 * 10000 + 100 ? `; the open-files limit ${env.nofile} is below the ~20,050 a proxy needs` : '') : '');
   } else add('10,000 concurrent streams, no error', QUICK ? 'not run (--quick)' : 'not measured', null);
+  {
+    const tp = et.tls_ponder, tn = et.tls_nginx, t6 = et.tls_ponder_r6;
+    const ok = !tp.failed && tp.errors === 0 && !tn.failed;
+    add('HTTPS pass-through throughput ≥ 0.8× nginx proxy_pass https://', `${f(tp.rps)} vs ${f(tn.rps)} req/s${ratio(tp.rps, tn.rps)}`,
+      ok && tp.rps >= 0.8 * tn.rps, ok ? '' : `errors: ${fmtErr(tp)}`);
+    const so = es.tls_ponder.overhead, no = es.tls_nginx.overhead, sOk = !es.tls_ponder.broken;
+    add('HTTPS sequential added latency ≤ 1.5× nginx\'s', `${f(so * 1000)} µs vs nginx ${f(no * 1000)} µs${ratio(so, no)}`,
+      sOk && so <= 1.5 * Math.max(no, 0), sOk ? '' : 'ponder had errors');
+    const ok6 = ok && !t6.failed && t6.errors === 0;
+    add('HTTPS forced rounds 6 CPU per upstream call ≤ 1.2× HTTPS pass-through\'s',
+      `${f(t6.cpuPerCallUs, 1)} vs ${f(tp.cpuPerCallUs, 1)} µs${ratio(t6.cpuPerCallUs, tp.cpuPerCallUs)}`,
+      ok6 && t6.cpuPerCallUs <= 1.2 * tp.cpuPerCallUs, ok6 ? '' : `errors: ${fmtErr(t6)}`);
+  }
   L.push('## Targets', '', '| target | measured | result |', '|---|---|---|');
   for (const t of tg) L.push(`| ${t.name} | ${t.measured} | ${t.pass == null ? 'SKIPPED' : t.pass ? 'PASS' : 'FAIL'}${t.note ? ' — ' + t.note : ''} |`);
   L.push('');
@@ -603,7 +651,7 @@ async function main() {
   started.load = os.loadavg()[0].toFixed(2);
   log(`mode: ${QUICK ? 'quick' : 'full'}`);
   const probes = {};
-  for (const k of ['direct', 'ponder', 'ponder_r1', 'ponder_r6', 'ponder2', 'nginx', 'portkey']) {
+  for (const k of ['direct', 'ponder', 'ponder_r1', 'ponder_r6', 'ponder2', 'nginx', 'portkey', 'tls_ponder', 'tls_ponder_r6', 'tls_nginx']) {
     probes[k] = await probe(T[k]);
     log(`probe ${T[k].label}: status ${probes[k].status}, keep-alive ${probes[k].keepalive}`);
     if (probes[k].keepalive !== 'ok') problems.push(`${T[k].label}: ${probes[k].keepalive}.`);
@@ -617,18 +665,22 @@ async function main() {
   log('(c) streaming relay');
   const strm = await streaming();
   checkAlive('the streaming runs');
+  log('(e) HTTPS upstream');
+  const tls = await https();
+  checkAlive('the HTTPS runs');
   log('(d) memory and concurrency');
   const mem = await memory();
   checkAlive('the memory runs');
-  for (const [name, p] of [['ponder', env.ponder1], ['ponder workers 2', env.ponder2], ['ponder (memory run)', env.ponderMem]]) {
-    const errs = path.join(env.tmp, { ponder: 'ponder-w1.err', 'ponder workers 2': 'ponder-w2.err', 'ponder (memory run)': 'ponder-mem.err' }[name]);
+  for (const [name, p] of [['ponder', env.ponder1], ['ponder workers 2', env.ponder2], ['ponder (memory run)', env.ponderMem], ['ponder (HTTPS)', env.ponderTls]]) {
+    const errs = path.join(env.tmp, { ponder: 'ponder-w1.err', 'ponder workers 2': 'ponder-w2.err', 'ponder (memory run)': 'ponder-mem.err',
+      'ponder (HTTPS)': 'ponder-tls.err' }[name]);
     try {
       const lines = fs.readFileSync(errs, 'utf8').split('\n').filter((l) => l && !/listening on/.test(l));
       if (lines.length) problems.push(`${name} logged ${lines.length} line(s) at warn or above, e.g. \`${lines[0].slice(0, 200)}\``);
     } catch {}
   }
   const secs = (Date.now() - started) / 1000;
-  const { md, targets } = report({ seq, tput, strm, mem, probes, started, secs });
+  const { md, targets } = report({ seq, tput, strm, mem, tls, probes, started, secs });
   const ts = started.toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
   fs.mkdirSync(env.results, { recursive: true });
   const out = path.join(env.results, `bench-${ts}.md`);

@@ -37,6 +37,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 command -v node >/dev/null || die "node is required (./dev.sh installs it)"
 command -v npm >/dev/null || die "npm is required (./dev.sh installs it)"
+command -v openssl >/dev/null || die "openssl is required (the HTTPS rows make a test CA)"
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 [ -x "$NGINX" ] || die "nginx not found"
 
@@ -169,10 +170,81 @@ start_ponder ponder-w2  2 "$FAST_PORT"; PONDER2_PORT=$P_PORT; PONDER2_PID=$P_PID
 start_ponder ponder-mem 1 "$SLOW_H2_PORT" true; PONDERM_PORT=$P_PORT; PONDERM_PID=$P_PID
 log "ponder: workers 1 on :$PONDER1_PORT, workers 2 on :$PONDER2_PORT, memory run on :$PONDERM_PORT"
 
-NGINX_PORT=$(free_port)
-mkdir -p "$TMP/nginx"
 NGINX_USER=
 [ "$(id -u)" = 0 ] && NGINX_USER="user root;"
+NGINX_USER_LINE=$NGINX_USER
+# ---- the HTTPS rows (e): nginx as the TLS upstream (TLS 1.3, ALPN h2 + http/1.1, `return`); a
+# test CA made here, given to ponder (tls.ca_file) and to nginx (proxy_ssl_trusted_certificate) --
+TLS=$TMP/tls
+mkdir -p "$TLS/nginx-up"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$TLS/ca.key" \
+  -out "$TLS/ca.pem" -days 2 -subj "/CN=ponder bench CA" -addext "basicConstraints=critical,CA:TRUE" \
+  -addext "keyUsage=critical,keyCertSign,cRLSign" 2>"$TLS/openssl.err" \
+  && openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$TLS/server.key" \
+    -out "$TLS/server.csr" -subj "/CN=127.0.0.1" 2>>"$TLS/openssl.err" \
+  && printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$TLS/server.ext" \
+  && openssl x509 -req -in "$TLS/server.csr" -CA "$TLS/ca.pem" -CAkey "$TLS/ca.key" -CAcreateserial \
+    -out "$TLS/server.pem" -days 2 -sha256 -extfile "$TLS/server.ext" 2>>"$TLS/openssl.err" \
+  || die "openssl could not make the bench certificates: $(tail -n 3 "$TLS/openssl.err")"
+TLSUP_PORT=$(free_port)
+# The canned reply: a chat completion, since every forced round reads one.
+TLS_REPLY='{"id":"chatcmpl-bench","object":"chat.completion","created":1,"model":"fake-model","choices":[{"index":0,"message":{"role":"assistant","content":"Hello from the TLS benchmark upstream."},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":8,"total_tokens":17}}'
+cat >"$TLS/nginx-up/nginx.conf" <<NGINX_UP
+$NGINX_USER_LINE
+worker_processes 1;
+daemon off;
+pid $TLS/nginx-up/nginx.pid;
+error_log $TMP/nginx-tls-up.err warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $TLS/nginx-up/client_body;
+  proxy_temp_path $TLS/nginx-up/proxy;
+  fastcgi_temp_path $TLS/nginx-up/fastcgi;
+  uwsgi_temp_path $TLS/nginx-up/uwsgi;
+  scgi_temp_path $TLS/nginx-up/scgi;
+  keepalive_requests 1000000;
+  keepalive_timeout 120s;
+  server {
+    listen 127.0.0.1:$TLSUP_PORT ssl http2;
+    ssl_certificate $TLS/server.pem;
+    ssl_certificate_key $TLS/server.key;
+    ssl_protocols TLSv1.3;
+    ssl_session_cache shared:bench:1m;
+    location / { default_type application/json; return 200 '$TLS_REPLY'; }
+  }
+}
+NGINX_UP
+"$NGINX" -p "$TLS/nginx-up" -e "$TMP/nginx-tls-up.err" -c "$TLS/nginx-up/nginx.conf" \
+  >"$TMP/nginx-tls-up.out" 2>>"$TMP/nginx-tls-up.err" &
+TLSUP_PID=$!; PIDS+=("$TLSUP_PID")
+for i in $(seq 151); do
+  [ "$i" = 151 ] && die "the nginx TLS upstream did not answer: $(tail -n 3 "$TMP/nginx-tls-up.err")"
+  curl -s -o /dev/null -m 1 --cacert "$TLS/ca.pem" "https://127.0.0.1:$TLSUP_PORT/" && break
+  kill -0 "$TLSUP_PID" 2>/dev/null || die "the nginx TLS upstream exited: $(tail -n 3 "$TMP/nginx-tls-up.err")"
+  sleep 0.1
+done
+cat >"$TMP/ponder-tls.json" <<PONDER_TLS
+{
+  "workers": 1,
+  "log": { "level": "warn", "access_log": "off" },
+  "upstreams": [ { "name": "tls", "base_url": "https://127.0.0.1:$TLSUP_PORT/v1", "max_connections": 20000,
+                   "tls": { "ca_file": "$TLS/ca.pem" } } ],
+  "routes": [
+    { "name": "r0", "match": { "path_prefix": "/r0" }, "forcing": { "rounds": 0 } },
+    { "name": "r6", "match": { "path_prefix": "/r6" }, "forcing": { "rounds": 6 } }
+  ]
+}
+PONDER_TLS
+"$PONDER" --listen 127.0.0.1:0 --config "$TMP/ponder-tls.json" >"$TMP/ponder-tls.out" 2>"$TMP/ponder-tls.err" &
+PONDERT_PID=$!; PIDS+=("$PONDERT_PID")
+PONDERT_PORT=$(wait_for "$PONDERT_PID" "$TMP/ponder-tls.err" 'listening on [^ ]*:[0-9]+' 15 | grep -oE '[0-9]+$') \
+  || die "ponder (HTTPS upstream) did not start: $(tail -n 3 "$TMP/ponder-tls.err" 2>/dev/null)"
+log "HTTPS: nginx TLS upstream on :$TLSUP_PORT, ponder to it on :$PONDERT_PORT"
+
+NGINX_PORT=$(free_port)
+NGINX_TLS_PORT=$(free_port)
+mkdir -p "$TMP/nginx"
 cat >"$TMP/nginx/nginx.conf" <<EOF
 $NGINX_USER
 worker_processes 1;
@@ -193,6 +265,27 @@ http {
     server 127.0.0.1:$FAST_PORT;
     keepalive 64;
     keepalive_requests 1000000;
+  }
+  # (e) the HTTPS reverse proxy: a keep-alive pool of verified TLS 1.3 connections
+  upstream tlsup {
+    server 127.0.0.1:$TLSUP_PORT;
+    keepalive 64;
+    keepalive_requests 1000000;
+  }
+  server {
+    listen 127.0.0.1:$NGINX_TLS_PORT;
+    location / {
+      proxy_pass https://tlsup;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_ssl_protocols TLSv1.3;
+      proxy_ssl_session_reuse on;
+      proxy_ssl_trusted_certificate $TLS/ca.pem;
+      proxy_ssl_verify on;
+      # nginx checks DNS names, not IP addresses: the certificate's DNS:localhost
+      proxy_ssl_name localhost;
+      proxy_ssl_server_name on;
+    }
   }
   server {
     listen 127.0.0.1:$NGINX_PORT;
@@ -223,6 +316,7 @@ start_portkey portkey;     PORTKEY_PORT=$PK_PORT;  PORTKEY_PID=$PK_PID
 start_portkey portkey-mem; PORTKEYM_PORT=$PK_PORT; PORTKEYM_PID=$PK_PID
 
 wait_http "$NGINX_PID" "http://127.0.0.1:$NGINX_PORT/v1/models" 15 || die "nginx did not start"
+wait_http "$NGINX_PID" "http://127.0.0.1:$NGINX_TLS_PORT/v1/models" 15 || die "nginx (HTTPS proxy) did not start"
 wait_http "$PORTKEY_PID" "http://127.0.0.1:$PORTKEY_PORT/" 30 || die "Portkey did not start"
 wait_http "$PORTKEYM_PID" "http://127.0.0.1:$PORTKEYM_PORT/" 30 || die "Portkey (memory run) did not start"
 log "nginx on :$NGINX_PORT, Portkey on :$PORTKEY_PORT and :$PORTKEYM_PORT"
@@ -246,6 +340,9 @@ cat >"$TMP/env.json" <<EOF
   "ponder2":    { "port": $PONDER2_PORT,  "pid": $PONDER2_PID,  "err": "$TMP/ponder-w2.err" },
   "ponderMem":  { "port": $PONDERM_PORT,  "pid": $PONDERM_PID,  "err": "$TMP/ponder-mem.err" },
   "nginx":      { "port": $NGINX_PORT,    "pid": $NGINX_PID,    "err": "$TMP/nginx.err" },
+  "nginxTls":   { "port": $NGINX_TLS_PORT, "pid": $NGINX_PID,   "err": "$TMP/nginx.err" },
+  "tlsUp":      { "port": $TLSUP_PORT,    "pid": $TLSUP_PID,    "err": "$TMP/nginx-tls-up.err", "ca": "$TLS/ca.pem" },
+  "ponderTls":  { "port": $PONDERT_PORT,  "pid": $PONDERT_PID,  "err": "$TMP/ponder-tls.err" },
   "portkey":    { "port": $PORTKEY_PORT,  "pid": $PORTKEY_PID,  "err": "$TMP/portkey.err" },
   "portkeyMem": { "port": $PORTKEYM_PORT, "pid": $PORTKEYM_PID, "err": "$TMP/portkey-mem.err" }
 }

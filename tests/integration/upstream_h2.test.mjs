@@ -471,3 +471,37 @@ describe('h2c upstream: the whole call is bounded by timeout_ms', () => {
     }
   });
 });
+
+describe('h2c upstream: a response that ends the request early', () => {
+  // RFC 9113 section 8.1: a server may answer before it read the whole request, then send
+  // RST_STREAM NO_ERROR to stop the rest; the client must not discard the response (nginx's
+  // `return` does this). tls.test.mjs checks the same over TLS with ALPN h2.
+  it('a complete response, then RST_STREAM NO_ERROR while the body is still going out, is relayed', T, async () => {
+    const srv = http2.createServer();
+    let streams = 0;
+    srv.on('stream', (stream) => {
+      streams++;
+      stream.on('error', () => {});
+      stream.respond({ ':status': 200, 'content-type': 'application/json' });
+      stream.end(JSON.stringify({ id: 'c', object: 'chat.completion', created: 1, model: 'm',
+        choices: [{ index: 0, message: { role: 'assistant', content: 'early' }, finish_reason: 'stop' }] }));
+      setImmediate(() => stream.close(http2.constants.NGHTTP2_NO_ERROR));
+    });
+    srv.on('session', (s) => s.on('error', () => {}));
+    await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+    const p = await startPonder({ config: cfgFor(srv.address().port) });
+    try {
+      const big = 'x'.repeat(300 * 1024); // over the stream's initial window: still sending
+      for (let i = 0; i < 3; i++) {
+        const r = await httpReq(p.port, { method: 'POST', path: '/v1/chat/completions', headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: big }] }) });
+        assert.equal(r.status, 200, r.text.slice(0, 300));
+        assert.equal(r.json.choices[0].message.content, 'early');
+      }
+      assert.equal(streams, 3);
+    } finally {
+      await p.stop();
+      await new Promise((r) => srv.close(r));
+    }
+  });
+});

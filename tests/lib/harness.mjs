@@ -249,3 +249,8 @@ export function metricValue(text, name, labels) {
   }
   return found ? sum : null;
 }
+
+/** `todo` for tests of behaviour the upstream core (issue 13) brings and main does not have
+ * yet: they run and their failures are shown, without failing the suite. PONDER_STRICT_PENDING=1
+ * counts them as ordinary tests (use it once that work is merged, then drop the marks). */
+export const PENDING_UPSTREAM_CORE = process.env.PONDER_STRICT_PENDING ? false : 'needs the upstream core of issue 13';
