@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "upstream/tls.h"
 #include "upstream/upstream_int.h"
 
 #define READ_BUF_SIZE (64 * 1024)
@@ -26,6 +27,7 @@ typedef struct origin origin_t;
 
 struct pd_h1up {
   uv_loop_t *loop;
+  pd_h2up_t *h2; /* takes the calls to origins whose server chose h2 by ALPN */
   int max_conns; /* per origin; 0 = no limit */
   int closing;
   int pending_closes;
@@ -42,6 +44,13 @@ struct pd_h1up {
 struct origin {
   pd_h1up_t *b;
   pd_origin_addr_t a; /* a.authority is the key (and the Host header / :authority) */
+  /* https://: the TLS settings (part of the key: one origin per distinct settings) and the
+   * context built from them (with the origin's session cache); NULL for http://. */
+  char *tls_key;
+  pd_tls_ctx_t *tls;
+  char tls_err[ERRMSG_SIZE]; /* why tls could not be built (a file unreadable) */
+  pd_xfer_opts_t tls_opts;   /* the settings themselves (strings owned), for handing over */
+  int h2;                    /* the server chose h2 by ALPN: calls go to the HTTP/2 client */
   uv_getaddrinfo_t gai;
   int resolving;
   conn_t *resolve_wait; /* connections waiting for the addresses */
@@ -51,7 +60,7 @@ struct origin {
   origin_t *next;
 };
 
-enum { C_RESOLVING, C_CONNECTING, C_OPEN, C_CLOSING };
+enum { C_RESOLVING, C_CONNECTING, C_HANDSHAKE, C_OPEN, C_CLOSING };
 
 struct conn {
   uv_tcp_t tcp;
@@ -59,6 +68,7 @@ struct conn {
   uv_write_t write_req;
   uv_timer_t timer; /* connect/stall/total deadline while busy, expiry while idle */
   llhttp_t parser;
+  pd_tls_t *tls; /* https://: the connection's TLS state, from the TCP connect on */
   origin_t *o;
   xfer_t *x; /* the transfer being served; NULL when idle */
   int state;
@@ -90,6 +100,8 @@ struct xfer {
   origin_t *o;
   conn_t *c;
   char *method, *path, *hdrs, *body;
+  char *url;        /* https:// only: the URL, for handing the call over to the HTTP/2 client */
+  pd_xfer_t *inner; /* that call, once handed over: this transfer only forwards to it */
   size_t hdrs_len, body_len;
   int send_length;
   int own_host; /* the caller's headers carry Host */
@@ -133,15 +145,17 @@ static void acquire(xfer_t *x);
 static void attempt_failed(xfer_t *x, int result, const char *msg);
 static void xfer_destroy(xfer_t *x);
 static void serve_waiters(origin_t *o);
+static void hand_over(xfer_t *x);
 static void stop_xfer_timer(xfer_t *x);
 
 /* ---- the backend ----------------------------------------------------------------------------- */
 
-pd_h1up_t *pd_h1up_new(uv_loop_t *loop, int max_host_connections) {
+pd_h1up_t *pd_h1up_new(uv_loop_t *loop, int max_host_connections, pd_h2up_t *h2) {
   pd_h1up_t *b = calloc(1, sizeof *b);
   if (!b)
     return NULL;
   b->loop = loop;
+  b->h2 = h2;
   b->max_conns = max_host_connections > 0 ? max_host_connections : 0;
   if (uv_timer_init(loop, &b->close_timer) < 0) {
     free(b);
@@ -196,6 +210,12 @@ void pd_h1up_free(pd_h1up_t *b) {
     origin_t *o = b->origins;
     b->origins = o->next;
     pd_origin_addr_free(&o->a);
+    free(o->tls_key);
+    pd_tls_ctx_free(o->tls);
+    free((char *)o->tls_opts.tls_ca_file);
+    free((char *)o->tls_opts.tls_cert_file);
+    free((char *)o->tls_opts.tls_key_file);
+    free((char *)o->tls_opts.tls_server_name);
     free(o);
   }
   free(b);
@@ -203,16 +223,35 @@ void pd_h1up_free(pd_h1up_t *b) {
 
 /* ---- origins and addresses ------------------------------------------------------------------ */
 
-static origin_t *origin_get(pd_h1up_t *b, const char *auth, size_t alen) {
+/* tls_key: NULL for http://, else the TLS settings as pd_tls_xfer_key wrote them. */
+static origin_t *origin_get(pd_h1up_t *b, const char *auth, size_t alen, const char *tls_key,
+                            const pd_xfer_opts_t *op) {
   for (origin_t *o = b->origins; o; o = o->next)
-    if (o->a.alen == alen && memcmp(o->a.authority, auth, alen) == 0)
+    if (o->a.alen == alen && memcmp(o->a.authority, auth, alen) == 0 &&
+        (tls_key ? o->tls_key && strcmp(o->tls_key, tls_key) == 0 : !o->tls_key))
       return o;
   origin_t *o = calloc(1, sizeof *o);
   if (!o)
     return NULL;
-  if (pd_origin_addr_init(&o->a, auth, alen) < 0) {
+  if (pd_origin_addr_init(&o->a, auth, alen, tls_key ? "443" : "80") < 0) {
     free(o);
     return NULL;
+  }
+  if (tls_key) {
+    o->tls_key = strdup(tls_key);
+    o->tls = pd_tls_ctx_from_xfer(op, o->a.host, 1, o->tls_err, sizeof o->tls_err);
+    pd_xfer_opts_t *t = &o->tls_opts;
+    t->tls_insecure = op->tls_insecure;
+    t->tls_ca_file = op->tls_ca_file ? strdup(op->tls_ca_file) : NULL;
+    t->tls_cert_file = op->tls_cert_file ? strdup(op->tls_cert_file) : NULL;
+    t->tls_key_file = op->tls_key_file ? strdup(op->tls_key_file) : NULL;
+    t->tls_server_name = op->tls_server_name ? strdup(op->tls_server_name) : NULL;
+    if (!o->tls_key) {
+      pd_origin_addr_free(&o->a);
+      pd_tls_ctx_free(o->tls);
+      free(o);
+      return NULL;
+    }
   }
   o->b = b;
   o->next = b->origins;
@@ -265,6 +304,7 @@ static void on_conn_handle_closed(uv_handle_t *h) {
   pd_buf_free(&c->hname);
   pd_buf_free(&c->hvalue);
   pd_buf_free(&c->out);
+  pd_tls_free(c->tls);
   free(c->orphan);
   free(c);
   part_closed(b);
@@ -397,6 +437,10 @@ static void bind_conn(conn_t *c, xfer_t *x) {
 }
 
 static void on_connected(uv_connect_t *req, int status);
+static void conn_opened(conn_t *c);
+static void tls_start(conn_t *c);
+static void tls_on_read(conn_t *c, ssize_t nread, const char *data);
+static int tls_flush(conn_t *c, int request);
 
 static void do_connect(conn_t *c, int idx) {
   c->addr_idx = idx;
@@ -509,9 +553,18 @@ static void on_connected(uv_connect_t *req, int status) {
     connect_failed(c, status);
     return;
   }
-  c->state = C_OPEN;
   uv_tcp_nodelay(&c->tcp, 1);
   uv_tcp_keepalive(&c->tcp, 1, 60);
+  if (c->o->tls) {
+    tls_start(c);
+    return;
+  }
+  conn_opened(c);
+}
+
+/* The connection is ready for requests (connected, and its TLS handshake done). */
+static void conn_opened(conn_t *c) {
+  c->state = C_OPEN;
   start_reading(c);
   if (!c->x) { /* its transfer went away while connecting: keep the connection */
     conn_release(c);
@@ -638,6 +691,14 @@ static void attempt_complete(xfer_t *x, int keep) {
 static void acquire(xfer_t *x) {
   origin_t *o = x->o;
   pd_h1up_t *b = x->b;
+  if (o->tls_key && !o->tls) {
+    fail_soon(x, PD_XFER_EOTHER, o->tls_err);
+    return;
+  }
+  if (o->h2) {
+    hand_over(x);
+    return;
+  }
   if (o->idle && !x->fresh_only) {
     conn_t *c = o->idle;
     o->idle = c->lnext;
@@ -739,6 +800,10 @@ static void on_timer_closed_free(uv_handle_t *h) {
 
 static void xfer_destroy(xfer_t *x) {
   pd_h1up_t *b = x->b;
+  if (x->inner) {
+    pd_h2up_cancel(x->inner);
+    x->inner = NULL;
+  }
   queue_unlink(x);
   if (x->c) {
     conn_t *c = x->c;
@@ -762,6 +827,7 @@ static void xfer_destroy(xfer_t *x) {
   free(x->path);
   free(x->hdrs);
   free(x->body);
+  free(x->url);
   if (x->timer_inited) {
     uv_timer_stop(&x->timer);
     uv_close((uv_handle_t *)&x->timer, on_timer_closed_free);
@@ -841,8 +907,8 @@ static void on_conn_timer(uv_timer_t *t) {
 
 /* ---- the request ---------------------------------------------------------------------------- */
 
-static void on_written(uv_write_t *req, int status) {
-  conn_t *c = req->data;
+/* The request (head and body) is written, or could not be. */
+static void write_done(conn_t *c, int status) {
   c->writing = 0;
   free(c->orphan);
   c->orphan = NULL;
@@ -852,6 +918,10 @@ static void on_written(uv_write_t *req, int status) {
     return;
   if (status < 0)
     conn_failed(c, status, "Failed sending the request");
+}
+
+static void on_written(uv_write_t *req, int status) {
+  write_done(req->data, status);
 }
 
 static void conn_send(conn_t *c) {
@@ -902,7 +972,14 @@ static void conn_send(conn_t *c) {
                       uv_buf_init(x->body, (unsigned)x->body_len)};
   int n = x->body_len > 0 ? 2 : 1;
   c->writing = 1;
-  int rc = uv_write(&c->write_req, (uv_stream_t *)&c->tcp, bufs, (unsigned)n, on_written);
+  int rc;
+  if (c->tls)
+    rc = pd_tls_write(c->tls, bufs[0].base, bufs[0].len) == 0 &&
+                 (n == 1 || pd_tls_write(c->tls, bufs[1].base, bufs[1].len) == 0)
+             ? tls_flush(c, 1)
+             : UV_ENOMEM;
+  else
+    rc = uv_write(&c->write_req, (uv_stream_t *)&c->tcp, bufs, (unsigned)n, on_written);
   if (rc < 0) {
     c->writing = 0;
     int stale = c->reused;
@@ -1076,14 +1153,13 @@ static int after_parse(conn_t *c, llhttp_errno_t err, const char *end) {
   return 1;
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-  conn_t *c = s->data;
-  if (nread == 0 || c->state == C_CLOSING)
-    return;
+/* Response bytes (plaintext) for the parser, or the end of the stream (nread < 0). Returns 1
+ * when the connection is still the transfer's and reading may go on. */
+static int conn_input(conn_t *c, ssize_t nread, const char *data) {
   xfer_t *x = c->x;
   if (!x) { /* idle: the server closed it, or sent bytes nobody asked for */
     conn_close(c);
-    return;
+    return 0;
   }
   if (nread < 0) {
     if (nread == UV_EOF && c->got_bytes) {
@@ -1091,17 +1167,229 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       llhttp_finish(&c->parser);
       if (c->msg_done || x->cancelled || c->aborted) {
         after_parse(c, HPE_OK, NULL);
-        return;
+        return 0;
       }
     }
     conn_failed(c, (int)nread, "Failure receiving the response");
-    return;
+    return 0;
   }
   c->got_bytes = 1;
   x->rx_ms = uv_now(c->o->b->loop);
-  llhttp_errno_t err = llhttp_execute(&c->parser, buf->base, (size_t)nread);
-  if (after_parse(c, err, buf->base + nread) && x->paused)
+  llhttp_errno_t err = llhttp_execute(&c->parser, data, (size_t)nread);
+  return after_parse(c, err, data + nread);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  conn_t *c = s->data;
+  if (nread == 0 || c->state == C_CLOSING)
+    return;
+  if (c->tls) {
+    tls_on_read(c, nread, buf->base);
+    return;
+  }
+  if (conn_input(c, nread, buf->base) && c->x->paused)
     stop_reading(c);
+}
+
+/* ---- TLS on a connection ----------------------------------------------------------------- */
+
+static void on_request_written(void *arg, int status) {
+  write_done(arg, status);
+}
+
+/* Writes what libssl has for the network (request: the write ends the request's). A failed
+ * handshake write shows as a failed read, or as the connect timeout. Returns 0 or a libuv
+ * error. */
+static int tls_flush(conn_t *c, int request) {
+  return pd_tls_send(c->tls, (uv_stream_t *)&c->tcp, request ? on_request_written : NULL, c);
+}
+
+/* The handshake failed, or the TLS stream broke: the cause is in msg. A handshake failure is
+ * the upstream's configuration or ours, not a passing fault: it is not retried. */
+static void tls_failed(conn_t *c, const char *msg) {
+  xfer_t *x = c->x;
+  int handshake = c->state == C_HANDSHAKE;
+  if (!x) {
+    conn_close(c);
+    return;
+  }
+  detach(x);
+  conn_close(c);
+  attempt_failed(x, handshake ? PD_XFER_EOTHER : PD_XFER_ERECV, msg);
+}
+
+static void tls_start(conn_t *c) {
+  c->state = C_HANDSHAKE;
+  char msg[ERRMSG_SIZE];
+  c->tls = pd_tls_new(c->o->tls);
+  if (!c->tls) {
+    tls_failed(c, "out of memory starting TLS");
+    return;
+  }
+  if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+    c->reading = 1;
+  if (pd_tls_handshake(c->tls, msg, sizeof msg) < 0) {
+    tls_failed(c, msg);
+    return;
+  }
+  int rc = tls_flush(c, 0);
+  if (rc < 0) {
+    snprintf(msg, sizeof msg, "TLS handshake failed: %s", uv_strerror(rc));
+    tls_failed(c, msg);
+  }
+}
+
+static void tls_on_read(conn_t *c, ssize_t nread, const char *data) {
+  char msg[ERRMSG_SIZE];
+  if (nread < 0) {
+    if (c->state != C_HANDSHAKE) {
+      conn_input(c, nread, NULL);
+      return;
+    }
+    snprintf(msg, sizeof msg, "TLS handshake failed: %s",
+             nread == UV_EOF ? "the upstream closed the connection" : uv_strerror((int)nread));
+    tls_failed(c, msg);
+    return;
+  }
+  if (c->x)
+    c->x->rx_ms = uv_now(c->o->b->loop);
+  if (pd_tls_feed(c->tls, data, (size_t)nread) < 0) {
+    tls_failed(c, "out of memory reading TLS records");
+    return;
+  }
+  if (c->state == C_HANDSHAKE) {
+    int r = pd_tls_handshake(c->tls, msg, sizeof msg);
+    if (r < 0) {
+      tls_failed(c, msg);
+      return;
+    }
+    tls_flush(c, 0);
+    if (r == 0)
+      return;
+    if (pd_tls_alpn_h2(c->tls) == 2) {
+      /* This origin speaks h2: its calls go to the HTTP/2 client from now on. */
+      origin_t *o = c->o;
+      xfer_t *x = c->x;
+      o->h2 = 1;
+      if (x)
+        detach(x);
+      conn_close(c);
+      if (x)
+        hand_over(x);
+      return;
+    }
+    conn_opened(c);
+    if (c->state != C_OPEN)
+      return;
+  }
+  /* The ciphertext is in libssl's buffer now: the shared read buffer takes the plaintext. */
+  char *buf = c->o->b->rbuf;
+  for (;;) {
+    ssize_t k = pd_tls_read(c->tls, buf, READ_BUF_SIZE, msg, sizeof msg);
+    if (pd_tls_pending(c->tls))
+      tls_flush(c, 0); /* a key update's answer */
+    if (k == PD_TLS_AGAIN)
+      break;
+    if (k == PD_TLS_ERR) {
+      tls_failed(c, msg);
+      return;
+    }
+    if (!conn_input(c, k == PD_TLS_EOF ? UV_EOF : k, buf))
+      return;
+  }
+  if (c->x && c->x->paused)
+    stop_reading(c);
+}
+
+/* ---- calls handed over to the HTTP/2 client ----------------------------------------------- */
+
+/* Once the server of an https:// origin chose h2 by ALPN, its calls run on the HTTP/2 client:
+ * this transfer stays the caller's handle and forwards, and is freed after the inner call's
+ * on_done. The callbacks are counted (in_cb) so that a cancel inside them is safe. */
+static void fwd_head(void *ud, const pd_xfer_head_t *h) {
+  xfer_t *x = ud;
+  if (!x->cbs.on_head)
+    return;
+  x->in_cb++;
+  x->cbs.on_head(x->ud, h);
+  x->in_cb--;
+  if (x->cancelled)
+    xfer_destroy(x);
+}
+
+static int fwd_data(void *ud, const char *p, size_t n) {
+  xfer_t *x = ud;
+  if (!x->cbs.on_data)
+    return 0;
+  x->in_cb++;
+  int rc = x->cbs.on_data(x->ud, p, n);
+  x->in_cb--;
+  if (x->cancelled) {
+    xfer_destroy(x);
+    return -1;
+  }
+  return rc;
+}
+
+static void fwd_done(void *ud, int result, const char *msg) {
+  xfer_t *x = ud;
+  x->inner = NULL; /* the HTTP/2 client frees it after this returns */
+  x->in_cb++;
+  if (x->cbs.on_done)
+    x->cbs.on_done(x->ud, result, msg);
+  x->in_cb--;
+  x->cancelled = 1;
+  xfer_destroy(x);
+}
+
+static void hand_over(xfer_t *x) {
+  stop_xfer_timer(x);
+  /* The request's header lines again, as "Name: value" strings. */
+  size_t n = 0;
+  for (size_t i = 0; i + 1 < x->hdrs_len; i++)
+    n += x->hdrs[i] == '\r' && x->hdrs[i + 1] == '\n';
+  char **lines = calloc(n + 1, sizeof *lines);
+  char *copy = x->hdrs_len ? strndup(x->hdrs, x->hdrs_len) : NULL;
+  if (!lines || (x->hdrs_len && !copy)) {
+    free(lines);
+    free(copy);
+    fail_soon(x, PD_XFER_EOTHER, "out of memory handing the call to the HTTP/2 client");
+    return;
+  }
+  size_t k = 0;
+  for (char *p = copy; p && *p && k < n;) {
+    char *e = strstr(p, "\r\n");
+    if (!e)
+      break;
+    *e = '\0';
+    lines[k++] = p;
+    p = e + 2;
+  }
+  pd_xfer_opts_t op = x->o->tls_opts;
+  op.method = x->method;
+  op.url = x->url;
+  op.headers = (const char *const *)lines;
+  op.body = x->body;
+  op.body_len = x->body_len;
+  op.connect_timeout_ms = x->connect_timeout_ms;
+  uint64_t spent = uv_now(x->b->loop) - x->start_ms;
+  op.timeout_ms = !x->timeout_ms                    ? 0
+                  : (uint64_t)x->timeout_ms > spent ? x->timeout_ms - (long)spent
+                                                    : 1;
+  op.stall_timeout_ms = x->stall_ms;
+  op.retries = x->retries > x->attempt ? x->retries - x->attempt : 0;
+  op.http2 = 1;
+  x->body = NULL; /* the HTTP/2 client's now, freed even when its start fails */
+  pd_xfer_cbs_t cbs = {fwd_head, fwd_data, fwd_done};
+  x->inner = pd_h2up_start(x->b->h2, &op, &cbs, x);
+  free(lines);
+  free(copy);
+  if (!x->inner) {
+    fail_soon(x, PD_XFER_EOTHER, "could not hand the call to the HTTP/2 client");
+    return;
+  }
+  memcpy(x->inner->reqid, x->base.reqid, sizeof x->base.reqid);
+  memcpy(x->inner->target, x->base.target, sizeof x->base.target);
 }
 
 /* ---- the public side ------------------------------------------------------------------------ */
@@ -1109,7 +1397,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 pd_xfer_t *pd_h1up_start(pd_h1up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cbs_t *cbs,
                          void *ud) {
   const char *auth, *path;
-  long alen = pd_url_split(o->url, &auth, &path);
+  int tls;
+  long alen = pd_url_split(o->url, &auth, &path, &tls);
   xfer_t *x = NULL;
   if (b->closing || alen < 0)
     goto fail;
@@ -1118,7 +1407,11 @@ pd_xfer_t *pd_h1up_start(pd_h1up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cb
     goto fail;
   x->base.backend = PD_XFER_H1;
   x->b = b;
-  x->o = origin_get(b, auth, (size_t)alen);
+  char *tls_key = tls ? pd_tls_xfer_key(o) : NULL;
+  if (tls && !tls_key)
+    goto fail;
+  x->o = origin_get(b, auth, (size_t)alen, tls_key, o);
+  free(tls_key);
   if (!x->o)
     goto fail;
   size_t plen = strcspn(path, "#");
@@ -1152,6 +1445,8 @@ pd_xfer_t *pd_h1up_start(pd_h1up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cb
   }
   x->hdrs = h.len ? pd_buf_steal(&h, &x->hdrs_len) : NULL;
   pd_buf_free(&h);
+  if (tls && !(x->url = strdup(o->url)))
+    goto fail;
   x->body = o->body;
   x->body_len = o->body_len;
   x->is_head = strcmp(o->method, "HEAD") == 0;
@@ -1219,6 +1514,10 @@ static void pump(xfer_t *x) {
 
 void pd_h1up_pause(pd_xfer_t *bx) {
   xfer_t *x = (xfer_t *)bx;
+  if (x->inner) {
+    pd_h2up_pause(x->inner);
+    return;
+  }
   if (x->paused || x->cancelled)
     return;
   x->paused = 1;
@@ -1228,6 +1527,10 @@ void pd_h1up_pause(pd_xfer_t *bx) {
 
 void pd_h1up_resume(pd_xfer_t *bx) {
   xfer_t *x = (xfer_t *)bx;
+  if (x->inner) {
+    pd_h2up_resume(x->inner);
+    return;
+  }
   if (!x->paused || x->cancelled)
     return;
   x->paused = 0;
@@ -1245,6 +1548,10 @@ void pd_h1up_cancel(pd_xfer_t *bx) {
   if (x->cancelled)
     return;
   x->cancelled = 1;
+  if (x->inner) { /* no callback after this: the HTTP/2 client promises the same */
+    pd_h2up_cancel(x->inner);
+    x->inner = NULL;
+  }
   if (x->in_cb)
     return; /* whoever is calling back tears it down when the callback returns */
   stop_xfer_timer(x);

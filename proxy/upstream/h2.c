@@ -21,6 +21,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "upstream/tls.h"
 #include "upstream/upstream_int.h"
 
 #define READ_BUF_SIZE (64 * 1024)
@@ -61,6 +62,11 @@ struct pd_h2up {
 struct origin {
   pd_h2up_t *b;
   pd_origin_addr_t a; /* a.authority is the key (and the Host header / :authority) */
+  /* https://: the TLS settings (part of the key), and the context built from them (ALPN h2
+   * only: the HTTP/1.1 client found out that the server chooses h2); NULL for http://. */
+  char *tls_key;
+  pd_tls_ctx_t *tls;
+  char tls_err[ERRMSG_SIZE]; /* why tls could not be built */
   uv_getaddrinfo_t gai;
   int resolving;
   conn_t *resolve_wait; /* connections waiting for the addresses */
@@ -72,7 +78,7 @@ struct origin {
   origin_t *next;
 };
 
-enum { C_RESOLVING, C_CONNECTING, C_OPEN, C_CLOSING };
+enum { C_RESOLVING, C_CONNECTING, C_HANDSHAKE, C_OPEN, C_CLOSING };
 
 struct conn {
   uv_tcp_t tcp;
@@ -80,6 +86,7 @@ struct conn {
   uv_write_t write_req;
   uv_timer_t timer; /* connect deadline until the server's SETTINGS, then idle expiry */
   nghttp2_session *ng;
+  pd_tls_t *tls; /* https://: the connection's TLS state, from the TCP connect on */
   origin_t *o;
   int state;
   int addr_idx;
@@ -232,6 +239,8 @@ void pd_h2up_free(pd_h2up_t *b) {
     origin_t *o = b->origins;
     b->origins = o->next;
     pd_origin_addr_free(&o->a);
+    free(o->tls_key);
+    pd_tls_ctx_free(o->tls);
     free(o);
   }
   nghttp2_option_del(b->ngopt);
@@ -241,16 +250,29 @@ void pd_h2up_free(pd_h2up_t *b) {
 
 /* ---- origins and addresses ------------------------------------------------------------------ */
 
-static origin_t *origin_get(pd_h2up_t *b, const char *auth, size_t alen) {
+/* tls_key: NULL for http://, else the TLS settings as pd_tls_xfer_key wrote them. */
+static origin_t *origin_get(pd_h2up_t *b, const char *auth, size_t alen, const char *tls_key,
+                            const pd_xfer_opts_t *op) {
   for (origin_t *o = b->origins; o; o = o->next)
-    if (o->a.alen == alen && memcmp(o->a.authority, auth, alen) == 0)
+    if (o->a.alen == alen && memcmp(o->a.authority, auth, alen) == 0 &&
+        (tls_key ? o->tls_key && strcmp(o->tls_key, tls_key) == 0 : !o->tls_key))
       return o;
   origin_t *o = calloc(1, sizeof *o);
   if (!o)
     return NULL;
-  if (pd_origin_addr_init(&o->a, auth, alen) < 0) {
+  if (pd_origin_addr_init(&o->a, auth, alen, tls_key ? "443" : "80") < 0) {
     free(o);
     return NULL;
+  }
+  if (tls_key) {
+    o->tls_key = strdup(tls_key);
+    o->tls = pd_tls_ctx_from_xfer(op, o->a.host, 1, o->tls_err, sizeof o->tls_err);
+    if (!o->tls_key) {
+      pd_origin_addr_free(&o->a);
+      pd_tls_ctx_free(o->tls);
+      free(o);
+      return NULL;
+    }
   }
   o->b = b;
   o->next = b->origins;
@@ -574,8 +596,8 @@ static void conn_lost(xfer_t *x, int result, const char *msg) {
       fail_soon(x, PD_XFER_ECONNECT, msg);
     return;
   }
-  if (result == PD_XFER_ETIMEOUT) {
-    fail_soon(x, PD_XFER_ETIMEOUT, msg);
+  if (result == PD_XFER_ETIMEOUT || result == PD_XFER_EOTHER) {
+    fail_soon(x, result, msg);
     return;
   }
   if (!x->got_response && x->on_reused && !x->stale_retried) {
@@ -648,6 +670,7 @@ static void on_conn_handle_closed(uv_handle_t *h) {
   if (c->next)
     c->next->prev = c->prev;
   pd_buf_free(&c->wbuf);
+  pd_tls_free(c->tls);
   free(c);
   part_closed(b);
 }
@@ -833,6 +856,8 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void tls_start(conn_t *c);
+static void tls_on_read(conn_t *c, ssize_t nread, const char *data);
 
 static void on_connected(uv_connect_t *req, int status) {
   conn_t *c = req->data;
@@ -842,14 +867,17 @@ static void on_connected(uv_connect_t *req, int status) {
     connect_failed(c, status);
     return;
   }
-  c->state = C_OPEN;
+  c->state = c->o->tls ? C_HANDSHAKE : C_OPEN;
   uv_tcp_nodelay(&c->tcp, 1);
   uv_tcp_keepalive(&c->tcp, 1, 60);
   if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0) {
     conn_fail(c, PD_XFER_ECONNECT, "could not read from the upstream connection");
     return;
   }
-  conn_flush(c);
+  if (c->o->tls)
+    tls_start(c);
+  else
+    conn_flush(c);
 }
 
 /* Why a connection nghttp2 is done with ended. */
@@ -879,6 +907,10 @@ static void on_written(uv_write_t *req, int status) {
   }
   conn_flush(c);
   serve_waiters(c->o);
+}
+
+static void on_tls_written(void *arg, int status) {
+  on_written(&((conn_t *)arg)->write_req, status);
 }
 
 /* Writes what nghttp2 has to send: one write at a time, up to about WRITE_CHUNK; the rest
@@ -915,7 +947,15 @@ static void conn_flush(conn_t *c) {
   if (c->wbuf.len > 0) {
     uv_buf_t ub = uv_buf_init(pd_buf_data(&c->wbuf), (unsigned)c->wbuf.len);
     c->writing = 1;
-    int rc = uv_write(&c->write_req, (uv_stream_t *)&c->tcp, &ub, 1, on_written);
+    int rc;
+    if (c->tls) {
+      /* The frames are copied into libssl's records: wbuf is free again right away. */
+      rc = pd_tls_write(c->tls, ub.base, ub.len) < 0
+               ? UV_ENOMEM
+               : pd_tls_send(c->tls, (uv_stream_t *)&c->tcp, on_tls_written, c);
+    } else {
+      rc = uv_write(&c->write_req, (uv_stream_t *)&c->tcp, &ub, 1, on_written);
+    }
     if (rc < 0) {
       c->writing = 0;
       snprintf(msg, sizeof msg, "Failed sending to the upstream: %s", uv_strerror(rc));
@@ -929,10 +969,9 @@ static void conn_flush(conn_t *c) {
   }
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-  conn_t *c = s->data;
-  if (nread == 0 || c->state == C_CLOSING)
-    return;
+/* Bytes from the upstream (plaintext), or the end of the stream (nread < 0), for nghttp2.
+ * Returns 0 when the connection is closing now. */
+static int conn_input(conn_t *c, ssize_t nread, const char *data) {
   char msg[ERRMSG_SIZE];
   if (nread < 0) {
     if (nread == UV_EOF && c->goaway)
@@ -942,19 +981,109 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     else
       snprintf(msg, sizeof msg, "Failure receiving from the upstream: %s", uv_strerror((int)nread));
     conn_fail(c, PD_XFER_ERECV, msg);
-    return;
+    return 0;
   }
   c->in_recv++;
-  ssize_t rv = nghttp2_session_mem_recv(c->ng, (const uint8_t *)buf->base, (size_t)nread);
+  ssize_t rv = nghttp2_session_mem_recv(c->ng, (const uint8_t *)data, (size_t)nread);
   c->in_recv--;
   if (c->state == C_CLOSING)
-    return;
+    return 0;
   if (rv < 0) {
     snprintf(msg, sizeof msg, "the upstream broke the HTTP/2 protocol (%s)",
              nghttp2_strerror((int)rv));
     conn_fail(c, PD_XFER_ERECV, msg);
+    return 0;
+  }
+  return 1;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  conn_t *c = s->data;
+  if (nread == 0 || c->state == C_CLOSING)
+    return;
+  if (c->tls) {
+    tls_on_read(c, nread, buf->base);
     return;
   }
+  if (!conn_input(c, nread, buf->base))
+    return;
+  conn_flush(c);
+  serve_waiters(c->o);
+}
+
+/* ---- TLS on a connection ----------------------------------------------------------------- */
+
+/* The handshake failed (not retried: a configuration fault, ours or the upstream's), or the TLS
+ * stream broke. */
+static void tls_failed(conn_t *c, const char *msg) {
+  conn_fail(c, c->state == C_HANDSHAKE ? PD_XFER_EOTHER : PD_XFER_ERECV, msg);
+}
+
+static void tls_start(conn_t *c) {
+  char msg[ERRMSG_SIZE];
+  c->tls = pd_tls_new(c->o->tls);
+  if (!c->tls) {
+    tls_failed(c, "out of memory starting TLS");
+    return;
+  }
+  int rc = pd_tls_handshake(c->tls, msg, sizeof msg);
+  if (rc < 0) {
+    tls_failed(c, msg);
+    return;
+  }
+  rc = pd_tls_send(c->tls, (uv_stream_t *)&c->tcp, NULL, NULL);
+  if (rc < 0) {
+    snprintf(msg, sizeof msg, "TLS handshake failed: %s", uv_strerror(rc));
+    tls_failed(c, msg);
+  }
+}
+
+static void tls_on_read(conn_t *c, ssize_t nread, const char *data) {
+  char msg[ERRMSG_SIZE];
+  if (nread < 0) {
+    if (c->state != C_HANDSHAKE) {
+      conn_input(c, nread, NULL);
+      return;
+    }
+    snprintf(msg, sizeof msg, "TLS handshake failed: %s",
+             nread == UV_EOF ? "the upstream closed the connection" : uv_strerror((int)nread));
+    tls_failed(c, msg);
+    return;
+  }
+  if (pd_tls_feed(c->tls, data, (size_t)nread) < 0) {
+    tls_failed(c, "out of memory reading TLS records");
+    return;
+  }
+  if (c->state == C_HANDSHAKE) {
+    int r = pd_tls_handshake(c->tls, msg, sizeof msg);
+    if (r < 0) {
+      tls_failed(c, msg);
+      return;
+    }
+    pd_tls_send(c->tls, (uv_stream_t *)&c->tcp, NULL, NULL);
+    if (r == 0)
+      return;
+    if (pd_tls_alpn_h2(c->tls) != 2) {
+      tls_failed(c, "TLS handshake failed: the upstream did not choose HTTP/2 by ALPN");
+      return;
+    }
+    c->state = C_OPEN;
+  }
+  /* The ciphertext is in libssl's buffer now: the shared read buffer takes the plaintext. */
+  char *buf = c->o->b->rbuf;
+  for (;;) {
+    ssize_t k = pd_tls_read(c->tls, buf, READ_BUF_SIZE, msg, sizeof msg);
+    if (k == PD_TLS_AGAIN)
+      break;
+    if (k == PD_TLS_ERR) {
+      tls_failed(c, msg);
+      return;
+    }
+    if (!conn_input(c, k == PD_TLS_EOF ? UV_EOF : k, buf))
+      return;
+  }
+  if (pd_tls_pending(c->tls))
+    pd_tls_send(c->tls, (uv_stream_t *)&c->tcp, NULL, NULL); /* a key update's answer */
   conn_flush(c);
   serve_waiters(c->o);
 }
@@ -996,7 +1125,10 @@ static void stream_submit(conn_t *c, xfer_t *x) {
   }
   size_t n = 0;
   nv[n++] = make_nv(":method", 7, x->method, strlen(x->method));
-  nv[n++] = make_nv(":scheme", 7, "http", 4);
+  if (c->tls)
+    nv[n++] = make_nv(":scheme", 7, "https", 5);
+  else
+    nv[n++] = make_nv(":scheme", 7, "http", 4);
   if (x->authority)
     nv[n++] = make_nv(":authority", 10, x->authority, strlen(x->authority));
   else
@@ -1110,6 +1242,10 @@ static void enqueue(xfer_t *x, int front) {
 static void acquire(xfer_t *x) {
   if (x->b->closing) {
     fail_soon(x, PD_XFER_EOTHER, "the upstream client is closing");
+    return;
+  }
+  if (x->o->tls_key && !x->o->tls) {
+    fail_soon(x, PD_XFER_EOTHER, x->o->tls_err);
     return;
   }
   if (!x->o->wait_head && place(x))
@@ -1404,7 +1540,8 @@ fail:
 pd_xfer_t *pd_h2up_start(pd_h2up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cbs_t *cbs,
                          void *ud) {
   const char *auth, *path;
-  long alen = pd_url_split(o->url, &auth, &path);
+  int tls;
+  long alen = pd_url_split(o->url, &auth, &path, &tls);
   xfer_t *x = NULL;
   if (b->closing || alen < 0)
     goto fail;
@@ -1413,7 +1550,11 @@ pd_xfer_t *pd_h2up_start(pd_h2up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cb
     goto fail;
   x->base.backend = PD_XFER_H2;
   x->b = b;
-  x->o = origin_get(b, auth, (size_t)alen);
+  char *tls_key = tls ? pd_tls_xfer_key(o) : NULL;
+  if (tls && !tls_key)
+    goto fail;
+  x->o = origin_get(b, auth, (size_t)alen, tls_key, o);
+  free(tls_key);
   if (!x->o)
     goto fail;
   size_t plen = strcspn(path, "#");

@@ -30,16 +30,16 @@ pd_upstream_t *pd_upstream_new(uv_loop_t *loop, int max_host_connections) {
   u->curl = pd_curlup_new(loop, max_host_connections);
   if (!u->curl)
     goto fail_curl;
-  u->h1 = pd_h1up_new(loop, max_host_connections);
-  if (!u->h1)
-    goto fail_h1;
   u->h2 = pd_h2up_new(loop, max_host_connections);
   if (!u->h2)
     goto fail_h2;
+  u->h1 = pd_h1up_new(loop, max_host_connections, u->h2);
+  if (!u->h1)
+    goto fail_h1;
   return u;
-fail_h2:
-  pd_h1up_free(u->h1);
 fail_h1:
+  pd_h2up_free(u->h2);
+fail_h2:
   pd_curlup_free(u->curl);
 fail_curl:
   free(u);
@@ -70,10 +70,11 @@ void pd_upstream_free(pd_upstream_t *u) {
   free(u);
 }
 
-/* http:// without credentials in the authority (libcurl handles those). */
-static int native_url(const char *url) {
+/* http:// or https:// without credentials in the authority (libcurl handles those). Sets *tls
+ * for https://. */
+static int native_url(const char *url, int *tls) {
   const char *auth, *path;
-  long n = pd_url_split(url, &auth, &path);
+  long n = pd_url_split(url, &auth, &path, tls);
   return n > 0 && !memchr(auth, '@', (size_t)n);
 }
 
@@ -118,9 +119,11 @@ static void label(pd_xfer_t *x, const pd_xfer_opts_t *o) {
 pd_xfer_t *pd_xfer_start(pd_upstream_t *u, const pd_xfer_opts_t *o, const pd_xfer_cbs_t *cbs,
                          void *ud) {
   pd_xfer_t *x;
-  if (o->http2 && native_url(o->url))
+  int tls = 0, native = native_url(o->url, &tls);
+  /* h2c stays native under PONDER_UPSTREAM_CLIENT=curl (libcurl's h2c needs an upgrade). */
+  if (native && o->http2 && !tls)
     x = pd_h2up_start(u->h2, o, cbs, ud);
-  else if (!u->all_curl && native_url(o->url))
+  else if (native && !u->all_curl)
     x = pd_h1up_start(u->h1, o, cbs, ud);
   else
     x = pd_curlup_start(u->curl, o, cbs, ud);
@@ -376,10 +379,17 @@ long pd_xfer_connect_delay(int attempt) {
 
 /* ---- http:// origins, as both native clients find them ----------------------------------- */
 
-long pd_url_split(const char *url, const char **auth, const char **path) {
-  if (strncasecmp(url, "http://", 7) != 0)
+long pd_url_split(const char *url, const char **auth, const char **path, int *tls) {
+  const char *a;
+  if (strncasecmp(url, "http://", 7) == 0) {
+    a = url + 7;
+    *tls = 0;
+  } else if (strncasecmp(url, "https://", 8) == 0) {
+    a = url + 8;
+    *tls = 1;
+  } else {
     return -1;
-  const char *a = url + 7;
+  }
   size_t n = strcspn(a, "/?#");
   if (n == 0)
     return -1;
@@ -388,7 +398,8 @@ long pd_url_split(const char *url, const char **auth, const char **path) {
   return (long)n;
 }
 
-int pd_origin_addr_init(pd_origin_addr_t *a, const char *auth, size_t alen) {
+int pd_origin_addr_init(pd_origin_addr_t *a, const char *auth, size_t alen,
+                        const char *default_port) {
   memset(a, 0, sizeof *a);
   a->authority = strndup(auth, alen);
   a->alen = alen;
@@ -421,7 +432,7 @@ int pd_origin_addr_init(pd_origin_addr_t *a, const char *auth, size_t alen) {
     memcpy(a->port, ps, plen);
     a->port[plen] = '\0';
   } else {
-    strcpy(a->port, "80");
+    snprintf(a->port, sizeof a->port, "%s", default_port);
   }
   char *end;
   long port = strtol(a->port, &end, 10);

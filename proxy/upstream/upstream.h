@@ -56,12 +56,15 @@ typedef struct pd_xfer_opts {
    * time the caller holds the transfer paused does not count. 0 = none. */
   long stall_timeout_ms;
   int retries;
-  int http2; /* http:// only: HTTP/2 with prior knowledge (h2c), streams multiplexed */
-  /* https:// (libcurl) only; paths are copied. NULL: the system's trust store, no client
-   * certificate. */
+  /* HTTP/2: over http://, with prior knowledge (h2c); over https://, offered by ALPN (HTTP/1.1
+   * when the server does not choose h2). Streams are multiplexed. */
+  int http2;
+  /* https:// only; strings are copied. NULL: the system's trust store, no client certificate,
+   * the URL's host as SNI and as the name checked. */
   const char *tls_ca_file;
   const char *tls_cert_file, *tls_key_file;
   int tls_insecure; /* no certificate or host name check */
+  const char *tls_server_name;
 } pd_xfer_opts_t;
 
 pd_upstream_t *pd_upstream_new(uv_loop_t *loop, int max_host_connections);
