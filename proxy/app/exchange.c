@@ -357,7 +357,8 @@ static pd_xfer_t *start_xfer(ex_t *ex, const char *method, const char *url, char
                       .tls_cert_file = u->tls_cert_file,
                       .tls_key_file = u->tls_key_file,
                       .tls_insecure = !u->tls_verify,
-                      .tls_server_name = u->tls_server_name};
+                      .tls_server_name = u->tls_server_name,
+                      .proxy = u->proxy};
   pd_xfer_t *x = pd_xfer_start(ex->w->up, &o, cbs, ud);
   free(heap);
   if (x)

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "upstream/proxy.h"
 #include "upstream/tls.h"
 #include "upstream/upstream_int.h"
 
@@ -27,8 +28,9 @@ typedef struct origin origin_t;
 
 struct pd_h1up {
   uv_loop_t *loop;
-  pd_h2up_t *h2; /* takes the calls to origins whose server chose h2 by ALPN */
-  int max_conns; /* per origin; 0 = no limit */
+  pd_proxy_env_t proxy_env; /* the proxy environment, read once */
+  pd_h2up_t *h2;            /* takes the calls to origins whose server chose h2 by ALPN */
+  int max_conns;            /* per origin; 0 = no limit */
   int closing;
   int pending_closes;
   void (*on_closed)(void *);
@@ -44,13 +46,18 @@ struct pd_h1up {
 struct origin {
   pd_h1up_t *b;
   pd_origin_addr_t a; /* a.authority is the key (and the Host header / :authority) */
+  /* Through a proxy: its URL (part of the key) and address; dial is where connections go
+   * (&pa through a proxy, else &a). */
+  char *proxy;
+  pd_origin_addr_t pa;
+  pd_origin_addr_t *dial;
   /* https://: the TLS settings (part of the key: one origin per distinct settings) and the
    * context built from them (with the origin's session cache); NULL for http://. */
   char *tls_key;
   pd_tls_ctx_t *tls;
-  char tls_err[ERRMSG_SIZE]; /* why tls could not be built (a file unreadable) */
-  pd_xfer_opts_t tls_opts;   /* the settings themselves (strings owned), for handing over */
-  int h2;                    /* the server chose h2 by ALPN: calls go to the HTTP/2 client */
+  char bad[ERRMSG_SIZE];   /* why calls to it fail at once (a TLS file unreadable); "" */
+  pd_xfer_opts_t tls_opts; /* the settings themselves (strings owned), for handing over */
+  int h2;                  /* the server chose h2 by ALPN: calls go to the HTTP/2 client */
   uv_getaddrinfo_t gai;
   int resolving;
   conn_t *resolve_wait; /* connections waiting for the addresses */
@@ -60,7 +67,7 @@ struct origin {
   origin_t *next;
 };
 
-enum { C_RESOLVING, C_CONNECTING, C_HANDSHAKE, C_OPEN, C_CLOSING };
+enum { C_RESOLVING, C_CONNECTING, C_TUNNEL, C_HANDSHAKE, C_OPEN, C_CLOSING };
 
 struct conn {
   uv_tcp_t tcp;
@@ -162,6 +169,7 @@ pd_h1up_t *pd_h1up_new(uv_loop_t *loop, int max_host_connections, pd_h2up_t *h2)
     return NULL;
   }
   b->close_timer.data = b;
+  pd_proxy_env_load(&b->proxy_env);
   return b;
 }
 
@@ -175,6 +183,7 @@ static void on_close_timer_closed(uv_handle_t *h) {
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res);
+static void origin_proxy_free(origin_t *o);
 
 static void cancel_now(xfer_t *x) {
   x->cancelled = 1;
@@ -210,6 +219,7 @@ void pd_h1up_free(pd_h1up_t *b) {
     origin_t *o = b->origins;
     b->origins = o->next;
     pd_origin_addr_free(&o->a);
+    origin_proxy_free(o);
     free(o->tls_key);
     pd_tls_ctx_free(o->tls);
     free((char *)o->tls_opts.tls_ca_file);
@@ -218,28 +228,60 @@ void pd_h1up_free(pd_h1up_t *b) {
     free((char *)o->tls_opts.tls_server_name);
     free(o);
   }
+  pd_proxy_env_free(&b->proxy_env);
   free(b);
 }
 
 /* ---- origins and addresses ------------------------------------------------------------------ */
 
+/* Calls to o go through the proxy at url: connections dial its address. Returns 0, or -1 when
+ * out of memory; a URL this client cannot use makes o fail its calls. */
+static int origin_proxy(origin_t *o, const char *url) {
+  char auth[300];
+  o->proxy = strdup(url);
+  if (!o->proxy)
+    return -1;
+  long n = pd_proxy_authority(url, auth, sizeof auth);
+  if (n < 0 || pd_origin_addr_init(&o->pa, auth, (size_t)n, "1080") < 0) {
+    snprintf(o->bad, sizeof o->bad, "unusable proxy URL (only http://host:port is supported)");
+    return 0;
+  }
+  o->dial = &o->pa;
+  return 0;
+}
+
+static void origin_proxy_free(origin_t *o) {
+  if (o->dial == &o->pa)
+    pd_origin_addr_free(&o->pa);
+  free(o->proxy);
+  o->proxy = NULL;
+}
+
 /* tls_key: NULL for http://, else the TLS settings as pd_tls_xfer_key wrote them. */
 static origin_t *origin_get(pd_h1up_t *b, const char *auth, size_t alen, const char *tls_key,
                             const pd_xfer_opts_t *op) {
+  const char *proxy = pd_proxy_pick(&b->proxy_env, op->proxy, tls_key != NULL, auth, alen);
   for (origin_t *o = b->origins; o; o = o->next)
     if (o->a.alen == alen && memcmp(o->a.authority, auth, alen) == 0 &&
-        (tls_key ? o->tls_key && strcmp(o->tls_key, tls_key) == 0 : !o->tls_key))
+        (tls_key ? o->tls_key && strcmp(o->tls_key, tls_key) == 0 : !o->tls_key) &&
+        (proxy ? o->proxy && strcmp(o->proxy, proxy) == 0 : !o->proxy))
       return o;
   origin_t *o = calloc(1, sizeof *o);
   if (!o)
     return NULL;
+  o->dial = &o->a;
+  if (proxy && origin_proxy(o, proxy) < 0) {
+    free(o);
+    return NULL;
+  }
   if (pd_origin_addr_init(&o->a, auth, alen, tls_key ? "443" : "80") < 0) {
+    origin_proxy_free(o);
     free(o);
     return NULL;
   }
   if (tls_key) {
     o->tls_key = strdup(tls_key);
-    o->tls = pd_tls_ctx_from_xfer(op, o->a.host, 1, o->tls_err, sizeof o->tls_err);
+    o->tls = pd_tls_ctx_from_xfer(op, o->a.host, 1, o->bad, sizeof o->bad);
     pd_xfer_opts_t *t = &o->tls_opts;
     t->tls_insecure = op->tls_insecure;
     t->tls_ca_file = op->tls_ca_file ? strdup(op->tls_ca_file) : NULL;
@@ -248,6 +290,7 @@ static origin_t *origin_get(pd_h1up_t *b, const char *auth, size_t alen, const c
     t->tls_server_name = op->tls_server_name ? strdup(op->tls_server_name) : NULL;
     if (!o->tls_key) {
       pd_origin_addr_free(&o->a);
+      origin_proxy_free(o);
       pd_tls_ctx_free(o->tls);
       free(o);
       return NULL;
@@ -260,7 +303,7 @@ static origin_t *origin_get(pd_h1up_t *b, const char *auth, size_t alen, const c
 }
 
 static int addrs_fresh(origin_t *o) {
-  return pd_origin_addr_fresh(&o->a, uv_now(o->b->loop));
+  return pd_origin_addr_fresh(o->dial, uv_now(o->b->loop));
 }
 
 static void do_connect(conn_t *c, int idx);
@@ -270,7 +313,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
   origin_t *o = req->data;
   pd_h1up_t *b = o->b;
   o->resolving = 0;
-  status = pd_origin_addr_resolved(&o->a, status, res, uv_now(b->loop));
+  status = pd_origin_addr_resolved(o->dial, status, res, uv_now(b->loop));
   if (b->closing) {
     part_closed(b);
     return;
@@ -440,13 +483,15 @@ static void on_connected(uv_connect_t *req, int status);
 static void conn_opened(conn_t *c);
 static void tls_start(conn_t *c);
 static void tls_on_read(conn_t *c, ssize_t nread, const char *data);
+static void tunnel_start(conn_t *c);
+static void tunnel_on_read(conn_t *c, ssize_t nread, const char *data);
 static int tls_flush(conn_t *c, int request);
 
 static void do_connect(conn_t *c, int idx) {
   c->addr_idx = idx;
   c->state = C_CONNECTING;
-  int rc = uv_tcp_connect(&c->connect_req, &c->tcp, (const struct sockaddr *)&c->o->a.addrs[idx],
-                          on_connected);
+  int rc = uv_tcp_connect(&c->connect_req, &c->tcp,
+                          (const struct sockaddr *)&c->o->dial->addrs[idx], on_connected);
   if (rc < 0) {
     c->connect_err = rc;
     uv_timer_start(&c->timer, on_conn_timer, 0, 0);
@@ -469,7 +514,7 @@ static void conn_start_connect(conn_t *c) {
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   o->gai.data = o;
-  int rc = uv_getaddrinfo(o->b->loop, &o->gai, on_resolved, o->a.host, o->a.port, &hints);
+  int rc = uv_getaddrinfo(o->b->loop, &o->gai, on_resolved, o->dial->host, o->dial->port, &hints);
   if (rc < 0) {
     resolve_unlink(c);
     c->connect_err = rc;
@@ -503,7 +548,7 @@ static void connect_failed(conn_t *c, int status) {
   }
   detach(x);
   conn_close_keep_slot(c);
-  if (!resolving && idx + 1 < o->a.naddrs) {
+  if (!resolving && idx + 1 < o->dial->naddrs) {
     conn_t *c2 = conn_new(o); /* takes the slot c had */
     if (c2) {
       c2->connect_start = started;
@@ -515,10 +560,11 @@ static void connect_failed(conn_t *c, int status) {
   serve_waiters(o);
   char msg[ERRMSG_SIZE];
   if (resolving)
-    snprintf(msg, sizeof msg, "Could not resolve host: %s (%s)", o->a.host, uv_strerror(status));
+    snprintf(msg, sizeof msg, "Could not resolve %s: %s (%s)", o->proxy ? "proxy" : "host",
+             o->dial->host, uv_strerror(status));
   else
-    snprintf(msg, sizeof msg, "Failed to connect to %s port %s: %s", o->a.host, o->a.port,
-             uv_strerror(status));
+    snprintf(msg, sizeof msg, "Failed to connect to %s%s port %s: %s", o->proxy ? "proxy " : "",
+             o->dial->host, o->dial->port, uv_strerror(status));
   attempt_failed(x, PD_XFER_ECONNECT, msg);
 }
 
@@ -555,11 +601,12 @@ static void on_connected(uv_connect_t *req, int status) {
   }
   uv_tcp_nodelay(&c->tcp, 1);
   uv_tcp_keepalive(&c->tcp, 1, 60);
-  if (c->o->tls) {
+  if (c->o->dial != &c->o->a && c->o->tls)
+    tunnel_start(c);
+  else if (c->o->tls)
     tls_start(c);
-    return;
-  }
-  conn_opened(c);
+  else
+    conn_opened(c);
 }
 
 /* The connection is ready for requests (connected, and its TLS handshake done). */
@@ -691,8 +738,8 @@ static void attempt_complete(xfer_t *x, int keep) {
 static void acquire(xfer_t *x) {
   origin_t *o = x->o;
   pd_h1up_t *b = x->b;
-  if (o->tls_key && !o->tls) {
-    fail_soon(x, PD_XFER_EOTHER, o->tls_err);
+  if (o->bad[0]) {
+    fail_soon(x, PD_XFER_EOTHER, o->bad);
     return;
   }
   if (o->h2) {
@@ -929,7 +976,9 @@ static void conn_send(conn_t *c) {
   origin_t *o = c->o;
   pd_buf_reset(&c->out);
   size_t mlen = strlen(x->method), plen = strlen(x->path);
-  size_t need = mlen + plen + o->a.alen + x->hdrs_len + 64;
+  /* Plain HTTP through a proxy: the absolute form, so the proxy knows where it goes. */
+  int absolute = o->dial != &o->a && !o->tls;
+  size_t need = mlen + plen + 2 * o->a.alen + x->hdrs_len + 72;
   char *w = pd_buf_reserve(&c->out, need);
   if (!w) {
     detach(x);
@@ -941,6 +990,12 @@ static void conn_send(conn_t *c) {
   memcpy(p, x->method, mlen);
   p += mlen;
   *p++ = ' ';
+  if (absolute) {
+    memcpy(p, "http://", 7);
+    p += 7;
+    memcpy(p, o->a.authority, o->a.alen);
+    p += o->a.alen;
+  }
   memcpy(p, x->path, plen);
   p += plen;
   memcpy(p, " HTTP/1.1\r\n", 11);
@@ -1187,6 +1242,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     tls_on_read(c, nread, buf->base);
     return;
   }
+  if (c->state == C_TUNNEL) {
+    tunnel_on_read(c, nread, buf->base);
+    return;
+  }
   if (conn_input(c, nread, buf->base) && c->x->paused)
     stop_reading(c);
 }
@@ -1226,8 +1285,7 @@ static void tls_start(conn_t *c) {
     tls_failed(c, "out of memory starting TLS");
     return;
   }
-  if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
-    c->reading = 1;
+  start_reading(c);
   if (pd_tls_handshake(c->tls, msg, sizeof msg) < 0) {
     tls_failed(c, msg);
     return;
@@ -1299,6 +1357,61 @@ static void tls_on_read(conn_t *c, ssize_t nread, const char *data) {
   }
   if (c->x && c->x->paused)
     stop_reading(c);
+}
+
+/* ---- a CONNECT tunnel through a proxy ---------------------------------------------------- */
+
+static void tunnel_failed(conn_t *c, const char *why) {
+  char msg[2 * ERRMSG_SIZE]; /* cut to ERRMSG_SIZE where the transfer keeps it */
+  snprintf(msg, sizeof msg, "CONNECT to %s through the proxy %s failed: %s", c->o->a.authority,
+           c->o->dial->authority, why);
+  xfer_t *x = c->x;
+  if (!x) {
+    conn_close(c);
+    return;
+  }
+  detach(x);
+  conn_close(c);
+  attempt_failed(x, PD_XFER_ECONNECT, msg);
+}
+
+static void on_tunnel_written(void *arg, int status) {
+  conn_t *c = arg;
+  if (status < 0 && c->state == C_TUNNEL)
+    tunnel_failed(c, uv_strerror(status));
+}
+
+/* Asks the proxy for a tunnel to the origin; TLS starts once it is open. Only the CONNECT line
+ * and Host go to the proxy: the request's own headers (its api_key) only ever travel inside
+ * the tunnel. */
+static void tunnel_start(conn_t *c) {
+  c->state = C_TUNNEL;
+  start_reading(c);
+  int rc = pd_proxy_send_connect((uv_stream_t *)&c->tcp, c->o->a.authority, c->o->a.alen,
+                                 on_tunnel_written, c);
+  if (rc < 0)
+    tunnel_failed(c, uv_strerror(rc));
+}
+
+static void tunnel_on_read(conn_t *c, ssize_t nread, const char *data) {
+  char msg[ERRMSG_SIZE];
+  if (nread < 0) {
+    tunnel_failed(c, nread == UV_EOF ? "the proxy closed the connection before answering"
+                                     : uv_strerror((int)nread));
+    return;
+  }
+  int r = pd_proxy_reply(&c->hname, data, (size_t)nread, msg, sizeof msg);
+  if (r == 0)
+    return;
+  pd_buf_reset(&c->hname);
+  if (r < 0) {
+    tunnel_failed(c, msg);
+    return;
+  }
+  if (c->o->tls)
+    tls_start(c);
+  else
+    conn_opened(c);
 }
 
 /* ---- calls handed over to the HTTP/2 client ----------------------------------------------- */
@@ -1379,6 +1492,7 @@ static void hand_over(xfer_t *x) {
   op.stall_timeout_ms = x->stall_ms;
   op.retries = x->retries > x->attempt ? x->retries - x->attempt : 0;
   op.http2 = 1;
+  op.proxy = x->o->proxy;
   x->body = NULL; /* the HTTP/2 client's now, freed even when its start fails */
   pd_xfer_cbs_t cbs = {fwd_head, fwd_data, fwd_done};
   x->inner = pd_h2up_start(x->b->h2, &op, &cbs, x);

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "upstream/proxy.h"
 #include "upstream/tls.h"
 #include "upstream/upstream_int.h"
 
@@ -44,7 +45,8 @@ typedef struct origin origin_t;
 
 struct pd_h2up {
   uv_loop_t *loop;
-  int max_conns; /* per origin; 0 = no limit */
+  pd_proxy_env_t proxy_env; /* the proxy environment, read once */
+  int max_conns;            /* per origin; 0 = no limit */
   int closing;
   int pending_closes;
   void (*on_closed)(void *);
@@ -62,11 +64,16 @@ struct pd_h2up {
 struct origin {
   pd_h2up_t *b;
   pd_origin_addr_t a; /* a.authority is the key (and the Host header / :authority) */
+  /* Through a proxy: its URL (part of the key) and address; dial is where connections go
+   * (&pa through a proxy, else &a). */
+  char *proxy;
+  pd_origin_addr_t pa;
+  pd_origin_addr_t *dial;
   /* https://: the TLS settings (part of the key), and the context built from them (ALPN h2
    * only: the HTTP/1.1 client found out that the server chooses h2); NULL for http://. */
   char *tls_key;
   pd_tls_ctx_t *tls;
-  char tls_err[ERRMSG_SIZE]; /* why tls could not be built */
+  char bad[ERRMSG_SIZE]; /* why calls to it fail at once (a TLS file unreadable); "" */
   uv_getaddrinfo_t gai;
   int resolving;
   conn_t *resolve_wait; /* connections waiting for the addresses */
@@ -78,7 +85,7 @@ struct origin {
   origin_t *next;
 };
 
-enum { C_RESOLVING, C_CONNECTING, C_HANDSHAKE, C_OPEN, C_CLOSING };
+enum { C_RESOLVING, C_CONNECTING, C_TUNNEL, C_HANDSHAKE, C_OPEN, C_CLOSING };
 
 struct conn {
   uv_tcp_t tcp;
@@ -86,7 +93,8 @@ struct conn {
   uv_write_t write_req;
   uv_timer_t timer; /* connect deadline until the server's SETTINGS, then idle expiry */
   nghttp2_session *ng;
-  pd_tls_t *tls; /* https://: the connection's TLS state, from the TCP connect on */
+  pd_tls_t *tls;   /* https://: the connection's TLS state, from the TCP connect on */
+  pd_buf_t tunnel; /* through a proxy: its reply to CONNECT, as it arrives */
   origin_t *o;
   int state;
   int addr_idx;
@@ -174,6 +182,7 @@ static void serve_waiters(origin_t *o);
 static void stream_ended(xfer_t *x, uint32_t code);
 static void finish(xfer_t *x, int result, const char *msg);
 static int setup_callbacks(pd_h2up_t *b);
+static void origin_proxy_free(origin_t *o);
 
 /* ---- the backend ----------------------------------------------------------------------------- */
 
@@ -191,6 +200,7 @@ pd_h2up_t *pd_h2up_new(uv_loop_t *loop, int max_host_connections) {
   if (uv_timer_init(loop, &b->close_timer) < 0)
     goto fail;
   b->close_timer.data = b;
+  pd_proxy_env_load(&b->proxy_env);
   return b;
 fail:
   nghttp2_option_del(b->ngopt);
@@ -239,10 +249,12 @@ void pd_h2up_free(pd_h2up_t *b) {
     origin_t *o = b->origins;
     b->origins = o->next;
     pd_origin_addr_free(&o->a);
+    origin_proxy_free(o);
     free(o->tls_key);
     pd_tls_ctx_free(o->tls);
     free(o);
   }
+  pd_proxy_env_free(&b->proxy_env);
   nghttp2_option_del(b->ngopt);
   nghttp2_session_callbacks_del(b->ngcbs);
   free(b);
@@ -250,25 +262,57 @@ void pd_h2up_free(pd_h2up_t *b) {
 
 /* ---- origins and addresses ------------------------------------------------------------------ */
 
+/* Calls to o go through the proxy at url: connections dial its address. Returns 0, or -1 when
+ * out of memory; a URL this client cannot use makes o fail its calls. */
+static int origin_proxy(origin_t *o, const char *url) {
+  char auth[300];
+  o->proxy = strdup(url);
+  if (!o->proxy)
+    return -1;
+  long n = pd_proxy_authority(url, auth, sizeof auth);
+  if (n < 0 || pd_origin_addr_init(&o->pa, auth, (size_t)n, "1080") < 0) {
+    snprintf(o->bad, sizeof o->bad, "unusable proxy URL (only http://host:port is supported)");
+    return 0;
+  }
+  o->dial = &o->pa;
+  return 0;
+}
+
+static void origin_proxy_free(origin_t *o) {
+  if (o->dial == &o->pa)
+    pd_origin_addr_free(&o->pa);
+  free(o->proxy);
+  o->proxy = NULL;
+}
+
 /* tls_key: NULL for http://, else the TLS settings as pd_tls_xfer_key wrote them. */
 static origin_t *origin_get(pd_h2up_t *b, const char *auth, size_t alen, const char *tls_key,
                             const pd_xfer_opts_t *op) {
+  const char *proxy = pd_proxy_pick(&b->proxy_env, op->proxy, tls_key != NULL, auth, alen);
   for (origin_t *o = b->origins; o; o = o->next)
     if (o->a.alen == alen && memcmp(o->a.authority, auth, alen) == 0 &&
-        (tls_key ? o->tls_key && strcmp(o->tls_key, tls_key) == 0 : !o->tls_key))
+        (tls_key ? o->tls_key && strcmp(o->tls_key, tls_key) == 0 : !o->tls_key) &&
+        (proxy ? o->proxy && strcmp(o->proxy, proxy) == 0 : !o->proxy))
       return o;
   origin_t *o = calloc(1, sizeof *o);
   if (!o)
     return NULL;
+  o->dial = &o->a;
+  if (proxy && origin_proxy(o, proxy) < 0) {
+    free(o);
+    return NULL;
+  }
   if (pd_origin_addr_init(&o->a, auth, alen, tls_key ? "443" : "80") < 0) {
+    origin_proxy_free(o);
     free(o);
     return NULL;
   }
   if (tls_key) {
     o->tls_key = strdup(tls_key);
-    o->tls = pd_tls_ctx_from_xfer(op, o->a.host, 1, o->tls_err, sizeof o->tls_err);
+    o->tls = pd_tls_ctx_from_xfer(op, o->a.host, 1, o->bad, sizeof o->bad);
     if (!o->tls_key) {
       pd_origin_addr_free(&o->a);
+      origin_proxy_free(o);
       pd_tls_ctx_free(o->tls);
       free(o);
       return NULL;
@@ -281,7 +325,7 @@ static origin_t *origin_get(pd_h2up_t *b, const char *auth, size_t alen, const c
 }
 
 static int addrs_fresh(origin_t *o) {
-  return pd_origin_addr_fresh(&o->a, uv_now(o->b->loop));
+  return pd_origin_addr_fresh(o->dial, uv_now(o->b->loop));
 }
 
 static void do_connect(conn_t *c, int idx);
@@ -291,7 +335,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
   origin_t *o = req->data;
   pd_h2up_t *b = o->b;
   o->resolving = 0;
-  status = pd_origin_addr_resolved(&o->a, status, res, uv_now(b->loop));
+  status = pd_origin_addr_resolved(o->dial, status, res, uv_now(b->loop));
   if (b->closing) {
     part_closed(b);
     return;
@@ -670,6 +714,7 @@ static void on_conn_handle_closed(uv_handle_t *h) {
   if (c->next)
     c->next->prev = c->prev;
   pd_buf_free(&c->wbuf);
+  pd_buf_free(&c->tunnel);
   pd_tls_free(c->tls);
   free(c);
   part_closed(b);
@@ -737,6 +782,7 @@ static conn_t *conn_new(origin_t *o, long connect_timeout_ms) {
   c->timer.data = c;
   c->o = o;
   pd_buf_init(&c->wbuf);
+  pd_buf_init(&c->tunnel);
   c->next = b->conns;
   if (b->conns)
     b->conns->prev = c;
@@ -760,8 +806,8 @@ static void on_connected(uv_connect_t *req, int status);
 static void do_connect(conn_t *c, int idx) {
   c->addr_idx = idx;
   c->state = C_CONNECTING;
-  int rc = uv_tcp_connect(&c->connect_req, &c->tcp, (const struct sockaddr *)&c->o->a.addrs[idx],
-                          on_connected);
+  int rc = uv_tcp_connect(&c->connect_req, &c->tcp,
+                          (const struct sockaddr *)&c->o->dial->addrs[idx], on_connected);
   if (rc < 0) {
     c->connect_err = rc;
     uv_timer_start(&c->timer, on_conn_timer, 0, 0);
@@ -784,7 +830,7 @@ static void conn_start_connect(conn_t *c) {
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   o->gai.data = o;
-  int rc = uv_getaddrinfo(o->b->loop, &o->gai, on_resolved, o->a.host, o->a.port, &hints);
+  int rc = uv_getaddrinfo(o->b->loop, &o->gai, on_resolved, o->dial->host, o->dial->port, &hints);
   if (rc < 0) {
     resolve_unlink(c);
     c->connect_err = rc;
@@ -800,7 +846,7 @@ static void connect_failed(conn_t *c, int status) {
   origin_t *o = c->o;
   int idx = c->addr_idx;
   int resolving = c->state == C_RESOLVING;
-  if (!resolving && idx + 1 < o->a.naddrs && c->streams) {
+  if (!resolving && idx + 1 < o->dial->naddrs && c->streams) {
     /* The next address, on a new connection (a new session) taking over the streams. */
     conn_t *c2 = conn_new(o, c->connect_timeout_ms);
     if (c2) {
@@ -820,10 +866,11 @@ static void connect_failed(conn_t *c, int status) {
   }
   char msg[ERRMSG_SIZE];
   if (resolving)
-    snprintf(msg, sizeof msg, "Could not resolve host: %s (%s)", o->a.host, uv_strerror(status));
+    snprintf(msg, sizeof msg, "Could not resolve %s: %s (%s)", o->proxy ? "proxy" : "host",
+             o->dial->host, uv_strerror(status));
   else
-    snprintf(msg, sizeof msg, "Failed to connect to %s port %s: %s", o->a.host, o->a.port,
-             uv_strerror(status));
+    snprintf(msg, sizeof msg, "Failed to connect to %s%s port %s: %s", o->proxy ? "proxy " : "",
+             o->dial->host, o->dial->port, uv_strerror(status));
   conn_fail(c, PD_XFER_ECONNECT, msg);
 }
 
@@ -858,6 +905,9 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void tls_start(conn_t *c);
 static void tls_on_read(conn_t *c, ssize_t nread, const char *data);
+static void tunnel_start(conn_t *c);
+static void tunnel_open(conn_t *c);
+static void tunnel_on_read(conn_t *c, ssize_t nread, const char *data);
 
 static void on_connected(uv_connect_t *req, int status) {
   conn_t *c = req->data;
@@ -867,17 +917,69 @@ static void on_connected(uv_connect_t *req, int status) {
     connect_failed(c, status);
     return;
   }
-  c->state = c->o->tls ? C_HANDSHAKE : C_OPEN;
+  c->state = c->o->dial != &c->o->a ? C_TUNNEL : c->o->tls ? C_HANDSHAKE : C_OPEN;
   uv_tcp_nodelay(&c->tcp, 1);
   uv_tcp_keepalive(&c->tcp, 1, 60);
   if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0) {
     conn_fail(c, PD_XFER_ECONNECT, "could not read from the upstream connection");
     return;
   }
-  if (c->o->tls)
-    tls_start(c);
+  if (c->state == C_TUNNEL)
+    tunnel_start(c);
   else
+    tunnel_open(c);
+}
+
+/* ---- a CONNECT tunnel through a proxy (for h2c too: HTTP/2 frames cannot be proxied as
+ * requests) ---------------------------------------------------------------------------------- */
+
+/* The TCP connection reaches the origin now: TLS, else HTTP/2 right away. */
+static void tunnel_open(conn_t *c) {
+  if (c->o->tls) {
+    c->state = C_HANDSHAKE;
+    tls_start(c);
+  } else {
+    c->state = C_OPEN;
     conn_flush(c);
+  }
+}
+
+static void tunnel_failed(conn_t *c, const char *why) {
+  char msg[2 * ERRMSG_SIZE]; /* cut to ERRMSG_SIZE where the transfer keeps it */
+  snprintf(msg, sizeof msg, "CONNECT to %s through the proxy %s failed: %s", c->o->a.authority,
+           c->o->dial->authority, why);
+  conn_fail(c, PD_XFER_ECONNECT, msg);
+}
+
+static void on_tunnel_written(void *arg, int status) {
+  conn_t *c = arg;
+  if (status < 0 && c->state == C_TUNNEL)
+    tunnel_failed(c, uv_strerror(status));
+}
+
+/* Only the CONNECT line and Host go to the proxy: the streams' headers travel in the tunnel. */
+static void tunnel_start(conn_t *c) {
+  int rc = pd_proxy_send_connect((uv_stream_t *)&c->tcp, c->o->a.authority, c->o->a.alen,
+                                 on_tunnel_written, c);
+  if (rc < 0)
+    tunnel_failed(c, uv_strerror(rc));
+}
+
+static void tunnel_on_read(conn_t *c, ssize_t nread, const char *data) {
+  char msg[ERRMSG_SIZE];
+  if (nread < 0) {
+    tunnel_failed(c, nread == UV_EOF ? "the proxy closed the connection before answering"
+                                     : uv_strerror((int)nread));
+    return;
+  }
+  int r = pd_proxy_reply(&c->tunnel, data, (size_t)nread, msg, sizeof msg);
+  if (r == 0)
+    return;
+  pd_buf_free(&c->tunnel);
+  if (r < 0)
+    tunnel_failed(c, msg);
+  else
+    tunnel_open(c);
 }
 
 /* Why a connection nghttp2 is done with ended. */
@@ -1003,6 +1105,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   if (c->tls) {
     tls_on_read(c, nread, buf->base);
+    return;
+  }
+  if (c->state == C_TUNNEL) {
+    tunnel_on_read(c, nread, buf->base);
     return;
   }
   if (!conn_input(c, nread, buf->base))
@@ -1244,8 +1350,8 @@ static void acquire(xfer_t *x) {
     fail_soon(x, PD_XFER_EOTHER, "the upstream client is closing");
     return;
   }
-  if (x->o->tls_key && !x->o->tls) {
-    fail_soon(x, PD_XFER_EOTHER, x->o->tls_err);
+  if (x->o->bad[0]) {
+    fail_soon(x, PD_XFER_EOTHER, x->o->bad);
     return;
   }
   if (!x->o->wait_head && place(x))

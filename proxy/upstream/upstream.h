@@ -65,6 +65,9 @@ typedef struct pd_xfer_opts {
   const char *tls_cert_file, *tls_key_file;
   int tls_insecure; /* no certificate or host name check */
   const char *tls_server_name;
+  /* An HTTP proxy URL (http://host:port) for this call; NULL: $https_proxy / $http_proxy and
+   * $no_proxy decide, as curl reads them. */
+  const char *proxy;
 } pd_xfer_opts_t;
 
 pd_upstream_t *pd_upstream_new(uv_loop_t *loop, int max_host_connections);
