@@ -281,7 +281,10 @@ static origin_t *origin_get(pd_h1up_t *b, const char *auth, size_t alen, const c
   }
   if (tls_key) {
     o->tls_key = strdup(tls_key);
-    o->tls = pd_tls_ctx_from_xfer(op, o->a.host, 1, o->bad, sizeof o->bad);
+    /* ALPN offers h2 only when the upstream asks for HTTP/2: over TLS, HTTP/1.1 costs a third
+     * less CPU per call than h2 here (nginx's proxy_pass speaks it too). A server that speaks
+     * only h2 refuses the offer, and its calls go to the HTTP/2 client. */
+    o->tls = pd_tls_ctx_from_xfer(op, o->a.host, op->http2, o->bad, sizeof o->bad);
     pd_xfer_opts_t *t = &o->tls_opts;
     t->tls_insecure = op->tls_insecure;
     t->tls_ca_file = op->tls_ca_file ? strdup(op->tls_ca_file) : NULL;
@@ -1297,6 +1300,18 @@ static void tls_start(conn_t *c) {
   }
 }
 
+/* The origin's server speaks h2 (it chose it, or refused HTTP/1.1): this connection closes,
+ * and its call and every later one to the origin go to the HTTP/2 client. */
+static void to_h2(conn_t *c) {
+  xfer_t *x = c->x;
+  c->o->h2 = 1;
+  if (x)
+    detach(x);
+  conn_close(c);
+  if (x)
+    hand_over(x);
+}
+
 static void tls_on_read(conn_t *c, ssize_t nread, const char *data) {
   char msg[ERRMSG_SIZE];
   if (nread < 0) {
@@ -1317,6 +1332,10 @@ static void tls_on_read(conn_t *c, ssize_t nread, const char *data) {
   }
   if (c->state == C_HANDSHAKE) {
     int r = pd_tls_handshake(c->tls, msg, sizeof msg);
+    if (r == -2 && !c->o->h2) { /* HTTP/1.1 refused by ALPN: the server speaks only h2 */
+      to_h2(c);
+      return;
+    }
     if (r < 0) {
       tls_failed(c, msg);
       return;
@@ -1326,14 +1345,7 @@ static void tls_on_read(conn_t *c, ssize_t nread, const char *data) {
       return;
     if (pd_tls_alpn_h2(c->tls) == 2) {
       /* This origin speaks h2: its calls go to the HTTP/2 client from now on. */
-      origin_t *o = c->o;
-      xfer_t *x = c->x;
-      o->h2 = 1;
-      if (x)
-        detach(x);
-      conn_close(c);
-      if (x)
-        hand_over(x);
+      to_h2(c);
       return;
     }
     conn_opened(c);

@@ -216,8 +216,9 @@ int pd_tls_handshake(pd_tls_t *t, char *err, size_t errlen) {
   int e = SSL_get_error(t->ssl, rc);
   if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
     return 0;
+  int no_alpn = ERR_GET_REASON(ERR_peek_last_error()) == SSL_R_TLSV1_ALERT_NO_APPLICATION_PROTOCOL;
   describe_failure(t, "handshake", err, errlen);
-  return -1;
+  return no_alpn ? -2 : -1;
 }
 
 int pd_tls_alpn_h2(const pd_tls_t *t) {
@@ -275,6 +276,7 @@ char *pd_tls_xfer_key(const pd_xfer_opts_t *o) {
   if (!k)
     return NULL;
   *w++ = o->tls_insecure ? '0' : '1';
+  *w++ = o->http2 ? '2' : '1'; /* what ALPN offers */
   /* Unit separators between the fields; a field that is absent differs from an empty one. */
   for (int i = 0; i < 4; i++) {
     *w++ = '\x1f';

@@ -43,7 +43,8 @@ void pd_tls_free(pd_tls_t *t);
 int pd_tls_feed(pd_tls_t *t, const char *p, size_t n);
 /* Advances the handshake over what was fed: 1 done, 0 more bytes needed (send pd_tls_take's
  * bytes first), -1 failed with the cause in err (unknown CA, name mismatch, expired
- * certificate, the server's alert). */
+ * certificate, the server's alert), -2 the server speaks none of the protocols offered by ALPN
+ * (err says so too). */
 int pd_tls_handshake(pd_tls_t *t, char *err, size_t errlen);
 /* The protocol the server chose by ALPN: 2 for h2, 1 otherwise. */
 int pd_tls_alpn_h2(const pd_tls_t *t);
