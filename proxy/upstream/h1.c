@@ -1032,8 +1032,10 @@ static void conn_send(conn_t *c) {
   c->writing = 1;
   int rc;
   if (c->tls)
-    rc = pd_tls_write(c->tls, bufs[0].base, bufs[0].len) == 0 &&
-                 (n == 1 || pd_tls_write(c->tls, bufs[1].base, bufs[1].len) == 0)
+    /* One TLS record for a small request, not one for the head and one for the body: each
+     * record costs its own encryption setup. */
+    rc = (n == 1 || pd_buf_append(&c->out, x->body, x->body_len) == 0) &&
+                 pd_tls_write(c->tls, pd_buf_data(&c->out), c->out.len) == 0
              ? tls_flush(c, 1)
              : UV_ENOMEM;
   else

@@ -67,7 +67,6 @@ pd_tls_ctx_t *pd_tls_ctx_new(const pd_tls_opts_t *o, char *err, size_t errlen) {
   SSL_CTX_set_session_cache_mode(ctx->ssl,
                                  SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
   SSL_CTX_sess_set_new_cb(ctx->ssl, on_new_session);
-  SSL_CTX_set_mode(ctx->ssl, SSL_MODE_RELEASE_BUFFERS);
   if (o->verify) {
     int ok = o->ca_file ? SSL_CTX_load_verify_locations(ctx->ssl, o->ca_file, NULL)
                         : SSL_CTX_set_default_verify_paths(ctx->ssl);
