@@ -1686,6 +1686,14 @@ void pd_h1up_cancel(pd_xfer_t *bx) {
   xfer_destroy(x);
 }
 
+void pd_h1up_labelled(pd_xfer_t *bx) {
+  xfer_t *x = (xfer_t *)bx;
+  if (x->inner) {
+    memcpy(x->inner->reqid, x->base.reqid, sizeof x->base.reqid);
+    memcpy(x->inner->target, x->base.target, sizeof x->base.target);
+  }
+}
+
 double pd_h1up_elapsed(const pd_xfer_t *bx) {
   const xfer_t *x = (const xfer_t *)bx;
   return (double)(uv_hrtime() - x->start_ns) / 1e9;

@@ -127,8 +127,11 @@ pd_xfer_t *pd_xfer_start(pd_upstream_t *u, const pd_xfer_opts_t *o, const pd_xfe
     x = pd_h1up_start(u->h1, o, cbs, ud);
   else
     x = pd_curlup_start(u->curl, o, cbs, ud);
-  if (x)
+  if (x) {
     label(x, o);
+    if (x->backend == PD_XFER_H1)
+      pd_h1up_labelled(x);
+  }
   return x;
 }
 

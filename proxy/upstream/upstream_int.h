@@ -114,6 +114,9 @@ void pd_h1up_free(pd_h1up_t *b);
 /* Takes http:// and https:// URLs. Returns NULL on failure (the body is freed). */
 pd_xfer_t *pd_h1up_start(pd_h1up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cbs_t *cbs, void *ud);
 void pd_h1up_pause(pd_xfer_t *x);
+/* The front labelled x (reqid, target): a call already handed to the HTTP/2 client gets the
+ * same label for its log lines. */
+void pd_h1up_labelled(pd_xfer_t *x);
 /* For the fuzz target: what pd_h1up_parse_bytes saw. */
 typedef struct pd_h1up_parse_stats {
   int heads;         /* final heads delivered */
