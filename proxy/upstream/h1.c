@@ -1,7 +1,9 @@
-/* The native HTTP/1.1 client for http:// upstreams: libuv sockets and an llhttp response parser
- * on the worker's loop, a keep-alive pool per origin, no threads and no copies of response
- * bodies. It exists because libcurl's general machinery was over half of ponder's CPU time per
- * proxied request (bench/README.md); https:// upstreams still go through libcurl.
+/* The native HTTP/1.1 client for http:// and https:// upstreams: libuv sockets and an llhttp
+ * response parser on the worker's loop, a keep-alive pool per origin, no threads and no copies
+ * of response bodies. It exists because libcurl's general machinery was over half of ponder's
+ * CPU time per proxied request (bench/README.md). Over TLS (tls.c) it also finds out whether an
+ * origin's server speaks h2 (ALPN), and hands that origin's calls to the HTTP/2 client; through
+ * a proxy (proxy.c) it tunnels https:// with CONNECT and sends plain HTTP in absolute form.
  *
  * Shape: a transfer (xfer_t) waits for, or is bound to, one connection (conn_t) per attempt.
  * A connection outlives its transfers: back in its origin's idle list after a complete,
@@ -13,8 +15,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "upstream/proxy.h"
-#include "upstream/tls.h"
+#include "upstream/origin.h"
 #include "upstream/upstream_int.h"
 
 #define READ_BUF_SIZE (64 * 1024)
@@ -45,19 +46,8 @@ struct pd_h1up {
 /* One scheme://host:port: its addresses, idle connections and waiting transfers. */
 struct origin {
   pd_h1up_t *b;
-  pd_origin_addr_t a; /* a.authority is the key (and the Host header / :authority) */
-  /* Through a proxy: its URL (part of the key) and address; dial is where connections go
-   * (&pa through a proxy, else &a). */
-  char *proxy;
-  pd_origin_addr_t pa;
-  pd_origin_addr_t *dial;
-  /* https://: the TLS settings (part of the key: one origin per distinct settings) and the
-   * context built from them (with the origin's session cache); NULL for http://. */
-  char *tls_key;
-  pd_tls_ctx_t *tls;
-  char bad[ERRMSG_SIZE];   /* why calls to it fail at once (a TLS file unreadable); "" */
-  pd_xfer_opts_t tls_opts; /* the settings themselves (strings owned), for handing over */
-  int h2;                  /* the server chose h2 by ALPN: calls go to the HTTP/2 client */
+  pd_origin_t base; /* the key, the dialled address, TLS, the proxy */
+  int h2; /* the server chose h2 by ALPN (or refused HTTP/1.1): calls go to the HTTP/2 client */
   uv_getaddrinfo_t gai;
   int resolving;
   conn_t *resolve_wait; /* connections waiting for the addresses */
@@ -183,7 +173,6 @@ static void on_close_timer_closed(uv_handle_t *h) {
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res);
-static void origin_proxy_free(origin_t *o);
 
 static void cancel_now(xfer_t *x) {
   x->cancelled = 1;
@@ -218,14 +207,7 @@ void pd_h1up_free(pd_h1up_t *b) {
   while (b->origins) {
     origin_t *o = b->origins;
     b->origins = o->next;
-    pd_origin_addr_free(&o->a);
-    origin_proxy_free(o);
-    free(o->tls_key);
-    pd_tls_ctx_free(o->tls);
-    free((char *)o->tls_opts.tls_ca_file);
-    free((char *)o->tls_opts.tls_cert_file);
-    free((char *)o->tls_opts.tls_key_file);
-    free((char *)o->tls_opts.tls_server_name);
+    pd_origin_free(&o->base);
     free(o);
   }
   pd_proxy_env_free(&b->proxy_env);
@@ -234,70 +216,22 @@ void pd_h1up_free(pd_h1up_t *b) {
 
 /* ---- origins and addresses ------------------------------------------------------------------ */
 
-/* Calls to o go through the proxy at url: connections dial its address. Returns 0, or -1 when
- * out of memory; a URL this client cannot use makes o fail its calls. */
-static int origin_proxy(origin_t *o, const char *url) {
-  char auth[300];
-  o->proxy = strdup(url);
-  if (!o->proxy)
-    return -1;
-  long n = pd_proxy_authority(url, auth, sizeof auth);
-  if (n < 0 || pd_origin_addr_init(&o->pa, auth, (size_t)n, "1080") < 0) {
-    snprintf(o->bad, sizeof o->bad, "unusable proxy URL (only http://host:port is supported)");
-    return 0;
-  }
-  o->dial = &o->pa;
-  return 0;
-}
-
-static void origin_proxy_free(origin_t *o) {
-  if (o->dial == &o->pa)
-    pd_origin_addr_free(&o->pa);
-  free(o->proxy);
-  o->proxy = NULL;
-}
-
 /* tls_key: NULL for http://, else the TLS settings as pd_tls_xfer_key wrote them. */
 static origin_t *origin_get(pd_h1up_t *b, const char *auth, size_t alen, const char *tls_key,
                             const pd_xfer_opts_t *op) {
-  const char *proxy = pd_proxy_pick(&b->proxy_env, op->proxy, tls_key != NULL, auth, alen);
+  const char *proxy = pd_origin_proxy_for(&b->proxy_env, op, tls_key != NULL, auth, alen);
   for (origin_t *o = b->origins; o; o = o->next)
-    if (o->a.alen == alen && memcmp(o->a.authority, auth, alen) == 0 &&
-        (tls_key ? o->tls_key && strcmp(o->tls_key, tls_key) == 0 : !o->tls_key) &&
-        (proxy ? o->proxy && strcmp(o->proxy, proxy) == 0 : !o->proxy))
+    if (pd_origin_is(&o->base, auth, alen, tls_key, proxy))
       return o;
   origin_t *o = calloc(1, sizeof *o);
   if (!o)
     return NULL;
-  o->dial = &o->a;
-  if (proxy && origin_proxy(o, proxy) < 0) {
+  /* ALPN offers h2 only when the upstream asks for HTTP/2: over TLS, HTTP/1.1 costs a third
+   * less CPU per call than h2 here (nginx's proxy_pass speaks it too). A server that speaks
+   * only h2 refuses the offer, and its calls go to the HTTP/2 client. */
+  if (pd_origin_init(&o->base, auth, alen, tls_key, proxy, op, op->http2) < 0) {
     free(o);
     return NULL;
-  }
-  if (pd_origin_addr_init(&o->a, auth, alen, tls_key ? "443" : "80") < 0) {
-    origin_proxy_free(o);
-    free(o);
-    return NULL;
-  }
-  if (tls_key) {
-    o->tls_key = strdup(tls_key);
-    /* ALPN offers h2 only when the upstream asks for HTTP/2: over TLS, HTTP/1.1 costs a third
-     * less CPU per call than h2 here (nginx's proxy_pass speaks it too). A server that speaks
-     * only h2 refuses the offer, and its calls go to the HTTP/2 client. */
-    o->tls = pd_tls_ctx_from_xfer(op, o->a.host, op->http2, o->bad, sizeof o->bad);
-    pd_xfer_opts_t *t = &o->tls_opts;
-    t->tls_insecure = op->tls_insecure;
-    t->tls_ca_file = op->tls_ca_file ? strdup(op->tls_ca_file) : NULL;
-    t->tls_cert_file = op->tls_cert_file ? strdup(op->tls_cert_file) : NULL;
-    t->tls_key_file = op->tls_key_file ? strdup(op->tls_key_file) : NULL;
-    t->tls_server_name = op->tls_server_name ? strdup(op->tls_server_name) : NULL;
-    if (!o->tls_key) {
-      pd_origin_addr_free(&o->a);
-      origin_proxy_free(o);
-      pd_tls_ctx_free(o->tls);
-      free(o);
-      return NULL;
-    }
   }
   o->b = b;
   o->next = b->origins;
@@ -306,7 +240,7 @@ static origin_t *origin_get(pd_h1up_t *b, const char *auth, size_t alen, const c
 }
 
 static int addrs_fresh(origin_t *o) {
-  return pd_origin_addr_fresh(o->dial, uv_now(o->b->loop));
+  return pd_origin_addr_fresh(o->base.dial, uv_now(o->b->loop));
 }
 
 static void do_connect(conn_t *c, int idx);
@@ -316,7 +250,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
   origin_t *o = req->data;
   pd_h1up_t *b = o->b;
   o->resolving = 0;
-  status = pd_origin_addr_resolved(o->dial, status, res, uv_now(b->loop));
+  status = pd_origin_addr_resolved(o->base.dial, status, res, uv_now(b->loop));
   if (b->closing) {
     part_closed(b);
     return;
@@ -494,7 +428,7 @@ static void do_connect(conn_t *c, int idx) {
   c->addr_idx = idx;
   c->state = C_CONNECTING;
   int rc = uv_tcp_connect(&c->connect_req, &c->tcp,
-                          (const struct sockaddr *)&c->o->dial->addrs[idx], on_connected);
+                          (const struct sockaddr *)&c->o->base.dial->addrs[idx], on_connected);
   if (rc < 0) {
     c->connect_err = rc;
     uv_timer_start(&c->timer, on_conn_timer, 0, 0);
@@ -517,7 +451,8 @@ static void conn_start_connect(conn_t *c) {
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   o->gai.data = o;
-  int rc = uv_getaddrinfo(o->b->loop, &o->gai, on_resolved, o->dial->host, o->dial->port, &hints);
+  int rc = uv_getaddrinfo(o->b->loop, &o->gai, on_resolved, o->base.dial->host, o->base.dial->port,
+                          &hints);
   if (rc < 0) {
     resolve_unlink(c);
     c->connect_err = rc;
@@ -551,7 +486,7 @@ static void connect_failed(conn_t *c, int status) {
   }
   detach(x);
   conn_close_keep_slot(c);
-  if (!resolving && idx + 1 < o->dial->naddrs) {
+  if (!resolving && idx + 1 < o->base.dial->naddrs) {
     conn_t *c2 = conn_new(o); /* takes the slot c had */
     if (c2) {
       c2->connect_start = started;
@@ -563,11 +498,12 @@ static void connect_failed(conn_t *c, int status) {
   serve_waiters(o);
   char msg[ERRMSG_SIZE];
   if (resolving)
-    snprintf(msg, sizeof msg, "Could not resolve %s: %s (%s)", o->proxy ? "proxy" : "host",
-             o->dial->host, uv_strerror(status));
+    snprintf(msg, sizeof msg, "Could not resolve %s: %s (%s)", o->base.proxy ? "proxy" : "host",
+             o->base.dial->host, uv_strerror(status));
   else
-    snprintf(msg, sizeof msg, "Failed to connect to %s%s port %s: %s", o->proxy ? "proxy " : "",
-             o->dial->host, o->dial->port, uv_strerror(status));
+    snprintf(msg, sizeof msg, "Failed to connect to %s%s port %s: %s",
+             o->base.proxy ? "proxy " : "", o->base.dial->host, o->base.dial->port,
+             uv_strerror(status));
   attempt_failed(x, PD_XFER_ECONNECT, msg);
 }
 
@@ -604,9 +540,9 @@ static void on_connected(uv_connect_t *req, int status) {
   }
   uv_tcp_nodelay(&c->tcp, 1);
   uv_tcp_keepalive(&c->tcp, 1, 60);
-  if (c->o->dial != &c->o->a && c->o->tls)
+  if (c->o->base.dial != &c->o->base.a && c->o->base.tls)
     tunnel_start(c);
-  else if (c->o->tls)
+  else if (c->o->base.tls)
     tls_start(c);
   else
     conn_opened(c);
@@ -741,8 +677,8 @@ static void attempt_complete(xfer_t *x, int keep) {
 static void acquire(xfer_t *x) {
   origin_t *o = x->o;
   pd_h1up_t *b = x->b;
-  if (o->bad[0]) {
-    fail_soon(x, PD_XFER_EOTHER, o->bad);
+  if (o->base.bad[0]) {
+    fail_soon(x, PD_XFER_EOTHER, o->base.bad);
     return;
   }
   if (o->h2) {
@@ -980,8 +916,8 @@ static void conn_send(conn_t *c) {
   pd_buf_reset(&c->out);
   size_t mlen = strlen(x->method), plen = strlen(x->path);
   /* Plain HTTP through a proxy: the absolute form, so the proxy knows where it goes. */
-  int absolute = o->dial != &o->a && !o->tls;
-  size_t need = mlen + plen + 2 * o->a.alen + x->hdrs_len + 72;
+  int absolute = o->base.dial != &o->base.a && !o->base.tls;
+  size_t need = mlen + plen + 2 * o->base.a.alen + x->hdrs_len + 72;
   char *w = pd_buf_reserve(&c->out, need);
   if (!w) {
     detach(x);
@@ -996,8 +932,8 @@ static void conn_send(conn_t *c) {
   if (absolute) {
     memcpy(p, "http://", 7);
     p += 7;
-    memcpy(p, o->a.authority, o->a.alen);
-    p += o->a.alen;
+    memcpy(p, o->base.a.authority, o->base.a.alen);
+    p += o->base.a.alen;
   }
   memcpy(p, x->path, plen);
   p += plen;
@@ -1006,8 +942,8 @@ static void conn_send(conn_t *c) {
   if (!x->own_host) {
     memcpy(p, "Host: ", 6);
     p += 6;
-    memcpy(p, o->a.authority, o->a.alen);
-    p += o->a.alen;
+    memcpy(p, o->base.a.authority, o->base.a.alen);
+    p += o->base.a.alen;
     *p++ = '\r';
     *p++ = '\n';
   }
@@ -1285,7 +1221,7 @@ static void tls_failed(conn_t *c, const char *msg) {
 static void tls_start(conn_t *c) {
   c->state = C_HANDSHAKE;
   char msg[ERRMSG_SIZE];
-  c->tls = pd_tls_new(c->o->tls);
+  c->tls = pd_tls_new(c->o->base.tls);
   if (!c->tls) {
     tls_failed(c, "out of memory starting TLS");
     return;
@@ -1377,8 +1313,8 @@ static void tls_on_read(conn_t *c, ssize_t nread, const char *data) {
 
 static void tunnel_failed(conn_t *c, const char *why) {
   char msg[2 * ERRMSG_SIZE]; /* cut to ERRMSG_SIZE where the transfer keeps it */
-  snprintf(msg, sizeof msg, "CONNECT to %s through the proxy %s failed: %s", c->o->a.authority,
-           c->o->dial->authority, why);
+  snprintf(msg, sizeof msg, "CONNECT to %s through the proxy %s failed: %s", c->o->base.a.authority,
+           c->o->base.dial->authority, why);
   xfer_t *x = c->x;
   if (!x) {
     conn_close(c);
@@ -1401,7 +1337,7 @@ static void on_tunnel_written(void *arg, int status) {
 static void tunnel_start(conn_t *c) {
   c->state = C_TUNNEL;
   start_reading(c);
-  int rc = pd_proxy_send_connect((uv_stream_t *)&c->tcp, c->o->a.authority, c->o->a.alen,
+  int rc = pd_proxy_send_connect((uv_stream_t *)&c->tcp, c->o->base.a.authority, c->o->base.a.alen,
                                  on_tunnel_written, c);
   if (rc < 0)
     tunnel_failed(c, uv_strerror(rc));
@@ -1422,7 +1358,7 @@ static void tunnel_on_read(conn_t *c, ssize_t nread, const char *data) {
     tunnel_failed(c, msg);
     return;
   }
-  if (c->o->tls)
+  if (c->o->base.tls)
     tls_start(c);
   else
     conn_opened(c);
@@ -1492,7 +1428,7 @@ static void hand_over(xfer_t *x) {
     lines[k++] = p;
     p = e + 2;
   }
-  pd_xfer_opts_t op = x->o->tls_opts;
+  pd_xfer_opts_t op = x->o->base.tls_opts;
   op.method = x->method;
   op.url = x->url;
   op.headers = (const char *const *)lines;
@@ -1506,7 +1442,7 @@ static void hand_over(xfer_t *x) {
   op.stall_timeout_ms = x->stall_ms;
   op.retries = x->retries > x->attempt ? x->retries - x->attempt : 0;
   op.http2 = 1;
-  op.proxy = x->o->proxy;
+  op.proxy = x->o->base.proxy;
   x->body = NULL; /* the HTTP/2 client's now, freed even when its start fails */
   pd_xfer_cbs_t cbs = {fwd_head, fwd_data, fwd_done};
   x->inner = pd_h2up_start(x->b->h2, &op, &cbs, x);

@@ -1,6 +1,8 @@
-/* The native HTTP/2 client for http:// upstreams configured with "http2: true": h2c with prior
- * knowledge (the connection preface and SETTINGS go out at once, no Upgrade), libnghttp2 for the
- * framing, libuv sockets on the worker's loop. Many transfers share one connection as streams,
+/* The native HTTP/2 client: for http:// upstreams configured with "http2: true", h2c with prior
+ * knowledge (the connection preface and SETTINGS go out at once, no Upgrade); for https://
+ * origins whose server chose h2 by ALPN (handed over by the HTTP/1.1 client), h2 over TLS
+ * (tls.c); through a proxy, inside a CONNECT tunnel. libnghttp2 for the framing, libuv sockets
+ * on the worker's loop. Many transfers share one connection as streams,
  * so thousands of concurrent upstream calls need only a few sockets.
  *
  * Shape: a transfer (xfer_t) is bound to one stream of one connection (conn_t) per attempt, or
@@ -21,8 +23,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "upstream/proxy.h"
-#include "upstream/tls.h"
+#include "upstream/origin.h"
 #include "upstream/upstream_int.h"
 
 #define READ_BUF_SIZE (64 * 1024)
@@ -63,17 +64,7 @@ struct pd_h2up {
 /* One http://host:port: its addresses, connections and waiting transfers. */
 struct origin {
   pd_h2up_t *b;
-  pd_origin_addr_t a; /* a.authority is the key (and the Host header / :authority) */
-  /* Through a proxy: its URL (part of the key) and address; dial is where connections go
-   * (&pa through a proxy, else &a). */
-  char *proxy;
-  pd_origin_addr_t pa;
-  pd_origin_addr_t *dial;
-  /* https://: the TLS settings (part of the key), and the context built from them (ALPN h2
-   * only: the HTTP/1.1 client found out that the server chooses h2); NULL for http://. */
-  char *tls_key;
-  pd_tls_ctx_t *tls;
-  char bad[ERRMSG_SIZE]; /* why calls to it fail at once (a TLS file unreadable); "" */
+  pd_origin_t base; /* the key, the dialled address, TLS, the proxy */
   uv_getaddrinfo_t gai;
   int resolving;
   conn_t *resolve_wait; /* connections waiting for the addresses */
@@ -182,7 +173,6 @@ static void serve_waiters(origin_t *o);
 static void stream_ended(xfer_t *x, uint32_t code);
 static void finish(xfer_t *x, int result, const char *msg);
 static int setup_callbacks(pd_h2up_t *b);
-static void origin_proxy_free(origin_t *o);
 
 /* ---- the backend ----------------------------------------------------------------------------- */
 
@@ -248,10 +238,7 @@ void pd_h2up_free(pd_h2up_t *b) {
   while (b->origins) {
     origin_t *o = b->origins;
     b->origins = o->next;
-    pd_origin_addr_free(&o->a);
-    origin_proxy_free(o);
-    free(o->tls_key);
-    pd_tls_ctx_free(o->tls);
+    pd_origin_free(&o->base);
     free(o);
   }
   pd_proxy_env_free(&b->proxy_env);
@@ -262,61 +249,20 @@ void pd_h2up_free(pd_h2up_t *b) {
 
 /* ---- origins and addresses ------------------------------------------------------------------ */
 
-/* Calls to o go through the proxy at url: connections dial its address. Returns 0, or -1 when
- * out of memory; a URL this client cannot use makes o fail its calls. */
-static int origin_proxy(origin_t *o, const char *url) {
-  char auth[300];
-  o->proxy = strdup(url);
-  if (!o->proxy)
-    return -1;
-  long n = pd_proxy_authority(url, auth, sizeof auth);
-  if (n < 0 || pd_origin_addr_init(&o->pa, auth, (size_t)n, "1080") < 0) {
-    snprintf(o->bad, sizeof o->bad, "unusable proxy URL (only http://host:port is supported)");
-    return 0;
-  }
-  o->dial = &o->pa;
-  return 0;
-}
-
-static void origin_proxy_free(origin_t *o) {
-  if (o->dial == &o->pa)
-    pd_origin_addr_free(&o->pa);
-  free(o->proxy);
-  o->proxy = NULL;
-}
-
 /* tls_key: NULL for http://, else the TLS settings as pd_tls_xfer_key wrote them. */
 static origin_t *origin_get(pd_h2up_t *b, const char *auth, size_t alen, const char *tls_key,
                             const pd_xfer_opts_t *op) {
-  const char *proxy = pd_proxy_pick(&b->proxy_env, op->proxy, tls_key != NULL, auth, alen);
+  const char *proxy = pd_origin_proxy_for(&b->proxy_env, op, tls_key != NULL, auth, alen);
   for (origin_t *o = b->origins; o; o = o->next)
-    if (o->a.alen == alen && memcmp(o->a.authority, auth, alen) == 0 &&
-        (tls_key ? o->tls_key && strcmp(o->tls_key, tls_key) == 0 : !o->tls_key) &&
-        (proxy ? o->proxy && strcmp(o->proxy, proxy) == 0 : !o->proxy))
+    if (pd_origin_is(&o->base, auth, alen, tls_key, proxy))
       return o;
   origin_t *o = calloc(1, sizeof *o);
   if (!o)
     return NULL;
-  o->dial = &o->a;
-  if (proxy && origin_proxy(o, proxy) < 0) {
+  /* Over TLS this client offers only h2: the HTTP/1.1 client found out it is spoken. */
+  if (pd_origin_init(&o->base, auth, alen, tls_key, proxy, op, 1) < 0) {
     free(o);
     return NULL;
-  }
-  if (pd_origin_addr_init(&o->a, auth, alen, tls_key ? "443" : "80") < 0) {
-    origin_proxy_free(o);
-    free(o);
-    return NULL;
-  }
-  if (tls_key) {
-    o->tls_key = strdup(tls_key);
-    o->tls = pd_tls_ctx_from_xfer(op, o->a.host, 1, o->bad, sizeof o->bad);
-    if (!o->tls_key) {
-      pd_origin_addr_free(&o->a);
-      origin_proxy_free(o);
-      pd_tls_ctx_free(o->tls);
-      free(o);
-      return NULL;
-    }
   }
   o->b = b;
   o->next = b->origins;
@@ -325,7 +271,7 @@ static origin_t *origin_get(pd_h2up_t *b, const char *auth, size_t alen, const c
 }
 
 static int addrs_fresh(origin_t *o) {
-  return pd_origin_addr_fresh(o->dial, uv_now(o->b->loop));
+  return pd_origin_addr_fresh(o->base.dial, uv_now(o->b->loop));
 }
 
 static void do_connect(conn_t *c, int idx);
@@ -335,7 +281,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
   origin_t *o = req->data;
   pd_h2up_t *b = o->b;
   o->resolving = 0;
-  status = pd_origin_addr_resolved(o->dial, status, res, uv_now(b->loop));
+  status = pd_origin_addr_resolved(o->base.dial, status, res, uv_now(b->loop));
   if (b->closing) {
     part_closed(b);
     return;
@@ -807,7 +753,7 @@ static void do_connect(conn_t *c, int idx) {
   c->addr_idx = idx;
   c->state = C_CONNECTING;
   int rc = uv_tcp_connect(&c->connect_req, &c->tcp,
-                          (const struct sockaddr *)&c->o->dial->addrs[idx], on_connected);
+                          (const struct sockaddr *)&c->o->base.dial->addrs[idx], on_connected);
   if (rc < 0) {
     c->connect_err = rc;
     uv_timer_start(&c->timer, on_conn_timer, 0, 0);
@@ -830,7 +776,8 @@ static void conn_start_connect(conn_t *c) {
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   o->gai.data = o;
-  int rc = uv_getaddrinfo(o->b->loop, &o->gai, on_resolved, o->dial->host, o->dial->port, &hints);
+  int rc = uv_getaddrinfo(o->b->loop, &o->gai, on_resolved, o->base.dial->host, o->base.dial->port,
+                          &hints);
   if (rc < 0) {
     resolve_unlink(c);
     c->connect_err = rc;
@@ -846,7 +793,7 @@ static void connect_failed(conn_t *c, int status) {
   origin_t *o = c->o;
   int idx = c->addr_idx;
   int resolving = c->state == C_RESOLVING;
-  if (!resolving && idx + 1 < o->dial->naddrs && c->streams) {
+  if (!resolving && idx + 1 < o->base.dial->naddrs && c->streams) {
     /* The next address, on a new connection (a new session) taking over the streams. */
     conn_t *c2 = conn_new(o, c->connect_timeout_ms);
     if (c2) {
@@ -866,11 +813,12 @@ static void connect_failed(conn_t *c, int status) {
   }
   char msg[ERRMSG_SIZE];
   if (resolving)
-    snprintf(msg, sizeof msg, "Could not resolve %s: %s (%s)", o->proxy ? "proxy" : "host",
-             o->dial->host, uv_strerror(status));
+    snprintf(msg, sizeof msg, "Could not resolve %s: %s (%s)", o->base.proxy ? "proxy" : "host",
+             o->base.dial->host, uv_strerror(status));
   else
-    snprintf(msg, sizeof msg, "Failed to connect to %s%s port %s: %s", o->proxy ? "proxy " : "",
-             o->dial->host, o->dial->port, uv_strerror(status));
+    snprintf(msg, sizeof msg, "Failed to connect to %s%s port %s: %s",
+             o->base.proxy ? "proxy " : "", o->base.dial->host, o->base.dial->port,
+             uv_strerror(status));
   conn_fail(c, PD_XFER_ECONNECT, msg);
 }
 
@@ -917,7 +865,7 @@ static void on_connected(uv_connect_t *req, int status) {
     connect_failed(c, status);
     return;
   }
-  c->state = c->o->dial != &c->o->a ? C_TUNNEL : c->o->tls ? C_HANDSHAKE : C_OPEN;
+  c->state = c->o->base.dial != &c->o->base.a ? C_TUNNEL : c->o->base.tls ? C_HANDSHAKE : C_OPEN;
   uv_tcp_nodelay(&c->tcp, 1);
   uv_tcp_keepalive(&c->tcp, 1, 60);
   if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0) {
@@ -935,7 +883,7 @@ static void on_connected(uv_connect_t *req, int status) {
 
 /* The TCP connection reaches the origin now: TLS, else HTTP/2 right away. */
 static void tunnel_open(conn_t *c) {
-  if (c->o->tls) {
+  if (c->o->base.tls) {
     c->state = C_HANDSHAKE;
     tls_start(c);
   } else {
@@ -946,8 +894,8 @@ static void tunnel_open(conn_t *c) {
 
 static void tunnel_failed(conn_t *c, const char *why) {
   char msg[2 * ERRMSG_SIZE]; /* cut to ERRMSG_SIZE where the transfer keeps it */
-  snprintf(msg, sizeof msg, "CONNECT to %s through the proxy %s failed: %s", c->o->a.authority,
-           c->o->dial->authority, why);
+  snprintf(msg, sizeof msg, "CONNECT to %s through the proxy %s failed: %s", c->o->base.a.authority,
+           c->o->base.dial->authority, why);
   conn_fail(c, PD_XFER_ECONNECT, msg);
 }
 
@@ -959,7 +907,7 @@ static void on_tunnel_written(void *arg, int status) {
 
 /* Only the CONNECT line and Host go to the proxy: the streams' headers travel in the tunnel. */
 static void tunnel_start(conn_t *c) {
-  int rc = pd_proxy_send_connect((uv_stream_t *)&c->tcp, c->o->a.authority, c->o->a.alen,
+  int rc = pd_proxy_send_connect((uv_stream_t *)&c->tcp, c->o->base.a.authority, c->o->base.a.alen,
                                  on_tunnel_written, c);
   if (rc < 0)
     tunnel_failed(c, uv_strerror(rc));
@@ -1127,7 +1075,7 @@ static void tls_failed(conn_t *c, const char *msg) {
 
 static void tls_start(conn_t *c) {
   char msg[ERRMSG_SIZE];
-  c->tls = pd_tls_new(c->o->tls);
+  c->tls = pd_tls_new(c->o->base.tls);
   if (!c->tls) {
     tls_failed(c, "out of memory starting TLS");
     return;
@@ -1238,7 +1186,7 @@ static void stream_submit(conn_t *c, xfer_t *x) {
   if (x->authority)
     nv[n++] = make_nv(":authority", 10, x->authority, strlen(x->authority));
   else
-    nv[n++] = make_nv(":authority", 10, c->o->a.authority, c->o->a.alen);
+    nv[n++] = make_nv(":authority", 10, c->o->base.a.authority, c->o->base.a.alen);
   nv[n++] = make_nv(":path", 5, x->path, strlen(x->path));
   const char *p = x->hdrs;
   for (int i = 0; i < x->nhdrs; i++) {
@@ -1350,8 +1298,8 @@ static void acquire(xfer_t *x) {
     fail_soon(x, PD_XFER_EOTHER, "the upstream client is closing");
     return;
   }
-  if (x->o->bad[0]) {
-    fail_soon(x, PD_XFER_EOTHER, x->o->bad);
+  if (x->o->base.bad[0]) {
+    fail_soon(x, PD_XFER_EOTHER, x->o->base.bad);
     return;
   }
   if (!x->o->wait_head && place(x))

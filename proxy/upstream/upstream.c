@@ -7,10 +7,11 @@
 #include "base/log.h"
 #include "upstream/upstream_int.h"
 
-/* The front: plain-HTTP upstreams go to the native HTTP/1.1 client, or to the native HTTP/2
- * (h2c) client when the upstream says "http2: true"; everything else (https://) to libcurl.
+/* The front: http:// and https:// upstreams go to the native HTTP/1.1 client (which hands an
+ * https:// origin to the native HTTP/2 client when its server speaks h2), http:// ones with
+ * "http2: true" to the native HTTP/2 (h2c) client; URLs with credentials to libcurl.
  * PONDER_UPSTREAM_CLIENT=curl sends every upstream that is not h2c through libcurl (a diagnostic
- * switch about HTTP/1.1, and how the test suite keeps the libcurl path covered). */
+ * switch, and how the test suite keeps the libcurl path covered). */
 struct pd_upstream {
   pd_curlup_t *curl;
   pd_h1up_t *h1;
@@ -380,7 +381,7 @@ long pd_xfer_connect_delay(int attempt) {
   return 50L << (attempt < 6 ? attempt : 6);
 }
 
-/* ---- http:// origins, as both native clients find them ----------------------------------- */
+/* ---- URLs, as the native clients split them ------------------------------------------------ */
 
 long pd_url_split(const char *url, const char **auth, const char **path, int *tls) {
   const char *a;
@@ -399,86 +400,4 @@ long pd_url_split(const char *url, const char **auth, const char **path, int *tl
   *auth = a;
   *path = a + n;
   return (long)n;
-}
-
-int pd_origin_addr_init(pd_origin_addr_t *a, const char *auth, size_t alen,
-                        const char *default_port) {
-  memset(a, 0, sizeof *a);
-  a->authority = strndup(auth, alen);
-  a->alen = alen;
-  const char *hs = auth, *he, *ps = NULL;
-  if (*auth == '[') {
-    hs = auth + 1;
-    he = memchr(hs, ']', alen - 1);
-    if (!he)
-      goto fail;
-    if (he + 1 < auth + alen) {
-      if (he[1] != ':')
-        goto fail;
-      ps = he + 2;
-    }
-  } else {
-    he = auth + alen;
-    for (const char *p = auth; p < auth + alen; p++)
-      if (*p == ':') {
-        he = p;
-        ps = p + 1;
-      }
-  }
-  size_t plen = ps ? (size_t)(auth + alen - ps) : 0;
-  if (!a->authority || he == hs || plen >= sizeof a->port)
-    goto fail;
-  a->host = strndup(hs, (size_t)(he - hs));
-  if (!a->host)
-    goto fail;
-  if (ps && plen > 0) {
-    memcpy(a->port, ps, plen);
-    a->port[plen] = '\0';
-  } else {
-    snprintf(a->port, sizeof a->port, "%s", default_port);
-  }
-  char *end;
-  long port = strtol(a->port, &end, 10);
-  if (*end || port <= 0 || port > 65535)
-    goto fail;
-  struct sockaddr_in6 a6;
-  struct sockaddr_in a4;
-  if (uv_ip4_addr(a->host, (int)port, &a4) == 0) {
-    memcpy(&a->addrs[0], &a4, sizeof a4);
-    a->naddrs = 1;
-    a->literal = 1;
-  } else if (uv_ip6_addr(a->host, (int)port, &a6) == 0) {
-    memcpy(&a->addrs[0], &a6, sizeof a6);
-    a->naddrs = 1;
-    a->literal = 1;
-  }
-  return 0;
-fail:
-  pd_origin_addr_free(a);
-  return -1;
-}
-
-void pd_origin_addr_free(pd_origin_addr_t *a) {
-  free(a->authority);
-  free(a->host);
-  a->authority = a->host = NULL;
-}
-
-int pd_origin_addr_fresh(const pd_origin_addr_t *a, uint64_t now) {
-  return a->literal || (a->naddrs > 0 && now - a->resolved_at < PD_ORIGIN_RESOLVE_TTL_MS);
-}
-
-int pd_origin_addr_resolved(pd_origin_addr_t *a, int status, struct addrinfo *res, uint64_t now) {
-  if (status == 0) {
-    a->naddrs = 0;
-    for (struct addrinfo *ai = res; ai && a->naddrs < PD_ORIGIN_MAX_ADDRS; ai = ai->ai_next)
-      if ((ai->ai_family == AF_INET || ai->ai_family == AF_INET6) &&
-          ai->ai_addrlen <= sizeof a->addrs[0])
-        memcpy(&a->addrs[a->naddrs++], ai->ai_addr, ai->ai_addrlen);
-    a->resolved_at = now;
-    if (a->naddrs == 0)
-      status = UV_EAI_NONAME;
-  }
-  uv_freeaddrinfo(res);
-  return status;
 }

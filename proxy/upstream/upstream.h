@@ -1,9 +1,10 @@
-/* Upstream HTTP(S) client on the worker's libuv loop: native HTTP/1.1 (upstream_h1.c) and h2c
- * (upstream_h2.c) clients for http://, libcurl for https:// (upstream_curl.c), behind one
- * interface. Connection reuse, a connect timeout per attempt and a total timeout per call (its
- * retries and their backoff included), bodies streamed as they arrive, pause and resume for
- * backpressure, cancellation at any point, and retries (connect errors, 429, 5xx) while nothing
- * of the call has been delivered. Transport failures are logged at warn with the request id. */
+/* Upstream HTTP(S) client on the worker's libuv loop: native HTTP/1.1 (h1.c) and HTTP/2 (h2.c)
+ * clients for http:// and https:// (TLS: tls.c, proxies: proxy.c), libcurl (curl.c) when
+ * PONDER_UPSTREAM_CLIENT=curl, behind one interface. Connection reuse, a connect timeout per
+ * attempt and a total timeout per call (its retries and their backoff included), bodies streamed as
+ * they arrive, pause and resume for backpressure, cancellation at any point, and retries (connect
+ * errors, 429, 5xx) while nothing of the call has been delivered. Transport failures are logged at
+ * warn with the request id. */
 #ifndef PD_UPSTREAM_H
 #define PD_UPSTREAM_H
 

@@ -1,7 +1,7 @@
 /* Inside the upstream client: what upstream.c (the front and the shared response-head
- * bookkeeping), upstream_curl.c (libcurl: https://, HTTP/2), upstream_h1.c (the native
- * HTTP/1.1 client for http:// upstreams) and upstream_h2.c (the native h2c client for http://
- * upstreams with "http2: true") share. Nothing outside those four includes this. */
+ * bookkeeping), curl.c (libcurl, under PONDER_UPSTREAM_CLIENT=curl and for URLs with
+ * credentials), h1.c (the native HTTP/1.1 client), h2.c (the native HTTP/2 client), origin.c,
+ * tls.c and proxy.c share. Nothing outside proxy/upstream includes this. */
 #ifndef PD_UPSTREAM_INT_H
 #define PD_UPSTREAM_INT_H
 
@@ -67,8 +67,9 @@ long pd_xfer_status_delay(const pd_xhead_t *h, int attempt);
 /* Delay before retrying a failed connect: 50 ms doubling per attempt. */
 long pd_xfer_connect_delay(int attempt);
 
-/* An http:// origin's address, as both native clients keep it: the authority parsed, literal
- * IP addresses taken as they are, host names resolved with uv_getaddrinfo and cached. */
+/* An origin's (or a proxy's) address, as the native clients keep it (origin.c): the authority
+ * parsed, literal IP addresses taken as they are, host names resolved with uv_getaddrinfo and
+ * cached. */
 #define PD_ORIGIN_MAX_ADDRS 4
 #define PD_ORIGIN_RESOLVE_TTL_MS 30000 /* how long a host name's addresses are reused */
 typedef struct pd_origin_addr {
