@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$PWD
 
-DEB_PKGS=(build-essential pkg-config meson ninja-build libuv1-dev libcurl4-openssl-dev
+DEB_PKGS=(build-essential pkg-config meson ninja-build libuv1-dev libcurl4-openssl-dev libssl-dev
           node-llhttp libjansson-dev libyaml-dev libcmocka-dev libnghttp2-dev)
 TEST_PKGS=(prometheus clang libclang-rt-14-dev tinyproxy openssl)
 

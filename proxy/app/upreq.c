@@ -131,7 +131,9 @@ pd_xfer_t *pd_upreq_start(pd_exchange_t *ex, const char *method, const char *url
                       .tls_ca_file = u->tls_ca_file,
                       .tls_cert_file = u->tls_cert_file,
                       .tls_key_file = u->tls_key_file,
-                      .tls_insecure = !u->tls_verify};
+                      .tls_insecure = !u->tls_verify,
+                      .tls_server_name = u->tls_server_name,
+                      .proxy = u->proxy};
   pd_xfer_t *x = pd_xfer_start(ex->w->up, &o, cbs, ud);
   free(heap);
   if (x)

@@ -43,6 +43,8 @@ struct cxfer {
   char *url, *method, *body;
   char *ca_file, *cert_file, *key_file;
   int tls_insecure;
+  char *proxy;                /* the `proxy` key; NULL: libcurl reads the environment */
+  struct curl_slist *connect; /* tls.server_name: the URL names it, this maps it to the host */
   size_t body_len;
   long connect_timeout_ms, timeout_ms;
   long stall_ms;     /* stall_timeout_ms; 0 = none */
@@ -368,6 +370,8 @@ static void xfer_free(cxfer_t *x) {
   free(x->ca_file);
   free(x->cert_file);
   free(x->key_file);
+  free(x->proxy);
+  curl_slist_free_all(x->connect);
   free(x->url);
   free(x->method);
   free(x->body);
@@ -378,6 +382,53 @@ static void on_xfer_timer_closed(uv_handle_t *h) {
   cxfer_t *x = h->data;
   if (--x->open_handles == 0)
     xfer_free(x);
+}
+
+/* tls.server_name under libcurl, which takes SNI and the name it checks from the URL: the URL
+ * names server_name, and CURLOPT_CONNECT_TO sends that name's connections to the URL's real
+ * host and port. Returns 0, or -1 when out of memory. */
+static int server_name_url(cxfer_t *x, const char *name) {
+  const char *sep = strstr(x->url, "://");
+  if (!sep || strncasecmp(x->url, "https", 5) != 0)
+    return 0;
+  const char *auth = sep + 3;
+  size_t alen = strcspn(auth, "/?#");
+  if (memchr(auth, '@', alen))
+    return 0; /* credentials in the URL: left as they are */
+  const char *hs = auth, *he, *port = NULL;
+  if (*auth == '[') {
+    he = memchr(auth, ']', alen);
+    if (!he)
+      return 0;
+    he++;
+  } else {
+    he = memchr(auth, ':', alen);
+    if (!he)
+      he = auth + alen;
+  }
+  if (he < auth + alen && *he == ':')
+    port = he + 1;
+  size_t plen = port ? (size_t)(auth + alen - port) : 0;
+  char *url = malloc(strlen(x->url) + strlen(name) + 8);
+  char *map = malloc(strlen(name) + (size_t)(he - hs) + 2 * plen + 16);
+  if (!url || !map) {
+    free(url);
+    free(map);
+    return -1;
+  }
+  sprintf(url, "%.*s%s%s%.*s%s", (int)(auth - x->url), x->url, name, port ? ":" : "", (int)plen,
+          port ? port : "", auth + alen);
+  sprintf(map, "%s:%.*s:%.*s:%.*s", name, port ? (int)plen : 3, port ? port : "443", (int)(he - hs),
+          hs, port ? (int)plen : 3, port ? port : "443");
+  x->connect = curl_slist_append(NULL, map);
+  free(map);
+  if (!x->connect) {
+    free(url);
+    return -1;
+  }
+  free(x->url);
+  x->url = url;
+  return 0;
 }
 
 static void xfer_destroy(cxfer_t *x) {
@@ -452,6 +503,10 @@ static int setup_easy(cxfer_t *x) {
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
   }
+  if (x->proxy)
+    curl_easy_setopt(e, CURLOPT_PROXY, x->proxy);
+  if (x->connect)
+    curl_easy_setopt(e, CURLOPT_CONNECT_TO, x->connect);
   /* The same request line and framing as the native client (upstream_h1.c): a body, with any
    * method, goes with its Content-Length; POST, PUT and PATCH always carry one; nothing is
    * added to what the caller gave (no form Content-Type, no Accept: see pd_curlup_start). */
@@ -549,12 +604,17 @@ pd_xfer_t *pd_curlup_start(pd_curlup_t *u, const pd_xfer_opts_t *o, const pd_xfe
   if (o->tls_key_file && !(x->key_file = strdup(o->tls_key_file)))
     bad = 1;
   x->tls_insecure = o->tls_insecure;
+  if (o->proxy && *o->proxy && !(x->proxy = strdup(o->proxy)))
+    bad = 1;
+  if (!bad && x->url && o->tls_server_name && *o->tls_server_name &&
+      server_name_url(x, o->tls_server_name) < 0)
+    bad = 1;
   pd_xhead_init(&x->head);
   xfer_reset_attempt(x);
   /* libcurl's defaults the native client does not have: an Expect on large bodies, an Accept,
    * and a form Content-Type on bodies. An empty "Name:" line removes libcurl's own. Framing
    * headers are libcurl's to write, as the native client's are its own. */
-  int has_ct = 0, has_accept = 0;
+  int has_ct = 0, has_accept = 0, has_host = 0;
   x->hdrs = curl_slist_append(NULL, "Expect:");
   for (const char *const *h = o->headers; h && *h && x->hdrs; h++) {
     size_t nlen = strcspn(*h, ":");
@@ -563,6 +623,7 @@ pd_xfer_t *pd_curlup_start(pd_curlup_t *u, const pd_xfer_opts_t *o, const pd_xfe
       continue;
     has_ct |= nlen == 12 && strncasecmp(*h, "content-type", 12) == 0;
     has_accept |= nlen == 6 && strncasecmp(*h, "accept", 6) == 0;
+    has_host |= nlen == 4 && strncasecmp(*h, "host", 4) == 0;
     struct curl_slist *l = curl_slist_append(x->hdrs, *h);
     if (!l)
       bad = 1;
@@ -573,6 +634,13 @@ pd_xfer_t *pd_curlup_start(pd_curlup_t *u, const pd_xfer_opts_t *o, const pd_xfe
     x->hdrs = curl_slist_append(x->hdrs, "Content-Type:");
   if (x->hdrs && !has_accept)
     x->hdrs = curl_slist_append(x->hdrs, "Accept:");
+  if (x->hdrs && x->connect && !has_host) {
+    /* The URL names server_name now; Host stays the configured URL's, as natively. */
+    const char *a = strstr(o->url, "://") + 3;
+    char line[300];
+    snprintf(line, sizeof line, "Host: %.*s", (int)strcspn(a, "/?#"), a);
+    x->hdrs = curl_slist_append(x->hdrs, line);
+  }
   x->easy = easy_get(u);
   if (bad || !x->url || !x->method || !x->easy || !x->hdrs) {
     xfer_destroy(x);

@@ -1,6 +1,8 @@
-/* The native HTTP/2 client for http:// upstreams configured with "http2: true": h2c with prior
- * knowledge (the connection preface and SETTINGS go out at once, no Upgrade), libnghttp2 for the
- * framing, libuv sockets on the worker's loop. Many transfers share one connection as streams,
+/* The native HTTP/2 client: for http:// upstreams configured with "http2: true", h2c with prior
+ * knowledge (the connection preface and SETTINGS go out at once, no Upgrade); for https://
+ * origins whose server chose h2 by ALPN (handed over by the HTTP/1.1 client), h2 over TLS
+ * (tls.c); through a proxy, inside a CONNECT tunnel. libnghttp2 for the framing, libuv sockets
+ * on the worker's loop. Many transfers share one connection as streams,
  * so thousands of concurrent upstream calls need only a few sockets.
  *
  * Shape: a transfer (xfer_t) is bound to one stream of one connection (conn_t) per attempt, or
@@ -21,6 +23,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "upstream/origin.h"
 #include "upstream/upstream_int.h"
 
 #define READ_BUF_SIZE (64 * 1024)
@@ -43,7 +46,8 @@ typedef struct origin origin_t;
 
 struct pd_h2up {
   uv_loop_t *loop;
-  int max_conns; /* per origin; 0 = no limit */
+  pd_proxy_env_t proxy_env; /* the proxy environment, read once */
+  int max_conns;            /* per origin; 0 = no limit */
   int closing;
   int pending_closes;
   void (*on_closed)(void *);
@@ -60,7 +64,7 @@ struct pd_h2up {
 /* One http://host:port: its addresses, connections and waiting transfers. */
 struct origin {
   pd_h2up_t *b;
-  pd_origin_addr_t a; /* a.authority is the key (and the Host header / :authority) */
+  pd_origin_t base; /* the key, the dialled address, TLS, the proxy */
   uv_getaddrinfo_t gai;
   int resolving;
   conn_t *resolve_wait; /* connections waiting for the addresses */
@@ -72,7 +76,7 @@ struct origin {
   origin_t *next;
 };
 
-enum { C_RESOLVING, C_CONNECTING, C_OPEN, C_CLOSING };
+enum { C_RESOLVING, C_CONNECTING, C_TUNNEL, C_HANDSHAKE, C_OPEN, C_CLOSING };
 
 struct conn {
   uv_tcp_t tcp;
@@ -80,6 +84,8 @@ struct conn {
   uv_write_t write_req;
   uv_timer_t timer; /* connect deadline until the server's SETTINGS, then idle expiry */
   nghttp2_session *ng;
+  pd_tls_t *tls;   /* https://: the connection's TLS state, from the TCP connect on */
+  pd_buf_t tunnel; /* through a proxy: its reply to CONNECT, as it arrives */
   origin_t *o;
   int state;
   int addr_idx;
@@ -184,6 +190,7 @@ pd_h2up_t *pd_h2up_new(uv_loop_t *loop, int max_host_connections) {
   if (uv_timer_init(loop, &b->close_timer) < 0)
     goto fail;
   b->close_timer.data = b;
+  pd_proxy_env_load(&b->proxy_env);
   return b;
 fail:
   nghttp2_option_del(b->ngopt);
@@ -231,9 +238,10 @@ void pd_h2up_free(pd_h2up_t *b) {
   while (b->origins) {
     origin_t *o = b->origins;
     b->origins = o->next;
-    pd_origin_addr_free(&o->a);
+    pd_origin_free(&o->base);
     free(o);
   }
+  pd_proxy_env_free(&b->proxy_env);
   nghttp2_option_del(b->ngopt);
   nghttp2_session_callbacks_del(b->ngcbs);
   free(b);
@@ -241,14 +249,18 @@ void pd_h2up_free(pd_h2up_t *b) {
 
 /* ---- origins and addresses ------------------------------------------------------------------ */
 
-static origin_t *origin_get(pd_h2up_t *b, const char *auth, size_t alen) {
+/* tls_key: NULL for http://, else the TLS settings as pd_tls_xfer_key wrote them. */
+static origin_t *origin_get(pd_h2up_t *b, const char *auth, size_t alen, const char *tls_key,
+                            const pd_xfer_opts_t *op) {
+  const char *proxy = pd_origin_proxy_for(&b->proxy_env, op, tls_key != NULL, auth, alen);
   for (origin_t *o = b->origins; o; o = o->next)
-    if (o->a.alen == alen && memcmp(o->a.authority, auth, alen) == 0)
+    if (pd_origin_is(&o->base, auth, alen, tls_key, proxy))
       return o;
   origin_t *o = calloc(1, sizeof *o);
   if (!o)
     return NULL;
-  if (pd_origin_addr_init(&o->a, auth, alen) < 0) {
+  /* Over TLS this client offers only h2: the HTTP/1.1 client found out it is spoken. */
+  if (pd_origin_init(&o->base, auth, alen, tls_key, proxy, op, 1) < 0) {
     free(o);
     return NULL;
   }
@@ -259,7 +271,7 @@ static origin_t *origin_get(pd_h2up_t *b, const char *auth, size_t alen) {
 }
 
 static int addrs_fresh(origin_t *o) {
-  return pd_origin_addr_fresh(&o->a, uv_now(o->b->loop));
+  return pd_origin_addr_fresh(o->base.dial, uv_now(o->b->loop));
 }
 
 static void do_connect(conn_t *c, int idx);
@@ -269,7 +281,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
   origin_t *o = req->data;
   pd_h2up_t *b = o->b;
   o->resolving = 0;
-  status = pd_origin_addr_resolved(&o->a, status, res, uv_now(b->loop));
+  status = pd_origin_addr_resolved(o->base.dial, status, res, uv_now(b->loop));
   if (b->closing) {
     part_closed(b);
     return;
@@ -574,8 +586,8 @@ static void conn_lost(xfer_t *x, int result, const char *msg) {
       fail_soon(x, PD_XFER_ECONNECT, msg);
     return;
   }
-  if (result == PD_XFER_ETIMEOUT) {
-    fail_soon(x, PD_XFER_ETIMEOUT, msg);
+  if (result == PD_XFER_ETIMEOUT || result == PD_XFER_EOTHER) {
+    fail_soon(x, result, msg);
     return;
   }
   if (!x->got_response && x->on_reused && !x->stale_retried) {
@@ -648,6 +660,8 @@ static void on_conn_handle_closed(uv_handle_t *h) {
   if (c->next)
     c->next->prev = c->prev;
   pd_buf_free(&c->wbuf);
+  pd_buf_free(&c->tunnel);
+  pd_tls_free(c->tls);
   free(c);
   part_closed(b);
 }
@@ -714,6 +728,7 @@ static conn_t *conn_new(origin_t *o, long connect_timeout_ms) {
   c->timer.data = c;
   c->o = o;
   pd_buf_init(&c->wbuf);
+  pd_buf_init(&c->tunnel);
   c->next = b->conns;
   if (b->conns)
     b->conns->prev = c;
@@ -737,8 +752,8 @@ static void on_connected(uv_connect_t *req, int status);
 static void do_connect(conn_t *c, int idx) {
   c->addr_idx = idx;
   c->state = C_CONNECTING;
-  int rc = uv_tcp_connect(&c->connect_req, &c->tcp, (const struct sockaddr *)&c->o->a.addrs[idx],
-                          on_connected);
+  int rc = uv_tcp_connect(&c->connect_req, &c->tcp,
+                          (const struct sockaddr *)&c->o->base.dial->addrs[idx], on_connected);
   if (rc < 0) {
     c->connect_err = rc;
     uv_timer_start(&c->timer, on_conn_timer, 0, 0);
@@ -761,7 +776,8 @@ static void conn_start_connect(conn_t *c) {
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   o->gai.data = o;
-  int rc = uv_getaddrinfo(o->b->loop, &o->gai, on_resolved, o->a.host, o->a.port, &hints);
+  int rc = uv_getaddrinfo(o->b->loop, &o->gai, on_resolved, o->base.dial->host, o->base.dial->port,
+                          &hints);
   if (rc < 0) {
     resolve_unlink(c);
     c->connect_err = rc;
@@ -777,7 +793,7 @@ static void connect_failed(conn_t *c, int status) {
   origin_t *o = c->o;
   int idx = c->addr_idx;
   int resolving = c->state == C_RESOLVING;
-  if (!resolving && idx + 1 < o->a.naddrs && c->streams) {
+  if (!resolving && idx + 1 < o->base.dial->naddrs && c->streams) {
     /* The next address, on a new connection (a new session) taking over the streams. */
     conn_t *c2 = conn_new(o, c->connect_timeout_ms);
     if (c2) {
@@ -797,9 +813,11 @@ static void connect_failed(conn_t *c, int status) {
   }
   char msg[ERRMSG_SIZE];
   if (resolving)
-    snprintf(msg, sizeof msg, "Could not resolve host: %s (%s)", o->a.host, uv_strerror(status));
+    snprintf(msg, sizeof msg, "Could not resolve %s: %s (%s)", o->base.proxy ? "proxy" : "host",
+             o->base.dial->host, uv_strerror(status));
   else
-    snprintf(msg, sizeof msg, "Failed to connect to %s port %s: %s", o->a.host, o->a.port,
+    snprintf(msg, sizeof msg, "Failed to connect to %s%s port %s: %s",
+             o->base.proxy ? "proxy " : "", o->base.dial->host, o->base.dial->port,
              uv_strerror(status));
   conn_fail(c, PD_XFER_ECONNECT, msg);
 }
@@ -833,6 +851,11 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void tls_start(conn_t *c);
+static void tls_on_read(conn_t *c, ssize_t nread, const char *data);
+static void tunnel_start(conn_t *c);
+static void tunnel_open(conn_t *c);
+static void tunnel_on_read(conn_t *c, ssize_t nread, const char *data);
 
 static void on_connected(uv_connect_t *req, int status) {
   conn_t *c = req->data;
@@ -842,14 +865,69 @@ static void on_connected(uv_connect_t *req, int status) {
     connect_failed(c, status);
     return;
   }
-  c->state = C_OPEN;
+  c->state = c->o->base.dial != &c->o->base.a ? C_TUNNEL : c->o->base.tls ? C_HANDSHAKE : C_OPEN;
   uv_tcp_nodelay(&c->tcp, 1);
   uv_tcp_keepalive(&c->tcp, 1, 60);
   if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0) {
     conn_fail(c, PD_XFER_ECONNECT, "could not read from the upstream connection");
     return;
   }
-  conn_flush(c);
+  if (c->state == C_TUNNEL)
+    tunnel_start(c);
+  else
+    tunnel_open(c);
+}
+
+/* ---- a CONNECT tunnel through a proxy (for h2c too: HTTP/2 frames cannot be proxied as
+ * requests) ---------------------------------------------------------------------------------- */
+
+/* The TCP connection reaches the origin now: TLS, else HTTP/2 right away. */
+static void tunnel_open(conn_t *c) {
+  if (c->o->base.tls) {
+    c->state = C_HANDSHAKE;
+    tls_start(c);
+  } else {
+    c->state = C_OPEN;
+    conn_flush(c);
+  }
+}
+
+static void tunnel_failed(conn_t *c, const char *why) {
+  char msg[2 * ERRMSG_SIZE]; /* cut to ERRMSG_SIZE where the transfer keeps it */
+  snprintf(msg, sizeof msg, "CONNECT to %s through the proxy %s failed: %s", c->o->base.a.authority,
+           c->o->base.dial->authority, why);
+  conn_fail(c, PD_XFER_ECONNECT, msg);
+}
+
+static void on_tunnel_written(void *arg, int status) {
+  conn_t *c = arg;
+  if (status < 0 && c->state == C_TUNNEL)
+    tunnel_failed(c, uv_strerror(status));
+}
+
+/* Only the CONNECT line and Host go to the proxy: the streams' headers travel in the tunnel. */
+static void tunnel_start(conn_t *c) {
+  int rc = pd_proxy_send_connect((uv_stream_t *)&c->tcp, c->o->base.a.authority, c->o->base.a.alen,
+                                 on_tunnel_written, c);
+  if (rc < 0)
+    tunnel_failed(c, uv_strerror(rc));
+}
+
+static void tunnel_on_read(conn_t *c, ssize_t nread, const char *data) {
+  char msg[ERRMSG_SIZE];
+  if (nread < 0) {
+    tunnel_failed(c, nread == UV_EOF ? "the proxy closed the connection before answering"
+                                     : uv_strerror((int)nread));
+    return;
+  }
+  int r = pd_proxy_reply(&c->tunnel, data, (size_t)nread, msg, sizeof msg);
+  if (r == 0)
+    return;
+  pd_buf_free(&c->tunnel);
+  if (r < 0)
+    tunnel_failed(c, msg);
+  else
+    tunnel_open(c);
 }
 
 /* Why a connection nghttp2 is done with ended. */
@@ -879,6 +957,10 @@ static void on_written(uv_write_t *req, int status) {
   }
   conn_flush(c);
   serve_waiters(c->o);
+}
+
+static void on_tls_written(void *arg, int status) {
+  on_written(&((conn_t *)arg)->write_req, status);
 }
 
 /* Writes what nghttp2 has to send: one write at a time, up to about WRITE_CHUNK; the rest
@@ -915,7 +997,15 @@ static void conn_flush(conn_t *c) {
   if (c->wbuf.len > 0) {
     uv_buf_t ub = uv_buf_init(pd_buf_data(&c->wbuf), (unsigned)c->wbuf.len);
     c->writing = 1;
-    int rc = uv_write(&c->write_req, (uv_stream_t *)&c->tcp, &ub, 1, on_written);
+    int rc;
+    if (c->tls) {
+      /* The frames are copied into libssl's records: wbuf is free again right away. */
+      rc = pd_tls_write(c->tls, ub.base, ub.len) < 0
+               ? UV_ENOMEM
+               : pd_tls_send(c->tls, (uv_stream_t *)&c->tcp, on_tls_written, c);
+    } else {
+      rc = uv_write(&c->write_req, (uv_stream_t *)&c->tcp, &ub, 1, on_written);
+    }
     if (rc < 0) {
       c->writing = 0;
       snprintf(msg, sizeof msg, "Failed sending to the upstream: %s", uv_strerror(rc));
@@ -929,10 +1019,9 @@ static void conn_flush(conn_t *c) {
   }
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-  conn_t *c = s->data;
-  if (nread == 0 || c->state == C_CLOSING)
-    return;
+/* Bytes from the upstream (plaintext), or the end of the stream (nread < 0), for nghttp2.
+ * Returns 0 when the connection is closing now. */
+static int conn_input(conn_t *c, ssize_t nread, const char *data) {
   char msg[ERRMSG_SIZE];
   if (nread < 0) {
     if (nread == UV_EOF && c->goaway)
@@ -942,19 +1031,113 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     else
       snprintf(msg, sizeof msg, "Failure receiving from the upstream: %s", uv_strerror((int)nread));
     conn_fail(c, PD_XFER_ERECV, msg);
-    return;
+    return 0;
   }
   c->in_recv++;
-  ssize_t rv = nghttp2_session_mem_recv(c->ng, (const uint8_t *)buf->base, (size_t)nread);
+  ssize_t rv = nghttp2_session_mem_recv(c->ng, (const uint8_t *)data, (size_t)nread);
   c->in_recv--;
   if (c->state == C_CLOSING)
-    return;
+    return 0;
   if (rv < 0) {
     snprintf(msg, sizeof msg, "the upstream broke the HTTP/2 protocol (%s)",
              nghttp2_strerror((int)rv));
     conn_fail(c, PD_XFER_ERECV, msg);
+    return 0;
+  }
+  return 1;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  conn_t *c = s->data;
+  if (nread == 0 || c->state == C_CLOSING)
+    return;
+  if (c->tls) {
+    tls_on_read(c, nread, buf->base);
     return;
   }
+  if (c->state == C_TUNNEL) {
+    tunnel_on_read(c, nread, buf->base);
+    return;
+  }
+  if (!conn_input(c, nread, buf->base))
+    return;
+  conn_flush(c);
+  serve_waiters(c->o);
+}
+
+/* ---- TLS on a connection ----------------------------------------------------------------- */
+
+/* The handshake failed (not retried: a configuration fault, ours or the upstream's), or the TLS
+ * stream broke. */
+static void tls_failed(conn_t *c, const char *msg) {
+  conn_fail(c, c->state == C_HANDSHAKE ? PD_XFER_EOTHER : PD_XFER_ERECV, msg);
+}
+
+static void tls_start(conn_t *c) {
+  char msg[ERRMSG_SIZE];
+  c->tls = pd_tls_new(c->o->base.tls);
+  if (!c->tls) {
+    tls_failed(c, "out of memory starting TLS");
+    return;
+  }
+  int rc = pd_tls_handshake(c->tls, msg, sizeof msg);
+  if (rc < 0) {
+    tls_failed(c, msg);
+    return;
+  }
+  rc = pd_tls_send(c->tls, (uv_stream_t *)&c->tcp, NULL, NULL);
+  if (rc < 0) {
+    snprintf(msg, sizeof msg, "TLS handshake failed: %s", uv_strerror(rc));
+    tls_failed(c, msg);
+  }
+}
+
+static void tls_on_read(conn_t *c, ssize_t nread, const char *data) {
+  char msg[ERRMSG_SIZE];
+  if (nread < 0) {
+    if (c->state != C_HANDSHAKE) {
+      conn_input(c, nread, NULL);
+      return;
+    }
+    snprintf(msg, sizeof msg, "TLS handshake failed: %s",
+             nread == UV_EOF ? "the upstream closed the connection" : uv_strerror((int)nread));
+    tls_failed(c, msg);
+    return;
+  }
+  if (pd_tls_feed(c->tls, data, (size_t)nread) < 0) {
+    tls_failed(c, "out of memory reading TLS records");
+    return;
+  }
+  if (c->state == C_HANDSHAKE) {
+    int r = pd_tls_handshake(c->tls, msg, sizeof msg);
+    if (r < 0) {
+      tls_failed(c, msg);
+      return;
+    }
+    pd_tls_send(c->tls, (uv_stream_t *)&c->tcp, NULL, NULL);
+    if (r == 0)
+      return;
+    if (pd_tls_alpn_h2(c->tls) != 2) {
+      tls_failed(c, "TLS handshake failed: the upstream did not choose HTTP/2 by ALPN");
+      return;
+    }
+    c->state = C_OPEN;
+  }
+  /* The ciphertext is in libssl's buffer now: the shared read buffer takes the plaintext. */
+  char *buf = c->o->b->rbuf;
+  for (;;) {
+    ssize_t k = pd_tls_read(c->tls, buf, READ_BUF_SIZE, msg, sizeof msg);
+    if (k == PD_TLS_AGAIN)
+      break;
+    if (k == PD_TLS_ERR) {
+      tls_failed(c, msg);
+      return;
+    }
+    if (!conn_input(c, k == PD_TLS_EOF ? UV_EOF : k, buf))
+      return;
+  }
+  if (pd_tls_pending(c->tls))
+    pd_tls_send(c->tls, (uv_stream_t *)&c->tcp, NULL, NULL); /* a key update's answer */
   conn_flush(c);
   serve_waiters(c->o);
 }
@@ -996,11 +1179,14 @@ static void stream_submit(conn_t *c, xfer_t *x) {
   }
   size_t n = 0;
   nv[n++] = make_nv(":method", 7, x->method, strlen(x->method));
-  nv[n++] = make_nv(":scheme", 7, "http", 4);
+  if (c->tls)
+    nv[n++] = make_nv(":scheme", 7, "https", 5);
+  else
+    nv[n++] = make_nv(":scheme", 7, "http", 4);
   if (x->authority)
     nv[n++] = make_nv(":authority", 10, x->authority, strlen(x->authority));
   else
-    nv[n++] = make_nv(":authority", 10, c->o->a.authority, c->o->a.alen);
+    nv[n++] = make_nv(":authority", 10, c->o->base.a.authority, c->o->base.a.alen);
   nv[n++] = make_nv(":path", 5, x->path, strlen(x->path));
   const char *p = x->hdrs;
   for (int i = 0; i < x->nhdrs; i++) {
@@ -1110,6 +1296,10 @@ static void enqueue(xfer_t *x, int front) {
 static void acquire(xfer_t *x) {
   if (x->b->closing) {
     fail_soon(x, PD_XFER_EOTHER, "the upstream client is closing");
+    return;
+  }
+  if (x->o->base.bad[0]) {
+    fail_soon(x, PD_XFER_EOTHER, x->o->base.bad);
     return;
   }
   if (!x->o->wait_head && place(x))
@@ -1404,7 +1594,8 @@ fail:
 pd_xfer_t *pd_h2up_start(pd_h2up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cbs_t *cbs,
                          void *ud) {
   const char *auth, *path;
-  long alen = pd_url_split(o->url, &auth, &path);
+  int tls;
+  long alen = pd_url_split(o->url, &auth, &path, &tls);
   xfer_t *x = NULL;
   if (b->closing || alen < 0)
     goto fail;
@@ -1413,7 +1604,11 @@ pd_xfer_t *pd_h2up_start(pd_h2up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cb
     goto fail;
   x->base.backend = PD_XFER_H2;
   x->b = b;
-  x->o = origin_get(b, auth, (size_t)alen);
+  char *tls_key = tls ? pd_tls_xfer_key(o) : NULL;
+  if (tls && !tls_key)
+    goto fail;
+  x->o = origin_get(b, auth, (size_t)alen, tls_key, o);
+  free(tls_key);
   if (!x->o)
     goto fail;
   size_t plen = strcspn(path, "#");

@@ -7,10 +7,11 @@
 #include "base/log.h"
 #include "upstream/upstream_int.h"
 
-/* The front: plain-HTTP upstreams go to the native HTTP/1.1 client, or to the native HTTP/2
- * (h2c) client when the upstream says "http2: true"; everything else (https://) to libcurl.
+/* The front: http:// and https:// upstreams go to the native HTTP/1.1 client (which hands an
+ * https:// origin to the native HTTP/2 client when its server speaks h2), http:// ones with
+ * "http2: true" to the native HTTP/2 (h2c) client; URLs with credentials to libcurl.
  * PONDER_UPSTREAM_CLIENT=curl sends every upstream that is not h2c through libcurl (a diagnostic
- * switch about HTTP/1.1, and how the test suite keeps the libcurl path covered). */
+ * switch, and how the test suite keeps the libcurl path covered). */
 struct pd_upstream {
   pd_curlup_t *curl;
   pd_h1up_t *h1;
@@ -30,16 +31,16 @@ pd_upstream_t *pd_upstream_new(uv_loop_t *loop, int max_host_connections) {
   u->curl = pd_curlup_new(loop, max_host_connections);
   if (!u->curl)
     goto fail_curl;
-  u->h1 = pd_h1up_new(loop, max_host_connections);
-  if (!u->h1)
-    goto fail_h1;
   u->h2 = pd_h2up_new(loop, max_host_connections);
   if (!u->h2)
     goto fail_h2;
+  u->h1 = pd_h1up_new(loop, max_host_connections, u->h2);
+  if (!u->h1)
+    goto fail_h1;
   return u;
-fail_h2:
-  pd_h1up_free(u->h1);
 fail_h1:
+  pd_h2up_free(u->h2);
+fail_h2:
   pd_curlup_free(u->curl);
 fail_curl:
   free(u);
@@ -70,10 +71,11 @@ void pd_upstream_free(pd_upstream_t *u) {
   free(u);
 }
 
-/* http:// without credentials in the authority (libcurl handles those). */
-static int native_url(const char *url) {
+/* http:// or https:// without credentials in the authority (libcurl handles those). Sets *tls
+ * for https://. */
+static int native_url(const char *url, int *tls) {
   const char *auth, *path;
-  long n = pd_url_split(url, &auth, &path);
+  long n = pd_url_split(url, &auth, &path, tls);
   return n > 0 && !memchr(auth, '@', (size_t)n);
 }
 
@@ -118,14 +120,19 @@ static void label(pd_xfer_t *x, const pd_xfer_opts_t *o) {
 pd_xfer_t *pd_xfer_start(pd_upstream_t *u, const pd_xfer_opts_t *o, const pd_xfer_cbs_t *cbs,
                          void *ud) {
   pd_xfer_t *x;
-  if (o->http2 && native_url(o->url))
+  int tls = 0, native = native_url(o->url, &tls);
+  /* h2c stays native under PONDER_UPSTREAM_CLIENT=curl (libcurl's h2c needs an upgrade). */
+  if (native && o->http2 && !tls)
     x = pd_h2up_start(u->h2, o, cbs, ud);
-  else if (!u->all_curl && native_url(o->url))
+  else if (native && !u->all_curl)
     x = pd_h1up_start(u->h1, o, cbs, ud);
   else
     x = pd_curlup_start(u->curl, o, cbs, ud);
-  if (x)
+  if (x) {
     label(x, o);
+    if (x->backend == PD_XFER_H1)
+      pd_h1up_labelled(x);
+  }
   return x;
 }
 
@@ -374,97 +381,23 @@ long pd_xfer_connect_delay(int attempt) {
   return 50L << (attempt < 6 ? attempt : 6);
 }
 
-/* ---- http:// origins, as both native clients find them ----------------------------------- */
+/* ---- URLs, as the native clients split them ------------------------------------------------ */
 
-long pd_url_split(const char *url, const char **auth, const char **path) {
-  if (strncasecmp(url, "http://", 7) != 0)
+long pd_url_split(const char *url, const char **auth, const char **path, int *tls) {
+  const char *a;
+  if (strncasecmp(url, "http://", 7) == 0) {
+    a = url + 7;
+    *tls = 0;
+  } else if (strncasecmp(url, "https://", 8) == 0) {
+    a = url + 8;
+    *tls = 1;
+  } else {
     return -1;
-  const char *a = url + 7;
+  }
   size_t n = strcspn(a, "/?#");
   if (n == 0)
     return -1;
   *auth = a;
   *path = a + n;
   return (long)n;
-}
-
-int pd_origin_addr_init(pd_origin_addr_t *a, const char *auth, size_t alen) {
-  memset(a, 0, sizeof *a);
-  a->authority = strndup(auth, alen);
-  a->alen = alen;
-  const char *hs = auth, *he, *ps = NULL;
-  if (*auth == '[') {
-    hs = auth + 1;
-    he = memchr(hs, ']', alen - 1);
-    if (!he)
-      goto fail;
-    if (he + 1 < auth + alen) {
-      if (he[1] != ':')
-        goto fail;
-      ps = he + 2;
-    }
-  } else {
-    he = auth + alen;
-    for (const char *p = auth; p < auth + alen; p++)
-      if (*p == ':') {
-        he = p;
-        ps = p + 1;
-      }
-  }
-  size_t plen = ps ? (size_t)(auth + alen - ps) : 0;
-  if (!a->authority || he == hs || plen >= sizeof a->port)
-    goto fail;
-  a->host = strndup(hs, (size_t)(he - hs));
-  if (!a->host)
-    goto fail;
-  if (ps && plen > 0) {
-    memcpy(a->port, ps, plen);
-    a->port[plen] = '\0';
-  } else {
-    strcpy(a->port, "80");
-  }
-  char *end;
-  long port = strtol(a->port, &end, 10);
-  if (*end || port <= 0 || port > 65535)
-    goto fail;
-  struct sockaddr_in6 a6;
-  struct sockaddr_in a4;
-  if (uv_ip4_addr(a->host, (int)port, &a4) == 0) {
-    memcpy(&a->addrs[0], &a4, sizeof a4);
-    a->naddrs = 1;
-    a->literal = 1;
-  } else if (uv_ip6_addr(a->host, (int)port, &a6) == 0) {
-    memcpy(&a->addrs[0], &a6, sizeof a6);
-    a->naddrs = 1;
-    a->literal = 1;
-  }
-  return 0;
-fail:
-  pd_origin_addr_free(a);
-  return -1;
-}
-
-void pd_origin_addr_free(pd_origin_addr_t *a) {
-  free(a->authority);
-  free(a->host);
-  a->authority = a->host = NULL;
-}
-
-int pd_origin_addr_fresh(const pd_origin_addr_t *a, uint64_t now) {
-  return a->literal || (a->naddrs > 0 && now - a->resolved_at < PD_ORIGIN_RESOLVE_TTL_MS);
-}
-
-int pd_origin_addr_resolved(pd_origin_addr_t *a, int status, struct addrinfo *res, uint64_t now) {
-  if (status == 0) {
-    a->naddrs = 0;
-    for (struct addrinfo *ai = res; ai && a->naddrs < PD_ORIGIN_MAX_ADDRS; ai = ai->ai_next)
-      if ((ai->ai_family == AF_INET || ai->ai_family == AF_INET6) &&
-          ai->ai_addrlen <= sizeof a->addrs[0])
-        memcpy(&a->addrs[a->naddrs++], ai->ai_addr, ai->ai_addrlen);
-    a->resolved_at = now;
-    if (a->naddrs == 0)
-      status = UV_EAI_NONAME;
-  }
-  uv_freeaddrinfo(res);
-  return status;
 }

@@ -1,9 +1,10 @@
-/* Upstream HTTP(S) client on the worker's libuv loop: native HTTP/1.1 (upstream_h1.c) and h2c
- * (upstream_h2.c) clients for http://, libcurl for https:// (upstream_curl.c), behind one
- * interface. Connection reuse, a connect timeout per attempt and a total timeout per call (its
- * retries and their backoff included), bodies streamed as they arrive, pause and resume for
- * backpressure, cancellation at any point, and retries (connect errors, 429, 5xx) while nothing
- * of the call has been delivered. Transport failures are logged at warn with the request id. */
+/* Upstream HTTP(S) client on the worker's libuv loop: native HTTP/1.1 (h1.c) and HTTP/2 (h2.c)
+ * clients for http:// and https:// (TLS: tls.c, proxies: proxy.c), libcurl (curl.c) when
+ * PONDER_UPSTREAM_CLIENT=curl, behind one interface. Connection reuse, a connect timeout per
+ * attempt and a total timeout per call (its retries and their backoff included), bodies streamed as
+ * they arrive, pause and resume for backpressure, cancellation at any point, and retries (connect
+ * errors, 429, 5xx) while nothing of the call has been delivered. Transport failures are logged at
+ * warn with the request id. */
 #ifndef PD_UPSTREAM_H
 #define PD_UPSTREAM_H
 
@@ -56,12 +57,18 @@ typedef struct pd_xfer_opts {
    * time the caller holds the transfer paused does not count. 0 = none. */
   long stall_timeout_ms;
   int retries;
-  int http2; /* http:// only: HTTP/2 with prior knowledge (h2c), streams multiplexed */
-  /* https:// (libcurl) only; paths are copied. NULL: the system's trust store, no client
-   * certificate. */
+  /* HTTP/2: over http://, with prior knowledge (h2c); over https://, offered by ALPN (HTTP/1.1
+   * when the server does not choose h2). Streams are multiplexed. */
+  int http2;
+  /* https:// only; strings are copied. NULL: the system's trust store, no client certificate,
+   * the URL's host as SNI and as the name checked. */
   const char *tls_ca_file;
   const char *tls_cert_file, *tls_key_file;
   int tls_insecure; /* no certificate or host name check */
+  const char *tls_server_name;
+  /* An HTTP proxy URL (http://host:port) for this call; NULL: $https_proxy / $http_proxy and
+   * $no_proxy decide, as curl reads them. */
+  const char *proxy;
 } pd_xfer_opts_t;
 
 pd_upstream_t *pd_upstream_new(uv_loop_t *loop, int max_host_connections);

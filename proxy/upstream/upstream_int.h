@@ -1,7 +1,7 @@
 /* Inside the upstream client: what upstream.c (the front and the shared response-head
- * bookkeeping), upstream_curl.c (libcurl: https://, HTTP/2), upstream_h1.c (the native
- * HTTP/1.1 client for http:// upstreams) and upstream_h2.c (the native h2c client for http://
- * upstreams with "http2: true") share. Nothing outside those four includes this. */
+ * bookkeeping), curl.c (libcurl, under PONDER_UPSTREAM_CLIENT=curl and for URLs with
+ * credentials), h1.c (the native HTTP/1.1 client), h2.c (the native HTTP/2 client), origin.c,
+ * tls.c and proxy.c share. Nothing outside proxy/upstream includes this. */
 #ifndef PD_UPSTREAM_INT_H
 #define PD_UPSTREAM_INT_H
 
@@ -67,8 +67,9 @@ long pd_xfer_status_delay(const pd_xhead_t *h, int attempt);
 /* Delay before retrying a failed connect: 50 ms doubling per attempt. */
 long pd_xfer_connect_delay(int attempt);
 
-/* An http:// origin's address, as both native clients keep it: the authority parsed, literal
- * IP addresses taken as they are, host names resolved with uv_getaddrinfo and cached. */
+/* An origin's (or a proxy's) address, as the native clients keep it (origin.c): the authority
+ * parsed, literal IP addresses taken as they are, host names resolved with uv_getaddrinfo and
+ * cached. */
 #define PD_ORIGIN_MAX_ADDRS 4
 #define PD_ORIGIN_RESOLVE_TTL_MS 30000 /* how long a host name's addresses are reused */
 typedef struct pd_origin_addr {
@@ -82,11 +83,13 @@ typedef struct pd_origin_addr {
   uint64_t resolved_at;
 } pd_origin_addr_t;
 
-/* Splits "http://authority/path?query"; returns the authority's length or -1. */
-long pd_url_split(const char *url, const char **auth, const char **path);
-/* Parses "host", "host:port" or "[v6]:port" (port 80 by default). Returns 0, or -1 with nothing
- * left to free. */
-int pd_origin_addr_init(pd_origin_addr_t *a, const char *auth, size_t alen);
+/* Splits "http://authority/path?query" or "https://..." (*tls set to 1 for https); returns the
+ * authority's length or -1. */
+long pd_url_split(const char *url, const char **auth, const char **path, int *tls);
+/* Parses "host", "host:port" or "[v6]:port" (port default_port when not given). Returns 0, or
+ * -1 with nothing left to free. */
+int pd_origin_addr_init(pd_origin_addr_t *a, const char *auth, size_t alen,
+                        const char *default_port);
 void pd_origin_addr_free(pd_origin_addr_t *a);
 /* The addresses can be used without resolving (a literal, or resolved less than the TTL ago). */
 int pd_origin_addr_fresh(const pd_origin_addr_t *a, uint64_t now);
@@ -104,12 +107,17 @@ void pd_curlup_resume(pd_xfer_t *x);
 void pd_curlup_cancel(pd_xfer_t *x);
 double pd_curlup_elapsed(const pd_xfer_t *x);
 
-pd_h1up_t *pd_h1up_new(uv_loop_t *loop, int max_host_connections);
+/* h2: where https:// calls go once an origin's server chose h2 by ALPN (the HTTP/1.1 client
+ * offers both, and hands the call over). */
+pd_h1up_t *pd_h1up_new(uv_loop_t *loop, int max_host_connections, pd_h2up_t *h2);
 void pd_h1up_close(pd_h1up_t *b, void (*on_closed)(void *ud), void *ud);
 void pd_h1up_free(pd_h1up_t *b);
-/* Takes http:// URLs only. Returns NULL on failure (the body is freed). */
+/* Takes http:// and https:// URLs. Returns NULL on failure (the body is freed). */
 pd_xfer_t *pd_h1up_start(pd_h1up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cbs_t *cbs, void *ud);
 void pd_h1up_pause(pd_xfer_t *x);
+/* The front labelled x (reqid, target): a call already handed to the HTTP/2 client gets the
+ * same label for its log lines. */
+void pd_h1up_labelled(pd_xfer_t *x);
 /* For the fuzz target: what pd_h1up_parse_bytes saw. */
 typedef struct pd_h1up_parse_stats {
   int heads;         /* final heads delivered */
@@ -132,8 +140,9 @@ double pd_h1up_elapsed(const pd_xfer_t *x);
 pd_h2up_t *pd_h2up_new(uv_loop_t *loop, int max_host_connections);
 void pd_h2up_close(pd_h2up_t *b, void (*on_closed)(void *ud), void *ud);
 void pd_h2up_free(pd_h2up_t *b);
-/* Takes http:// URLs only: HTTP/2 with prior knowledge, streams multiplexed over a few
- * connections per origin. Returns NULL on failure (the body is freed). */
+/* Takes http:// URLs (HTTP/2 with prior knowledge) and https:// ones (TLS, ALPN h2), streams
+ * multiplexed over a few connections per origin. Returns NULL on failure (the body is
+ * freed). */
 pd_xfer_t *pd_h2up_start(pd_h2up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cbs_t *cbs, void *ud);
 void pd_h2up_pause(pd_xfer_t *x);
 void pd_h2up_resume(pd_xfer_t *x);

@@ -1,0 +1,163 @@
+/* The origin every native framing shares (see origin.h): its key, its dialled address, its TLS
+ * context and proxy. Owns the strings and the context it builds. */
+#include "upstream/origin.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+const char *pd_origin_proxy_for(const pd_proxy_env_t *env, const pd_xfer_opts_t *op, int tls,
+                                const char *auth, size_t alen) {
+  return pd_proxy_pick(env, op->proxy, tls, auth, alen);
+}
+
+int pd_origin_is(const pd_origin_t *o, const char *auth, size_t alen, const char *tls_key,
+                 const char *proxy) {
+  return o->a.alen == alen && memcmp(o->a.authority, auth, alen) == 0 &&
+         (tls_key ? o->tls_key && strcmp(o->tls_key, tls_key) == 0 : !o->tls_key) &&
+         (proxy ? o->proxy && strcmp(o->proxy, proxy) == 0 : !o->proxy);
+}
+
+static char *dup_or_null(const char *s, int *bad) {
+  if (!s)
+    return NULL;
+  char *d = strdup(s);
+  if (!d)
+    *bad = 1;
+  return d;
+}
+
+int pd_origin_init(pd_origin_t *o, const char *auth, size_t alen, const char *tls_key,
+                   const char *proxy, const pd_xfer_opts_t *op, int alpn_h2) {
+  o->dial = &o->a;
+  if (pd_origin_addr_init(&o->a, auth, alen, tls_key ? "443" : "80") < 0)
+    return -1;
+  int oom = 0;
+  if (proxy) {
+    char pauth[300];
+    o->proxy = dup_or_null(proxy, &oom);
+    long n = pd_proxy_authority(proxy, pauth, sizeof pauth);
+    if (n < 0 || pd_origin_addr_init(&o->pa, pauth, (size_t)n, "1080") < 0)
+      snprintf(o->bad, sizeof o->bad, "unusable proxy URL (only http://host:port is supported)");
+    else
+      o->dial = &o->pa;
+  }
+  if (tls_key) {
+    o->tls_key = dup_or_null(tls_key, &oom);
+    pd_xfer_opts_t *t = &o->tls_opts;
+    t->tls_insecure = op->tls_insecure;
+    t->tls_ca_file = dup_or_null(op->tls_ca_file, &oom);
+    t->tls_cert_file = dup_or_null(op->tls_cert_file, &oom);
+    t->tls_key_file = dup_or_null(op->tls_key_file, &oom);
+    t->tls_server_name = dup_or_null(op->tls_server_name, &oom);
+    t->proxy = o->proxy;
+    char err[sizeof o->bad];
+    o->tls = pd_tls_ctx_from_xfer(op, o->a.host, alpn_h2, err, sizeof err);
+    if (!o->tls && !o->bad[0])
+      memcpy(o->bad, err, sizeof o->bad);
+  }
+  if (oom) {
+    pd_origin_free(o);
+    return -1;
+  }
+  return 0;
+}
+
+void pd_origin_free(pd_origin_t *o) {
+  pd_origin_addr_free(&o->a);
+  if (o->dial == &o->pa)
+    pd_origin_addr_free(&o->pa);
+  free(o->proxy);
+  free(o->tls_key);
+  pd_tls_ctx_free(o->tls);
+  free((char *)o->tls_opts.tls_ca_file);
+  free((char *)o->tls_opts.tls_cert_file);
+  free((char *)o->tls_opts.tls_key_file);
+  free((char *)o->tls_opts.tls_server_name);
+  memset(o, 0, sizeof *o);
+}
+
+/* ---- an origin's (or a proxy's) address: the authority parsed, resolved, cached ------- */
+
+int pd_origin_addr_init(pd_origin_addr_t *a, const char *auth, size_t alen,
+                        const char *default_port) {
+  memset(a, 0, sizeof *a);
+  a->authority = strndup(auth, alen);
+  a->alen = alen;
+  const char *hs = auth, *he, *ps = NULL;
+  if (*auth == '[') {
+    hs = auth + 1;
+    he = memchr(hs, ']', alen - 1);
+    if (!he)
+      goto fail;
+    if (he + 1 < auth + alen) {
+      if (he[1] != ':')
+        goto fail;
+      ps = he + 2;
+    }
+  } else {
+    he = auth + alen;
+    for (const char *p = auth; p < auth + alen; p++)
+      if (*p == ':') {
+        he = p;
+        ps = p + 1;
+      }
+  }
+  size_t plen = ps ? (size_t)(auth + alen - ps) : 0;
+  if (!a->authority || he == hs || plen >= sizeof a->port)
+    goto fail;
+  a->host = strndup(hs, (size_t)(he - hs));
+  if (!a->host)
+    goto fail;
+  if (ps && plen > 0) {
+    memcpy(a->port, ps, plen);
+    a->port[plen] = '\0';
+  } else {
+    snprintf(a->port, sizeof a->port, "%s", default_port);
+  }
+  char *end;
+  long port = strtol(a->port, &end, 10);
+  if (*end || port <= 0 || port > 65535)
+    goto fail;
+  struct sockaddr_in6 a6;
+  struct sockaddr_in a4;
+  if (uv_ip4_addr(a->host, (int)port, &a4) == 0) {
+    memcpy(&a->addrs[0], &a4, sizeof a4);
+    a->naddrs = 1;
+    a->literal = 1;
+  } else if (uv_ip6_addr(a->host, (int)port, &a6) == 0) {
+    memcpy(&a->addrs[0], &a6, sizeof a6);
+    a->naddrs = 1;
+    a->literal = 1;
+  }
+  return 0;
+fail:
+  pd_origin_addr_free(a);
+  return -1;
+}
+
+void pd_origin_addr_free(pd_origin_addr_t *a) {
+  free(a->authority);
+  free(a->host);
+  a->authority = a->host = NULL;
+}
+
+int pd_origin_addr_fresh(const pd_origin_addr_t *a, uint64_t now) {
+  return a->literal || (a->naddrs > 0 && now - a->resolved_at < PD_ORIGIN_RESOLVE_TTL_MS);
+}
+
+int pd_origin_addr_resolved(pd_origin_addr_t *a, int status, struct addrinfo *res, uint64_t now) {
+  if (status == 0) {
+    a->naddrs = 0;
+    for (struct addrinfo *ai = res; ai && a->naddrs < PD_ORIGIN_MAX_ADDRS; ai = ai->ai_next)
+      if ((ai->ai_family == AF_INET || ai->ai_family == AF_INET6) &&
+          ai->ai_addrlen <= sizeof a->addrs[0])
+        memcpy(&a->addrs[a->naddrs++], ai->ai_addr, ai->ai_addrlen);
+    a->resolved_at = now;
+    if (a->naddrs == 0)
+      status = UV_EAI_NONAME;
+  }
+  uv_freeaddrinfo(res);
+  return status;
+}

@@ -1,0 +1,42 @@
+/* One origin as every native framing reaches it: scheme://host:port with its TLS settings and
+ * its proxy (one origin per distinct combination), the address connections dial (the origin's,
+ * or the proxy's), the TLS context with its session cache, and why calls to it fail at once
+ * when it cannot be used. The framings embed a pd_origin_t first in their own origin, which
+ * adds their pools and queues. */
+#ifndef PD_ORIGIN_H
+#define PD_ORIGIN_H
+
+#include "upstream/proxy.h"
+#include "upstream/tls.h"
+#include "upstream/upstream_int.h"
+
+typedef struct pd_origin {
+  pd_origin_addr_t a; /* a.authority is the key (and the Host header / :authority) */
+  /* Through a proxy: its URL (part of the key) and address; dial is where connections go
+   * (&pa through a proxy, else &a). */
+  char *proxy;
+  pd_origin_addr_t pa;
+  pd_origin_addr_t *dial;
+  /* https://: the TLS settings (part of the key) and the context built from them; NULL for
+   * http://. tls_opts keeps the settings themselves (strings owned), for handing a call over
+   * to another framing. */
+  char *tls_key;
+  pd_tls_ctx_t *tls;
+  pd_xfer_opts_t tls_opts;
+  char bad[160]; /* why calls to it fail at once (a TLS file unreadable, a bad proxy); "" */
+} pd_origin_t;
+
+/* The proxy a call to auth takes (see pd_proxy_pick), for pd_origin_is and pd_origin_init. */
+const char *pd_origin_proxy_for(const pd_proxy_env_t *env, const pd_xfer_opts_t *op, int tls,
+                                const char *auth, size_t alen);
+/* o is the origin for auth with these TLS settings (tls_key, NULL for http://) and proxy. */
+int pd_origin_is(const pd_origin_t *o, const char *auth, size_t alen, const char *tls_key,
+                 const char *proxy);
+/* Sets o up (o zeroed by the caller); alpn_h2: TLS offers h2 by ALPN. A TLS context or proxy
+ * that cannot be built is no failure here: o->bad says why, and the framing fails its calls.
+ * Returns 0, or -1 (out of memory, an authority that does not parse) with nothing to free. */
+int pd_origin_init(pd_origin_t *o, const char *auth, size_t alen, const char *tls_key,
+                   const char *proxy, const pd_xfer_opts_t *op, int alpn_h2);
+void pd_origin_free(pd_origin_t *o);
+
+#endif
