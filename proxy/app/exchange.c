@@ -15,6 +15,7 @@
 #include "core/router.h"
 #include "core/sse.h"
 #include "app/worker.h"
+#include "http/res.h"
 
 #define MAX_ERROR_BODY (1024L * 1024)
 #define MAX_SSE_EVENT (8L * 1024 * 1024)
@@ -440,7 +441,7 @@ static void ex_finish(ex_t *ex) {
   ex_cancel_all(ex);
   r->data = NULL;
   r->hooks = NULL;
-  pd_req_finish(r);
+  pd_server_finish(r);
   ex->req = NULL;
 }
 
@@ -1261,7 +1262,7 @@ static void finish_simple(pd_worker_t *w, pd_req_t *r) {
   pd_access_entry_t e = {r->request_id, r->method, path,          NULL, NULL, 0, 0,
                          r->status,     0,         secs * 1000.0, 0,    0,    0};
   pd_access_log_write(w->app->access_log, &e);
-  pd_req_finish(r);
+  pd_server_finish(r);
 }
 
 static void simple_json(pd_worker_t *w, pd_req_t *r, int status, const char *json) {
