@@ -52,7 +52,7 @@ int pd_buf_append(pd_buf_t *b, const void *data, size_t n) {
 }
 
 int pd_buf_appends(pd_buf_t *b, const char *s) {
-  return pd_buf_append(b, s, strlen(s));
+  return s ? pd_buf_append(b, s, strlen(s)) : pd_buf_append(b, "", 0);
 }
 
 int pd_buf_appendf(pd_buf_t *b, const char *fmt, ...) {

@@ -14,6 +14,11 @@ typedef struct pd_buf {
 
 /* Data start and length. */
 #define pd_buf_data(b) ((b)->base + (b)->off)
+/* The live data as a C string, "" when nothing was ever appended; valid until the next change
+ * to the buffer. */
+static inline const char *pd_buf_str(const pd_buf_t *b) {
+  return b->base ? b->base + b->off : "";
+}
 
 void pd_buf_init(pd_buf_t *b);
 /* Frees the storage; the buffer may be reused after pd_buf_init. */
@@ -23,6 +28,7 @@ void pd_buf_free(pd_buf_t *b);
 char *pd_buf_reserve(pd_buf_t *b, size_t n);
 void pd_buf_commit(pd_buf_t *b, size_t n);
 int pd_buf_append(pd_buf_t *b, const void *data, size_t n);
+/* Appends a C string; NULL appends nothing (the buffer is still NUL-terminated after). */
 int pd_buf_appends(pd_buf_t *b, const char *s);
 int pd_buf_appendf(pd_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Writes v in decimal to out (room for 21 bytes); returns the length, no NUL is written. */
