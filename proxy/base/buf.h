@@ -30,7 +30,10 @@ void pd_buf_commit(pd_buf_t *b, size_t n);
 int pd_buf_append(pd_buf_t *b, const void *data, size_t n);
 /* Appends a C string; NULL appends nothing (the buffer is still NUL-terminated after). */
 int pd_buf_appends(pd_buf_t *b, const char *s);
+/* Appends printf-formatted text; 0, or -1 on allocation or format failure (nothing appended). */
 int pd_buf_appendf(pd_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* pd_buf_appendf with a va_list (ap is used up, as by vprintf). */
+int pd_buf_appendv(pd_buf_t *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 /* Writes v in decimal to out (room for 21 bytes); returns the length, no NUL is written. */
 size_t pd_buf_fmt_long(char *out, long v);
 /* Appends v in decimal. */
