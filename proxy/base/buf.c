@@ -1,3 +1,5 @@
+/* The one growable byte buffer (see base/buf.h): reserve/commit, append, formatted and JSON
+ * appends, consume from the front with compaction, steal. */
 #include "base/buf.h"
 
 #include <stdio.h>

@@ -1,4 +1,7 @@
-/* Growable byte buffers with reserve/consume (h2o/lwan style). */
+/* The one growable byte buffer of the tree (h2o/lwan style): reserve/commit, append, consume
+ * from the front. Every module that builds or accumulates bytes uses it (request arenas and
+ * bodies, upstream request bodies, SSE lines, the engine's texts, the metrics page). A buffer
+ * owns its storage until pd_buf_free or pd_buf_steal. */
 #ifndef PD_BUF_H
 #define PD_BUF_H
 

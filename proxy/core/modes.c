@@ -1,5 +1,5 @@
 /* The forcing modes: how each upstream call's body is built and how a thinking reply extends
- * the transcript (SPEC section 5). forcing.c decides when to call what; this file only knows
+ * the transcript (SPEC section 5). engine.c decides when to call what; this file only knows
  * the wire shapes of chat, prefill and completions. */
 #include "core/modes.h"
 

@@ -1,6 +1,7 @@
 /* The forcing modes (SPEC section 5): one small table of functions per mode saying how an
  * upstream call's body is built and how a thinking reply extends the transcript. Private to the
- * forcing engine (forcing.c drives the rounds; modes.c knows the wire shapes). */
+ * forcing engine (core/engine.c drives the rounds; modes.c knows the wire shapes). Exports
+ * pd_mode_*; the growable text the modes build is base/buf.h's pd_buf_t. */
 #ifndef PD_MODES_H
 #define PD_MODES_H
 

@@ -1,4 +1,7 @@
-/* Incremental parser for the text/event-stream an upstream sends. */
+/* Incremental parser for the text/event-stream an upstream sends (the WHATWG event-stream
+ * format, data fields only): bytes in any split, one callback per complete event. A parser
+ * owns its carried line and event data (pd_sse_free releases them); events are bounded by
+ * max_event. Pure: no I/O. */
 #ifndef PD_SSE_H
 #define PD_SSE_H
 

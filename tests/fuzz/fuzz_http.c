@@ -1,4 +1,4 @@
-/* Fuzz target: request bytes through the server's real connection code (proxy/server.c: its
+/* Fuzz target: request bytes through the server's real connection code (proxy/http/: its
  * llhttp settings and callbacks, arena and header table, limits, pipelining, pauses, the
  * write-queue watermark, the Expect: 100-continue check) with no network. Each input is one
  * connection: one end of a socketpair is handed to the server (pd_server_adopt), the input is

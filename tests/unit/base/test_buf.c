@@ -1,3 +1,5 @@
+/* Unit tests for base/buf.c: append and consume, formatted appends (short and long), reuse
+ * without growth, JSON string escaping, steal, decimal formatting, pd_buf_str and NULL appends. */
 #include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
