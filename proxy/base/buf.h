@@ -23,13 +23,16 @@ static inline const char *pd_buf_str(const pd_buf_t *b) {
   return b->base ? b->base + b->off : "";
 }
 
+/* Makes an empty buffer that owns nothing yet (all zero: `pd_buf_t b = {0}` is the same). */
 void pd_buf_init(pd_buf_t *b);
 /* Frees the storage; the buffer may be reused after pd_buf_init. */
 void pd_buf_free(pd_buf_t *b);
 /* Makes room for at least n more bytes after the live data; returns the write pointer or NULL
  * on allocation failure. Commit with pd_buf_commit. */
 char *pd_buf_reserve(pd_buf_t *b, size_t n);
+/* Counts n bytes written at pd_buf_reserve's pointer as live data (and NUL-terminates). */
 void pd_buf_commit(pd_buf_t *b, size_t n);
+/* Appends n bytes (copied); 0, or -1 on allocation failure (nothing appended). */
 int pd_buf_append(pd_buf_t *b, const void *data, size_t n);
 /* Appends a C string; NULL appends nothing (the buffer is still NUL-terminated after). */
 int pd_buf_appends(pd_buf_t *b, const char *s);
@@ -47,6 +50,7 @@ int pd_buf_append_long(pd_buf_t *b, long v);
 int pd_buf_append_json_str(pd_buf_t *b, const char *s, size_t n);
 /* Drops n bytes from the front. */
 void pd_buf_consume(pd_buf_t *b, size_t n);
+/* Empties the buffer and keeps its storage for reuse. */
 void pd_buf_reset(pd_buf_t *b);
 /* Hands the storage to the caller (malloc'd, NUL-terminated, length in *len) and resets. */
 char *pd_buf_steal(pd_buf_t *b, size_t *len);

@@ -4,8 +4,8 @@
  * (a write-queue watermark that also stops reading and parsing pipelined requests), a deadline
  * in every connection state. This header is the server's lifecycle; the request a handler gets
  * is http/req.h, the response writer http/res.h. Inside: server.c (listener, connections, write
- * queue, timers), parser.c (llhttp callbacks and limits), res.c, req.c, sharing
- * http/server_int.h; llhttp.h is included only there, never outside proxy/http/. */
+ * queue, timers), parser.c (llhttp callbacks and limits) and res.c share http/server_int.h,
+ * the server's one include of llhttp.h; nothing outside proxy/http/ sees llhttp through it. */
 #ifndef PD_SERVER_H
 #define PD_SERVER_H
 
@@ -48,6 +48,7 @@ void pd_server_set_opts(pd_server_t *s, const pd_server_opts_t *opts);
 /* Stops accepting and closes idle connections; connections with a request in flight close
  * after it. `force` also aborts in-flight requests. on_closed runs once everything is closed. */
 void pd_server_stop(pd_server_t *s, int force, void (*on_closed)(void *ud), void *ud);
+/* Requests dispatched and not yet finished. */
 size_t pd_server_inflight(const pd_server_t *s);
 /* Frees the server after pd_server_stop's on_closed ran and the loop has finished. */
 void pd_server_free(pd_server_t *s);

@@ -1,7 +1,7 @@
 /* Inside the HTTP server: the server and connection structs and the connection operations that
  * server.c (listener, connections, write queue, timers), parser.c (the llhttp callbacks and
- * limits) and res.c (the response writer) share. Only the files of proxy/http/ include this,
- * and it is the one place llhttp.h is included. */
+ * limits) and res.c (the response writer) share. Only the files of proxy/http/ include this; it
+ * is the server's one include of llhttp.h (the upstream HTTP/1.1 client has its own). */
 #ifndef PD_SERVER_INT_H
 #define PD_SERVER_INT_H
 
@@ -102,6 +102,7 @@ void pd_server_arm_timer(pd_conn_t *c, long ms);
 /* Queues the connection to parse its held bytes and read again, from the loop (never from the
  * caller's frame). */
 void pd_server_resume(pd_conn_t *c);
+/* Stops reading the socket (a no-op when not reading). */
 void pd_server_stop_reading(pd_conn_t *c);
 /* Between two requests: when the client is not taking its responses, neither read its next
  * requests nor parse those already read, until the write queue is below LOW_WATERMARK.

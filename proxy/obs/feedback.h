@@ -16,6 +16,7 @@ typedef struct pd_feedback_store pd_feedback_store_t;
 
 /* Creates a store for capacity entries (0 = PD_FEEDBACK_CAPACITY); NULL on failure. */
 pd_feedback_store_t *pd_feedback_store_new(size_t capacity);
+/* Frees a store and every entry it holds; NULL is a no-op. */
 void pd_feedback_store_free(pd_feedback_store_t *s);
 
 /* Records request_id -> (route, variant), evicting the oldest entry when full. The strings are

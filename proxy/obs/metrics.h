@@ -17,6 +17,7 @@ typedef struct pd_metrics pd_metrics_t;
 
 /* Creates an empty store; NULL on allocation failure. Free with pd_metrics_free. */
 pd_metrics_t *pd_metrics_new(void);
+/* Frees a store and its series; NULL is a no-op. */
 void pd_metrics_free(pd_metrics_t *m);
 
 /* Counts one finished client request: ponder_requests_total{route,variant,code},
