@@ -5,6 +5,7 @@
  * relay's reply, the output buffer, the keep-alive timer. See exchange.h for the modules that
  * drive it. */
 #include "app/exchange.h"
+#include "http/res.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -179,7 +180,7 @@ void pd_exchange_finish(pd_exchange_t *ex) {
   cancel_all(ex);
   r->data = NULL;
   r->hooks = NULL;
-  pd_req_finish(r);
+  pd_server_finish(r);
   ex->req = NULL;
 }
 

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "app/exchange.h"
+#include "http/res.h"
 #include "app/upreq.h"
 #include "core/openai.h"
 

@@ -11,6 +11,7 @@
 
 #include "app/dispatch.h"
 #include "app/exchange.h"
+#include "http/res.h"
 #include "app/forced.h"
 #include "app/relay.h"
 #include "core/openai.h"
@@ -28,7 +29,7 @@ static void finish_simple(pd_worker_t *w, pd_req_t *r) {
   pd_access_entry_t e = {r->request_id, r->method, path,          NULL, NULL, 0, 0,
                          r->status,     0,         secs * 1000.0, 0,    0,    0};
   pd_access_log_write(w->app->access_log, &e);
-  pd_req_finish(r);
+  pd_server_finish(r);
 }
 
 static void simple_json(pd_worker_t *w, pd_req_t *r, int status, const char *json) {

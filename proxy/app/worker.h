@@ -9,6 +9,7 @@
 
 #include "obs/access_log.h"
 #include "config/config.h"
+#include "obs/feedback.h"
 #include "obs/metrics.h"
 #include "http/server.h"
 #include "upstream/upstream.h"

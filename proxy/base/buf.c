@@ -1,3 +1,5 @@
+/* The one growable byte buffer (see base/buf.h): reserve/commit, append, formatted and JSON
+ * appends, consume from the front with compaction, steal. */
 #include "base/buf.h"
 
 #include <stdio.h>
@@ -52,27 +54,36 @@ int pd_buf_append(pd_buf_t *b, const void *data, size_t n) {
 }
 
 int pd_buf_appends(pd_buf_t *b, const char *s) {
-  return pd_buf_append(b, s, strlen(s));
+  return s ? pd_buf_append(b, s, strlen(s)) : pd_buf_append(b, "", 0);
+}
+
+int pd_buf_appendv(pd_buf_t *b, const char *fmt, va_list ap) {
+  /* Most pieces fit the stack: one vsnprintf. A longer one is formatted again in place. */
+  va_list again;
+  va_copy(again, ap);
+  char tmp[256];
+  int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+  int rc = -1;
+  if (n >= 0 && (size_t)n < sizeof tmp) {
+    rc = pd_buf_append(b, tmp, (size_t)n);
+  } else if (n >= 0) {
+    char *p = pd_buf_reserve(b, (size_t)n);
+    if (p) {
+      vsnprintf(p, (size_t)n + 1, fmt, again);
+      pd_buf_commit(b, (size_t)n);
+      rc = 0;
+    }
+  }
+  va_end(again);
+  return rc;
 }
 
 int pd_buf_appendf(pd_buf_t *b, const char *fmt, ...) {
   va_list ap;
-  char tmp[256];
   va_start(ap, fmt);
-  int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+  int rc = pd_buf_appendv(b, fmt, ap);
   va_end(ap);
-  if (n < 0)
-    return -1;
-  if ((size_t)n < sizeof tmp)
-    return pd_buf_append(b, tmp, (size_t)n);
-  char *p = pd_buf_reserve(b, (size_t)n);
-  if (!p)
-    return -1;
-  va_start(ap, fmt);
-  vsnprintf(p, (size_t)n + 1, fmt, ap);
-  va_end(ap);
-  pd_buf_commit(b, (size_t)n);
-  return 0;
+  return rc;
 }
 
 size_t pd_buf_fmt_long(char *out, long v) {

@@ -19,6 +19,9 @@ typedef enum { PD_LOG_ERROR = 0, PD_LOG_WARN, PD_LOG_INFO, PD_LOG_DEBUG } pd_log
 /* Set by the main thread (config load and reload), read by every worker. */
 extern _Atomic pd_log_level_t pd_log_level_current;
 
+/* Formats one stderr line (time, level, [request id] when reqid is non-NULL, message; cut at
+ * 2 KiB) and queues it for the writer thread; never blocks. Call through pd_log, which checks the
+ * level first. */
 void pd_log_write(pd_log_level_t lvl, const char *reqid, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

@@ -11,12 +11,12 @@ typedef enum { ST_THINK, ST_ANSWER, ST_WAITING, ST_DONE } state_t;
 
 /* What one upstream call has delivered so far. */
 typedef struct call_acc {
-  int answer;          /* this is the answer call */
-  int streamed;        /* fed by chunks */
-  pd_text_t content;   /* message.content / delta.content / text */
-  pd_text_t reasoning; /* reasoning_content or reasoning */
-  char *finish;        /* last finish_reason seen (non-empty) */
-  int done_marker;     /* the stream's [DONE] arrived */
+  int answer;         /* this is the answer call */
+  int streamed;       /* fed by chunks */
+  pd_buf_t content;   /* message.content / delta.content / text */
+  pd_buf_t reasoning; /* reasoning_content or reasoning */
+  char *finish;       /* last finish_reason seen (non-empty) */
+  int done_marker;    /* the stream's [DONE] arrived */
   int has_usage;
   long prompt, completion, reasoning_tokens; /* reasoning_tokens -1 when absent */
   long text_chunks;                          /* chunks that carried text */
@@ -30,7 +30,7 @@ struct pd_engine {
   call_acc_t cur;
   int calls;
   long think_tokens;
-  pd_text_t content, reasoning; /* what was emitted as CONTENT / THINK */
+  pd_buf_t content, reasoning; /* what was emitted as CONTENT / THINK */
   json_t *tool_calls;
   char *finish;
   pd_usage_t usage;
@@ -193,8 +193,8 @@ pd_engine_t *pd_engine_new(const pd_engine_opts_t *opts, json_t *request) {
 }
 
 static void acc_reset(call_acc_t *a) {
-  pd_text_free(&a->content);
-  pd_text_free(&a->reasoning);
+  pd_buf_free(&a->content);
+  pd_buf_free(&a->reasoning);
   free(a->finish);
   memset(a, 0, sizeof *a);
   a->reasoning_tokens = -1;
@@ -210,10 +210,10 @@ void pd_engine_free(pd_engine_t *e) {
   free(e->c.upstream_model);
   free(e->c.limit_param);
   free(e->c.limits);
-  pd_text_free(&e->c.transcript);
+  pd_buf_free(&e->c.transcript);
   pd_mode_chain_free_text(&e->c);
-  pd_text_free(&e->content);
-  pd_text_free(&e->reasoning);
+  pd_buf_free(&e->content);
+  pd_buf_free(&e->reasoning);
   json_decref(e->tool_calls);
   free(e->finish);
   free(e);
@@ -259,10 +259,10 @@ static int out(pd_engine_t *e, pd_out_kind_t kind, const char *text, size_t len,
   if (kind == PD_OUT_THINK && e->max_think_bytes > 0 &&
       (long)(e->reasoning.len + len) > e->max_think_bytes)
     return PD_ENGINE_ETOOLARGE;
-  if (kind == PD_OUT_THINK && pd_text_append(&e->reasoning, text, len) < 0)
+  if (kind == PD_OUT_THINK && pd_buf_append(&e->reasoning, text, len) < 0)
     return -1;
   /* A relayed answer is not held: a streamed answer may be longer than any memory bound. */
-  if (kind == PD_OUT_CONTENT && !e->relay_answer && pd_text_append(&e->content, text, len) < 0)
+  if (kind == PD_OUT_CONTENT && !e->relay_answer && pd_buf_append(&e->content, text, len) < 0)
     return -1;
   if (emit) {
     pd_out_t o = {kind, text, len, json};
@@ -285,14 +285,14 @@ static int take(pd_engine_t *e, const json_t *src, const json_t *text, pd_emit_f
     const char *s = json_string_value(reasoning);
     if ((rc = out(e, PD_OUT_THINK, s, rlen, NULL, emit, ud)) < 0)
       return rc;
-    if (pd_text_append(&a->reasoning, s, rlen) < 0)
+    if (pd_buf_append(&a->reasoning, s, rlen) < 0)
       return -1;
   }
   if (clen) {
     const char *s = json_string_value(content);
     if ((rc = out(e, a->answer ? PD_OUT_CONTENT : PD_OUT_THINK, s, clen, NULL, emit, ud)) < 0)
       return rc;
-    if (!(a->answer && e->relay_answer) && pd_text_append(&a->content, s, clen) < 0)
+    if (!(a->answer && e->relay_answer) && pd_buf_append(&a->content, s, clen) < 0)
       return -1;
   }
   if (rlen || clen)
@@ -370,8 +370,8 @@ static int finish_call(pd_engine_t *e, pd_emit_fn emit, void *ud) {
   e->usage.reasoning_tokens += completion;
   e->think_tokens += completion;
   /* s_k: the reply's content, or its reasoning when a reasoning model left content empty. */
-  const pd_text_t *s = a->content.len ? &a->content : &a->reasoning;
-  if (e->ops->add_reply(c, pd_text_str(s), s->len) < 0)
+  const pd_buf_t *s = a->content.len ? &a->content : &a->reasoning;
+  if (e->ops->add_reply(c, pd_buf_str(s), s->len) < 0)
     return -1;
   int is_length = !strcmp(finish, "length");
   int spent = p->max_think_tokens > 0 && e->think_tokens >= p->max_think_tokens;
@@ -385,17 +385,17 @@ static int finish_call(pd_engine_t *e, pd_emit_fn emit, void *ud) {
     return 0;
   }
   c->limits[c->think_calls] = next_limit(e);
-  pd_text_t wait = {0};
+  pd_buf_t wait = {0};
   int rc = e->ops->next_round(c, finish, &wait);
   if (rc == 0 && wait.len) {
-    pd_text_t sep = {0};
-    rc = pd_text_appends(&sep, "\n") < 0 || pd_text_append(&sep, wait.s, wait.len) < 0 ||
-                 pd_text_appends(&sep, "\n") < 0
+    pd_buf_t sep = {0};
+    rc = pd_buf_appends(&sep, "\n") < 0 || pd_buf_append(&sep, pd_buf_data(&wait), wait.len) < 0 ||
+                 pd_buf_appends(&sep, "\n") < 0
              ? -1
-             : out(e, PD_OUT_THINK, sep.s, sep.len, NULL, emit, ud);
-    pd_text_free(&sep);
+             : out(e, PD_OUT_THINK, pd_buf_data(&sep), sep.len, NULL, emit, ud);
+    pd_buf_free(&sep);
   }
-  pd_text_free(&wait);
+  pd_buf_free(&wait);
   e->state = ST_THINK;
   return rc;
 }
@@ -473,9 +473,9 @@ int pd_engine_on_call_end(pd_engine_t *e, pd_emit_fn emit, void *ud) {
 
 /* The chain's outcome so far; pointers stay valid until pd_engine_free. */
 void pd_engine_result(const pd_engine_t *e, pd_result_t *res) {
-  res->content = pd_text_str(&e->content);
+  res->content = pd_buf_str(&e->content);
   res->content_len = e->content.len;
-  res->reasoning = pd_text_str(&e->reasoning);
+  res->reasoning = pd_buf_str(&e->reasoning);
   res->reasoning_len = e->reasoning.len;
   res->tool_calls = e->tool_calls;
   res->finish_reason = e->finish;

@@ -90,6 +90,7 @@ int pd_engine_should_force(const json_t *request, int rounds);
 /* Creates an engine for one chain. `request` is the client's body (the `ponder` field already
  * removed); the engine takes its own reference. Returns NULL on allocation failure. */
 pd_engine_t *pd_engine_new(const pd_engine_opts_t *opts, json_t *request);
+/* Frees the engine, its reference to the request and everything it accumulated. */
 void pd_engine_free(pd_engine_t *e);
 
 /* Returns 1 and fills *call with the next upstream call, 0 when the chain is done, or -1 when
@@ -117,6 +118,8 @@ void pd_engine_on_done_marker(pd_engine_t *e);
  * pd_engine_on_response. A no-op (0) when no call is in flight. */
 int pd_engine_on_call_end(pd_engine_t *e, pd_emit_fn emit, void *ud);
 
+/* Fills *out with the chain's outcome so far; its strings stay the engine's, valid until
+ * pd_engine_free. */
 void pd_engine_result(const pd_engine_t *e, pd_result_t *out);
 
 /* The number of upstream calls a request may cause at most: n chains of `rounds` thinking calls

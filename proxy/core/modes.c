@@ -1,5 +1,5 @@
 /* The forcing modes: how each upstream call's body is built and how a thinking reply extends
- * the transcript (SPEC section 5). forcing.c decides when to call what; this file only knows
+ * the transcript (SPEC section 5). engine.c decides when to call what; this file only knows
  * the wire shapes of chat, prefill and completions. */
 #include "core/modes.h"
 
@@ -8,40 +8,6 @@
 
 #include "core/openai.h"
 
-/* ---- text ---- */
-
-int pd_text_append(pd_text_t *t, const char *s, size_t n) {
-  if (t->len + n + 1 > t->cap) {
-    size_t cap = t->cap ? t->cap : 64;
-    while (cap < t->len + n + 1)
-      cap *= 2;
-    char *p = realloc(t->s, cap);
-    if (!p)
-      return -1;
-    t->s = p;
-    t->cap = cap;
-  }
-  if (n)
-    memcpy(t->s + t->len, s, n);
-  t->len += n;
-  t->s[t->len] = '\0';
-  return 0;
-}
-
-int pd_text_appends(pd_text_t *t, const char *s) {
-  return s ? pd_text_append(t, s, strlen(s)) : pd_text_append(t, "", 0);
-}
-
-const char *pd_text_str(const pd_text_t *t) {
-  return t->s ? t->s : "";
-}
-
-void pd_text_free(pd_text_t *t) {
-  free(t->s);
-  t->s = NULL;
-  t->len = t->cap = 0;
-}
-
 /* ---- shared helpers ---- */
 
 static const char *str(const char *s) {
@@ -49,28 +15,28 @@ static const char *str(const char *s) {
 }
 
 /* Appends tmpl with "{think_budget}" and "{answer_budget}" replaced by the given limits. */
-static int append_subst(pd_text_t *t, const char *tmpl, long think, long answer) {
+static int append_subst(pd_buf_t *t, const char *tmpl, long think, long answer) {
   static const char tb[] = "{think_budget}", ab[] = "{answer_budget}";
   const char *p = str(tmpl);
   while (*p) {
     const char *brace = strchr(p, '{');
     if (!brace)
-      return pd_text_appends(t, p);
-    if (pd_text_append(t, p, (size_t)(brace - p)) < 0)
+      return pd_buf_appends(t, p);
+    if (pd_buf_append(t, p, (size_t)(brace - p)) < 0)
       return -1;
     char num[32];
     if (!strncmp(brace, tb, sizeof tb - 1)) {
       int n = snprintf(num, sizeof num, "%ld", think);
-      if (pd_text_append(t, num, (size_t)n) < 0)
+      if (pd_buf_append(t, num, (size_t)n) < 0)
         return -1;
       p = brace + sizeof tb - 1;
     } else if (!strncmp(brace, ab, sizeof ab - 1)) {
       int n = snprintf(num, sizeof num, "%ld", answer);
-      if (pd_text_append(t, num, (size_t)n) < 0)
+      if (pd_buf_append(t, num, (size_t)n) < 0)
         return -1;
       p = brace + sizeof ab - 1;
     } else {
-      if (pd_text_append(t, "{", 1) < 0)
+      if (pd_buf_append(t, "{", 1) < 0)
         return -1;
       p = brace + 1;
     }
@@ -79,46 +45,46 @@ static int append_subst(pd_text_t *t, const char *tmpl, long think, long answer)
 }
 
 /* Appends tmpl with every "{content}" replaced by content. */
-static int append_with_content(pd_text_t *t, const char *tmpl, const char *content, size_t n) {
+static int append_with_content(pd_buf_t *t, const char *tmpl, const char *content, size_t n) {
   static const char key[] = "{content}";
   const char *p = str(tmpl);
   const char *hit;
   while ((hit = strstr(p, key))) {
-    if (pd_text_append(t, p, (size_t)(hit - p)) < 0 || pd_text_append(t, content, n) < 0)
+    if (pd_buf_append(t, p, (size_t)(hit - p)) < 0 || pd_buf_append(t, content, n) < 0)
       return -1;
     p = hit + sizeof key - 1;
   }
-  return pd_text_appends(t, p);
+  return pd_buf_appends(t, p);
 }
 
 /* A message's text: string content, or the text parts of array content concatenated. */
-static int append_message_text(pd_text_t *t, const json_t *msg) {
+static int append_message_text(pd_buf_t *t, const json_t *msg) {
   const json_t *content = json_object_get(msg, "content");
   if (json_is_string(content))
-    return pd_text_append(t, json_string_value(content), json_string_length(content));
+    return pd_buf_append(t, json_string_value(content), json_string_length(content));
   if (json_is_array(content)) {
     size_t i;
     const json_t *part;
     json_array_foreach(content, i, part) {
       const json_t *text = json_object_get(part, "text");
       if (json_is_string(text) &&
-          pd_text_append(t, json_string_value(text), json_string_length(text)) < 0)
+          pd_buf_append(t, json_string_value(text), json_string_length(text)) < 0)
         return -1;
     }
   }
   return 0;
 }
 
-static json_t *text_json(const pd_text_t *t) {
-  return json_stringn(pd_text_str(t), t->len);
+static json_t *text_json(const pd_buf_t *t) {
+  return json_stringn(pd_buf_str(t), t->len);
 }
 
-static int set_text(json_t *obj, const char *key, const pd_text_t *t) {
+static int set_text(json_t *obj, const char *key, const pd_buf_t *t) {
   json_t *v = text_json(t);
   return v ? json_object_set_new(obj, key, v) : -1;
 }
 
-static json_t *message(const char *role, const pd_text_t *content) {
+static json_t *message(const char *role, const pd_buf_t *content) {
   json_t *m = json_object();
   if (!m || json_object_set_new(m, "role", json_string(role)) < 0 ||
       set_text(m, "content", content) < 0) {
@@ -208,12 +174,12 @@ static json_t *chat_mprime(const pd_chain_t *c) {
   }
   if (!last)
     return msgs;
-  pd_text_t think = {0};
+  pd_buf_t think = {0};
   json_t *content = json_object_get(last, "content");
   int rc;
   if (json_is_string(content)) {
-    rc = pd_text_append(&think, json_string_value(content), json_string_length(content)) < 0 ||
-                 pd_text_appends(&think, "\n\n") < 0 ||
+    rc = pd_buf_append(&think, json_string_value(content), json_string_length(content)) < 0 ||
+                 pd_buf_appends(&think, "\n\n") < 0 ||
                  append_subst(&think, c->policy->prompts.think, c->limits[0], c->answer_limit) < 0
              ? -1
              : set_text(last, "content", &think);
@@ -221,7 +187,7 @@ static json_t *chat_mprime(const pd_chain_t *c) {
     json_t *part = NULL, *parts = json_copy(content);
     rc =
         !parts || json_object_set_new(last, "content", parts) < 0 ||
-                pd_text_appends(&think, "\n\n") < 0 ||
+                pd_buf_appends(&think, "\n\n") < 0 ||
                 append_subst(&think, c->policy->prompts.think, c->limits[0], c->answer_limit) < 0 ||
                 !(part = json_pack("{s:s,s:o}", "type", "text", "text", text_json(&think)))
             ? -1
@@ -231,7 +197,7 @@ static json_t *chat_mprime(const pd_chain_t *c) {
              ? -1
              : set_text(last, "content", &think);
   }
-  pd_text_free(&think);
+  pd_buf_free(&think);
   if (rc < 0) {
     json_decref(msgs);
     return NULL;
@@ -328,19 +294,19 @@ static int chat_pairs(pd_chain_t *c, int upto) {
   const pd_policy_t *p = c->policy;
   pd_chain_t *k = c;
   for (int j = k->npairs; j < upto; j++) {
-    pd_text_t a = {0}, u = {0};
+    pd_buf_t a = {0}, u = {0};
     json_t *seg = json_array_get(c->segments, (size_t)j);
     long limit = c->limits[j + 1];
-    int rc = pd_text_append(&a, str(json_string_value(seg)), json_string_length(seg)) < 0 ||
-                     pd_text_appends(&a, "\n") < 0 ||
+    int rc = pd_buf_append(&a, str(json_string_value(seg)), json_string_length(seg)) < 0 ||
+                     pd_buf_appends(&a, "\n") < 0 ||
                      append_subst(&a, p->prompts.wait, limit, c->answer_limit) < 0 ||
                      append_subst(&u, p->prompts.cont, limit, c->answer_limit) < 0 ||
-                     put_message(&k->pairs, "assistant", pd_text_str(&a), a.len) < 0 ||
-                     put_message(&k->pairs, "user", pd_text_str(&u), u.len) < 0
+                     put_message(&k->pairs, "assistant", pd_buf_str(&a), a.len) < 0 ||
+                     put_message(&k->pairs, "user", pd_buf_str(&u), u.len) < 0
                  ? -1
                  : 0;
-    pd_text_free(&a);
-    pd_text_free(&u);
+    pd_buf_free(&a);
+    pd_buf_free(&u);
     if (rc < 0)
       return -1;
     k->npairs = j + 1;
@@ -368,7 +334,7 @@ static int chat_think_body(pd_chain_t *c, pd_buf_t *b) {
 /* The answer call keeps the client's own limit; without one it gets answer_budget. */
 static int chat_answer_body(pd_chain_t *c, pd_buf_t *b) {
   int n = c->think_calls;
-  pd_text_t ask = {0};
+  pd_buf_t ask = {0};
   json_t *seg = json_array_get(c->segments, (size_t)(n - 1));
   int has_limit = json_is_integer(json_object_get(c->request, "max_tokens")) ||
                   json_is_integer(json_object_get(c->request, "max_completion_tokens"));
@@ -378,14 +344,14 @@ static int chat_answer_body(pd_chain_t *c, pd_buf_t *b) {
                                json_string_length(seg)) < 0 ||
                    append_subst(&ask, c->policy->prompts.answer, c->policy->think_budget,
                                 c->answer_limit) < 0 ||
-                   put_message(b, "user", pd_text_str(&ask), ask.len) < 0 ||
+                   put_message(b, "user", pd_buf_str(&ask), ask.len) < 0 ||
                    pd_buf_append(b, "]", 1) < 0 ||
                    (!has_limit && (pd_buf_append(b, ",", 1) < 0 || put_key(b, c->limit_param) < 0 ||
                                    pd_buf_append_long(b, c->policy->answer_budget) < 0)) ||
                    pd_buf_append(b, "}", 1) < 0
                ? -1
                : 0;
-  pd_text_free(&ask);
+  pd_buf_free(&ask);
   return rc;
 }
 
@@ -394,7 +360,7 @@ static int chat_add_reply(pd_chain_t *c, const char *s, size_t n) {
   return v ? json_array_append_new(c->segments, v) : -1;
 }
 
-static int chat_next_round(pd_chain_t *c, const char *finish, pd_text_t *sep) {
+static int chat_next_round(pd_chain_t *c, const char *finish, pd_buf_t *sep) {
   (void)finish;
   return append_subst(sep, c->policy->prompts.wait, c->limits[c->think_calls], c->answer_limit);
 }
@@ -403,26 +369,26 @@ static int chat_next_round(pd_chain_t *c, const char *finish, pd_text_t *sep) {
 
 /* The assistant text the next call continues: think_open + transcript, and for the answer call
  * the closing of the thinking as SPEC section 5 orders it. */
-static int build_prefix(const pd_chain_t *c, int answer, pd_text_t *out) {
+static int build_prefix(const pd_chain_t *c, int answer, pd_buf_t *out) {
   const pd_policy_t *p = c->policy;
-  if (pd_text_appends(out, p->prefill.think_open) < 0 ||
-      pd_text_append(out, pd_text_str(&c->transcript), c->transcript.len) < 0)
+  if (pd_buf_appends(out, p->prefill.think_open) < 0 ||
+      pd_buf_append(out, pd_buf_str(&c->transcript), c->transcript.len) < 0)
     return -1;
   if (!answer)
     return 0;
-  if (c->last_length && (out->len == 0 || out->s[out->len - 1] != '\n') &&
-      pd_text_appends(out, "\n") < 0)
+  if (c->last_length && (out->len == 0 || pd_buf_data(out)[out->len - 1] != '\n') &&
+      pd_buf_appends(out, "\n") < 0)
     return -1;
-  if (pd_text_appends(out, p->prefill.think_close) < 0 ||
-      (c->cut && pd_text_appends(out, p->prefill.length_cut) < 0) ||
-      pd_text_appends(out, p->prefill.answer_open) < 0)
+  if (pd_buf_appends(out, p->prefill.think_close) < 0 ||
+      (c->cut && pd_buf_appends(out, p->prefill.length_cut) < 0) ||
+      pd_buf_appends(out, p->prefill.answer_open) < 0)
     return -1;
   return 0;
 }
 
 /* M + the assistant prefix, marked for continuation as the dialect wants. */
 static int prefill_messages(json_t *b, const pd_chain_t *c, int answer) {
-  pd_text_t prefix = {0};
+  pd_buf_t prefix = {0};
   json_t *msgs = json_copy(json_object_get(c->request, "messages")); /* only appended to */
   json_t *m = NULL;
   pd_dialect_t d = c->policy->prefill.dialect;
@@ -438,7 +404,7 @@ static int prefill_messages(json_t *b, const pd_chain_t *c, int answer) {
                : 0;
   json_decref(m);
   json_decref(msgs);
-  pd_text_free(&prefix);
+  pd_buf_free(&prefix);
   return rc;
 }
 
@@ -467,22 +433,22 @@ static int prefill_answer_body(pd_chain_t *c, pd_buf_t *out) {
 }
 
 static int transcript_add_reply(pd_chain_t *c, const char *s, size_t n) {
-  return pd_text_append(&c->transcript, s, n);
+  return pd_buf_append(&c->transcript, s, n);
 }
 
 /* s1's "ignore end-of-thinking": a model that stopped by itself gets `wait` appended; one cut by
  * its token limit is mid-thought and simply continues. */
-static int transcript_next_round(pd_chain_t *c, const char *finish, pd_text_t *sep) {
+static int transcript_next_round(pd_chain_t *c, const char *finish, pd_buf_t *sep) {
   if (!strcmp(finish, "length"))
     return 0;
   const char *wait = str(c->policy->prefill.wait);
-  if (pd_text_appends(&c->transcript, wait) < 0)
+  if (pd_buf_appends(&c->transcript, wait) < 0)
     return -1;
-  return pd_text_appends(sep, wait);
+  return pd_buf_appends(sep, wait);
 }
 
 /* render(template, M): each message through its role's template. */
-static int render_prompt(const pd_chain_t *c, pd_text_t *out) {
+static int render_prompt(const pd_chain_t *c, pd_buf_t *out) {
   const pd_policy_t *p = c->policy;
   const json_t *msgs = json_object_get(c->request, "messages");
   size_t i;
@@ -494,23 +460,23 @@ static int render_prompt(const pd_chain_t *c, pd_text_t *out) {
       tmpl = p->tmpl.system;
     else if (!strcmp(role, "assistant"))
       tmpl = p->tmpl.assistant;
-    pd_text_t text = {0};
+    pd_buf_t text = {0};
     int rc = append_message_text(&text, m) < 0 ||
-                     append_with_content(out, tmpl, pd_text_str(&text), text.len) < 0
+                     append_with_content(out, tmpl, pd_buf_str(&text), text.len) < 0
                  ? -1
                  : 0;
-    pd_text_free(&text);
+    pd_buf_free(&text);
     if (rc < 0)
       return -1;
   }
-  return pd_text_appends(out, p->tmpl.assistant_start);
+  return pd_buf_appends(out, p->tmpl.assistant_start);
 }
 
 static json_t *completions_body(const pd_chain_t *c, int answer) {
   static const char *const sampling[] = {
       "temperature", "top_p", "seed",  "frequency_penalty", "presence_penalty", "logit_bias",
       "user",        "top_k", "min_p", "repetition_penalty"};
-  pd_text_t prompt = {0};
+  pd_buf_t prompt = {0};
   json_t *b = json_object();
   long limit = answer ? c->answer_limit : c->limits[c->think_calls];
   int rc = !b || json_object_set_new(b, "model", json_string(c->upstream_model)) < 0 ||
@@ -519,7 +485,7 @@ static json_t *completions_body(const pd_chain_t *c, int answer) {
                    json_object_set_new(b, "max_tokens", json_integer(limit)) < 0
                ? -1
                : 0;
-  pd_text_free(&prompt);
+  pd_buf_free(&prompt);
   for (size_t i = 0; rc == 0 && i < sizeof sampling / sizeof sampling[0]; i++) {
     json_t *v = json_object_get(c->request, sampling[i]);
     if (v && !json_is_null(v))

@@ -1,6 +1,7 @@
 /* The forcing modes (SPEC section 5): one small table of functions per mode saying how an
  * upstream call's body is built and how a thinking reply extends the transcript. Private to the
- * forcing engine (forcing.c drives the rounds; modes.c knows the wire shapes). */
+ * forcing engine (core/engine.c drives the rounds; modes.c knows the wire shapes). Exports
+ * pd_mode_*; the growable text the modes build is base/buf.h's pd_buf_t. */
 #ifndef PD_MODES_H
 #define PD_MODES_H
 
@@ -9,19 +10,6 @@
 
 #include "base/buf.h"
 #include "config/config.h"
-
-/* A growable NUL-terminated string (s is NULL until the first append). */
-typedef struct pd_text {
-  char *s;
-  size_t len, cap;
-} pd_text_t;
-
-/* Appends n bytes; returns 0 or -1 on allocation failure. */
-int pd_text_append(pd_text_t *t, const char *s, size_t n);
-int pd_text_appends(pd_text_t *t, const char *s);
-/* The contents ("" when empty); valid until the next append or pd_text_free. */
-const char *pd_text_str(const pd_text_t *t);
-void pd_text_free(pd_text_t *t);
 
 /* The state of one chain that the modes read (and, through add_reply/next_round, extend).
  * Owned by the engine. */
@@ -36,10 +24,11 @@ typedef struct pd_chain {
   long answer_limit;    /* the client's max_completion_tokens/max_tokens, else answer_budget */
   int think_calls;      /* thinking calls made so far */
   json_t *segments;     /* chat: s_1..s_k as JSON strings */
-  pd_text_t transcript; /* prefill/completions: the replies and waits, verbatim */
+  pd_buf_t transcript;  /* prefill/completions: the replies and waits, verbatim */
   int last_length;      /* the last thinking call ended with finish_reason "length" */
   int cut;              /* thinking was cut at a budget */
-  /* chat: the body text every call repeats, built on first use (pd_mode_chain_free_text frees it) */
+  /* chat: the body text every call repeats, built on first use (pd_mode_chain_free_text frees it)
+   */
   pd_buf_t think_head; /* a thinking call's body up to and including M' */
   pd_buf_t mprime;     /* M' as JSON array elements */
   pd_buf_t pairs;      /* ",{assistant},{user}" for the first npairs thinking calls */
@@ -59,7 +48,7 @@ typedef struct pd_mode_ops {
   /* Another thinking call follows one that ended with finish_reason `finish` (never NULL). Fills
    * *sep with the wait text to display between the rounds (left empty: display nothing).
    * c->limits[c->think_calls] already holds the next call's limit. Returns 0 or -1. */
-  int (*next_round)(pd_chain_t *c, const char *finish, pd_text_t *sep);
+  int (*next_round)(pd_chain_t *c, const char *finish, pd_buf_t *sep);
 } pd_mode_ops_t;
 
 /* The table of a mode. */

@@ -1,6 +1,6 @@
 /* Routing and A/B assignment (SPEC sections 3 and 7). See router.h.
  *
- * Worked example of the sticky assignment (asserted in tests/unit/test_router.c):
+ * Worked example of the sticky assignment (asserted in tests/unit/core/test_router.c):
  *   route "math", key "user-42", variants control:1, deep:1 (total weight 2)
  *   FNV-1a-64("math" "\0" "user-42")  (12 bytes) = 0xa8f6557c1d2315e3 = 12175012634195858915
  *   bucket = 12175012634195858915 mod 2 = 1  ->  bucket range [1, 2) = "deep"

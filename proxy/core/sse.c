@@ -1,3 +1,6 @@
+/* The SSE parser (see core/sse.h): lines end at LF (a CR before it is dropped), data fields
+ * are joined with '\n', comments and other fields are ignored, and an event is delivered at its
+ * blank line. */
 #include "core/sse.h"
 
 #include <string.h>

@@ -1,4 +1,7 @@
-/* Incremental parser for the text/event-stream an upstream sends. */
+/* Incremental parser for the text/event-stream an upstream sends (the WHATWG event-stream
+ * format, data fields only): bytes in any split, one callback per complete event. A parser
+ * owns its carried line and event data (pd_sse_free releases them); events are bounded by
+ * max_event. Pure: no I/O. */
 #ifndef PD_SSE_H
 #define PD_SSE_H
 
@@ -17,7 +20,9 @@ typedef struct pd_sse {
   size_t max_event; /* bound on one event's size */
 } pd_sse_t;
 
+/* Starts an empty parser whose events may be up to max_event bytes. */
 void pd_sse_init(pd_sse_t *s, size_t max_event);
+/* Frees the carried line and event data (pd_sse_init starts it again). */
 void pd_sse_free(pd_sse_t *s);
 /* Feeds bytes. Returns 0, a callback's non-zero value, or -1 when an event exceeds max_event
  * (or memory runs out). */

@@ -2,66 +2,28 @@
  * connection, the rest held unparsed), Content-Length and chunked bodies (trailer fields read
  * and ignored), SPEC section 3 limits, x-request-id on every response, backpressure on writes
  * (a write-queue watermark that also stops reading and parsing pipelined requests), a deadline
- * in every connection state. Only server.c includes llhttp.h. */
+ * in every connection state. This header is the server's lifecycle; the request a handler gets
+ * is http/req.h, the response writer http/res.h. Inside: server.c (listener, connections, write
+ * queue, timers), parser.c (llhttp callbacks and limits) and res.c share http/server_int.h,
+ * the server's one include of llhttp.h; nothing outside proxy/http/ sees llhttp through it. */
 #ifndef PD_SERVER_H
 #define PD_SERVER_H
 
 #include <stddef.h>
-#include <stdint.h>
 #include <uv.h>
 
-#include "base/buf.h"
-#include "config/config.h"
+#include "http/req.h"
 
 typedef struct pd_server pd_server_t;
-typedef struct pd_conn pd_conn_t;
-typedef struct pd_req pd_req_t;
 
-/* Called when a request is complete. The handler owns the request until pd_req_finish. */
+/* Called when a request is complete. The handler owns the request until pd_server_finish. */
 typedef void (*pd_dispatch_fn)(void *ud, pd_req_t *req);
 /* Called with a request head that carries `Expect: 100-continue`, before any interim response
  * is sent and before a body byte is read (req->body is empty). Returns 0 to let the body come
  * (the request is dispatched once complete, as any other), or answers the request itself and
- * returns 1: it then owns the request until pd_req_finish, exactly as after dispatch; no
+ * returns 1: it then owns the request until pd_server_finish, exactly as after dispatch; no
  * 100 Continue is sent, the body is never read and the connection closes after the answer. */
 typedef int (*pd_head_fn)(void *ud, pd_req_t *req);
-
-/* Hooks a handler sets on a request it keeps in flight. */
-typedef struct pd_req_hooks {
-  /* The client went away (or the server is forced down). The handler must stop its work and
-   * call pd_req_finish, now or later; writing is no longer possible. */
-  void (*on_abort)(pd_req_t *req);
-  /* The write queue dropped below the low watermark after pd_res_write reported pressure. */
-  void (*on_drain)(pd_req_t *req);
-} pd_req_hooks_t;
-
-#define PD_MAX_HEADERS 100
-
-struct pd_req {
-  pd_conn_t *conn;
-  const char *method; /* "GET", "POST", ... */
-  char *url;          /* path + query, NUL-terminated; valid until pd_req_finish */
-  size_t path_len;    /* bytes of url before '?' */
-  const char *query;  /* after '?', or "" */
-  size_t nheaders;
-  struct {
-    const char *name; /* lower-case */
-    const char *value;
-  } headers[PD_MAX_HEADERS];
-  pd_buf_t body;
-  char request_id[130];
-  /* Reset per request from here to the end (fields above are reset one by one). */
-  int http_minor;
-  int keep_alive;
-  int is_head;
-  uint64_t start_ns; /* uv_hrtime at message begin */
-  /* Handler side. */
-  const pd_req_hooks_t *hooks;
-  void *data;
-  /* Response side (managed by pd_res_*). */
-  int status;
-  int res_started, res_chunked, res_ended, res_bodiless, pressure;
-};
 
 /* Server options resolved from the config. */
 typedef struct pd_server_opts {
@@ -86,35 +48,13 @@ void pd_server_set_opts(pd_server_t *s, const pd_server_opts_t *opts);
 /* Stops accepting and closes idle connections; connections with a request in flight close
  * after it. `force` also aborts in-flight requests. on_closed runs once everything is closed. */
 void pd_server_stop(pd_server_t *s, int force, void (*on_closed)(void *ud), void *ud);
+/* Requests dispatched and not yet finished. */
 size_t pd_server_inflight(const pd_server_t *s);
 /* Frees the server after pd_server_stop's on_closed ran and the loop has finished. */
 void pd_server_free(pd_server_t *s);
 
-/* Request header lookup (name lower-case); NULL when absent. */
-const char *pd_req_header(const pd_req_t *r, const char *name);
-
-/* Sends a whole response with Content-Length. extra: NULL-terminated name/value pairs. */
-void pd_res_send(pd_req_t *r, int status, const char *content_type, const char *const *extra,
-                 const char *body, size_t len);
-/* Sends the OpenAI error object with status. */
-void pd_res_error(pd_req_t *r, int status, const char *message, const char *type, const char *param,
-                  const char *code);
-/* Starts a response; content_length < 0 means a streamed (chunked) body. */
-void pd_res_start(pd_req_t *r, int status, const char *content_type, const char *const *extra,
-                  long content_length);
-/* Appends body bytes (copied). Returns 1 when the write queue is above the high watermark:
- * the caller should pause its producer until on_drain. */
-int pd_res_write(pd_req_t *r, const char *data, size_t len);
-/* Like pd_res_write, but takes the buffer's storage (no copy); b is left empty. */
-int pd_res_write_buf(pd_req_t *r, pd_buf_t *b);
-/* Ends the response body. `close_after` closes the connection once written (e.g. after a
- * failure mid-stream). */
-void pd_res_end(pd_req_t *r, int close_after);
 /* The handler is done with the request (response ended, or aborted). The request memory is
  * released; the connection moves on to the next pipelined request or idles. */
-void pd_req_finish(pd_req_t *r);
-
-/* Status reason phrase. */
-const char *pd_http_reason(int status);
+void pd_server_finish(pd_req_t *r);
 
 #endif

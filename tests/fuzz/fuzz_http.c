@@ -1,4 +1,4 @@
-/* Fuzz target: request bytes through the server's real connection code (proxy/server.c: its
+/* Fuzz target: request bytes through the server's real connection code (proxy/http/: its
  * llhttp settings and callbacks, arena and header table, limits, pipelining, pauses, the
  * write-queue watermark, the Expect: 100-continue check) with no network. Each input is one
  * connection: one end of a socketpair is handed to the server (pd_server_adopt), the input is
@@ -24,6 +24,7 @@
 #include <uv.h>
 
 #include "dispatch_check.h"
+#include "http/res.h"
 #include "http/server.h"
 
 #define MAX_BODY 4096
@@ -130,7 +131,7 @@ static void check_request(const pd_req_t *r) {
 static void on_abort(pd_req_t *r) {
   if (waiting == r)
     waiting = NULL;
-  pd_req_finish(r);
+  pd_server_finish(r);
 }
 
 static size_t answered; /* requests answered by on_request/answer (not aborted) */
@@ -153,7 +154,7 @@ static void answer(pd_req_t *r) {
     const char *const extra[] = {"x-fuzz", "1", NULL};
     pd_res_send(r, 200, "text/plain", extra, big, len);
   }
-  pd_req_finish(r);
+  pd_server_finish(r);
 }
 
 static void on_answer_idle(uv_idle_t *h) {
@@ -194,7 +195,7 @@ static int on_head(void *ud, pd_req_t *r) {
     return 0;
   pd_res_error(r, 401, "Incorrect API key provided.", "invalid_request_error", NULL,
                "invalid_api_key");
-  pd_req_finish(r);
+  pd_server_finish(r);
   return 1;
 }
 

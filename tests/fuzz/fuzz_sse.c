@@ -1,4 +1,4 @@
-/* Fuzz target: the upstream SSE parser (proxy/sse.c). The input is split at a position taken
+/* Fuzz target: the upstream SSE parser (proxy/core/sse.c). The input is split at a position taken
  * from its first byte, so events straddling two feeds are exercised too. Checks: no crash, no
  * leak, every delivered event fits the bound, and the same bytes fed whole or split yield the
  * same events. */

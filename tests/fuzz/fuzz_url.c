@@ -1,4 +1,4 @@
-/* Fuzz target: the pass-through URL joiner (proxy/url.c). The first byte picks a base URL from
+/* Fuzz target: the pass-through URL joiner (proxy/base/url.c). The first byte picks a base URL from
  * a fixed set (with and without port, path, query, userinfo, IPv6) and where the rest of the
  * input splits into the client's rest of path and its query. Property: either the joiner
  * refuses, or the joined URL

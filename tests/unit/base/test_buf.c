@@ -1,3 +1,5 @@
+/* Unit tests for base/buf.c: append and consume, formatted appends (short and long), reuse
+ * without growth, JSON string escaping, steal, decimal formatting, pd_buf_str and NULL appends. */
 #include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -101,12 +103,33 @@ static void test_fmt_long(void **state) {
   pd_buf_free(&b);
 }
 
+/* pd_buf_str is "" before any append and the live data (after a consume) once there is some;
+ * pd_buf_appends(NULL) appends nothing but leaves a NUL-terminated, allocated buffer. */
+static void test_str_and_null_appends(void **state) {
+  (void)state;
+  pd_buf_t b;
+  pd_buf_init(&b);
+  assert_string_equal(pd_buf_str(&b), "");
+  assert_int_equal(pd_buf_appends(&b, NULL), 0);
+  assert_int_equal(b.len, 0);
+  assert_non_null(b.base);
+  assert_string_equal(pd_buf_str(&b), "");
+  assert_int_equal(pd_buf_appends(&b, "abc"), 0);
+  assert_int_equal(pd_buf_appends(&b, NULL), 0);
+  assert_string_equal(pd_buf_str(&b), "abc");
+  pd_buf_consume(&b, 1);
+  assert_string_equal(pd_buf_str(&b), "bc");
+  pd_buf_free(&b);
+  assert_string_equal(pd_buf_str(&b), "");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_append_and_consume),
                                      cmocka_unit_test(test_long_appendf),
                                      cmocka_unit_test(test_reuse_does_not_grow),
                                      cmocka_unit_test(test_json_escape),
                                      cmocka_unit_test(test_steal),
-                                     cmocka_unit_test(test_fmt_long)};
+                                     cmocka_unit_test(test_fmt_long),
+                                     cmocka_unit_test(test_str_and_null_appends)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

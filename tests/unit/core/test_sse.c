@@ -1,3 +1,5 @@
+/* Unit tests for core/sse.c: events split across feeds, multi-line data, the event size bound
+ * and a callback that stops the parse. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
