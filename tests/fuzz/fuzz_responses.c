@@ -18,8 +18,10 @@ static uint64_t rnd(void *ud) {
 }
 
 static void check_json(const pd_buf_t *b) {
-  if (!json_loadb(pd_buf_data(b), b->len, 0, NULL))
+  json_t *j = json_loadb(pd_buf_data(b), b->len, 0, NULL);
+  if (!j)
     abort();
+  json_decref(j);
 }
 
 /* Every data line of the stream parses. */
