@@ -1097,8 +1097,14 @@ int pd_responses_start(pd_responses_t *w, pd_buf_t *out) {
   return rc ? -1 : 0;
 }
 
+/* What an item counts against max_held, besides its text. */
+#define ITEM_COST 64
+
 /* Opens an item and writes its .added events. */
 static int open_item(pd_responses_t *w, pd_buf_t *b, item_kind_t kind) {
+  if (w->max_held > 0 && w->held + ITEM_COST > w->max_held)
+    return PD_RESPONSES_ETOOLARGE;
+  w->held += ITEM_COST;
   int idx = new_item(w, kind);
   if (idx < 0)
     return -1;
@@ -1161,8 +1167,10 @@ static int hold(pd_responses_t *w, pd_buf_t *t, const char *s, size_t n) {
 static int message_delta(pd_responses_t *w, pd_buf_t *b, const char *s, size_t n) {
   int idx = w->open_idx;
   if (idx < 0 || w->items[idx].kind != IT_MESSAGE) {
-    if (close_open(w, b, "completed") < 0 || (idx = open_item(w, b, IT_MESSAGE)) < 0)
+    if (close_open(w, b, "completed") < 0)
       return -1;
+    if ((idx = open_item(w, b, IT_MESSAGE)) < 0)
+      return idx;
   }
   int rc = hold(w, &w->items[idx].text, s, n);
   if (rc < 0)
@@ -1192,8 +1200,10 @@ static int think(pd_responses_t *w, pd_buf_t *b, const char *s, size_t n) {
   }
   int idx = w->open_idx;
   if (idx < 0 || w->items[idx].kind != IT_REASONING) {
-    if (close_open(w, b, "completed") < 0 || (idx = open_item(w, b, IT_REASONING)) < 0)
+    if (close_open(w, b, "completed") < 0)
       return -1;
+    if ((idx = open_item(w, b, IT_REASONING)) < 0)
+      return idx;
   }
   int rc = hold(w, &w->items[idx].text, s, n);
   if (rc < 0)
@@ -1224,6 +1234,11 @@ static int tool_calls(pd_responses_t *w, pd_buf_t *b, const json_t *calls) {
       if (w->items[i].kind == IT_CALL && w->items[i].tc_index == index)
         idx = (int)i;
     if (idx < 0) {
+      /* Each item costs its share of max_held too: an upstream sending endless new indices with
+       * empty names and arguments is bounded as well. */
+      if (w->max_held > 0 && w->held + ITEM_COST > w->max_held)
+        return PD_RESPONSES_ETOOLARGE;
+      w->held += ITEM_COST;
       if (close_open(w, b, "completed") < 0 || (idx = new_item(w, IT_CALL)) < 0)
         return -1;
       item_t *it = &w->items[idx];
@@ -1234,9 +1249,9 @@ static int tool_calls(pd_responses_t *w, pd_buf_t *b, const json_t *calls) {
         new_id(w, gen, "call_");
         id = gen;
       }
-      if (pd_buf_appends(&it->call_id, id) < 0 ||
+      if ((rc = hold(w, &it->call_id, id, strlen(id))) < 0 ||
           (name && (rc = hold(w, &it->name, name, strlen(name))) < 0))
-        return rc < 0 ? rc : -1;
+        return rc;
       it->open = 1;
       w->open_idx = idx;
       if (ev_item(w, b, "response.output_item.added", idx, 1) < 0)

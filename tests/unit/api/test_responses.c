@@ -859,7 +859,8 @@ static void test_stream_failed(void **state) {
 static void test_stream_held_bound(void **state) {
   (void)state;
   fixture_t f;
-  fx_init(&f, "{\"model\":\"m\",\"input\":\"q\"}", PD_REASONING_FIELD, 8);
+  /* An item counts 64 bytes besides its text. */
+  fx_init(&f, "{\"model\":\"m\",\"input\":\"q\"}", PD_REASONING_FIELD, 64 + 8);
   emit(&f, PD_OUT_CONTENT, "12345");
   pd_out_t o = {PD_OUT_CONTENT, "6789", 4, NULL};
   assert_int_equal(pd_responses_emit(f.w, &f.out, &o), PD_RESPONSES_ETOOLARGE);
@@ -867,6 +868,21 @@ static void test_stream_held_bound(void **state) {
   json_t *evs = events(&f.out);
   assert_string_equal(ev_type(evs, json_array_size(evs) - 1), "response.failed");
   json_decref(evs);
+  fx_free(&f);
+
+  /* Endless new tool call indices with nothing in them are bounded too. */
+  fx_init(&f, "{\"model\":\"m\",\"input\":\"q\"}", PD_REASONING_FIELD, 10000);
+  int rc = 0, k;
+  for (k = 0; k < 1000 && rc == 0; k++) {
+    char buf[64];
+    snprintf(buf, sizeof buf, "[{\"index\":%d,\"id\":\"c\"}]", k);
+    json_t *j = J(buf);
+    pd_out_t t = {PD_OUT_TOOL_CALLS, NULL, 0, j};
+    rc = pd_responses_emit(f.w, &f.out, &t);
+    json_decref(j);
+  }
+  assert_int_equal(rc, PD_RESPONSES_ETOOLARGE);
+  assert_true(k < 200);
   fx_free(&f);
 }
 
