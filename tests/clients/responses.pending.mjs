@@ -4,36 +4,18 @@
 // module), so this file is named *.pending.mjs and is not part of the default run. Once the
 // exchange serves it, rename it to responses.test.mjs.
 // Run by hand: PONDER_BIN=$PWD/build/ponder node --test tests/clients/responses.pending.mjs
-import { describe, it, before, after, beforeEach } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
 import { zodTextFormat } from 'openai/helpers/zod';
 import { z } from 'zod';
-import { Agent, Runner, OpenAIProvider, setTracingDisabled } from '@openai/agents';
+import { Agent, Runner, OpenAIProvider } from '@openai/agents';
 import { generateText, streamText } from 'ai';
 import { createOpenAI } from '@ai-sdk/openai';
 import { ChatOpenAI } from '@langchain/openai';
-import { startPonder, startFake, configFor } from '../lib/harness.mjs';
-
-setTracingDisabled(true);
-
-const THOUGHT = 'Let me think this through carefully.';
-const ANSWER = 'The answer is forty-two.';
-const THINK_PROMPT = 'Think for up to';
-const ANSWER_PROMPT = 'Now provide the final answer.';
-
-const forcedScript = (fake, answer = { content: ANSWER }) => fake.script({ content: THOUGHT }, answer);
-const chatCalls = (fake) => fake.log.filter((e) => e.path.endsWith('/chat/completions'));
-
-function assertForcedCalls(fake, from = 0) {
-  assert.equal(fake.log.filter((e) => e.path.endsWith('/responses')).length, 0,
-               'the upstream is spoken to in chat completions');
-  const calls = chatCalls(fake).slice(from, from + 2);
-  assert.equal(calls.length, 2, 'one thinking call and one answer call');
-  const lastText = (c) => JSON.stringify(c.body.messages.at(-1).content);
-  assert.ok(lastText(calls[0]).includes(THINK_PROMPT));
-  assert.ok(lastText(calls[1]).includes(ANSWER_PROMPT));
-}
+import {
+  THOUGHT, ANSWER, forcedScript, chatCalls, assertForcedCalls, usePonder,
+} from './common.mjs';
 
 /** Reads a raw Responses event stream: checks `event:` = data.type, sequence numbers 0, 1, 2...
  * and no [DONE]; returns the data objects. */
@@ -53,30 +35,12 @@ function readEvents(text) {
 }
 
 describe('Responses clients through ponder', () => {
-  let fake, p, base;
-  before(async () => {
-    fake = await startFake();
-    p = await startPonder({
-      config: configFor(fake, {
-        routes: [
-          { name: 'inline', match: { models: ['inline-model'] }, reasoning: 'inline', forcing: { rounds: 1 } },
-          { name: 'field', reasoning: 'field', forcing: { rounds: 1 } },
-        ],
-      }),
-    });
-    base = p.base;
-  });
-  after(async () => {
-    const r = await p.stop();
-    await fake.close();
-    assert.equal(r.code, 0, p.output());
-  });
-  beforeEach(() => fake.reset());
+  const env = usePonder();
 
-  const openai = () => new OpenAI({ baseURL: base, apiKey: 'sk-test', maxRetries: 0, timeout: 10000 });
+  const openai = () => new OpenAI({ baseURL: env.base, apiKey: 'sk-test', maxRetries: 0, timeout: 10000 });
 
   it('openai responses.create: the forced answer and a reasoning item', async () => {
-    forcedScript(fake);
+    forcedScript(env.fake);
     const r = await openai().responses.create({ model: 'think-model', input: 'What is six times seven?' });
     assert.equal(r.object, 'response');
     assert.equal(r.status, 'completed');
@@ -87,11 +51,11 @@ describe('Responses clients through ponder', () => {
     assert.equal(r.output[1].type, 'message');
     assert.ok(r.usage.output_tokens_details.reasoning_tokens > 0);
     assert.equal(r.usage.total_tokens, r.usage.input_tokens + r.usage.output_tokens);
-    assertForcedCalls(fake);
+    assertForcedCalls(env.fake);
   });
 
   it('openai responses.create stream: every event in order, thinking relayed live', async () => {
-    forcedScript(fake);
+    forcedScript(env.fake);
     const stream = await openai().responses.create({ model: 'think-model', input: 'Six times seven?', stream: true });
     const types = [];
     let reasoning = '';
@@ -111,17 +75,17 @@ describe('Responses clients through ponder', () => {
     assert.equal(text, ANSWER);
     assert.equal(final.output.length, 2);
     assert.ok(final.usage.output_tokens > 0);
-    assertForcedCalls(fake);
+    assertForcedCalls(env.fake);
   });
 
   it('responses.stream() helper and the raw wire (event lines, no [DONE])', async () => {
-    forcedScript(fake);
+    forcedScript(env.fake);
     const final = await openai().responses.stream({ model: 'think-model', input: 'Six times seven?' })
       .finalResponse();
     assert.equal(final.output_text, ANSWER);
-    fake.reset();
-    forcedScript(fake);
-    const res = await fetch(`${base}/responses`, {
+    env.fake.reset();
+    forcedScript(env.fake);
+    const res = await fetch(`${env.base}/responses`, {
       method: 'POST', headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ model: 'think-model', input: 'Six times seven?', stream: true }),
     });
@@ -135,7 +99,7 @@ describe('Responses clients through ponder', () => {
     const tools = [{ type: 'function', name: 'get_weather', description: 'Weather of a city',
                      parameters: { type: 'object', properties: { city: { type: 'string' } },
                                    required: ['city'] }, strict: true }];
-    fake.script(
+    env.fake.script(
       { content: THOUGHT },
       { tool_calls: [{ id: 'call_1', type: 'function',
                        function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }] },
@@ -148,14 +112,14 @@ describe('Responses clients through ponder', () => {
     assert.equal(call.name, 'get_weather');
     assert.equal(call.call_id, 'call_1');
     assert.equal(call.arguments, '{"city":"Paris"}');
-    assertForcedCalls(fake);
-    assert.equal(chatCalls(fake)[1].body.tools[0].function.name, 'get_weather');
+    assertForcedCalls(env.fake);
+    assert.equal(chatCalls(env.fake)[1].body.tools[0].function.name, 'get_weather');
     const r2 = await client.responses.create({
       model: 'think-model', tools,
       input: [...input, ...r1.output, { type: 'function_call_output', call_id: 'call_1', output: 'sunny' }],
     });
     assert.equal(r2.output_text, 'It is sunny in Paris.');
-    const calls = chatCalls(fake);
+    const calls = chatCalls(env.fake);
     assert.equal(calls.length, 3);
     const msgs = calls[2].body.messages;
     assert.deepEqual(msgs.map((m) => m.role), ['user', 'assistant', 'tool']);
@@ -164,25 +128,25 @@ describe('Responses clients through ponder', () => {
   });
 
   it('text.format json_schema (responses.parse with zod)', async () => {
-    forcedScript(fake, { content: '{"answer":42}' });
+    forcedScript(env.fake, { content: '{"answer":42}' });
     const r = await openai().responses.parse({
       model: 'think-model', input: 'Six times seven?',
       text: { format: zodTextFormat(z.object({ answer: z.number() }), 'result') },
     });
     assert.deepEqual(r.output_parsed, { answer: 42 });
-    const answerCall = chatCalls(fake)[1].body;
+    const answerCall = chatCalls(env.fake)[1].body;
     assert.equal(answerCall.response_format.type, 'json_schema');
     assert.equal(answerCall.response_format.json_schema.name, 'result');
-    assert.equal(chatCalls(fake)[0].body.response_format, undefined, 'not on the thinking call');
+    assert.equal(chatCalls(env.fake)[0].body.response_format, undefined, 'not on the thinking call');
   });
 
   it('reasoning.summary: the thinking as summary parts, plain and streamed', async () => {
-    forcedScript(fake);
+    forcedScript(env.fake);
     const r = await openai().responses.create({ model: 'think-model', input: 'Six times seven?',
                                                 reasoning: { summary: 'auto' } });
     assert.equal(r.output[0].summary[0].text, THOUGHT);
-    fake.reset();
-    forcedScript(fake);
+    env.fake.reset();
+    forcedScript(env.fake);
     let summary = '';
     const s = await openai().responses.create({ model: 'think-model', input: 'Six times seven?',
                                                 reasoning: { summary: 'auto' }, stream: true });
@@ -200,29 +164,29 @@ describe('Responses clients through ponder', () => {
   });
 
   it('@openai/agents Runner with OpenAIProvider (Responses, the default)', async () => {
-    forcedScript(fake);
+    forcedScript(env.fake);
     const runner = new Runner({
-      modelProvider: new OpenAIProvider({ baseURL: base, apiKey: 'sk-test' }),
+      modelProvider: new OpenAIProvider({ baseURL: env.base, apiKey: 'sk-test' }),
       tracingDisabled: true,
     });
     const agent = new Agent({ name: 'solver', instructions: 'Answer briefly.', model: 'think-model' });
     const result = await runner.run(agent, 'What is six times seven?');
     assert.equal(result.finalOutput, ANSWER);
     assert.ok(JSON.stringify(result.newItems).includes(THOUGHT), 'a reasoning item shows the thinking');
-    assertForcedCalls(fake);
+    assertForcedCalls(env.fake);
   });
 
   it("ai with @ai-sdk/openai's default (Responses) model", async () => {
-    const provider = createOpenAI({ baseURL: base, apiKey: 'sk-test' });
+    const provider = createOpenAI({ baseURL: env.base, apiKey: 'sk-test' });
     const opts = { openai: { forceReasoning: true, reasoningSummary: 'auto' } };
-    forcedScript(fake);
+    forcedScript(env.fake);
     const r = await generateText({ model: provider('think-model'), prompt: 'Six times seven?',
                                    providerOptions: opts, maxRetries: 0 });
     assert.equal(r.text, ANSWER);
     assert.equal(r.reasoningText, THOUGHT);
-    assertForcedCalls(fake);
-    fake.reset();
-    forcedScript(fake);
+    assertForcedCalls(env.fake);
+    env.fake.reset();
+    forcedScript(env.fake);
     const s = streamText({ model: provider('think-model'), prompt: 'Six times seven?',
                            providerOptions: opts, maxRetries: 0 });
     let text = '';
@@ -239,11 +203,11 @@ describe('Responses clients through ponder', () => {
   it('@langchain/openai ChatOpenAI with useResponsesApi', async () => {
     const llm = new ChatOpenAI({ model: 'think-model', apiKey: 'sk-test', maxRetries: 0,
                                  useResponsesApi: true, reasoning: { summary: 'auto' },
-                                 configuration: { baseURL: base } });
-    forcedScript(fake);
+                                 configuration: { baseURL: env.base } });
+    forcedScript(env.fake);
     const msg = await llm.invoke('What is six times seven?');
     assert.equal(msg.text, ANSWER);
     assert.ok(JSON.stringify(msg).includes(THOUGHT), 'the reasoning summary is on the message');
-    assertForcedCalls(fake);
+    assertForcedCalls(env.fake);
   });
 });
