@@ -717,6 +717,7 @@ struct pd_responses {
   item_t *items;
   size_t nitems, cap;
   char *finish;
+  uint64_t counter; /* ids without a random source */
 };
 
 pd_responses_t *pd_responses_new(const pd_responses_opts_t *o) {
@@ -764,11 +765,10 @@ static uint64_t no_rnd(void *ud) {
 }
 
 static void new_id(pd_responses_t *w, char *out, const char *prefix) {
-  static uint64_t counter;
   if (w->rnd)
     pd_openai_new_id(out, prefix, w->rnd, w->rnd_ud);
   else
-    pd_openai_new_id(out, prefix, no_rnd, &counter);
+    pd_openai_new_id(out, prefix, no_rnd, &w->counter);
 }
 
 /* A new item at the end of output; returns its index or -1. */

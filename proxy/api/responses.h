@@ -59,7 +59,8 @@ typedef struct pd_responses_opts {
   const char *model; /* the client's model name (copied) */
   pd_reasoning_t display;
   const pd_responses_req_t *req; /* echo and summary; borrowed, must outlive the writer */
-  uint64_t (*rnd)(void *ud);     /* random words for item ids (rs_, msg_, fc_, call_) */
+  uint64_t (*rnd)(void *ud);     /* random words for item ids (rs_, msg_, fc_, call_); NULL:
+                                    a counter (tests) */
   void *rnd_ud;
   long max_held; /* > 0: bound on the text a stream writer holds for its .done events and the
                     final response (thinking, answer and arguments together) */
