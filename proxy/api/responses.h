@@ -42,7 +42,8 @@ typedef struct pd_responses_error {
  * takes ("max_tokens" or "max_completion_tokens"; NULL: "max_tokens") for max_output_tokens.
  * Earlier thinking is dropped (reasoning items, and a leading <think> block of assistant text:
  * SPEC section 5). Returns 0 with *out filled (free with pd_responses_req_free), -1 with *err
- * filled for a 400 (nothing to free), or -2 when out of memory. `body` is only read. */
+ * filled for a 400 (nothing to free), or -2 when out of memory. `body` is only read, and both
+ * trees share (hold references to) parts of it: do not change body afterwards. */
 int pd_responses_translate(const json_t *body, const char *limit_param, pd_responses_req_t *out,
                            pd_responses_error_t *err);
 void pd_responses_req_free(pd_responses_req_t *r);
