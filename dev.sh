@@ -81,7 +81,7 @@ run_suites() { # run_suites BUILD_DIR LABEL
     if [ -f "$exe" ] && [ -x "$exe" ]; then count_unit "$exe"; fi
   done
   echo "==> [$label] integration, fake upstream and SDK tests (node --test)"
-  node_suites "$dir" "$label" tests/fake/ tests/integration/ tests/sdk/
+  node_suites "$dir" "$label" tests/fake/ tests/integration/ tests/sdk/ tests/clients/
 }
 
 node_suites() { # node_suites BUILD_DIR LABEL PATH...

@@ -1,0 +1,1340 @@
+/* The Responses API front door (SPEC section 10): the request translation into the engine's
+ * chat-completions request, the response object, and the event stream writer. Pure: it owns
+ * the trees and buffers it builds and nothing else. */
+#include "api/responses.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/utf8.h"
+#include "core/openai.h"
+
+/* ---- request translation -------------------------------------------------------------------- */
+
+#define STATELESS_MSG "ponder is stateless: send the whole conversation in input"
+
+static int bad(pd_responses_error_t *err, const char *param, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int bad(pd_responses_error_t *err, const char *param, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err->message, sizeof err->message, fmt, ap);
+  va_end(ap);
+  snprintf(err->param, sizeof err->param, "%s", param ? param : "");
+  return -1;
+}
+
+/* A member that is absent or null (null counts as absent, as in the OpenAI API). */
+static const json_t *opt(const json_t *o, const char *key) {
+  const json_t *v = json_object_get(o, key);
+  return v && !json_is_null(v) ? v : NULL;
+}
+
+/* Quoted client text in messages is cut to this many bytes (pd_openai_error repairs a cut
+ * character). */
+#define QUOTE 64
+
+/* Sets key to a new reference of v (v borrowed); -2 when out of memory. */
+static int set_ref(json_t *o, const char *key, const json_t *v) {
+  return json_object_set(o, key, (json_t *)v) < 0 ? -2 : 0;
+}
+
+static int set_new(json_t *o, const char *key, json_t *v) {
+  return v && json_object_set_new(o, key, v) == 0 ? 0 : -2;
+}
+
+/* The text of an assistant message without a leading <think> block (as the inline display
+ * writes it: "<think>\n" ... "\n</think>\n\n"): earlier thinking is not sent upstream. */
+static void strip_think(const char **s, size_t *n) {
+  static const char open[] = "<think>", close[] = "</think>";
+  if (*n < sizeof open - 1 || memcmp(*s, open, sizeof open - 1) != 0)
+    return;
+  const char *end = memmem(*s, *n, close, sizeof close - 1);
+  if (!end)
+    return;
+  const char *p = end + sizeof close - 1, *e = *s + *n;
+  for (int k = 0; k < 2 && p < e && *p == '\n'; k++)
+    p++;
+  *n = (size_t)(e - p);
+  *s = p;
+}
+
+static const char *type_of(const json_t *o) {
+  return json_string_value(json_object_get(o, "type"));
+}
+
+/* One content part of a user, system or tool message -> its chat part. */
+static int user_part(const json_t *part, size_t i, json_t **outp, pd_responses_error_t *err) {
+  *outp = NULL;
+  const char *t = type_of(part);
+  if (!json_is_object(part) || !t)
+    return bad(err, "input",
+               "Invalid value for 'input[%zu].content': each content part must be an object "
+               "with a string 'type'.",
+               i);
+  if (!strcmp(t, "input_text") || !strcmp(t, "output_text") || !strcmp(t, "text")) {
+    const json_t *text = json_object_get(part, "text");
+    if (!json_is_string(text))
+      return bad(err, "input",
+                 "Invalid type for 'input[%zu].content': a text part needs a string "
+                 "'text'.",
+                 i);
+    *outp = json_pack("{s:s,s:O}", "type", "text", "text", text);
+    return *outp ? 0 : -2;
+  }
+  if (!strcmp(t, "input_image")) {
+    const json_t *url = opt(part, "image_url"), *detail = opt(part, "detail");
+    if (!json_is_string(url))
+      return bad(err, "input",
+                 "An input_image in 'input[%zu].content' needs an 'image_url' (a URL or a data "
+                 "URL): file ids name stored files, and %s.",
+                 i, STATELESS_MSG);
+    json_t *img = json_pack("{s:O}", "url", url);
+    if (img && json_is_string(detail) && json_object_set(img, "detail", (json_t *)detail) < 0) {
+      json_decref(img);
+      img = NULL;
+    }
+    *outp = img ? json_pack("{s:s,s:o}", "type", "image_url", "image_url", img) : NULL;
+    return *outp ? 0 : -2;
+  }
+  if (!strcmp(t, "input_file")) {
+    json_t *file = json_object();
+    static const char *const keys[] = {"file_data", "file_id", "filename"};
+    for (size_t k = 0; file && k < 3; k++) {
+      const json_t *v = opt(part, keys[k]);
+      if (json_is_string(v) && json_object_set(file, keys[k], (json_t *)v) < 0) {
+        json_decref(file);
+        file = NULL;
+      }
+    }
+    *outp = file ? json_pack("{s:s,s:o}", "type", "file", "file", file) : NULL;
+    return *outp ? 0 : -2;
+  }
+  if (!strcmp(t, "input_audio")) {
+    const json_t *a = opt(part, "input_audio");
+    if (!json_is_object(a))
+      return bad(err, "input",
+                 "An input_audio in 'input[%zu].content' needs an 'input_audio' "
+                 "object.",
+                 i);
+    *outp = json_pack("{s:s,s:O}", "type", "input_audio", "input_audio", a);
+    return *outp ? 0 : -2;
+  }
+  return bad(err, "input", "Unsupported content part type '%.*s' in 'input[%zu].content'.", QUOTE,
+             t, i);
+}
+
+/* A user/system/tool content (string, or parts) -> chat content. */
+static int user_content(const json_t *content, size_t i, json_t **outp, pd_responses_error_t *err) {
+  *outp = NULL;
+  if (json_is_string(content)) {
+    *outp = json_incref((json_t *)content);
+    return 0;
+  }
+  if (!json_is_array(content))
+    return bad(err, "input",
+               "Invalid type for 'input[%zu].content': expected a string or an array of content "
+               "parts.",
+               i);
+  json_t *parts = json_array();
+  if (!parts)
+    return -2;
+  size_t k;
+  const json_t *p;
+  json_array_foreach(content, k, p) {
+    json_t *cp;
+    int rc = user_part(p, i, &cp, err);
+    if (rc < 0 || json_array_append_new(parts, cp) < 0) {
+      json_decref(parts);
+      return rc < 0 ? rc : -2;
+    }
+  }
+  *outp = parts;
+  return 0;
+}
+
+/* An assistant content (string, or text/refusal parts) -> one string, without earlier thinking. */
+static int assistant_content(const json_t *content, size_t i, json_t **outp,
+                             pd_responses_error_t *err) {
+  *outp = NULL;
+  pd_buf_t b;
+  pd_buf_init(&b);
+  int rc = 0;
+  if (json_is_string(content)) {
+    rc = pd_buf_append(&b, json_string_value(content), json_string_length(content));
+  } else if (json_is_array(content)) {
+    size_t k;
+    const json_t *p;
+    json_array_foreach(content, k, p) {
+      const char *t = type_of(p);
+      const json_t *text = NULL;
+      if (t && (!strcmp(t, "output_text") || !strcmp(t, "input_text") || !strcmp(t, "text")))
+        text = json_object_get(p, "text");
+      else if (t && !strcmp(t, "refusal"))
+        text = json_object_get(p, "refusal");
+      else if (!t || !json_is_object(p)) {
+        pd_buf_free(&b);
+        return bad(err, "input",
+                   "Invalid value for 'input[%zu].content': each content part must be an object "
+                   "with a string 'type'.",
+                   i);
+      } else {
+        pd_buf_free(&b);
+        return bad(err, "input",
+                   "Unsupported content part type '%.*s' in an assistant message "
+                   "('input[%zu].content').",
+                   QUOTE, t, i);
+      }
+      if (!json_is_string(text)) {
+        pd_buf_free(&b);
+        return bad(err, "input",
+                   "Invalid type for 'input[%zu].content': a text part needs a string 'text'.", i);
+      }
+      rc |= pd_buf_append(&b, json_string_value(text), json_string_length(text));
+    }
+  } else if (content && !json_is_null(content)) {
+    pd_buf_free(&b);
+    return bad(err, "input",
+               "Invalid type for 'input[%zu].content': expected a string or an array of content "
+               "parts.",
+               i);
+  }
+  const char *s = b.len ? pd_buf_data(&b) : "";
+  size_t n = b.len;
+  strip_think(&s, &n);
+  *outp = rc ? NULL : json_stringn(s, n);
+  pd_buf_free(&b);
+  return *outp ? 0 : -2;
+}
+
+/* The last message when it is an assistant one that ponder built (a function_call joins it). */
+static json_t *open_assistant(json_t *msgs) {
+  size_t n = json_array_size(msgs);
+  json_t *m = n ? json_array_get(msgs, n - 1) : NULL;
+  const char *role = json_string_value(json_object_get(m, "role"));
+  return role && !strcmp(role, "assistant") ? m : NULL;
+}
+
+static int message_item(json_t *msgs, const json_t *item, size_t i, pd_responses_error_t *err) {
+  const char *role = json_string_value(json_object_get(item, "role"));
+  if (!role)
+    return bad(err, "input", "Invalid value for 'input[%zu]': a message needs a string 'role'.", i);
+  int assistant = !strcmp(role, "assistant");
+  if (!assistant && strcmp(role, "user") && strcmp(role, "system") && strcmp(role, "developer"))
+    return bad(err, "input",
+               "Invalid value for 'input[%zu].role': '%.*s'. Supported values are: 'user', "
+               "'system', 'developer' and 'assistant'.",
+               i, QUOTE, role);
+  const json_t *content = json_object_get(item, "content");
+  json_t *c;
+  int rc = assistant ? assistant_content(content, i, &c, err) : user_content(content, i, &c, err);
+  if (rc < 0)
+    return rc;
+  json_t *m =
+      json_pack("{s:s,s:o}", "role", !strcmp(role, "developer") ? "system" : role, "content", c);
+  return m && json_array_append_new(msgs, m) == 0 ? 0 : -2;
+}
+
+static int function_call_item(json_t *msgs, const json_t *item, size_t i,
+                              pd_responses_error_t *err) {
+  const json_t *call_id = json_object_get(item, "call_id"), *name = json_object_get(item, "name");
+  const json_t *args = json_object_get(item, "arguments");
+  if (!json_is_string(call_id) || !json_is_string(name) || !json_is_string(args))
+    return bad(err, "input",
+               "Invalid value for 'input[%zu]': a function_call needs string 'call_id', 'name' "
+               "and 'arguments'.",
+               i);
+  json_t *tc = json_pack("{s:O,s:s,s:{s:O,s:O}}", "id", call_id, "type", "function", "function",
+                         "name", name, "arguments", args);
+  if (!tc)
+    return -2;
+  /* An assistant turn that said something and called tools is one chat message: the calls join
+   * the assistant message (or calls) just before them. */
+  json_t *m = open_assistant(msgs);
+  if (!m) {
+    m = json_pack("{s:s,s:n}", "role", "assistant", "content");
+    if (!m || json_array_append_new(msgs, m) < 0) {
+      json_decref(tc);
+      return -2;
+    }
+  }
+  json_t *calls = json_object_get(m, "tool_calls");
+  if (!calls) {
+    calls = json_array();
+    if (!calls || json_object_set_new(m, "tool_calls", calls) < 0) {
+      json_decref(tc);
+      return -2;
+    }
+  }
+  return json_array_append_new(calls, tc) == 0 ? 0 : -2;
+}
+
+static int function_output_item(json_t *msgs, const json_t *item, size_t i,
+                                pd_responses_error_t *err) {
+  const json_t *call_id = json_object_get(item, "call_id"),
+               *output = json_object_get(item, "output");
+  if (!json_is_string(call_id))
+    return bad(err, "input",
+               "Invalid value for 'input[%zu]': a function_call_output needs a string 'call_id'.",
+               i);
+  if (!json_is_string(output) && !json_is_array(output))
+    return bad(err, "input",
+               "Invalid type for 'input[%zu].output': expected a string or an array of content "
+               "parts.",
+               i);
+  json_t *c;
+  int rc = user_content(output, i, &c, err);
+  if (rc < 0)
+    return rc;
+  json_t *m = json_pack("{s:s,s:O,s:o}", "role", "tool", "tool_call_id", call_id, "content", c);
+  return m && json_array_append_new(msgs, m) == 0 ? 0 : -2;
+}
+
+static int input_items(json_t *msgs, const json_t *input, pd_responses_error_t *err) {
+  if (json_is_string(input)) {
+    json_t *m = json_pack("{s:s,s:O}", "role", "user", "content", input);
+    return m && json_array_append_new(msgs, m) == 0 ? 0 : -2;
+  }
+  if (!json_is_array(input))
+    return bad(err, "input",
+               "Invalid type for 'input': expected a string or an array of input items.");
+  size_t i;
+  const json_t *item;
+  json_array_foreach(input, i, item) {
+    if (!json_is_object(item))
+      return bad(err, "input", "Invalid type for 'input[%zu]': expected an object.", i);
+    const json_t *tj = json_object_get(item, "type");
+    if (tj && !json_is_string(tj))
+      return bad(err, "input", "Invalid type for 'input[%zu].type': expected a string.", i);
+    const char *t = tj ? json_string_value(tj) : "message";
+    int rc;
+    if (!strcmp(t, "message"))
+      rc = message_item(msgs, item, i, err);
+    else if (!strcmp(t, "function_call"))
+      rc = function_call_item(msgs, item, i, err);
+    else if (!strcmp(t, "function_call_output"))
+      rc = function_output_item(msgs, item, i, err);
+    else if (!strcmp(t, "reasoning"))
+      rc = 0; /* earlier thinking is not sent upstream (SPEC section 5) */
+    else
+      rc = bad(err, "input",
+               "Unsupported input item type '%.*s' (input[%zu]): ponder takes message, "
+               "function_call, function_call_output and reasoning items.",
+               QUOTE, t, i);
+    if (rc < 0)
+      return rc;
+  }
+  return 0;
+}
+
+static int chat_tools(json_t *chat, const json_t *tools, pd_responses_error_t *err) {
+  if (!json_is_array(tools))
+    return bad(err, "tools", "Invalid type for 'tools': expected an array.");
+  json_t *out = json_array();
+  if (!out)
+    return -2;
+  size_t i;
+  const json_t *t;
+  json_array_foreach(tools, i, t) {
+    const char *type = type_of(t);
+    if (!json_is_object(t) || !type) {
+      json_decref(out);
+      return bad(err, "tools",
+                 "Invalid value for 'tools[%zu]': each tool must be an object with a string "
+                 "'type'.",
+                 i);
+    }
+    if (strcmp(type, "function")) {
+      json_decref(out);
+      return bad(err, "tools",
+                 "Built-in tools are not supported: '%.*s' (tools[%zu]). ponder serves function "
+                 "tools only; the upstream runs no tools of its own.",
+                 QUOTE, type, i);
+    }
+    const json_t *name = json_object_get(t, "name");
+    if (!json_is_string(name)) {
+      json_decref(out);
+      return bad(err, "tools",
+                 "Invalid value for 'tools[%zu]': a function tool needs a string "
+                 "'name'.",
+                 i);
+    }
+    json_t *fn = json_pack("{s:O}", "name", name);
+    static const char *const keys[] = {"description", "parameters", "strict"};
+    for (size_t k = 0; fn && k < 3; k++) {
+      const json_t *v = opt(t, keys[k]);
+      if (v && json_object_set(fn, keys[k], (json_t *)v) < 0) {
+        json_decref(fn);
+        fn = NULL;
+      }
+    }
+    json_t *ct = fn ? json_pack("{s:s,s:o}", "type", "function", "function", fn) : NULL;
+    if (!ct || json_array_append_new(out, ct) < 0) {
+      json_decref(out);
+      return -2;
+    }
+  }
+  if (json_array_size(out) == 0) {
+    json_decref(out);
+    return 0;
+  }
+  return set_new(chat, "tools", out);
+}
+
+static int chat_tool_choice(json_t *chat, const json_t *tc, pd_responses_error_t *err) {
+  if (json_is_string(tc)) {
+    const char *s = json_string_value(tc);
+    if (strcmp(s, "none") && strcmp(s, "auto") && strcmp(s, "required"))
+      return bad(err, "tool_choice",
+                 "Invalid value for 'tool_choice': '%.*s'. Supported values are: 'none', 'auto', "
+                 "'required', or a function.",
+                 QUOTE, s);
+    return set_ref(chat, "tool_choice", tc);
+  }
+  const char *type = type_of(tc);
+  if (!json_is_object(tc) || !type)
+    return bad(err, "tool_choice",
+               "Invalid type for 'tool_choice': expected a string or an object with a 'type'.");
+  if (!strcmp(type, "function")) {
+    const json_t *name = json_object_get(tc, "name");
+    if (!json_is_string(name))
+      return bad(err, "tool_choice",
+                 "Invalid value for 'tool_choice': a function choice needs a "
+                 "string 'name'.");
+    return set_new(chat, "tool_choice",
+                   json_pack("{s:s,s:{s:O}}", "type", "function", "function", "name", name));
+  }
+  if (!strcmp(type, "allowed_tools")) {
+    const json_t *mode = json_object_get(tc, "mode"), *tools = json_object_get(tc, "tools");
+    if (!json_is_string(mode) || !json_is_array(tools))
+      return bad(err, "tool_choice",
+                 "Invalid value for 'tool_choice': allowed_tools needs a string 'mode' and an "
+                 "array 'tools'.");
+    json_t *list = json_array();
+    size_t i;
+    const json_t *t;
+    json_array_foreach(tools, i, t) {
+      const char *tt = type_of(t);
+      const json_t *name = json_object_get(t, "name");
+      if (!tt || strcmp(tt, "function") || !json_is_string(name)) {
+        json_decref(list);
+        return bad(err, "tool_choice",
+                   "Invalid value for 'tool_choice.tools[%zu]': only function tools with a "
+                   "string 'name' can be allowed.",
+                   i);
+      }
+      json_t *e = json_pack("{s:s,s:{s:O}}", "type", "function", "function", "name", name);
+      if (!list || !e || json_array_append_new(list, e) < 0) {
+        json_decref(list);
+        return -2;
+      }
+    }
+    return set_new(chat, "tool_choice",
+                   list ? json_pack("{s:s,s:{s:O,s:o}}", "type", "allowed_tools", "allowed_tools",
+                                    "mode", mode, "tools", list)
+                        : NULL);
+  }
+  return bad(err, "tool_choice",
+             "Unsupported tool_choice type '%.*s': ponder serves function tools only.", QUOTE,
+             type);
+}
+
+static int chat_text(json_t *chat, const json_t *text, pd_responses_error_t *err) {
+  if (!json_is_object(text))
+    return bad(err, "text", "Invalid type for 'text': expected an object.");
+  const json_t *verbosity = opt(text, "verbosity");
+  if (verbosity && !json_is_string(verbosity))
+    return bad(err, "text.verbosity", "Invalid type for 'text.verbosity': expected a string.");
+  if (verbosity && set_ref(chat, "verbosity", verbosity) < 0)
+    return -2;
+  const json_t *f = opt(text, "format");
+  if (!f)
+    return 0;
+  const char *type = type_of(f);
+  if (!json_is_object(f) || !type)
+    return bad(err, "text.format",
+               "Invalid type for 'text.format': expected an object with a string 'type'.");
+  if (!strcmp(type, "text"))
+    return 0; /* the default: nothing to ask of the upstream */
+  if (!strcmp(type, "json_object"))
+    return set_new(chat, "response_format", json_pack("{s:s}", "type", "json_object"));
+  if (strcmp(type, "json_schema"))
+    return bad(err, "text.format.type",
+               "Invalid value for 'text.format.type': '%.*s'. Supported values are: 'text', "
+               "'json_object' and 'json_schema'.",
+               QUOTE, type);
+  const json_t *name = json_object_get(f, "name"), *schema = json_object_get(f, "schema");
+  if (!json_is_string(name))
+    return bad(err, "text.format.name", "Missing required parameter: 'text.format.name'.");
+  if (!json_is_object(schema))
+    return bad(err, "text.format.schema",
+               "Invalid type for 'text.format.schema': expected a JSON schema object.");
+  json_t *js = json_pack("{s:O,s:O}", "name", name, "schema", schema);
+  static const char *const keys[] = {"strict", "description"};
+  for (size_t k = 0; js && k < 2; k++) {
+    const json_t *v = opt(f, keys[k]);
+    if (v && json_object_set(js, keys[k], (json_t *)v) < 0) {
+      json_decref(js);
+      js = NULL;
+    }
+  }
+  return set_new(chat, "response_format",
+                 js ? json_pack("{s:s,s:o}", "type", "json_schema", "json_schema", js) : NULL);
+}
+
+/* Type checks of the plain fields: name, json type (-1 number, JSON_TRUE boolean). */
+static const struct {
+  const char *name;
+  int type;
+  const char *want;
+} plain_fields[] = {
+    {"model", JSON_STRING, "a string"},
+    {"instructions", JSON_STRING, "a string"},
+    {"max_output_tokens", JSON_INTEGER, "an integer"},
+    {"temperature", -1, "a number"},
+    {"top_p", -1, "a number"},
+    {"user", JSON_STRING, "a string"},
+    {"safety_identifier", JSON_STRING, "a string"},
+    {"metadata", JSON_OBJECT, "an object"},
+    {"stream", JSON_TRUE, "a boolean"},
+    {"store", JSON_TRUE, "a boolean"},
+    {"background", JSON_TRUE, "a boolean"},
+    {"parallel_tool_calls", JSON_TRUE, "a boolean"},
+    {"include", JSON_ARRAY, "an array"},
+    {"reasoning", JSON_OBJECT, "an object"},
+};
+
+/* Fields chat completions has too, passed on as in chat. */
+static const char *const chat_fields[] = {
+    "temperature",
+    "top_p",
+    "user",
+    "metadata",
+    "safety_identifier",
+    "seed",
+    "service_tier",
+    "prompt_cache_key",
+    "prompt_cache_retention",
+    "frequency_penalty",
+    "presence_penalty",
+    "logit_bias",
+    "stop",
+    "top_logprobs",
+    "ponder",
+    "stream",
+};
+
+static int check_types(const json_t *body, pd_responses_error_t *err) {
+  for (size_t f = 0; f < sizeof plain_fields / sizeof *plain_fields; f++) {
+    const json_t *v = opt(body, plain_fields[f].name);
+    if (!v)
+      continue;
+    int t = plain_fields[f].type;
+    int ok = t == -1          ? json_is_number(v)
+             : t == JSON_TRUE ? json_is_boolean(v)
+                              : (int)json_typeof(v) == t;
+    if (!ok)
+      return bad(err, plain_fields[f].name, "Invalid type for '%s': expected %s.",
+                 plain_fields[f].name, plain_fields[f].want);
+  }
+  return 0;
+}
+
+static int translate(const json_t *body, const char *limit_param, pd_responses_req_t *out,
+                     pd_responses_error_t *err) {
+  json_t *chat = out->chat, *echo = out->echo;
+  if (opt(body, "previous_response_id"))
+    return bad(err, "previous_response_id", STATELESS_MSG);
+  if (opt(body, "conversation"))
+    return bad(err, "conversation", STATELESS_MSG);
+  if (check_types(body, err) < 0)
+    return -1;
+  if (json_is_true(json_object_get(body, "background")))
+    return bad(err, "background", STATELESS_MSG);
+  const json_t *model = opt(body, "model");
+  if (!model)
+    return bad(err, "model", "You must provide a model parameter.");
+  const json_t *mot = opt(body, "max_output_tokens");
+  if (mot && json_integer_value(mot) < 1)
+    return bad(err, "max_output_tokens",
+               "Invalid value for 'max_output_tokens': expected an integer of at least 1.");
+  const json_t *reasoning = opt(body, "reasoning");
+  const json_t *effort = opt(reasoning, "effort");
+  const json_t *summary = opt(reasoning, "summary");
+  if (!summary)
+    summary = opt(reasoning, "generate_summary"); /* its older name */
+  if (effort && !json_is_string(effort))
+    return bad(err, "reasoning.effort", "Invalid type for 'reasoning.effort': expected a string.");
+  if (summary) {
+    const char *s = json_string_value(summary);
+    if (!s || (strcmp(s, "auto") && strcmp(s, "concise") && strcmp(s, "detailed")))
+      return bad(err, "reasoning.summary",
+                 "Invalid value for 'reasoning.summary'. Supported values are: 'auto', 'concise' "
+                 "and 'detailed'.");
+    out->summary = 1;
+  }
+  out->stream = json_is_true(json_object_get(body, "stream"));
+
+  int rc;
+  if ((rc = set_ref(chat, "model", model)) < 0)
+    return rc;
+  json_t *msgs = json_array();
+  if ((rc = set_new(chat, "messages", msgs)) < 0)
+    return rc;
+  const json_t *instructions = opt(body, "instructions");
+  if (instructions && json_string_length(instructions) > 0) {
+    json_t *m = json_pack("{s:s,s:O}", "role", "system", "content", instructions);
+    if (!m || json_array_append_new(msgs, m) < 0)
+      return -2;
+  }
+  const json_t *input = opt(body, "input");
+  if (input && (rc = input_items(msgs, input, err)) < 0)
+    return rc;
+  if (json_array_size(msgs) == 0)
+    return bad(err, "input", "Missing required parameter: 'input'.");
+
+  const json_t *tools = opt(body, "tools");
+  if (tools && (rc = chat_tools(chat, tools, err)) < 0)
+    return rc;
+  const json_t *tc = opt(body, "tool_choice");
+  json_t *tc_chat = json_object();
+  if (!tc_chat)
+    return -2;
+  rc = tc ? chat_tool_choice(tc_chat, tc, err) : 0;
+  /* Without tools a chat upstream refuses tool_choice and parallel_tool_calls. */
+  if (rc == 0 && json_object_get(chat, "tools")) {
+    const json_t *choice = json_object_get(tc_chat, "tool_choice");
+    const json_t *ptc = opt(body, "parallel_tool_calls");
+    if ((choice && json_object_set(chat, "tool_choice", (json_t *)choice) < 0) ||
+        (ptc && json_object_set(chat, "parallel_tool_calls", (json_t *)ptc) < 0))
+      rc = -2;
+  }
+  json_decref(tc_chat);
+  if (rc < 0)
+    return rc;
+  const json_t *text = opt(body, "text");
+  if (text && (rc = chat_text(chat, text, err)) < 0)
+    return rc;
+  if (mot && (rc = set_ref(chat, limit_param ? limit_param : "max_tokens", mot)) < 0)
+    return rc;
+  if (effort && (rc = set_ref(chat, "reasoning_effort", effort)) < 0)
+    return rc;
+  for (size_t k = 0; k < sizeof chat_fields / sizeof *chat_fields; k++) {
+    const json_t *v = opt(body, chat_fields[k]);
+    if (v && (rc = set_ref(chat, chat_fields[k], v)) < 0)
+      return rc;
+  }
+  /* A chat upstream returns top_logprobs only with logprobs on. */
+  if (json_integer_value(opt(body, "top_logprobs")) > 0 &&
+      (rc = set_new(chat, "logprobs", json_true())) < 0)
+    return rc;
+
+  /* What the response object repeats (references into body, which is not changed). */
+  json_t *r = json_pack("{s:O?,s:O?}", "effort", effort, "summary", summary);
+  const json_t *ptc = opt(body, "parallel_tool_calls");
+  json_t *deftext = text ? NULL : json_pack("{s:{s:s}}", "format", "type", "text");
+  json_t *arr = tools ? NULL : json_array();
+  json_t *meta = opt(body, "metadata") ? NULL : json_object();
+  if (!r || (!text && !deftext) || (!tools && !arr) || (!opt(body, "metadata") && !meta)) {
+    json_decref(r);
+    json_decref(deftext);
+    json_decref(arr);
+    json_decref(meta);
+    return -2;
+  }
+  if (set_ref(echo, "instructions", instructions ? instructions : json_null()) < 0 ||
+      set_ref(echo, "max_output_tokens", mot ? mot : json_null()) < 0 ||
+      set_ref(echo, "parallel_tool_calls", ptc ? ptc : json_true()) < 0 ||
+      set_new(echo, "reasoning", r) < 0 ||
+      set_ref(echo, "temperature",
+              opt(body, "temperature") ? opt(body, "temperature") : json_null()) < 0 ||
+      set_new(echo, "text", text ? json_incref((json_t *)text) : deftext) < 0 ||
+      set_new(echo, "tool_choice", tc ? json_incref((json_t *)tc) : json_string("auto")) < 0 ||
+      set_new(echo, "tools", tools ? json_incref((json_t *)tools) : arr) < 0 ||
+      set_ref(echo, "top_p", opt(body, "top_p") ? opt(body, "top_p") : json_null()) < 0 ||
+      set_ref(echo, "user", opt(body, "user") ? opt(body, "user") : json_null()) < 0 ||
+      set_new(echo, "metadata", meta ? meta : json_incref((json_t *)opt(body, "metadata"))) < 0)
+    return -2;
+  return 0;
+}
+
+int pd_responses_translate(const json_t *body, const char *limit_param, pd_responses_req_t *out,
+                           pd_responses_error_t *err) {
+  memset(out, 0, sizeof *out);
+  err->message[0] = err->param[0] = '\0';
+  if (!json_is_object(body))
+    return bad(err, NULL, "The request body must be a JSON object.");
+  out->chat = json_object();
+  out->echo = json_object();
+  int rc = out->chat && out->echo ? translate(body, limit_param, out, err) : -2;
+  if (rc < 0) {
+    pd_responses_req_free(out);
+    if (rc == -2)
+      snprintf(err->message, sizeof err->message, "Out of memory.");
+  }
+  return rc;
+}
+
+void pd_responses_req_free(pd_responses_req_t *r) {
+  if (!r)
+    return;
+  json_decref(r->chat);
+  json_decref(r->echo);
+  r->chat = r->echo = NULL;
+}
+
+/* ---- the response object and its events ----------------------------------------------------- */
+
+typedef enum { IT_REASONING = 0, IT_MESSAGE, IT_CALL } item_kind_t;
+
+typedef struct item {
+  item_kind_t kind;
+  char id[40];
+  int open;           /* added, not yet done */
+  const char *status; /* once done: "completed" or "incomplete" */
+  long tc_index;      /* IT_CALL: the upstream's tool call index */
+  pd_buf_t text;      /* reasoning text, message text, or call arguments */
+  pd_buf_t name;      /* IT_CALL */
+  pd_buf_t call_id;   /* IT_CALL */
+} item_t;
+
+struct pd_responses {
+  char *id, *model;
+  long created_at;
+  pd_reasoning_t display;
+  const pd_responses_req_t *req;
+  uint64_t (*rnd)(void *);
+  void *rnd_ud;
+  long max_held, held;
+  long seq;
+  int started, ended;
+  int think_open, think_closed; /* inline display: the <think> block in the message text */
+  int open_idx;                 /* the item whose events are being written, or -1 */
+  item_t *items;
+  size_t nitems, cap;
+  char *finish;
+  uint64_t counter; /* ids without a random source */
+};
+
+pd_responses_t *pd_responses_new(const pd_responses_opts_t *o) {
+  pd_responses_t *w = calloc(1, sizeof *w);
+  if (!w)
+    return NULL;
+  w->id = strdup(o->id ? o->id : "resp_");
+  w->model = strdup(o->model ? o->model : "");
+  if (!w->id || !w->model) {
+    pd_responses_free(w);
+    return NULL;
+  }
+  w->created_at = o->created_at;
+  w->display = o->display;
+  w->req = o->req;
+  w->rnd = o->rnd;
+  w->rnd_ud = o->rnd_ud;
+  w->max_held = o->max_held;
+  w->open_idx = -1;
+  return w;
+}
+
+void pd_responses_free(pd_responses_t *w) {
+  if (!w)
+    return;
+  for (size_t i = 0; i < w->nitems; i++) {
+    pd_buf_free(&w->items[i].text);
+    pd_buf_free(&w->items[i].name);
+    pd_buf_free(&w->items[i].call_id);
+  }
+  free(w->items);
+  free(w->id);
+  free(w->model);
+  free(w->finish);
+  free(w);
+}
+
+long pd_responses_seq(const pd_responses_t *w) {
+  return w->seq;
+}
+
+/* Counts in ids when no random source was given (tests). */
+static uint64_t no_rnd(void *ud) {
+  return ++*(uint64_t *)ud;
+}
+
+static void new_id(pd_responses_t *w, char *out, const char *prefix) {
+  if (w->rnd)
+    pd_openai_new_id(out, prefix, w->rnd, w->rnd_ud);
+  else
+    pd_openai_new_id(out, prefix, no_rnd, &w->counter);
+}
+
+/* A new item at the end of output; returns its index or -1. */
+static int new_item(pd_responses_t *w, item_kind_t kind) {
+  if (w->nitems == w->cap) {
+    size_t cap = w->cap ? w->cap * 2 : 4;
+    item_t *n = realloc(w->items, cap * sizeof *n);
+    if (!n)
+      return -1;
+    w->items = n;
+    w->cap = cap;
+  }
+  item_t *it = &w->items[w->nitems];
+  memset(it, 0, sizeof *it);
+  it->kind = kind;
+  pd_buf_init(&it->text);
+  pd_buf_init(&it->name);
+  pd_buf_init(&it->call_id);
+  new_id(w, it->id, kind == IT_REASONING ? "rs_" : kind == IT_MESSAGE ? "msg_" : "fc_");
+  return (int)w->nitems++;
+}
+
+static int str_or_null(pd_buf_t *b, const char *s) {
+  return s ? pd_buf_append_json_str(b, s, strlen(s)) : pd_buf_appends(b, "null");
+}
+
+/* A message that may quote what came from outside (an upstream's error, a transport error): each
+ * byte that does not start well-formed UTF-8 becomes U+FFFD, so every event is valid JSON text. */
+static int safe_text(pd_buf_t *b, const char *s) {
+  pd_buf_t t;
+  pd_buf_init(&t);
+  size_t n = strlen(s), i = 0;
+  int rc = 0;
+  while (i < n) {
+    size_t l = (unsigned char)s[i] < 0x80 ? 1 : pd_utf8_seq((const unsigned char *)s + i, n - i);
+    rc |= l ? pd_buf_append(&t, s + i, l) : pd_buf_append(&t, "\xEF\xBF\xBD", 3);
+    i += l ? l : 1;
+  }
+  rc |= pd_buf_append_json_str(b, t.len ? pd_buf_data(&t) : "", t.len);
+  pd_buf_free(&t);
+  return rc ? -1 : 0;
+}
+
+static int text_of(pd_buf_t *b, const pd_buf_t *t) {
+  return pd_buf_append_json_str(b, t->len ? pd_buf_data(t) : "", t->len);
+}
+
+/* An item as JSON: as added (in progress, no text yet) or as it stands, with its status. */
+static int item_json(const pd_responses_t *w, pd_buf_t *b, const item_t *it, int added) {
+  const char *status = added ? "in_progress" : it->status ? it->status : "incomplete";
+  int rc = pd_buf_appends(b, "{\"id\":");
+  rc |= pd_buf_append_json_str(b, it->id, strlen(it->id));
+  switch (it->kind) {
+  case IT_REASONING:
+    rc |= pd_buf_appends(b, ",\"type\":\"reasoning\",\"summary\":[");
+    if (!added && w->req && w->req->summary) {
+      rc |= pd_buf_appends(b, "{\"type\":\"summary_text\",\"text\":");
+      rc |= text_of(b, &it->text);
+      rc |= pd_buf_appends(b, "}");
+    }
+    rc |= pd_buf_appends(b, "],\"content\":[");
+    if (!added) {
+      rc |= pd_buf_appends(b, "{\"type\":\"reasoning_text\",\"text\":");
+      rc |= text_of(b, &it->text);
+      rc |= pd_buf_appends(b, "}");
+    }
+    rc |= pd_buf_appends(b, "],\"status\":");
+    rc |= str_or_null(b, status);
+    break;
+  case IT_MESSAGE:
+    rc |= pd_buf_appends(b, ",\"type\":\"message\",\"status\":");
+    rc |= str_or_null(b, status);
+    rc |= pd_buf_appends(b, ",\"role\":\"assistant\",\"content\":[");
+    if (!added) {
+      rc |= pd_buf_appends(b, "{\"type\":\"output_text\",\"text\":");
+      rc |= text_of(b, &it->text);
+      rc |= pd_buf_appends(b, ",\"annotations\":[],\"logprobs\":[]}");
+    }
+    rc |= pd_buf_appends(b, "]");
+    break;
+  case IT_CALL:
+    rc |= pd_buf_appends(b, ",\"type\":\"function_call\",\"status\":");
+    rc |= str_or_null(b, status);
+    rc |= pd_buf_appends(b, ",\"arguments\":");
+    rc |= added ? pd_buf_appends(b, "\"\"") : text_of(b, &it->text);
+    rc |= pd_buf_appends(b, ",\"call_id\":");
+    rc |= text_of(b, &it->call_id);
+    rc |= pd_buf_appends(b, ",\"name\":");
+    rc |= text_of(b, &it->name);
+    break;
+  }
+  rc |= pd_buf_appends(b, "}");
+  return rc ? -1 : 0;
+}
+
+static int echo(const pd_responses_t *w, pd_buf_t *b, const char *key) {
+  const json_t *v = w->req ? json_object_get(w->req->echo, key) : NULL;
+  int rc = pd_buf_append(b, ",\"", 2);
+  rc |= pd_buf_appends(b, key);
+  rc |= pd_buf_append(b, "\":", 2);
+  rc |= v ? pd_json_write(b, v) : pd_buf_appends(b, "null");
+  return rc ? -1 : 0;
+}
+
+/* The reason a finished answer is incomplete, or NULL when it is complete. */
+static const char *incomplete_reason(const char *finish) {
+  if (!finish)
+    return NULL;
+  if (!strcmp(finish, "length"))
+    return "max_output_tokens";
+  if (!strcmp(finish, "content_filter"))
+    return "content_filter";
+  return NULL;
+}
+
+/* The response object. status "in_progress" writes no output and no usage; error_code/message
+ * only for "failed". */
+static int response_json(const pd_responses_t *w, pd_buf_t *b, const char *status,
+                         const pd_usage_t *u, const char *error_code, const char *error_message) {
+  int rc = pd_buf_appends(b, "{\"id\":");
+  rc |= pd_buf_append_json_str(b, w->id, strlen(w->id));
+  rc |= pd_buf_appendf(b, ",\"object\":\"response\",\"created_at\":%ld,\"status\":\"%s\"",
+                       w->created_at, status);
+  rc |= pd_buf_appends(b, ",\"background\":false,\"error\":");
+  if (error_message) {
+    rc |= pd_buf_appends(b, "{\"code\":");
+    rc |= str_or_null(b, error_code ? error_code : "server_error");
+    rc |= pd_buf_appends(b, ",\"message\":");
+    rc |= safe_text(b, error_message);
+    rc |= pd_buf_appends(b, "}");
+  } else {
+    rc |= pd_buf_appends(b, "null");
+  }
+  const char *why = !strcmp(status, "incomplete") ? incomplete_reason(w->finish) : NULL;
+  rc |= pd_buf_appends(b, ",\"incomplete_details\":");
+  if (why)
+    rc |= pd_buf_appendf(b, "{\"reason\":\"%s\"}", why);
+  else
+    rc |= pd_buf_appends(b, "null");
+  rc |= echo(w, b, "instructions");
+  rc |= echo(w, b, "max_output_tokens");
+  rc |= pd_buf_appends(b, ",\"model\":");
+  rc |= pd_buf_append_json_str(b, w->model, strlen(w->model));
+  rc |= pd_buf_appends(b, ",\"output\":[");
+  int in_progress = !strcmp(status, "in_progress");
+  for (size_t i = 0; !in_progress && i < w->nitems; i++) {
+    if (i)
+      rc |= pd_buf_append(b, ",", 1);
+    rc |= item_json(w, b, &w->items[i], 0);
+  }
+  rc |= pd_buf_appends(b, "]");
+  rc |= echo(w, b, "parallel_tool_calls");
+  rc |= pd_buf_appends(b, ",\"previous_response_id\":null");
+  rc |= echo(w, b, "reasoning");
+  rc |= pd_buf_appends(b, ",\"store\":false");
+  rc |= echo(w, b, "temperature");
+  rc |= echo(w, b, "text");
+  rc |= echo(w, b, "tool_choice");
+  rc |= echo(w, b, "tools");
+  rc |= echo(w, b, "top_p");
+  rc |= pd_buf_appends(b, ",\"truncation\":\"disabled\",\"usage\":");
+  if (u && !in_progress)
+    rc |= pd_buf_appendf(b,
+                         "{\"input_tokens\":%ld,\"input_tokens_details\":{\"cached_tokens\":0},"
+                         "\"output_tokens\":%ld,\"output_tokens_details\":{\"reasoning_tokens\":"
+                         "%ld},\"total_tokens\":%ld}",
+                         u->prompt_tokens, u->completion_tokens, u->reasoning_tokens,
+                         u->prompt_tokens + u->completion_tokens);
+  else
+    rc |= pd_buf_appends(b, "null");
+  rc |= echo(w, b, "user");
+  rc |= echo(w, b, "metadata");
+  rc |= pd_buf_appends(b, ",\"completed_at\":");
+  if (!strcmp(status, "completed") || !strcmp(status, "incomplete"))
+    rc |= pd_buf_append_long(b, (long)time(NULL));
+  else
+    rc |= pd_buf_appends(b, "null");
+  rc |= pd_buf_appends(b, "}");
+  return rc ? -1 : 0;
+}
+
+int pd_responses_body(pd_responses_t *w, pd_buf_t *out, const pd_result_t *res) {
+  const char *finish = res->finish_reason ? res->finish_reason : "stop";
+  free(w->finish);
+  if (!(w->finish = strdup(finish)))
+    return -1;
+  int rc = 0, k;
+  if (w->display == PD_REASONING_FIELD && res->reasoning_len > 0) {
+    if ((k = new_item(w, IT_REASONING)) < 0)
+      return -1;
+    rc |= pd_buf_append(&w->items[k].text, res->reasoning, res->reasoning_len);
+  }
+  pd_buf_t text;
+  pd_buf_init(&text);
+  if (w->display == PD_REASONING_INLINE && res->reasoning_len > 0) {
+    rc |= pd_buf_appends(&text, "<think>\n");
+    rc |= pd_buf_append(&text, res->reasoning, res->reasoning_len);
+    rc |= pd_buf_appends(&text, "\n</think>\n\n");
+  }
+  if (res->content_len)
+    rc |= pd_buf_append(&text, res->content, res->content_len);
+  if (text.len) {
+    if ((k = new_item(w, IT_MESSAGE)) < 0) {
+      pd_buf_free(&text);
+      return -1;
+    }
+    w->items[k].text = text; /* the item owns it now */
+  } else {
+    pd_buf_free(&text);
+  }
+  size_t i;
+  const json_t *tc;
+  json_array_foreach(res->tool_calls, i, tc) {
+    const json_t *fn = json_object_get(tc, "function");
+    const char *name = json_string_value(json_object_get(fn, "name"));
+    const char *args = json_string_value(json_object_get(fn, "arguments"));
+    const char *id = json_string_value(json_object_get(tc, "id"));
+    if ((k = new_item(w, IT_CALL)) < 0)
+      return -1;
+    item_t *it = &w->items[k];
+    char gen[40];
+    if (!id) {
+      new_id(w, gen, "call_");
+      id = gen;
+    }
+    rc |= pd_buf_appends(&it->call_id, id);
+    rc |= pd_buf_appends(&it->name, name ? name : "");
+    rc |= pd_buf_appends(&it->text, args ? args : "");
+  }
+  const char *why = incomplete_reason(w->finish);
+  for (i = 0; i < w->nitems; i++)
+    w->items[i].status = why && i + 1 == w->nitems ? "incomplete" : "completed";
+  if (rc)
+    return -1;
+  w->ended = 1;
+  return response_json(w, out, why ? "incomplete" : "completed", &res->usage, NULL, NULL);
+}
+
+/* ---- events ---- */
+
+/* "event: TYPE\ndata: {"type":TYPE,"sequence_number":N" (the caller adds members and ends it
+ * with ev_end). */
+static int ev_begin(pd_responses_t *w, pd_buf_t *b, const char *type) {
+  int rc = pd_buf_appendf(b, "event: %s\ndata: {\"type\":\"%s\",\"sequence_number\":%ld", type,
+                          type, w->seq++);
+  return rc ? -1 : 0;
+}
+
+static int ev_end(pd_buf_t *b) {
+  return pd_buf_appends(b, "}\n\n");
+}
+
+/* "item_id":...,"output_index":N */
+static int ev_where(pd_buf_t *b, const item_t *it, int idx) {
+  int rc = pd_buf_appends(b, ",\"item_id\":");
+  rc |= pd_buf_append_json_str(b, it->id, strlen(it->id));
+  rc |= pd_buf_appendf(b, ",\"output_index\":%d", idx);
+  return rc ? -1 : 0;
+}
+
+/* A response lifecycle event: {"type","sequence_number","response":{...}}. */
+static int ev_response(pd_responses_t *w, pd_buf_t *b, const char *type, const char *status,
+                       const pd_usage_t *u, const char *code, const char *message) {
+  int rc = ev_begin(w, b, type);
+  rc |= pd_buf_appends(b, ",\"response\":");
+  rc |= response_json(w, b, status, u, code, message);
+  rc |= ev_end(b);
+  return rc ? -1 : 0;
+}
+
+static int ev_item(pd_responses_t *w, pd_buf_t *b, const char *type, int idx, int added) {
+  int rc = ev_begin(w, b, type);
+  rc |= pd_buf_appendf(b, ",\"output_index\":%d,\"item\":", idx);
+  rc |= item_json(w, b, &w->items[idx], added);
+  rc |= ev_end(b);
+  return rc ? -1 : 0;
+}
+
+/* A part event (content_part.* / reasoning_summary_part.*) with the part's text so far. */
+static int ev_part(pd_responses_t *w, pd_buf_t *b, const char *type, int idx, const char *index_key,
+                   const char *part_type, int with_text) {
+  item_t *it = &w->items[idx];
+  int rc = ev_begin(w, b, type);
+  rc |= ev_where(b, it, idx);
+  rc |= pd_buf_appendf(b, ",\"%s\":0,\"part\":{\"type\":\"%s\",\"text\":", index_key, part_type);
+  rc |= with_text ? text_of(b, &it->text) : pd_buf_appends(b, "\"\"");
+  if (!strcmp(part_type, "output_text"))
+    rc |= pd_buf_appends(b, ",\"annotations\":[],\"logprobs\":[]");
+  rc |= pd_buf_appends(b, "}");
+  rc |= ev_end(b);
+  return rc ? -1 : 0;
+}
+
+/* A text delta or done event of an item: delta when text != NULL, else the whole text as
+ * `done_key`. */
+static int ev_text(pd_responses_t *w, pd_buf_t *b, const char *type, int idx, const char *index_key,
+                   const char *text, size_t len, const char *done_key) {
+  item_t *it = &w->items[idx];
+  int rc = ev_begin(w, b, type);
+  rc |= ev_where(b, it, idx);
+  if (index_key)
+    rc |= pd_buf_appendf(b, ",\"%s\":0", index_key);
+  if (text) {
+    rc |= pd_buf_appends(b, ",\"delta\":");
+    rc |= pd_buf_append_json_str(b, text, len);
+  } else {
+    rc |= pd_buf_appendf(b, ",\"%s\":", done_key);
+    rc |= text_of(b, &it->text);
+    if (it->kind == IT_CALL) {
+      rc |= pd_buf_appends(b, ",\"name\":");
+      rc |= text_of(b, &it->name);
+    }
+  }
+  if (it->kind == IT_MESSAGE)
+    rc |= pd_buf_appends(b, ",\"logprobs\":[]");
+  rc |= ev_end(b);
+  return rc ? -1 : 0;
+}
+
+int pd_responses_start(pd_responses_t *w, pd_buf_t *out) {
+  if (w->started || w->ended)
+    return 0;
+  w->started = 1;
+  int rc = ev_response(w, out, "response.created", "in_progress", NULL, NULL, NULL);
+  rc |= ev_response(w, out, "response.in_progress", "in_progress", NULL, NULL, NULL);
+  return rc ? -1 : 0;
+}
+
+/* What an item counts against max_held, besides its text. */
+#define ITEM_COST 64
+
+/* Opens an item and writes its .added events. */
+static int open_item(pd_responses_t *w, pd_buf_t *b, item_kind_t kind) {
+  if (w->max_held > 0 && w->held + ITEM_COST > w->max_held)
+    return PD_RESPONSES_ETOOLARGE;
+  w->held += ITEM_COST;
+  int idx = new_item(w, kind);
+  if (idx < 0)
+    return -1;
+  w->items[idx].open = 1;
+  w->open_idx = idx;
+  int rc = ev_item(w, b, "response.output_item.added", idx, 1);
+  if (kind == IT_REASONING && w->req && w->req->summary)
+    rc |= ev_part(w, b, "response.reasoning_summary_part.added", idx, "summary_index",
+                  "summary_text", 0);
+  else if (kind == IT_REASONING)
+    rc |= ev_part(w, b, "response.content_part.added", idx, "content_index", "reasoning_text", 0);
+  else if (kind == IT_MESSAGE)
+    rc |= ev_part(w, b, "response.content_part.added", idx, "content_index", "output_text", 0);
+  return rc ? -1 : idx;
+}
+
+/* Writes the .done events of the open item (if any) with the given status. */
+static int close_open(pd_responses_t *w, pd_buf_t *b, const char *status) {
+  int idx = w->open_idx;
+  if (idx < 0)
+    return 0;
+  item_t *it = &w->items[idx];
+  it->open = 0;
+  it->status = status;
+  w->open_idx = -1;
+  int rc = 0;
+  switch (it->kind) {
+  case IT_REASONING:
+    if (w->req && w->req->summary) {
+      rc |= ev_text(w, b, "response.reasoning_summary_text.done", idx, "summary_index", NULL, 0,
+                    "text");
+      rc |= ev_part(w, b, "response.reasoning_summary_part.done", idx, "summary_index",
+                    "summary_text", 1);
+    } else {
+      rc |= ev_text(w, b, "response.reasoning_text.done", idx, "content_index", NULL, 0, "text");
+      rc |= ev_part(w, b, "response.content_part.done", idx, "content_index", "reasoning_text", 1);
+    }
+    break;
+  case IT_MESSAGE:
+    rc |= ev_text(w, b, "response.output_text.done", idx, "content_index", NULL, 0, "text");
+    rc |= ev_part(w, b, "response.content_part.done", idx, "content_index", "output_text", 1);
+    break;
+  case IT_CALL:
+    rc |= ev_text(w, b, "response.function_call_arguments.done", idx, NULL, NULL, 0, "arguments");
+    break;
+  }
+  rc |= ev_item(w, b, "response.output_item.done", idx, 0);
+  return rc ? -1 : 0;
+}
+
+/* Keeps text for the .done events, within max_held. */
+static int hold(pd_responses_t *w, pd_buf_t *t, const char *s, size_t n) {
+  if (w->max_held > 0 && w->held + (long)n > w->max_held)
+    return PD_RESPONSES_ETOOLARGE;
+  w->held += (long)n;
+  return pd_buf_append(t, s, n);
+}
+
+/* Appends text to the open message (opened if need be) and writes its delta. */
+static int message_delta(pd_responses_t *w, pd_buf_t *b, const char *s, size_t n) {
+  int idx = w->open_idx;
+  if (idx < 0 || w->items[idx].kind != IT_MESSAGE) {
+    if (close_open(w, b, "completed") < 0)
+      return -1;
+    if ((idx = open_item(w, b, IT_MESSAGE)) < 0)
+      return idx;
+  }
+  int rc = hold(w, &w->items[idx].text, s, n);
+  if (rc < 0)
+    return rc;
+  return ev_text(w, b, "response.output_text.delta", idx, "content_index", s, n, NULL);
+}
+
+/* Inline display: the end of the <think> block, once the answer starts. */
+static int close_think(pd_responses_t *w, pd_buf_t *b) {
+  if (!w->think_open || w->think_closed)
+    return 0;
+  w->think_closed = 1;
+  return message_delta(w, b, "\n</think>\n\n", 11);
+}
+
+static int think(pd_responses_t *w, pd_buf_t *b, const char *s, size_t n) {
+  if (n == 0 || w->display == PD_REASONING_HIDDEN)
+    return 0;
+  if (w->display == PD_REASONING_INLINE) {
+    int rc;
+    if (!w->think_open && !w->think_closed) {
+      w->think_open = 1;
+      if ((rc = message_delta(w, b, "<think>\n", 8)) < 0)
+        return rc;
+    }
+    return message_delta(w, b, s, n);
+  }
+  int idx = w->open_idx;
+  if (idx < 0 || w->items[idx].kind != IT_REASONING) {
+    if (close_open(w, b, "completed") < 0)
+      return -1;
+    if ((idx = open_item(w, b, IT_REASONING)) < 0)
+      return idx;
+  }
+  int rc = hold(w, &w->items[idx].text, s, n);
+  if (rc < 0)
+    return rc;
+  if (w->req && w->req->summary)
+    return ev_text(w, b, "response.reasoning_summary_text.delta", idx, "summary_index", s, n, NULL);
+  return ev_text(w, b, "response.reasoning_text.delta", idx, "content_index", s, n, NULL);
+}
+
+/* One streamed delta.tool_calls array: a new index opens a function_call item (closing the one
+ * before it, as calls stream one after another); arguments become deltas. */
+static int tool_calls(pd_responses_t *w, pd_buf_t *b, const json_t *calls) {
+  int rc = close_think(w, b);
+  if (rc < 0)
+    return rc;
+  size_t k;
+  const json_t *tc;
+  json_array_foreach(calls, k, tc) {
+    if (!json_is_object(tc))
+      continue;
+    const json_t *ij = json_object_get(tc, "index");
+    long index = json_is_integer(ij) ? (long)json_integer_value(ij) : (long)k;
+    const json_t *fn = json_object_get(tc, "function");
+    const char *name = json_string_value(json_object_get(fn, "name"));
+    const json_t *args = json_object_get(fn, "arguments");
+    int idx = -1;
+    for (size_t i = 0; i < w->nitems; i++)
+      if (w->items[i].kind == IT_CALL && w->items[i].tc_index == index)
+        idx = (int)i;
+    if (idx < 0) {
+      /* Each item costs its share of max_held too: an upstream sending endless new indices with
+       * empty names and arguments is bounded as well. */
+      if (w->max_held > 0 && w->held + ITEM_COST > w->max_held)
+        return PD_RESPONSES_ETOOLARGE;
+      w->held += ITEM_COST;
+      if (close_open(w, b, "completed") < 0 || (idx = new_item(w, IT_CALL)) < 0)
+        return -1;
+      item_t *it = &w->items[idx];
+      it->tc_index = index;
+      const char *id = json_string_value(json_object_get(tc, "id"));
+      char gen[40];
+      if (!id) {
+        new_id(w, gen, "call_");
+        id = gen;
+      }
+      if ((rc = hold(w, &it->call_id, id, strlen(id))) < 0 ||
+          (name && (rc = hold(w, &it->name, name, strlen(name))) < 0))
+        return rc;
+      it->open = 1;
+      w->open_idx = idx;
+      if (ev_item(w, b, "response.output_item.added", idx, 1) < 0)
+        return -1;
+    } else if (name && (rc = hold(w, &w->items[idx].name, name, strlen(name))) < 0) {
+      return rc; /* a name sent in pieces (rare): the .done events carry it whole */
+    }
+    size_t n = json_string_length(args);
+    if (!n)
+      continue;
+    if ((rc = hold(w, &w->items[idx].text, json_string_value(args), n)) < 0)
+      return rc;
+    /* A piece for a call already done (calls interleaved) is kept for the final response. */
+    if (w->items[idx].open && ev_text(w, b, "response.function_call_arguments.delta", idx, NULL,
+                                      json_string_value(args), n, NULL) < 0)
+      return -1;
+  }
+  return 0;
+}
+
+int pd_responses_emit(pd_responses_t *w, pd_buf_t *out, const pd_out_t *o) {
+  if (w->ended)
+    return 0;
+  if (pd_responses_start(w, out) < 0)
+    return -1;
+  int rc;
+  switch (o->kind) {
+  case PD_OUT_THINK:
+    return think(w, out, o->text, o->len);
+  case PD_OUT_CONTENT:
+    if (o->len == 0)
+      return 0;
+    if ((rc = close_think(w, out)) < 0)
+      return rc;
+    return message_delta(w, out, o->text, o->len);
+  case PD_OUT_TOOL_CALLS:
+    return tool_calls(w, out, o->json);
+  case PD_OUT_FINISH:
+    if ((rc = close_think(w, out)) < 0)
+      return rc;
+    free(w->finish);
+    if (!(w->finish = strndup(o->text ? o->text : "stop", o->text ? o->len : 4)))
+      return -1;
+    return close_open(w, out, incomplete_reason(w->finish) ? "incomplete" : "completed");
+  }
+  return 0;
+}
+
+int pd_responses_end(pd_responses_t *w, pd_buf_t *out, const pd_usage_t *usage) {
+  if (w->ended)
+    return 0;
+  if (pd_responses_start(w, out) < 0 || close_think(w, out) < 0 ||
+      close_open(w, out, "completed") < 0)
+    return -1;
+  w->ended = 1;
+  const char *why = incomplete_reason(w->finish);
+  return ev_response(w, out, why ? "response.incomplete" : "response.completed",
+                     why ? "incomplete" : "completed", usage, NULL, NULL);
+}
+
+int pd_responses_fail(pd_responses_t *w, pd_buf_t *out, const char *message, const char *type,
+                      const char *code) {
+  if (w->ended)
+    return 0;
+  if (pd_responses_start(w, out) < 0)
+    return -1;
+  w->ended = 1;
+  if (w->open_idx >= 0)
+    w->items[w->open_idx].status = "incomplete";
+  w->open_idx = -1;
+  return ev_response(w, out, "response.failed", "failed", NULL, code ? code : type,
+                     message ? message : "");
+}
+
+int pd_responses_fail_body(pd_responses_t *w, pd_buf_t *out, const char *body, size_t len,
+                           const char *message, const char *type, const char *code) {
+  json_t *j = body && len ? json_loadb(body, len, 0, NULL) : NULL;
+  const json_t *e = json_object_get(j, "error");
+  const char *m = json_string_value(json_object_get(e, "message"));
+  const char *c = json_string_value(json_object_get(e, "code"));
+  const char *t = json_string_value(json_object_get(e, "type"));
+  int rc = m ? pd_responses_fail(w, out, m, t ? t : type, c ? c : (t ? NULL : code))
+             : pd_responses_fail(w, out, message, type, code);
+  json_decref(j);
+  return rc;
+}

@@ -1,0 +1,103 @@
+/* The OpenAI Responses API as a front door (SPEC section 10): pure, no I/O.
+ *
+ * Owns three things and nothing else:
+ *  - the request translation: a Responses body -> the chat-completions request the engine (and
+ *    its plain, unforced call) takes, with the OpenAI-shaped 400s of section 10;
+ *  - the response object built from the engine's result (stream false);
+ *  - the event stream writer: a state machine fed the engine's outputs one by one, appending
+ *    `event: TYPE\ndata: {...}\n\n` events with sequence numbers to a pd_buf_t.
+ * It never sees the upstream, the exchange or sockets: the exchange runs one engine chain on the
+ * translated request (plain when not forced, so rounds 0 is one translated call too) and hands
+ * the outputs here. */
+#ifndef PD_RESPONSES_H
+#define PD_RESPONSES_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "base/buf.h"
+#include "config/config.h"
+#include "core/engine.h"
+
+/* ---- request translation -------------------------------------------------------------------- */
+
+/* A translated request. Both trees are owned (pd_responses_req_free). */
+typedef struct pd_responses_req {
+  json_t *chat; /* the chat-completions body: model, messages, tools, ... as the engine takes it */
+  json_t *echo; /* what the response object repeats: instructions, max_output_tokens,
+                   parallel_tool_calls, reasoning, temperature, text, tool_choice, tools, top_p,
+                   user, metadata (defaults filled in) */
+  int stream;   /* "stream": true */
+  int summary;  /* reasoning.summary asked for: thinking comes as summary parts too */
+} pd_responses_req_t;
+
+/* A 400 invalid_request_error: the message (may quote, cut, what the client sent) and the param
+ * ("" for none). Written by pd_responses_translate; the caller makes the OpenAI error of it. */
+typedef struct pd_responses_error {
+  char message[320];
+  char param[64];
+} pd_responses_error_t;
+
+/* Translates a Responses request body. `limit_param` names the chat token limit the upstream
+ * takes ("max_tokens" or "max_completion_tokens"; NULL: "max_tokens") for max_output_tokens.
+ * Earlier thinking is dropped (reasoning items, and a leading <think> block of assistant text:
+ * SPEC section 5). Returns 0 with *out filled (free with pd_responses_req_free), -1 with *err
+ * filled for a 400 (nothing to free), or -2 when out of memory. `body` is only read, and both
+ * trees share (hold references to) parts of it: do not change body afterwards. */
+int pd_responses_translate(const json_t *body, const char *limit_param, pd_responses_req_t *out,
+                           pd_responses_error_t *err);
+void pd_responses_req_free(pd_responses_req_t *r);
+
+/* ---- response object and event stream ------------------------------------------------------- */
+
+/* Returned by pd_responses_emit when the text the writer holds would pass opts.max_held (the
+ * exchange then fails the stream: pd_responses_fail). */
+#define PD_RESPONSES_ETOOLARGE (-2)
+
+typedef struct pd_responses_opts {
+  const char *id;    /* "resp_..." (copied) */
+  long created_at;   /* unix seconds */
+  const char *model; /* the client's model name (copied) */
+  pd_reasoning_t display;
+  const pd_responses_req_t *req; /* echo and summary; borrowed, must outlive the writer */
+  uint64_t (*rnd)(void *ud);     /* random words for item ids (rs_, msg_, fc_, call_); NULL:
+                                    a counter (tests) */
+  void *rnd_ud;
+  long max_held; /* > 0: bound on the text a stream writer holds for its .done events and the
+                    final response (thinking, answer and arguments together) */
+} pd_responses_opts_t;
+
+typedef struct pd_responses pd_responses_t;
+
+/* A writer for one response (stream or not). Returns NULL when out of memory. */
+pd_responses_t *pd_responses_new(const pd_responses_opts_t *opts);
+void pd_responses_free(pd_responses_t *w);
+
+/* stream false: appends the whole response object built from the chain's result (its content,
+ * reasoning, tool calls, finish reason and usage). Returns 0 or -1. */
+int pd_responses_body(pd_responses_t *w, pd_buf_t *out, const pd_result_t *res);
+
+/* stream true, in this order:
+ *  pd_responses_start once when the stream head goes out: response.created, response.in_progress;
+ *  pd_responses_emit for every engine output (pd_emit_fn's outputs, in the order given);
+ *  then pd_responses_end (the chain is done: response.completed or response.incomplete with the
+ *  summed usage), or pd_responses_fail (a failure after the start: response.failed).
+ * Each appends whole events to out and returns 0, -1 when out of memory, or (emit)
+ * PD_RESPONSES_ETOOLARGE. After end or fail every call is a no-op. start is implied by the first
+ * emit, end or fail when it was not called. */
+int pd_responses_start(pd_responses_t *w, pd_buf_t *out);
+int pd_responses_emit(pd_responses_t *w, pd_buf_t *out, const pd_out_t *o);
+int pd_responses_end(pd_responses_t *w, pd_buf_t *out, const pd_usage_t *usage);
+/* message, type and code as for pd_openai_chunk_error; the failed response's error is
+ * {code: code (else type), message}. */
+int pd_responses_fail(pd_responses_t *w, pd_buf_t *out, const char *message, const char *type,
+                      const char *code);
+/* pd_responses_fail with the code and message of an upstream's OpenAI error body (as the chat
+ * stream relays it); a body that is not one gives the fallback message, type and code. */
+int pd_responses_fail_body(pd_responses_t *w, pd_buf_t *out, const char *body, size_t len,
+                           const char *message, const char *type, const char *code);
+
+/* Events written so far (the next sequence_number). */
+long pd_responses_seq(const pd_responses_t *w);
+
+#endif

@@ -1,0 +1,951 @@
+/* Unit tests of the Responses API front door (proxy/api/responses.c): the request translation
+ * (every mapping and every 400), the response object in each display mode, and the event
+ * stream (order, sequence numbers, the .added/.delta/.done of each item, completed,
+ * incomplete, failed). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/responses.h"
+
+static json_t *J(const char *text) {
+  json_error_t e;
+  json_t *j = json_loads(text, 0, &e);
+  if (!j)
+    fail_msg("bad test JSON: %s (%s)", e.text, text);
+  return j;
+}
+
+/* Translates text; expects success and returns the chat request (caller decrefs). */
+static json_t *chat_of(const char *text, pd_responses_req_t *out) {
+  json_t *body = J(text);
+  pd_responses_error_t err;
+  int rc = pd_responses_translate(body, "max_completion_tokens", out, &err);
+  if (rc != 0)
+    fail_msg("translate failed: %s (param %s)", err.message, err.param);
+  json_decref(body);
+  return json_incref(out->chat);
+}
+
+/* Expects a 400 naming param, with msg_part in the message. */
+static void expect_400(const char *text, const char *param, const char *msg_part) {
+  json_t *body = J(text);
+  pd_responses_req_t out;
+  pd_responses_error_t err;
+  assert_int_equal(pd_responses_translate(body, NULL, &out, &err), -1);
+  assert_null(out.chat);
+  assert_string_equal(err.param, param);
+  if (msg_part && !strstr(err.message, msg_part))
+    fail_msg("message '%s' lacks '%s'", err.message, msg_part);
+  json_decref(body);
+}
+
+static void assert_json_eq(const json_t *got, const char *want) {
+  json_t *w = J(want);
+  if (!json_equal((json_t *)got, w)) {
+    char *g = json_dumps(got, JSON_COMPACT | JSON_SORT_KEYS);
+    char *x = json_dumps(w, JSON_COMPACT | JSON_SORT_KEYS);
+    fail_msg("got  %s\nwant %s", g, x);
+  }
+  json_decref(w);
+}
+
+/* ---- translation ---- */
+
+static void test_string_input_and_instructions(void **state) {
+  (void)state;
+  pd_responses_req_t r;
+  json_t *c = chat_of("{\"model\":\"m\",\"instructions\":\"be brief\",\"input\":\"hi\"}", &r);
+  assert_json_eq(c, "{\"model\":\"m\",\"messages\":[{\"role\":\"system\",\"content\":\"be brief\"},"
+                    "{\"role\":\"user\",\"content\":\"hi\"}]}");
+  assert_int_equal(r.stream, 0);
+  assert_int_equal(r.summary, 0);
+  assert_json_eq(r.echo, "{\"instructions\":\"be brief\",\"max_output_tokens\":null,"
+                         "\"parallel_tool_calls\":true,\"reasoning\":{\"effort\":null,"
+                         "\"summary\":null},\"temperature\":null,\"text\":{\"format\":{\"type\":"
+                         "\"text\"}},\"tool_choice\":\"auto\",\"tools\":[],\"top_p\":null,"
+                         "\"user\":null,\"metadata\":{}}");
+  json_decref(c);
+  pd_responses_req_free(&r);
+}
+
+static void test_items(void **state) {
+  (void)state;
+  pd_responses_req_t r;
+  json_t *c = chat_of(
+      "{\"model\":\"m\",\"input\":["
+      "{\"role\":\"developer\",\"content\":\"rules\"},"
+      "{\"type\":\"message\",\"role\":\"user\",\"content\":[{\"type\":\"input_text\",\"text\":"
+      "\"look\"},{\"type\":\"input_image\",\"image_url\":\"data:x\",\"detail\":\"low\"}]},"
+      "{\"type\":\"reasoning\",\"id\":\"rs_1\",\"summary\":[{\"type\":\"summary_text\",\"text\":"
+      "\"old thoughts\"}]},"
+      "{\"type\":\"message\",\"role\":\"assistant\",\"id\":\"msg_1\",\"status\":\"completed\","
+      "\"content\":[{\"type\":\"output_text\",\"text\":\"<think>\\nold\\n</think>\\n\\nI will "
+      "call\",\"annotations\":[]}]},"
+      "{\"type\":\"function_call\",\"id\":\"fc_1\",\"call_id\":\"call_a\",\"name\":\"f\","
+      "\"arguments\":\"{}\"},"
+      "{\"type\":\"function_call\",\"call_id\":\"call_b\",\"name\":\"g\",\"arguments\":"
+      "\"{\\\"x\\\":1}\"},"
+      "{\"type\":\"function_call_output\",\"call_id\":\"call_a\",\"output\":\"1\"},"
+      "{\"type\":\"function_call_output\",\"call_id\":\"call_b\",\"output\":[{\"type\":"
+      "\"input_text\",\"text\":\"2\"}]}"
+      "]}",
+      &r);
+  assert_json_eq(
+      json_object_get(c, "messages"),
+      "[{\"role\":\"system\",\"content\":\"rules\"},"
+      "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"look\"},{\"type\":"
+      "\"image_url\",\"image_url\":{\"url\":\"data:x\",\"detail\":\"low\"}}]},"
+      "{\"role\":\"assistant\",\"content\":\"I will call\",\"tool_calls\":["
+      "{\"id\":\"call_a\",\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":"
+      "\"{}\"}},"
+      "{\"id\":\"call_b\",\"type\":\"function\",\"function\":{\"name\":\"g\",\"arguments\":"
+      "\"{\\\"x\\\":1}\"}}]},"
+      "{\"role\":\"tool\",\"tool_call_id\":\"call_a\",\"content\":\"1\"},"
+      "{\"role\":\"tool\",\"tool_call_id\":\"call_b\",\"content\":[{\"type\":\"text\",\"text\":"
+      "\"2\"}]}]");
+  json_decref(c);
+  pd_responses_req_free(&r);
+}
+
+static void test_calls_without_text_and_think_kept_inside(void **state) {
+  (void)state;
+  pd_responses_req_t r;
+  /* Calls after a tool message start a new assistant message; a <think> not at the start and
+   * one never closed are the client's text and stay. */
+  json_t *c =
+      chat_of("{\"model\":\"m\",\"input\":[{\"role\":\"user\",\"content\":\"q\"},"
+              "{\"type\":\"function_call\",\"call_id\":\"c1\",\"name\":\"f\",\"arguments\":\"{}\"},"
+              "{\"type\":\"function_call_output\",\"call_id\":\"c1\",\"output\":\"r\"},"
+              "{\"type\":\"function_call\",\"call_id\":\"c2\",\"name\":\"f\",\"arguments\":\"{}\"},"
+              "{\"role\":\"assistant\",\"content\":\"a <think>x</think>\"},"
+              "{\"role\":\"assistant\",\"content\":\"<think>open\"},"
+              "{\"role\":\"assistant\",\"content\":\"<think>t</think>\\n\\n\\nkept\"}]}",
+              &r);
+  json_t *m = json_object_get(c, "messages");
+  assert_int_equal(json_array_size(m), 7);
+  assert_json_eq(json_array_get(m, 1),
+                 "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"c1\","
+                 "\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]}");
+  assert_string_equal(json_string_value(json_object_get(json_array_get(m, 3), "role")),
+                      "assistant");
+  assert_string_equal(json_string_value(json_object_get(json_array_get(m, 4), "content")),
+                      "a <think>x</think>");
+  assert_string_equal(json_string_value(json_object_get(json_array_get(m, 5), "content")),
+                      "<think>open");
+  assert_string_equal(json_string_value(json_object_get(json_array_get(m, 6), "content")),
+                      "\nkept");
+  json_decref(c);
+  pd_responses_req_free(&r);
+}
+
+static void test_fields(void **state) {
+  (void)state;
+  pd_responses_req_t r;
+  json_t *c = chat_of(
+      "{\"model\":\"m\",\"input\":\"q\",\"stream\":true,\"max_output_tokens\":50,"
+      "\"temperature\":0.5,\"top_p\":1,\"user\":\"u\",\"metadata\":{\"k\":\"v\"},"
+      "\"safety_identifier\":\"s\",\"seed\":7,\"service_tier\":\"auto\",\"prompt_cache_key\":"
+      "\"pk\",\"top_logprobs\":2,\"store\":true,\"include\":[\"reasoning.encrypted_content\"],"
+      "\"truncation\":\"auto\",\"unknown_field\":1,\"ponder\":{\"rounds\":2},"
+      "\"reasoning\":{\"effort\":\"high\",\"summary\":\"auto\"},"
+      "\"parallel_tool_calls\":false,\"tool_choice\":{\"type\":\"function\",\"name\":\"f\"},"
+      "\"tools\":[{\"type\":\"function\",\"name\":\"f\",\"description\":\"d\",\"parameters\":"
+      "{\"type\":\"object\"},\"strict\":true}],"
+      "\"text\":{\"format\":{\"type\":\"json_schema\",\"name\":\"S\",\"schema\":{\"type\":"
+      "\"object\"},\"strict\":true,\"description\":\"dd\"},\"verbosity\":\"low\"}}",
+      &r);
+  assert_json_eq(
+      c, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],"
+         "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"description\":\"d\","
+         "\"parameters\":{\"type\":\"object\"},\"strict\":true}}],"
+         "\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"f\"}},"
+         "\"parallel_tool_calls\":false,\"verbosity\":\"low\","
+         "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"S\","
+         "\"schema\":{\"type\":\"object\"},\"strict\":true,\"description\":\"dd\"}},"
+         "\"max_completion_tokens\":50,\"reasoning_effort\":\"high\",\"temperature\":0.5,"
+         "\"top_p\":1,\"user\":\"u\",\"metadata\":{\"k\":\"v\"},\"safety_identifier\":\"s\","
+         "\"seed\":7,\"service_tier\":\"auto\",\"prompt_cache_key\":\"pk\",\"top_logprobs\":2,"
+         "\"logprobs\":true,\"ponder\":{\"rounds\":2},\"stream\":true}");
+  assert_int_equal(r.stream, 1);
+  assert_int_equal(r.summary, 1);
+  assert_json_eq(json_object_get(r.echo, "reasoning"),
+                 "{\"effort\":\"high\",\"summary\":\"auto\"}");
+  assert_json_eq(json_object_get(r.echo, "tool_choice"), "{\"type\":\"function\",\"name\":\"f\"}");
+  assert_int_equal(json_integer_value(json_object_get(r.echo, "max_output_tokens")), 50);
+  json_decref(c);
+  pd_responses_req_free(&r);
+}
+
+static void test_tool_choice_forms_and_formats(void **state) {
+  (void)state;
+  pd_responses_req_t r;
+  json_t *c = chat_of("{\"model\":\"m\",\"input\":\"q\",\"tool_choice\":\"required\","
+                      "\"tools\":[{\"type\":\"function\",\"name\":\"f\"}],"
+                      "\"text\":{\"format\":{\"type\":\"json_object\"}}}",
+                      &r);
+  assert_string_equal(json_string_value(json_object_get(c, "tool_choice")), "required");
+  assert_json_eq(json_object_get(c, "response_format"), "{\"type\":\"json_object\"}");
+  json_decref(c);
+  pd_responses_req_free(&r);
+  c = chat_of("{\"model\":\"m\",\"input\":\"q\",\"tool_choice\":{\"type\":\"allowed_tools\","
+              "\"mode\":\"auto\",\"tools\":[{\"type\":\"function\",\"name\":\"f\"}]},"
+              "\"tools\":[{\"type\":\"function\",\"name\":\"f\"}],"
+              "\"text\":{\"format\":{\"type\":\"text\"}}}",
+              &r);
+  assert_json_eq(json_object_get(c, "tool_choice"),
+                 "{\"type\":\"allowed_tools\",\"allowed_tools\":{\"mode\":\"auto\",\"tools\":"
+                 "[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}]}}");
+  assert_null(json_object_get(c, "response_format"));
+  json_decref(c);
+  pd_responses_req_free(&r);
+  /* Without tools, tool_choice and parallel_tool_calls are not sent (a chat upstream refuses
+   * them); an empty tools array sends no tools. */
+  c = chat_of("{\"model\":\"m\",\"input\":\"q\",\"tool_choice\":\"none\",\"tools\":[],"
+              "\"parallel_tool_calls\":true,\"max_output_tokens\":null}",
+              &r);
+  assert_null(json_object_get(c, "tool_choice"));
+  assert_null(json_object_get(c, "parallel_tool_calls"));
+  assert_null(json_object_get(c, "tools"));
+  json_decref(c);
+  pd_responses_req_free(&r);
+  /* The default token limit name. */
+  json_t *body = J("{\"model\":\"m\",\"input\":\"q\",\"max_output_tokens\":9}");
+  pd_responses_error_t err;
+  assert_int_equal(pd_responses_translate(body, NULL, &r, &err), 0);
+  assert_int_equal(json_integer_value(json_object_get(r.chat, "max_tokens")), 9);
+  pd_responses_req_free(&r);
+  json_decref(body);
+}
+
+static void test_errors(void **state) {
+  (void)state;
+  const char *st = "ponder is stateless: send the whole conversation in input";
+  expect_400("[]", "", "JSON object");
+  expect_400("{\"model\":\"m\",\"input\":\"q\",\"previous_response_id\":\"resp_1\"}",
+             "previous_response_id", st);
+  expect_400("{\"model\":\"m\",\"input\":\"q\",\"conversation\":\"conv_1\"}", "conversation", st);
+  expect_400("{\"model\":\"m\",\"input\":\"q\",\"background\":true}", "background", st);
+  expect_400("{\"model\":\"m\",\"input\":\"q\",\"background\":1}", "background", "boolean");
+  expect_400("{\"input\":\"q\"}", "model", "model");
+  expect_400("{\"model\":1,\"input\":\"q\"}", "model", "string");
+  expect_400("{\"model\":\"m\"}", "input", "Missing required parameter: 'input'");
+  expect_400("{\"model\":\"m\",\"input\":[]}", "input", "Missing");
+  expect_400("{\"model\":\"m\",\"input\":[{\"type\":\"reasoning\",\"summary\":[]}]}", "input",
+             "Missing");
+  expect_400("{\"model\":\"m\",\"input\":5}", "input", "string or an array");
+  expect_400("{\"model\":\"m\",\"input\":[5]}", "input", "input[0]");
+  expect_400("{\"model\":\"m\",\"input\":[{\"type\":\"item_reference\",\"id\":\"msg_1\"}]}",
+             "input", "'item_reference'");
+  expect_400("{\"model\":\"m\",\"input\":[{\"role\":\"user\",\"content\":\"a\"},"
+             "{\"type\":\"web_search_call\"}]}",
+             "input", "'web_search_call' (input[1])");
+  expect_400("{\"model\":\"m\",\"input\":[{\"type\":7}]}", "input", "input[0].type");
+  expect_400("{\"model\":\"m\",\"input\":[{\"content\":\"x\"}]}", "input", "role");
+  expect_400("{\"model\":\"m\",\"input\":[{\"role\":\"tool\",\"content\":\"x\"}]}", "input",
+             "'tool'");
+  expect_400("{\"model\":\"m\",\"input\":[{\"role\":\"user\",\"content\":5}]}", "input", "content");
+  expect_400("{\"model\":\"m\",\"input\":[{\"role\":\"user\",\"content\":[{\"type\":"
+             "\"input_video\"}]}]}",
+             "input", "'input_video'");
+  expect_400("{\"model\":\"m\",\"input\":[{\"role\":\"user\",\"content\":[{\"type\":"
+             "\"input_text\",\"text\":1}]}]}",
+             "input", "text");
+  expect_400("{\"model\":\"m\",\"input\":[{\"role\":\"user\",\"content\":[{\"type\":"
+             "\"input_image\",\"file_id\":\"file_1\"}]}]}",
+             "input", "stateless");
+  expect_400("{\"model\":\"m\",\"input\":[{\"role\":\"assistant\",\"content\":[{\"type\":"
+             "\"input_image\",\"image_url\":\"x\"}]}]}",
+             "input", "assistant");
+  expect_400("{\"model\":\"m\",\"input\":[{\"type\":\"function_call\",\"name\":\"f\","
+             "\"arguments\":\"{}\"}]}",
+             "input", "call_id");
+  expect_400("{\"model\":\"m\",\"input\":[{\"type\":\"function_call_output\",\"call_id\":\"c\"}]}",
+             "input", "output");
+  expect_400("{\"model\":\"m\",\"input\":\"q\",\"tools\":{}}", "tools", "array");
+  expect_400("{\"model\":\"m\",\"input\":\"q\",\"tools\":[{\"type\":\"web_search\"}]}", "tools",
+             "'web_search'");
+  expect_400("{\"model\":\"m\",\"input\":\"q\",\"tools\":[{\"type\":\"function\",\"name\":\"f\"},"
+             "{\"type\":\"mcp\",\"server_label\":\"x\"}]}",
+             "tools", "'mcp' (tools[1])");
+  expect_400("{\"model\":\"m\",\"input\":\"q\",\"tools\":[{\"type\":\"function\"}]}", "tools",
+             "name");
+  expect_400("{\"model\":\"m\",\"input\":\"q\",\"tools\":[\"f\"]}", "tools", "tools[0]");
+  expect_400("{\"model\":\"m\",\"input\":\"q\",\"tool_choice\":\"sometimes\"}", "tool_choice",
+             "'sometimes'");
+  expect_400("{\"model\":\"m\",\"input\":\"q\",\"tool_choice\":{\"type\":\"web_search_preview\"}}",
+             "tool_choice", "'web_search_preview'");
+  expect_400("{\"model\":\"m\",\"input\":\"q\",\"tool_choice\":{\"type\":\"function\"}}",
+             "tool_choice", "name");
+  expect_400("{\"model\":\"m\",\"input\":\"q\",\"tool_choice\":3}", "tool_choice", "type");
+  expect_400("{\"model\":\"m\",\"input\":\"q\",\"text\":\"json\"}", "text", "object");
+  expect_400("{\"model\":\"m\",\"input\":\"q\",\"text\":{\"format\":\"json\"}}", "text.format",
+             "object");
+  expect_400("{\"model\":\"m\",\"input\":\"q\",\"text\":{\"format\":{\"type\":\"yaml\"}}}",
+             "text.format.type", "'yaml'");
+  expect_400("{\"model\":\"m\",\"input\":\"q\",\"text\":{\"format\":{\"type\":\"json_schema\","
+             "\"schema\":{}}}}",
+             "text.format.name", "name");
+  expect_400("{\"model\":\"m\",\"input\":\"q\",\"text\":{\"format\":{\"type\":\"json_schema\","
+             "\"name\":\"n\"}}}",
+             "text.format.schema", "schema");
+  expect_400("{\"model\":\"m\",\"input\":\"q\",\"text\":{\"verbosity\":1}}", "text.verbosity",
+             "string");
+  expect_400("{\"model\":\"m\",\"input\":\"q\",\"max_output_tokens\":\"5\"}", "max_output_tokens",
+             "integer");
+  expect_400("{\"model\":\"m\",\"input\":\"q\",\"max_output_tokens\":0}", "max_output_tokens",
+             "at least 1");
+  expect_400("{\"model\":\"m\",\"input\":\"q\",\"temperature\":\"hot\"}", "temperature", "number");
+  expect_400("{\"model\":\"m\",\"input\":\"q\",\"top_p\":[]}", "top_p", "number");
+  expect_400("{\"model\":\"m\",\"input\":\"q\",\"stream\":\"yes\"}", "stream", "boolean");
+  expect_400("{\"model\":\"m\",\"input\":\"q\",\"store\":1}", "store", "boolean");
+  expect_400("{\"model\":\"m\",\"input\":\"q\",\"include\":\"x\"}", "include", "array");
+  expect_400("{\"model\":\"m\",\"input\":\"q\",\"user\":5}", "user", "string");
+  expect_400("{\"model\":\"m\",\"input\":\"q\",\"metadata\":[]}", "metadata", "object");
+  expect_400("{\"model\":\"m\",\"input\":\"q\",\"instructions\":[]}", "instructions", "string");
+  expect_400("{\"model\":\"m\",\"input\":\"q\",\"parallel_tool_calls\":\"no\"}",
+             "parallel_tool_calls", "boolean");
+  expect_400("{\"model\":\"m\",\"input\":\"q\",\"reasoning\":\"high\"}", "reasoning", "object");
+  expect_400("{\"model\":\"m\",\"input\":\"q\",\"reasoning\":{\"effort\":3}}", "reasoning.effort",
+             "string");
+  expect_400("{\"model\":\"m\",\"input\":\"q\",\"reasoning\":{\"summary\":\"long\"}}",
+             "reasoning.summary", "auto");
+  /* A long type name is quoted cut. */
+  char big[600];
+  snprintf(big, sizeof big, "{\"model\":\"m\",\"input\":[{\"type\":\"%0400d\"}]}", 0);
+  expect_400(big, "input", "0000");
+  /* Nulls count as absent, and stateless fields set to null or false are fine. */
+  pd_responses_req_t r;
+  json_t *c = chat_of("{\"model\":\"m\",\"input\":\"q\",\"previous_response_id\":null,"
+                      "\"conversation\":null,\"background\":false,\"tools\":null,\"text\":null,"
+                      "\"reasoning\":null,\"instructions\":null,\"store\":false}",
+                      &r);
+  assert_int_equal(json_array_size(json_object_get(c, "messages")), 1);
+  json_decref(c);
+  pd_responses_req_free(&r);
+}
+
+/* ---- response object and events ---- */
+
+static uint64_t counter_rnd(void *ud) {
+  return ++*(uint64_t *)ud;
+}
+
+typedef struct fixture {
+  pd_responses_req_t req;
+  uint64_t ctr;
+  pd_responses_t *w;
+  pd_buf_t out;
+} fixture_t;
+
+static void fx_init(fixture_t *f, const char *body, pd_reasoning_t display, long max_held) {
+  memset(f, 0, sizeof *f);
+  json_t *b = J(body);
+  pd_responses_error_t err;
+  assert_int_equal(pd_responses_translate(b, NULL, &f->req, &err), 0);
+  json_decref(b);
+  pd_responses_opts_t o = {"resp_test", 100,         "client-model", display,
+                           &f->req,     counter_rnd, &f->ctr,        max_held};
+  f->w = pd_responses_new(&o);
+  assert_non_null(f->w);
+  pd_buf_init(&f->out);
+}
+
+static void fx_free(fixture_t *f) {
+  pd_responses_free(f->w);
+  pd_responses_req_free(&f->req);
+  pd_buf_free(&f->out);
+}
+
+static json_t *body_of(fixture_t *f, const pd_result_t *r) {
+  assert_int_equal(pd_responses_body(f->w, &f->out, r), 0);
+  json_error_t e;
+  json_t *j = json_loadb(pd_buf_data(&f->out), f->out.len, 0, &e);
+  if (!j)
+    fail_msg("not JSON: %s", pd_buf_data(&f->out));
+  return j;
+}
+
+static pd_result_t result(const char *content, const char *reasoning, json_t *calls,
+                          const char *finish) {
+  pd_result_t r;
+  memset(&r, 0, sizeof r);
+  r.content = content;
+  r.content_len = strlen(content);
+  r.reasoning = reasoning;
+  r.reasoning_len = strlen(reasoning);
+  r.tool_calls = calls;
+  r.finish_reason = finish;
+  r.usage = (pd_usage_t){10, 30, 20};
+  return r;
+}
+
+static void test_body_field(void **state) {
+  (void)state;
+  fixture_t f;
+  fx_init(&f, "{\"model\":\"m\",\"input\":\"q\",\"instructions\":\"sys\",\"temperature\":0.2}",
+          PD_REASONING_FIELD, 0);
+  pd_result_t r = result("42", "step one\nWait\nstep two", NULL, "stop");
+  json_t *j = body_of(&f, &r);
+  assert_string_equal(json_string_value(json_object_get(j, "id")), "resp_test");
+  assert_string_equal(json_string_value(json_object_get(j, "object")), "response");
+  assert_string_equal(json_string_value(json_object_get(j, "status")), "completed");
+  assert_string_equal(json_string_value(json_object_get(j, "model")), "client-model");
+  assert_int_equal(json_integer_value(json_object_get(j, "created_at")), 100);
+  assert_true(json_integer_value(json_object_get(j, "completed_at")) >= 100);
+  assert_true(json_is_null(json_object_get(j, "error")));
+  assert_true(json_is_null(json_object_get(j, "incomplete_details")));
+  assert_true(json_is_null(json_object_get(j, "previous_response_id")));
+  assert_true(json_is_false(json_object_get(j, "store")));
+  assert_string_equal(json_string_value(json_object_get(j, "instructions")), "sys");
+  assert_string_equal(json_string_value(json_object_get(j, "truncation")), "disabled");
+  assert_true(json_real_value(json_object_get(j, "temperature")) == 0.2);
+  json_t *out = json_object_get(j, "output");
+  assert_int_equal(json_array_size(out), 2);
+  json_t *rs = json_array_get(out, 0);
+  assert_string_equal(json_string_value(json_object_get(rs, "type")), "reasoning");
+  assert_int_equal(strncmp(json_string_value(json_object_get(rs, "id")), "rs_", 3), 0);
+  assert_json_eq(json_object_get(rs, "content"),
+                 "[{\"type\":\"reasoning_text\",\"text\":\"step one\\nWait\\nstep two\"}]");
+  assert_json_eq(json_object_get(rs, "summary"), "[]");
+  assert_string_equal(json_string_value(json_object_get(rs, "status")), "completed");
+  json_t *msg = json_array_get(out, 1);
+  assert_string_equal(json_string_value(json_object_get(msg, "type")), "message");
+  assert_int_equal(strncmp(json_string_value(json_object_get(msg, "id")), "msg_", 4), 0);
+  assert_string_equal(json_string_value(json_object_get(msg, "role")), "assistant");
+  assert_string_equal(json_string_value(json_object_get(msg, "status")), "completed");
+  assert_json_eq(json_object_get(msg, "content"),
+                 "[{\"type\":\"output_text\",\"text\":\"42\",\"annotations\":[],\"logprobs\":[]}]");
+  assert_json_eq(json_object_get(j, "usage"),
+                 "{\"input_tokens\":10,\"input_tokens_details\":{\"cached_tokens\":0},"
+                 "\"output_tokens\":30,\"output_tokens_details\":{\"reasoning_tokens\":20},"
+                 "\"total_tokens\":40}");
+  json_decref(j);
+  fx_free(&f);
+}
+
+static void test_body_summary_inline_hidden(void **state) {
+  (void)state;
+  fixture_t f;
+  fx_init(&f, "{\"model\":\"m\",\"input\":\"q\",\"reasoning\":{\"summary\":\"concise\"}}",
+          PD_REASONING_FIELD, 0);
+  pd_result_t r = result("42", "thought", NULL, "stop");
+  json_t *j = body_of(&f, &r);
+  json_t *rs = json_array_get(json_object_get(j, "output"), 0);
+  assert_json_eq(json_object_get(rs, "summary"),
+                 "[{\"type\":\"summary_text\",\"text\":\"thought\"}]");
+  assert_json_eq(json_object_get(rs, "content"),
+                 "[{\"type\":\"reasoning_text\",\"text\":\"thought\"}]");
+  json_decref(j);
+  fx_free(&f);
+
+  fx_init(&f, "{\"model\":\"m\",\"input\":\"q\"}", PD_REASONING_INLINE, 0);
+  j = body_of(&f, &r);
+  json_t *out = json_object_get(j, "output");
+  assert_int_equal(json_array_size(out), 1);
+  json_t *part = json_array_get(json_object_get(json_array_get(out, 0), "content"), 0);
+  assert_string_equal(json_string_value(json_object_get(part, "text")),
+                      "<think>\nthought\n</think>\n\n42");
+  json_decref(j);
+  fx_free(&f);
+
+  fx_init(&f, "{\"model\":\"m\",\"input\":\"q\"}", PD_REASONING_HIDDEN, 0);
+  j = body_of(&f, &r);
+  out = json_object_get(j, "output");
+  assert_int_equal(json_array_size(out), 1);
+  assert_string_equal(json_string_value(json_object_get(json_array_get(out, 0), "type")),
+                      "message");
+  json_decref(j);
+  fx_free(&f);
+
+  /* No thinking at all (rounds 0): inline writes no empty <think> block, field no item. */
+  fx_init(&f, "{\"model\":\"m\",\"input\":\"q\"}", PD_REASONING_INLINE, 0);
+  pd_result_t r0 = result("plain", "", NULL, "stop");
+  j = body_of(&f, &r0);
+  part = json_array_get(json_object_get(json_array_get(json_object_get(j, "output"), 0), "content"),
+                        0);
+  assert_string_equal(json_string_value(json_object_get(part, "text")), "plain");
+  json_decref(j);
+  fx_free(&f);
+  fx_init(&f, "{\"model\":\"m\",\"input\":\"q\"}", PD_REASONING_FIELD, 0);
+  j = body_of(&f, &r0);
+  assert_int_equal(json_array_size(json_object_get(j, "output")), 1);
+  json_decref(j);
+  fx_free(&f);
+}
+
+static void test_body_tool_calls_and_incomplete(void **state) {
+  (void)state;
+  fixture_t f;
+  fx_init(&f,
+          "{\"model\":\"m\",\"input\":\"q\",\"tools\":[{\"type\":\"function\",\"name\":\"f\"}]}",
+          PD_REASONING_FIELD, 0);
+  json_t *calls = J("[{\"id\":\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"f\","
+                    "\"arguments\":\"{\\\"a\\\":1}\"}},{\"type\":\"function\",\"function\":{"
+                    "\"name\":\"g\",\"arguments\":\"{}\"}}]");
+  pd_result_t r = result("", "why", calls, "tool_calls");
+  json_t *j = body_of(&f, &r);
+  json_t *out = json_object_get(j, "output");
+  assert_int_equal(json_array_size(out), 3); /* reasoning, no message (only calls), 2 calls */
+  json_t *c0 = json_array_get(out, 1), *c1 = json_array_get(out, 2);
+  assert_string_equal(json_string_value(json_object_get(c0, "type")), "function_call");
+  assert_int_equal(strncmp(json_string_value(json_object_get(c0, "id")), "fc_", 3), 0);
+  assert_string_equal(json_string_value(json_object_get(c0, "call_id")), "call_1");
+  assert_string_equal(json_string_value(json_object_get(c0, "name")), "f");
+  assert_string_equal(json_string_value(json_object_get(c0, "arguments")), "{\"a\":1}");
+  assert_string_equal(json_string_value(json_object_get(c0, "status")), "completed");
+  assert_int_equal(strncmp(json_string_value(json_object_get(c1, "call_id")), "call_", 5), 0);
+  assert_string_equal(json_string_value(json_object_get(j, "status")), "completed");
+  json_decref(j);
+  json_decref(calls);
+  fx_free(&f);
+
+  fx_init(&f, "{\"model\":\"m\",\"input\":\"q\",\"max_output_tokens\":5}", PD_REASONING_FIELD, 0);
+  pd_result_t r2 = result("cut sho", "", NULL, "length");
+  j = body_of(&f, &r2);
+  assert_string_equal(json_string_value(json_object_get(j, "status")), "incomplete");
+  assert_json_eq(json_object_get(j, "incomplete_details"), "{\"reason\":\"max_output_tokens\"}");
+  assert_int_equal(json_integer_value(json_object_get(j, "max_output_tokens")), 5);
+  json_t *msg = json_array_get(json_object_get(j, "output"), 0);
+  assert_string_equal(json_string_value(json_object_get(msg, "status")), "incomplete");
+  json_decref(j);
+  fx_free(&f);
+}
+
+/* ---- streams ---- */
+
+/* The events of a stream, parsed: checks the framing (event line = data.type), that sequence
+ * numbers count from 0, and that there is no [DONE]. Returns an array of the data objects. */
+static json_t *events(const pd_buf_t *b) {
+  json_t *arr = json_array();
+  const char *p = b->len ? pd_buf_data(b) : "", *e = p + b->len;
+  long seq = 0;
+  assert_null(strstr(p, "[DONE]"));
+  while (p < e) {
+    if (*p == ':') { /* a comment line */
+      p = strstr(p, "\n\n") + 2;
+      continue;
+    }
+    assert_int_equal(strncmp(p, "event: ", 7), 0);
+    const char *nl = strchr(p, '\n');
+    char type[96];
+    snprintf(type, sizeof type, "%.*s", (int)(nl - p - 7), p + 7);
+    p = nl + 1;
+    assert_int_equal(strncmp(p, "data: ", 6), 0);
+    const char *end = strstr(p, "\n\n");
+    assert_non_null(end);
+    json_error_t err;
+    json_t *d = json_loadb(p + 6, (size_t)(end - p - 6), 0, &err);
+    if (!d)
+      fail_msg("bad data: %.*s", (int)(end - p), p);
+    assert_string_equal(json_string_value(json_object_get(d, "type")), type);
+    assert_int_equal(json_integer_value(json_object_get(d, "sequence_number")), seq++);
+    json_array_append_new(arr, d);
+    p = end + 2;
+  }
+  return arr;
+}
+
+static const char *ev_type(const json_t *evs, size_t i) {
+  return json_string_value(json_object_get(json_array_get(evs, i), "type"));
+}
+
+static void assert_types(const json_t *evs, const char *const *want, size_t n) {
+  for (size_t i = 0; i < n || i < json_array_size(evs); i++) {
+    const char *got = i < json_array_size(evs) ? ev_type(evs, i) : "(end)";
+    const char *w = i < n ? want[i] : "(end)";
+    if (strcmp(got, w))
+      fail_msg("event %zu: got %s, want %s", i, got, w);
+  }
+}
+
+static void emit(fixture_t *f, pd_out_kind_t kind, const char *text) {
+  pd_out_t o = {kind, text, text ? strlen(text) : 0, NULL};
+  assert_int_equal(pd_responses_emit(f->w, &f->out, &o), 0);
+}
+
+static void emit_calls(fixture_t *f, const char *json) {
+  json_t *j = J(json);
+  pd_out_t o = {PD_OUT_TOOL_CALLS, NULL, 0, j};
+  assert_int_equal(pd_responses_emit(f->w, &f->out, &o), 0);
+  json_decref(j);
+}
+
+static const pd_usage_t usage = {10, 30, 20};
+
+static void test_stream_field(void **state) {
+  (void)state;
+  fixture_t f;
+  fx_init(&f, "{\"model\":\"m\",\"input\":\"q\",\"stream\":true}", PD_REASONING_FIELD, 0);
+  assert_int_equal(pd_responses_start(f.w, &f.out), 0);
+  assert_int_equal(pd_responses_start(f.w, &f.out), 0); /* once */
+  emit(&f, PD_OUT_THINK, "a");
+  emit(&f, PD_OUT_THINK, "\nWait\n");
+  emit(&f, PD_OUT_THINK, "b");
+  emit(&f, PD_OUT_CONTENT, "4");
+  emit(&f, PD_OUT_CONTENT, "");
+  emit(&f, PD_OUT_CONTENT, "2");
+  emit(&f, PD_OUT_FINISH, "stop");
+  assert_int_equal(pd_responses_end(f.w, &f.out, &usage), 0);
+  size_t before = f.out.len;
+  emit(&f, PD_OUT_CONTENT, "late"); /* after the end: nothing */
+  assert_int_equal(pd_responses_end(f.w, &f.out, &usage), 0);
+  assert_int_equal(f.out.len, before);
+  json_t *evs = events(&f.out);
+  static const char *const want[] = {"response.created",
+                                     "response.in_progress",
+                                     "response.output_item.added",
+                                     "response.content_part.added",
+                                     "response.reasoning_text.delta",
+                                     "response.reasoning_text.delta",
+                                     "response.reasoning_text.delta",
+                                     "response.reasoning_text.done",
+                                     "response.content_part.done",
+                                     "response.output_item.done",
+                                     "response.output_item.added",
+                                     "response.content_part.added",
+                                     "response.output_text.delta",
+                                     "response.output_text.delta",
+                                     "response.output_text.done",
+                                     "response.content_part.done",
+                                     "response.output_item.done",
+                                     "response.completed"};
+  assert_types(evs, want, sizeof want / sizeof *want);
+  json_t *created = json_object_get(json_array_get(evs, 0), "response");
+  assert_string_equal(json_string_value(json_object_get(created, "status")), "in_progress");
+  assert_json_eq(json_object_get(created, "output"), "[]");
+  assert_true(json_is_null(json_object_get(created, "usage")));
+  json_t *added = json_array_get(evs, 2);
+  assert_int_equal(json_integer_value(json_object_get(added, "output_index")), 0);
+  json_t *rs = json_object_get(added, "item");
+  assert_string_equal(json_string_value(json_object_get(rs, "status")), "in_progress");
+  const char *rs_id = json_string_value(json_object_get(rs, "id"));
+  json_t *d = json_array_get(evs, 5);
+  assert_string_equal(json_string_value(json_object_get(d, "item_id")), rs_id);
+  assert_int_equal(json_integer_value(json_object_get(d, "content_index")), 0);
+  assert_string_equal(json_string_value(json_object_get(d, "delta")), "\nWait\n");
+  assert_string_equal(json_string_value(json_object_get(json_array_get(evs, 7), "text")),
+                      "a\nWait\nb");
+  json_t *msg_delta = json_array_get(evs, 12);
+  assert_int_equal(json_integer_value(json_object_get(msg_delta, "output_index")), 1);
+  assert_json_eq(json_object_get(msg_delta, "logprobs"), "[]");
+  assert_string_equal(json_string_value(json_object_get(json_array_get(evs, 14), "text")), "42");
+  json_t *done = json_object_get(json_array_get(evs, 16), "item");
+  assert_string_equal(json_string_value(json_object_get(done, "status")), "completed");
+  json_t *fin = json_object_get(json_array_get(evs, 17), "response");
+  assert_string_equal(json_string_value(json_object_get(fin, "status")), "completed");
+  assert_int_equal(json_array_size(json_object_get(fin, "output")), 2);
+  assert_int_equal(
+      json_integer_value(json_object_get(json_object_get(fin, "usage"), "total_tokens")), 40);
+  assert_string_equal(
+      json_string_value(json_object_get(
+          json_array_get(
+              json_object_get(json_array_get(json_object_get(fin, "output"), 1), "content"), 0),
+          "text")),
+      "42");
+  assert_int_equal(pd_responses_seq(f.w), 18);
+  json_decref(evs);
+  fx_free(&f);
+}
+
+static void test_stream_summary(void **state) {
+  (void)state;
+  fixture_t f;
+  fx_init(&f, "{\"model\":\"m\",\"input\":\"q\",\"reasoning\":{\"summary\":\"auto\"}}",
+          PD_REASONING_FIELD, 0);
+  emit(&f, PD_OUT_THINK, "t"); /* start implied */
+  emit(&f, PD_OUT_CONTENT, "x");
+  emit(&f, PD_OUT_FINISH, "stop");
+  assert_int_equal(pd_responses_end(f.w, &f.out, &usage), 0);
+  json_t *evs = events(&f.out);
+  static const char *const want[] = {"response.created",
+                                     "response.in_progress",
+                                     "response.output_item.added",
+                                     "response.reasoning_summary_part.added",
+                                     "response.reasoning_summary_text.delta",
+                                     "response.reasoning_summary_text.done",
+                                     "response.reasoning_summary_part.done",
+                                     "response.output_item.done",
+                                     "response.output_item.added",
+                                     "response.content_part.added",
+                                     "response.output_text.delta",
+                                     "response.output_text.done",
+                                     "response.content_part.done",
+                                     "response.output_item.done",
+                                     "response.completed"};
+  assert_types(evs, want, sizeof want / sizeof *want);
+  json_t *pa = json_array_get(evs, 3);
+  assert_int_equal(json_integer_value(json_object_get(pa, "summary_index")), 0);
+  assert_json_eq(json_object_get(pa, "part"), "{\"type\":\"summary_text\",\"text\":\"\"}");
+  assert_json_eq(json_object_get(json_array_get(evs, 6), "part"),
+                 "{\"type\":\"summary_text\",\"text\":\"t\"}");
+  json_t *item = json_object_get(json_array_get(evs, 7), "item");
+  assert_json_eq(json_object_get(item, "summary"), "[{\"type\":\"summary_text\",\"text\":\"t\"}]");
+  json_decref(evs);
+  fx_free(&f);
+}
+
+static void test_stream_inline_and_hidden(void **state) {
+  (void)state;
+  fixture_t f;
+  fx_init(&f, "{\"model\":\"m\",\"input\":\"q\"}", PD_REASONING_INLINE, 0);
+  emit(&f, PD_OUT_THINK, "t");
+  emit(&f, PD_OUT_CONTENT, "x");
+  emit(&f, PD_OUT_FINISH, "stop");
+  assert_int_equal(pd_responses_end(f.w, &f.out, &usage), 0);
+  json_t *evs = events(&f.out);
+  static const char *const want[] = {"response.created",           "response.in_progress",
+                                     "response.output_item.added", "response.content_part.added",
+                                     "response.output_text.delta", "response.output_text.delta",
+                                     "response.output_text.delta", "response.output_text.delta",
+                                     "response.output_text.done",  "response.content_part.done",
+                                     "response.output_item.done",  "response.completed"};
+  assert_types(evs, want, sizeof want / sizeof *want);
+  assert_string_equal(json_string_value(json_object_get(json_array_get(evs, 8), "text")),
+                      "<think>\nt\n</think>\n\nx");
+  json_decref(evs);
+  fx_free(&f);
+
+  fx_init(&f, "{\"model\":\"m\",\"input\":\"q\"}", PD_REASONING_HIDDEN, 0);
+  emit(&f, PD_OUT_THINK, "t");
+  emit(&f, PD_OUT_CONTENT, "x");
+  emit(&f, PD_OUT_FINISH, "stop");
+  pd_buf_appends(&f.out, ": keep-alive\n\n"); /* the exchange's comment lines are fine */
+  assert_int_equal(pd_responses_end(f.w, &f.out, &usage), 0);
+  evs = events(&f.out);
+  static const char *const want2[] = {"response.created",           "response.in_progress",
+                                      "response.output_item.added", "response.content_part.added",
+                                      "response.output_text.delta", "response.output_text.done",
+                                      "response.content_part.done", "response.output_item.done",
+                                      "response.completed"};
+  assert_types(evs, want2, sizeof want2 / sizeof *want2);
+  json_decref(evs);
+  fx_free(&f);
+}
+
+static void test_stream_tool_calls(void **state) {
+  (void)state;
+  fixture_t f;
+  fx_init(&f, "{\"model\":\"m\",\"input\":\"q\"}", PD_REASONING_FIELD, 0);
+  emit(&f, PD_OUT_THINK, "t");
+  emit(&f, PD_OUT_CONTENT, "let me");
+  emit_calls(&f, "[{\"index\":0,\"id\":\"call_1\",\"type\":\"function\",\"function\":{\"name\":"
+                 "\"f\",\"arguments\":\"\"}}]");
+  emit_calls(&f, "[{\"index\":0,\"function\":{\"arguments\":\"{\\\"a\\\"\"}}]");
+  emit_calls(&f, "[{\"index\":0,\"function\":{\"arguments\":\":1}\"}}]");
+  emit_calls(&f, "[{\"index\":1,\"id\":\"call_2\",\"function\":{\"name\":\"g\",\"arguments\":"
+                 "\"{}\"}}]");
+  emit(&f, PD_OUT_FINISH, "tool_calls");
+  assert_int_equal(pd_responses_end(f.w, &f.out, &usage), 0);
+  json_t *evs = events(&f.out);
+  static const char *const want[] = {"response.created",
+                                     "response.in_progress",
+                                     "response.output_item.added",
+                                     "response.content_part.added",
+                                     "response.reasoning_text.delta",
+                                     "response.reasoning_text.done",
+                                     "response.content_part.done",
+                                     "response.output_item.done",
+                                     "response.output_item.added",
+                                     "response.content_part.added",
+                                     "response.output_text.delta",
+                                     "response.output_text.done",
+                                     "response.content_part.done",
+                                     "response.output_item.done",
+                                     "response.output_item.added",
+                                     "response.function_call_arguments.delta",
+                                     "response.function_call_arguments.delta",
+                                     "response.function_call_arguments.done",
+                                     "response.output_item.done",
+                                     "response.output_item.added",
+                                     "response.function_call_arguments.delta",
+                                     "response.function_call_arguments.done",
+                                     "response.output_item.done",
+                                     "response.completed"};
+  assert_types(evs, want, sizeof want / sizeof *want);
+  json_t *added = json_object_get(json_array_get(evs, 14), "item");
+  assert_string_equal(json_string_value(json_object_get(added, "type")), "function_call");
+  assert_string_equal(json_string_value(json_object_get(added, "call_id")), "call_1");
+  assert_string_equal(json_string_value(json_object_get(added, "name")), "f");
+  assert_string_equal(json_string_value(json_object_get(added, "arguments")), "");
+  assert_int_equal(json_integer_value(json_object_get(json_array_get(evs, 14), "output_index")), 2);
+  json_t *ad = json_array_get(evs, 17);
+  assert_string_equal(json_string_value(json_object_get(ad, "arguments")), "{\"a\":1}");
+  assert_string_equal(json_string_value(json_object_get(ad, "name")), "f");
+  json_t *fin = json_object_get(json_array_get(evs, 23), "response");
+  json_t *out = json_object_get(fin, "output");
+  assert_int_equal(json_array_size(out), 4);
+  assert_string_equal(json_string_value(json_object_get(json_array_get(out, 3), "call_id")),
+                      "call_2");
+  assert_string_equal(json_string_value(json_object_get(json_array_get(out, 3), "arguments")),
+                      "{}");
+  json_decref(evs);
+  fx_free(&f);
+}
+
+static void test_stream_incomplete(void **state) {
+  (void)state;
+  fixture_t f;
+  fx_init(&f, "{\"model\":\"m\",\"input\":\"q\",\"max_output_tokens\":3}", PD_REASONING_FIELD, 0);
+  emit(&f, PD_OUT_CONTENT, "abc");
+  emit(&f, PD_OUT_FINISH, "length");
+  assert_int_equal(pd_responses_end(f.w, &f.out, &usage), 0);
+  json_t *evs = events(&f.out);
+  size_t n = json_array_size(evs);
+  assert_string_equal(ev_type(evs, n - 1), "response.incomplete");
+  json_t *resp = json_object_get(json_array_get(evs, n - 1), "response");
+  assert_string_equal(json_string_value(json_object_get(resp, "status")), "incomplete");
+  assert_json_eq(json_object_get(resp, "incomplete_details"), "{\"reason\":\"max_output_tokens\"}");
+  json_t *item = json_object_get(json_array_get(evs, n - 2), "item");
+  assert_string_equal(json_string_value(json_object_get(item, "status")), "incomplete");
+  json_decref(evs);
+  fx_free(&f);
+}
+
+static void test_stream_failed(void **state) {
+  (void)state;
+  fixture_t f;
+  fx_init(&f, "{\"model\":\"m\",\"input\":\"q\"}", PD_REASONING_FIELD, 0);
+  emit(&f, PD_OUT_THINK, "t");
+  assert_int_equal(pd_responses_fail(f.w, &f.out, "The upstream broke \xff off.", "upstream_error",
+                                     "upstream_error"),
+                   0);
+  assert_int_equal(pd_responses_end(f.w, &f.out, &usage), 0); /* no-op after fail */
+  json_t *evs = events(&f.out);
+  size_t n = json_array_size(evs);
+  assert_string_equal(ev_type(evs, n - 1), "response.failed");
+  assert_string_equal(ev_type(evs, n - 2), "response.reasoning_text.delta");
+  json_t *resp = json_object_get(json_array_get(evs, n - 1), "response");
+  assert_string_equal(json_string_value(json_object_get(resp, "status")), "failed");
+  assert_json_eq(
+      json_object_get(resp, "error"),
+      "{\"code\":\"upstream_error\",\"message\":\"The upstream broke \xef\xbf\xbd off.\"}");
+  json_t *item = json_array_get(json_object_get(resp, "output"), 0);
+  assert_string_equal(json_string_value(json_object_get(item, "status")), "incomplete");
+  json_decref(evs);
+  fx_free(&f);
+
+  /* Before anything was emitted, and from an upstream's error body. */
+  fx_init(&f, "{\"model\":\"m\",\"input\":\"q\"}", PD_REASONING_FIELD, 0);
+  const char *body = "{\"error\":{\"message\":\"slow down\",\"type\":\"requests\",\"code\":"
+                     "\"rate_limit_exceeded\"}}";
+  assert_int_equal(pd_responses_fail_body(f.w, &f.out, body, strlen(body), "fallback",
+                                          "upstream_error", "upstream_error"),
+                   0);
+  evs = events(&f.out);
+  assert_int_equal(json_array_size(evs), 3);
+  resp = json_object_get(json_array_get(evs, 2), "response");
+  assert_json_eq(json_object_get(resp, "error"),
+                 "{\"code\":\"rate_limit_exceeded\",\"message\":\"slow down\"}");
+  json_decref(evs);
+  fx_free(&f);
+
+  fx_init(&f, "{\"model\":\"m\",\"input\":\"q\"}", PD_REASONING_FIELD, 0);
+  assert_int_equal(
+      pd_responses_fail_body(f.w, &f.out, "nope", 4, "fallback", "upstream_error", NULL), 0);
+  evs = events(&f.out);
+  resp = json_object_get(json_array_get(evs, 2), "response");
+  assert_json_eq(json_object_get(resp, "error"),
+                 "{\"code\":\"upstream_error\",\"message\":\"fallback\"}");
+  json_decref(evs);
+  fx_free(&f);
+}
+
+static void test_stream_held_bound(void **state) {
+  (void)state;
+  fixture_t f;
+  /* An item counts 64 bytes besides its text. */
+  fx_init(&f, "{\"model\":\"m\",\"input\":\"q\"}", PD_REASONING_FIELD, 64 + 8);
+  emit(&f, PD_OUT_CONTENT, "12345");
+  pd_out_t o = {PD_OUT_CONTENT, "6789", 4, NULL};
+  assert_int_equal(pd_responses_emit(f.w, &f.out, &o), PD_RESPONSES_ETOOLARGE);
+  assert_int_equal(pd_responses_fail(f.w, &f.out, "too large", "upstream_error", NULL), 0);
+  json_t *evs = events(&f.out);
+  assert_string_equal(ev_type(evs, json_array_size(evs) - 1), "response.failed");
+  json_decref(evs);
+  fx_free(&f);
+
+  /* Endless new tool call indices with nothing in them are bounded too. */
+  fx_init(&f, "{\"model\":\"m\",\"input\":\"q\"}", PD_REASONING_FIELD, 10000);
+  int rc = 0, k;
+  for (k = 0; k < 1000 && rc == 0; k++) {
+    char buf[64];
+    snprintf(buf, sizeof buf, "[{\"index\":%d,\"id\":\"c\"}]", k);
+    json_t *j = J(buf);
+    pd_out_t t = {PD_OUT_TOOL_CALLS, NULL, 0, j};
+    rc = pd_responses_emit(f.w, &f.out, &t);
+    json_decref(j);
+  }
+  assert_int_equal(rc, PD_RESPONSES_ETOOLARGE);
+  assert_true(k < 200);
+  fx_free(&f);
+}
+
+/* A stream and the non-streamed body of the same outputs agree on the final response. */
+static void test_stream_matches_body(void **state) {
+  (void)state;
+  pd_reasoning_t modes[] = {PD_REASONING_FIELD, PD_REASONING_INLINE, PD_REASONING_HIDDEN};
+  for (int m = 0; m < 3; m++) {
+    fixture_t s, b;
+    fx_init(&s, "{\"model\":\"m\",\"input\":\"q\"}", modes[m], 0);
+    fx_init(&b, "{\"model\":\"m\",\"input\":\"q\"}", modes[m], 0);
+    emit(&s, PD_OUT_THINK, "th");
+    emit(&s, PD_OUT_THINK, "ink");
+    emit(&s, PD_OUT_CONTENT, "an");
+    emit(&s, PD_OUT_CONTENT, "swer");
+    emit_calls(&s,
+               "[{\"index\":0,\"id\":\"c\",\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]");
+    emit(&s, PD_OUT_FINISH, "tool_calls");
+    assert_int_equal(pd_responses_end(s.w, &s.out, &usage), 0);
+    json_t *evs = events(&s.out);
+    json_t *fin = json_object_get(json_array_get(evs, json_array_size(evs) - 1), "response");
+    json_t *calls = J("[{\"id\":\"c\",\"type\":\"function\",\"function\":{\"name\":\"f\","
+                      "\"arguments\":\"{}\"}}]");
+    pd_result_t r = result("answer", "think", calls, "tool_calls");
+    json_t *whole = body_of(&b, &r);
+    json_t *a = json_object_get(fin, "output"), *c = json_object_get(whole, "output");
+    assert_int_equal(json_array_size(a), json_array_size(c));
+    for (size_t i = 0; i < json_array_size(a); i++) {
+      json_t *x = json_deep_copy(json_array_get(a, i)), *y = json_deep_copy(json_array_get(c, i));
+      json_object_del(x, "id");
+      json_object_del(y, "id");
+      assert_true(json_equal(x, y));
+      json_decref(x);
+      json_decref(y);
+    }
+    assert_true(json_equal(json_object_get(fin, "usage"), json_object_get(whole, "usage")));
+    json_decref(whole);
+    json_decref(calls);
+    json_decref(evs);
+    fx_free(&s);
+    fx_free(&b);
+  }
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_string_input_and_instructions),
+      cmocka_unit_test(test_items),
+      cmocka_unit_test(test_calls_without_text_and_think_kept_inside),
+      cmocka_unit_test(test_fields),
+      cmocka_unit_test(test_tool_choice_forms_and_formats),
+      cmocka_unit_test(test_errors),
+      cmocka_unit_test(test_body_field),
+      cmocka_unit_test(test_body_summary_inline_hidden),
+      cmocka_unit_test(test_body_tool_calls_and_incomplete),
+      cmocka_unit_test(test_stream_field),
+      cmocka_unit_test(test_stream_summary),
+      cmocka_unit_test(test_stream_inline_and_hidden),
+      cmocka_unit_test(test_stream_tool_calls),
+      cmocka_unit_test(test_stream_incomplete),
+      cmocka_unit_test(test_stream_failed),
+      cmocka_unit_test(test_stream_held_bound),
+      cmocka_unit_test(test_stream_matches_body),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
