@@ -13,6 +13,7 @@
 
 #include "base/buf.h"
 #include "config/config.h"
+#include "api/chat_scan.h"
 #include "core/openai.h"
 #include "core/router.h"
 #include "base/url.h"
