@@ -148,6 +148,19 @@ const char *pd_json_number_end_(const char *p, const char *e, pd_json_tok_t *t);
 #define PD_JSON_NUMBER_END pd_json_number_end_
 #endif
 
+/* The string whose opening quote is at p, into t's s, len and esc: the byte after its closing
+ * quote, or NULL. */
+static inline const char *pd_json_string_tok_(const char *p, const char *e, pd_json_tok_t *t) {
+  int esc = 0;
+  const char *q = PD_JSON_STRING_END(p + 1, e, &esc);
+  if (!q)
+    return NULL;
+  t->s = p + 1;
+  t->len = (size_t)(q - p - 1);
+  t->esc = esc;
+  return q + 1;
+}
+
 static inline int pd_json_top_is_object_(const pd_json_scan_t *s) {
   int d = s->depth - 1;
   return (int)((s->obj[d >> 6] >> (d & 63)) & 1);
@@ -191,16 +204,8 @@ static inline __attribute__((always_inline)) int pd_json_next(pd_json_scan_t *s,
   key:
     if (p >= e || *p != '"')
       goto fail;
-    {
-      int esc = 0;
-      const char *q = PD_JSON_STRING_END(p + 1, e, &esc);
-      if (!q)
-        goto fail;
-      t->s = p + 1;
-      t->len = (size_t)(q - p - 1);
-      t->esc = esc;
-      p = q + 1;
-    }
+    if (!(p = pd_json_string_tok_(p, e, t)))
+      goto fail;
     while (p < e && pd_json_blank_[(unsigned char)*p])
       p++;
     if (p >= e || *p != ':')
@@ -237,36 +242,25 @@ static inline __attribute__((always_inline)) int pd_json_next(pd_json_scan_t *s,
       return t->type;
     }
     case '"': {
-      int esc = 0;
-      const char *q = PD_JSON_STRING_END(p + 1, e, &esc);
+      const char *q = pd_json_string_tok_(p, e, t);
       if (!q)
         goto fail;
-      t->s = p + 1;
-      t->len = (size_t)(q - p - 1);
-      t->esc = esc;
       t->type = PD_JSON_STRING;
-      s->p = q + 1;
+      s->p = q;
       s->state = PD_JSON_ST_AFTER;
       return PD_JSON_STRING;
     }
     case 't':
-      if (e - p < 4 || memcmp(p, "true", 4) != 0)
-        goto fail;
-      t->type = PD_JSON_TRUE;
-      t->len = 4;
-      break;
     case 'f':
-      if (e - p < 5 || memcmp(p, "false", 5) != 0)
+    case 'n': {
+      char c = *p;
+      size_t n = c == 'f' ? 5 : 4;
+      if ((size_t)(e - p) < n || memcmp(p, c == 't' ? "true" : c == 'f' ? "false" : "null", n))
         goto fail;
-      t->type = PD_JSON_FALSE;
-      t->len = 5;
+      t->type = c == 't' ? PD_JSON_TRUE : c == 'f' ? PD_JSON_FALSE : PD_JSON_NULL;
+      t->len = n;
       break;
-    case 'n':
-      if (e - p < 4 || memcmp(p, "null", 4) != 0)
-        goto fail;
-      t->type = PD_JSON_NULL;
-      t->len = 4;
-      break;
+    }
     default: {
       const char *q = PD_JSON_NUMBER_END(p, e, t);
       if (!q)
