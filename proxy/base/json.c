@@ -2,8 +2,9 @@
  * whether a text is JSON exactly as jansson 2.14's json_loadb(b, n, 0) decides, and what is
  * built on it: validation with member spans (the relay), member replacement (the relay's model
  * remap), tree loaders (request bodies, upstream replies) and the compact writer. Owns no
- * memory beyond the trees it returns. Rules taken from jansson's load.c, and checked against
- * json_loadb by tests/unit/base/test_json.c and tests/fuzz/fuzz_json.c. */
+ * memory beyond the trees it returns. The rules are jansson 2.14's behaviour (its load.c
+ * read, then established case by case against json_loadb by tests/unit/base/test_json.c and
+ * tests/fuzz/fuzz_json.c). */
 /* pd_json_next (json.h) calls the helpers below inline here, through their static versions. */
 #define PD_JSON_STRING_END scan_string
 #define PD_JSON_NUMBER_END scan_number
@@ -634,7 +635,6 @@ static json_t *build_kept_object(pd_json_scan_t *s, const pd_json_keep_t *keep) 
   json_t *o = json_object();
   if (!o)
     return NULL;
-  int base = s->depth - 1;
   pd_json_tok_t t, v;
   for (;;) {
     int type = pd_json_next(s, &t);
@@ -655,7 +655,6 @@ static json_t *build_kept_object(pd_json_scan_t *s, const pd_json_keep_t *keep) 
     if (!m || json_object_setn_new_nocheck(o, k->key, k->len, m) < 0)
       break;
   }
-  (void)base;
   json_decref(o);
   return NULL;
 }
