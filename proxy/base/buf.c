@@ -16,7 +16,7 @@ void pd_buf_free(pd_buf_t *b) {
   pd_buf_init(b);
 }
 
-char *pd_buf_reserve(pd_buf_t *b, size_t n) {
+char *pd_buf_reserve_slow_(pd_buf_t *b, size_t n) {
   /* Room for n bytes plus a terminating NUL. Compact first: consumed space at the front is
    * reused before growing, so a buffer that is filled and drained never grows without bound. */
   if (b->off + b->len + n + 1 <= b->cap)
@@ -36,21 +36,6 @@ char *pd_buf_reserve(pd_buf_t *b, size_t n) {
   b->base = p;
   b->cap = cap;
   return b->base + b->len;
-}
-
-void pd_buf_commit(pd_buf_t *b, size_t n) {
-  b->len += n;
-  b->base[b->off + b->len] = '\0';
-}
-
-int pd_buf_append(pd_buf_t *b, const void *data, size_t n) {
-  char *p = pd_buf_reserve(b, n);
-  if (!p)
-    return -1;
-  if (n)
-    memcpy(p, data, n);
-  pd_buf_commit(b, n);
-  return 0;
 }
 
 int pd_buf_appends(pd_buf_t *b, const char *s) {
@@ -86,19 +71,36 @@ int pd_buf_appendf(pd_buf_t *b, const char *fmt, ...) {
   return rc;
 }
 
+/* "00".."99": two digits per division, since numbers are formatted on every request (status
+ * codes, lengths, timestamps, durations). */
+static const char DIGITS2[201] = "0001020304050607080910111213141516171819"
+                                 "2021222324252627282930313233343536373839"
+                                 "4041424344454647484950515253545556575859"
+                                 "6061626364656667686970717273747576777879"
+                                 "8081828384858687888990919293949596979899";
+
 size_t pd_buf_fmt_long(char *out, long v) {
-  char tmp[24];
-  size_t n = 0, len = 0;
+  size_t len = 0;
   unsigned long u = v < 0 ? 0UL - (unsigned long)v : (unsigned long)v;
-  do {
-    tmp[n++] = (char)('0' + u % 10);
-    u /= 10;
-  } while (u);
   if (v < 0)
     out[len++] = '-';
-  while (n)
-    out[len++] = tmp[--n];
-  return len;
+  size_t n = 1;
+  for (unsigned long t = u; t >= 10; t /= 10)
+    n++;
+  char *p = out + len + n;
+  while (u >= 100) {
+    unsigned long r = (u % 100) * 2;
+    u /= 100;
+    *--p = DIGITS2[r + 1];
+    *--p = DIGITS2[r];
+  }
+  if (u >= 10) {
+    *--p = DIGITS2[u * 2 + 1];
+    *--p = DIGITS2[u * 2];
+  } else {
+    *--p = (char)('0' + u);
+  }
+  return len + n;
 }
 
 int pd_buf_append_long(pd_buf_t *b, long v) {

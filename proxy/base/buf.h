@@ -7,6 +7,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <string.h>
 
 typedef struct pd_buf {
   char *base; /* NUL-terminated when len > 0 or after any append */
@@ -29,11 +30,28 @@ void pd_buf_init(pd_buf_t *b);
 void pd_buf_free(pd_buf_t *b);
 /* Makes room for at least n more bytes after the live data; returns the write pointer or NULL
  * on allocation failure. Commit with pd_buf_commit. */
-char *pd_buf_reserve(pd_buf_t *b, size_t n);
+char *pd_buf_reserve_slow_(pd_buf_t *b, size_t n);
+static inline char *pd_buf_reserve(pd_buf_t *b, size_t n) {
+  /* The common case inline (every response and upstream request is built by appends). */
+  if (b->off + b->len + n + 1 <= b->cap)
+    return b->base + b->off + b->len;
+  return pd_buf_reserve_slow_(b, n);
+}
 /* Counts n bytes written at pd_buf_reserve's pointer as live data (and NUL-terminates). */
-void pd_buf_commit(pd_buf_t *b, size_t n);
+static inline void pd_buf_commit(pd_buf_t *b, size_t n) {
+  b->len += n;
+  b->base[b->off + b->len] = '\0';
+}
 /* Appends n bytes (copied); 0, or -1 on allocation failure (nothing appended). */
-int pd_buf_append(pd_buf_t *b, const void *data, size_t n);
+static inline int pd_buf_append(pd_buf_t *b, const void *data, size_t n) {
+  char *p = pd_buf_reserve(b, n);
+  if (!p)
+    return -1;
+  if (n)
+    memcpy(p, data, n);
+  pd_buf_commit(b, n);
+  return 0;
+}
 /* Appends a C string; NULL appends nothing (the buffer is still NUL-terminated after). */
 int pd_buf_appends(pd_buf_t *b, const char *s);
 /* Appends printf-formatted text; 0, or -1 on allocation or format failure (nothing appended). */

@@ -275,7 +275,7 @@ static inline __attribute__((always_inline)) int skip_value(pd_json_scan_t *s,
   return 0;
 }
 
-int pd_json_skip(pd_json_scan_t *s, const pd_json_tok_t *t) {
+int pd_json_skip_container_(pd_json_scan_t *s, const pd_json_tok_t *t) {
   return skip_value(s, t);
 }
 

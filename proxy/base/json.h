@@ -53,9 +53,15 @@ typedef struct pd_json_scan {
 /* Starts scanning the n bytes at b (one JSON text: an object or an array, as json_loadb with
  * flags 0 wants). */
 void pd_json_scan_init(pd_json_scan_t *s, const char *b, size_t n);
+/* pd_json_skip's container case (out of line: scalars need no call). */
+int pd_json_skip_container_(pd_json_scan_t *s, const pd_json_tok_t *t);
 /* After t (the token that began a value) consumes the rest of that value: for an object or
  * array, every token up to its end. Returns 0, or -1 when the text is refused. */
-int pd_json_skip(pd_json_scan_t *s, const pd_json_tok_t *t);
+static inline int pd_json_skip(pd_json_scan_t *s, const pd_json_tok_t *t) {
+  if (t->type != PD_JSON_OBJECT && t->type != PD_JSON_ARRAY)
+    return t->type == PD_JSON_ERROR ? -1 : 0;
+  return pd_json_skip_container_(s, t);
+}
 /* The bytes of the value that began with token t and ended at s's position (right after
  * pd_json_next of a scalar, or after pd_json_skip of a container): *len gets their length. */
 const char *pd_json_value_text(const pd_json_scan_t *s, const pd_json_tok_t *t, size_t *len);

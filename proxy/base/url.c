@@ -13,13 +13,22 @@
 #include <strings.h>
 
 /* Character classes of RFC 3986 section 2 and 3.3. */
-static int unreserved(unsigned char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-         c == '.' || c == '_' || c == '~';
-}
+/* Byte classes of RFC 3986, one table lookup per byte (every request's path and query pass
+ * through here): U unreserved, S sub-delims, C ':', A '@', P '/', Q '?'. */
+enum { U = 1, S = 2, C = 4, A = 8, P = 16, Q = 32 };
+static unsigned char url_class[256];
 
-static int sub_delim(unsigned char c) {
-  return c != 0 && strchr("!$&'()*+,;=", c) != NULL;
+__attribute__((constructor)) static void url_class_init(void) {
+  for (int c = 0; c < 256; c++) {
+    unsigned char k = 0;
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+        c == '.' || c == '_' || c == '~')
+      k |= U;
+    if (c != 0 && strchr("!$&'()*+,;=", c))
+      k |= S;
+    k |= c == ':' ? C : c == '@' ? A : c == '/' ? P : c == '?' ? Q : 0;
+    url_class[c] = k;
+  }
 }
 
 static int hexval(unsigned char c) {
@@ -121,7 +130,7 @@ static int check_segment(const char *s, size_t n) {
     return PD_URL_EDOT;
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
-    if (unreserved(c) || sub_delim(c) || c == ':')
+    if (url_class[c] & (U | S | C))
       continue;
     if (c != '%')
       return PD_URL_ECHAR; /* '@', '\', and everything RFC 3986 wants escaped */
@@ -174,7 +183,7 @@ int pd_url_check_rest(const char *rest, size_t len) {
 int pd_url_check_query(const char *query, size_t len) {
   for (size_t i = 0; i < len; i++) {
     unsigned char c = (unsigned char)query[i];
-    if (unreserved(c) || sub_delim(c) || c == ':' || c == '@' || c == '/' || c == '?')
+    if (url_class[c] & (U | S | C | A | P | Q))
       continue;
     if (c != '%' || escape_at(query + i, len - i) < 0)
       return PD_URL_EQUERY;

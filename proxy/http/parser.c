@@ -79,8 +79,12 @@ static int on_header_field(llhttp_t *p, const char *at, size_t n) {
   char *w = pd_buf_reserve(&c->arena, n);
   if (!w)
     return HPE_USER;
-  for (size_t i = 0; i < n; i++)
-    w[i] = (char)tolower((unsigned char)at[i]);
+  /* ASCII lower-casing (llhttp admits only token bytes in a name), without tolower's locale
+   * table per byte. */
+  for (size_t i = 0; i < n; i++) {
+    unsigned char ch = (unsigned char)at[i];
+    w[i] = (char)((unsigned)(ch - 'A') < 26u ? ch | 0x20 : ch);
+  }
   pd_buf_commit(&c->arena, n);
   return 0;
 }

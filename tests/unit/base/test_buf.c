@@ -1,6 +1,7 @@
 /* Unit tests for base/buf.c: append and consume, formatted appends (short and long), reuse
  * without growth, JSON string escaping, steal, decimal formatting, pd_buf_str and NULL appends. */
 #include <limits.h>
+#include <stdio.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -94,6 +95,17 @@ static void test_fmt_long(void **state) {
     size_t n = pd_buf_fmt_long(out, cases[i].v);
     out[n] = '\0';
     assert_string_equal(out, cases[i].s);
+  }
+  /* Against printf at every digit-count boundary, both signs, and a spread in between. */
+  char want[32];
+  for (long p = 1, k = 0; k < 19; k++, p *= 10) {
+    long vs[] = {p - 1, p, p + 1, -p + 1, -p, -p - 1, p * 7 / 3};
+    for (size_t j = 0; j < sizeof vs / sizeof vs[0]; j++) {
+      size_t n = pd_buf_fmt_long(out, vs[j]);
+      out[n] = '\0';
+      snprintf(want, sizeof want, "%ld", vs[j]);
+      assert_string_equal(out, want);
+    }
   }
   pd_buf_t b;
   pd_buf_init(&b);
