@@ -378,10 +378,17 @@ static void detach(xfer_t *x) {
   x->c = NULL;
 }
 
-/* The stall clock runs: a stall bound is set and the caller has not paused the transfer (time
- * ponder itself holds the response is not the upstream's silence). */
+/* The caller's pause holds this transfer's input: it is paused and the bytes coming are body it
+ * would deliver (its head is delivered). Until then a paused transfer reads on: a head, and a
+ * retryable status's body that is discarded (else the retry would wait for the resume). */
+static int input_held(const xfer_t *x) {
+  return x->paused && x->head_done && !x->discard;
+}
+
+/* The stall clock runs: a stall bound is set and the caller's pause does not hold the input
+ * (time ponder itself holds the response is not the upstream's silence). */
 static int stall_armed(const xfer_t *x) {
-  return x->stall_ms > 0 && !x->paused;
+  return x->stall_ms > 0 && !input_held(x);
 }
 
 /* Arms the connection's timer for the transfer's next deadline: connect, stall or total. */
@@ -1187,7 +1194,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     tunnel_on_read(c, nread, buf->base);
     return;
   }
-  if (conn_input(c, nread, buf->base) && c->x->paused)
+  if (conn_input(c, nread, buf->base) && input_held(c->x))
     stop_reading(c);
 }
 
@@ -1305,7 +1312,7 @@ static void tls_on_read(conn_t *c, ssize_t nread, const char *data) {
     if (!conn_input(c, k == PD_TLS_EOF ? UV_EOF : k, buf))
       return;
   }
-  if (c->x && c->x->paused)
+  if (c->x && input_held(c->x))
     stop_reading(c);
 }
 
@@ -1585,7 +1592,7 @@ void pd_h1up_pause(pd_xfer_t *bx) {
   if (x->paused || x->cancelled)
     return;
   x->paused = 1;
-  if (x->c && x->c->state == C_OPEN && x->in_cb == 0)
+  if (x->c && x->c->state == C_OPEN && x->in_cb == 0 && input_held(x))
     stop_reading(x->c);
 }
 
