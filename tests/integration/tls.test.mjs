@@ -220,7 +220,7 @@ describe('TLS upstreams', { skip: SKIP }, () => {
     });
   });
 
-  it('tls.server_name: SNI and the name checked, for a certificate of another name', { ...T, todo: PENDING_UPSTREAM_CORE }, async () => {
+  it('tls.server_name: SNI and the name checked, for a certificate of another name', T, async () => {
     const { up } = await withPair({ leaf: pki.other }, { ca_file: pki.ca.cert, server_name: 'other.test' }, async (p) => {
       const r = await models(p);
       assert.equal(r.status, 200, r.text);
