@@ -551,7 +551,10 @@ static void stream_ended(xfer_t *x, uint32_t code) {
     retry(x, 1, delay);
     return;
   }
-  if (x->ended) {
+  /* RST_STREAM NO_ERROR after the final head is the server's "stop sending the request" (RFC
+   * 9113 section 8.1, a server that answered before reading the whole request): the response
+   * stands, even when it came before the END_STREAM that should have ended it (node's). */
+  if (x->ended || (code == NGHTTP2_NO_ERROR && x->final_head)) {
     stop_xfer_timer(x); /* complete: no deadline while held data waits */
     if (x->paused && x->held.len > 0) {
       x->complete_pending = 1;
