@@ -926,7 +926,9 @@ static void conn_send(conn_t *c) {
   size_t mlen = strlen(x->method), plen = strlen(x->path);
   /* Plain HTTP through a proxy: the absolute form, so the proxy knows where it goes. */
   int absolute = o->base.dial != &o->base.a && !o->base.tls;
-  size_t need = mlen + plen + 2 * o->base.a.alen + x->hdrs_len + 72;
+  const char *pauth = absolute ? o->base.proxy_auth : NULL; /* the proxy's own credentials */
+  size_t palen = pauth ? strlen(pauth) : 0;
+  size_t need = mlen + plen + 2 * o->base.a.alen + x->hdrs_len + palen + 72;
   char *w = pd_buf_reserve(&c->out, need);
   if (!w) {
     detach(x);
@@ -955,6 +957,10 @@ static void conn_send(conn_t *c) {
     p += o->base.a.alen;
     *p++ = '\r';
     *p++ = '\n';
+  }
+  if (palen) {
+    memcpy(p, pauth, palen);
+    p += palen;
   }
   if (x->hdrs_len) {
     memcpy(p, x->hdrs, x->hdrs_len);
@@ -1326,7 +1332,7 @@ static void tunnel_start(conn_t *c) {
   c->state = C_TUNNEL;
   start_reading(c);
   int rc = pd_proxy_send_connect((uv_stream_t *)c->tcp, c->o->base.a.authority, c->o->base.a.alen,
-                                 on_tunnel_written, c);
+                                 c->o->base.proxy_auth, on_tunnel_written, c);
   if (rc < 0)
     tunnel_failed(c, uv_strerror(rc));
 }

@@ -932,7 +932,7 @@ static void on_tunnel_written(void *arg, int status) {
 /* Only the CONNECT line and Host go to the proxy: the streams' headers travel in the tunnel. */
 static void tunnel_start(conn_t *c) {
   int rc = pd_proxy_send_connect((uv_stream_t *)c->tcp, c->o->base.a.authority, c->o->base.a.alen,
-                                 on_tunnel_written, c);
+                                 c->o->base.proxy_auth, on_tunnel_written, c);
   if (rc < 0)
     tunnel_failed(c, uv_strerror(rc));
 }

@@ -42,6 +42,7 @@ int pd_origin_init(pd_origin_t *o, const char *auth, size_t alen, const char *tl
       snprintf(o->bad, sizeof o->bad, "unusable proxy URL (only http://host:port is supported)");
     else
       o->dial = &o->pa;
+    o->proxy_auth = pd_proxy_auth_line(proxy);
   }
   if (tls_key) {
     o->tls_key = dup_or_null(tls_key, &oom);
@@ -69,6 +70,7 @@ void pd_origin_free(pd_origin_t *o) {
   if (o->dial == &o->pa)
     pd_origin_addr_free(&o->pa);
   free(o->proxy);
+  free(o->proxy_auth);
   free(o->tls_key);
   pd_tls_ctx_free(o->tls);
   free((char *)o->tls_opts.tls_ca_file);

@@ -15,6 +15,7 @@ typedef struct pd_origin {
   /* Through a proxy: its URL (part of the key) and address; dial is where connections go
    * (&pa through a proxy, else &a). */
   char *proxy;
+  char *proxy_auth; /* "Proxy-Authorization: Basic ...\r\n" from the proxy URL's credentials */
   pd_origin_addr_t pa;
   pd_origin_addr_t *dial;
   /* https://: the TLS settings (part of the key) and the context built from them; NULL for
