@@ -171,6 +171,17 @@ describe('TLS upstreams', { skip: SKIP }, () => {
     });
   }
 
+  it('http2: false offers only HTTP/1.1 by ALPN, to a server that would speak h2', T, async () => {
+    const { up } = await withPair({ leaf: pki.server, h2: true }, { ca_file: pki.ca.cert }, async (p) => {
+      for (let i = 0; i < 2; i++) {
+        const r = await models(p);
+        assert.equal(r.status, 200, r.text);
+      }
+    }, { upstream: { http2: false } });
+    assert.deepEqual(up.st.seen.map((s) => s.version), ['1.1', '1.1']);
+    assert.equal(up.st.handshakes, 1, 'one keep-alive connection');
+  });
+
   /** A 502 upstream_error whose message names the cause; the call never reached the handler. */
   async function refused(leaf, tls, cause) {
     const { up, output } = await withPair({ leaf }, tls, async (p) => {
