@@ -573,6 +573,9 @@ static void add_handle(cxfer_t *x) {
     fail_later(x);
 }
 
+static const pd_xfer_ops_t CURL_OPS = {pd_curlup_pause, pd_curlup_resume, pd_curlup_cancel,
+                                       pd_curlup_elapsed};
+
 pd_xfer_t *pd_curlup_start(pd_curlup_t *u, const pd_xfer_opts_t *o, const pd_xfer_cbs_t *cbs,
                            void *ud) {
   if (u->closing) {
@@ -595,7 +598,7 @@ pd_xfer_t *pd_curlup_start(pd_curlup_t *u, const pd_xfer_opts_t *o, const pd_xfe
   x->retries = o->retries;
   x->cbs = *cbs;
   x->ud = ud;
-  x->base.backend = PD_XFER_CURL;
+  x->base.ops = &CURL_OPS;
   x->start_ns = uv_hrtime();
   x->start_ms = uv_now(u->loop);
   x->deadline = pd_xfer_deadline(x->start_ms, o->timeout_ms);

@@ -1384,6 +1384,9 @@ int pd_h1up_adopt(pd_h1up_t *b, const pd_xfer_opts_t *op, uv_tcp_t *tcp, pd_tls_
   return 0;
 }
 
+static const pd_xfer_ops_t H1_OPS = {pd_h1up_pause, pd_h1up_resume, pd_h1up_cancel,
+                                     pd_h1up_elapsed};
+
 pd_xfer_t *pd_h1up_start(pd_h1up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cbs_t *cbs,
                          void *ud) {
   const char *auth, *path;
@@ -1395,7 +1398,7 @@ pd_xfer_t *pd_h1up_start(pd_h1up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cb
   x = calloc(1, sizeof *x);
   if (!x)
     goto fail;
-  x->base.backend = PD_XFER_H1;
+  x->base.ops = &H1_OPS;
   x->b = b;
   char *tls_key = tls ? pd_tls_xfer_key(o) : NULL;
   if (tls && !tls_key)

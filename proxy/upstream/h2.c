@@ -481,7 +481,7 @@ static void xfer_destroy(xfer_t *x) {
   x->destroyed = 1;
   x->cancelled = 1;
   if (x->inner) { /* no callback after this: the HTTP/1.1 client promises the same */
-    pd_h1up_cancel(x->inner);
+    x->inner->ops->cancel(x->inner);
     x->inner = NULL;
   }
   queue_unlink(x);
@@ -1745,6 +1745,9 @@ static void hand_over(xfer_t *x) {
 
 /* ---- the public side ------------------------------------------------------------------------ */
 
+static const pd_xfer_ops_t H2_OPS = {pd_h2up_pause, pd_h2up_resume, pd_h2up_cancel,
+                                     pd_h2up_elapsed};
+
 pd_xfer_t *pd_h2up_start(pd_h2up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cbs_t *cbs,
                          void *ud) {
   const char *auth, *path;
@@ -1756,7 +1759,7 @@ pd_xfer_t *pd_h2up_start(pd_h2up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cb
   x = calloc(1, sizeof *x);
   if (!x)
     goto fail;
-  x->base.backend = PD_XFER_H2;
+  x->base.ops = &H2_OPS;
   x->b = b;
   char *tls_key = tls ? pd_tls_xfer_key(o) : NULL;
   if (tls && !tls_key)
@@ -1856,7 +1859,7 @@ out:
 void pd_h2up_pause(pd_xfer_t *bx) {
   xfer_t *x = (xfer_t *)bx;
   if (x->inner) {
-    pd_h1up_pause(x->inner);
+    x->inner->ops->pause(x->inner);
     return;
   }
   if (x->cancelled)
@@ -1867,7 +1870,7 @@ void pd_h2up_pause(pd_xfer_t *bx) {
 void pd_h2up_resume(pd_xfer_t *bx) {
   xfer_t *x = (xfer_t *)bx;
   if (x->inner) {
-    pd_h1up_resume(x->inner);
+    x->inner->ops->resume(x->inner);
     return;
   }
   if (!x->paused || x->cancelled)

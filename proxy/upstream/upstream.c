@@ -12,7 +12,8 @@
  * and HTTP/1.1; it hands an origin whose server chose HTTP/1.1 to the HTTP/1.1 client), with
  * "http2: false" to the HTTP/1.1 client; URLs with credentials to libcurl.
  * PONDER_UPSTREAM_CLIENT=curl sends every upstream that is not h2c through libcurl (a diagnostic
- * switch, and how the test suite keeps the libcurl path covered). */
+ * switch, and how the test suite keeps the libcurl path covered). After the start, every call
+ * on a transfer goes through its framing's ops table. */
 struct pd_upstream {
   pd_curlup_t *curl;
   pd_h1up_t *h1;
@@ -153,53 +154,19 @@ int pd_xfer_retry_fits(uint64_t deadline, uint64_t now, long delay_ms) {
 }
 
 void pd_xfer_pause(pd_xfer_t *x) {
-  switch (x->backend) {
-  case PD_XFER_H1:
-    pd_h1up_pause(x);
-    break;
-  case PD_XFER_H2:
-    pd_h2up_pause(x);
-    break;
-  default:
-    pd_curlup_pause(x);
-  }
+  x->ops->pause(x);
 }
 
 void pd_xfer_resume(pd_xfer_t *x) {
-  switch (x->backend) {
-  case PD_XFER_H1:
-    pd_h1up_resume(x);
-    break;
-  case PD_XFER_H2:
-    pd_h2up_resume(x);
-    break;
-  default:
-    pd_curlup_resume(x);
-  }
+  x->ops->resume(x);
 }
 
 void pd_xfer_cancel(pd_xfer_t *x) {
-  switch (x->backend) {
-  case PD_XFER_H1:
-    pd_h1up_cancel(x);
-    break;
-  case PD_XFER_H2:
-    pd_h2up_cancel(x);
-    break;
-  default:
-    pd_curlup_cancel(x);
-  }
+  x->ops->cancel(x);
 }
 
 double pd_xfer_elapsed(const pd_xfer_t *x) {
-  switch (x->backend) {
-  case PD_XFER_H1:
-    return pd_h1up_elapsed(x);
-  case PD_XFER_H2:
-    return pd_h2up_elapsed(x);
-  default:
-    return pd_curlup_elapsed(x);
-  }
+  return x->ops->elapsed(x);
 }
 
 /* ---- the response head, as both clients collect it ----------------------------------------- */

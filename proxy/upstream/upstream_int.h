@@ -13,11 +13,19 @@
 
 #define PD_RETRY_AFTER_CAP_MS 30000
 
-/* Every transfer starts with this, so the front can tell whose it is. The front fills reqid and
- * target right after the backend's start returned (no callback runs before that). */
-enum { PD_XFER_CURL = 1, PD_XFER_H1 = 2, PD_XFER_H2 = 3 };
+/* What the front calls on a transfer, one const table per framing (h1.c, h2.c, curl.c): the
+ * framing's pause, resume, cancel and elapsed, as upstream.h describes them. */
+typedef struct pd_xfer_ops {
+  void (*pause)(pd_xfer_t *x);
+  void (*resume)(pd_xfer_t *x);
+  void (*cancel)(pd_xfer_t *x);
+  double (*elapsed)(const pd_xfer_t *x);
+} pd_xfer_ops_t;
+
+/* Every transfer starts with this: ops says whose it is. The front fills reqid and target right
+ * after the framing's start returned (no callback runs before that). */
 struct pd_xfer {
-  int backend;
+  const pd_xfer_ops_t *ops;
   char reqid[48];   /* the call's x-request-id header, "" when none: for log lines */
   char target[160]; /* scheme://host:port/path of the URL, without userinfo or query */
 };
@@ -144,7 +152,7 @@ void pd_h2up_close(pd_h2up_t *b, void (*on_closed)(void *ud), void *ud);
 void pd_h2up_free(pd_h2up_t *b);
 /* Takes http:// URLs (HTTP/2 with prior knowledge) and https:// ones (TLS, ALPN offering h2
  * and HTTP/1.1), streams multiplexed over a few connections per origin. A call to an origin
- * whose server chose HTTP/1.1 is returned by the HTTP/1.1 client (its backend says so). Returns
+ * whose server chose HTTP/1.1 is returned by the HTTP/1.1 client (its ops say so). Returns
  * NULL on failure (the body is freed). */
 pd_xfer_t *pd_h2up_start(pd_h2up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cbs_t *cbs, void *ud);
 void pd_h2up_pause(pd_xfer_t *x);
