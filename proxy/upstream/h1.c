@@ -52,7 +52,6 @@ struct origin {
   conn_t *resolve_wait; /* connections waiting for the addresses */
   conn_t *idle;         /* most recently used first */
   int nconns;           /* open or opening, idle included */
-  xfer_t *wait_head, *wait_tail;
   origin_t *next;
 };
 
@@ -113,7 +112,6 @@ struct xfer {
   int complete_pending; /* the response ended while held data waits for a resume */
   int fresh_only;       /* a reused connection died under this attempt: open a new one */
   int stale_retried;
-  int queued;
   int reader_abort; /* on_data asked to stop: the caller's decision, not an upstream failure */
   pd_xhead_t head;
   pd_buf_t held;    /* body that arrived after a pause, delivered on resume */
@@ -128,7 +126,7 @@ struct xfer {
    * its connection or the caller resumed it. Only written on reads (no timer call per read):
    * the connection's timer checks it when it fires and re-arms itself. */
   uint64_t rx_ms;
-  xfer_t *wnext;
+  pd_list_t wlink; /* in its origin's waiter queue */
   xfer_t *prev, *next;
 };
 
@@ -721,13 +719,7 @@ static void acquire(xfer_t *x) {
     conn_start_connect(c);
     return;
   }
-  x->queued = 1;
-  x->wnext = NULL;
-  if (o->wait_tail)
-    o->wait_tail->wnext = x;
-  else
-    o->wait_head = x;
-  o->wait_tail = x;
+  pd_origin_wait(&o->base, &x->wlink, 0);
   if (x->deadline) {
     uint64_t now = uv_now(b->loop);
     arm_xfer_timer(x, T_QUEUE, x->deadline > now ? x->deadline - now : 0);
@@ -735,28 +727,15 @@ static void acquire(xfer_t *x) {
 }
 
 static void queue_unlink(xfer_t *x) {
-  if (!x->queued)
-    return;
-  origin_t *o = x->o;
-  xfer_t *prev = NULL;
-  for (xfer_t *q = o->wait_head; q; prev = q, q = q->wnext)
-    if (q == x) {
-      if (prev)
-        prev->wnext = x->wnext;
-      else
-        o->wait_head = x->wnext;
-      if (o->wait_tail == x)
-        o->wait_tail = prev;
-      break;
-    }
-  x->queued = 0;
-  x->wnext = NULL;
+  pd_list_remove(&x->wlink);
 }
 
 static void serve_waiters(origin_t *o) {
   pd_h1up_t *b = o->b;
-  while (o->wait_head && !b->closing && (o->idle || !b->max_conns || o->nconns < b->max_conns)) {
-    xfer_t *x = o->wait_head;
+  pd_list_t *l;
+  while ((l = pd_origin_next_waiter(&o->base)) && !b->closing &&
+         (o->idle || !b->max_conns || o->nconns < b->max_conns)) {
+    xfer_t *x = pd_list_entry(l, xfer_t, wlink);
     queue_unlink(x);
     stop_xfer_timer(x);
     acquire(x);
@@ -1398,6 +1377,7 @@ pd_xfer_t *pd_h1up_start(pd_h1up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cb
   x = calloc(1, sizeof *x);
   if (!x)
     goto fail;
+  pd_list_init(&x->wlink);
   x->base.ops = &H1_OPS;
   x->b = b;
   char *tls_key = tls ? pd_tls_xfer_key(o) : NULL;
@@ -1569,6 +1549,8 @@ void pd_h1up_parse_bytes(const char *data, size_t len, size_t chunk, int is_head
   b.loop = uv_default_loop();
   origin_t o = {.b = &b};
   xfer_t x = {.b = &b, .o = &o, .is_head = is_head, .retries = retries};
+  pd_list_init(&x.wlink);
+  pd_list_init(&o.base.waiters);
   conn_t c = {.o = &o, .x = &x};
   fuzz_sink_t sink = {.st = st};
   x.cbs.on_head = fuzz_on_head;

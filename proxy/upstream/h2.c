@@ -74,7 +74,6 @@ struct origin {
   int nconns;           /* the length of live */
   uint32_t peer_max;    /* the server's last SETTINGS_MAX_CONCURRENT_STREAMS; 0 = not known */
   int serving, serve_again;
-  xfer_t *wait_head, *wait_tail;
   origin_t *next;
 };
 
@@ -146,7 +145,6 @@ struct xfer {
   int on_reused; /* bound to a connection that had served streams already */
   int early;     /* sent before the connection had the server's SETTINGS */
   int stale_retried;
-  int queued;
   int reader_abort; /* on_data asked to stop: the caller's decision, not an upstream failure */
   uint32_t end_code;
   size_t head_bytes;
@@ -163,7 +161,7 @@ struct xfer {
    * the moment it was submitted or the caller resumed it. Only written as frames arrive (no
    * timer call per frame): the T_DEADLINE timer checks it when it fires and re-arms itself. */
   uint64_t rx_ms;
-  xfer_t *wnext;
+  pd_list_t wlink; /* in its origin's waiter queue */
   xfer_t *prev, *next;
 };
 
@@ -430,22 +428,7 @@ static void on_xfer_timer_closed(uv_handle_t *h) {
 }
 
 static void queue_unlink(xfer_t *x) {
-  if (!x->queued)
-    return;
-  origin_t *o = x->o;
-  xfer_t *prev = NULL;
-  for (xfer_t *q = o->wait_head; q; prev = q, q = q->wnext)
-    if (q == x) {
-      if (prev)
-        prev->wnext = x->wnext;
-      else
-        o->wait_head = x->wnext;
-      if (o->wait_tail == x)
-        o->wait_tail = prev;
-      break;
-    }
-  x->queued = 0;
-  x->wnext = NULL;
+  pd_list_remove(&x->wlink);
 }
 
 /* Takes a transfer off its stream (which is closed, never sent, or going with its connection).
@@ -637,7 +620,7 @@ static void xfer_on_timer(uv_timer_t *t) {
       finish(x, PD_XFER_ETIMEOUT, msg);
       break;
     }
-    if (x->queued) {
+    if (pd_list_linked(&x->wlink)) {
       queue_unlink(x);
       snprintf(msg, sizeof msg,
                "Operation timed out after %lu milliseconds waiting for a connection",
@@ -1327,21 +1310,7 @@ static int place(xfer_t *x) {
 }
 
 static void enqueue(xfer_t *x, int front) {
-  origin_t *o = x->o;
-  x->queued = 1;
-  if (front) {
-    x->wnext = o->wait_head;
-    o->wait_head = x;
-    if (!o->wait_tail)
-      o->wait_tail = x;
-    return;
-  }
-  x->wnext = NULL;
-  if (o->wait_tail)
-    o->wait_tail->wnext = x;
-  else
-    o->wait_head = x;
-  o->wait_tail = x;
+  pd_origin_wait(&x->o->base, &x->wlink, front);
 }
 
 /* Gets the transfer a stream, or a place in the queue (first come, first served). */
@@ -1358,7 +1327,7 @@ static void acquire(xfer_t *x) {
     hand_over(x);
     return;
   }
-  if (!x->o->wait_head && place(x))
+  if (!pd_origin_next_waiter(&x->o->base) && place(x))
     return;
   enqueue(x, 0);
 }
@@ -1373,8 +1342,9 @@ static void serve_waiters(origin_t *o) {
   o->serving = 1;
   do {
     o->serve_again = 0;
-    while (o->wait_head) {
-      xfer_t *x = o->wait_head;
+    pd_list_t *l;
+    while ((l = pd_origin_next_waiter(&o->base))) {
+      xfer_t *x = pd_list_entry(l, xfer_t, wlink);
       queue_unlink(x);
       if (!place(x)) {
         enqueue(x, 1);
@@ -1759,6 +1729,7 @@ pd_xfer_t *pd_h2up_start(pd_h2up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cb
   x = calloc(1, sizeof *x);
   if (!x)
     goto fail;
+  pd_list_init(&x->wlink);
   x->base.ops = &H2_OPS;
   x->b = b;
   char *tls_key = tls ? pd_tls_xfer_key(o) : NULL;

@@ -31,6 +31,7 @@ static char *dup_or_null(const char *s, int *bad) {
 int pd_origin_init(pd_origin_t *o, const char *auth, size_t alen, const char *tls_key,
                    const char *proxy, const pd_xfer_opts_t *op, int alpn_h2) {
   o->dial = &o->a;
+  pd_list_init(&o->waiters);
   if (pd_origin_addr_init(&o->a, auth, alen, tls_key ? "443" : "80") < 0)
     return -1;
   int oom = 0;

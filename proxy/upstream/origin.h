@@ -6,6 +6,7 @@
 #ifndef PD_ORIGIN_H
 #define PD_ORIGIN_H
 
+#include "base/list.h"
 #include "upstream/proxy.h"
 #include "upstream/tls.h"
 #include "upstream/upstream_int.h"
@@ -25,7 +26,25 @@ typedef struct pd_origin {
   pd_tls_ctx_t *tls;
   pd_xfer_opts_t tls_opts;
   char bad[160]; /* why calls to it fail at once (a TLS file unreadable, a bad proxy); "" */
+  /* The framing's transfers waiting for a connection (or a stream), oldest first: each links
+   * in with a pd_list_t of its own (pd_list_init'ed when it is made). */
+  pd_list_t waiters;
 } pd_origin_t;
+
+/* The waiter queue: a transfer's link joins at the tail, or at the head (a transfer that had
+ * its turn already and found no room); the oldest waiter's link, or NULL; leaving it is
+ * pd_list_remove (a no-op for a transfer not waiting) and pd_list_linked tells whether it
+ * waits. */
+static inline void pd_origin_wait(pd_origin_t *o, pd_list_t *link, int front) {
+  if (front)
+    pd_list_insert_head(&o->waiters, link);
+  else
+    pd_list_insert_tail(&o->waiters, link);
+}
+
+static inline pd_list_t *pd_origin_next_waiter(const pd_origin_t *o) {
+  return pd_list_first(&o->waiters);
+}
 
 /* The proxy a call to auth takes (see pd_proxy_pick), for pd_origin_is and pd_origin_init. */
 const char *pd_origin_proxy_for(const pd_proxy_env_t *env, const pd_xfer_opts_t *op, int tls,
