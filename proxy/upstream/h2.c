@@ -18,6 +18,7 @@
  * pd_h2up_start/pause/cancel, nor inside nghttp2_session_mem_send: what ends there is reported
  * from the transfer's 0 ms timer. */
 #include <nghttp2/nghttp2.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,10 +66,8 @@ struct pd_h2up {
 /* One http://host:port: its addresses, connections and waiting transfers. */
 struct origin {
   pd_h2up_t *b;
-  pd_origin_t base; /* the key, the dialled address, TLS, the proxy */
-  int h1;           /* its server chose HTTP/1.1 by ALPN: calls go to the HTTP/1.1 client */
-  uv_getaddrinfo_t gai;
-  int resolving;
+  pd_origin_t base;     /* the key, the dialled address, TLS, the proxy */
+  int h1;               /* its server chose HTTP/1.1 by ALPN: calls go to the HTTP/1.1 client */
   conn_t *resolve_wait; /* connections waiting for the addresses */
   conn_t *live;         /* connections not closing, newest first */
   int nconns;           /* the length of live */
@@ -228,9 +227,9 @@ void pd_h2up_close(pd_h2up_t *b, void (*on_closed)(void *ud), void *ud) {
     conn_fail(c, PD_XFER_EOTHER, "closing");
   }
   for (origin_t *o = b->origins; o; o = o->next)
-    if (o->resolving) {
+    if (o->base.resolving) {
       b->pending_closes++;
-      uv_cancel((uv_req_t *)&o->gai);
+      uv_cancel((uv_req_t *)&o->base.gai);
     }
   uv_close((uv_handle_t *)&b->close_timer, on_close_timer_closed);
 }
@@ -281,11 +280,9 @@ static int addrs_fresh(origin_t *o) {
 static void do_connect(conn_t *c, int idx);
 static void on_conn_timer(uv_timer_t *t);
 
-static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
-  origin_t *o = req->data;
+static void on_resolved(pd_origin_t *base, int status) {
+  origin_t *o = (origin_t *)((char *)base - offsetof(origin_t, base));
   pd_h2up_t *b = o->b;
-  o->resolving = 0;
-  status = pd_origin_addr_resolved(o->base.dial, status, res, uv_now(b->loop));
   if (b->closing) {
     part_closed(b);
     return;
@@ -776,22 +773,12 @@ static void conn_start_connect(conn_t *c) {
   c->state = C_RESOLVING;
   c->lnext = o->resolve_wait;
   o->resolve_wait = c;
-  if (o->resolving)
-    return;
-  struct addrinfo hints;
-  memset(&hints, 0, sizeof hints);
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  o->gai.data = o;
-  int rc = uv_getaddrinfo(o->b->loop, &o->gai, on_resolved, o->base.dial->host, o->base.dial->port,
-                          &hints);
+  int rc = pd_origin_resolve(&o->base, o->b->loop, on_resolved);
   if (rc < 0) {
     resolve_unlink(c);
     c->connect_err = rc;
     uv_timer_start(&c->timer, on_conn_timer, 0, 0);
-    return;
   }
-  o->resolving = 1;
 }
 
 static void stream_submit(conn_t *c, xfer_t *x);

@@ -66,6 +66,28 @@ int pd_origin_init(pd_origin_t *o, const char *auth, size_t alen, const char *tl
   return 0;
 }
 
+static void on_origin_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
+  pd_origin_t *o = req->data;
+  o->resolving = 0;
+  status = pd_origin_addr_resolved(o->dial, status, res, uv_now(req->loop));
+  o->resolved(o, status);
+}
+
+int pd_origin_resolve(pd_origin_t *o, uv_loop_t *loop, void (*done)(pd_origin_t *o, int status)) {
+  if (o->resolving)
+    return 0;
+  struct addrinfo hints;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  o->gai.data = o;
+  o->resolved = done;
+  int rc = uv_getaddrinfo(loop, &o->gai, on_origin_resolved, o->dial->host, o->dial->port, &hints);
+  if (rc == 0)
+    o->resolving = 1;
+  return rc;
+}
+
 void pd_origin_free(pd_origin_t *o) {
   pd_origin_addr_free(&o->a);
   if (o->dial == &o->pa)

@@ -29,7 +29,17 @@ typedef struct pd_origin {
   /* The framing's transfers waiting for a connection (or a stream), oldest first: each links
    * in with a pd_list_t of its own (pd_list_init'ed when it is made). */
   pd_list_t waiters;
+  /* Resolving dial's host: one lookup at a time (pd_origin_resolve), its outcome to resolved. */
+  uv_getaddrinfo_t gai;
+  int resolving;
+  void (*resolved)(struct pd_origin *o, int status);
 } pd_origin_t;
+
+/* Looks dial's host up unless a lookup is under way already; done(o, status) runs from the
+ * loop with dial's addresses set (status 0) or a libuv error, also when the lookup was
+ * cancelled (uv_cancel on &o->gai while closing). Returns 0, or a libuv error (done will not
+ * run). */
+int pd_origin_resolve(pd_origin_t *o, uv_loop_t *loop, void (*done)(pd_origin_t *o, int status));
 
 /* The waiter queue: a transfer's link joins at the tail, or at the head (a transfer that had
  * its turn already and found no room); the oldest waiter's link, or NULL; leaving it is
