@@ -138,6 +138,17 @@ static void post_forcing(ctx_t *c, const pd_schema_table_t *t, const seen_t *s, 
 static void upstream_defaults(pd_upstream_cfg_t *u) {
   memset(u, 0, sizeof *u);
   pd_schema_defaults(&pd_schema_upstream, u, 1);
+  u->http2 = -1; /* not given: its default depends on the scheme (resolve_http2) */
+}
+
+/* http2 left out: on for https:// (HTTP/2 offered by ALPN beside HTTP/1.1), off for http://
+ * (h2c only when asked). Runs once every base_url is final (--upstream included). */
+static void resolve_http2(pd_config_t *cfg) {
+  for (size_t i = 0; i < cfg->nupstreams; i++) {
+    pd_upstream_cfg_t *u = &cfg->upstreams[i];
+    if (u->http2 < 0)
+      u->http2 = u->base_url && strncasecmp(u->base_url, "https://", 8) == 0;
+  }
 }
 
 static void upstream_free(pd_upstream_cfg_t *u) {
@@ -307,12 +318,8 @@ static void post_upstream(ctx_t *c, const pd_schema_table_t *t, const seen_t *s,
                 "upstream \"%s\": tls.verify is false: its certificate and host name are not "
                 "checked, so anyone on the path can read and change its traffic, api_key included",
                 u->name ? u->name : "?");
-  if (u->http2 && u->base_url && strncasecmp(u->base_url, "http://", 7) != 0)
-    at(c, http2_node,
-       "\"http2: true\" is for http:// upstreams (an https:// one negotiates HTTP/2 "
-       "itself); upstream \"%s\" has \"%s\"",
-       u->name ? u->name : "?", u->base_url);
-  else if (u->http2 && u->base_url && memchr(u->base_url + 7, '@', strcspn(u->base_url + 7, "/?#")))
+  if (u->http2 > 0 && u->base_url && strncasecmp(u->base_url, "http://", 7) == 0 &&
+      memchr(u->base_url + 7, '@', strcspn(u->base_url + 7, "/?#")))
     at(c, http2_node,
        "\"http2: true\" does not take credentials in the URL (upstream \"%s\"); "
        "send them with \"api_key\" or \"headers\"",
@@ -804,6 +811,7 @@ int pd_config_load(const char *path, const pd_cli_overrides_t *ov, pd_config_t *
     pd_read_block(&c, &pd_schema_top, pd_yaml_root(doc), (char *)cfg);
     apply_overrides(&c, cfg, ov);
   }
+  resolve_http2(cfg);
   pd_yaml_free(doc);
 
   if (cfg->workers == 0) {

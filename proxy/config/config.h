@@ -81,7 +81,7 @@ typedef struct pd_upstream_cfg {
   int retries;
   int max_connections;
   char *token_limit_param; /* "max_tokens" or "max_completion_tokens" */
-  int http2;               /* speak HTTP/2 without TLS (prior knowledge) to an http:// base_url */
+  int http2; /* HTTP/2: https://, offered by ALPN (default on); http://, h2c (default off) */
   /* tls: for https:// upstreams. Paths are checked readable at load, relative ones resolved
    * against the config file's folder; NULL when not set. */
   char *tls_ca_file;   /* trust this CA bundle (PEM) instead of the system store */

@@ -229,12 +229,12 @@ static const pd_schema_key_t UPSTREAM[] = {
     {.name = "http2",
      .type = PD_SCHEMA_BOOL,
      UP(http2),
-     .def = "false",
-     .doc = "`true`: speak HTTP/2 without TLS (h2c, prior knowledge) to an `http://` base "
-            "URL; calls are multiplexed as streams over few connections (as many streams "
-            "per connection as the server allows, up to `max_connections` connections). "
-            "For servers that speak h2c only; `https://` upstreams negotiate HTTP/2 "
-            "themselves"},
+     .shown = "`true` for `https://`, `false` for `http://`",
+     .doc = "HTTP/2. `https://`: offered by ALPN beside HTTP/1.1, and spoken when the server "
+            "chooses it; `false` offers HTTP/1.1 only. `http://`: `true` speaks HTTP/2 "
+            "without TLS (h2c, prior knowledge), for servers that speak h2c only. Over "
+            "HTTP/2, calls are multiplexed as streams over few connections (as many streams "
+            "per connection as the server allows, up to `max_connections` connections)"},
     {.name = "tls", .type = PD_SCHEMA_BLOCK, .sub = &pd_schema_tls},
     {.name = "proxy",
      .type = PD_SCHEMA_NONEMPTY,

@@ -43,6 +43,7 @@ struct cxfer {
   char *url, *method, *body;
   char *ca_file, *cert_file, *key_file;
   int tls_insecure;
+  int http1_only;             /* "http2: false": ALPN offers HTTP/1.1 only */
   char *proxy;                /* the `proxy` key; NULL: libcurl reads the environment */
   struct curl_slist *connect; /* tls.server_name: the URL names it, this maps it to the host */
   size_t body_len;
@@ -499,6 +500,8 @@ static int setup_easy(cxfer_t *x) {
     curl_easy_setopt(e, CURLOPT_SSLCERT, x->cert_file);
     curl_easy_setopt(e, CURLOPT_SSLKEY, x->key_file);
   }
+  if (x->http1_only)
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
   if (x->tls_insecure) {
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
@@ -570,6 +573,9 @@ static void add_handle(cxfer_t *x) {
     fail_later(x);
 }
 
+static const pd_xfer_ops_t CURL_OPS = {pd_curlup_pause, pd_curlup_resume, pd_curlup_cancel,
+                                       pd_curlup_elapsed};
+
 pd_xfer_t *pd_curlup_start(pd_curlup_t *u, const pd_xfer_opts_t *o, const pd_xfer_cbs_t *cbs,
                            void *ud) {
   if (u->closing) {
@@ -592,7 +598,7 @@ pd_xfer_t *pd_curlup_start(pd_curlup_t *u, const pd_xfer_opts_t *o, const pd_xfe
   x->retries = o->retries;
   x->cbs = *cbs;
   x->ud = ud;
-  x->base.backend = PD_XFER_CURL;
+  x->base.ops = &CURL_OPS;
   x->start_ns = uv_hrtime();
   x->start_ms = uv_now(u->loop);
   x->deadline = pd_xfer_deadline(x->start_ms, o->timeout_ms);
@@ -604,6 +610,7 @@ pd_xfer_t *pd_curlup_start(pd_curlup_t *u, const pd_xfer_opts_t *o, const pd_xfe
   if (o->tls_key_file && !(x->key_file = strdup(o->tls_key_file)))
     bad = 1;
   x->tls_insecure = o->tls_insecure;
+  x->http1_only = !o->http2;
   if (o->proxy && *o->proxy && !(x->proxy = strdup(o->proxy)))
     bad = 1;
   if (!bad && x->url && o->tls_server_name && *o->tls_server_name &&

@@ -1,15 +1,17 @@
 /* The native HTTP/1.1 client for http:// and https:// upstreams: libuv sockets and an llhttp
  * response parser on the worker's loop, a keep-alive pool per origin, no threads and no copies
  * of response bodies. It exists because libcurl's general machinery was over half of ponder's
- * CPU time per proxied request (bench/README.md). Over TLS (tls.c) it also finds out whether an
- * origin's server speaks h2 (ALPN), and hands that origin's calls to the HTTP/2 client; through
- * a proxy (proxy.c) it tunnels https:// with CONNECT and sends plain HTTP in absolute form.
+ * CPU time per proxied request (bench/README.md). Over TLS (tls.c) it offers only HTTP/1.1 by
+ * ALPN: https:// calls that may speak h2 go to the HTTP/2 client, which hands over the origins
+ * whose server chose HTTP/1.1. Through a proxy (proxy.c) it tunnels https:// with CONNECT and
+ * sends plain HTTP in absolute form.
  *
  * Shape: a transfer (xfer_t) waits for, or is bound to, one connection (conn_t) per attempt.
  * A connection outlives its transfers: back in its origin's idle list after a complete,
  * keep-alive response, closed otherwise. The transfer's callbacks never run inside
  * pd_h1up_start/pause/cancel; failures found there are reported from a 0 ms timer. */
 #include <llhttp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +32,6 @@ typedef struct origin origin_t;
 struct pd_h1up {
   uv_loop_t *loop;
   pd_proxy_env_t proxy_env; /* the proxy environment, read once */
-  pd_h2up_t *h2;            /* takes the calls to origins whose server chose h2 by ALPN */
   int max_conns;            /* per origin; 0 = no limit */
   int closing;
   int pending_closes;
@@ -46,21 +47,17 @@ struct pd_h1up {
 /* One scheme://host:port: its addresses, idle connections and waiting transfers. */
 struct origin {
   pd_h1up_t *b;
-  pd_origin_t base; /* the key, the dialled address, TLS, the proxy */
-  int h2; /* the server chose h2 by ALPN (or refused HTTP/1.1): calls go to the HTTP/2 client */
-  uv_getaddrinfo_t gai;
-  int resolving;
+  pd_origin_t base;     /* the key, the dialled address, TLS, the proxy */
   conn_t *resolve_wait; /* connections waiting for the addresses */
   conn_t *idle;         /* most recently used first */
   int nconns;           /* open or opening, idle included */
-  xfer_t *wait_head, *wait_tail;
   origin_t *next;
 };
 
 enum { C_RESOLVING, C_CONNECTING, C_TUNNEL, C_HANDSHAKE, C_OPEN, C_CLOSING };
 
 struct conn {
-  uv_tcp_t tcp;
+  uv_tcp_t *tcp; /* its own allocation: a connection can change hands (pd_h1up_adopt) */
   uv_connect_t connect_req;
   uv_write_t write_req;
   uv_timer_t timer; /* connect/stall/total deadline while busy, expiry while idle */
@@ -97,8 +94,6 @@ struct xfer {
   origin_t *o;
   conn_t *c;
   char *method, *path, *hdrs, *body;
-  char *url;        /* https:// only: the URL, for handing the call over to the HTTP/2 client */
-  pd_xfer_t *inner; /* that call, once handed over: this transfer only forwards to it */
   size_t hdrs_len, body_len;
   int send_length;
   int own_host; /* the caller's headers carry Host */
@@ -116,7 +111,6 @@ struct xfer {
   int complete_pending; /* the response ended while held data waits for a resume */
   int fresh_only;       /* a reused connection died under this attempt: open a new one */
   int stale_retried;
-  int queued;
   int reader_abort; /* on_data asked to stop: the caller's decision, not an upstream failure */
   pd_xhead_t head;
   pd_buf_t held;    /* body that arrived after a pause, delivered on resume */
@@ -131,7 +125,7 @@ struct xfer {
    * its connection or the caller resumed it. Only written on reads (no timer call per read):
    * the connection's timer checks it when it fires and re-arms itself. */
   uint64_t rx_ms;
-  xfer_t *wnext;
+  pd_list_t wlink; /* in its origin's waiter queue */
   xfer_t *prev, *next;
 };
 
@@ -142,17 +136,15 @@ static void acquire(xfer_t *x);
 static void attempt_failed(xfer_t *x, int result, const char *msg);
 static void xfer_destroy(xfer_t *x);
 static void serve_waiters(origin_t *o);
-static void hand_over(xfer_t *x);
 static void stop_xfer_timer(xfer_t *x);
 
 /* ---- the backend ----------------------------------------------------------------------------- */
 
-pd_h1up_t *pd_h1up_new(uv_loop_t *loop, int max_host_connections, pd_h2up_t *h2) {
+pd_h1up_t *pd_h1up_new(uv_loop_t *loop, int max_host_connections) {
   pd_h1up_t *b = calloc(1, sizeof *b);
   if (!b)
     return NULL;
   b->loop = loop;
-  b->h2 = h2;
   b->max_conns = max_host_connections > 0 ? max_host_connections : 0;
   if (uv_timer_init(loop, &b->close_timer) < 0) {
     free(b);
@@ -172,7 +164,7 @@ static void on_close_timer_closed(uv_handle_t *h) {
   part_closed(h->data);
 }
 
-static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res);
+static void on_resolved(pd_origin_t *base, int status);
 
 static void cancel_now(xfer_t *x) {
   x->cancelled = 1;
@@ -194,9 +186,9 @@ void pd_h1up_close(pd_h1up_t *b, void (*on_closed)(void *ud), void *ud) {
     conn_close(c);
   }
   for (origin_t *o = b->origins; o; o = o->next)
-    if (o->resolving) {
+    if (o->base.resolving) {
       b->pending_closes++;
-      uv_cancel((uv_req_t *)&o->gai);
+      uv_cancel((uv_req_t *)&o->base.gai);
     }
   uv_close((uv_handle_t *)&b->close_timer, on_close_timer_closed);
 }
@@ -226,10 +218,9 @@ static origin_t *origin_get(pd_h1up_t *b, const char *auth, size_t alen, const c
   origin_t *o = calloc(1, sizeof *o);
   if (!o)
     return NULL;
-  /* ALPN offers h2 only when the upstream asks for HTTP/2: over TLS, HTTP/1.1 costs a third
-   * less CPU per call than h2 here (nginx's proxy_pass speaks it too). A server that speaks
-   * only h2 refuses the offer, and its calls go to the HTTP/2 client. */
-  if (pd_origin_init(&o->base, auth, alen, tls_key, proxy, op, op->http2) < 0) {
+  /* Over TLS ALPN offers only HTTP/1.1: calls that may speak h2 start on the HTTP/2 client,
+   * which hands an origin whose server chose HTTP/1.1 to this one. */
+  if (pd_origin_init(&o->base, auth, alen, tls_key, proxy, op, 0) < 0) {
     free(o);
     return NULL;
   }
@@ -246,11 +237,9 @@ static int addrs_fresh(origin_t *o) {
 static void do_connect(conn_t *c, int idx);
 static void on_conn_timer(uv_timer_t *t);
 
-static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
-  origin_t *o = req->data;
+static void on_resolved(pd_origin_t *base, int status) {
+  origin_t *o = (origin_t *)((char *)base - offsetof(origin_t, base));
   pd_h1up_t *b = o->b;
-  o->resolving = 0;
-  status = pd_origin_addr_resolved(o->base.dial, status, res, uv_now(b->loop));
   if (b->closing) {
     part_closed(b);
     return;
@@ -270,8 +259,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 
 /* ---- connections ---------------------------------------------------------------------------- */
 
-static void on_conn_handle_closed(uv_handle_t *h) {
-  conn_t *c = h->data;
+static void conn_handle_closed(conn_t *c) {
   if (--c->pending > 0)
     return;
   pd_h1up_t *b = c->o->b;
@@ -288,6 +276,16 @@ static void on_conn_handle_closed(uv_handle_t *h) {
   free(c->orphan);
   free(c);
   part_closed(b);
+}
+
+static void on_conn_handle_closed(uv_handle_t *h) {
+  conn_handle_closed(h->data);
+}
+
+static void on_tcp_closed(uv_handle_t *h) {
+  conn_t *c = h->data;
+  free(h);
+  conn_handle_closed(c);
 }
 
 /* Takes c off a list linked through lnext (its origin's idle or resolve-wait list). */
@@ -325,7 +323,7 @@ static void conn_close_keep_slot(conn_t *c) {
   o->nconns--;
   c->pending = 2;
   uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
-  uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
+  uv_close((uv_handle_t *)c->tcp, on_tcp_closed);
 }
 
 /* Closes a connection its transfer has already left, and lets a waiting transfer have its slot. */
@@ -339,17 +337,21 @@ static void conn_close(conn_t *c) {
 
 static const llhttp_settings_t parser_settings;
 
-static conn_t *conn_new(origin_t *o) {
+/* A new connection of o on tcp (a socket already connected, to adopt), or on a new socket
+ * when tcp is NULL. */
+static conn_t *conn_new_on(origin_t *o, uv_tcp_t *tcp) {
   pd_h1up_t *b = o->b;
   conn_t *c = calloc(1, sizeof *c);
   if (!c)
     return NULL;
-  if (uv_tcp_init(b->loop, &c->tcp) < 0) {
+  c->tcp = tcp ? tcp : malloc(sizeof *c->tcp);
+  if (!c->tcp || (!tcp && uv_tcp_init(b->loop, c->tcp) < 0)) {
+    free(c->tcp);
     free(c);
     return NULL;
   }
   uv_timer_init(b->loop, &c->timer);
-  c->tcp.data = c;
+  c->tcp->data = c;
   c->connect_req.data = c;
   c->write_req.data = c;
   c->timer.data = c;
@@ -369,6 +371,10 @@ static conn_t *conn_new(origin_t *o) {
   return c;
 }
 
+static conn_t *conn_new(origin_t *o) {
+  return conn_new_on(o, NULL);
+}
+
 static void detach(xfer_t *x) {
   conn_t *c = x->c;
   if (!c)
@@ -378,10 +384,17 @@ static void detach(xfer_t *x) {
   x->c = NULL;
 }
 
-/* The stall clock runs: a stall bound is set and the caller has not paused the transfer (time
- * ponder itself holds the response is not the upstream's silence). */
+/* The caller's pause holds this transfer's input: it is paused and the bytes coming are body it
+ * would deliver (its head is delivered). Until then a paused transfer reads on: a head, and a
+ * retryable status's body that is discarded (else the retry would wait for the resume). */
+static int input_held(const xfer_t *x) {
+  return x->paused && x->head_done && !x->discard;
+}
+
+/* The stall clock runs: a stall bound is set and the caller's pause does not hold the input
+ * (time ponder itself holds the response is not the upstream's silence). */
 static int stall_armed(const xfer_t *x) {
-  return x->stall_ms > 0 && !x->paused;
+  return x->stall_ms > 0 && !input_held(x);
 }
 
 /* Arms the connection's timer for the transfer's next deadline: connect, stall or total. */
@@ -427,7 +440,7 @@ static int tls_flush(conn_t *c, int request);
 static void do_connect(conn_t *c, int idx) {
   c->addr_idx = idx;
   c->state = C_CONNECTING;
-  int rc = uv_tcp_connect(&c->connect_req, &c->tcp,
+  int rc = uv_tcp_connect(&c->connect_req, c->tcp,
                           (const struct sockaddr *)&c->o->base.dial->addrs[idx], on_connected);
   if (rc < 0) {
     c->connect_err = rc;
@@ -444,22 +457,12 @@ static void conn_start_connect(conn_t *c) {
   c->state = C_RESOLVING;
   c->lnext = o->resolve_wait;
   o->resolve_wait = c;
-  if (o->resolving)
-    return;
-  struct addrinfo hints;
-  memset(&hints, 0, sizeof hints);
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  o->gai.data = o;
-  int rc = uv_getaddrinfo(o->b->loop, &o->gai, on_resolved, o->base.dial->host, o->base.dial->port,
-                          &hints);
+  int rc = pd_origin_resolve(&o->base, o->b->loop, on_resolved);
   if (rc < 0) {
     resolve_unlink(c);
     c->connect_err = rc;
     uv_timer_start(&c->timer, on_conn_timer, 0, 0);
-    return;
   }
-  o->resolving = 1;
 }
 
 /* Puts a connection whose response ended cleanly back in its origin's idle list. */
@@ -519,14 +522,14 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void start_reading(conn_t *c) {
   if (c->reading)
     return;
-  if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+  if (uv_read_start((uv_stream_t *)c->tcp, on_alloc, on_read) == 0)
     c->reading = 1;
 }
 
 static void stop_reading(conn_t *c) {
   if (!c->reading)
     return;
-  uv_read_stop((uv_stream_t *)&c->tcp);
+  uv_read_stop((uv_stream_t *)c->tcp);
   c->reading = 0;
 }
 
@@ -538,8 +541,8 @@ static void on_connected(uv_connect_t *req, int status) {
     connect_failed(c, status);
     return;
   }
-  uv_tcp_nodelay(&c->tcp, 1);
-  uv_tcp_keepalive(&c->tcp, 1, 60);
+  uv_tcp_nodelay(c->tcp, 1);
+  uv_tcp_keepalive(c->tcp, 1, 60);
   if (c->o->base.dial != &c->o->base.a && c->o->base.tls)
     tunnel_start(c);
   else if (c->o->base.tls)
@@ -681,10 +684,6 @@ static void acquire(xfer_t *x) {
     fail_soon(x, PD_XFER_EOTHER, o->base.bad);
     return;
   }
-  if (o->h2) {
-    hand_over(x);
-    return;
-  }
   if (o->idle && !x->fresh_only) {
     conn_t *c = o->idle;
     o->idle = c->lnext;
@@ -707,13 +706,7 @@ static void acquire(xfer_t *x) {
     conn_start_connect(c);
     return;
   }
-  x->queued = 1;
-  x->wnext = NULL;
-  if (o->wait_tail)
-    o->wait_tail->wnext = x;
-  else
-    o->wait_head = x;
-  o->wait_tail = x;
+  pd_origin_wait(&o->base, &x->wlink, 0);
   if (x->deadline) {
     uint64_t now = uv_now(b->loop);
     arm_xfer_timer(x, T_QUEUE, x->deadline > now ? x->deadline - now : 0);
@@ -721,28 +714,15 @@ static void acquire(xfer_t *x) {
 }
 
 static void queue_unlink(xfer_t *x) {
-  if (!x->queued)
-    return;
-  origin_t *o = x->o;
-  xfer_t *prev = NULL;
-  for (xfer_t *q = o->wait_head; q; prev = q, q = q->wnext)
-    if (q == x) {
-      if (prev)
-        prev->wnext = x->wnext;
-      else
-        o->wait_head = x->wnext;
-      if (o->wait_tail == x)
-        o->wait_tail = prev;
-      break;
-    }
-  x->queued = 0;
-  x->wnext = NULL;
+  pd_list_remove(&x->wlink);
 }
 
 static void serve_waiters(origin_t *o) {
   pd_h1up_t *b = o->b;
-  while (o->wait_head && !b->closing && (o->idle || !b->max_conns || o->nconns < b->max_conns)) {
-    xfer_t *x = o->wait_head;
+  pd_list_t *l;
+  while ((l = pd_origin_next_waiter(&o->base)) && !b->closing &&
+         (o->idle || !b->max_conns || o->nconns < b->max_conns)) {
+    xfer_t *x = pd_list_entry(l, xfer_t, wlink);
     queue_unlink(x);
     stop_xfer_timer(x);
     acquire(x);
@@ -786,10 +766,6 @@ static void on_timer_closed_free(uv_handle_t *h) {
 
 static void xfer_destroy(xfer_t *x) {
   pd_h1up_t *b = x->b;
-  if (x->inner) {
-    pd_h2up_cancel(x->inner);
-    x->inner = NULL;
-  }
   queue_unlink(x);
   if (x->c) {
     conn_t *c = x->c;
@@ -813,7 +789,6 @@ static void xfer_destroy(xfer_t *x) {
   free(x->path);
   free(x->hdrs);
   free(x->body);
-  free(x->url);
   if (x->timer_inited) {
     uv_timer_stop(&x->timer);
     uv_close((uv_handle_t *)&x->timer, on_timer_closed_free);
@@ -917,7 +892,9 @@ static void conn_send(conn_t *c) {
   size_t mlen = strlen(x->method), plen = strlen(x->path);
   /* Plain HTTP through a proxy: the absolute form, so the proxy knows where it goes. */
   int absolute = o->base.dial != &o->base.a && !o->base.tls;
-  size_t need = mlen + plen + 2 * o->base.a.alen + x->hdrs_len + 72;
+  const char *pauth = absolute ? o->base.proxy_auth : NULL; /* the proxy's own credentials */
+  size_t palen = pauth ? strlen(pauth) : 0;
+  size_t need = mlen + plen + 2 * o->base.a.alen + x->hdrs_len + palen + 72;
   char *w = pd_buf_reserve(&c->out, need);
   if (!w) {
     detach(x);
@@ -947,6 +924,10 @@ static void conn_send(conn_t *c) {
     *p++ = '\r';
     *p++ = '\n';
   }
+  if (palen) {
+    memcpy(p, pauth, palen);
+    p += palen;
+  }
   if (x->hdrs_len) {
     memcpy(p, x->hdrs, x->hdrs_len);
     p += x->hdrs_len;
@@ -975,7 +956,7 @@ static void conn_send(conn_t *c) {
              ? tls_flush(c, 1)
              : UV_ENOMEM;
   else
-    rc = uv_write(&c->write_req, (uv_stream_t *)&c->tcp, bufs, (unsigned)n, on_written);
+    rc = uv_write(&c->write_req, (uv_stream_t *)c->tcp, bufs, (unsigned)n, on_written);
   if (rc < 0) {
     c->writing = 0;
     int stale = c->reused;
@@ -1187,7 +1168,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     tunnel_on_read(c, nread, buf->base);
     return;
   }
-  if (conn_input(c, nread, buf->base) && c->x->paused)
+  if (conn_input(c, nread, buf->base) && input_held(c->x))
     stop_reading(c);
 }
 
@@ -1201,7 +1182,7 @@ static void on_request_written(void *arg, int status) {
  * handshake write shows as a failed read, or as the connect timeout. Returns 0 or a libuv
  * error. */
 static int tls_flush(conn_t *c, int request) {
-  return pd_tls_send(c->tls, (uv_stream_t *)&c->tcp, request ? on_request_written : NULL, c);
+  return pd_tls_send(c->tls, (uv_stream_t *)c->tcp, request ? on_request_written : NULL, c);
 }
 
 /* The handshake failed, or the TLS stream broke: the cause is in msg. A handshake failure is
@@ -1238,18 +1219,6 @@ static void tls_start(conn_t *c) {
   }
 }
 
-/* The origin's server speaks h2 (it chose it, or refused HTTP/1.1): this connection closes,
- * and its call and every later one to the origin go to the HTTP/2 client. */
-static void to_h2(conn_t *c) {
-  xfer_t *x = c->x;
-  c->o->h2 = 1;
-  if (x)
-    detach(x);
-  conn_close(c);
-  if (x)
-    hand_over(x);
-}
-
 static void tls_on_read(conn_t *c, ssize_t nread, const char *data) {
   char msg[ERRMSG_SIZE];
   if (nread < 0) {
@@ -1270,10 +1239,6 @@ static void tls_on_read(conn_t *c, ssize_t nread, const char *data) {
   }
   if (c->state == C_HANDSHAKE) {
     int r = pd_tls_handshake(c->tls, msg, sizeof msg);
-    if (r == -2 && !c->o->h2) { /* HTTP/1.1 refused by ALPN: the server speaks only h2 */
-      to_h2(c);
-      return;
-    }
     if (r < 0) {
       tls_failed(c, msg);
       return;
@@ -1281,11 +1246,6 @@ static void tls_on_read(conn_t *c, ssize_t nread, const char *data) {
     tls_flush(c, 0);
     if (r == 0)
       return;
-    if (pd_tls_alpn_h2(c->tls) == 2) {
-      /* This origin speaks h2: its calls go to the HTTP/2 client from now on. */
-      to_h2(c);
-      return;
-    }
     conn_opened(c);
     if (c->state != C_OPEN)
       return;
@@ -1305,7 +1265,7 @@ static void tls_on_read(conn_t *c, ssize_t nread, const char *data) {
     if (!conn_input(c, k == PD_TLS_EOF ? UV_EOF : k, buf))
       return;
   }
-  if (c->x && c->x->paused)
+  if (c->x && input_held(c->x))
     stop_reading(c);
 }
 
@@ -1337,8 +1297,8 @@ static void on_tunnel_written(void *arg, int status) {
 static void tunnel_start(conn_t *c) {
   c->state = C_TUNNEL;
   start_reading(c);
-  int rc = pd_proxy_send_connect((uv_stream_t *)&c->tcp, c->o->base.a.authority, c->o->base.a.alen,
-                                 on_tunnel_written, c);
+  int rc = pd_proxy_send_connect((uv_stream_t *)c->tcp, c->o->base.a.authority, c->o->base.a.alen,
+                                 c->o->base.proxy_auth, on_tunnel_written, c);
   if (rc < 0)
     tunnel_failed(c, uv_strerror(rc));
 }
@@ -1364,99 +1324,34 @@ static void tunnel_on_read(conn_t *c, ssize_t nread, const char *data) {
     conn_opened(c);
 }
 
-/* ---- calls handed over to the HTTP/2 client ----------------------------------------------- */
-
-/* Once the server of an https:// origin chose h2 by ALPN, its calls run on the HTTP/2 client:
- * this transfer stays the caller's handle and forwards, and is freed after the inner call's
- * on_done. The callbacks are counted (in_cb) so that a cancel inside them is safe. */
-static void fwd_head(void *ud, const pd_xfer_head_t *h) {
-  xfer_t *x = ud;
-  if (!x->cbs.on_head)
-    return;
-  x->in_cb++;
-  x->cbs.on_head(x->ud, h);
-  x->in_cb--;
-  if (x->cancelled)
-    xfer_destroy(x);
-}
-
-static int fwd_data(void *ud, const char *p, size_t n) {
-  xfer_t *x = ud;
-  if (!x->cbs.on_data)
-    return 0;
-  x->in_cb++;
-  int rc = x->cbs.on_data(x->ud, p, n);
-  x->in_cb--;
-  if (x->cancelled) {
-    xfer_destroy(x);
-    return -1;
-  }
-  return rc;
-}
-
-static void fwd_done(void *ud, int result, const char *msg) {
-  xfer_t *x = ud;
-  x->inner = NULL; /* the HTTP/2 client frees it after this returns */
-  x->in_cb++;
-  if (x->cbs.on_done)
-    x->cbs.on_done(x->ud, result, msg);
-  x->in_cb--;
-  x->cancelled = 1;
-  xfer_destroy(x);
-}
-
-static void hand_over(xfer_t *x) {
-  stop_xfer_timer(x);
-  /* The request's header lines again, as "Name: value" strings. */
-  size_t n = 0;
-  for (size_t i = 0; i + 1 < x->hdrs_len; i++)
-    n += x->hdrs[i] == '\r' && x->hdrs[i + 1] == '\n';
-  char **lines = calloc(n + 1, sizeof *lines);
-  char *copy = x->hdrs_len ? strndup(x->hdrs, x->hdrs_len) : NULL;
-  if (!lines || (x->hdrs_len && !copy)) {
-    free(lines);
-    free(copy);
-    fail_soon(x, PD_XFER_EOTHER, "out of memory handing the call to the HTTP/2 client");
-    return;
-  }
-  size_t k = 0;
-  for (char *p = copy; p && *p && k < n;) {
-    char *e = strstr(p, "\r\n");
-    if (!e)
-      break;
-    *e = '\0';
-    lines[k++] = p;
-    p = e + 2;
-  }
-  pd_xfer_opts_t op = x->o->base.tls_opts;
-  op.method = x->method;
-  op.url = x->url;
-  op.headers = (const char *const *)lines;
-  op.body = x->body;
-  op.body_len = x->body_len;
-  op.connect_timeout_ms = x->connect_timeout_ms;
-  uint64_t spent = uv_now(x->b->loop) - x->start_ms;
-  op.timeout_ms = !x->timeout_ms                    ? 0
-                  : (uint64_t)x->timeout_ms > spent ? x->timeout_ms - (long)spent
-                                                    : 1;
-  op.stall_timeout_ms = x->stall_ms;
-  op.retries = x->retries > x->attempt ? x->retries - x->attempt : 0;
-  op.http2 = 1;
-  op.proxy = x->o->base.proxy;
-  x->body = NULL; /* the HTTP/2 client's now, freed even when its start fails */
-  pd_xfer_cbs_t cbs = {fwd_head, fwd_data, fwd_done};
-  x->inner = pd_h2up_start(x->b->h2, &op, &cbs, x);
-  free(lines);
-  free(copy);
-  if (!x->inner) {
-    fail_soon(x, PD_XFER_EOTHER, "could not hand the call to the HTTP/2 client");
-    return;
-  }
-  memcpy(x->inner->reqid, x->base.reqid, sizeof x->base.reqid);
-  memcpy(x->inner->target, x->base.target, sizeof x->base.target);
-}
-
 /* ---- the public side ------------------------------------------------------------------------ */
+
+int pd_h1up_adopt(pd_h1up_t *b, const pd_xfer_opts_t *op, uv_tcp_t *tcp, pd_tls_t *tls) {
+  const char *auth, *path;
+  int is_tls;
+  long alen = pd_url_split(op->url, &auth, &path, &is_tls);
+  if (b->closing || alen < 0 || !is_tls)
+    return -1;
+  char *tls_key = pd_tls_xfer_key(op);
+  origin_t *o = tls_key ? origin_get(b, auth, (size_t)alen, tls_key, op) : NULL;
+  free(tls_key);
+  if (!o || o->base.bad[0] || (b->max_conns && o->nconns >= b->max_conns))
+    return -1;
+  conn_t *c = conn_new_on(o, tcp);
+  if (!c)
+    return -1;
+  c->tls = tls;
+  c->state = C_OPEN;
+  start_reading(c);
+  c->idle = 1;
+  c->lnext = o->idle;
+  o->idle = c;
+  uv_timer_start(&c->timer, on_conn_timer, IDLE_MAX_MS, 0);
+  return 0;
+}
+
+static const pd_xfer_ops_t H1_OPS = {pd_h1up_pause, pd_h1up_resume, pd_h1up_cancel,
+                                     pd_h1up_elapsed};
 
 pd_xfer_t *pd_h1up_start(pd_h1up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cbs_t *cbs,
                          void *ud) {
@@ -1469,7 +1364,8 @@ pd_xfer_t *pd_h1up_start(pd_h1up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cb
   x = calloc(1, sizeof *x);
   if (!x)
     goto fail;
-  x->base.backend = PD_XFER_H1;
+  pd_list_init(&x->wlink);
+  x->base.ops = &H1_OPS;
   x->b = b;
   char *tls_key = tls ? pd_tls_xfer_key(o) : NULL;
   if (tls && !tls_key)
@@ -1509,8 +1405,6 @@ pd_xfer_t *pd_h1up_start(pd_h1up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cb
   }
   x->hdrs = h.len ? pd_buf_steal(&h, &x->hdrs_len) : NULL;
   pd_buf_free(&h);
-  if (tls && !(x->url = strdup(o->url)))
-    goto fail;
   x->body = o->body;
   x->body_len = o->body_len;
   x->is_head = strcmp(o->method, "HEAD") == 0;
@@ -1578,23 +1472,15 @@ static void pump(xfer_t *x) {
 
 void pd_h1up_pause(pd_xfer_t *bx) {
   xfer_t *x = (xfer_t *)bx;
-  if (x->inner) {
-    pd_h2up_pause(x->inner);
-    return;
-  }
   if (x->paused || x->cancelled)
     return;
   x->paused = 1;
-  if (x->c && x->c->state == C_OPEN && x->in_cb == 0)
+  if (x->c && x->c->state == C_OPEN && x->in_cb == 0 && input_held(x))
     stop_reading(x->c);
 }
 
 void pd_h1up_resume(pd_xfer_t *bx) {
   xfer_t *x = (xfer_t *)bx;
-  if (x->inner) {
-    pd_h2up_resume(x->inner);
-    return;
-  }
   if (!x->paused || x->cancelled)
     return;
   x->paused = 0;
@@ -1612,22 +1498,10 @@ void pd_h1up_cancel(pd_xfer_t *bx) {
   if (x->cancelled)
     return;
   x->cancelled = 1;
-  if (x->inner) { /* no callback after this: the HTTP/2 client promises the same */
-    pd_h2up_cancel(x->inner);
-    x->inner = NULL;
-  }
   if (x->in_cb)
     return; /* whoever is calling back tears it down when the callback returns */
   stop_xfer_timer(x);
   xfer_destroy(x);
-}
-
-void pd_h1up_labelled(pd_xfer_t *bx) {
-  xfer_t *x = (xfer_t *)bx;
-  if (x->inner) {
-    memcpy(x->inner->reqid, x->base.reqid, sizeof x->base.reqid);
-    memcpy(x->inner->target, x->base.target, sizeof x->base.target);
-  }
 }
 
 double pd_h1up_elapsed(const pd_xfer_t *bx) {
@@ -1662,6 +1536,8 @@ void pd_h1up_parse_bytes(const char *data, size_t len, size_t chunk, int is_head
   b.loop = uv_default_loop();
   origin_t o = {.b = &b};
   xfer_t x = {.b = &b, .o = &o, .is_head = is_head, .retries = retries};
+  pd_list_init(&x.wlink);
+  pd_list_init(&o.base.waiters);
   conn_t c = {.o = &o, .x = &x};
   fuzz_sink_t sink = {.st = st};
   x.cbs.on_head = fuzz_on_head;

@@ -18,6 +18,7 @@
  * pd_h2up_start/pause/cancel, nor inside nghttp2_session_mem_send: what ends there is reported
  * from the transfer's 0 ms timer. */
 #include <nghttp2/nghttp2.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,7 @@ typedef struct origin origin_t;
 
 struct pd_h2up {
   uv_loop_t *loop;
+  pd_h1up_t *h1;            /* takes the calls to origins whose server chose HTTP/1.1 by ALPN */
   pd_proxy_env_t proxy_env; /* the proxy environment, read once */
   int max_conns;            /* per origin; 0 = no limit */
   int closing;
@@ -64,22 +66,20 @@ struct pd_h2up {
 /* One http://host:port: its addresses, connections and waiting transfers. */
 struct origin {
   pd_h2up_t *b;
-  pd_origin_t base; /* the key, the dialled address, TLS, the proxy */
-  uv_getaddrinfo_t gai;
-  int resolving;
+  pd_origin_t base;     /* the key, the dialled address, TLS, the proxy */
+  int h1;               /* its server chose HTTP/1.1 by ALPN: calls go to the HTTP/1.1 client */
   conn_t *resolve_wait; /* connections waiting for the addresses */
   conn_t *live;         /* connections not closing, newest first */
   int nconns;           /* the length of live */
   uint32_t peer_max;    /* the server's last SETTINGS_MAX_CONCURRENT_STREAMS; 0 = not known */
   int serving, serve_again;
-  xfer_t *wait_head, *wait_tail;
   origin_t *next;
 };
 
 enum { C_RESOLVING, C_CONNECTING, C_TUNNEL, C_HANDSHAKE, C_OPEN, C_CLOSING };
 
 struct conn {
-  uv_tcp_t tcp;
+  uv_tcp_t *tcp; /* its own allocation: a connection can change hands (pd_h1up_adopt) */
   uv_connect_t connect_req;
   uv_write_t write_req;
   uv_timer_t timer; /* connect deadline until the server's SETTINGS, then idle expiry */
@@ -113,7 +113,8 @@ struct xfer {
   pd_xfer_t base; /* first: the front casts */
   pd_h2up_t *b;
   origin_t *o;
-  conn_t *c; /* while bound to a stream */
+  conn_t *c;        /* while bound to a stream */
+  pd_xfer_t *inner; /* handed to the HTTP/1.1 client: this transfer only forwards to it */
   int32_t stream_id;
   xfer_t *sprev, *snext;
   char *method, *path, *authority; /* authority: a configured Host, else NULL */
@@ -143,7 +144,6 @@ struct xfer {
   int on_reused; /* bound to a connection that had served streams already */
   int early;     /* sent before the connection had the server's SETTINGS */
   int stale_retried;
-  int queued;
   int reader_abort; /* on_data asked to stop: the caller's decision, not an upstream failure */
   uint32_t end_code;
   size_t head_bytes;
@@ -160,7 +160,7 @@ struct xfer {
    * the moment it was submitted or the caller resumed it. Only written as frames arrive (no
    * timer call per frame): the T_DEADLINE timer checks it when it fires and re-arms itself. */
   uint64_t rx_ms;
-  xfer_t *wnext;
+  pd_list_t wlink; /* in its origin's waiter queue */
   xfer_t *prev, *next;
 };
 
@@ -173,14 +173,16 @@ static void serve_waiters(origin_t *o);
 static void stream_ended(xfer_t *x, uint32_t code);
 static void finish(xfer_t *x, int result, const char *msg);
 static int setup_callbacks(pd_h2up_t *b);
+static void hand_over(xfer_t *x);
 
 /* ---- the backend ----------------------------------------------------------------------------- */
 
-pd_h2up_t *pd_h2up_new(uv_loop_t *loop, int max_host_connections) {
+pd_h2up_t *pd_h2up_new(uv_loop_t *loop, int max_host_connections, pd_h1up_t *h1) {
   pd_h2up_t *b = calloc(1, sizeof *b);
   if (!b)
     return NULL;
   b->loop = loop;
+  b->h1 = h1;
   b->max_conns = max_host_connections > 0 ? max_host_connections : 0;
   if (setup_callbacks(b) < 0)
     goto fail;
@@ -225,9 +227,9 @@ void pd_h2up_close(pd_h2up_t *b, void (*on_closed)(void *ud), void *ud) {
     conn_fail(c, PD_XFER_EOTHER, "closing");
   }
   for (origin_t *o = b->origins; o; o = o->next)
-    if (o->resolving) {
+    if (o->base.resolving) {
       b->pending_closes++;
-      uv_cancel((uv_req_t *)&o->gai);
+      uv_cancel((uv_req_t *)&o->base.gai);
     }
   uv_close((uv_handle_t *)&b->close_timer, on_close_timer_closed);
 }
@@ -259,7 +261,8 @@ static origin_t *origin_get(pd_h2up_t *b, const char *auth, size_t alen, const c
   origin_t *o = calloc(1, sizeof *o);
   if (!o)
     return NULL;
-  /* Over TLS this client offers only h2: the HTTP/1.1 client found out it is spoken. */
+  /* Over TLS ALPN offers h2 and HTTP/1.1: a server that chooses HTTP/1.1 has its origin's
+   * calls handed to the HTTP/1.1 client. */
   if (pd_origin_init(&o->base, auth, alen, tls_key, proxy, op, 1) < 0) {
     free(o);
     return NULL;
@@ -277,11 +280,9 @@ static int addrs_fresh(origin_t *o) {
 static void do_connect(conn_t *c, int idx);
 static void on_conn_timer(uv_timer_t *t);
 
-static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
-  origin_t *o = req->data;
+static void on_resolved(pd_origin_t *base, int status) {
+  origin_t *o = (origin_t *)((char *)base - offsetof(origin_t, base));
   pd_h2up_t *b = o->b;
-  o->resolving = 0;
-  status = pd_origin_addr_resolved(o->base.dial, status, res, uv_now(b->loop));
   if (b->closing) {
     part_closed(b);
     return;
@@ -424,22 +425,7 @@ static void on_xfer_timer_closed(uv_handle_t *h) {
 }
 
 static void queue_unlink(xfer_t *x) {
-  if (!x->queued)
-    return;
-  origin_t *o = x->o;
-  xfer_t *prev = NULL;
-  for (xfer_t *q = o->wait_head; q; prev = q, q = q->wnext)
-    if (q == x) {
-      if (prev)
-        prev->wnext = x->wnext;
-      else
-        o->wait_head = x->wnext;
-      if (o->wait_tail == x)
-        o->wait_tail = prev;
-      break;
-    }
-  x->queued = 0;
-  x->wnext = NULL;
+  pd_list_remove(&x->wlink);
 }
 
 /* Takes a transfer off its stream (which is closed, never sent, or going with its connection).
@@ -474,6 +460,10 @@ static void xfer_destroy(xfer_t *x) {
   pd_h2up_t *b = x->b;
   x->destroyed = 1;
   x->cancelled = 1;
+  if (x->inner) { /* no callback after this: the HTTP/1.1 client promises the same */
+    x->inner->ops->cancel(x->inner);
+    x->inner = NULL;
+  }
   queue_unlink(x);
   if (x->prev)
     x->prev->next = x->next;
@@ -541,7 +531,10 @@ static void stream_ended(xfer_t *x, uint32_t code) {
     retry(x, 1, delay);
     return;
   }
-  if (x->ended) {
+  /* RST_STREAM NO_ERROR after the final head is the server's "stop sending the request" (RFC
+   * 9113 section 8.1, a server that answered before reading the whole request): the response
+   * stands, even when it came before the END_STREAM that should have ended it (node's). */
+  if (x->ended || (code == NGHTTP2_NO_ERROR && x->final_head)) {
     stop_xfer_timer(x); /* complete: no deadline while held data waits */
     if (x->paused && x->held.len > 0) {
       x->complete_pending = 1;
@@ -624,7 +617,7 @@ static void xfer_on_timer(uv_timer_t *t) {
       finish(x, PD_XFER_ETIMEOUT, msg);
       break;
     }
-    if (x->queued) {
+    if (pd_list_linked(&x->wlink)) {
       queue_unlink(x);
       snprintf(msg, sizeof msg,
                "Operation timed out after %lu milliseconds waiting for a connection",
@@ -648,8 +641,7 @@ static void xfer_on_timer(uv_timer_t *t) {
 
 /* ---- connections ---------------------------------------------------------------------------- */
 
-static void on_conn_handle_closed(uv_handle_t *h) {
-  conn_t *c = h->data;
+static void conn_handle_closed(conn_t *c) {
   if (--c->pending > 0)
     return;
   pd_h2up_t *b = c->o->b;
@@ -664,6 +656,16 @@ static void on_conn_handle_closed(uv_handle_t *h) {
   pd_tls_free(c->tls);
   free(c);
   part_closed(b);
+}
+
+static void on_conn_handle_closed(uv_handle_t *h) {
+  conn_handle_closed(h->data);
+}
+
+static void on_tcp_closed(uv_handle_t *h) {
+  conn_t *c = h->data;
+  free(h);
+  conn_handle_closed(c);
 }
 
 static void live_unlink(conn_t *c) {
@@ -697,9 +699,10 @@ static void conn_fail(conn_t *c, int result, const char *msg) {
   }
   nghttp2_session_del(c->ng);
   c->ng = NULL;
-  c->pending = 2;
+  c->pending = c->tcp ? 2 : 1; /* no tcp: the HTTP/1.1 client adopted it */
   uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
-  uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
+  if (c->tcp)
+    uv_close((uv_handle_t *)c->tcp, on_tcp_closed);
   serve_waiters(o);
 }
 
@@ -716,13 +719,14 @@ static conn_t *conn_new(origin_t *o, long connect_timeout_ms) {
                                  {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW}};
   if (nghttp2_submit_settings(c->ng, NGHTTP2_FLAG_NONE, iv, sizeof iv / sizeof iv[0]) != 0 ||
       nghttp2_session_set_local_window_size(c->ng, NGHTTP2_FLAG_NONE, 0, CONN_WINDOW) != 0 ||
-      uv_tcp_init(b->loop, &c->tcp) < 0) {
+      !(c->tcp = malloc(sizeof *c->tcp)) || uv_tcp_init(b->loop, c->tcp) < 0) {
+    free(c->tcp);
     nghttp2_session_del(c->ng);
     free(c);
     return NULL;
   }
   uv_timer_init(b->loop, &c->timer);
-  c->tcp.data = c;
+  c->tcp->data = c;
   c->connect_req.data = c;
   c->write_req.data = c;
   c->timer.data = c;
@@ -752,7 +756,7 @@ static void on_connected(uv_connect_t *req, int status);
 static void do_connect(conn_t *c, int idx) {
   c->addr_idx = idx;
   c->state = C_CONNECTING;
-  int rc = uv_tcp_connect(&c->connect_req, &c->tcp,
+  int rc = uv_tcp_connect(&c->connect_req, c->tcp,
                           (const struct sockaddr *)&c->o->base.dial->addrs[idx], on_connected);
   if (rc < 0) {
     c->connect_err = rc;
@@ -769,22 +773,12 @@ static void conn_start_connect(conn_t *c) {
   c->state = C_RESOLVING;
   c->lnext = o->resolve_wait;
   o->resolve_wait = c;
-  if (o->resolving)
-    return;
-  struct addrinfo hints;
-  memset(&hints, 0, sizeof hints);
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  o->gai.data = o;
-  int rc = uv_getaddrinfo(o->b->loop, &o->gai, on_resolved, o->base.dial->host, o->base.dial->port,
-                          &hints);
+  int rc = pd_origin_resolve(&o->base, o->b->loop, on_resolved);
   if (rc < 0) {
     resolve_unlink(c);
     c->connect_err = rc;
     uv_timer_start(&c->timer, on_conn_timer, 0, 0);
-    return;
   }
-  o->resolving = 1;
 }
 
 static void stream_submit(conn_t *c, xfer_t *x);
@@ -866,9 +860,9 @@ static void on_connected(uv_connect_t *req, int status) {
     return;
   }
   c->state = c->o->base.dial != &c->o->base.a ? C_TUNNEL : c->o->base.tls ? C_HANDSHAKE : C_OPEN;
-  uv_tcp_nodelay(&c->tcp, 1);
-  uv_tcp_keepalive(&c->tcp, 1, 60);
-  if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0) {
+  uv_tcp_nodelay(c->tcp, 1);
+  uv_tcp_keepalive(c->tcp, 1, 60);
+  if (uv_read_start((uv_stream_t *)c->tcp, on_alloc, on_read) < 0) {
     conn_fail(c, PD_XFER_ECONNECT, "could not read from the upstream connection");
     return;
   }
@@ -907,8 +901,8 @@ static void on_tunnel_written(void *arg, int status) {
 
 /* Only the CONNECT line and Host go to the proxy: the streams' headers travel in the tunnel. */
 static void tunnel_start(conn_t *c) {
-  int rc = pd_proxy_send_connect((uv_stream_t *)&c->tcp, c->o->base.a.authority, c->o->base.a.alen,
-                                 on_tunnel_written, c);
+  int rc = pd_proxy_send_connect((uv_stream_t *)c->tcp, c->o->base.a.authority, c->o->base.a.alen,
+                                 c->o->base.proxy_auth, on_tunnel_written, c);
   if (rc < 0)
     tunnel_failed(c, uv_strerror(rc));
 }
@@ -1002,9 +996,9 @@ static void conn_flush(conn_t *c) {
       /* The frames are copied into libssl's records: wbuf is free again right away. */
       rc = pd_tls_write(c->tls, ub.base, ub.len) < 0
                ? UV_ENOMEM
-               : pd_tls_send(c->tls, (uv_stream_t *)&c->tcp, on_tls_written, c);
+               : pd_tls_send(c->tls, (uv_stream_t *)c->tcp, on_tls_written, c);
     } else {
-      rc = uv_write(&c->write_req, (uv_stream_t *)&c->tcp, &ub, 1, on_written);
+      rc = uv_write(&c->write_req, (uv_stream_t *)c->tcp, &ub, 1, on_written);
     }
     if (rc < 0) {
       c->writing = 0;
@@ -1067,6 +1061,34 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 
 /* ---- TLS on a connection ----------------------------------------------------------------- */
 
+/* The server chose HTTP/1.1 by ALPN: the HTTP/1.1 client adopts the connection (its TLS session
+ * as it is), and this connection's calls and every later one to the origin go there. */
+static void to_h1(conn_t *c) {
+  origin_t *o = c->o;
+  o->h1 = 1;
+  char *url = malloc(o->base.a.alen + 10);
+  if (url) {
+    sprintf(url, "https://%.*s/", (int)o->base.a.alen, o->base.a.authority);
+    pd_xfer_opts_t op = o->base.tls_opts;
+    op.url = url;
+    op.http2 = 0;
+    op.proxy = o->base.proxy;
+    uv_read_stop((uv_stream_t *)c->tcp);
+    if (pd_h1up_adopt(o->b->h1, &op, c->tcp, c->tls) == 0)
+      c->tcp = NULL, c->tls = NULL;
+    free(url);
+  }
+  while (c->streams) {
+    xfer_t *x = c->streams;
+    stream_release(x);
+    if (x->destroyed)
+      maybe_free(x);
+    else
+      hand_over(x);
+  }
+  conn_fail(c, PD_XFER_EOTHER, "the upstream chose HTTP/1.1"); /* its waiters are handed over */
+}
+
 /* The handshake failed (not retried: a configuration fault, ours or the upstream's), or the TLS
  * stream broke. */
 static void tls_failed(conn_t *c, const char *msg) {
@@ -1085,7 +1107,7 @@ static void tls_start(conn_t *c) {
     tls_failed(c, msg);
     return;
   }
-  rc = pd_tls_send(c->tls, (uv_stream_t *)&c->tcp, NULL, NULL);
+  rc = pd_tls_send(c->tls, (uv_stream_t *)c->tcp, NULL, NULL);
   if (rc < 0) {
     snprintf(msg, sizeof msg, "TLS handshake failed: %s", uv_strerror(rc));
     tls_failed(c, msg);
@@ -1114,11 +1136,11 @@ static void tls_on_read(conn_t *c, ssize_t nread, const char *data) {
       tls_failed(c, msg);
       return;
     }
-    pd_tls_send(c->tls, (uv_stream_t *)&c->tcp, NULL, NULL);
+    pd_tls_send(c->tls, (uv_stream_t *)c->tcp, NULL, NULL);
     if (r == 0)
       return;
     if (pd_tls_alpn_h2(c->tls) != 2) {
-      tls_failed(c, "TLS handshake failed: the upstream did not choose HTTP/2 by ALPN");
+      to_h1(c);
       return;
     }
     c->state = C_OPEN;
@@ -1137,7 +1159,7 @@ static void tls_on_read(conn_t *c, ssize_t nread, const char *data) {
       return;
   }
   if (pd_tls_pending(c->tls))
-    pd_tls_send(c->tls, (uv_stream_t *)&c->tcp, NULL, NULL); /* a key update's answer */
+    pd_tls_send(c->tls, (uv_stream_t *)c->tcp, NULL, NULL); /* a key update's answer */
   conn_flush(c);
   serve_waiters(c->o);
 }
@@ -1275,21 +1297,7 @@ static int place(xfer_t *x) {
 }
 
 static void enqueue(xfer_t *x, int front) {
-  origin_t *o = x->o;
-  x->queued = 1;
-  if (front) {
-    x->wnext = o->wait_head;
-    o->wait_head = x;
-    if (!o->wait_tail)
-      o->wait_tail = x;
-    return;
-  }
-  x->wnext = NULL;
-  if (o->wait_tail)
-    o->wait_tail->wnext = x;
-  else
-    o->wait_head = x;
-  o->wait_tail = x;
+  pd_origin_wait(&x->o->base, &x->wlink, front);
 }
 
 /* Gets the transfer a stream, or a place in the queue (first come, first served). */
@@ -1302,7 +1310,11 @@ static void acquire(xfer_t *x) {
     fail_soon(x, PD_XFER_EOTHER, x->o->base.bad);
     return;
   }
-  if (!x->o->wait_head && place(x))
+  if (x->o->h1) {
+    hand_over(x);
+    return;
+  }
+  if (!pd_origin_next_waiter(&x->o->base) && place(x))
     return;
   enqueue(x, 0);
 }
@@ -1317,8 +1329,9 @@ static void serve_waiters(origin_t *o) {
   o->serving = 1;
   do {
     o->serve_again = 0;
-    while (o->wait_head) {
-      xfer_t *x = o->wait_head;
+    pd_list_t *l;
+    while ((l = pd_origin_next_waiter(&o->base))) {
+      xfer_t *x = pd_list_entry(l, xfer_t, wlink);
       queue_unlink(x);
       if (!place(x)) {
         enqueue(x, 1);
@@ -1591,6 +1604,107 @@ fail:
   return -1;
 }
 
+/* ---- calls handed over to the HTTP/1.1 client ----------------------------------------------- */
+
+/* The server of an https:// origin chose HTTP/1.1 by ALPN while calls waited for it: each runs
+ * on the HTTP/1.1 client now, this transfer staying the caller's handle and forwarding; it goes
+ * after the inner call's on_done. The callbacks are counted (in_cb) so that a cancel inside them
+ * is safe. Later calls to the origin go to the HTTP/1.1 client from pd_h2up_start. */
+static void fwd_head(void *ud, const pd_xfer_head_t *h) {
+  xfer_t *x = ud;
+  if (!x->cbs.on_head)
+    return;
+  x->in_cb++;
+  x->cbs.on_head(x->ud, h);
+  x->in_cb--;
+  if (x->cancelled)
+    xfer_destroy(x);
+}
+
+static int fwd_data(void *ud, const char *p, size_t n) {
+  xfer_t *x = ud;
+  if (!x->cbs.on_data)
+    return 0;
+  x->in_cb++;
+  int rc = x->cbs.on_data(x->ud, p, n);
+  x->in_cb--;
+  if (x->cancelled) {
+    xfer_destroy(x);
+    return -1;
+  }
+  return rc;
+}
+
+static void fwd_done(void *ud, int result, const char *msg) {
+  xfer_t *x = ud;
+  x->inner = NULL; /* the HTTP/1.1 client frees it after this returns */
+  x->in_cb++;
+  if (x->cbs.on_done)
+    x->cbs.on_done(x->ud, result, msg);
+  x->in_cb--;
+  xfer_destroy(x);
+}
+
+static void hand_over(xfer_t *x) {
+  stop_xfer_timer(x);
+  origin_t *o = x->o;
+  /* The request again as the HTTP/1.1 client takes it: a URL and "name: value" lines. */
+  size_t n = (size_t)x->nhdrs + (x->authority != NULL), len = x->hdrs_len + 3 * n + 8;
+  len += o->base.a.alen + strlen(x->path) + (x->authority ? strlen(x->authority) + 6 : 0);
+  char **lines = calloc(n + 1, sizeof *lines), *text = malloc(len), *w = text;
+  if (!lines || !text) {
+    free(lines);
+    free(text);
+    fail_soon(x, PD_XFER_EOTHER, "out of memory handing the call to the HTTP/1.1 client");
+    return;
+  }
+  char *url = w;
+  w += sprintf(w, "https://%.*s%s", (int)o->base.a.alen, o->base.a.authority, x->path) + 1;
+  size_t k = 0;
+  if (x->authority) {
+    lines[k++] = w;
+    w += sprintf(w, "host: %s", x->authority) + 1;
+  }
+  const char *p = x->hdrs;
+  for (int i = 0; i < x->nhdrs; i++) {
+    const char *v = p + strlen(p) + 1;
+    lines[k++] = w;
+    w += sprintf(w, "%s: %s", p, v) + 1;
+    p = v + strlen(v) + 1;
+  }
+  pd_xfer_opts_t op = o->base.tls_opts;
+  op.method = x->method;
+  op.url = url;
+  op.headers = (const char *const *)lines;
+  op.body = x->body;
+  op.body_len = x->body_len;
+  op.connect_timeout_ms = x->connect_timeout_ms;
+  uint64_t spent = uv_now(x->b->loop) - x->start_ms;
+  op.timeout_ms = !x->timeout_ms                    ? 0
+                  : (uint64_t)x->timeout_ms > spent ? x->timeout_ms - (long)spent
+                                                    : 1;
+  op.stall_timeout_ms = x->stall_ms;
+  op.retries = x->retries > x->attempt ? x->retries - x->attempt : 0;
+  op.http2 = 0;
+  op.proxy = o->base.proxy;
+  x->body = NULL; /* the HTTP/1.1 client's now, freed even when its start fails */
+  pd_xfer_cbs_t cbs = {fwd_head, fwd_data, fwd_done};
+  x->inner = pd_h1up_start(x->b->h1, &op, &cbs, x);
+  free(lines);
+  free(text);
+  if (!x->inner) {
+    fail_soon(x, PD_XFER_EOTHER, "could not hand the call to the HTTP/1.1 client");
+    return;
+  }
+  memcpy(x->inner->reqid, x->base.reqid, sizeof x->base.reqid);
+  memcpy(x->inner->target, x->base.target, sizeof x->base.target);
+}
+
+/* ---- the public side ------------------------------------------------------------------------ */
+
+static const pd_xfer_ops_t H2_OPS = {pd_h2up_pause, pd_h2up_resume, pd_h2up_cancel,
+                                     pd_h2up_elapsed};
+
 pd_xfer_t *pd_h2up_start(pd_h2up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cbs_t *cbs,
                          void *ud) {
   const char *auth, *path;
@@ -1602,7 +1716,8 @@ pd_xfer_t *pd_h2up_start(pd_h2up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cb
   x = calloc(1, sizeof *x);
   if (!x)
     goto fail;
-  x->base.backend = PD_XFER_H2;
+  pd_list_init(&x->wlink);
+  x->base.ops = &H2_OPS;
   x->b = b;
   char *tls_key = tls ? pd_tls_xfer_key(o) : NULL;
   if (tls && !tls_key)
@@ -1611,6 +1726,12 @@ pd_xfer_t *pd_h2up_start(pd_h2up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cb
   free(tls_key);
   if (!x->o)
     goto fail;
+  if (x->o->h1) { /* its server speaks HTTP/1.1: the call is the HTTP/1.1 client's */
+    free(x);
+    pd_xfer_opts_t op = *o;
+    op.http2 = 0;
+    return pd_h1up_start(b->h1, &op, cbs, ud);
+  }
   size_t plen = strcspn(path, "#");
   if (plen == 0 || path[0] == '?') {
     x->path = malloc(plen + 2);
@@ -1695,6 +1816,10 @@ out:
 
 void pd_h2up_pause(pd_xfer_t *bx) {
   xfer_t *x = (xfer_t *)bx;
+  if (x->inner) {
+    x->inner->ops->pause(x->inner);
+    return;
+  }
   if (x->cancelled)
     return;
   x->paused = 1;
@@ -1702,6 +1827,10 @@ void pd_h2up_pause(pd_xfer_t *bx) {
 
 void pd_h2up_resume(pd_xfer_t *bx) {
   xfer_t *x = (xfer_t *)bx;
+  if (x->inner) {
+    x->inner->ops->resume(x->inner);
+    return;
+  }
   if (!x->paused || x->cancelled)
     return;
   x->paused = 0;

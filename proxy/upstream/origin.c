@@ -31,6 +31,7 @@ static char *dup_or_null(const char *s, int *bad) {
 int pd_origin_init(pd_origin_t *o, const char *auth, size_t alen, const char *tls_key,
                    const char *proxy, const pd_xfer_opts_t *op, int alpn_h2) {
   o->dial = &o->a;
+  pd_list_init(&o->waiters);
   if (pd_origin_addr_init(&o->a, auth, alen, tls_key ? "443" : "80") < 0)
     return -1;
   int oom = 0;
@@ -42,6 +43,7 @@ int pd_origin_init(pd_origin_t *o, const char *auth, size_t alen, const char *tl
       snprintf(o->bad, sizeof o->bad, "unusable proxy URL (only http://host:port is supported)");
     else
       o->dial = &o->pa;
+    o->proxy_auth = pd_proxy_auth_line(proxy);
   }
   if (tls_key) {
     o->tls_key = dup_or_null(tls_key, &oom);
@@ -64,11 +66,34 @@ int pd_origin_init(pd_origin_t *o, const char *auth, size_t alen, const char *tl
   return 0;
 }
 
+static void on_origin_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
+  pd_origin_t *o = req->data;
+  o->resolving = 0;
+  status = pd_origin_addr_resolved(o->dial, status, res, uv_now(req->loop));
+  o->resolved(o, status);
+}
+
+int pd_origin_resolve(pd_origin_t *o, uv_loop_t *loop, void (*done)(pd_origin_t *o, int status)) {
+  if (o->resolving)
+    return 0;
+  struct addrinfo hints;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  o->gai.data = o;
+  o->resolved = done;
+  int rc = uv_getaddrinfo(loop, &o->gai, on_origin_resolved, o->dial->host, o->dial->port, &hints);
+  if (rc == 0)
+    o->resolving = 1;
+  return rc;
+}
+
 void pd_origin_free(pd_origin_t *o) {
   pd_origin_addr_free(&o->a);
   if (o->dial == &o->pa)
     pd_origin_addr_free(&o->pa);
   free(o->proxy);
+  free(o->proxy_auth);
   free(o->tls_key);
   pd_tls_ctx_free(o->tls);
   free((char *)o->tls_opts.tls_ca_file);

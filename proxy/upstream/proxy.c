@@ -79,6 +79,13 @@ const char *pd_proxy_pick(const pd_proxy_env_t *e, const char *configured, int t
   return no_proxy_match(e->no_proxy, host, hlen) ? NULL : p;
 }
 
+/* The '@' that ends the userinfo of an authority of n bytes (the last one), or NULL. */
+static const char *last_at(const char *a, size_t n) {
+  while (n > 0 && a[n - 1] != '@')
+    n--;
+  return n ? a + n - 1 : NULL;
+}
+
 long pd_proxy_authority(const char *url, char *out, size_t cap) {
   const char *a = url;
   const char *sep = strstr(url, "://");
@@ -88,9 +95,10 @@ long pd_proxy_authority(const char *url, char *out, size_t cap) {
     a = sep + 3;
   }
   size_t n = strcspn(a, "/?#");
-  const char *at = memchr(a, '@', n);
-  if (at) { /* credentials for the proxy: not supported by the native clients */
-    return -1;
+  const char *at = last_at(a, n);
+  if (at) { /* credentials for the proxy (pd_proxy_auth_line): not part of the address */
+    n -= (size_t)(at + 1 - a);
+    a = at + 1;
   }
   if (n == 0 || n + 6 > cap)
     return -1;
@@ -103,6 +111,67 @@ long pd_proxy_authority(const char *url, char *out, size_t cap) {
     n += 5;
   }
   return (long)n;
+}
+
+static int hexval(int c) {
+  return c >= '0' && c <= '9'   ? c - '0'
+         : c >= 'a' && c <= 'f' ? c - 'a' + 10
+         : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                : -1;
+}
+
+/* Percent-decodes n bytes of p onto the end of out. */
+static void pct_decode(pd_buf_t *out, const char *p, size_t n, int *bad) {
+  for (size_t i = 0; i < n; i++) {
+    char ch = p[i];
+    if (ch == '%' && i + 2 < n && hexval((unsigned char)p[i + 1]) >= 0 &&
+        hexval((unsigned char)p[i + 2]) >= 0) {
+      ch = (char)(hexval((unsigned char)p[i + 1]) * 16 + hexval((unsigned char)p[i + 2]));
+      i += 2;
+    }
+    if (pd_buf_append(out, &ch, 1) < 0)
+      *bad = 1;
+  }
+}
+
+char *pd_proxy_auth_line(const char *url) {
+  const char *a = strstr(url, "://");
+  a = a ? a + 3 : url;
+  size_t n = strcspn(a, "/?#");
+  const char *at = last_at(a, n);
+  if (!at)
+    return NULL;
+  size_t ulen = (size_t)(at - a);
+  const char *colon = memchr(a, ':', ulen);
+  size_t user_len = colon ? (size_t)(colon - a) : ulen;
+  int bad = 0;
+  pd_buf_t cred;
+  pd_buf_init(&cred);
+  pct_decode(&cred, a, user_len, &bad);
+  if (pd_buf_append(&cred, ":", 1) < 0)
+    bad = 1;
+  if (colon)
+    pct_decode(&cred, colon + 1, ulen - user_len - 1, &bad);
+  static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  const unsigned char *in = (const unsigned char *)(cred.len ? pd_buf_data(&cred) : "");
+  size_t len = cred.len;
+  static const char pre[] = "Proxy-Authorization: Basic ";
+  char *line = bad ? NULL : malloc(sizeof pre + 4 * ((len + 2) / 3) + 2);
+  if (line) {
+    char *w = line + sizeof pre - 1;
+    memcpy(line, pre, sizeof pre - 1);
+    for (size_t i = 0; i < len; i += 3) {
+      unsigned v = (unsigned)in[i] << 16 | (i + 1 < len ? (unsigned)in[i + 1] << 8 : 0) |
+                   (i + 2 < len ? in[i + 2] : 0);
+      *w++ = b64[v >> 18 & 63];
+      *w++ = b64[v >> 12 & 63];
+      *w++ = i + 1 < len ? b64[v >> 6 & 63] : '=';
+      *w++ = i + 2 < len ? b64[v & 63] : '=';
+    }
+    memcpy(w, "\r\n", 3);
+  }
+  pd_buf_free(&cred);
+  return line;
 }
 
 typedef struct connect_write {
@@ -120,14 +189,14 @@ static void on_connect_written(uv_write_t *req, int status) {
   done(arg, status);
 }
 
-int pd_proxy_send_connect(uv_stream_t *s, const char *authority, size_t alen,
+int pd_proxy_send_connect(uv_stream_t *s, const char *authority, size_t alen, const char *auth_line,
                           void (*done)(void *arg, int status), void *arg) {
-  size_t cap = 2 * alen + 64;
+  size_t cap = 2 * alen + 64 + (auth_line ? strlen(auth_line) : 0);
   connect_write_t *w = malloc(sizeof *w + cap);
   if (!w)
     return UV_ENOMEM;
-  int n = snprintf(w->data, cap, "CONNECT %.*s HTTP/1.1\r\nHost: %.*s\r\n\r\n", (int)alen,
-                   authority, (int)alen, authority);
+  int n = snprintf(w->data, cap, "CONNECT %.*s HTTP/1.1\r\nHost: %.*s\r\n%s\r\n", (int)alen,
+                   authority, (int)alen, authority, auth_line ? auth_line : "");
   w->done = done;
   w->arg = arg;
   w->req.data = w;

@@ -29,14 +29,21 @@ void pd_proxy_env_free(pd_proxy_env_t *e);
 const char *pd_proxy_pick(const pd_proxy_env_t *e, const char *configured, int tls,
                           const char *auth, size_t alen);
 
-/* The proxy's "host:port" from its URL ("http://host:port/", "host:port"; port 1080 when not
- * given, as curl). Returns its length written to out (NUL-terminated), or -1 for a URL this
- * client cannot use (https://, socks, too long). */
+/* The proxy's "host:port" from its URL ("http://host:port/", "host:port", credentials before an
+ * '@' skipped; port 1080 when not given, as curl). Returns its length written to out
+ * (NUL-terminated), or -1 for a URL this client cannot use (https://, socks, too long). */
 long pd_proxy_authority(const char *url, char *out, size_t cap);
 
-/* Writes "CONNECT authority" with its Host header to s; done(arg, status) runs once the write
- * ended. Returns 0 or a libuv error (then done never runs). */
-int pd_proxy_send_connect(uv_stream_t *s, const char *authority, size_t alen,
+/* For a proxy URL with credentials ("http://user:password@host:port", percent-encoded as curl
+ * takes them): "Proxy-Authorization: Basic ...\r\n", malloc'd; NULL without credentials (or
+ * out of memory). Only a proxy URL from the environment carries them (the `proxy` key refuses
+ * credentials). */
+char *pd_proxy_auth_line(const char *url);
+
+/* Writes "CONNECT authority" with its Host header (and auth_line, a header line with its CRLF,
+ * when not NULL) to s; done(arg, status) runs once the write ended. Returns 0 or a libuv error
+ * (then done never runs). */
+int pd_proxy_send_connect(uv_stream_t *s, const char *authority, size_t alen, const char *auth_line,
                           void (*done)(void *arg, int status), void *arg);
 
 /* Reads the proxy's reply to CONNECT as it arrives (acc keeps what came so far): 1 when the

@@ -26,15 +26,18 @@ struct pd_tls {
 };
 
 /* A new session ticket: it replaces the cached one (servers rotate them; the latest is the one
- * most likely still accepted). Returning 1 keeps the reference. */
+ * most likely still accepted). The cache keeps a copy: the session given is the connection's
+ * own, and libssl marks that one not resumable when the connection ends without a close_notify
+ * (a server that just closes its socket after the response). */
 static int on_new_session(SSL *ssl, SSL_SESSION *sess) {
   pd_tls_ctx_t *ctx = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
-  if (!ctx)
+  SSL_SESSION *copy = ctx ? SSL_SESSION_dup(sess) : NULL;
+  if (!copy)
     return 0;
   if (ctx->sess)
     SSL_SESSION_free(ctx->sess);
-  ctx->sess = sess;
-  return 1;
+  ctx->sess = copy;
+  return 0; /* sess stays the connection's */
 }
 
 static void openssl_reason(char *err, size_t n, const char *what) {

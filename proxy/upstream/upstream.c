@@ -7,11 +7,13 @@
 #include "base/log.h"
 #include "upstream/upstream_int.h"
 
-/* The front: http:// and https:// upstreams go to the native HTTP/1.1 client (which hands an
- * https:// origin to the native HTTP/2 client when its server speaks h2), http:// ones with
- * "http2: true" to the native HTTP/2 (h2c) client; URLs with credentials to libcurl.
+/* The front: http:// upstreams go to the native HTTP/1.1 client, those with "http2: true" to
+ * the native HTTP/2 (h2c) client; https:// ones to the native HTTP/2 client (ALPN offering h2
+ * and HTTP/1.1; it hands an origin whose server chose HTTP/1.1 to the HTTP/1.1 client), with
+ * "http2: false" to the HTTP/1.1 client; URLs with credentials to libcurl.
  * PONDER_UPSTREAM_CLIENT=curl sends every upstream that is not h2c through libcurl (a diagnostic
- * switch, and how the test suite keeps the libcurl path covered). */
+ * switch, and how the test suite keeps the libcurl path covered). After the start, every call
+ * on a transfer goes through its framing's ops table. */
 struct pd_upstream {
   pd_curlup_t *curl;
   pd_h1up_t *h1;
@@ -31,16 +33,16 @@ pd_upstream_t *pd_upstream_new(uv_loop_t *loop, int max_host_connections) {
   u->curl = pd_curlup_new(loop, max_host_connections);
   if (!u->curl)
     goto fail_curl;
-  u->h2 = pd_h2up_new(loop, max_host_connections);
-  if (!u->h2)
-    goto fail_h2;
-  u->h1 = pd_h1up_new(loop, max_host_connections, u->h2);
+  u->h1 = pd_h1up_new(loop, max_host_connections);
   if (!u->h1)
     goto fail_h1;
+  u->h2 = pd_h2up_new(loop, max_host_connections, u->h1);
+  if (!u->h2)
+    goto fail_h2;
   return u;
-fail_h1:
-  pd_h2up_free(u->h2);
 fail_h2:
+  pd_h1up_free(u->h1);
+fail_h1:
   pd_curlup_free(u->curl);
 fail_curl:
   free(u);
@@ -58,8 +60,8 @@ void pd_upstream_close(pd_upstream_t *u, void (*on_closed)(void *ud), void *ud) 
   u->on_closed_ud = ud;
   u->pending_closes = 3;
   pd_curlup_close(u->curl, on_part_closed, u);
+  pd_h2up_close(u->h2, on_part_closed, u); /* first: its calls handed over cancel theirs */
   pd_h1up_close(u->h1, on_part_closed, u);
-  pd_h2up_close(u->h2, on_part_closed, u);
 }
 
 void pd_upstream_free(pd_upstream_t *u) {
@@ -122,17 +124,14 @@ pd_xfer_t *pd_xfer_start(pd_upstream_t *u, const pd_xfer_opts_t *o, const pd_xfe
   pd_xfer_t *x;
   int tls = 0, native = native_url(o->url, &tls);
   /* h2c stays native under PONDER_UPSTREAM_CLIENT=curl (libcurl's h2c needs an upgrade). */
-  if (native && o->http2 && !tls)
+  if (native && o->http2 && (!tls || !u->all_curl))
     x = pd_h2up_start(u->h2, o, cbs, ud);
   else if (native && !u->all_curl)
     x = pd_h1up_start(u->h1, o, cbs, ud);
   else
     x = pd_curlup_start(u->curl, o, cbs, ud);
-  if (x) {
+  if (x)
     label(x, o);
-    if (x->backend == PD_XFER_H1)
-      pd_h1up_labelled(x);
-  }
   return x;
 }
 
@@ -155,53 +154,19 @@ int pd_xfer_retry_fits(uint64_t deadline, uint64_t now, long delay_ms) {
 }
 
 void pd_xfer_pause(pd_xfer_t *x) {
-  switch (x->backend) {
-  case PD_XFER_H1:
-    pd_h1up_pause(x);
-    break;
-  case PD_XFER_H2:
-    pd_h2up_pause(x);
-    break;
-  default:
-    pd_curlup_pause(x);
-  }
+  x->ops->pause(x);
 }
 
 void pd_xfer_resume(pd_xfer_t *x) {
-  switch (x->backend) {
-  case PD_XFER_H1:
-    pd_h1up_resume(x);
-    break;
-  case PD_XFER_H2:
-    pd_h2up_resume(x);
-    break;
-  default:
-    pd_curlup_resume(x);
-  }
+  x->ops->resume(x);
 }
 
 void pd_xfer_cancel(pd_xfer_t *x) {
-  switch (x->backend) {
-  case PD_XFER_H1:
-    pd_h1up_cancel(x);
-    break;
-  case PD_XFER_H2:
-    pd_h2up_cancel(x);
-    break;
-  default:
-    pd_curlup_cancel(x);
-  }
+  x->ops->cancel(x);
 }
 
 double pd_xfer_elapsed(const pd_xfer_t *x) {
-  switch (x->backend) {
-  case PD_XFER_H1:
-    return pd_h1up_elapsed(x);
-  case PD_XFER_H2:
-    return pd_h2up_elapsed(x);
-  default:
-    return pd_curlup_elapsed(x);
-  }
+  return x->ops->elapsed(x);
 }
 
 /* ---- the response head, as both clients collect it ----------------------------------------- */

@@ -58,7 +58,7 @@ typedef struct pd_xfer_opts {
   long stall_timeout_ms;
   int retries;
   /* HTTP/2: over http://, with prior knowledge (h2c); over https://, offered by ALPN (HTTP/1.1
-   * when the server does not choose h2). Streams are multiplexed. */
+   * when the server does not choose h2; 0 offers HTTP/1.1 only). Streams are multiplexed. */
   int http2;
   /* https:// only; strings are copied. NULL: the system's trust store, no client certificate,
    * the URL's host as SNI and as the name checked. */

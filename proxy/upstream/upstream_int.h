@@ -13,11 +13,19 @@
 
 #define PD_RETRY_AFTER_CAP_MS 30000
 
-/* Every transfer starts with this, so the front can tell whose it is. The front fills reqid and
- * target right after the backend's start returned (no callback runs before that). */
-enum { PD_XFER_CURL = 1, PD_XFER_H1 = 2, PD_XFER_H2 = 3 };
+/* What the front calls on a transfer, one const table per framing (h1.c, h2.c, curl.c): the
+ * framing's pause, resume, cancel and elapsed, as upstream.h describes them. */
+typedef struct pd_xfer_ops {
+  void (*pause)(pd_xfer_t *x);
+  void (*resume)(pd_xfer_t *x);
+  void (*cancel)(pd_xfer_t *x);
+  double (*elapsed)(const pd_xfer_t *x);
+} pd_xfer_ops_t;
+
+/* Every transfer starts with this: ops says whose it is. The front fills reqid and target right
+ * after the framing's start returned (no callback runs before that). */
 struct pd_xfer {
-  int backend;
+  const pd_xfer_ops_t *ops;
   char reqid[48];   /* the call's x-request-id header, "" when none: for log lines */
   char target[160]; /* scheme://host:port/path of the URL, without userinfo or query */
 };
@@ -107,17 +115,19 @@ void pd_curlup_resume(pd_xfer_t *x);
 void pd_curlup_cancel(pd_xfer_t *x);
 double pd_curlup_elapsed(const pd_xfer_t *x);
 
-/* h2: where https:// calls go once an origin's server chose h2 by ALPN (the HTTP/1.1 client
- * offers both, and hands the call over). */
-pd_h1up_t *pd_h1up_new(uv_loop_t *loop, int max_host_connections, pd_h2up_t *h2);
+/* HTTP/1.1: http:// calls, and https:// ones that offer only HTTP/1.1 by ALPN ("http2: false",
+ * or handed over by the HTTP/2 client once an origin's server chose HTTP/1.1). */
+pd_h1up_t *pd_h1up_new(uv_loop_t *loop, int max_host_connections);
 void pd_h1up_close(pd_h1up_t *b, void (*on_closed)(void *ud), void *ud);
 void pd_h1up_free(pd_h1up_t *b);
 /* Takes http:// and https:// URLs. Returns NULL on failure (the body is freed). */
 pd_xfer_t *pd_h1up_start(pd_h1up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cbs_t *cbs, void *ud);
 void pd_h1up_pause(pd_xfer_t *x);
-/* The front labelled x (reqid, target): a call already handed to the HTTP/2 client gets the
- * same label for its log lines. */
-void pd_h1up_labelled(pd_xfer_t *x);
+typedef struct pd_tls pd_tls_t;
+/* Takes an https:// connection whose TLS handshake chose HTTP/1.1 (made by the HTTP/2 client)
+ * as an idle connection of op's origin: tcp (its own allocation, not reading) and tls are this
+ * client's from a return of 0; on -1 (closing, no slot, out of memory) the caller keeps them. */
+int pd_h1up_adopt(pd_h1up_t *b, const pd_xfer_opts_t *op, uv_tcp_t *tcp, pd_tls_t *tls);
 /* For the fuzz target: what pd_h1up_parse_bytes saw. */
 typedef struct pd_h1up_parse_stats {
   int heads;         /* final heads delivered */
@@ -137,12 +147,13 @@ void pd_h1up_resume(pd_xfer_t *x);
 void pd_h1up_cancel(pd_xfer_t *x);
 double pd_h1up_elapsed(const pd_xfer_t *x);
 
-pd_h2up_t *pd_h2up_new(uv_loop_t *loop, int max_host_connections);
+pd_h2up_t *pd_h2up_new(uv_loop_t *loop, int max_host_connections, pd_h1up_t *h1);
 void pd_h2up_close(pd_h2up_t *b, void (*on_closed)(void *ud), void *ud);
 void pd_h2up_free(pd_h2up_t *b);
-/* Takes http:// URLs (HTTP/2 with prior knowledge) and https:// ones (TLS, ALPN h2), streams
- * multiplexed over a few connections per origin. Returns NULL on failure (the body is
- * freed). */
+/* Takes http:// URLs (HTTP/2 with prior knowledge) and https:// ones (TLS, ALPN offering h2
+ * and HTTP/1.1), streams multiplexed over a few connections per origin. A call to an origin
+ * whose server chose HTTP/1.1 is returned by the HTTP/1.1 client (its ops say so). Returns
+ * NULL on failure (the body is freed). */
 pd_xfer_t *pd_h2up_start(pd_h2up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cbs_t *cbs, void *ud);
 void pd_h2up_pause(pd_xfer_t *x);
 void pd_h2up_resume(pd_xfer_t *x);

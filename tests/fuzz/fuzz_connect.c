@@ -38,6 +38,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   long n = pd_proxy_authority(s, out, sizeof out);
   if (n >= (long)sizeof out || (n >= 0 && strlen(out) != (size_t)n))
     abort();
+  char *line = pd_proxy_auth_line(s);
+  if (line &&
+      (strncmp(line, "Proxy-Authorization: Basic ", 27) || strcspn(line, "\r") + 2 != strlen(line)))
+    abort();
+  free(line);
   pd_proxy_env_t e = {.https_proxy = "http://p:1", .no_proxy = s};
   const char *host = size > 8 ? s + size / 2 : "h";
   (void)pd_proxy_pick(&e, NULL, 1, host, strlen(host));

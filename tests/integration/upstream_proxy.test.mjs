@@ -1,8 +1,9 @@
 // https:// upstreams through an HTTP CONNECT proxy (a real tinyproxy this test starts), and the
 // upstream `tls` block: ca_file, cert_file + key_file (mTLS), verify: false. The upstream is a
-// node https server with certificates made by openssl at test time. https:// always goes
-// through libcurl, so both suite runs (native default, PONDER_UPSTREAM_CLIENT=curl) test the same
-// client. Skipped when tinyproxy or openssl is missing (./dev.sh test installs both).
+// node https server with certificates made by openssl at test time. The default run tests the
+// native clients (HTTP/2 by ALPN, HTTP/1.1 with "http2: false" or when the server chooses it,
+// h2c), PONDER_UPSTREAM_CLIENT=curl tests libcurl (h2c stays native there). Skipped when
+// tinyproxy or openssl is missing (./dev.sh test installs both).
 // Run: PONDER_BIN=$PWD/build/ponder node --test tests/integration/upstream_proxy.test.mjs
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,7 +15,7 @@ import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import http from 'node:http';
-import { startPonder, httpReq, parseSSE, sleep, closedPort, PENDING_UPSTREAM_CORE } from '../lib/harness.mjs';
+import { startPonder, httpReq, parseSSE, sleep, closedPort } from '../lib/harness.mjs';
 import { makePki } from '../lib/certs.mjs';
 
 delete process.env.PONDER_UPSTREAM;
@@ -279,7 +280,6 @@ describe('upstream tls keys', { skip: SKIP }, () => {
 // TLS (HTTP/1.1 or h2 by ALPN), the upstream `proxy` key, https_proxy / http_proxy / no_proxy,
 // a proxy that refuses CONNECT, and what a proxy gets to see of the upstream's api key.
 
-const CURL = process.env.PONDER_UPSTREAM_CLIENT === 'curl';
 const API_KEY = 'sk-upstream-key-never-to-the-proxy';
 
 /** An upstream that records what reached it: plain http (`tls` unset) or an http2 secure
@@ -385,7 +385,7 @@ describe('proxies on every framing', { skip: SKIP }, () => {
   }
   const viaTinyproxy = (s) => /tinyproxy/i.test(s?.via ?? '');
 
-  it('http:// through $http_proxy: absolute-form, the proxy forwards it (Via)', { ...T, todo: CURL ? false : PENDING_UPSTREAM_CORE }, async () => {
+  it('http:// through $http_proxy: absolute-form, the proxy forwards it (Via)', T, async () => {
     const n = plain.seen.length;
     const r = await call(upCfg(`http://127.0.0.1:${plain.port}/v1`), { http_proxy: `http://127.0.0.1:${proxy.port}` });
     assert.equal(r.status, 200, r.text);
@@ -402,7 +402,7 @@ describe('proxies on every framing', { skip: SKIP }, () => {
     assert.equal(gone.status, 502, gone.text);
   });
 
-  it('the upstream `proxy` key, for https:// and http://, without any environment', { ...T, todo: PENDING_UPSTREAM_CORE }, async () => {
+  it('the upstream `proxy` key, for https:// and http://, without any environment', T, async () => {
     const via = `http://127.0.0.1:${proxy.port}`;
     let r = await call(upCfg(httpsUrl(), { ...tls(), proxy: via }), {});
     assert.equal(r.status, 200, r.text);
@@ -414,7 +414,7 @@ describe('proxies on every framing', { skip: SKIP }, () => {
     assert.ok(viaTinyproxy(plain.seen[n]), JSON.stringify(plain.seen[n]));
   });
 
-  it('the `proxy` key wins over $https_proxy', { ...T, todo: PENDING_UPSTREAM_CORE }, async () => {
+  it('the `proxy` key wins over $https_proxy', T, async () => {
     const r = await call(upCfg(httpsUrl(), { ...tls(), proxy: `http://127.0.0.1:${proxy.port}` }),
       { https_proxy: `http://127.0.0.1:${await closedPort()}` });
     assert.equal(r.status, 200, r.text);
@@ -430,7 +430,7 @@ describe('proxies on every framing', { skip: SKIP }, () => {
     assert.equal(r.status, 502, `a host not listed uses the (dead) proxy: ${r.text}`);
   });
 
-  it('no_proxy for http://: a listed host goes direct, another uses $http_proxy', { ...T, todo: CURL ? false : PENDING_UPSTREAM_CORE }, async () => {
+  it('no_proxy for http://: a listed host goes direct, another uses $http_proxy', T, async () => {
     const dead = `http://127.0.0.1:${await closedPort()}`;
     let r = await call(upCfg(`http://localhost:${plain.port}/v1`), { http_proxy: dead, no_proxy: '.localhost' });
     assert.equal(r.status, 200, r.text);
@@ -469,7 +469,7 @@ describe('proxies on every framing', { skip: SKIP }, () => {
     }
   });
 
-  it('http:// through a proxy: the Proxy-Authorization is never the api key', { ...T, todo: CURL ? false : PENDING_UPSTREAM_CORE }, async () => {
+  it('http:// through a proxy: the Proxy-Authorization is never the api key', T, async () => {
     const rec = await startRecordingProxy();
     try {
       const n = plain.seen.length;

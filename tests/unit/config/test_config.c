@@ -367,7 +367,7 @@ static void check_full(const pd_config_t *cfg) {
   assert_int_equal(u->retries, 5);
   assert_int_equal(u->max_connections, 8);
   assert_string_equal(u->token_limit_param, "max_completion_tokens");
-  assert_int_equal(u->http2, 0);
+  assert_int_equal(u->http2, 1); /* https:// without http2: HTTP/2 offered by ALPN */
   assert_string_equal(cfg->upstreams[1].name, "local");
   assert_default_upstream_fields(&cfg->upstreams[1]);
   assert_int_equal(cfg->upstreams[1].http2, 1);
@@ -441,6 +441,37 @@ static void check_full(const pd_config_t *cfg) {
   assert_int_equal(r->has_match, 0);
   assert_int_equal(r->upstream, 0);
   assert_default_policy(&r->variants[0].forcing, 2);
+}
+
+/* http2's default follows the scheme: offered by ALPN on https://, off (no h2c) on http://;
+ * "http2: false" on https:// offers HTTP/1.1 only. --upstream's URL decides for the first. */
+static void test_http2_default_by_scheme(void **state) {
+  (void)state;
+  pd_config_t *cfg = load_text("upstreams:\n"
+                               "  - {name: a, base_url: \"https://a.example/v1\"}\n"
+                               "  - {name: b, base_url: \"https://b.example/v1\", http2: false}\n"
+                               "  - {name: c, base_url: \"https://c.example/v1\", http2: true}\n"
+                               "  - {name: d, base_url: \"http://127.0.0.1:1/v1\"}\n"
+                               "  - {name: e, base_url: \"http://127.0.0.1:2/v1\", http2: true}\n",
+                               &NO_OV);
+  int want[] = {1, 0, 1, 0, 1};
+  assert_int_equal(cfg->nupstreams, 5);
+  for (int i = 0; i < 5; i++)
+    assert_int_equal(cfg->upstreams[i].http2, want[i]);
+  pd_config_unref(cfg);
+  pd_cli_overrides_t ov = NO_OV;
+  ov.upstream = "https://cli:3/v1";
+  cfg = load_text("upstreams: [{name: a, base_url: \"http://127.0.0.1:1/v1\"}]\n", &ov);
+  assert_int_equal(cfg->upstreams[0].http2, 1);
+  pd_config_unref(cfg);
+  cfg =
+      load_text("upstreams: [{name: a, base_url: \"http://127.0.0.1:1/v1\", http2: false}]\n", &ov);
+  assert_int_equal(cfg->upstreams[0].http2, 0);
+  pd_config_unref(cfg);
+  cfg = load_file(NULL, &NO_OV);
+  assert_int_equal(cfg->upstreams[0].http2,
+                   strncmp(cfg->upstreams[0].base_url, "https://", 8) == 0);
+  pd_config_unref(cfg);
 }
 
 static void test_full_yaml(void **state) {
@@ -936,19 +967,14 @@ static void test_value_errors(void **state) {
                 "F:17: route \"s\" already has path_prefix \"/s\"\n"
                 "F:20: the variants' weights add up to more than 2147483647");
   assert_errors("upstreams:\n"
-                "  - name: a\n"
-                "    base_url: https://api.example.com/v1\n"
-                "    http2: true\n"
                 "  - name: b\n"
                 "    base_url: http://127.0.0.1:8000/v1\n"
                 "    http2: yes please\n"
                 "  - name: c\n"
                 "    base_url: http://user:pw@127.0.0.1:8000/v1\n"
                 "    http2: true\n",
-                "F:4: \"http2: true\" is for http:// upstreams (an https:// one negotiates HTTP/2 "
-                "itself); upstream \"a\" has \"https://api.example.com/v1\"\n"
-                "F:7: \"http2\" must be true or false (got \"yes please\")\n"
-                "F:10: \"http2: true\" does not take credentials in the URL (upstream \"c\"); send "
+                "F:4: \"http2\" must be true or false (got \"yes please\")\n"
+                "F:7: \"http2: true\" does not take credentials in the URL (upstream \"c\"); send "
                 "them with \"api_key\" or \"headers\"");
   assert_errors("auth:\n  keys: [good, \"${PD_T_UNSET}\", ~]\n",
                 "F:2: auth key 2 is empty (an unset ${VAR}?)\n"
@@ -1398,7 +1424,7 @@ static void test_dump_shows_every_key(void **state) {
                                      "retries: 2\n",
                                      "max_connections: 256\n",
                                      "token_limit_param: max_tokens\n",
-                                     "http2: false\n",
+                                     "http2: true\n",
                                      "    tls:\n      ca_file: null\n",
                                      "      cert_file: null\n      key_file: null\n",
                                      "      verify: true\n",
@@ -1527,6 +1553,7 @@ int main(void) {
       cmocka_unit_test_setup(test_overrides_with_file, setup),
       cmocka_unit_test_setup(test_bad_overrides, setup),
       cmocka_unit_test_setup(test_workers_zero_is_cores, setup),
+      cmocka_unit_test_setup(test_http2_default_by_scheme, setup),
       cmocka_unit_test_setup(test_full_yaml, setup),
       cmocka_unit_test_setup(test_json, setup),
       cmocka_unit_test_setup(test_forcing_overrides_keys_individually, setup),

@@ -68,8 +68,27 @@ static void test_authority(void **st) {
   assert_string_equal(a, "[::1]:8");
   assert_int_equal(pd_proxy_authority("https://p:1", a, sizeof a), -1);
   assert_int_equal(pd_proxy_authority("socks5://p:1", a, sizeof a), -1);
-  assert_int_equal(pd_proxy_authority("http://u:pw@p:1", a, sizeof a), -1);
+  assert_int_equal(pd_proxy_authority("http://u:pw@p:1", a, sizeof a), 3);
+  assert_string_equal(a, "p:1");
+  assert_int_equal(pd_proxy_authority("http://u@x:p%40w@p/", a, sizeof a), 6);
+  assert_string_equal(a, "p:1080");
   assert_int_equal(pd_proxy_authority("http://", a, sizeof a), -1);
+}
+
+/* Credentials in a proxy URL: Basic from the percent-decoded user and password, as curl does. */
+static void test_auth_line(void **st) {
+  (void)st;
+  assert_null(pd_proxy_auth_line("http://p:1"));
+  assert_null(pd_proxy_auth_line("p:1/a@b"));
+  char *l = pd_proxy_auth_line("http://u1:pw1@127.0.0.1:3128");
+  assert_string_equal(l, "Proxy-Authorization: Basic dTE6cHcx\r\n"); /* u1:pw1 */
+  free(l);
+  l = pd_proxy_auth_line("http://us%65r:p%40ss%3a@p:1/");
+  assert_string_equal(l, "Proxy-Authorization: Basic dXNlcjpwQHNzOg==\r\n"); /* user:p@ss: */
+  free(l);
+  l = pd_proxy_auth_line("http://alone@p");
+  assert_string_equal(l, "Proxy-Authorization: Basic YWxvbmU6\r\n"); /* alone: */
+  free(l);
 }
 
 static int reply(const char *s, size_t chunk, char *err, size_t n) {
@@ -111,6 +130,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_env_as_curl_reads_it),
       cmocka_unit_test(test_authority),
+      cmocka_unit_test(test_auth_line),
       cmocka_unit_test(test_reply),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
