@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const pd_api_t *const apis[] = {&pd_chat_api};
+static const pd_api_t *const apis[] = {&pd_chat_api, &pd_responses_api};
 
 const pd_api_t *pd_api_find(const char *rest, size_t len) {
   for (size_t i = 0; i < sizeof apis / sizeof apis[0]; i++) {

@@ -38,6 +38,10 @@ typedef struct pd_api_resp {
   pd_reasoning_t reasoning; /* the route's display mode: field, inline or hidden */
   int n;                    /* choices (the engine runs one chain per choice) */
   int include_usage;        /* the client asked for usage in the stream */
+  const char *limit_param;  /* the upstream's token limit parameter (borrowed; set before
+                               request(): an API whose request names a limit maps it to this) */
+  long max_held;            /* > 0: bound on what a writer may hold for one response (the text
+                               its later events repeat): limits.max_reply_bytes */
   pd_api_state_t state;     /* the API's own */
 } pd_api_resp_t;
 
@@ -56,10 +60,13 @@ typedef struct pd_api_req {
   const char *rounds_param; /* the rounds override as the client named it, or NULL when absent */
   const char *effort_param; /* the reasoning effort as the client named it, or NULL */
   /* A 400 invalid_request_error when request() fails: message and param (may be NULL), static
-   * or in msgbuf. */
+   * or in msgbuf and parambuf. */
   const char *msg, *param;
-  char msgbuf[256];
+  char msgbuf[320];
+  char parambuf[64];
 } pd_api_req_t;
+
+#define PD_API_ETOOLARGE (-2)
 
 typedef struct pd_api {
   const char *name;      /* for logs: "chat.completions" */
@@ -78,11 +85,18 @@ typedef struct pd_api {
   /* Turns the client's parsed body (*body, an object; owned by the caller) into the engine's
    * request, a chat completions request tree, replacing *body when it translates (the old
    * tree released), and reads the request's options into *out (every field: the exchange does
-   * not clear it). Returns 0, or -1 for a 400 with out->msg and out->param. Runs before the
+   * not clear it). r is the response being prepared (limit_param and max_held set, the rest
+   * zero): an API may keep what its writers need of the request in r->state, released by
+   * release(). Returns 0, or -1 for a 400 with out->msg and out->param. Runs before the
    * router, which then reads the engine's request (ponder, reasoning_effort, user). */
-  int (*request)(json_t **body, pd_api_req_t *out);
+  int (*request)(json_t **body, pd_api_req_t *out, pd_api_resp_t *r);
+  /* Releases what request() or the writers kept in r->state; runs once when the exchange is
+   * freed, whether or not request() ran or succeeded. NULL: nothing to release. */
+  void (*release)(pd_api_resp_t *r);
 
-  /* The writers: each appends to out; they fail only when memory runs out. */
+  /* The writers: each appends to out and returns 0, -1 when memory runs out, or
+   * PD_API_ETOOLARGE when what it holds would pass r->max_held (the exchange then fails the
+   * response: 502 before it started, the error event after). */
   /* The whole response of a non-streamed request from the chains' results. */
   int (*final)(pd_buf_t *out, pd_api_resp_t *r, const pd_result_t *results, size_t n);
   /* The stream's opening, once, before any delta. */
@@ -104,6 +118,8 @@ typedef struct pd_api {
 
 /* Chat Completions (chat.c). */
 extern const pd_api_t pd_chat_api;
+/* The Responses API (responses_api.c, over responses.c). */
+extern const pd_api_t pd_responses_api;
 
 /* The API serving `rest` (the path after [prefix]/v1, not NUL-terminated), or NULL. The
  * returned table is static. */

@@ -18,7 +18,8 @@ static pd_chunk_ctx_t ctx(const pd_api_resp_t *r) {
 }
 
 /* Validates the request (what the engine needs, and a model) and reads its options. */
-static int chat_request(json_t **bodyp, pd_api_req_t *out) {
+static int chat_request(json_t **bodyp, pd_api_req_t *out, pd_api_resp_t *r) {
+  (void)r;
   json_t *body = *bodyp;
   memset(out, 0, offsetof(pd_api_req_t, msgbuf));
   const char *msg = NULL, *param = NULL;

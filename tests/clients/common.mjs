@@ -1,4 +1,4 @@
-// Shared by the client suites (chat.test.mjs, responses.pending.mjs): one ponder in front of the
+// Shared by the client suites (chat.test.mjs, responses.test.mjs): one ponder in front of the
 // fake upstream with two routes (`field` display by default, `inline` for the model
 // inline-model), both forcing one thinking call; scripted replies; and the check of the exact
 // upstream calls of one forced exchange.

@@ -41,7 +41,8 @@ static void test_request_options(void **state) {
                       "\"stream\":true,\"stream_options\":{\"include_usage\":true}}");
   json_t *before = body;
   pd_api_req_t q;
-  assert_int_equal(pd_chat_api.request(&body, &q), 0);
+  pd_api_resp_t r0 = {0};
+  assert_int_equal(pd_chat_api.request(&body, &q, &r0), 0);
   assert_ptr_equal(body, before); /* chat's request is the engine's: no translation */
   assert_true(q.stream);
   assert_true(q.include_usage);
@@ -52,7 +53,7 @@ static void test_request_options(void **state) {
 
   body = load("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
               "\"ponder\":{\"rounds\":2},\"reasoning_effort\":\"low\"}");
-  assert_int_equal(pd_chat_api.request(&body, &q), 0);
+  assert_int_equal(pd_chat_api.request(&body, &q, &r0), 0);
   assert_false(q.stream);
   assert_false(q.include_usage);
   assert_false(q.verbatim);
@@ -63,7 +64,7 @@ static void test_request_options(void **state) {
   /* "ponder" without rounds still changes the bytes (the router removes it). */
   body = load("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
               "\"ponder\":{\"variant\":\"a\"}}");
-  assert_int_equal(pd_chat_api.request(&body, &q), 0);
+  assert_int_equal(pd_chat_api.request(&body, &q, &r0), 0);
   assert_false(q.verbatim);
   assert_null(q.rounds_param);
   json_decref(body);
@@ -73,7 +74,8 @@ static void test_request_refused(void **state) {
   (void)state;
   json_t *body = load("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}");
   pd_api_req_t q;
-  assert_int_equal(pd_chat_api.request(&body, &q), -1);
+  pd_api_resp_t r0 = {0};
+  assert_int_equal(pd_chat_api.request(&body, &q, &r0), -1);
   assert_string_equal(q.msg, "You must provide a model parameter.");
   assert_string_equal(q.param, "model");
   json_decref(body);
@@ -82,7 +84,7 @@ static void test_request_refused(void **state) {
   body = load("{\"model\":\"m\",\"messages\":\"no\"}");
   const char *msg = NULL, *param = NULL;
   assert_int_equal(pd_engine_validate(body, &msg, &param), -1);
-  assert_int_equal(pd_chat_api.request(&body, &q), -1);
+  assert_int_equal(pd_chat_api.request(&body, &q, &r0), -1);
   assert_string_equal(q.msg, msg);
   if (param)
     assert_string_equal(q.param, param);

@@ -1,7 +1,7 @@
 /* Unit tests of the Responses API front door (proxy/api/responses.c): the request translation
  * (every mapping and every 400), the response object in each display mode, and the event
  * stream (order, sequence numbers, the .added/.delta/.done of each item, completed,
- * incomplete, failed). */
+ * incomplete, failed); and the api.h table over them (responses_api.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/api.h"
 #include "api/responses.h"
 
 static json_t *J(const char *text) {
@@ -927,6 +928,68 @@ static void test_stream_matches_body(void **state) {
   }
 }
 
+/* The table: registered for /responses, never relayed; request() translates in place, keeps
+ * what the writers need in the response's state until release(), and its 400s name the param. */
+static void test_api_table(void **state) {
+  (void)state;
+  assert_ptr_equal(pd_api_find("/responses", 10), &pd_responses_api);
+  assert_string_equal(pd_responses_api.id_prefix, "resp_");
+  assert_false(pd_responses_api.relay);
+  assert_null(pd_responses_api.scan);
+
+  pd_api_resp_t r;
+  memset(&r, 0, sizeof r);
+  r.limit_param = "max_completion_tokens";
+  pd_api_req_t q;
+  json_t *body = J("{\"model\":\"m\",\"input\":\"hi\",\"stream\":true,\"max_output_tokens\":9,"
+                   "\"ponder\":{\"rounds\":1},\"reasoning\":{\"effort\":\"low\"}}");
+  assert_int_equal(pd_responses_api.request(&body, &q, &r), 0);
+  assert_true(q.stream);
+  assert_false(q.verbatim);
+  assert_string_equal(q.rounds_param, "ponder.rounds");
+  assert_string_equal(q.effort_param, "reasoning.effort");
+  assert_string_equal(json_string_value(json_object_get(
+                          json_array_get(json_object_get(body, "messages"), 0), "content")),
+                      "hi");
+  assert_int_equal(json_integer_value(json_object_get(body, "max_completion_tokens")), 9);
+  assert_string_equal(json_string_value(json_object_get(body, "reasoning_effort")), "low");
+
+  /* The writers run on the kept request: the stream opens with the response's id. */
+  snprintf(r.id, sizeof r.id, "resp_abc");
+  r.model = "m";
+  pd_buf_t out;
+  pd_buf_init(&out);
+  assert_int_equal(pd_responses_api.stream_start(&out, &r), 0);
+  pd_out_t a = {PD_OUT_CONTENT, "42", 2, NULL};
+  assert_int_equal(pd_responses_api.delta(&out, &r, NULL, &a), 0);
+  assert_int_equal(pd_responses_api.finish(&out, &r, NULL, "stop"), 0);
+  pd_usage_t u = {3, 4, 0};
+  assert_int_equal(pd_responses_api.stream_end(&out, &r, &u), 0);
+  assert_non_null(strstr(pd_buf_data(&out), "event: response.created"));
+  assert_non_null(strstr(pd_buf_data(&out), "\"id\":\"resp_abc\""));
+  assert_non_null(strstr(pd_buf_data(&out), "event: response.completed"));
+  assert_null(strstr(pd_buf_data(&out), "[DONE]"));
+  pd_buf_free(&out);
+  pd_responses_api.release(&r);
+  pd_responses_api.release(&r); /* idempotent */
+  json_decref(body);
+
+  body = J("{\"model\":\"m\",\"input\":\"hi\",\"previous_response_id\":\"resp_1\"}");
+  memset(&r, 0, sizeof r);
+  assert_int_equal(pd_responses_api.request(&body, &q, &r), -1);
+  assert_string_equal(q.param, "previous_response_id");
+  assert_non_null(strstr(q.msg, "stateless"));
+  pd_responses_api.release(&r);
+  json_decref(body);
+
+  /* The engine's own checks still run on the translation. */
+  body = J("{\"model\":\"m\",\"input\":\"hi\",\"stop\":7}");
+  memset(&r, 0, sizeof r);
+  assert_int_equal(pd_responses_api.request(&body, &q, &r), -1);
+  pd_responses_api.release(&r);
+  json_decref(body);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_string_input_and_instructions),
@@ -946,6 +1009,7 @@ int main(void) {
       cmocka_unit_test(test_stream_failed),
       cmocka_unit_test(test_stream_held_bound),
       cmocka_unit_test(test_stream_matches_body),
+      cmocka_unit_test(test_api_table),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
