@@ -32,17 +32,20 @@ typedef union pd_api_state {
 /* One response as the writers see it. The exchange fills it once the response is decided
  * (before the first writer runs) and keeps it until the request ends. */
 typedef struct pd_api_resp {
-  char id[48];              /* the response's id (api->id_prefix + random) */
-  long created;             /* unix seconds */
-  const char *model;        /* the model name the client asked for (borrowed) */
-  pd_reasoning_t reasoning; /* the route's display mode: field, inline or hidden */
-  int n;                    /* choices (the engine runs one chain per choice) */
-  int include_usage;        /* the client asked for usage in the stream */
-  const char *limit_param;  /* the upstream's token limit parameter (borrowed; set before
-                               request(): an API whose request names a limit maps it to this) */
-  long max_held;            /* > 0: bound on what a writer may hold for one response (the text
-                               its later events repeat): limits.max_reply_bytes */
-  pd_api_state_t state;     /* the API's own */
+  char id[48];                          /* the response's id (api->id_prefix + random) */
+  long created;                         /* unix seconds */
+  const char *model;                    /* the model name the client asked for (borrowed) */
+  pd_reasoning_t reasoning;             /* the route's display mode: field, inline or hidden */
+  pd_reasoning_field_t reasoning_field; /* the route's name for the field display's thinking,
+                                           where the API's objects have no reasoning of their
+                                           own (chat messages and deltas) */
+  int n;                                /* choices (the engine runs one chain per choice) */
+  int include_usage;                    /* the client asked for usage in the stream */
+  const char *limit_param; /* the upstream's token limit parameter (borrowed; set before
+                              request(): an API whose request names a limit maps it to this) */
+  long max_held;           /* > 0: bound on what a writer may hold for one response (the text
+                              its later events repeat): limits.max_reply_bytes */
+  pd_api_state_t state;    /* the API's own */
 } pd_api_resp_t;
 
 /* One choice of a response (one engine chain). */
@@ -131,5 +134,17 @@ const pd_api_t *pd_api_find(const char *rest, size_t len);
  * relayed without an API. */
 int pd_api_sse_error(pd_buf_t *out, const char *upstream, size_t ulen, const char *message,
                      const char *type, const char *code);
+
+/* Earlier thinking is never sent upstream (SPEC section 5). pd_api_strip_think moves *s and
+ * *n past a leading "<think>" ... "</think>" block and up to two newlines after it (as the inline
+ * display writes it); text without a closed leading block is left as it is. */
+void pd_api_strip_think(const char **s, size_t *n);
+
+/* Removes the earlier thinking from a chat messages array in place: the `reasoning_content` and
+ * `reasoning` members of assistant messages, and a leading <think> block of their text (a
+ * string content, or the first text part). Returns the number of messages changed, or -1 when
+ * memory ran out. Anything that is not an array of objects is left alone (validation is the
+ * engine's). */
+int pd_api_strip_history(json_t *messages);
 
 #endif

@@ -3,6 +3,8 @@
  * the trees and buffers it builds and nothing else. */
 #include "api/responses.h"
 
+#include "api/api.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,22 +47,6 @@ static int set_ref(json_t *o, const char *key, const json_t *v) {
 
 static int set_new(json_t *o, const char *key, json_t *v) {
   return v && json_object_set_new(o, key, v) == 0 ? 0 : -2;
-}
-
-/* The text of an assistant message without a leading <think> block (as the inline display
- * writes it: "<think>\n" ... "\n</think>\n\n"): earlier thinking is not sent upstream. */
-static void strip_think(const char **s, size_t *n) {
-  static const char open[] = "<think>", close[] = "</think>";
-  if (*n < sizeof open - 1 || memcmp(*s, open, sizeof open - 1) != 0)
-    return;
-  const char *end = memmem(*s, *n, close, sizeof close - 1);
-  if (!end)
-    return;
-  const char *p = end + sizeof close - 1, *e = *s + *n;
-  for (int k = 0; k < 2 && p < e && *p == '\n'; k++)
-    p++;
-  *n = (size_t)(e - p);
-  *s = p;
 }
 
 static const char *type_of(const json_t *o) {
@@ -205,7 +191,7 @@ static int assistant_content(const json_t *content, size_t i, json_t **outp,
   }
   const char *s = b.len ? pd_buf_data(&b) : "";
   size_t n = b.len;
-  strip_think(&s, &n);
+  pd_api_strip_think(&s, &n);
   *outp = rc ? NULL : json_stringn(s, n);
   pd_buf_free(&b);
   return *outp ? 0 : -2;

@@ -244,6 +244,7 @@ void pd_front_dispatch(void *ud, pd_req_t *r) {
   d.body = NULL;
   ex->resp.model = ex->client_model;
   ex->resp.reasoning = d.route ? d.route->reasoning : PD_REASONING_FIELD;
+  ex->resp.reasoning_field = d.route ? d.route->reasoning_field : PD_RFIELD_REASONING_CONTENT;
   ex->resp.limit_param = d.upstream ? d.upstream->token_limit_param : NULL;
   ex->resp.max_held = cfg->limits.max_reply_bytes;
   pd_dispatch_kind_t kind = d.kind;

@@ -341,3 +341,85 @@ describe('responses on the wire', () => {
     assert.deepEqual(evs.map((e) => e.type), ['response.created', 'response.in_progress']);
   });
 });
+
+// SPEC section 5: earlier thinking is never sent upstream, on both APIs and at every rounds,
+// rounds 0 included (there the chat relay's fast path must notice it and rewrite the body).
+describe('earlier thinking is never sent upstream', () => {
+  let fake, p;
+  const base = (name) => `${p.url}/${name}/v1`;
+  const log = () => fake.log.filter((e) => !e.path.startsWith('/_fake/'));
+  const OLD = 'old thinking that cost tokens';
+  const history = (asst) => [
+    { role: 'user', content: 'First question?' },
+    asst,
+    { role: 'user', content: 'Second question?' },
+  ];
+  const ASSISTANTS = {
+    reasoning_content: { role: 'assistant', content: 'First answer.', reasoning_content: OLD },
+    reasoning: { role: 'assistant', content: 'First answer.', reasoning: OLD },
+    inline: { role: 'assistant', content: `<think>\n${OLD}\n</think>\n\nFirst answer.` },
+    'inline parts': { role: 'assistant', content: [{ type: 'text', text: `<think>\n${OLD}\n</think>\n\nFirst answer.` }] },
+  };
+
+  before(async () => {
+    fake = await startFake({ port: 0 });
+    const cfg = configFor(fake);
+    cfg.routes = [route('r0', chatPolicy(0)), route('r2', chatPolicy(2)),
+                  route('m0', chatPolicy(0), { model: 'mapped-model' })];
+    p = await startPonder({ config: cfg });
+  });
+  after(async () => {
+    const r = p ? await p.stop('SIGTERM') : null;
+    await fake?.close();
+    if (r) assert.equal(r.code, 0, p.output());
+  });
+  beforeEach(() => fake.reset());
+
+  const assertClean = (calls) => {
+    assert.ok(calls.length >= 1);
+    for (const c of calls) {
+      assert.ok(!JSON.stringify(c.body).includes(OLD), `no earlier thinking upstream: ${JSON.stringify(c.body)}`);
+      const a = c.body.messages.find((m) => m.role === 'assistant' && JSON.stringify(m.content).includes('First answer.'));
+      assert.ok(a, 'the earlier answer itself is kept');
+      assert.equal(a.reasoning_content, undefined);
+      assert.equal(a.reasoning, undefined);
+      const text = typeof a.content === 'string' ? a.content : a.content[0].text;
+      assert.equal(text, 'First answer.');
+    }
+  };
+
+  for (const r of ['m0', 'r2']) {
+    for (const stream of [false, true]) {
+      for (const [what, asst] of Object.entries(ASSISTANTS)) {
+        it(`chat completions, ${r}, ${stream ? 'stream' : 'json'}: ${what}`, async () => {
+          const res = await post(`${base(r)}/chat/completions`, { model: MODEL, messages: history(asst), stream });
+          assert.equal(res.status, 200, res.raw);
+          assertClean(log());
+          assert.equal(log().length, r === 'r2' ? 3 : 1);
+        });
+      }
+    }
+  }
+
+  for (const r of ['r0', 'r2']) {
+    it(`responses, ${r}: reasoning items and an inline block of an earlier assistant message`, async () => {
+      const res = await post(`${base(r)}/responses`, {
+        model: MODEL,
+        input: [
+          { role: 'user', content: 'First question?' },
+          { type: 'reasoning', id: 'rs_1', summary: [{ type: 'summary_text', text: OLD }] },
+          { type: 'message', role: 'assistant', content: [{ type: 'output_text', text: `<think>\n${OLD}\n</think>\n\nFirst answer.` }] },
+          { role: 'user', content: 'Second question?' },
+        ],
+      });
+      assert.equal(res.status, 200, res.raw);
+      assertClean(log());
+    });
+  }
+
+  it('chat completions, rounds 0: a later assistant text that merely mentions <think> is kept', async () => {
+    const asst = { role: 'assistant', content: 'Use a <think> tag like this: <think>x</think>' };
+    await post(`${base('r0')}/chat/completions`, { model: MODEL, messages: history(asst) });
+    assert.equal(log()[0].body.messages[1].content, asst.content);
+  });
+});

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -289,6 +290,91 @@ static void test_error_event(void **state) {
   pd_buf_free(&want);
 }
 
+/* SPEC section 5: an earlier assistant message's thinking fields and leading inline block go,
+ * its answer stays; other roles and a block that is not leading or not closed are kept. */
+static void test_strip_history(void **state) {
+  (void)state;
+  json_t *m = load(
+      "[{\"role\":\"user\",\"content\":\"<think>u</think>q\",\"reasoning\":\"r\"},"
+      "{\"role\":\"assistant\",\"content\":\"<think>\\nold\\n</think>\\n\\nA1\","
+      "\"reasoning_content\":\"old\",\"reasoning\":\"old\"},"
+      "{\"role\":\"assistant\",\"content\":[{\"type\":\"text\",\"text\":\"<think>x</think>A2\"}]},"
+      "{\"role\":\"assistant\",\"content\":\"A3 <think>kept</think>\"},"
+      "{\"role\":\"assistant\",\"content\":\"<think>unclosed\"},"
+      "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[]}]");
+  assert_int_equal(pd_api_strip_history(m), 2);
+  char *s = json_dumps(m, JSON_COMPACT);
+  assert_string_equal(s,
+                      "[{\"role\":\"user\",\"content\":\"<think>u</think>q\",\"reasoning\":\"r\"},"
+                      "{\"role\":\"assistant\",\"content\":\"A1\"},"
+                      "{\"role\":\"assistant\",\"content\":[{\"type\":\"text\",\"text\":\"A2\"}]},"
+                      "{\"role\":\"assistant\",\"content\":\"A3 <think>kept</think>\"},"
+                      "{\"role\":\"assistant\",\"content\":\"<think>unclosed\"},"
+                      "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[]}]");
+  free(s);
+  assert_int_equal(pd_api_strip_history(m), 0); /* nothing left to strip */
+  json_decref(m);
+  assert_int_equal(pd_api_strip_history(NULL), 0);
+
+  /* Through the chat table: stripped, and then the bytes are no longer the client's. */
+  json_t *body = load("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"},"
+                      "{\"role\":\"assistant\",\"content\":\"b\",\"reasoning_content\":\"t\"},"
+                      "{\"role\":\"user\",\"content\":\"c\"}]}");
+  pd_api_req_t q;
+  pd_api_resp_t r0 = {0};
+  assert_int_equal(pd_chat_api.request(&body, &q, &r0), 0);
+  assert_false(q.verbatim);
+  assert_null(
+      json_object_get(json_array_get(json_object_get(body, "messages"), 1), "reasoning_content"));
+  json_decref(body);
+}
+
+/* reasoning_field (SPEC section 6): the field display's thinking under the route's name(s), in
+ * messages and in deltas; `both` writes the two names in one delta with the same text. */
+static void test_reasoning_field(void **state) {
+  (void)state;
+  pd_api_resp_t r = resp(PD_REASONING_FIELD, 1, 0);
+  pd_api_choice_t ch;
+  memset(&ch, 0, sizeof ch);
+  pd_buf_t got;
+  pd_buf_init(&got);
+  pd_out_t t = out(PD_OUT_THINK, "hmm");
+  r.reasoning_field = PD_RFIELD_REASONING;
+  pd_chat_api.delta(&got, &r, &ch, &t);
+  assert_non_null(strstr(pd_buf_data(&got), "\"delta\":{\"reasoning\":\"hmm\"}"));
+  pd_buf_reset(&got);
+  r.reasoning_field = PD_RFIELD_BOTH;
+  pd_chat_api.delta(&got, &r, &ch, &t);
+  assert_non_null(
+      strstr(pd_buf_data(&got), "\"delta\":{\"reasoning_content\":\"hmm\",\"reasoning\":\"hmm\"}"));
+  assert_null(strstr(strstr(pd_buf_data(&got), "data: ") + 1, "data: ")); /* one chunk */
+
+  pd_result_t res;
+  memset(&res, 0, sizeof res);
+  res.content = "answer";
+  res.content_len = 6;
+  res.reasoning = "thought";
+  res.reasoning_len = 7;
+  res.finish_reason = "stop";
+  pd_buf_reset(&got);
+  r.reasoning_field = PD_RFIELD_REASONING;
+  assert_int_equal(pd_chat_api.final(&got, &r, &res, 1), 0);
+  json_t *j = json_loadb(pd_buf_data(&got), got.len, 0, NULL);
+  json_t *m = json_object_get(json_array_get(json_object_get(j, "choices"), 0), "message");
+  assert_string_equal(json_string_value(json_object_get(m, "reasoning")), "thought");
+  assert_null(json_object_get(m, "reasoning_content"));
+  json_decref(j);
+  pd_buf_reset(&got);
+  r.reasoning_field = PD_RFIELD_BOTH;
+  assert_int_equal(pd_chat_api.final(&got, &r, &res, 1), 0);
+  j = json_loadb(pd_buf_data(&got), got.len, 0, NULL);
+  m = json_object_get(json_array_get(json_object_get(j, "choices"), 0), "message");
+  assert_string_equal(json_string_value(json_object_get(m, "reasoning")), "thought");
+  assert_string_equal(json_string_value(json_object_get(m, "reasoning_content")), "thought");
+  json_decref(j);
+  pd_buf_free(&got);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_registry),
@@ -301,6 +387,8 @@ int main(void) {
       cmocka_unit_test(test_stream_end),
       cmocka_unit_test(test_final),
       cmocka_unit_test(test_error_event),
+      cmocka_unit_test(test_strip_history),
+      cmocka_unit_test(test_reasoning_field),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
