@@ -16,6 +16,7 @@
 #include "base/buf.h"
 #include "config/config.h"
 #include "core/engine.h"
+#include "api/chat_scan.h"
 #include "core/openai.h"
 
 /* Storage an API keeps per response or per choice (its stream's bookkeeping: which parts are
@@ -83,7 +84,7 @@ typedef struct pd_api {
   /* The relay fast path: reads a body without building a tree. Returns 1 when the request is
    * valid for this API and unforced it goes upstream byte for byte (no key ponder removes or
    * rewrites), filling *out; 0 when unsure (the tree path then decides). NULL: no fast path. */
-  int (*scan)(const char *body, size_t len, pd_chat_req_t *out);
+  int (*scan)(const char *body, size_t len, pd_chat_scan_t *out);
 
   /* Turns the client's parsed body (*body, an object; owned by the caller) into the engine's
    * request, a chat completions request tree, replacing *body when it translates (the old

@@ -138,7 +138,7 @@ static int on_sse_event(void *ud, const char *data, size_t len) {
     pd_engine_on_done_marker(ch->eng);
     return 0;
   }
-  json_t *j = pd_json_load_reply(data, len);
+  json_t *j = pd_openai_load_reply(data, len);
   if (!j) {
     pd_reply_fail_bad(ex, ch->reply.status, "stream event not valid JSON",
                       "The upstream sent a stream event that is not valid JSON.");
@@ -234,7 +234,7 @@ static void chain_on_done(void *ud, int result, const char *errmsg) {
       goto out;
     }
   } else {
-    json_t *j = pd_json_load_reply(pd_buf_data(&ch->reply.body), ch->reply.body.len);
+    json_t *j = pd_openai_load_reply(pd_buf_data(&ch->reply.body), ch->reply.body.len);
     int rc = j ? pd_engine_on_response(ch->eng, j, on_emit, ch) : -1;
     json_decref(j);
     if (rc < 0) {

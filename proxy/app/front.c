@@ -162,7 +162,7 @@ static void start_api(pd_exchange_t *ex) {
  * the API's scan read completely (cr: valid, nothing to rewrite). It behaves exactly as
  * start_api would on the parsed body, without building the tree. Returns 0, having changed
  * nothing, when the request needs the tree path. */
-static int start_fast(pd_exchange_t *ex, const pd_chat_req_t *cr) {
+static int start_fast(pd_exchange_t *ex, const pd_chat_scan_t *cr) {
   pd_req_t *r = ex->req;
   const pd_route_t *route = ex->route;
   int fast = ex->api->relay && !route->model && !pd_req_header(r, "x-ponder-rounds");
@@ -249,7 +249,7 @@ void pd_front_dispatch(void *ud, pd_req_t *r) {
   ex->resp.max_held = cfg->limits.max_reply_bytes;
   pd_dispatch_kind_t kind = d.kind;
   int scanned = d.scanned;
-  pd_chat_req_t scan = d.scan;
+  pd_chat_scan_t scan = d.scan;
   const pd_api_t *api = d.api;
   pd_dispatch_free(&d);
   if (!ex->url) {

@@ -62,7 +62,7 @@ static int usage_event(void *ud, const char *data, size_t len) {
   pd_exchange_t *ex = ud;
   if (!has_usage_object(data, len))
     return 0;
-  json_t *j = pd_json_load_reply(data, len);
+  json_t *j = pd_openai_load_reply(data, len);
   take_pass_usage(ex, json_object_get(j, "usage"));
   json_decref(j);
   return 0;
@@ -98,25 +98,22 @@ static void pass_on_head(void *ud, const pd_xfer_head_t *h) {
                ex->pass.reply.sse ? -1 : h->content_length);
 }
 
-/* One event of a relayed stream whose model was mapped: the client's model name goes back. */
+/* One event of a relayed stream whose model was mapped: the client's model name goes back, in
+ * place of the upstream's, in the bytes pd_openai_check_reply found (an event that is not a JSON
+ * object jansson reads goes out as it came). */
 static int remodel_event(void *ud, const char *data, size_t len) {
   pd_exchange_t *ex = ud;
-  json_t *j = len == 6 && memcmp(data, "[DONE]", 6) == 0 ? NULL : json_loadb(data, len, 0, NULL);
-  take_pass_usage(ex, json_object_get(j, "usage"));
-  char *s = NULL;
-  size_t slen = 0;
-  if (j && json_object_get(j, "model")) {
-    json_object_set_new(j, "model", json_string(ex->client_model));
-    s = json_text(j, &slen);
+  pd_openai_reply_t r;
+  int ok = !(len == 6 && memcmp(data, "[DONE]", 6) == 0) && pd_openai_check_reply(data, len, &r);
+  if (ok && r.usage) {
+    json_t *u = pd_json_load(r.usage, r.usage_len, NULL);
+    take_pass_usage(ex, u);
+    json_decref(u);
   }
-  json_decref(j);
   pd_buf_appends(&ex->out, "data: ");
-  if (s)
-    pd_buf_append(&ex->out, s, slen);
-  else
+  if (!ok || pd_openai_remodel(&ex->out, data, len, &r, ex->client_model) < 0)
     pd_buf_append(&ex->out, data, len);
   pd_buf_appends(&ex->out, "\n\n");
-  free(s);
   return 0;
 }
 
@@ -187,34 +184,31 @@ static void models_reply(pd_exchange_t *ex) {
   pd_exchange_finish(ex);
 }
 
-/* Relays a buffered chat reply after checking it is a JSON object. */
+/* Relays a buffered chat reply after checking it is a JSON object json_loadb reads (one pass of
+ * the one tokenizer, which also finds "usage" and "model"). */
 static void relay_checked(pd_exchange_t *ex) {
-  const char *usage = NULL;
-  size_t usage_len = 0;
-  int ok = pd_json_check_reply(pd_buf_data(&ex->pass.reply.body), ex->pass.reply.body.len, &usage,
-                               &usage_len) == 1;
-  if (ok && !ex->pass.remodel && usage) {
-    /* The reply's usage, found by the same pass that checked it: only that member is parsed (the
-     * bytes are relayed as they are). */
-    json_t *u = pd_json_load(usage, usage_len, NULL);
+  pd_openai_reply_t r;
+  int ok =
+      pd_openai_check_reply(pd_buf_data(&ex->pass.reply.body), ex->pass.reply.body.len, &r) == 1;
+  if (ok && r.usage) {
+    /* The reply's usage, found by the same pass that checked it: only that member is parsed. */
+    json_t *u = pd_json_load(r.usage, r.usage_len, NULL);
     take_pass_usage(ex, u);
     json_decref(u);
   }
-  if (ok && ex->pass.remodel) {
-    /* Only a mapped model needs the tree: the client's model name goes back in. */
-    json_t *j = json_loadb(pd_buf_data(&ex->pass.reply.body), ex->pass.reply.body.len, 0, NULL);
-    take_pass_usage(ex, json_object_get(j, "usage"));
-    if (j && json_object_get(j, "model")) {
-      json_object_set_new(j, "model", json_string(ex->client_model));
-      size_t slen = 0;
-      char *s = json_text(j, &slen);
-      if (s) {
-        pd_buf_reset(&ex->pass.reply.body);
-        pd_buf_append(&ex->pass.reply.body, s, slen);
-      }
-      free(s);
+  if (ok && ex->pass.remodel && r.model) {
+    /* A mapped model: the client's model name goes back in place of the upstream's, in the
+     * bytes the check found; the rest is relayed as it came. */
+    pd_buf_t b;
+    pd_buf_init(&b);
+    if (pd_openai_remodel(&b, pd_buf_data(&ex->pass.reply.body), ex->pass.reply.body.len, &r,
+                          ex->client_model) < 0) {
+      pd_buf_free(&b);
+      pd_exchange_fail(ex, 500, "Out of memory.", "server_error", "internal_error");
+      return;
     }
-    json_decref(j);
+    pd_buf_free(&ex->pass.reply.body);
+    ex->pass.reply.body = b;
   }
   if (!ok) {
     pd_reply_fail_bad(ex, ex->pass.reply.status, "reply not a JSON object",

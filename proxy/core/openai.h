@@ -1,5 +1,7 @@
-/* OpenAI JSON shapes: error objects, the final chat.completion, stream chunks. The one place
- * that knows these formats on the way out to the client. */
+/* OpenAI JSON shapes: error objects, the final chat.completion, stream chunks, usage and ids on
+ * the way out to the client, and what ponder reads of an upstream's chat reply. The JSON
+ * machinery (tokenizer, loaders, writer) is base/json.h; the chat request scan is
+ * api/chat_scan.h. */
 #ifndef PD_OPENAI_H
 #define PD_OPENAI_H
 
@@ -7,6 +9,7 @@
 #include <stdint.h>
 
 #include "base/buf.h"
+#include "base/json.h"
 #include "config/config.h"
 #include "core/engine.h"
 
@@ -14,55 +17,35 @@
 int pd_openai_error(pd_buf_t *b, const char *message, const char *type, const char *param,
                     const char *code);
 
-/* Checks without allocating that b is one well-formed JSON object (RFC 8259 syntax, nesting
- * at most 64 deep). Returns 1 for an object, 2 for an object with a top-level "error" key, and
- * 0 otherwise. Used on the relay fast path, where building a jansson tree would cost more than
- * the rest of the request. */
-int pd_json_check_object(const char *b, size_t n);
-/* pd_json_check_object that also finds the top-level "usage" member's value (the last one, as
- * jansson keeps): *usage points into b (NULL when there is none), *usage_len its length, so a
- * relayed reply's token counts are read without a second pass over the whole reply. */
-int pd_json_check_reply(const char *b, size_t n, const char **usage, size_t *usage_len);
-
-/* Appends v as compact JSON, byte for byte what json_dumps(v, JSON_COMPACT) writes (keys in
- * insertion order, UTF-8 kept, control characters escaped as jansson does) at a fraction of its
- * cost: the forced path serialises every upstream request body with it. Returns 0, or -1 when
- * out of memory or nested deeper than PD_JSON_WRITE_MAX_DEPTH (twice what jansson's parser
- * accepts, so any tree built from a parsed body fits). */
-#define PD_JSON_WRITE_MAX_DEPTH 4096
-int pd_json_write(pd_buf_t *out, const json_t *v);
-
-/* What the relay fast path needs from a chat request body, read without building a tree. */
-typedef struct pd_chat_req {
-  const char *model; /* the "model" string's bytes (not NUL-terminated) */
-  size_t model_len;
-  const char *user; /* "user" when it is a string, else NULL */
-  size_t user_len;
-  int stream;        /* "stream" is true */
-  int include_usage; /* "stream_options" is an object whose "include_usage" is true */
-} pd_chat_req_t;
-
-/* Reads a chat request body in one pass without allocating. Returns 1 when b is one JSON
- * object that json_loadb(b, n, 0) accepts and pd_engine_validate passes, with a string
- * "model", no "ponder" and no "reasoning_effort" key, and no escapes in "model", in "user" (a
- * string) or in any key at the top level, of a message or of "stream_options"; out is then
- * filled (duplicate keys: the last counts, as in jansson). Returns 0 otherwise, also where it is
- * unsure (huge numbers, nesting over 64): the caller then takes the jansson path. */
-int pd_chat_req_scan(const char *b, size_t n, pd_chat_req_t *out);
-
-/* json_loadb(b, n, 0, err) at a quarter of its cost for the common case: a JSON object is read
- * with the rules of pd_chat_req_scan and built directly; anything those are unsure of (escaped
- * keys, integers over 18 digits, nesting over 64) and every other text goes to json_loadb, which
- * also fills err then. */
-json_t *pd_json_load(const char *b, size_t n, json_error_t *err);
-
 /* Parses an upstream chat/completions reply or stream chunk, accepting and rejecting exactly
  * what json_loadb(b, n, 0) does, but building only what the forcing engine and the error check
  * read: "choices" with its element 0 only, and of that "message" and "delta" (their "content",
  * "reasoning_content", "reasoning" and "tool_calls"), "text" and "finish_reason"; "usage";
  * "error". Other members are checked and left out. A member of another type than expected is
- * kept whole. Returns a new reference, or NULL where json_loadb would fail. */
-json_t *pd_json_load_reply(const char *b, size_t n);
+ * kept whole; a top-level array is built whole. Returns a new reference, or NULL where
+ * json_loadb would fail. */
+json_t *pd_openai_load_reply(const char *b, size_t n);
+
+/* What the relay reads of a reply it passes through, found by pd_openai_check_reply's one pass
+ * over it. The pointers are into the checked text. */
+typedef struct pd_openai_reply {
+  const char *usage; /* the top-level "usage" value (the last, as jansson keeps), or NULL */
+  size_t usage_len;
+  const char *model; /* the last top-level "model" value, or NULL */
+  size_t model_len;
+  size_t nmodel; /* how many top-level "model" members there are */
+} pd_openai_reply_t;
+
+/* Checks without building a tree that b is a JSON object json_loadb(b, n, 0) accepts (the one
+ * tokenizer of base/json.h decides) and fills r. Returns 1 for such an object, 2 for one with a
+ * top-level "error" member, 0 otherwise (r is then zeroed). */
+int pd_openai_check_reply(const char *b, size_t n, pd_openai_reply_t *r);
+
+/* Appends the reply b (checked by pd_openai_check_reply into r) to out with every top-level
+ * "model" value replaced by the JSON string model; the other bytes are kept as they came.
+ * Returns 0, or -1 when out of memory (out is then as it was). */
+int pd_openai_remodel(pd_buf_t *out, const char *b, size_t n, const pd_openai_reply_t *r,
+                      const char *model);
 
 /* Whether a parsed upstream body is an OpenAI error object ({"error": {"message": ...}}). */
 int pd_openai_is_error(const json_t *body);

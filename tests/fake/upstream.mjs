@@ -626,6 +626,13 @@ async function handle(req, res, st) {
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': 9, ...extra });
     return res.end('{not json');
   }
+  if (typeof spec.raw_body === 'string') {
+    // Exactly these bytes (base64 in the spec, so any byte can be sent), whatever was asked.
+    const raw = Buffer.from(spec.raw_body, 'base64');
+    res.writeHead(200, { 'content-type': spec.raw_content_type || 'application/json',
+      'content-length': raw.length, ...extra });
+    return res.end(raw);
+  }
   const sp = { ...spec, headers: extra };
 
   switch (route) {

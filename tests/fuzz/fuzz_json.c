@@ -1,11 +1,14 @@
-/* Fuzz target: the JSON readers of proxy/openai.c, differential against jansson's json_loadb
- * (flags 0), which is the contract each of them states in openai.h:
+/* Fuzz target: base/json.c's one tokenizer and everything built on it, differential against
+ * jansson's json_loadb (flags 0), whose verdict each of them states as its contract:
+ *  - the tokenizer ends with PD_JSON_END exactly when json_loadb accepts the text;
  *  - pd_json_load gives json_loadb's verdict and the same tree;
- *  - pd_json_load_reply gives json_loadb's verdict, and either the reply cut down to the members
- *    the forcing engine reads or (its json_loadb fallback) the whole tree;
- *  - pd_json_check_object accepts every object jansson accepts within its 64 levels, and says 2
- *    only when jansson's tree has a top-level "error"; pd_json_check_reply's "usage" span parses
- *    to jansson's top-level "usage";
+ *  - pd_openai_load_reply (core/openai.c) gives json_loadb's verdict and the reply cut down to the
+ *    members the forcing engine reads (tests/lib/reply_cut.h), or for an array the whole tree;
+ *  - pd_json_check_object says 1 or 2 exactly for the objects jansson accepts, 2 exactly when its
+ *    tree has a top-level "error"; pd_json_check_reply's "usage" span parses to jansson's
+ *    top-level "usage";
+ *  - pd_openai_check_reply and pd_openai_remodel: the reply with the client's model name put
+ *    back parses, has that name, and is otherwise jansson's tree;
  *  - pd_json_write of jansson's tree is byte for byte json_dumps(JSON_COMPACT).
  * Any difference aborts, so libFuzzer keeps the input. */
 #include <jansson.h>
@@ -13,8 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../lib/json_depth.h"
 #include "../lib/reply_cut.h"
+#include "base/json.h"
 #include "core/openai.h"
 
 static void check_write(const json_t *v) {
@@ -29,15 +32,51 @@ static void check_write(const json_t *v) {
   free(want);
 }
 
+static int scan_accepts(const char *b, size_t n) {
+  pd_json_scan_t s;
+  pd_json_tok_t t;
+  pd_json_scan_init(&s, b, n);
+  int type;
+  while ((type = pd_json_next(&s, &t)) > 0)
+    ;
+  return type == PD_JSON_END;
+}
+
+static void check_remodel(const char *b, size_t n, const json_t *full) {
+  pd_openai_reply_t r;
+  int rc = pd_openai_check_reply(b, n, &r);
+  if (rc != (json_object_get(full, "error") ? 2 : 1))
+    abort();
+  if (!json_object_get(full, "model") != !r.model)
+    abort();
+  pd_buf_t out;
+  pd_buf_init(&out);
+  if (pd_openai_remodel(&out, b, n, &r, "client") != 0)
+    abort();
+  json_t *j = json_loadb(pd_buf_data(&out), out.len, 0, NULL);
+  if (!j)
+    abort();
+  json_t *want = json_deep_copy(full);
+  if (r.model)
+    json_object_set_new(want, "model", json_string("client"));
+  if (!json_equal(j, want))
+    abort();
+  json_decref(want);
+  json_decref(j);
+  pd_buf_free(&out);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   const char *b = (const char *)data;
   json_error_t err;
   json_t *full = json_loadb(b, size, 0, NULL);
   json_t *whole = pd_json_load(b, size, &err);
-  json_t *reply = pd_json_load_reply(b, size);
+  json_t *reply = pd_openai_load_reply(b, size);
   int check = pd_json_check_object(b, size);
+  if (scan_accepts(b, size) != !!full)
+    abort();
   if (!full) {
-    if (whole || reply)
+    if (whole || reply || check)
       abort(); /* accepted what jansson rejects */
     return 0;
   }
@@ -45,16 +84,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     abort();
   if (!reply)
     abort(); /* rejected what jansson accepts */
-  json_t *cut = json_is_object(full) ? cut_reply(full) : NULL;
-  if (!(cut && json_equal(reply, cut)) && !json_equal(reply, full))
+  json_t *cut = json_is_object(full) ? cut_reply(full) : json_incref(full);
+  if (!json_equal(reply, cut))
     abort();
-  /* jansson 2.14 drops a NUL byte that follows a number or a literal ({"a":5\0}: its lexer
-   * takes the pushed-back NUL for the end of its look-ahead buffer); the check rejects it. */
-  if (json_is_object(full) && depth(full) <= 64 && !memchr(b, 0, size) && check == 0)
-    abort();
-  if (!json_is_object(full) && check != 0)
-    abort();
-  if (check == 2 && !json_object_get(full, "error"))
+  if (check != (!json_is_object(full) ? 0 : json_object_get(full, "error") ? 2 : 1))
     abort();
   /* The "usage" span pd_json_check_reply finds parses to jansson's top-level "usage". */
   const char *u = NULL;
@@ -67,6 +100,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!want != !got || (got && !json_equal(got, want)))
       abort();
     json_decref(got);
+    check_remodel(b, size, full);
   }
   check_write(full);
   json_decref(cut);

@@ -1,5 +1,5 @@
 /* Test support shared by tests/unit/core/test_openai.c and tests/fuzz/fuzz_json.c: the tree that
- * pd_json_load_reply must build for a reply, computed from jansson's whole tree by the rules in
+ * pd_openai_load_reply must build for a reply, computed from jansson's whole tree by the rules in
  * proxy/openai.h (choices[0] with its message/delta content, reasoning and tool_calls, text and
  * finish_reason; usage; error). Static functions: include it from one file of each program. */
 #ifndef PD_TEST_REPLY_CUT_H

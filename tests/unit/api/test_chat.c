@@ -33,7 +33,7 @@ static void test_registry(void **state) {
   assert_null(pd_api_find("", 0));
   assert_string_equal(pd_chat_api.id_prefix, "chatcmpl-");
   assert_true(pd_chat_api.relay);
-  assert_ptr_equal(pd_chat_api.scan, pd_chat_req_scan);
+  assert_ptr_equal(pd_chat_api.scan, pd_chat_scan_body);
 }
 
 static void test_request_options(void **state) {
