@@ -388,7 +388,7 @@ describe('earlier thinking is never sent upstream', () => {
     }
   };
 
-  for (const r of ['m0', 'r2']) {
+  for (const r of ['r0', 'm0', 'r2']) {
     for (const stream of [false, true]) {
       for (const [what, asst] of Object.entries(ASSISTANTS)) {
         it(`chat completions, ${r}, ${stream ? 'stream' : 'json'}: ${what}`, async () => {
