@@ -22,6 +22,22 @@ static json_t *J(const char *text) {
   return j;
 }
 
+/* The echo parts of a translated request as one JSON object (caller decrefs). */
+static json_t *echo_of(const pd_responses_req_t *r) {
+  pd_buf_t b;
+  pd_buf_init(&b);
+  pd_buf_appends(&b, "{");
+  pd_buf_append(&b, pd_buf_data(&r->echo_head) + 1, r->echo_head.len - 1); /* its comma */
+  pd_buf_append(&b, pd_buf_data(&r->echo_mid), r->echo_mid.len);
+  pd_buf_append(&b, pd_buf_data(&r->echo_tail), r->echo_tail.len);
+  pd_buf_appends(&b, "}");
+  json_t *j = json_loadb(pd_buf_data(&b), b.len, 0, NULL);
+  if (!j)
+    fail_msg("echo is not JSON: %.*s", (int)b.len, pd_buf_data(&b));
+  pd_buf_free(&b);
+  return j;
+}
+
 /* Translates text; expects success and returns the chat request (caller decrefs). */
 static json_t *chat_of(const char *text, pd_responses_req_t *out) {
   json_t *body = J(text);
@@ -66,11 +82,14 @@ static void test_string_input_and_instructions(void **state) {
                     "{\"role\":\"user\",\"content\":\"hi\"}]}");
   assert_int_equal(r.stream, 0);
   assert_int_equal(r.summary, 0);
-  assert_json_eq(r.echo, "{\"instructions\":\"be brief\",\"max_output_tokens\":null,"
-                         "\"parallel_tool_calls\":true,\"reasoning\":{\"effort\":null,"
-                         "\"summary\":null},\"temperature\":null,\"text\":{\"format\":{\"type\":"
-                         "\"text\"}},\"tool_choice\":\"auto\",\"tools\":[],\"top_p\":null,"
-                         "\"user\":null,\"metadata\":{}}");
+  json_t *e = echo_of(&r);
+  assert_json_eq(e, "{\"instructions\":\"be brief\",\"max_output_tokens\":null,"
+                    "\"parallel_tool_calls\":true,\"previous_response_id\":null,\"reasoning\":{"
+                    "\"effort\":null,\"summary\":null},\"store\":false,\"temperature\":null,"
+                    "\"text\":{\"format\":{\"type\":\"text\"}},\"tool_choice\":\"auto\","
+                    "\"tools\":[],\"top_p\":null,\"truncation\":\"disabled\",\"user\":null,"
+                    "\"metadata\":{}}");
+  json_decref(e);
   json_decref(c);
   pd_responses_req_free(&r);
 }
@@ -175,10 +194,11 @@ static void test_fields(void **state) {
          "\"logprobs\":true,\"ponder\":{\"rounds\":2},\"stream\":true}");
   assert_int_equal(r.stream, 1);
   assert_int_equal(r.summary, 1);
-  assert_json_eq(json_object_get(r.echo, "reasoning"),
-                 "{\"effort\":\"high\",\"summary\":\"auto\"}");
-  assert_json_eq(json_object_get(r.echo, "tool_choice"), "{\"type\":\"function\",\"name\":\"f\"}");
-  assert_int_equal(json_integer_value(json_object_get(r.echo, "max_output_tokens")), 50);
+  json_t *e = echo_of(&r);
+  assert_json_eq(json_object_get(e, "reasoning"), "{\"effort\":\"high\",\"summary\":\"auto\"}");
+  assert_json_eq(json_object_get(e, "tool_choice"), "{\"type\":\"function\",\"name\":\"f\"}");
+  assert_int_equal(json_integer_value(json_object_get(e, "max_output_tokens")), 50);
+  json_decref(e);
   json_decref(c);
   pd_responses_req_free(&r);
 }
