@@ -70,6 +70,7 @@ typedef struct pd_api_req {
   char parambuf[64];
 } pd_api_req_t;
 
+/* A writer's result when what it holds for the response would pass pd_api_resp_t.max_held. */
 #define PD_API_ETOOLARGE (-2)
 
 typedef struct pd_api {
@@ -89,9 +90,9 @@ typedef struct pd_api {
   /* Turns the client's parsed body (*body, an object; owned by the caller) into the engine's
    * request, a chat completions request tree, replacing *body when it translates (the old
    * tree released), and reads the request's options into *out (every field: the exchange does
-   * not clear it). r is the response being prepared (limit_param and max_held set, the rest
-   * zero): an API may keep what its writers need of the request in r->state, released by
-   * release(). Returns 0, or -1 for a 400 with out->msg and out->param. Runs before the
+   * not clear it). r is the response being prepared (model, display, limit_param and max_held
+   * set; id and created not yet): an API may keep what its writers need of the request in r->state,
+   * released by release(). Returns 0, or -1 for a 400 with out->msg and out->param. Runs before the
    * router, which then reads the engine's request (ponder, reasoning_effort, user). */
   int (*request)(json_t **body, pd_api_req_t *out, pd_api_resp_t *r);
   /* Releases what request() or the writers kept in r->state; runs once when the exchange is

@@ -423,3 +423,40 @@ describe('earlier thinking is never sent upstream', () => {
     assert.equal(log()[0].body.messages[1].content, asst.content);
   });
 });
+
+// The writer holds the streamed answer for its .done events and the completed response: bounded
+// by limits.max_reply_bytes like everything else ponder holds for a request.
+describe('responses: what the stream writer holds is bounded', () => {
+  let fake, p;
+  before(async () => {
+    fake = await startFake({ port: 0 });
+    const cfg = configFor(fake);
+    cfg.limits = { max_reply_bytes: 4096 };
+    cfg.routes = [route('r1', chatPolicy(1))];
+    p = await startPonder({ config: cfg });
+  });
+  after(async () => {
+    const r = p ? await p.stop('SIGTERM') : null;
+    await fake?.close();
+    if (r) assert.equal(r.code, 0, p.output());
+  });
+
+  it('an answer over limits.max_reply_bytes: response.failed, the upstream call cancelled', async () => {
+    fake.script({ content: 'short thought' }, { tokens: 3000 });
+    const r = await post(`${p.url}/r1/v1/responses`, { model: MODEL, input: Q, stream: true, max_output_tokens: 5000 });
+    assert.equal(r.status, 200);
+    const evs = responsesEvents(r.raw);
+    const last = evs.at(-1);
+    assert.equal(last.type, 'response.failed');
+    assert.match(last.response.error.message, /max_reply_bytes/);
+    assert.ok(evs.some((e) => e.type === 'response.output_text.delta'), 'the answer was streamed until then');
+    assert.equal(r.complete, false);
+  });
+
+  it('the same answer through chat completions streams whole (chat holds no answer)', async () => {
+    fake.script({ content: 'short thought' }, { tokens: 3000 });
+    const r = await post(`${p.url}/r1/v1/chat/completions`, { model: MODEL, messages: MSGS, stream: true, max_tokens: 5000 });
+    assert.equal(r.status, 200);
+    assert.equal(parseSSE(r.raw).at(-1), '[DONE]');
+  });
+});
