@@ -37,6 +37,9 @@ for (const sig of ['SIGTERM', 'SIGINT']) {
 const MSG = [{ role: 'user', content: 'Say hello to the benchmark.' }];
 const CHAT_BODY = JSON.stringify({ model: 'fake-model', messages: MSG });
 const STREAM_BODY = JSON.stringify({ model: 'fake-model', stream: true, messages: MSG });
+// (f): the same question through the Responses API (SPEC section 10).
+const RESP_BODY = JSON.stringify({ model: 'fake-model', input: MSG[0].content });
+const RESP_STREAM_BODY = JSON.stringify({ model: 'fake-model', stream: true, input: MSG[0].content });
 const AUTH = { authorization: 'Bearer sk-bench' };
 const portkeyHeaders = (port) => ({
   'x-portkey-provider': 'openai',
@@ -69,6 +72,11 @@ const T = {
   tls_nginx: { label: 'nginx → HTTPS (1 worker)', port: env.nginxTls.port, path: '/v1/chat/completions',
     pids: [env.nginxTls.pid], peer: true },
 };
+// (f) Responses against chat completions on the same routes (same policies, same upstream).
+T.resp = { label: 'ponder Responses, rounds 0', port: env.ponder1.port, path: '/r0/v1/responses',
+  pids: [env.ponder1.pid], rounds: 0, isPonder: true, body: RESP_BODY };
+T.resp_r1 = { label: 'ponder Responses, forced rounds 1', port: env.ponder1.port, path: '/r1/v1/responses',
+  pids: [env.ponder1.pid], rounds: 1, isPonder: true, body: RESP_BODY };
 for (const [k, t] of Object.entries(T)) t.key = k;
 
 // ---- /proc helpers -------------------------------------------------------------------------------
@@ -151,12 +159,12 @@ const countEvents = (sse) => (sse.match(/^data: /gm) || []).length;
 
 // Sanity probes: one request, then keep-alive reuse (3 requests on one connection).
 async function probe(t) {
-  const r = await request(t, { keep: true });
+  const r = await request(t, { keep: true, body: t.body || CHAT_BODY });
   const out = { status: r.status ?? r.err, rounds: r.headers?.['x-ponder-rounds'] };
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   let ok = 0, reused = 0, err = null;
   for (let i = 0; i < 3; i++) {
-    const k = await request(t, { agent });
+    const k = await request(t, { agent, body: t.body || CHAT_BODY });
     if (k.ok) { ok++; if (k.reused) reused++; } else { err = k.err || k.status; break; }
   }
   agent.destroy();
@@ -208,6 +216,7 @@ async function sequential(list = [T.direct, T.ponder, T.nginx, T.portkey], tag =
 
 // ---- wrk ------------------------------------------------------------------------------------------
 function runWrk(t, { body = CHAT_BODY, secs, pathOverride, conns = CFG.conns, threads = 2 }) {
+  body = t.body || body; // a target that speaks another API brings its own body
   return new Promise((resolve) => {
     const url = `${t.scheme || 'http'}://127.0.0.1:${t.port}${pathOverride || t.path}`;
     const hdrs = Object.entries({ ...AUTH, ...(t.headers || {}) }).map(([k, v]) => `${k}: ${v}`).join('\n');
@@ -336,6 +345,44 @@ async function streaming() {
   return Object.fromEntries(all.map((t) => [t.key, res[t.key]]));
 }
 
+// ---- (f) Responses against chat completions ------------------------------------------------------
+// The same question as a chat request and as a Responses request on the same route, non-streamed
+// and streamed, rounds 0 (chat: the byte relay; Responses: one translated call through the engine)
+// and forced rounds 1: proxy CPU per request, interleaved passes as in (b).
+async function responsesApi() {
+  const list = [];
+  for (const stream of [false, true]) {
+    for (const [c, r] of [[T.ponder, T.resp], [T.ponder_r1, T.resp_r1]]) {
+      const tag = stream ? ', stream' : '';
+      list.push({ ...c, key: `${c.key}${stream ? '_s' : ''}`, label: `${c.label}, chat${tag}`, api: 'chat', stream,
+        body: stream ? STREAM_BODY : CHAT_BODY });
+      list.push({ ...r, key: `${r.key}${stream ? '_s' : ''}`, label: `${r.label}${tag}`, api: 'responses', stream,
+        body: stream ? RESP_STREAM_BODY : RESP_BODY, chat: `${c.key}${stream ? '_s' : ''}` });
+    }
+  }
+  const res = {};
+  const ok = [];
+  for (const t of list) {
+    const p = await request(t, { body: t.body, keep: true, timeoutMs: 5000 });
+    const done = !t.stream || (t.api === 'chat' ? /data: \[DONE\]/.test(p.body) : /event: response\.completed/.test(p.body));
+    if (!p.ok || !done) {
+      res[t.key] = { label: t.label, failed: `probe: ${p.err || 'status ' + p.status}${p.ok && !done ? ', incomplete stream' : ''}` };
+      log(`(f) ${t.label}: ${res[t.key].failed}`);
+      continue;
+    }
+    ok.push(t);
+  }
+  const runs = await wrkPasses(ok, { secs: CFG.streamSecs, passes: CFG.passes, tag: 'f' });
+  for (const t of ok) {
+    const w = runs.get(t);
+    res[t.key] = { label: t.label, api: t.api, chat: t.chat, rounds: t.rounds, stream: t.stream, ...w,
+      cpuPerReqUs: w.requests ? w.cpu / w.requests * 1e6 : NaN };
+    log(`(f) ${t.label}: ${w.failed ? 'FAILED ' + w.failed : `median ${w.rps.toFixed(0)} req/s, errors ${fmtErr(w)}, ` +
+      `proxy CPU ${res[t.key].cpuPerReqUs.toFixed(1)} µs/req`}`);
+  }
+  return Object.fromEntries(list.map((t) => [t.key, res[t.key]]));
+}
+
 // ---- (d) memory with many slow streams ------------------------------------------------------------
 async function slowConfig(body) {
   return new Promise((resolve) => {
@@ -459,7 +506,7 @@ const ratio = (x, best) => {
 };
 const bestOf = (vals, lower) => { const v = vals.filter(Number.isFinite); return v.length ? (lower ? Math.min(...v) : Math.max(...v)) : NaN; };
 
-function report({ seq, tput, strm, mem, tls, probes, started, secs }) {
+function report({ seq, tput, strm, mem, tls, rapi, probes, started, secs }) {
   const L = [];
   const stamp = started.toISOString().replace('T', ' ').slice(0, 19);
   L.push(`# ponder benchmark — ${stamp} UTC${QUICK ? ' (--quick)' : ''}`, '');
@@ -553,6 +600,17 @@ function report({ seq, tput, strm, mem, tls, probes, started, secs }) {
   }
   L.push('', 'Ratios in this table are to nginx → HTTPS. ponder reaches the TLS upstream with its native clients (HTTP/2 by ALPN, as nginx offers it); nginx proxies over HTTP/1.1 keep-alive connections.', '');
 
+  // (f)
+  L.push(`## (f) Responses API against chat completions: the same question on the same route, wrk ${CFG.conns} connections, ${CFG.passes} interleaved pass(es) × ${CFG.streamSecs} s`, '',
+    '| target | requests/s | proxy CPU per request | vs chat on the same route | errors |', '|---|---|---|---|---|');
+  for (const w of Object.values(rapi)) {
+    if (w.failed) { L.push(`| ${w.label} | FAILED: ${w.failed} | | | |`); continue; }
+    const c = w.chat ? rapi[w.chat] : null;
+    L.push(`| ${w.label} | ${f(w.rps)} | ${f(w.cpuPerReqUs, 1)} µs | ${c && !c.failed ? ratio(w.cpuPerReqUs, c.cpuPerReqUs).trim() : '—'} | ${fmtErr(w)} |`);
+  }
+  L.push('', 'At rounds 0 chat completions are relayed byte for byte while a Responses request is translated and runs as one ' +
+    'plain engine call (its reply read and written as a Responses object or event stream).', '');
+
   // targets
   const tg = [];
   const add = (name, measured, pass, note = '') => tg.push({ name, measured, pass, note });
@@ -596,6 +654,14 @@ function report({ seq, tput, strm, mem, tls, probes, started, secs }) {
     add('HTTPS forced rounds 6 CPU per upstream call ≤ 1.2× HTTPS pass-through\'s',
       `${f(t6.cpuPerCallUs, 1)} vs ${f(tp.cpuPerCallUs, 1)} µs${ratio(t6.cpuPerCallUs, tp.cpuPerCallUs)}`,
       ok6 && t6.cpuPerCallUs <= 1.2 * tp.cpuPerCallUs, ok6 ? '' : `errors: ${fmtErr(t6)}`);
+  }
+  for (const w of Object.values(rapi)) {
+    if (!w.chat) continue;
+    const c = rapi[w.chat];
+    const good = !w.failed && !c?.failed && w.errors === 0 && c.errors === 0;
+    add(`Responses CPU per request ≤ 1.2× chat's (rounds ${w.rounds}${w.stream ? ', stream' : ''})`,
+      good ? `${f(w.cpuPerReqUs, 1)} vs ${f(c.cpuPerReqUs, 1)} µs${ratio(w.cpuPerReqUs, c.cpuPerReqUs)}` : 'not measured',
+      good && w.cpuPerReqUs <= 1.2 * c.cpuPerReqUs, good ? '' : `errors: ${w.failed || fmtErr(w)} / ${c?.failed || fmtErr(c)}`);
   }
   L.push('## Targets', '', '| target | measured | result |', '|---|---|---|');
   for (const t of tg) L.push(`| ${t.name} | ${t.measured} | ${t.pass == null ? 'SKIPPED' : t.pass ? 'PASS' : 'FAIL'}${t.note ? ' — ' + t.note : ''} |`);
@@ -651,7 +717,7 @@ async function main() {
   started.load = os.loadavg()[0].toFixed(2);
   log(`mode: ${QUICK ? 'quick' : 'full'}`);
   const probes = {};
-  for (const k of ['direct', 'ponder', 'ponder_r1', 'ponder_r6', 'ponder2', 'nginx', 'portkey', 'tls_ponder', 'tls_ponder_r6', 'tls_nginx']) {
+  for (const k of ['direct', 'ponder', 'ponder_r1', 'ponder_r6', 'ponder2', 'nginx', 'portkey', 'tls_ponder', 'tls_ponder_r6', 'tls_nginx', 'resp', 'resp_r1']) {
     probes[k] = await probe(T[k]);
     log(`probe ${T[k].label}: status ${probes[k].status}, keep-alive ${probes[k].keepalive}`);
     if (probes[k].keepalive !== 'ok') problems.push(`${T[k].label}: ${probes[k].keepalive}.`);
@@ -668,6 +734,9 @@ async function main() {
   log('(e) HTTPS upstream');
   const tls = await https();
   checkAlive('the HTTPS runs');
+  log('(f) Responses against chat completions');
+  const rapi = await responsesApi();
+  checkAlive('the Responses runs');
   log('(d) memory and concurrency');
   const mem = await memory();
   checkAlive('the memory runs');
@@ -680,7 +749,7 @@ async function main() {
     } catch {}
   }
   const secs = (Date.now() - started) / 1000;
-  const { md, targets } = report({ seq, tput, strm, mem, tls, probes, started, secs });
+  const { md, targets } = report({ seq, tput, strm, mem, tls, rapi, probes, started, secs });
   const ts = started.toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
   fs.mkdirSync(env.results, { recursive: true });
   const out = path.join(env.results, `bench-${ts}.md`);

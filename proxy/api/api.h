@@ -33,13 +33,20 @@ typedef union pd_api_state {
 /* One response as the writers see it. The exchange fills it once the response is decided
  * (before the first writer runs) and keeps it until the request ends. */
 typedef struct pd_api_resp {
-  char id[48];              /* the response's id (api->id_prefix + random) */
-  long created;             /* unix seconds */
-  const char *model;        /* the model name the client asked for (borrowed) */
-  pd_reasoning_t reasoning; /* the route's display mode: field, inline or hidden */
-  int n;                    /* choices (the engine runs one chain per choice) */
-  int include_usage;        /* the client asked for usage in the stream */
-  pd_api_state_t state;     /* the API's own */
+  char id[48];                          /* the response's id (api->id_prefix + random) */
+  long created;                         /* unix seconds */
+  const char *model;                    /* the model name the client asked for (borrowed) */
+  pd_reasoning_t reasoning;             /* the route's display mode: field, inline or hidden */
+  pd_reasoning_field_t reasoning_field; /* the route's name for the field display's thinking,
+                                           where the API's objects have no reasoning of their
+                                           own (chat messages and deltas) */
+  int n;                                /* choices (the engine runs one chain per choice) */
+  int include_usage;                    /* the client asked for usage in the stream */
+  const char *limit_param; /* the upstream's token limit parameter (borrowed; set before
+                              request(): an API whose request names a limit maps it to this) */
+  long max_held;           /* > 0: bound on what a writer may hold for one response (the text
+                              its later events repeat): limits.max_reply_bytes */
+  pd_api_state_t state;    /* the API's own */
 } pd_api_resp_t;
 
 /* One choice of a response (one engine chain). */
@@ -57,10 +64,14 @@ typedef struct pd_api_req {
   const char *rounds_param; /* the rounds override as the client named it, or NULL when absent */
   const char *effort_param; /* the reasoning effort as the client named it, or NULL */
   /* A 400 invalid_request_error when request() fails: message and param (may be NULL), static
-   * or in msgbuf. */
+   * or in msgbuf and parambuf. */
   const char *msg, *param;
-  char msgbuf[256];
+  char msgbuf[320];
+  char parambuf[64];
 } pd_api_req_t;
+
+/* A writer's result when what it holds for the response would pass pd_api_resp_t.max_held. */
+#define PD_API_ETOOLARGE (-2)
 
 typedef struct pd_api {
   const char *name;      /* for logs: "chat.completions" */
@@ -79,11 +90,18 @@ typedef struct pd_api {
   /* Turns the client's parsed body (*body, an object; owned by the caller) into the engine's
    * request, a chat completions request tree, replacing *body when it translates (the old
    * tree released), and reads the request's options into *out (every field: the exchange does
-   * not clear it). Returns 0, or -1 for a 400 with out->msg and out->param. Runs before the
+   * not clear it). r is the response being prepared (model, display, limit_param and max_held
+   * set; id and created not yet): an API may keep what its writers need of the request in r->state,
+   * released by release(). Returns 0, or -1 for a 400 with out->msg and out->param. Runs before the
    * router, which then reads the engine's request (ponder, reasoning_effort, user). */
-  int (*request)(json_t **body, pd_api_req_t *out);
+  int (*request)(json_t **body, pd_api_req_t *out, pd_api_resp_t *r);
+  /* Releases what request() or the writers kept in r->state; runs once when the exchange is
+   * freed, whether or not request() ran or succeeded. NULL: nothing to release. */
+  void (*release)(pd_api_resp_t *r);
 
-  /* The writers: each appends to out; they fail only when memory runs out. */
+  /* The writers: each appends to out and returns 0, -1 when memory runs out, or
+   * PD_API_ETOOLARGE when what it holds would pass r->max_held (the exchange then fails the
+   * response: 502 before it started, the error event after). */
   /* The whole response of a non-streamed request from the chains' results. */
   int (*final)(pd_buf_t *out, pd_api_resp_t *r, const pd_result_t *results, size_t n);
   /* The stream's opening, once, before any delta. */
@@ -105,6 +123,8 @@ typedef struct pd_api {
 
 /* Chat Completions (chat.c). */
 extern const pd_api_t pd_chat_api;
+/* The Responses API (responses_api.c, over responses.c). */
+extern const pd_api_t pd_responses_api;
 
 /* The API serving `rest` (the path after [prefix]/v1, not NUL-terminated), or NULL. The
  * returned table is static. */
@@ -116,5 +136,17 @@ const pd_api_t *pd_api_find(const char *rest, size_t len);
  * relayed without an API. */
 int pd_api_sse_error(pd_buf_t *out, const char *upstream, size_t ulen, const char *message,
                      const char *type, const char *code);
+
+/* Earlier thinking is never sent upstream (SPEC section 5). pd_api_strip_think moves *s and
+ * *n past a leading "<think>" ... "</think>" block and up to two newlines after it (as the inline
+ * display writes it); text without a closed leading block is left as it is. */
+void pd_api_strip_think(const char **s, size_t *n);
+
+/* Removes the earlier thinking from a chat messages array in place: the `reasoning_content` and
+ * `reasoning` members of assistant messages, and a leading <think> block of their text (a
+ * string content, or the first text part). Returns the number of messages changed, or -1 when
+ * memory ran out. Anything that is not an array of objects is left alone (validation is the
+ * engine's). */
+int pd_api_strip_history(json_t *messages);
 
 #endif

@@ -1,7 +1,8 @@
 /* Chat Completions as a client API (POST [prefix]/v1/chat/completions): its request is the
  * engine's request as it is, and the engine's outputs become chat.completion objects and
  * chat.completion.chunk events (core/openai.h writes the shapes). Owns the chat-specific
- * request checks and the per-choice display state of the inline mode (the <think> block). */
+ * request checks (and the removal of earlier thinking from the messages) and the per-choice display
+ * state of the inline mode (the <think> block). */
 #include <string.h>
 
 #include "api/api.h"
@@ -12,13 +13,24 @@ typedef struct chat_choice {
 } chat_choice_t;
 _Static_assert(sizeof(chat_choice_t) <= PD_API_STATE_BYTES, "chat choice state fits");
 
+/* The names the field display writes the thinking under (reasoning_field, SPEC section 6). */
+static const char *const *rfields(const pd_api_resp_t *r) {
+  static const char *const content[] = {"reasoning_content", NULL},
+                           *const reasoning[] = {"reasoning", NULL},
+                           *const both[] = {"reasoning_content", "reasoning", NULL};
+  return r->reasoning_field == PD_RFIELD_REASONING ? reasoning
+         : r->reasoning_field == PD_RFIELD_BOTH    ? both
+                                                   : content;
+}
+
 static pd_chunk_ctx_t ctx(const pd_api_resp_t *r) {
   pd_chunk_ctx_t c = {r->id, r->created, r->model};
   return c;
 }
 
 /* Validates the request (what the engine needs, and a model) and reads its options. */
-static int chat_request(json_t **bodyp, pd_api_req_t *out) {
+static int chat_request(json_t **bodyp, pd_api_req_t *out, pd_api_resp_t *r) {
+  (void)r;
   json_t *body = *bodyp;
   memset(out, 0, offsetof(pd_api_req_t, msgbuf));
   const char *msg = NULL, *param = NULL;
@@ -29,10 +41,16 @@ static int chat_request(json_t **bodyp, pd_api_req_t *out) {
     out->param = param;
     return -1;
   }
+  /* Earlier thinking is not part of the conversation (SPEC section 5), at every rounds. */
+  int stripped = pd_api_strip_history(json_object_get(body, "messages"));
+  if (stripped < 0) {
+    out->msg = "Out of memory.";
+    return -1;
+  }
   json_t *ponder = json_object_get(body, "ponder");
   json_t *effort = json_object_get(body, "reasoning_effort");
   /* Both keys are the router's: it removes or rewrites them, so the bytes no longer match. */
-  out->verbatim = !ponder && !effort;
+  out->verbatim = !ponder && !effort && !stripped;
   out->rounds_param = json_object_get(ponder, "rounds") ? "ponder.rounds" : NULL;
   out->effort_param = effort ? "reasoning_effort" : NULL;
   out->stream = json_is_true(json_object_get(body, "stream"));
@@ -42,7 +60,8 @@ static int chat_request(json_t **bodyp, pd_api_req_t *out) {
 }
 
 static int chat_final(pd_buf_t *out, pd_api_resp_t *r, const pd_result_t *results, size_t n) {
-  return pd_openai_completion(out, r->id, r->created, r->model, r->reasoning, results, n);
+  return pd_openai_completion_named(out, r->id, r->created, r->model, r->reasoning, rfields(r),
+                                    results, n);
 }
 
 /* One role chunk per choice. */
@@ -67,7 +86,7 @@ static int delta_think(pd_buf_t *out, pd_api_resp_t *r, pd_api_choice_t *ch, con
   if (r->reasoning == PD_REASONING_HIDDEN)
     return 0;
   if (r->reasoning == PD_REASONING_FIELD)
-    return pd_openai_chunk_text(out, &c, ch->index, "reasoning_content", o->text, o->len);
+    return pd_openai_chunk_texts(out, &c, ch->index, rfields(r), o->text, o->len);
   chat_choice_t *s = (chat_choice_t *)ch->state.bytes;
   int rc = 0;
   if (!s->think_open) {

@@ -48,29 +48,83 @@ static int raw_is(const pd_json_tok_t *k, const char *name, size_t n) {
   return k->len == n && memcmp(k->s, name, n) == 0;
 }
 
+/* Text that may open with an inline <think> block: "<think>", or an escape that may decode to
+ * it. */
+static int may_think(const pd_json_tok_t *v) {
+  return v->type == PD_JSON_STRING && v->len > 0 &&
+         (v->s[0] == '\\' || (v->len >= 7 && memcmp(v->s, "<think>", 7) == 0));
+}
+
+/* A content array (its '[' read): *think set when a part's "text" may open with a <think>
+ * block. -1 when the text is refused or a key is escaped. */
+static int scan_parts(pd_json_scan_t *s, int *think) {
+  pd_json_tok_t t, k, v;
+  for (;;) {
+    int type = pd_json_next(s, &t);
+    if (type == PD_JSON_ARRAY_END)
+      return 0;
+    if (type <= PD_JSON_END)
+      return -1;
+    if (type != PD_JSON_OBJECT) {
+      if (pd_json_skip(s, &t) < 0)
+        return -1;
+      continue;
+    }
+    for (;;) {
+      type = pd_json_next(s, &k);
+      if (type == PD_JSON_OBJECT_END)
+        break;
+      if (type != PD_JSON_KEY || k.esc)
+        return -1;
+      pd_json_next(s, &v);
+      if (pd_json_skip(s, &v) < 0)
+        return -1;
+      *think |= raw_is(&k, "text", 4) && may_think(&v);
+    }
+  }
+}
+
 /* One message object (its '{' read): the types of the last "role" and "content" into
- * role/content; -1 when the text is refused or a key is escaped. */
-static int scan_message(pd_json_scan_t *s, int *role, int *content) {
+ * role/content, and *thinking set when it may hold earlier thinking the tree path removes
+ * (SPEC section 5): an assistant message (or one whose role is escaped) with a
+ * "reasoning_content" or "reasoning" member, or a content (or a content part's text) that
+ * starts with "<think>" or with an escape, which may decode to it. Duplicate keys count whichever
+ * occurrence looks so. -1 when the text is refused or a key is escaped. */
+static int scan_message(pd_json_scan_t *s, int *role, int *content, int *thinking) {
   pd_json_tok_t k, v;
+  int asst = 0, rkey = 0, think = 0;
   for (;;) {
     int type = pd_json_next(s, &k);
-    if (type == PD_JSON_OBJECT_END)
+    if (type == PD_JSON_OBJECT_END) {
+      *thinking = asst && (rkey || think);
       return 0;
+    }
     if (type != PD_JSON_KEY || k.esc)
       return -1;
     pd_json_next(s, &v);
+    if (v.type == PD_JSON_ARRAY && raw_is(&k, "content", 7)) {
+      *content = v.type;
+      if (scan_parts(s, &think) < 0)
+        return -1;
+      continue;
+    }
     if (pd_json_skip(s, &v) < 0)
       return -1;
-    if (raw_is(&k, "role", 4))
+    if (raw_is(&k, "role", 4)) {
       *role = v.type;
-    else if (raw_is(&k, "content", 7))
+      asst |= v.type == PD_JSON_STRING && (v.esc || raw_is(&v, "assistant", 9));
+    } else if (raw_is(&k, "content", 7)) {
       *content = v.type;
+      think |= may_think(&v);
+    } else if (raw_is(&k, "reasoning_content", 17) || raw_is(&k, "reasoning", 9)) {
+      rkey = 1;
+    }
   }
 }
 
 /* The "messages" array (its '[' read): 1 when it has at least one element and each is an
- * object with a string "role" and a string, array or null "content" (or none), 0 when not,
- * -1 when refused. */
+ * object with a string "role" and a string, array or null "content" (or none), and none may
+ * hold earlier thinking; 0 when not (the tree path decides), -1 when refused. */
 static int scan_messages(pd_json_scan_t *s) {
   pd_json_tok_t t;
   int ok = 1;
@@ -85,11 +139,12 @@ static int scan_messages(pd_json_scan_t *s) {
         return -1;
       continue;
     }
-    int role = PD_JSON_END, content = PD_JSON_END;
-    if (scan_message(s, &role, &content) < 0)
+    int role = PD_JSON_END, content = PD_JSON_END, thinking = 0;
+    if (scan_message(s, &role, &content, &thinking) < 0)
       return -1;
-    if (role != PD_JSON_STRING || !(content == PD_JSON_END || content == PD_JSON_STRING ||
-                                    content == PD_JSON_ARRAY || content == PD_JSON_NULL))
+    if (role != PD_JSON_STRING || thinking ||
+        !(content == PD_JSON_END || content == PD_JSON_STRING || content == PD_JSON_ARRAY ||
+          content == PD_JSON_NULL))
       ok = 0;
   }
 }

@@ -19,7 +19,10 @@ typedef struct pd_chat_scan {
 /* Reads a chat request body in one pass without allocating. Returns 1 when b is one JSON
  * object that json_loadb(b, n, 0) accepts and pd_engine_validate passes, with a string
  * "model", no "ponder" and no "reasoning_effort" key, and no escapes in "model", in "user" (a
- * string) or in any key at the top level, of a message or of "stream_options"; out is then
+ * string) or in any key at the top level, of a message or of "stream_options", and no earlier
+ * thinking the tree path would remove (an assistant message with "reasoning_content" or
+ * "reasoning", or whose content or a content part's text starts with "<think>" or with an
+ * escape: SPEC section 5); out is then
  * filled (pointers into b; duplicate keys: the last counts, as in jansson). Returns 0 otherwise;
  * for a body with such escapes that jansson accepts, the caller takes the jansson path. */
 int pd_chat_scan_body(const char *b, size_t n, pd_chat_scan_t *out);

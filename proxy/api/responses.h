@@ -21,14 +21,17 @@
 
 /* ---- request translation -------------------------------------------------------------------- */
 
-/* A translated request. Both trees are owned (pd_responses_req_free). */
+/* A translated request, owned (pd_responses_req_free). */
 typedef struct pd_responses_req {
   json_t *chat; /* the chat-completions body: model, messages, tools, ... as the engine takes it */
-  json_t *echo; /* what the response object repeats: instructions, max_output_tokens,
-                   parallel_tool_calls, reasoning, temperature, text, tool_choice, tools, top_p,
-                   user, metadata (defaults filled in) */
-  int stream;   /* "stream": true */
-  int summary;  /* reasoning.summary asked for: thinking comes as summary parts too */
+  /* What the response object repeats, defaults filled in, as JSON members each with its
+   * leading comma, written once at translation (a stream repeats the object in three events),
+   * in the object's order: head: instructions, max_output_tokens; mid: parallel_tool_calls,
+   * previous_response_id (null), reasoning, store (false), temperature, text, tool_choice,
+   * tools, top_p, truncation ("disabled"); tail: user, metadata. */
+  pd_buf_t echo_head, echo_mid, echo_tail;
+  int stream;  /* "stream": true */
+  int summary; /* reasoning.summary asked for: thinking comes as summary parts too */
 } pd_responses_req_t;
 
 /* A 400 invalid_request_error: the message (may quote, cut, what the client sent) and the param
@@ -42,8 +45,8 @@ typedef struct pd_responses_error {
  * takes ("max_tokens" or "max_completion_tokens"; NULL: "max_tokens") for max_output_tokens.
  * Earlier thinking is dropped (reasoning items, and a leading <think> block of assistant text:
  * SPEC section 5). Returns 0 with *out filled (free with pd_responses_req_free), -1 with *err
- * filled for a 400 (nothing to free), or -2 when out of memory. `body` is only read, and both
- * trees share (hold references to) parts of it: do not change body afterwards. */
+ * filled for a 400 (nothing to free), or -2 when out of memory. `body` is only read, and the
+ * chat tree shares (holds references to) parts of it: do not change body afterwards. */
 int pd_responses_translate(const json_t *body, const char *limit_param, pd_responses_req_t *out,
                            pd_responses_error_t *err);
 void pd_responses_req_free(pd_responses_req_t *r);

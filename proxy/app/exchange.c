@@ -29,6 +29,8 @@ static void ex_free(pd_exchange_t *ex) {
     pd_reply_free(&ch->reply);
   }
   free(ex->chains);
+  if (ex->api && ex->api->release)
+    ex->api->release(&ex->resp);
   json_decref(ex->body);
   free(ex->client_model);
   pd_buf_free(&ex->out);

@@ -27,6 +27,22 @@ static void keepalive_tick(uv_timer_t *t) {
   pd_exchange_leave(ex);
 }
 
+/* A writer of the API refused: what it holds for the response would pass max_reply_bytes, or
+ * memory ran out. Returns 1 when the exchange failed. */
+static int writer_failed(pd_exchange_t *ex, int rc) {
+  if (rc >= 0)
+    return 0;
+  if (rc == PD_API_ETOOLARGE) {
+    char msg[200];
+    snprintf(msg, sizeof msg, "The response exceeds limits.max_reply_bytes (%ld bytes).",
+             ex->cfg->limits.max_reply_bytes);
+    pd_exchange_fail(ex, 502, msg, "upstream_error", "upstream_error");
+  } else {
+    pd_exchange_fail(ex, 500, "Out of memory.", "server_error", "internal_error");
+  }
+  return 1;
+}
+
 static void start_stream(pd_exchange_t *ex) {
   if (ex->started)
     return;
@@ -38,7 +54,7 @@ static void start_stream(pd_exchange_t *ex) {
   extra[n++] = "no-cache";
   extra[n] = NULL;
   pd_res_start(ex->req, 200, "text/event-stream", extra, -1);
-  ex->api->stream_start(&ex->out, &ex->resp);
+  writer_failed(ex, ex->api->stream_start(&ex->out, &ex->resp));
   if (ex->route->reasoning == PD_REASONING_HIDDEN) {
     uv_timer_init(&ex->w->loop, &ex->keepalive);
     ex->keepalive.data = ex;
@@ -56,14 +72,15 @@ static void on_emit(void *ud, const pd_out_t *o) {
   start_stream(ex);
   if (o->len == 0 && (o->kind == PD_OUT_THINK || o->kind == PD_OUT_CONTENT))
     return;
-  ex->api->delta(&ex->out, &ex->resp, &ch->choice, o);
+  writer_failed(ex, ex->api->delta(&ex->out, &ex->resp, &ch->choice, o));
 }
 
 static void complete(pd_exchange_t *ex) {
   pd_exchange_sum_usage(ex);
   if (ex->stream) {
     start_stream(ex);
-    ex->api->stream_end(&ex->out, &ex->resp, &ex->usage);
+    if (ex->failed || writer_failed(ex, ex->api->stream_end(&ex->out, &ex->resp, &ex->usage)))
+      return;
     pd_exchange_flush(ex);
     ex->req->status = 200;
     pd_res_end(ex->req, 0);
@@ -71,12 +88,17 @@ static void complete(pd_exchange_t *ex) {
     pd_result_t *res = calloc((size_t)ex->n, sizeof *res);
     pd_buf_t b;
     pd_buf_init(&b);
+    int rc = -1;
     if (res) {
       for (int i = 0; i < ex->n; i++)
         pd_engine_result(ex->chains[i].eng, &res[i]);
-      ex->api->final(&b, &ex->resp, res, (size_t)ex->n);
+      rc = ex->api->final(&b, &ex->resp, res, (size_t)ex->n);
     }
     free(res);
+    if (writer_failed(ex, rc)) {
+      pd_buf_free(&b);
+      return;
+    }
     const char *extra[8];
     size_t n = 0;
     pd_upreq_ponder_headers(ex, 0, extra, &n);
@@ -136,6 +158,8 @@ static int on_sse_event(void *ud, const char *data, size_t len) {
   }
   int rc = pd_engine_on_chunk(ch->eng, j, on_emit, ch);
   json_decref(j);
+  if (ex->finished) /* a writer refused what the chunk emitted */
+    return 1;
   if (rc < 0) {
     fail_engine(ch, rc, "The upstream sent a stream chunk ponder cannot read.");
     return 1;
@@ -203,6 +227,8 @@ static void chain_on_done(void *ud, int result, const char *errmsg) {
     if (ex->finished)
       goto out;
     int rc = pd_engine_on_call_end(ch->eng, on_emit, ch);
+    if (ex->finished)
+      goto out;
     if (rc < 0) {
       fail_engine(ch, rc, "The upstream stream could not be read.");
       goto out;
@@ -240,7 +266,8 @@ static void chain_next(pd_chain_t *ch) {
       /* The answer call's own reason: a chain is done only after a complete answer call. */
       pd_result_t res;
       pd_engine_result(ch->eng, &res);
-      ex->api->finish(&ex->out, &ex->resp, &ch->choice, res.finish_reason);
+      if (writer_failed(ex, ex->api->finish(&ex->out, &ex->resp, &ch->choice, res.finish_reason)))
+        return;
       pd_exchange_flush(ex);
     }
     if (--ex->active == 0)
@@ -274,7 +301,8 @@ void pd_forced_start(pd_exchange_t *ex, const pd_policy_t *pol) {
   int n = json_is_integer(nj) ? (int)json_integer_value(nj) : 1;
   /* Every call is counted before the first is made: n chains of rounds thinking calls and an
    * answer each (with min_think_tokens, rounds is the cap). */
-  long calls = pd_engine_max_calls(n, ex->rounds, 1), limit = ex->cfg->limits.max_upstream_calls;
+  long calls = pd_engine_max_calls(n, ex->rounds, pd_engine_should_force(ex->body, ex->rounds)),
+       limit = ex->cfg->limits.max_upstream_calls;
   if (calls > limit) {
     const char *param = n > 1                                       ? "n"
                         : pd_req_header(ex->req, "x-ponder-rounds") ? "x-ponder-rounds"

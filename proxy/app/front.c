@@ -138,7 +138,7 @@ static int resolve(pd_exchange_t *ex, json_t *body, pd_resolved_t *res) {
 static void start_api(pd_exchange_t *ex) {
   const pd_api_t *api = ex->api;
   pd_api_req_t q;
-  if (api->request(&ex->body, &q) < 0) {
+  if (api->request(&ex->body, &q, &ex->resp) < 0) {
     pd_exchange_fail_400(ex, q.msg, q.param);
     return;
   }
@@ -244,6 +244,9 @@ void pd_front_dispatch(void *ud, pd_req_t *r) {
   d.body = NULL;
   ex->resp.model = ex->client_model;
   ex->resp.reasoning = d.route ? d.route->reasoning : PD_REASONING_FIELD;
+  ex->resp.reasoning_field = d.route ? d.route->reasoning_field : PD_RFIELD_REASONING_CONTENT;
+  ex->resp.limit_param = d.upstream ? d.upstream->token_limit_param : NULL;
+  ex->resp.max_held = cfg->limits.max_reply_bytes;
   pd_dispatch_kind_t kind = d.kind;
   int scanned = d.scanned;
   pd_chat_scan_t scan = d.scan;

@@ -23,6 +23,12 @@ typedef enum {
   PD_DIALECT_LLAMACPP
 } pd_dialect_t;
 typedef enum { PD_REASONING_FIELD = 0, PD_REASONING_INLINE, PD_REASONING_HIDDEN } pd_reasoning_t;
+/* The name of the thinking field in chat completions messages and deltas (reasoning_field). */
+typedef enum {
+  PD_RFIELD_REASONING_CONTENT = 0, /* DeepSeek's name, and vLLM's before it renamed it */
+  PD_RFIELD_REASONING,             /* vLLM's and OpenRouter's */
+  PD_RFIELD_BOTH                   /* both, with the same text */
+} pd_reasoning_field_t;
 typedef enum { PD_STICKY_RANDOM = 0, PD_STICKY_HEADER, PD_STICKY_BODY_USER } pd_sticky_t;
 
 /* A forcing policy (SPEC section 3 "Forcing policy"). Every string is owned by the config. */
@@ -103,6 +109,7 @@ typedef struct pd_route {
   size_t upstream; /* index into pd_config_t.upstreams */
   char *model;     /* model sent upstream; NULL = the client's */
   pd_reasoning_t reasoning;
+  pd_reasoning_field_t reasoning_field;
   pd_sticky_t sticky;
   char *sticky_header; /* lower-case header name when sticky == PD_STICKY_HEADER */
   int allow_overrides;

@@ -10,12 +10,14 @@
 #include <string.h>
 
 _Static_assert(sizeof(pd_mode_t) == sizeof(int) && sizeof(pd_dialect_t) == sizeof(int) &&
-                   sizeof(pd_reasoning_t) == sizeof(int) && sizeof(pd_log_level_t) == sizeof(int),
+                   sizeof(pd_reasoning_t) == sizeof(int) && sizeof(pd_log_level_t) == sizeof(int) &&
+                   sizeof(pd_reasoning_field_t) == sizeof(int),
                "ENUM rows store an int");
 
 const char *const pd_schema_mode_names[] = {"chat", "prefill", "completions", NULL};
 const char *const pd_schema_dialect_names[] = {"vllm", "deepseek", "mistral", "llamacpp", NULL};
 const char *const pd_schema_reasoning_names[] = {"field", "inline", "hidden", NULL};
+static const char *const RFIELD_NAMES[] = {"reasoning_content", "reasoning", "both", NULL};
 const char *const pd_schema_level_names[] = {"error", "warn", "info", "debug", NULL};
 static const char *const LIMIT_PARAMS[] = {"max_tokens", "max_completion_tokens", NULL};
 
@@ -315,6 +317,13 @@ static const pd_schema_key_t ROUTE[] = {
      .def = "field",
      .names = pd_schema_reasoning_names,
      .doc = "`field`, `inline` or `hidden`"},
+    {.name = "reasoning_field",
+     .type = PD_SCHEMA_ENUM,
+     RT(reasoning_field),
+     .def = "reasoning_content",
+     .names = RFIELD_NAMES,
+     .doc = "the thinking's field name in chat completions messages and deltas with `reasoning: "
+            "field`: `reasoning_content`, `reasoning` or `both`"},
     {.name = "sticky",
      .type = PD_SCHEMA_CUSTOM,
      .def = "random",

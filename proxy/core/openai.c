@@ -145,6 +145,15 @@ int pd_openai_usage(pd_buf_t *b, const pd_usage_t *u) {
 
 int pd_openai_completion(pd_buf_t *b, const char *id, long created, const char *model,
                          pd_reasoning_t reasoning, const pd_result_t *results, size_t n) {
+  return pd_openai_completion_named(b, id, created, model, reasoning, NULL, results, n);
+}
+
+int pd_openai_completion_named(pd_buf_t *b, const char *id, long created, const char *model,
+                               pd_reasoning_t reasoning, const char *const *rfields,
+                               const pd_result_t *results, size_t n) {
+  static const char *const deflt[] = {"reasoning_content", NULL};
+  if (!rfields)
+    rfields = deflt;
   int rc = pd_buf_appends(b, "{\"id\":");
   rc |= append_str_or_null(b, id);
   rc |= pd_buf_appendf(b, ",\"object\":\"chat.completion\",\"created\":%ld,\"model\":", created);
@@ -173,8 +182,8 @@ int pd_openai_completion(pd_buf_t *b, const char *id, long created, const char *
     } else {
       rc |= pd_buf_append_json_str(b, r->content ? r->content : "", r->content_len);
     }
-    if (reasoning == PD_REASONING_FIELD && r->reasoning_len > 0) {
-      rc |= pd_buf_appends(b, ",\"reasoning_content\":");
+    for (size_t k = 0; reasoning == PD_REASONING_FIELD && r->reasoning_len > 0 && rfields[k]; k++) {
+      rc |= pd_buf_appendf(b, ",\"%s\":", rfields[k]);
       rc |= pd_buf_append_json_str(b, r->reasoning, r->reasoning_len);
     }
     if (has_tools) {
@@ -211,6 +220,18 @@ int pd_openai_chunk_text(pd_buf_t *b, const pd_chunk_ctx_t *c, int index, const 
     rc |= pd_buf_append_json_str(b, text, len);
   } else {
     rc |= pd_buf_appendf(b, "\"%s\":", field);
+    rc |= pd_buf_append_json_str(b, text, len);
+  }
+  rc |= pd_buf_appends(b, "},\"logprobs\":null,\"finish_reason\":null}]}\n\n");
+  return rc ? -1 : 0;
+}
+
+int pd_openai_chunk_texts(pd_buf_t *b, const pd_chunk_ctx_t *c, int index,
+                          const char *const *fields, const char *text, size_t len) {
+  int rc = chunk_head(b, c);
+  rc |= pd_buf_appendf(b, ",\"choices\":[{\"index\":%d,\"delta\":{", index);
+  for (size_t k = 0; fields[k]; k++) {
+    rc |= pd_buf_appendf(b, "%s\"%s\":", k ? "," : "", fields[k]);
     rc |= pd_buf_append_json_str(b, text, len);
   }
   rc |= pd_buf_appends(b, "},\"logprobs\":null,\"finish_reason\":null}]}\n\n");

@@ -56,6 +56,11 @@ void pd_openai_new_id(char *out, const char *prefix, uint64_t (*rnd)(void *), vo
 /* The final chat.completion for n chains; appended to b. */
 int pd_openai_completion(pd_buf_t *b, const char *id, long created, const char *model,
                          pd_reasoning_t reasoning, const pd_result_t *results, size_t n);
+/* pd_openai_completion with the field display's thinking under each name of rfields
+ * (NULL-terminated, static names; NULL: "reasoning_content" alone). */
+int pd_openai_completion_named(pd_buf_t *b, const char *id, long created, const char *model,
+                               pd_reasoning_t reasoning, const char *const *rfields,
+                               const pd_result_t *results, size_t n);
 
 /* Stream chunk helpers: each appends one whole SSE event "data: {...}\n\n". */
 typedef struct pd_chunk_ctx {
@@ -63,6 +68,11 @@ typedef struct pd_chunk_ctx {
   long created;
   const char *model;
 } pd_chunk_ctx_t;
+
+/* A delta with the same text under each name of fields (NULL-terminated; static names such
+ * as "reasoning_content" and "reasoning"), in one chunk. */
+int pd_openai_chunk_texts(pd_buf_t *b, const pd_chunk_ctx_t *c, int index,
+                          const char *const *fields, const char *text, size_t len);
 
 /* A delta with one text field: field is "content", "reasoning_content" or "role". */
 int pd_openai_chunk_text(pd_buf_t *b, const pd_chunk_ctx_t *c, int index, const char *field,

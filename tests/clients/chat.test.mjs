@@ -94,6 +94,59 @@ describe('Chat Completions clients through ponder', () => {
     assert.equal(chatCalls(env.fake)[0].body.messages[0].role, 'system');
   });
 
+  it('@openai/agents chat-completions model shows the thinking of reasoning_field: reasoning', async () => {
+    const runner = new Runner({
+      modelProvider: new OpenAIProvider({ baseURL: env.base, apiKey: 'sk-test', useResponses: false }),
+      tracingDisabled: true,
+    });
+    const agent = new Agent({ name: 'solver', instructions: 'Answer briefly.', model: 'reasoning-model' });
+    for (const stream of [false, true]) {
+      env.fake.reset();
+      forcedScript(env.fake);
+      const result = await runner.run(agent, 'What is six times seven?', { stream });
+      if (stream) await result.completed;
+      assert.equal(result.finalOutput, ANSWER);
+      const item = result.newItems.find((i) => i.type === 'reasoning_item');
+      assert.ok(item, `a reasoning item (stream ${stream})`);
+      assert.equal(item.rawItem.rawContent[0].text, THOUGHT);
+      assertForcedCalls(env.fake);
+    }
+  });
+
+  it('reasoning_field: reasoning names the field in messages and deltas (openai SDK)', async () => {
+    forcedScript(env.fake);
+    const c = await openai().chat.completions.create({ model: 'reasoning-model', messages: [{ role: 'user', content: 'Six times seven?' }] });
+    assert.equal(c.choices[0].message.reasoning, THOUGHT);
+    assert.equal(c.choices[0].message.reasoning_content, undefined);
+    forcedScript(env.fake);
+    const s = await openai().chat.completions.create({ model: 'reasoning-model', messages: [{ role: 'user', content: 'Six times seven?' }], stream: true });
+    let reasoning = '';
+    for await (const ch of s) {
+      const d = ch.choices[0]?.delta;
+      assert.equal(d?.reasoning_content, undefined);
+      if (typeof d?.reasoning === 'string') reasoning += d.reasoning;
+    }
+    assert.equal(reasoning, THOUGHT);
+  });
+
+  it('reasoning_field: both writes the two names with the same text, in one delta', async () => {
+    forcedScript(env.fake);
+    const c = await openai().chat.completions.create({ model: 'both-model', messages: [{ role: 'user', content: 'Six times seven?' }] });
+    assert.equal(c.choices[0].message.reasoning, THOUGHT);
+    assert.equal(c.choices[0].message.reasoning_content, THOUGHT);
+    forcedScript(env.fake);
+    const s = await openai().chat.completions.create({ model: 'both-model', messages: [{ role: 'user', content: 'Six times seven?' }], stream: true });
+    let a = '', b = '';
+    for await (const ch of s) {
+      const d = ch.choices[0]?.delta ?? {};
+      assert.equal(d.reasoning, d.reasoning_content, 'both fields in the same chunk');
+      a += d.reasoning ?? '';
+      b += d.reasoning_content ?? '';
+    }
+    assert.equal(a, THOUGHT);
+    assert.equal(b, THOUGHT);
+  });
+
   it('ai with @ai-sdk/openai-compatible: answer and reasoning text, plain and streamed', async () => {
     const provider = createOpenAICompatible({ name: 'ponder', baseURL: env.base, apiKey: 'sk-test' });
     forcedScript(env.fake);

@@ -1,6 +1,7 @@
-// Shared by the client suites (chat.test.mjs, responses.pending.mjs): one ponder in front of the
-// fake upstream with two routes (`field` display by default, `inline` for the model
-// inline-model), both forcing one thinking call; scripted replies; and the check of the exact
+// Shared by the client suites (chat.test.mjs, responses.test.mjs): one ponder in front of the
+// fake upstream with three routes (`field` display by default, `inline` for the model
+// inline-model, `field` named `reasoning` (reasoning_field) for reasoning-model), all forcing one
+// thinking call; scripted replies; and the check of the exact
 // upstream calls of one forced exchange.
 import { before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
@@ -45,6 +46,8 @@ export function usePonder() {
       config: configFor(env.fake, {
         routes: [
           { name: 'inline', match: { models: ['inline-model'] }, reasoning: 'inline', forcing: { rounds: 1 } },
+          { name: 'rfield', match: { models: ['reasoning-model'] }, reasoning: 'field', reasoning_field: 'reasoning', forcing: { rounds: 1 } },
+          { name: 'rboth', match: { models: ['both-model'] }, reasoning_field: 'both', forcing: { rounds: 1 } },
           { name: 'field', reasoning: 'field', forcing: { rounds: 1 } },
         ],
       }),

@@ -2,16 +2,19 @@
  * against the jansson path it stands in for (json_loadb, then pd_engine_validate and a string
  * "model").
  *  - Sound: whatever it accepts, jansson accepts and validates, with the same model, user,
- *    stream and include_usage, and no "ponder" or "reasoning_effort" key.
+ *    stream and include_usage, no "ponder" or "reasoning_effort" key, and no earlier thinking
+ *    the tree path would remove (pd_api_strip_history changes nothing: the bytes go as they are).
  *  - Complete: the tokenizer under it has jansson's verdict, so the one thing the scan may
- *    leave to the jansson path is a body with a backslash (an escaped key, model or user); any
- *    other body jansson accepts and validates is accepted.
+ *    leave to the jansson path is a body with a backslash (an escaped key, model or user), or
+ *    one that may hold earlier thinking ("<think>", a "reasoning" key); any other body jansson
+ *    accepts and validates is accepted.
  * Any difference aborts, so libFuzzer keeps the input. */
 #include <jansson.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/api.h"
 #include "api/chat_scan.h"
 #include "core/engine.h"
 
@@ -42,9 +45,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     json_t *user = json_object_get(j, "user");
     if (json_is_string(user) ? !cr.user || !same_str(user, cr.user, cr.user_len) : !!cr.user)
       abort();
+    json_t *msgs = json_deep_copy(json_object_get(j, "messages"));
+    if (pd_api_strip_history(msgs) != 0)
+      abort();
+    json_decref(msgs);
   } else if (got != 0) {
     abort();
-  } else if (valid && !memchr(b, '\\', size)) {
+  } else if (valid && !memchr(b, '\\', size) && !memmem(b, size, "<think>", 7) &&
+             !memmem(b, size, "\"reasoning", 10)) {
     abort(); /* fell back where the contract does not allow it */
   }
   json_decref(j);

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -41,7 +42,8 @@ static void test_request_options(void **state) {
                       "\"stream\":true,\"stream_options\":{\"include_usage\":true}}");
   json_t *before = body;
   pd_api_req_t q;
-  assert_int_equal(pd_chat_api.request(&body, &q), 0);
+  pd_api_resp_t r0 = {0};
+  assert_int_equal(pd_chat_api.request(&body, &q, &r0), 0);
   assert_ptr_equal(body, before); /* chat's request is the engine's: no translation */
   assert_true(q.stream);
   assert_true(q.include_usage);
@@ -52,7 +54,7 @@ static void test_request_options(void **state) {
 
   body = load("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
               "\"ponder\":{\"rounds\":2},\"reasoning_effort\":\"low\"}");
-  assert_int_equal(pd_chat_api.request(&body, &q), 0);
+  assert_int_equal(pd_chat_api.request(&body, &q, &r0), 0);
   assert_false(q.stream);
   assert_false(q.include_usage);
   assert_false(q.verbatim);
@@ -63,7 +65,7 @@ static void test_request_options(void **state) {
   /* "ponder" without rounds still changes the bytes (the router removes it). */
   body = load("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
               "\"ponder\":{\"variant\":\"a\"}}");
-  assert_int_equal(pd_chat_api.request(&body, &q), 0);
+  assert_int_equal(pd_chat_api.request(&body, &q, &r0), 0);
   assert_false(q.verbatim);
   assert_null(q.rounds_param);
   json_decref(body);
@@ -73,7 +75,8 @@ static void test_request_refused(void **state) {
   (void)state;
   json_t *body = load("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}");
   pd_api_req_t q;
-  assert_int_equal(pd_chat_api.request(&body, &q), -1);
+  pd_api_resp_t r0 = {0};
+  assert_int_equal(pd_chat_api.request(&body, &q, &r0), -1);
   assert_string_equal(q.msg, "You must provide a model parameter.");
   assert_string_equal(q.param, "model");
   json_decref(body);
@@ -82,7 +85,7 @@ static void test_request_refused(void **state) {
   body = load("{\"model\":\"m\",\"messages\":\"no\"}");
   const char *msg = NULL, *param = NULL;
   assert_int_equal(pd_engine_validate(body, &msg, &param), -1);
-  assert_int_equal(pd_chat_api.request(&body, &q), -1);
+  assert_int_equal(pd_chat_api.request(&body, &q, &r0), -1);
   assert_string_equal(q.msg, msg);
   if (param)
     assert_string_equal(q.param, param);
@@ -287,6 +290,91 @@ static void test_error_event(void **state) {
   pd_buf_free(&want);
 }
 
+/* SPEC section 5: an earlier assistant message's thinking fields and leading inline block go,
+ * its answer stays; other roles and a block that is not leading or not closed are kept. */
+static void test_strip_history(void **state) {
+  (void)state;
+  json_t *m = load(
+      "[{\"role\":\"user\",\"content\":\"<think>u</think>q\",\"reasoning\":\"r\"},"
+      "{\"role\":\"assistant\",\"content\":\"<think>\\nold\\n</think>\\n\\nA1\","
+      "\"reasoning_content\":\"old\",\"reasoning\":\"old\"},"
+      "{\"role\":\"assistant\",\"content\":[{\"type\":\"text\",\"text\":\"<think>x</think>A2\"}]},"
+      "{\"role\":\"assistant\",\"content\":\"A3 <think>kept</think>\"},"
+      "{\"role\":\"assistant\",\"content\":\"<think>unclosed\"},"
+      "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[]}]");
+  assert_int_equal(pd_api_strip_history(m), 2);
+  char *s = json_dumps(m, JSON_COMPACT);
+  assert_string_equal(s,
+                      "[{\"role\":\"user\",\"content\":\"<think>u</think>q\",\"reasoning\":\"r\"},"
+                      "{\"role\":\"assistant\",\"content\":\"A1\"},"
+                      "{\"role\":\"assistant\",\"content\":[{\"type\":\"text\",\"text\":\"A2\"}]},"
+                      "{\"role\":\"assistant\",\"content\":\"A3 <think>kept</think>\"},"
+                      "{\"role\":\"assistant\",\"content\":\"<think>unclosed\"},"
+                      "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[]}]");
+  free(s);
+  assert_int_equal(pd_api_strip_history(m), 0); /* nothing left to strip */
+  json_decref(m);
+  assert_int_equal(pd_api_strip_history(NULL), 0);
+
+  /* Through the chat table: stripped, and then the bytes are no longer the client's. */
+  json_t *body = load("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"},"
+                      "{\"role\":\"assistant\",\"content\":\"b\",\"reasoning_content\":\"t\"},"
+                      "{\"role\":\"user\",\"content\":\"c\"}]}");
+  pd_api_req_t q;
+  pd_api_resp_t r0 = {0};
+  assert_int_equal(pd_chat_api.request(&body, &q, &r0), 0);
+  assert_false(q.verbatim);
+  assert_null(
+      json_object_get(json_array_get(json_object_get(body, "messages"), 1), "reasoning_content"));
+  json_decref(body);
+}
+
+/* reasoning_field (SPEC section 6): the field display's thinking under the route's name(s), in
+ * messages and in deltas; `both` writes the two names in one delta with the same text. */
+static void test_reasoning_field(void **state) {
+  (void)state;
+  pd_api_resp_t r = resp(PD_REASONING_FIELD, 1, 0);
+  pd_api_choice_t ch;
+  memset(&ch, 0, sizeof ch);
+  pd_buf_t got;
+  pd_buf_init(&got);
+  pd_out_t t = out(PD_OUT_THINK, "hmm");
+  r.reasoning_field = PD_RFIELD_REASONING;
+  pd_chat_api.delta(&got, &r, &ch, &t);
+  assert_non_null(strstr(pd_buf_data(&got), "\"delta\":{\"reasoning\":\"hmm\"}"));
+  pd_buf_reset(&got);
+  r.reasoning_field = PD_RFIELD_BOTH;
+  pd_chat_api.delta(&got, &r, &ch, &t);
+  assert_non_null(
+      strstr(pd_buf_data(&got), "\"delta\":{\"reasoning_content\":\"hmm\",\"reasoning\":\"hmm\"}"));
+  assert_null(strstr(strstr(pd_buf_data(&got), "data: ") + 1, "data: ")); /* one chunk */
+
+  pd_result_t res;
+  memset(&res, 0, sizeof res);
+  res.content = "answer";
+  res.content_len = 6;
+  res.reasoning = "thought";
+  res.reasoning_len = 7;
+  res.finish_reason = "stop";
+  pd_buf_reset(&got);
+  r.reasoning_field = PD_RFIELD_REASONING;
+  assert_int_equal(pd_chat_api.final(&got, &r, &res, 1), 0);
+  json_t *j = json_loadb(pd_buf_data(&got), got.len, 0, NULL);
+  json_t *m = json_object_get(json_array_get(json_object_get(j, "choices"), 0), "message");
+  assert_string_equal(json_string_value(json_object_get(m, "reasoning")), "thought");
+  assert_null(json_object_get(m, "reasoning_content"));
+  json_decref(j);
+  pd_buf_reset(&got);
+  r.reasoning_field = PD_RFIELD_BOTH;
+  assert_int_equal(pd_chat_api.final(&got, &r, &res, 1), 0);
+  j = json_loadb(pd_buf_data(&got), got.len, 0, NULL);
+  m = json_object_get(json_array_get(json_object_get(j, "choices"), 0), "message");
+  assert_string_equal(json_string_value(json_object_get(m, "reasoning")), "thought");
+  assert_string_equal(json_string_value(json_object_get(m, "reasoning_content")), "thought");
+  json_decref(j);
+  pd_buf_free(&got);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_registry),
@@ -299,6 +387,8 @@ int main(void) {
       cmocka_unit_test(test_stream_end),
       cmocka_unit_test(test_final),
       cmocka_unit_test(test_error_event),
+      cmocka_unit_test(test_strip_history),
+      cmocka_unit_test(test_reasoning_field),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "../../lib/json_gen.h"
+#include "api/api.h"
 #include "api/chat_scan.h"
 #include "base/json.h"
 #include "core/engine.h"
@@ -35,6 +36,10 @@ static void check_scan_agrees(const char *b, size_t n) {
   assert_int_equal(cr.stream, json_is_true(json_object_get(j, "stream")));
   assert_int_equal(cr.include_usage, json_is_true(json_object_get(
                                          json_object_get(j, "stream_options"), "include_usage")));
+  /* What the fast path relays as it is holds no earlier thinking the tree path would remove. */
+  json_t *msgs = json_deep_copy(json_object_get(j, "messages"));
+  assert_int_equal(pd_api_strip_history(msgs), 0);
+  json_decref(msgs);
   json_t *user = json_object_get(j, "user");
   if (json_is_string(user)) {
     assert_non_null(cr.user);
@@ -165,7 +170,39 @@ static void test_chat_req_scan(void **state) {
   }
 }
 
+/* SPEC section 5 on the fast path: a body that may hold earlier thinking goes to the tree path
+ * (which removes it); plain history and a <think> that is not leading stay on the fast path. */
+static void test_scan_earlier_thinking(void **state) {
+  (void)state;
+#define M(x) "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"q\"}," x "]}"
+  static const char *const tree[] = {
+      M("{\"role\":\"assistant\",\"content\":\"a\",\"reasoning_content\":\"t\"}"),
+      M("{\"reasoning\":\"t\",\"role\":\"assistant\",\"content\":\"a\"}"),
+      M("{\"role\":\"assistant\",\"content\":\"<think>\\nt\\n</think>\\n\\na\"}"),
+      M("{\"role\":\"assistant\",\"content\":\"\\u003cthink>t</think>a\"}"),
+      M("{\"role\":\"assistant\",\"content\":[{\"type\":\"text\",\"text\":\"<think>t</"
+        "think>a\"}]}"),
+      M("{\"role\":\"\\u0061ssistant\",\"content\":\"<think>t</think>a\"}"),
+      M("{\"role\":\"assistant\",\"content\":\"<think>x</think>\",\"content\":\"a\"}"),
+  };
+  for (size_t i = 0; i < sizeof tree / sizeof *tree; i++)
+    if (scan(tree[i]) != 0)
+      fail_msg("fast path for a body with earlier thinking: %s", tree[i]);
+  static const char *const fast[] = {
+      M("{\"role\":\"assistant\",\"content\":\"a <think>x</think>\"}"),
+      M("{\"role\":\"assistant\",\"content\":[{\"type\":\"text\",\"text\":\"a\"}]}"),
+      M("{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"c\"}]}"),
+      M("{\"role\":\"tool\",\"content\":\"<think>x</think>\",\"tool_call_id\":\"c\"}"),
+      M("{\"role\":\"user\",\"content\":\"<think>mine</think>\",\"reasoning\":\"r\"}"),
+  };
+  for (size_t i = 0; i < sizeof fast / sizeof *fast; i++)
+    if (scan(fast[i]) != 1)
+      fail_msg("tree path for a body without earlier thinking: %s", fast[i]);
+#undef M
+}
+
 int main(void) {
-  const struct CMUnitTest tests[] = {cmocka_unit_test(test_chat_req_scan)};
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_chat_req_scan),
+                                     cmocka_unit_test(test_scan_earlier_thinking)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,7 @@
 /* Unit tests of the Responses API front door (proxy/api/responses.c): the request translation
  * (every mapping and every 400), the response object in each display mode, and the event
  * stream (order, sequence numbers, the .added/.delta/.done of each item, completed,
- * incomplete, failed). */
+ * incomplete, failed); and the api.h table over them (responses_api.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/api.h"
 #include "api/responses.h"
 
 static json_t *J(const char *text) {
@@ -18,6 +19,22 @@ static json_t *J(const char *text) {
   json_t *j = json_loads(text, 0, &e);
   if (!j)
     fail_msg("bad test JSON: %s (%s)", e.text, text);
+  return j;
+}
+
+/* The echo parts of a translated request as one JSON object (caller decrefs). */
+static json_t *echo_of(const pd_responses_req_t *r) {
+  pd_buf_t b;
+  pd_buf_init(&b);
+  pd_buf_appends(&b, "{");
+  pd_buf_append(&b, pd_buf_data(&r->echo_head) + 1, r->echo_head.len - 1); /* its comma */
+  pd_buf_append(&b, pd_buf_data(&r->echo_mid), r->echo_mid.len);
+  pd_buf_append(&b, pd_buf_data(&r->echo_tail), r->echo_tail.len);
+  pd_buf_appends(&b, "}");
+  json_t *j = json_loadb(pd_buf_data(&b), b.len, 0, NULL);
+  if (!j)
+    fail_msg("echo is not JSON: %.*s", (int)b.len, pd_buf_data(&b));
+  pd_buf_free(&b);
   return j;
 }
 
@@ -65,11 +82,14 @@ static void test_string_input_and_instructions(void **state) {
                     "{\"role\":\"user\",\"content\":\"hi\"}]}");
   assert_int_equal(r.stream, 0);
   assert_int_equal(r.summary, 0);
-  assert_json_eq(r.echo, "{\"instructions\":\"be brief\",\"max_output_tokens\":null,"
-                         "\"parallel_tool_calls\":true,\"reasoning\":{\"effort\":null,"
-                         "\"summary\":null},\"temperature\":null,\"text\":{\"format\":{\"type\":"
-                         "\"text\"}},\"tool_choice\":\"auto\",\"tools\":[],\"top_p\":null,"
-                         "\"user\":null,\"metadata\":{}}");
+  json_t *e = echo_of(&r);
+  assert_json_eq(e, "{\"instructions\":\"be brief\",\"max_output_tokens\":null,"
+                    "\"parallel_tool_calls\":true,\"previous_response_id\":null,\"reasoning\":{"
+                    "\"effort\":null,\"summary\":null},\"store\":false,\"temperature\":null,"
+                    "\"text\":{\"format\":{\"type\":\"text\"}},\"tool_choice\":\"auto\","
+                    "\"tools\":[],\"top_p\":null,\"truncation\":\"disabled\",\"user\":null,"
+                    "\"metadata\":{}}");
+  json_decref(e);
   json_decref(c);
   pd_responses_req_free(&r);
 }
@@ -174,10 +194,11 @@ static void test_fields(void **state) {
          "\"logprobs\":true,\"ponder\":{\"rounds\":2},\"stream\":true}");
   assert_int_equal(r.stream, 1);
   assert_int_equal(r.summary, 1);
-  assert_json_eq(json_object_get(r.echo, "reasoning"),
-                 "{\"effort\":\"high\",\"summary\":\"auto\"}");
-  assert_json_eq(json_object_get(r.echo, "tool_choice"), "{\"type\":\"function\",\"name\":\"f\"}");
-  assert_int_equal(json_integer_value(json_object_get(r.echo, "max_output_tokens")), 50);
+  json_t *e = echo_of(&r);
+  assert_json_eq(json_object_get(e, "reasoning"), "{\"effort\":\"high\",\"summary\":\"auto\"}");
+  assert_json_eq(json_object_get(e, "tool_choice"), "{\"type\":\"function\",\"name\":\"f\"}");
+  assert_int_equal(json_integer_value(json_object_get(e, "max_output_tokens")), 50);
+  json_decref(e);
   json_decref(c);
   pd_responses_req_free(&r);
 }
@@ -927,6 +948,68 @@ static void test_stream_matches_body(void **state) {
   }
 }
 
+/* The table: registered for /responses, never relayed; request() translates in place, keeps
+ * what the writers need in the response's state until release(), and its 400s name the param. */
+static void test_api_table(void **state) {
+  (void)state;
+  assert_ptr_equal(pd_api_find("/responses", 10), &pd_responses_api);
+  assert_string_equal(pd_responses_api.id_prefix, "resp_");
+  assert_false(pd_responses_api.relay);
+  assert_null(pd_responses_api.scan);
+
+  pd_api_resp_t r;
+  memset(&r, 0, sizeof r);
+  r.limit_param = "max_completion_tokens";
+  pd_api_req_t q;
+  json_t *body = J("{\"model\":\"m\",\"input\":\"hi\",\"stream\":true,\"max_output_tokens\":9,"
+                   "\"ponder\":{\"rounds\":1},\"reasoning\":{\"effort\":\"low\"}}");
+  assert_int_equal(pd_responses_api.request(&body, &q, &r), 0);
+  assert_true(q.stream);
+  assert_false(q.verbatim);
+  assert_string_equal(q.rounds_param, "ponder.rounds");
+  assert_string_equal(q.effort_param, "reasoning.effort");
+  assert_string_equal(json_string_value(json_object_get(
+                          json_array_get(json_object_get(body, "messages"), 0), "content")),
+                      "hi");
+  assert_int_equal(json_integer_value(json_object_get(body, "max_completion_tokens")), 9);
+  assert_string_equal(json_string_value(json_object_get(body, "reasoning_effort")), "low");
+
+  /* The writers run on the kept request: the stream opens with the response's id. */
+  snprintf(r.id, sizeof r.id, "resp_abc");
+  r.model = "m";
+  pd_buf_t out;
+  pd_buf_init(&out);
+  assert_int_equal(pd_responses_api.stream_start(&out, &r), 0);
+  pd_out_t a = {PD_OUT_CONTENT, "42", 2, NULL};
+  assert_int_equal(pd_responses_api.delta(&out, &r, NULL, &a), 0);
+  assert_int_equal(pd_responses_api.finish(&out, &r, NULL, "stop"), 0);
+  pd_usage_t u = {3, 4, 0};
+  assert_int_equal(pd_responses_api.stream_end(&out, &r, &u), 0);
+  assert_non_null(strstr(pd_buf_data(&out), "event: response.created"));
+  assert_non_null(strstr(pd_buf_data(&out), "\"id\":\"resp_abc\""));
+  assert_non_null(strstr(pd_buf_data(&out), "event: response.completed"));
+  assert_null(strstr(pd_buf_data(&out), "[DONE]"));
+  pd_buf_free(&out);
+  pd_responses_api.release(&r);
+  pd_responses_api.release(&r); /* idempotent */
+  json_decref(body);
+
+  body = J("{\"model\":\"m\",\"input\":\"hi\",\"previous_response_id\":\"resp_1\"}");
+  memset(&r, 0, sizeof r);
+  assert_int_equal(pd_responses_api.request(&body, &q, &r), -1);
+  assert_string_equal(q.param, "previous_response_id");
+  assert_non_null(strstr(q.msg, "stateless"));
+  pd_responses_api.release(&r);
+  json_decref(body);
+
+  /* The engine's own checks still run on the translation. */
+  body = J("{\"model\":\"m\",\"input\":\"hi\",\"stop\":7}");
+  memset(&r, 0, sizeof r);
+  assert_int_equal(pd_responses_api.request(&body, &q, &r), -1);
+  pd_responses_api.release(&r);
+  json_decref(body);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_string_input_and_instructions),
@@ -946,6 +1029,7 @@ int main(void) {
       cmocka_unit_test(test_stream_failed),
       cmocka_unit_test(test_stream_held_bound),
       cmocka_unit_test(test_stream_matches_body),
+      cmocka_unit_test(test_api_table),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1543,10 +1543,43 @@ static void test_example_configs(void **state) {
   pd_config_unref(cfg);
 }
 
+/* reasoning_field (SPEC section 6): its default, each name, the dump, and a bad value. */
+static void test_reasoning_field(void **state) {
+  (void)state;
+  pd_config_t *cfg =
+      load_text("routes:\n"
+                "  - {name: a}\n"
+                "  - {name: b, match: {path_prefix: /b}, reasoning_field: reasoning}\n"
+                "  - {name: c, match: {path_prefix: /c}, reasoning_field: both}\n"
+                "  - {name: d, match: {path_prefix: /d}, reasoning_field: reasoning_content}\n",
+                NULL);
+  assert_int_equal(cfg->routes[0].reasoning_field, PD_RFIELD_REASONING_CONTENT);
+  assert_int_equal(cfg->routes[1].reasoning_field, PD_RFIELD_REASONING);
+  assert_int_equal(cfg->routes[2].reasoning_field, PD_RFIELD_BOTH);
+  assert_int_equal(cfg->routes[3].reasoning_field, PD_RFIELD_REASONING_CONTENT);
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  pd_config_dump(cfg, f);
+  fclose(f);
+  assert_non_null(strstr(buf, "reasoning_field: both"));
+  free(buf);
+  pd_config_unref(cfg);
+
+  char *path = write_tmp("routes:\n  - {name: a, reasoning_field: thoughts}\n");
+  char *errs = errors_of_file(path, NULL);
+  assert_non_null(strstr(errs, "\"reasoning_field\" must be reasoning_content, reasoning or both "
+                               "(got \"thoughts\")"));
+  free(errs);
+  unlink(path);
+  free(path);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup(test_policy_defaults, setup),
       cmocka_unit_test_setup(test_log_level_parse, setup),
+      cmocka_unit_test_setup(test_reasoning_field, setup),
       cmocka_unit_test_setup(test_builtin_defaults, setup),
       cmocka_unit_test_setup(test_default_upstream_env, setup),
       cmocka_unit_test_setup(test_overrides_without_file, setup),

@@ -1,9 +1,6 @@
 // Client suite, Responses API (SPEC section 10): the real client packages that speak
 // /v1/responses, unchanged but for their base URL, through ponder against the fake upstream.
-// PENDING: /v1/responses is not wired to the exchange yet (proxy/api/responses.c is, as a pure
-// module), so this file is named *.pending.mjs and is not part of the default run. Once the
-// exchange serves it, rename it to responses.test.mjs.
-// Run by hand: PONDER_BIN=$PWD/build/ponder node --test tests/clients/responses.pending.mjs
+// Run by hand: PONDER_BIN=$PWD/build/ponder node --test tests/clients/responses.test.mjs
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
