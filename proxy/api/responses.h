@@ -35,7 +35,7 @@ typedef struct pd_responses_req {
 } pd_responses_req_t;
 
 /* A 400 invalid_request_error: the message (may quote, cut, what the client sent) and the param
- * ("" for none). Written by pd_responses_translate; the caller makes the OpenAI error of it. */
+ * ("" for none). Written by pd_responses_req_translate; the caller makes the OpenAI error of it. */
 typedef struct pd_responses_error {
   char message[320];
   char param[64];
@@ -47,8 +47,8 @@ typedef struct pd_responses_error {
  * SPEC section 5). Returns 0 with *out filled (free with pd_responses_req_free), -1 with *err
  * filled for a 400 (nothing to free), or -2 when out of memory. `body` is only read, and the
  * chat tree shares (holds references to) parts of it: do not change body afterwards. */
-int pd_responses_translate(const json_t *body, const char *limit_param, pd_responses_req_t *out,
-                           pd_responses_error_t *err);
+int pd_responses_req_translate(const json_t *body, const char *limit_param, pd_responses_req_t *out,
+                               pd_responses_error_t *err);
 void pd_responses_req_free(pd_responses_req_t *r);
 
 /* ---- response object and event stream ------------------------------------------------------- */

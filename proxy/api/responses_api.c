@@ -58,7 +58,7 @@ static int resp_request(json_t **bodyp, pd_api_req_t *out, pd_api_resp_t *r) {
   memset(out, 0, offsetof(pd_api_req_t, msgbuf));
   holder_t *h = calloc(1, sizeof *h);
   pd_responses_error_t err;
-  int rc = h ? pd_responses_translate(*bodyp, r->limit_param, &h->req, &err) : -2;
+  int rc = h ? pd_responses_req_translate(*bodyp, r->limit_param, &h->req, &err) : -2;
   if (rc < 0) {
     free(h);
     snprintf(out->msgbuf, sizeof out->msgbuf, "%s", rc == -2 ? "Out of memory." : err.message);

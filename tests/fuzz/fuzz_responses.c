@@ -51,7 +51,7 @@ static void writer_run(const json_t *steps, size_t size) {
                           0, NULL);
   pd_responses_req_t req;
   pd_responses_error_t err;
-  if (pd_responses_translate(b0, NULL, &req, &err) < 0)
+  if (pd_responses_req_translate(b0, NULL, &req, &err) < 0)
     abort();
   json_decref(b0);
   uint64_t ctr = 0;
@@ -114,7 +114,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   pd_responses_req_t req;
   pd_responses_error_t err;
   int rc =
-      pd_responses_translate(body, size % 2 ? "max_tokens" : "max_completion_tokens", &req, &err);
+      pd_responses_req_translate(body, size % 2 ? "max_tokens" : "max_completion_tokens", &req, &err);
   if (rc == -1 && (!err.message[0] || req.chat || req.echo_head.len))
     abort();
   if (rc == 0) {

@@ -42,7 +42,7 @@ static json_t *echo_of(const pd_responses_req_t *r) {
 static json_t *chat_of(const char *text, pd_responses_req_t *out) {
   json_t *body = J(text);
   pd_responses_error_t err;
-  int rc = pd_responses_translate(body, "max_completion_tokens", out, &err);
+  int rc = pd_responses_req_translate(body, "max_completion_tokens", out, &err);
   if (rc != 0)
     fail_msg("translate failed: %s (param %s)", err.message, err.param);
   json_decref(body);
@@ -54,7 +54,7 @@ static void expect_400(const char *text, const char *param, const char *msg_part
   json_t *body = J(text);
   pd_responses_req_t out;
   pd_responses_error_t err;
-  assert_int_equal(pd_responses_translate(body, NULL, &out, &err), -1);
+  assert_int_equal(pd_responses_req_translate(body, NULL, &out, &err), -1);
   assert_null(out.chat);
   assert_string_equal(err.param, param);
   if (msg_part && !strstr(err.message, msg_part))
@@ -238,7 +238,7 @@ static void test_tool_choice_forms_and_formats(void **state) {
   /* The default token limit name. */
   json_t *body = J("{\"model\":\"m\",\"input\":\"q\",\"max_output_tokens\":9}");
   pd_responses_error_t err;
-  assert_int_equal(pd_responses_translate(body, NULL, &r, &err), 0);
+  assert_int_equal(pd_responses_req_translate(body, NULL, &r, &err), 0);
   assert_int_equal(json_integer_value(json_object_get(r.chat, "max_tokens")), 9);
   pd_responses_req_free(&r);
   json_decref(body);
@@ -368,7 +368,7 @@ static void fx_init(fixture_t *f, const char *body, pd_reasoning_t display, long
   memset(f, 0, sizeof *f);
   json_t *b = J(body);
   pd_responses_error_t err;
-  assert_int_equal(pd_responses_translate(b, NULL, &f->req, &err), 0);
+  assert_int_equal(pd_responses_req_translate(b, NULL, &f->req, &err), 0);
   json_decref(b);
   pd_responses_opts_t o = {"resp_test", 100,         "client-model", display,
                            &f->req,     counter_rnd, &f->ctr,        max_held};

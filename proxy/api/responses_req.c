@@ -1,0 +1,727 @@
+/* The Responses API's request side (SPEC section 10): a Responses request body translated into
+ * the chat-completions request the engine and the upstream take (instructions, input items,
+ * tools, tool_choice, text.format, limits, reasoning), with the OpenAI-shaped 400s of what a
+ * stateless proxy cannot serve, and the fields the response object echoes. Earlier thinking is
+ * dropped here. Pure: it owns the trees it builds. */
+#include "api/responses.h"
+
+#include "api/api.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/utf8.h"
+#include "core/openai.h"
+
+/* ---- request translation -------------------------------------------------------------------- */
+
+#define STATELESS_MSG "ponder is stateless: send the whole conversation in input"
+
+static int bad(pd_responses_error_t *err, const char *param, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int bad(pd_responses_error_t *err, const char *param, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err->message, sizeof err->message, fmt, ap);
+  va_end(ap);
+  snprintf(err->param, sizeof err->param, "%s", param ? param : "");
+  return -1;
+}
+
+/* A member that is absent or null (null counts as absent, as in the OpenAI API). */
+static const json_t *opt(const json_t *o, const char *key) {
+  const json_t *v = json_object_get(o, key);
+  return v && !json_is_null(v) ? v : NULL;
+}
+
+/* {k1: v1, k2: v2} taking the references v1 and v2 (k2 NULL: one member); NULL when one is
+ * NULL or memory runs out, everything released. json_pack parses its format on every call:
+ * the members every request builds go through here. */
+static json_t *obj_new(const char *k1, json_t *v1, const char *k2, json_t *v2) {
+  json_t *o = json_object();
+  if (!o || !v1 || (k2 && !v2)) {
+    json_decref(o);
+    json_decref(v1);
+    json_decref(v2);
+    return NULL;
+  }
+  if (json_object_set_new_nocheck(o, k1, v1) < 0) {
+    json_decref(o);
+    json_decref(v2);
+    return NULL;
+  }
+  if (k2 && json_object_set_new_nocheck(o, k2, v2) < 0) {
+    json_decref(o);
+    return NULL;
+  }
+  return o;
+}
+
+/* Quoted client text in messages is cut to this many bytes (pd_openai_error repairs a cut
+ * character). */
+#define QUOTE 64
+
+/* Sets key to a new reference of v (v borrowed); -2 when out of memory. */
+static int set_ref(json_t *o, const char *key, const json_t *v) {
+  return json_object_set(o, key, (json_t *)v) < 0 ? -2 : 0;
+}
+
+static int set_new(json_t *o, const char *key, json_t *v) {
+  return v && json_object_set_new(o, key, v) == 0 ? 0 : -2;
+}
+
+static const char *type_of(const json_t *o) {
+  return json_string_value(json_object_get(o, "type"));
+}
+
+/* One content part of a user, system or tool message -> its chat part. */
+static int user_part(const json_t *part, size_t i, json_t **outp, pd_responses_error_t *err) {
+  *outp = NULL;
+  const char *t = type_of(part);
+  if (!json_is_object(part) || !t)
+    return bad(err, "input",
+               "Invalid value for 'input[%zu].content': each content part must be an object "
+               "with a string 'type'.",
+               i);
+  if (!strcmp(t, "input_text") || !strcmp(t, "output_text") || !strcmp(t, "text")) {
+    const json_t *text = json_object_get(part, "text");
+    if (!json_is_string(text))
+      return bad(err, "input",
+                 "Invalid type for 'input[%zu].content': a text part needs a string "
+                 "'text'.",
+                 i);
+    *outp = obj_new("type", json_string_nocheck("text"), "text", json_incref((json_t *)text));
+    return *outp ? 0 : -2;
+  }
+  if (!strcmp(t, "input_image")) {
+    const json_t *url = opt(part, "image_url"), *detail = opt(part, "detail");
+    if (!json_is_string(url))
+      return bad(err, "input",
+                 "An input_image in 'input[%zu].content' needs an 'image_url' (a URL or a data "
+                 "URL): file ids name stored files, and %s.",
+                 i, STATELESS_MSG);
+    json_t *img = json_pack("{s:O}", "url", url);
+    if (img && json_is_string(detail) && json_object_set(img, "detail", (json_t *)detail) < 0) {
+      json_decref(img);
+      img = NULL;
+    }
+    *outp = img ? json_pack("{s:s,s:o}", "type", "image_url", "image_url", img) : NULL;
+    return *outp ? 0 : -2;
+  }
+  if (!strcmp(t, "input_file")) {
+    json_t *file = json_object();
+    static const char *const keys[] = {"file_data", "file_id", "filename"};
+    for (size_t k = 0; file && k < 3; k++) {
+      const json_t *v = opt(part, keys[k]);
+      if (json_is_string(v) && json_object_set(file, keys[k], (json_t *)v) < 0) {
+        json_decref(file);
+        file = NULL;
+      }
+    }
+    *outp = file ? json_pack("{s:s,s:o}", "type", "file", "file", file) : NULL;
+    return *outp ? 0 : -2;
+  }
+  if (!strcmp(t, "input_audio")) {
+    const json_t *a = opt(part, "input_audio");
+    if (!json_is_object(a))
+      return bad(err, "input",
+                 "An input_audio in 'input[%zu].content' needs an 'input_audio' "
+                 "object.",
+                 i);
+    *outp = json_pack("{s:s,s:O}", "type", "input_audio", "input_audio", a);
+    return *outp ? 0 : -2;
+  }
+  return bad(err, "input", "Unsupported content part type '%.*s' in 'input[%zu].content'.", QUOTE,
+             t, i);
+}
+
+/* A user/system/tool content (string, or parts) -> chat content. */
+static int user_content(const json_t *content, size_t i, json_t **outp, pd_responses_error_t *err) {
+  *outp = NULL;
+  if (json_is_string(content)) {
+    *outp = json_incref((json_t *)content);
+    return 0;
+  }
+  if (!json_is_array(content))
+    return bad(err, "input",
+               "Invalid type for 'input[%zu].content': expected a string or an array of content "
+               "parts.",
+               i);
+  json_t *parts = json_array();
+  if (!parts)
+    return -2;
+  size_t k;
+  const json_t *p;
+  json_array_foreach(content, k, p) {
+    json_t *cp;
+    int rc = user_part(p, i, &cp, err);
+    if (rc < 0 || json_array_append_new(parts, cp) < 0) {
+      json_decref(parts);
+      return rc < 0 ? rc : -2;
+    }
+  }
+  *outp = parts;
+  return 0;
+}
+
+/* An assistant content (string, or text/refusal parts) -> one string, without earlier thinking. */
+static int assistant_content(const json_t *content, size_t i, json_t **outp,
+                             pd_responses_error_t *err) {
+  *outp = NULL;
+  pd_buf_t b;
+  pd_buf_init(&b);
+  int rc = 0;
+  if (json_is_string(content)) {
+    rc = pd_buf_append(&b, json_string_value(content), json_string_length(content));
+  } else if (json_is_array(content)) {
+    size_t k;
+    const json_t *p;
+    json_array_foreach(content, k, p) {
+      const char *t = type_of(p);
+      const json_t *text = NULL;
+      if (t && (!strcmp(t, "output_text") || !strcmp(t, "input_text") || !strcmp(t, "text")))
+        text = json_object_get(p, "text");
+      else if (t && !strcmp(t, "refusal"))
+        text = json_object_get(p, "refusal");
+      else if (!t || !json_is_object(p)) {
+        pd_buf_free(&b);
+        return bad(err, "input",
+                   "Invalid value for 'input[%zu].content': each content part must be an object "
+                   "with a string 'type'.",
+                   i);
+      } else {
+        pd_buf_free(&b);
+        return bad(err, "input",
+                   "Unsupported content part type '%.*s' in an assistant message "
+                   "('input[%zu].content').",
+                   QUOTE, t, i);
+      }
+      if (!json_is_string(text)) {
+        pd_buf_free(&b);
+        return bad(err, "input",
+                   "Invalid type for 'input[%zu].content': a text part needs a string 'text'.", i);
+      }
+      rc |= pd_buf_append(&b, json_string_value(text), json_string_length(text));
+    }
+  } else if (content && !json_is_null(content)) {
+    pd_buf_free(&b);
+    return bad(err, "input",
+               "Invalid type for 'input[%zu].content': expected a string or an array of content "
+               "parts.",
+               i);
+  }
+  const char *s = b.len ? pd_buf_data(&b) : "";
+  size_t n = b.len;
+  pd_api_strip_think(&s, &n);
+  *outp = rc ? NULL : json_stringn(s, n);
+  pd_buf_free(&b);
+  return *outp ? 0 : -2;
+}
+
+/* The last message when it is an assistant one that ponder built (a function_call joins it). */
+static json_t *open_assistant(json_t *msgs) {
+  size_t n = json_array_size(msgs);
+  json_t *m = n ? json_array_get(msgs, n - 1) : NULL;
+  const char *role = json_string_value(json_object_get(m, "role"));
+  return role && !strcmp(role, "assistant") ? m : NULL;
+}
+
+static int message_item(json_t *msgs, const json_t *item, size_t i, pd_responses_error_t *err) {
+  const char *role = json_string_value(json_object_get(item, "role"));
+  if (!role)
+    return bad(err, "input", "Invalid value for 'input[%zu]': a message needs a string 'role'.", i);
+  int assistant = !strcmp(role, "assistant");
+  if (!assistant && strcmp(role, "user") && strcmp(role, "system") && strcmp(role, "developer"))
+    return bad(err, "input",
+               "Invalid value for 'input[%zu].role': '%.*s'. Supported values are: 'user', "
+               "'system', 'developer' and 'assistant'.",
+               i, QUOTE, role);
+  const json_t *content = json_object_get(item, "content");
+  json_t *c;
+  int rc = assistant ? assistant_content(content, i, &c, err) : user_content(content, i, &c, err);
+  if (rc < 0)
+    return rc;
+  json_t *m =
+      obj_new("role", json_string(!strcmp(role, "developer") ? "system" : role), "content", c);
+  return m && json_array_append_new(msgs, m) == 0 ? 0 : -2;
+}
+
+static int function_call_item(json_t *msgs, const json_t *item, size_t i,
+                              pd_responses_error_t *err) {
+  const json_t *call_id = json_object_get(item, "call_id"), *name = json_object_get(item, "name");
+  const json_t *args = json_object_get(item, "arguments");
+  if (!json_is_string(call_id) || !json_is_string(name) || !json_is_string(args))
+    return bad(err, "input",
+               "Invalid value for 'input[%zu]': a function_call needs string 'call_id', 'name' "
+               "and 'arguments'.",
+               i);
+  json_t *tc = json_pack("{s:O,s:s,s:{s:O,s:O}}", "id", call_id, "type", "function", "function",
+                         "name", name, "arguments", args);
+  if (!tc)
+    return -2;
+  /* An assistant turn that said something and called tools is one chat message: the calls join
+   * the assistant message (or calls) just before them. */
+  json_t *m = open_assistant(msgs);
+  if (!m) {
+    m = json_pack("{s:s,s:n}", "role", "assistant", "content");
+    if (!m || json_array_append_new(msgs, m) < 0) {
+      json_decref(tc);
+      return -2;
+    }
+  }
+  json_t *calls = json_object_get(m, "tool_calls");
+  if (!calls) {
+    calls = json_array();
+    if (!calls || json_object_set_new(m, "tool_calls", calls) < 0) {
+      json_decref(tc);
+      return -2;
+    }
+  }
+  return json_array_append_new(calls, tc) == 0 ? 0 : -2;
+}
+
+static int function_output_item(json_t *msgs, const json_t *item, size_t i,
+                                pd_responses_error_t *err) {
+  const json_t *call_id = json_object_get(item, "call_id"),
+               *output = json_object_get(item, "output");
+  if (!json_is_string(call_id))
+    return bad(err, "input",
+               "Invalid value for 'input[%zu]': a function_call_output needs a string 'call_id'.",
+               i);
+  if (!json_is_string(output) && !json_is_array(output))
+    return bad(err, "input",
+               "Invalid type for 'input[%zu].output': expected a string or an array of content "
+               "parts.",
+               i);
+  json_t *c;
+  int rc = user_content(output, i, &c, err);
+  if (rc < 0)
+    return rc;
+  json_t *m = json_pack("{s:s,s:O,s:o}", "role", "tool", "tool_call_id", call_id, "content", c);
+  return m && json_array_append_new(msgs, m) == 0 ? 0 : -2;
+}
+
+static int input_items(json_t *msgs, const json_t *input, pd_responses_error_t *err) {
+  if (json_is_string(input)) {
+    json_t *m =
+        obj_new("role", json_string_nocheck("user"), "content", json_incref((json_t *)input));
+    return m && json_array_append_new(msgs, m) == 0 ? 0 : -2;
+  }
+  if (!json_is_array(input))
+    return bad(err, "input",
+               "Invalid type for 'input': expected a string or an array of input items.");
+  size_t i;
+  const json_t *item;
+  json_array_foreach(input, i, item) {
+    if (!json_is_object(item))
+      return bad(err, "input", "Invalid type for 'input[%zu]': expected an object.", i);
+    const json_t *tj = json_object_get(item, "type");
+    if (tj && !json_is_string(tj))
+      return bad(err, "input", "Invalid type for 'input[%zu].type': expected a string.", i);
+    const char *t = tj ? json_string_value(tj) : "message";
+    int rc;
+    if (!strcmp(t, "message"))
+      rc = message_item(msgs, item, i, err);
+    else if (!strcmp(t, "function_call"))
+      rc = function_call_item(msgs, item, i, err);
+    else if (!strcmp(t, "function_call_output"))
+      rc = function_output_item(msgs, item, i, err);
+    else if (!strcmp(t, "reasoning"))
+      rc = 0; /* earlier thinking is not sent upstream (SPEC section 5) */
+    else
+      rc = bad(err, "input",
+               "Unsupported input item type '%.*s' (input[%zu]): ponder takes message, "
+               "function_call, function_call_output and reasoning items.",
+               QUOTE, t, i);
+    if (rc < 0)
+      return rc;
+  }
+  return 0;
+}
+
+static int chat_tools(json_t *chat, const json_t *tools, pd_responses_error_t *err) {
+  if (!json_is_array(tools))
+    return bad(err, "tools", "Invalid type for 'tools': expected an array.");
+  json_t *out = json_array();
+  if (!out)
+    return -2;
+  size_t i;
+  const json_t *t;
+  json_array_foreach(tools, i, t) {
+    const char *type = type_of(t);
+    if (!json_is_object(t) || !type) {
+      json_decref(out);
+      return bad(err, "tools",
+                 "Invalid value for 'tools[%zu]': each tool must be an object with a string "
+                 "'type'.",
+                 i);
+    }
+    if (strcmp(type, "function")) {
+      json_decref(out);
+      return bad(err, "tools",
+                 "Built-in tools are not supported: '%.*s' (tools[%zu]). ponder serves function "
+                 "tools only; the upstream runs no tools of its own.",
+                 QUOTE, type, i);
+    }
+    const json_t *name = json_object_get(t, "name");
+    if (!json_is_string(name)) {
+      json_decref(out);
+      return bad(err, "tools",
+                 "Invalid value for 'tools[%zu]': a function tool needs a string "
+                 "'name'.",
+                 i);
+    }
+    json_t *fn = json_pack("{s:O}", "name", name);
+    static const char *const keys[] = {"description", "parameters", "strict"};
+    for (size_t k = 0; fn && k < 3; k++) {
+      const json_t *v = opt(t, keys[k]);
+      if (v && json_object_set(fn, keys[k], (json_t *)v) < 0) {
+        json_decref(fn);
+        fn = NULL;
+      }
+    }
+    json_t *ct = fn ? json_pack("{s:s,s:o}", "type", "function", "function", fn) : NULL;
+    if (!ct || json_array_append_new(out, ct) < 0) {
+      json_decref(out);
+      return -2;
+    }
+  }
+  if (json_array_size(out) == 0) {
+    json_decref(out);
+    return 0;
+  }
+  return set_new(chat, "tools", out);
+}
+
+static int chat_tool_choice(json_t *chat, const json_t *tc, pd_responses_error_t *err) {
+  if (json_is_string(tc)) {
+    const char *s = json_string_value(tc);
+    if (strcmp(s, "none") && strcmp(s, "auto") && strcmp(s, "required"))
+      return bad(err, "tool_choice",
+                 "Invalid value for 'tool_choice': '%.*s'. Supported values are: 'none', 'auto', "
+                 "'required', or a function.",
+                 QUOTE, s);
+    return set_ref(chat, "tool_choice", tc);
+  }
+  const char *type = type_of(tc);
+  if (!json_is_object(tc) || !type)
+    return bad(err, "tool_choice",
+               "Invalid type for 'tool_choice': expected a string or an object with a 'type'.");
+  if (!strcmp(type, "function")) {
+    const json_t *name = json_object_get(tc, "name");
+    if (!json_is_string(name))
+      return bad(err, "tool_choice",
+                 "Invalid value for 'tool_choice': a function choice needs a "
+                 "string 'name'.");
+    return set_new(chat, "tool_choice",
+                   json_pack("{s:s,s:{s:O}}", "type", "function", "function", "name", name));
+  }
+  if (!strcmp(type, "allowed_tools")) {
+    const json_t *mode = json_object_get(tc, "mode"), *tools = json_object_get(tc, "tools");
+    if (!json_is_string(mode) || !json_is_array(tools))
+      return bad(err, "tool_choice",
+                 "Invalid value for 'tool_choice': allowed_tools needs a string 'mode' and an "
+                 "array 'tools'.");
+    json_t *list = json_array();
+    size_t i;
+    const json_t *t;
+    json_array_foreach(tools, i, t) {
+      const char *tt = type_of(t);
+      const json_t *name = json_object_get(t, "name");
+      if (!tt || strcmp(tt, "function") || !json_is_string(name)) {
+        json_decref(list);
+        return bad(err, "tool_choice",
+                   "Invalid value for 'tool_choice.tools[%zu]': only function tools with a "
+                   "string 'name' can be allowed.",
+                   i);
+      }
+      json_t *e = json_pack("{s:s,s:{s:O}}", "type", "function", "function", "name", name);
+      if (!list || !e || json_array_append_new(list, e) < 0) {
+        json_decref(list);
+        return -2;
+      }
+    }
+    return set_new(chat, "tool_choice",
+                   list ? json_pack("{s:s,s:{s:O,s:o}}", "type", "allowed_tools", "allowed_tools",
+                                    "mode", mode, "tools", list)
+                        : NULL);
+  }
+  return bad(err, "tool_choice",
+             "Unsupported tool_choice type '%.*s': ponder serves function tools only.", QUOTE,
+             type);
+}
+
+static int chat_text(json_t *chat, const json_t *text, pd_responses_error_t *err) {
+  if (!json_is_object(text))
+    return bad(err, "text", "Invalid type for 'text': expected an object.");
+  const json_t *verbosity = opt(text, "verbosity");
+  if (verbosity && !json_is_string(verbosity))
+    return bad(err, "text.verbosity", "Invalid type for 'text.verbosity': expected a string.");
+  if (verbosity && set_ref(chat, "verbosity", verbosity) < 0)
+    return -2;
+  const json_t *f = opt(text, "format");
+  if (!f)
+    return 0;
+  const char *type = type_of(f);
+  if (!json_is_object(f) || !type)
+    return bad(err, "text.format",
+               "Invalid type for 'text.format': expected an object with a string 'type'.");
+  if (!strcmp(type, "text"))
+    return 0; /* the default: nothing to ask of the upstream */
+  if (!strcmp(type, "json_object"))
+    return set_new(chat, "response_format", json_pack("{s:s}", "type", "json_object"));
+  if (strcmp(type, "json_schema"))
+    return bad(err, "text.format.type",
+               "Invalid value for 'text.format.type': '%.*s'. Supported values are: 'text', "
+               "'json_object' and 'json_schema'.",
+               QUOTE, type);
+  const json_t *name = json_object_get(f, "name"), *schema = json_object_get(f, "schema");
+  if (!json_is_string(name))
+    return bad(err, "text.format.name", "Missing required parameter: 'text.format.name'.");
+  if (!json_is_object(schema))
+    return bad(err, "text.format.schema",
+               "Invalid type for 'text.format.schema': expected a JSON schema object.");
+  json_t *js = json_pack("{s:O,s:O}", "name", name, "schema", schema);
+  static const char *const keys[] = {"strict", "description"};
+  for (size_t k = 0; js && k < 2; k++) {
+    const json_t *v = opt(f, keys[k]);
+    if (v && json_object_set(js, keys[k], (json_t *)v) < 0) {
+      json_decref(js);
+      js = NULL;
+    }
+  }
+  return set_new(chat, "response_format",
+                 js ? json_pack("{s:s,s:o}", "type", "json_schema", "json_schema", js) : NULL);
+}
+
+/* Type checks of the plain fields: name, json type (-1 number, JSON_TRUE boolean). */
+static const struct {
+  const char *name;
+  int type;
+  const char *want;
+} plain_fields[] = {
+    {"model", JSON_STRING, "a string"},
+    {"instructions", JSON_STRING, "a string"},
+    {"max_output_tokens", JSON_INTEGER, "an integer"},
+    {"temperature", -1, "a number"},
+    {"top_p", -1, "a number"},
+    {"user", JSON_STRING, "a string"},
+    {"safety_identifier", JSON_STRING, "a string"},
+    {"metadata", JSON_OBJECT, "an object"},
+    {"stream", JSON_TRUE, "a boolean"},
+    {"store", JSON_TRUE, "a boolean"},
+    {"background", JSON_TRUE, "a boolean"},
+    {"parallel_tool_calls", JSON_TRUE, "a boolean"},
+    {"include", JSON_ARRAY, "an array"},
+    {"reasoning", JSON_OBJECT, "an object"},
+};
+
+/* Fields chat completions has too, passed on as in chat. */
+static const char *const chat_fields[] = {
+    "temperature",
+    "top_p",
+    "user",
+    "metadata",
+    "safety_identifier",
+    "seed",
+    "service_tier",
+    "prompt_cache_key",
+    "prompt_cache_retention",
+    "frequency_penalty",
+    "presence_penalty",
+    "logit_bias",
+    "stop",
+    "top_logprobs",
+    "ponder",
+    "stream",
+};
+
+static int in_list(const char *key, const char *const *list, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (!strcmp(key, list[i]))
+      return 1;
+  return 0;
+}
+
+static int check_types(const json_t *body, pd_responses_error_t *err) {
+  /* One pass over the client's members (a handful) rather than a lookup per field. */
+  const char *key;
+  const json_t *v;
+  json_object_foreach((json_t *)body, key, v) {
+    size_t f = 0;
+    while (f < sizeof plain_fields / sizeof *plain_fields && strcmp(key, plain_fields[f].name))
+      f++;
+    if (f == sizeof plain_fields / sizeof *plain_fields || json_is_null(v))
+      continue;
+    int t = plain_fields[f].type;
+    int ok = t == -1          ? json_is_number(v)
+             : t == JSON_TRUE ? json_is_boolean(v)
+                              : (int)json_typeof(v) == t;
+    if (!ok)
+      return bad(err, plain_fields[f].name, "Invalid type for '%s': expected %s.",
+                 plain_fields[f].name, plain_fields[f].want);
+  }
+  return 0;
+}
+
+/* ,"key":VALUE (v as compact JSON, else the literal text dflt) into b. */
+static int echo_member(pd_buf_t *b, const char *key, const json_t *v, const char *dflt) {
+  int rc = pd_buf_append(b, ",\"", 2);
+  rc |= pd_buf_appends(b, key);
+  rc |= pd_buf_append(b, "\":", 2);
+  rc |= v ? pd_json_write(b, v) : pd_buf_appends(b, dflt);
+  return rc ? -1 : 0;
+}
+
+static int translate(const json_t *body, const char *limit_param, pd_responses_req_t *out,
+                     pd_responses_error_t *err) {
+  json_t *chat = out->chat;
+  if (opt(body, "previous_response_id"))
+    return bad(err, "previous_response_id", STATELESS_MSG);
+  if (opt(body, "conversation"))
+    return bad(err, "conversation", STATELESS_MSG);
+  if (check_types(body, err) < 0)
+    return -1;
+  if (json_is_true(json_object_get(body, "background")))
+    return bad(err, "background", STATELESS_MSG);
+  const json_t *model = opt(body, "model");
+  if (!model)
+    return bad(err, "model", "You must provide a model parameter.");
+  const json_t *mot = opt(body, "max_output_tokens");
+  if (mot && json_integer_value(mot) < 1)
+    return bad(err, "max_output_tokens",
+               "Invalid value for 'max_output_tokens': expected an integer of at least 1.");
+  const json_t *reasoning = opt(body, "reasoning");
+  const json_t *effort = opt(reasoning, "effort");
+  const json_t *summary = opt(reasoning, "summary");
+  if (!summary)
+    summary = opt(reasoning, "generate_summary"); /* its older name */
+  if (effort && !json_is_string(effort))
+    return bad(err, "reasoning.effort", "Invalid type for 'reasoning.effort': expected a string.");
+  if (summary) {
+    const char *s = json_string_value(summary);
+    if (!s || (strcmp(s, "auto") && strcmp(s, "concise") && strcmp(s, "detailed")))
+      return bad(err, "reasoning.summary",
+                 "Invalid value for 'reasoning.summary'. Supported values are: 'auto', 'concise' "
+                 "and 'detailed'.");
+    out->summary = 1;
+  }
+  out->stream = json_is_true(json_object_get(body, "stream"));
+
+  int rc;
+  if ((rc = set_ref(chat, "model", model)) < 0)
+    return rc;
+  json_t *msgs = json_array();
+  if ((rc = set_new(chat, "messages", msgs)) < 0)
+    return rc;
+  const json_t *instructions = opt(body, "instructions");
+  if (instructions && json_string_length(instructions) > 0) {
+    json_t *m = obj_new("role", json_string_nocheck("system"), "content",
+                        json_incref((json_t *)instructions));
+    if (!m || json_array_append_new(msgs, m) < 0)
+      return -2;
+  }
+  const json_t *input = opt(body, "input");
+  if (input && (rc = input_items(msgs, input, err)) < 0)
+    return rc;
+  if (json_array_size(msgs) == 0)
+    return bad(err, "input", "Missing required parameter: 'input'.");
+
+  const json_t *tools = opt(body, "tools");
+  if (tools && (rc = chat_tools(chat, tools, err)) < 0)
+    return rc;
+  const json_t *tc = opt(body, "tool_choice");
+  json_t *tc_chat = json_object();
+  if (!tc_chat)
+    return -2;
+  rc = tc ? chat_tool_choice(tc_chat, tc, err) : 0;
+  /* Without tools a chat upstream refuses tool_choice and parallel_tool_calls. */
+  if (rc == 0 && json_object_get(chat, "tools")) {
+    const json_t *choice = json_object_get(tc_chat, "tool_choice");
+    const json_t *ptc = opt(body, "parallel_tool_calls");
+    if ((choice && json_object_set(chat, "tool_choice", (json_t *)choice) < 0) ||
+        (ptc && json_object_set(chat, "parallel_tool_calls", (json_t *)ptc) < 0))
+      rc = -2;
+  }
+  json_decref(tc_chat);
+  if (rc < 0)
+    return rc;
+  const json_t *text = opt(body, "text");
+  if (text && (rc = chat_text(chat, text, err)) < 0)
+    return rc;
+  if (mot && (rc = set_ref(chat, limit_param ? limit_param : "max_tokens", mot)) < 0)
+    return rc;
+  if (effort && (rc = set_ref(chat, "reasoning_effort", effort)) < 0)
+    return rc;
+  /* One pass over the client's members (a handful) rather than a lookup per field. */
+  const char *key;
+  json_t *v;
+  json_object_foreach((json_t *)body, key, v) {
+    if (!json_is_null(v) && in_list(key, chat_fields, sizeof chat_fields / sizeof *chat_fields) &&
+        (rc = set_ref(chat, key, v)) < 0)
+      return rc;
+  }
+  /* A chat upstream returns top_logprobs only with logprobs on. */
+  if (json_integer_value(opt(body, "top_logprobs")) > 0 &&
+      (rc = set_new(chat, "logprobs", json_true())) < 0)
+    return rc;
+
+  /* What the response object repeats, as JSON text written once (a stream repeats the object
+   * in three events). */
+  const json_t *ptc = opt(body, "parallel_tool_calls");
+  pd_buf_t *h = &out->echo_head, *m = &out->echo_mid, *t = &out->echo_tail;
+  rc = echo_member(h, "instructions", instructions, "null");
+  rc |= echo_member(h, "max_output_tokens", mot, "null");
+  rc |= echo_member(m, "parallel_tool_calls", ptc, "true");
+  rc |= pd_buf_appends(m, ",\"previous_response_id\":null");
+  rc |= echo_member(m, "reasoning", NULL, "{\"effort\":");
+  rc |= effort ? pd_json_write(m, effort) : pd_buf_appends(m, "null");
+  rc |= pd_buf_appends(m, ",\"summary\":");
+  rc |= summary ? pd_json_write(m, summary) : pd_buf_appends(m, "null");
+  rc |= pd_buf_appends(m, "}");
+  rc |= pd_buf_appends(m, ",\"store\":false");
+  rc |= echo_member(m, "temperature", opt(body, "temperature"), "null");
+  rc |= echo_member(m, "text", text, "{\"format\":{\"type\":\"text\"}}");
+  rc |= echo_member(m, "tool_choice", tc, "\"auto\"");
+  rc |= echo_member(m, "tools", tools, "[]");
+  rc |= echo_member(m, "top_p", opt(body, "top_p"), "null");
+  rc |= pd_buf_appends(m, ",\"truncation\":\"disabled\"");
+  rc |= echo_member(t, "user", opt(body, "user"), "null");
+  rc |= echo_member(t, "metadata", opt(body, "metadata"), "{}");
+  if (rc)
+    return -2;
+  return 0;
+}
+
+int pd_responses_req_translate(const json_t *body, const char *limit_param, pd_responses_req_t *out,
+                               pd_responses_error_t *err) {
+  memset(out, 0, sizeof *out);
+  err->message[0] = err->param[0] = '\0';
+  if (!json_is_object(body))
+    return bad(err, NULL, "The request body must be a JSON object.");
+  out->chat = json_object();
+  int rc = out->chat ? translate(body, limit_param, out, err) : -2;
+  if (rc < 0) {
+    pd_responses_req_free(out);
+    if (rc == -2)
+      snprintf(err->message, sizeof err->message, "Out of memory.");
+  }
+  return rc;
+}
+
+void pd_responses_req_free(pd_responses_req_t *r) {
+  if (!r)
+    return;
+  json_decref(r->chat);
+  r->chat = NULL;
+  pd_buf_free(&r->echo_head);
+  pd_buf_free(&r->echo_mid);
+  pd_buf_free(&r->echo_tail);
+  pd_buf_init(&r->echo_head);
+  pd_buf_init(&r->echo_mid);
+  pd_buf_init(&r->echo_tail);
+}
