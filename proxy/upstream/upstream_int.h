@@ -128,21 +128,21 @@ typedef struct pd_tls pd_tls_t;
  * as an idle connection of op's origin: tcp (its own allocation, not reading) and tls are this
  * client's from a return of 0; on -1 (closing, no slot, out of memory) the caller keeps them. */
 int pd_h1up_adopt(pd_h1up_t *b, const pd_xfer_opts_t *op, uv_tcp_t *tcp, pd_tls_t *tls);
-/* For the fuzz target: what pd_h1up_parse_bytes saw. */
+/* For the fuzz target: what pd_h1_wire_parse_bytes saw. */
 typedef struct pd_h1up_parse_stats {
   int heads;         /* final heads delivered */
   int responses;     /* responses that ended */
   size_t max_head;   /* largest head (status line and fields) counted */
   size_t body_bytes; /* body bytes given to on_data or held during a pause */
   int error;         /* the parser stopped on bad bytes or a head over the cap */
-} pd_h1up_parse_stats_t;
+} pd_h1_wire_parse_stats_t;
 /* Runs the client's response parsing (the llhttp settings, the head bookkeeping, the body
  * framing, pause holding) over data as one connection would receive it in reads of `chunk`
  * bytes, with no network: after each complete response the next bytes are parsed as the next
  * response on the same connection; the end of data is the end of the connection. is_head makes
  * every request a HEAD; retries > 0 exercises the discarding of retryable statuses. */
-void pd_h1up_parse_bytes(const char *data, size_t len, size_t chunk, int is_head, int retries,
-                         pd_h1up_parse_stats_t *st);
+void pd_h1_wire_parse_bytes(const char *data, size_t len, size_t chunk, int is_head, int retries,
+                         pd_h1_wire_parse_stats_t *st);
 void pd_h1up_resume(pd_xfer_t *x);
 void pd_h1up_cancel(pd_xfer_t *x);
 double pd_h1up_elapsed(const pd_xfer_t *x);
