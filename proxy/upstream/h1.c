@@ -50,8 +50,8 @@ static void on_close_timer_closed(uv_handle_t *h) {
 }
 
 static void cancel_now(xfer_t *x) {
-  x->cancelled = 1;
-  x->in_cb = 0;
+  x->xb.cancelled = 1;
+  x->xb.in_cb = 0;
   pd_h1_xfer_stop_timer(x);
   pd_h1_xfer_destroy(x);
 }
@@ -266,27 +266,27 @@ void pd_h1up_detach(xfer_t *x) {
  * would deliver (its head is delivered). Until then a paused transfer reads on: a head, and a
  * retryable status's body that is discarded (else the retry would wait for the resume). */
 int pd_h1up_input_held(const xfer_t *x) {
-  return x->paused && x->head_done && !x->discard;
+  return x->xb.paused && x->xb.head_done && !x->xb.discard;
 }
 
 /* The stall clock runs: a stall bound is set and the caller's pause does not hold the input
  * (time ponder itself holds the response is not the upstream's silence). */
 int pd_h1up_stall_armed(const xfer_t *x) {
-  return x->stall_ms > 0 && !pd_h1up_input_held(x);
+  return x->xb.stall_ms > 0 && !pd_h1up_input_held(x);
 }
 
 /* Arms the connection's timer for the transfer's next deadline: connect, stall or total. */
 void pd_h1up_arm_deadline(conn_t *c) {
   xfer_t *x = c->x;
   uint64_t now = uv_now(c->o->b->loop);
-  uint64_t due = x->deadline;
-  if (c->state != C_OPEN && x->connect_timeout_ms > 0) {
-    uint64_t cdue = c->connect_start + (uint64_t)x->connect_timeout_ms;
+  uint64_t due = x->xb.deadline;
+  if (c->state != C_OPEN && x->xb.connect_timeout_ms > 0) {
+    uint64_t cdue = c->connect_start + (uint64_t)x->xb.connect_timeout_ms;
     if (!due || cdue < due)
       due = cdue;
   }
   if (pd_h1up_stall_armed(x)) {
-    uint64_t sdue = x->rx_ms + (uint64_t)x->stall_ms;
+    uint64_t sdue = x->xb.rx_ms + (uint64_t)x->xb.stall_ms;
     if (!due || sdue < due)
       due = sdue;
   }
@@ -303,7 +303,7 @@ void pd_h1up_bind_conn(conn_t *c, xfer_t *x) {
   c->got_bytes = 0;
   c->aborted = 0;
   c->too_large = 0;
-  x->rx_ms = uv_now(c->o->b->loop); /* the attempt starts: its stall clock with it */
+  x->xb.rx_ms = uv_now(c->o->b->loop); /* the attempt starts: its stall clock with it */
   pd_h1up_arm_deadline(c);
 }
 
@@ -491,7 +491,7 @@ void pd_h1up_tls_on_read(conn_t *c, ssize_t nread, const char *data) {
     return;
   }
   if (c->x)
-    c->x->rx_ms = uv_now(c->o->b->loop);
+    c->x->xb.rx_ms = uv_now(c->o->b->loop);
   if (pd_tls_feed(c->tls, data, (size_t)nread) < 0) {
     tls_failed(c, "out of memory reading TLS records");
     return;
@@ -623,7 +623,7 @@ pd_xfer_t *pd_h1up_start(pd_h1up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cb
   x = calloc(1, sizeof *x);
   if (!x)
     goto fail;
-  pd_list_init(&x->wlink);
+  pd_list_init(&x->xb.wlink);
   x->base.ops = &H1_OPS;
   x->b = b;
   char *tls_key = tls ? pd_tls_xfer_key(o) : NULL;
@@ -669,17 +669,17 @@ pd_xfer_t *pd_h1up_start(pd_h1up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cb
   x->is_head = strcmp(o->method, "HEAD") == 0;
   x->send_length = o->body || strcmp(o->method, "POST") == 0 || strcmp(o->method, "PUT") == 0 ||
                    strcmp(o->method, "PATCH") == 0;
-  x->connect_timeout_ms = o->connect_timeout_ms;
-  x->timeout_ms = o->timeout_ms;
-  x->stall_ms = o->stall_timeout_ms;
-  x->retries = o->retries;
-  x->cbs = *cbs;
-  x->ud = ud;
-  x->start_ns = uv_hrtime();
-  x->start_ms = uv_now(b->loop);
-  x->deadline = pd_xfer_deadline(x->start_ms, o->timeout_ms);
-  pd_xhead_init(&x->head);
-  pd_buf_init(&x->held);
+  x->xb.connect_timeout_ms = o->connect_timeout_ms;
+  x->xb.timeout_ms = o->timeout_ms;
+  x->xb.stall_ms = o->stall_timeout_ms;
+  x->xb.retries = o->retries;
+  x->xb.cbs = *cbs;
+  x->xb.ud = ud;
+  x->xb.start_ns = uv_hrtime();
+  x->xb.start_ms = uv_now(b->loop);
+  x->xb.deadline = pd_xfer_deadline(x->xb.start_ms, o->timeout_ms);
+  pd_xhead_init(&x->xb.head);
+  pd_buf_init(&x->xb.held);
   x->next = b->xfers;
   if (b->xfers)
     b->xfers->prev = x;
@@ -700,28 +700,28 @@ fail:
 
 /* Delivers what was held during a pause, then finishes or reads on. */
 static void pump(xfer_t *x) {
-  while (!x->paused && x->held.len > 0) {
+  while (!x->xb.paused && x->xb.held.len > 0) {
     size_t n;
-    char *data = pd_buf_steal(&x->held, &n);
-    x->in_cb++;
-    int rc = x->cbs.on_data ? x->cbs.on_data(x->ud, data, n) : 0;
-    x->in_cb--;
+    char *data = pd_buf_steal(&x->xb.held, &n);
+    x->xb.in_cb++;
+    int rc = x->xb.cbs.on_data ? x->xb.cbs.on_data(x->xb.ud, data, n) : 0;
+    x->xb.in_cb--;
     free(data);
-    if (x->cancelled) {
+    if (x->xb.cancelled) {
       pd_h1_xfer_destroy(x);
       return;
     }
     if (rc < 0) {
-      x->reader_abort = 1;
+      x->xb.reader_abort = 1;
       pd_h1_xfer_finish(x, PD_XFER_EOTHER, "the transfer was aborted by its reader");
       return;
     }
     if (rc > 0)
-      x->paused = 1;
+      x->xb.paused = 1;
   }
-  if (x->paused)
+  if (x->xb.paused)
     return;
-  if (x->complete_pending) {
+  if (x->xb.complete_pending) {
     pd_h1_xfer_finish(x, PD_XFER_OK, "");
     return;
   }
@@ -731,33 +731,33 @@ static void pump(xfer_t *x) {
 
 void pd_h1up_pause(pd_xfer_t *bx) {
   xfer_t *x = (xfer_t *)bx;
-  if (x->paused || x->cancelled)
+  if (x->xb.paused || x->xb.cancelled)
     return;
-  x->paused = 1;
-  if (x->c && x->c->state == C_OPEN && x->in_cb == 0 && pd_h1up_input_held(x))
+  x->xb.paused = 1;
+  if (x->c && x->c->state == C_OPEN && x->xb.in_cb == 0 && pd_h1up_input_held(x))
     pd_h1up_stop_reading(x->c);
 }
 
 void pd_h1up_resume(pd_xfer_t *bx) {
   xfer_t *x = (xfer_t *)bx;
-  if (!x->paused || x->cancelled)
+  if (!x->xb.paused || x->xb.cancelled)
     return;
-  x->paused = 0;
+  x->xb.paused = 0;
   if (x->c) { /* the stall clock starts again from now */
-    x->rx_ms = uv_now(x->b->loop);
+    x->xb.rx_ms = uv_now(x->b->loop);
     pd_h1up_arm_deadline(x->c);
   }
-  if (x->in_cb)
+  if (x->xb.in_cb)
     return; /* the parser loop that called back goes on delivering */
   pump(x);
 }
 
 void pd_h1up_cancel(pd_xfer_t *bx) {
   xfer_t *x = (xfer_t *)bx;
-  if (x->cancelled)
+  if (x->xb.cancelled)
     return;
-  x->cancelled = 1;
-  if (x->in_cb)
+  x->xb.cancelled = 1;
+  if (x->xb.in_cb)
     return; /* whoever is calling back tears it down when the callback returns */
   pd_h1_xfer_stop_timer(x);
   pd_h1_xfer_destroy(x);
@@ -765,5 +765,5 @@ void pd_h1up_cancel(pd_xfer_t *bx) {
 
 double pd_h1up_elapsed(const pd_xfer_t *bx) {
   const xfer_t *x = (const xfer_t *)bx;
-  return (double)(uv_hrtime() - x->start_ns) / 1e9;
+  return (double)(uv_hrtime() - x->xb.start_ns) / 1e9;
 }

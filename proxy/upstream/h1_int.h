@@ -85,7 +85,8 @@ struct conn {
 enum { T_NONE, T_RETRY, T_QUEUE, T_FAIL };
 
 struct xfer {
-  pd_xfer_t base; /* first: the front casts */
+  pd_xfer_t base;    /* first: the front casts */
+  pd_xfer_base_t xb; /* what both native framings keep the same way */
   pd_h1up_t *b;
   origin_t *o;
   conn_t *c;
@@ -94,34 +95,9 @@ struct xfer {
   int send_length;
   int own_host; /* the caller's headers carry Host */
   int is_head;
-  long connect_timeout_ms, timeout_ms;
-  long stall_ms; /* stall_timeout_ms; 0 = none */
-  int retries, attempt;
-  pd_xfer_cbs_t cbs;
-  void *ud;
-  int in_cb;
-  int cancelled;
-  int head_done;
-  int discard; /* a retryable status: swallow this attempt's body */
-  int paused;
-  int complete_pending; /* the response ended while held data waits for a resume */
-  int fresh_only;       /* a reused connection died under this attempt: open a new one */
-  int stale_retried;
-  int reader_abort; /* on_data asked to stop: the caller's decision, not an upstream failure */
-  pd_xhead_t head;
-  pd_buf_t held;    /* body that arrived after a pause, delivered on resume */
+  int fresh_only;   /* a reused connection died under this attempt: open a new one */
   uv_timer_t timer; /* retry delay, time waiting for a connection, deferred failure */
   int timer_inited, timer_mode;
-  int fail_result;
-  char fail_msg[ERRMSG_SIZE];
-  uint64_t start_ns;
-  uint64_t start_ms; /* loop ms: the call began */
-  uint64_t deadline; /* loop ms: timeout_ms from start_ms, retries included; 0 = none */
-  /* Loop ms the stall clock runs from: the attempt's last byte received, else the moment it got
-   * its connection or the caller resumed it. Only written on reads (no timer call per read):
-   * the connection's timer checks it when it fires and re-arms itself. */
-  uint64_t rx_ms;
-  pd_list_t wlink; /* in its origin's waiter queue */
   xfer_t *prev, *next;
 };
 

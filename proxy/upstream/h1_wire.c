@@ -102,8 +102,8 @@ void pd_h1_wire_conn_send(conn_t *c) {
     origin_t *o = c->o;
     pd_h1up_detach(x);
     pd_h1up_conn_close_keep_slot(c);
-    if (stale && !x->stale_retried) {
-      x->stale_retried = 1;
+    if (stale && !x->xb.stale_retried) {
+      x->xb.stale_retried = 1;
       x->fresh_only = 1;
       pd_h1_xfer_acquire(x);
       pd_h1_xfer_serve_waiters(o);
@@ -131,7 +131,7 @@ static int count_head(conn_t *c, size_t n) {
 
 static int on_message_begin(llhttp_t *p) {
   conn_t *c = p->data;
-  pd_xhead_reset(&c->x->head);
+  pd_xhead_reset(&c->x->xb.head);
   pd_buf_reset(&c->hname);
   pd_buf_reset(&c->hvalue);
   c->head_bytes = 0;
@@ -169,7 +169,7 @@ static int on_header_value_complete(llhttp_t *p) {
     vlen--;
   }
   if (c->hname.len)
-    pd_xhead_add(&c->x->head, pd_buf_data(&c->hname), c->hname.len, v, vlen);
+    pd_xhead_add(&c->x->xb.head, pd_buf_data(&c->hname), c->hname.len, v, vlen);
   pd_buf_reset(&c->hname);
   pd_buf_reset(&c->hvalue);
   return 0;
@@ -178,15 +178,15 @@ static int on_header_value_complete(llhttp_t *p) {
 static int on_headers_complete(llhttp_t *p) {
   conn_t *c = p->data;
   xfer_t *x = c->x;
-  x->head.status = p->status_code;
-  if (x->head.status < 200)
+  x->xb.head.status = p->status_code;
+  if (x->xb.head.status < 200)
     return 0; /* informational: the real head follows */
-  if (pd_xfer_retryable_status(x->head.status) &&
-      pd_h1_xfer_may_retry(x, pd_xfer_status_delay(&x->head, x->attempt)))
-    x->discard = 1;
+  if (pd_xfer_retryable_status(x->xb.head.status) &&
+      pd_h1_xfer_may_retry(x, pd_xfer_status_delay(&x->xb.head, x->xb.attempt)))
+    x->xb.discard = 1;
   else
     pd_h1_xfer_deliver_head(x);
-  if (x->cancelled)
+  if (x->xb.cancelled)
     return -1;
   return x->is_head ? 1 : 0;
 }
@@ -194,27 +194,27 @@ static int on_headers_complete(llhttp_t *p) {
 static int on_body(llhttp_t *p, const char *at, size_t n) {
   conn_t *c = p->data;
   xfer_t *x = c->x;
-  if (x->discard || n == 0)
+  if (x->xb.discard || n == 0)
     return 0;
-  if (x->paused || x->held.len > 0)
-    return pd_buf_append(&x->held, at, n) < 0 ? -1 : 0;
-  x->in_cb++;
-  int rc = x->cbs.on_data ? x->cbs.on_data(x->ud, at, n) : 0;
-  x->in_cb--;
-  if (x->cancelled)
+  if (x->xb.paused || x->xb.held.len > 0)
+    return pd_buf_append(&x->xb.held, at, n) < 0 ? -1 : 0;
+  x->xb.in_cb++;
+  int rc = x->xb.cbs.on_data ? x->xb.cbs.on_data(x->xb.ud, at, n) : 0;
+  x->xb.in_cb--;
+  if (x->xb.cancelled)
     return -1;
   if (rc < 0) {
     c->aborted = 1;
     return -1;
   }
   if (rc > 0)
-    x->paused = 1;
+    x->xb.paused = 1;
   return 0;
 }
 
 static int on_message_complete(llhttp_t *p) {
   conn_t *c = p->data;
-  if (c->x->head.status < 200)
+  if (c->x->xb.head.status < 200)
     return 0;
   c->msg_done = 1;
   return HPE_PAUSED; /* finish outside the parser */
@@ -235,14 +235,14 @@ const llhttp_settings_t pd_h1_wire_settings = {
  * bytes were bad. Returns 1 when the connection is still the transfer's and reading may go on. */
 static int after_parse(conn_t *c, llhttp_errno_t err, const char *end) {
   xfer_t *x = c->x;
-  if (x->cancelled) {
+  if (x->xb.cancelled) {
     pd_h1_xfer_destroy(x); /* closes c */
     return 0;
   }
   if (c->aborted) {
     pd_h1up_detach(x);
     pd_h1up_conn_close(c);
-    x->reader_abort = 1;
+    x->xb.reader_abort = 1;
     pd_h1_xfer_finish(x, PD_XFER_EOTHER, "the transfer was aborted by its reader");
     return 0;
   }
@@ -281,7 +281,7 @@ int pd_h1_wire_conn_input(conn_t *c, ssize_t nread, const char *data) {
     if (nread == UV_EOF && c->got_bytes) {
       /* A body delimited by the end of the connection ends here. */
       llhttp_finish(&c->parser);
-      if (c->msg_done || x->cancelled || c->aborted) {
+      if (c->msg_done || x->xb.cancelled || c->aborted) {
         after_parse(c, HPE_OK, NULL);
         return 0;
       }
@@ -290,7 +290,7 @@ int pd_h1_wire_conn_input(conn_t *c, ssize_t nread, const char *data) {
     return 0;
   }
   c->got_bytes = 1;
-  x->rx_ms = uv_now(c->o->b->loop);
+  x->xb.rx_ms = uv_now(c->o->b->loop);
   llhttp_errno_t err = llhttp_execute(&c->parser, data, (size_t)nread);
   return after_parse(c, err, data + nread);
 }
@@ -337,17 +337,17 @@ void pd_h1_wire_parse_bytes(const char *data, size_t len, size_t chunk, int is_h
   memset(st, 0, sizeof *st);
   b.loop = uv_default_loop();
   origin_t o = {.b = &b};
-  xfer_t x = {.b = &b, .o = &o, .is_head = is_head, .retries = retries};
-  pd_list_init(&x.wlink);
+  xfer_t x = {.b = &b, .o = &o, .is_head = is_head, .xb.retries = retries};
+  pd_list_init(&x.xb.wlink);
   pd_list_init(&o.base.waiters);
   conn_t c = {.o = &o, .x = &x};
   fuzz_sink_t sink = {.st = st};
-  x.cbs.on_head = fuzz_on_head;
-  x.cbs.on_data = fuzz_on_data;
-  x.ud = &sink;
+  x.xb.cbs.on_head = fuzz_on_head;
+  x.xb.cbs.on_data = fuzz_on_data;
+  x.xb.ud = &sink;
   x.c = &c;
-  pd_xhead_init(&x.head);
-  pd_buf_init(&x.held);
+  pd_xhead_init(&x.xb.head);
+  pd_buf_init(&x.xb.held);
   pd_buf_init(&c.hname);
   pd_buf_init(&c.hvalue);
   llhttp_init(&c.parser, HTTP_RESPONSE, &pd_h1_wire_settings);
@@ -368,11 +368,11 @@ void pd_h1_wire_parse_bytes(const char *data, size_t len, size_t chunk, int is_h
          * connection the next bytes answer the next request. */
         const char *pos = llhttp_get_error_pos(&c.parser);
         st->responses++;
-        st->body_bytes += x.held.len;
-        pd_buf_reset(&x.held);
-        x.head_done = 0;
-        x.discard = 0;
-        x.paused = 0;
+        st->body_bytes += x.xb.held.len;
+        pd_buf_reset(&x.xb.held);
+        x.xb.head_done = 0;
+        x.xb.discard = 0;
+        x.xb.paused = 0;
         c.msg_done = 0;
         if (!llhttp_should_keep_alive(&c.parser) || !pos || pos < p || pos > end) {
           dead = 1;
@@ -395,9 +395,9 @@ void pd_h1_wire_parse_bytes(const char *data, size_t len, size_t chunk, int is_h
     if (c.msg_done)
       st->responses++;
   }
-  st->body_bytes += x.held.len;
-  pd_xhead_free(&x.head);
-  pd_buf_free(&x.held);
+  st->body_bytes += x.xb.held.len;
+  pd_xhead_free(&x.xb.head);
+  pd_buf_free(&x.xb.held);
   pd_buf_free(&c.hname);
   pd_buf_free(&c.hvalue);
 }

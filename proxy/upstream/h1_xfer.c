@@ -26,30 +26,18 @@ void pd_h1_xfer_stop_timer(xfer_t *x) {
 
 /* Reports a failure from the loop, never inside the caller's frame. */
 void pd_h1_xfer_fail_soon(xfer_t *x, int result, const char *msg) {
-  x->fail_result = result;
-  snprintf(x->fail_msg, sizeof x->fail_msg, "%s", msg);
+  pd_xfer_base_fail_later(&x->xb, result, msg);
   arm_xfer_timer(x, T_FAIL, 0);
 }
 
 void pd_h1_xfer_deliver_head(xfer_t *x) {
-  if (x->head_done || x->cancelled)
-    return;
-  x->head_done = 1;
-  x->in_cb++;
-  pd_xhead_emit(&x->head, x->cbs.on_head, x->ud);
-  x->in_cb--;
+  pd_xfer_base_head(&x->xb);
 }
 
 /* The transfer's end: on_done, then free. */
 void pd_h1_xfer_finish(xfer_t *x, int result, const char *msg) {
   pd_h1_xfer_stop_timer(x);
-  if (result == PD_XFER_OK)
-    pd_h1_xfer_deliver_head(x);
-  if (!x->cancelled && x->cbs.on_done) {
-    x->in_cb++;
-    x->cbs.on_done(x->ud, result, msg);
-    x->in_cb--;
-  }
+  pd_xfer_base_done(&x->xb, result, msg);
   pd_h1_xfer_destroy(x);
 }
 
@@ -57,34 +45,31 @@ void pd_h1_xfer_finish(xfer_t *x, int result, const char *msg) {
 static void finish_timed_out(xfer_t *x, int made) {
   char msg[ERRMSG_SIZE];
   snprintf(msg, sizeof msg, "Operation timed out after %lu milliseconds (%d attempts)",
-           (unsigned long)(uv_now(x->b->loop) - x->start_ms), made);
+           (unsigned long)(uv_now(x->b->loop) - x->xb.start_ms), made);
   pd_h1_xfer_finish(x, PD_XFER_ETIMEOUT, msg);
 }
 
 /* Whether a retry after delay_ms is allowed: retries remain and it starts before the deadline. */
 int pd_h1_xfer_may_retry(const xfer_t *x, long delay_ms) {
-  return x->attempt < x->retries && pd_xfer_retry_fits(x->deadline, uv_now(x->b->loop), delay_ms);
+  return pd_xfer_base_may_retry(&x->xb, uv_now(x->b->loop), delay_ms);
 }
 
 void pd_h1_xfer_new_attempt(xfer_t *x) {
-  x->discard = 0;
-  /* x->paused stays: a caller that paused expects no data until it resumes, retry or not. */
-  x->complete_pending = 0;
-  pd_buf_reset(&x->held);
-  pd_xhead_reset(&x->head);
+  /* paused stays: a caller that paused expects no data until it resumes, retry or not. */
+  pd_xfer_base_new_attempt(&x->xb);
 }
 
 /* An attempt failed before a complete response: retry a failed connect while retries remain,
  * else report. The connection is already detached. */
 void pd_h1_xfer_attempt_failed(xfer_t *x, int result, const char *msg) {
-  long delay = pd_xfer_connect_delay(x->attempt);
-  if (result == PD_XFER_ECONNECT && !x->head_done && pd_h1_xfer_may_retry(x, delay)) {
-    pd_xfer_log_retry(&x->base, x->attempt, msg, delay);
-    x->attempt++;
+  long delay = pd_xfer_connect_delay(x->xb.attempt);
+  if (result == PD_XFER_ECONNECT && !x->xb.head_done && pd_h1_xfer_may_retry(x, delay)) {
+    pd_xfer_log_retry(&x->base, x->xb.attempt, msg, delay);
+    x->xb.attempt++;
     arm_xfer_timer(x, T_RETRY, (uint64_t)delay);
     return;
   }
-  x->discard = 0;
+  x->xb.discard = 0;
   pd_h1_xfer_finish(x, result, msg);
 }
 
@@ -96,22 +81,22 @@ void pd_h1_xfer_attempt_complete(xfer_t *x, int keep) {
     pd_h1up_conn_release(c);
   else
     pd_h1up_conn_close(c);
-  if (x->discard) {
-    long delay = pd_xfer_status_delay(&x->head, x->attempt);
-    if (!pd_xfer_retry_fits(x->deadline, uv_now(x->b->loop), delay)) {
-      finish_timed_out(x, x->attempt +
+  if (x->xb.discard) {
+    long delay = pd_xfer_status_delay(&x->xb.head, x->xb.attempt);
+    if (!pd_xfer_retry_fits(x->xb.deadline, uv_now(x->b->loop), delay)) {
+      finish_timed_out(x, x->xb.attempt +
                               1); /* its body is gone: the retry was planned when the head came */
       return;
     }
     char why[32];
-    snprintf(why, sizeof why, "status %d", x->head.status);
-    pd_xfer_log_retry(&x->base, x->attempt, why, delay);
-    x->attempt++;
+    snprintf(why, sizeof why, "status %d", x->xb.head.status);
+    pd_xfer_log_retry(&x->base, x->xb.attempt, why, delay);
+    x->xb.attempt++;
     arm_xfer_timer(x, T_RETRY, (uint64_t)delay);
     return;
   }
-  if (x->paused && x->held.len > 0) {
-    x->complete_pending = 1;
+  if (x->xb.paused && x->xb.held.len > 0) {
+    x->xb.complete_pending = 1;
     return;
   }
   pd_h1_xfer_finish(x, PD_XFER_OK, "");
@@ -147,15 +132,15 @@ void pd_h1_xfer_acquire(xfer_t *x) {
     pd_h1up_conn_start_connect(c);
     return;
   }
-  pd_origin_wait(&o->base, &x->wlink, 0);
-  if (x->deadline) {
+  pd_origin_wait(&o->base, &x->xb.wlink, 0);
+  if (x->xb.deadline) {
     uint64_t now = uv_now(b->loop);
-    arm_xfer_timer(x, T_QUEUE, x->deadline > now ? x->deadline - now : 0);
+    arm_xfer_timer(x, T_QUEUE, x->xb.deadline > now ? x->xb.deadline - now : 0);
   }
 }
 
 static void queue_unlink(xfer_t *x) {
-  pd_list_remove(&x->wlink);
+  pd_list_remove(&x->xb.wlink);
 }
 
 void pd_h1_xfer_serve_waiters(origin_t *o) {
@@ -163,7 +148,7 @@ void pd_h1_xfer_serve_waiters(origin_t *o) {
   pd_list_t *l;
   while ((l = pd_origin_next_waiter(&o->base)) && !b->closing &&
          (o->idle || !b->max_conns || o->nconns < b->max_conns)) {
-    xfer_t *x = pd_list_entry(l, xfer_t, wlink);
+    xfer_t *x = pd_list_entry(l, xfer_t, xb.wlink);
     queue_unlink(x);
     pd_h1_xfer_stop_timer(x);
     pd_h1_xfer_acquire(x);
@@ -174,12 +159,12 @@ static void xfer_on_timer(uv_timer_t *t) {
   xfer_t *x = t->data;
   int mode = x->timer_mode;
   x->timer_mode = T_NONE;
-  if (x->cancelled)
+  if (x->xb.cancelled)
     return;
   switch (mode) {
   case T_RETRY:
-    if (x->deadline && uv_now(x->b->loop) >= x->deadline) {
-      finish_timed_out(x, x->attempt);
+    if (x->xb.deadline && uv_now(x->b->loop) >= x->xb.deadline) {
+      finish_timed_out(x, x->xb.attempt);
       break;
     }
     pd_h1_xfer_new_attempt(x);
@@ -189,12 +174,12 @@ static void xfer_on_timer(uv_timer_t *t) {
     queue_unlink(x);
     char msg[ERRMSG_SIZE];
     snprintf(msg, sizeof msg, "Operation timed out after %lu milliseconds waiting for a connection",
-             (unsigned long)(uv_now(x->b->loop) - x->start_ms));
+             (unsigned long)(uv_now(x->b->loop) - x->xb.start_ms));
     pd_h1_xfer_finish(x, PD_XFER_ETIMEOUT, msg);
     break;
   }
   case T_FAIL:
-    pd_h1_xfer_finish(x, x->fail_result, x->fail_msg);
+    pd_h1_xfer_finish(x, x->xb.fail_result, x->xb.fail_msg);
     break;
   default:
     break;
@@ -224,8 +209,8 @@ void pd_h1_xfer_destroy(xfer_t *x) {
   if (x->next)
     x->next->prev = x->prev;
   x->prev = x->next = NULL;
-  pd_xhead_free(&x->head);
-  pd_buf_free(&x->held);
+  pd_xhead_free(&x->xb.head);
+  pd_buf_free(&x->xb.held);
   free(x->method);
   free(x->path);
   free(x->hdrs);
@@ -247,12 +232,12 @@ void pd_h1_xfer_conn_failed(conn_t *c, int status, const char *what) {
     return;
   }
   pd_h1up_detach(x);
-  if (stale && !x->stale_retried) {
+  if (stale && !x->xb.stale_retried) {
     /* The server closed a keep-alive connection as the request went out: nothing of the
      * response was seen, so send it again on a new connection, in this one's slot. */
     origin_t *o = c->o;
     pd_h1up_conn_close_keep_slot(c);
-    x->stale_retried = 1;
+    x->xb.stale_retried = 1;
     x->fresh_only = 1;
     pd_h1_xfer_new_attempt(x);
     pd_h1_xfer_acquire(x);
@@ -287,21 +272,21 @@ void pd_h1_xfer_on_conn_timer(uv_timer_t *t) {
   }
   char msg[ERRMSG_SIZE];
   uint64_t now = uv_now(c->o->b->loop);
-  int connect_due = c->state != C_OPEN && x->connect_timeout_ms > 0 &&
-                    now >= c->connect_start + (uint64_t)x->connect_timeout_ms;
-  if (!connect_due && !(x->deadline && now >= x->deadline)) {
-    if (!pd_h1up_stall_armed(x) || now < x->rx_ms + (uint64_t)x->stall_ms) {
+  int connect_due = c->state != C_OPEN && x->xb.connect_timeout_ms > 0 &&
+                    now >= c->connect_start + (uint64_t)x->xb.connect_timeout_ms;
+  if (!connect_due && !(x->xb.deadline && now >= x->xb.deadline)) {
+    if (!pd_h1up_stall_armed(x) || now < x->xb.rx_ms + (uint64_t)x->xb.stall_ms) {
       pd_h1up_arm_deadline(c); /* bytes came since it was armed, or the caller paused: not yet */
       return;
     }
     /* Same outcome as a timeout: not retried (the upstream may be working on the request). */
-    pd_xfer_stall_msg(msg, sizeof msg, x->stall_ms);
+    pd_xfer_stall_msg(msg, sizeof msg, x->xb.stall_ms);
   } else if (c->state != C_OPEN)
     snprintf(msg, sizeof msg, "Connection timed out after %lu milliseconds",
              (unsigned long)(uv_now(c->o->b->loop) - c->connect_start));
   else
     snprintf(msg, sizeof msg, "Operation timed out after %lu milliseconds",
-             (unsigned long)(uv_now(c->o->b->loop) - x->start_ms));
+             (unsigned long)(uv_now(c->o->b->loop) - x->xb.start_ms));
   pd_h1up_detach(x);
   pd_h1up_conn_close(c);
   pd_h1_xfer_attempt_failed(x, PD_XFER_ETIMEOUT, msg);

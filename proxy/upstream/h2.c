@@ -76,7 +76,7 @@ void pd_h2up_close(pd_h2up_t *b, void (*on_closed)(void *ud), void *ud) {
   b->pending_closes = 1; /* the close timer */
   while (b->xfers) {
     xfer_t *x = b->xfers;
-    x->in_cb = 0;
+    x->xb.in_cb = 0;
     pd_h2_xfer_destroy(x);
   }
   /* Every connection not yet freed reports once, closing already or not. */
@@ -694,7 +694,7 @@ pd_xfer_t *pd_h2up_start(pd_h2up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cb
   x = calloc(1, sizeof *x);
   if (!x)
     goto fail;
-  pd_list_init(&x->wlink);
+  pd_list_init(&x->xb.wlink);
   x->base.ops = &H2_OPS;
   x->b = b;
   char *tls_key = tls ? pd_tls_xfer_key(o) : NULL;
@@ -728,17 +728,17 @@ pd_xfer_t *pd_h2up_start(pd_h2up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cb
   x->body_len = o->body ? o->body_len : 0;
   x->send_length = o->body || strcmp(o->method, "POST") == 0 || strcmp(o->method, "PUT") == 0 ||
                    strcmp(o->method, "PATCH") == 0;
-  x->connect_timeout_ms = o->connect_timeout_ms;
-  x->timeout_ms = o->timeout_ms;
-  x->stall_ms = o->stall_timeout_ms;
-  x->retries = o->retries;
-  x->cbs = *cbs;
-  x->ud = ud;
-  x->start_ns = uv_hrtime();
-  x->start_ms = uv_now(b->loop);
-  x->deadline = pd_xfer_deadline(x->start_ms, o->timeout_ms);
-  pd_xhead_init(&x->head);
-  pd_buf_init(&x->held);
+  x->xb.connect_timeout_ms = o->connect_timeout_ms;
+  x->xb.timeout_ms = o->timeout_ms;
+  x->xb.stall_ms = o->stall_timeout_ms;
+  x->xb.retries = o->retries;
+  x->xb.cbs = *cbs;
+  x->xb.ud = ud;
+  x->xb.start_ns = uv_hrtime();
+  x->xb.start_ms = uv_now(b->loop);
+  x->xb.deadline = pd_xfer_deadline(x->xb.start_ms, o->timeout_ms);
+  pd_xhead_init(&x->xb.head);
+  pd_buf_init(&x->xb.held);
   uv_timer_init(b->loop, &x->timer);
   x->timer.data = x;
   x->next = b->xfers;
@@ -764,28 +764,28 @@ fail:
  * finishes if the response had ended meanwhile. */
 static void pump(xfer_t *x) {
   conn_t *c = x->c;
-  while (!x->paused && x->held.len > 0) {
+  while (!x->xb.paused && x->xb.held.len > 0) {
     size_t n;
-    char *data = pd_buf_steal(&x->held, &n);
-    x->in_cb++;
-    int rc = x->cbs.on_data ? x->cbs.on_data(x->ud, data, n) : 0;
-    x->in_cb--;
+    char *data = pd_buf_steal(&x->xb.held, &n);
+    x->xb.in_cb++;
+    int rc = x->xb.cbs.on_data ? x->xb.cbs.on_data(x->xb.ud, data, n) : 0;
+    x->xb.in_cb--;
     free(data);
     if (x->c && x->c->ng)
       nghttp2_session_consume(x->c->ng, x->stream_id, n);
-    if (x->cancelled) {
+    if (x->xb.cancelled) {
       pd_h2_xfer_destroy(x);
       goto out;
     }
     if (rc < 0) {
-      x->reader_abort = 1;
+      x->xb.reader_abort = 1;
       pd_h2_xfer_finish(x, PD_XFER_EOTHER, "the transfer was aborted by its reader");
       goto out;
     }
     if (rc > 0)
-      x->paused = 1;
+      x->xb.paused = 1;
   }
-  if (!x->paused && x->complete_pending)
+  if (!x->xb.paused && x->xb.complete_pending)
     pd_h2_xfer_finish(x, PD_XFER_OK, "");
 out:
   if (c)
@@ -798,9 +798,9 @@ void pd_h2up_pause(pd_xfer_t *bx) {
     x->inner->ops->pause(x->inner);
     return;
   }
-  if (x->cancelled)
+  if (x->xb.cancelled)
     return;
-  x->paused = 1;
+  x->xb.paused = 1;
 }
 
 void pd_h2up_resume(pd_xfer_t *bx) {
@@ -809,29 +809,29 @@ void pd_h2up_resume(pd_xfer_t *bx) {
     x->inner->ops->resume(x->inner);
     return;
   }
-  if (!x->paused || x->cancelled)
+  if (!x->xb.paused || x->xb.cancelled)
     return;
-  x->paused = 0;
+  x->xb.paused = 0;
   if (x->c) { /* the stall clock starts again from now */
-    x->rx_ms = uv_now(x->b->loop);
+    x->xb.rx_ms = uv_now(x->b->loop);
     pd_h2_xfer_arm_deadline(x);
   }
-  if (x->in_cb)
+  if (x->xb.in_cb)
     return; /* whoever is calling back goes on delivering */
   pump(x);
 }
 
 void pd_h2up_cancel(pd_xfer_t *bx) {
   xfer_t *x = (xfer_t *)bx;
-  if (x->cancelled)
+  if (x->xb.cancelled)
     return;
-  x->cancelled = 1;
-  if (x->in_cb)
+  x->xb.cancelled = 1;
+  if (x->xb.in_cb)
     return; /* whoever is calling back tears it down when the callback returns */
   pd_h2_xfer_destroy(x);
 }
 
 double pd_h2up_elapsed(const pd_xfer_t *bx) {
   const xfer_t *x = (const xfer_t *)bx;
-  return (double)(uv_hrtime() - x->start_ns) / 1e9;
+  return (double)(uv_hrtime() - x->xb.start_ns) / 1e9;
 }

@@ -100,7 +100,8 @@ struct conn {
 enum { T_NONE, T_DEADLINE, T_RETRY, T_FAIL, T_ENDED };
 
 struct xfer {
-  pd_xfer_t base; /* first: the front casts */
+  pd_xfer_t base;    /* first: the front casts */
+  pd_xfer_base_t xb; /* what both native framings keep the same way */
   pd_h2up_t *b;
   origin_t *o;
   conn_t *c;        /* while bound to a stream */
@@ -114,43 +115,19 @@ struct xfer {
   char *body;
   size_t body_len, body_off;
   int send_length;
-  long connect_timeout_ms, timeout_ms;
-  long stall_ms; /* stall_timeout_ms; 0 = none */
-  int retries, attempt, refusals, early_refusals;
-  pd_xfer_cbs_t cbs;
-  void *ud;
-  int in_cb;
-  int cancelled;
+  int refusals, early_refusals;
   int destroyed; /* no callbacks ever again; freed once the timer and stream let go */
   int timer_closed;
-  int head_done;
   int got_response; /* a header block of this attempt began */
   int final_head;   /* this attempt's final (non-1xx) head is complete */
-  int discard;      /* a retryable status: the stream was reset, retry when it closes */
   int ended;        /* END_STREAM seen */
-  int paused;
-  int complete_pending; /* the response ended while held data waits for a resume */
   int too_large;
   int on_reused; /* bound to a connection that had served streams already */
   int early;     /* sent before the connection had the server's SETTINGS */
-  int stale_retried;
-  int reader_abort; /* on_data asked to stop: the caller's decision, not an upstream failure */
   uint32_t end_code;
   size_t head_bytes;
-  pd_xhead_t head;
-  pd_buf_t held; /* body that arrived while paused; unconsumed while the stream is open */
   uv_timer_t timer;
   int timer_mode;
-  int fail_result;
-  char fail_msg[ERRMSG_SIZE];
-  uint64_t start_ns;
-  uint64_t start_ms; /* loop ms: the call began */
-  uint64_t deadline; /* loop ms: timeout_ms from start_ms, retries included; 0 = none */
-  /* Loop ms the stall clock runs from while on a stream: the stream's last frame received, else
-   * the moment it was submitted or the caller resumed it. Only written as frames arrive (no
-   * timer call per frame): the T_DEADLINE timer checks it when it fires and re-arms itself. */
-  uint64_t rx_ms;
-  pd_list_t wlink; /* in its origin's waiter queue */
   xfer_t *prev, *next;
 };
 

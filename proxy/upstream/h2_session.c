@@ -90,7 +90,7 @@ void pd_h2_session_submit(conn_t *c, xfer_t *x) {
     c->streams->sprev = x;
   c->streams = x;
   c->nstreams++;
-  x->rx_ms = uv_now(c->o->b->loop); /* the attempt starts: its stall clock with it */
+  x->xb.rx_ms = uv_now(c->o->b->loop); /* the attempt starts: its stall clock with it */
   pd_h2_xfer_arm_deadline(x);
   if (c->ready)
     uv_timer_stop(&c->timer); /* no idle expiry while it has streams */
@@ -127,7 +127,7 @@ static int place(xfer_t *x) {
   }
   if (unready || (b->max_conns && o->nconns >= b->max_conns))
     return 0;
-  conn_t *c = pd_h2up_conn_new(o, x->connect_timeout_ms);
+  conn_t *c = pd_h2up_conn_new(o, x->xb.connect_timeout_ms);
   if (!c) {
     pd_h2_xfer_fail_soon(x, PD_XFER_EOTHER, "out of memory opening an upstream connection");
     return 1;
@@ -138,7 +138,7 @@ static int place(xfer_t *x) {
 }
 
 static void enqueue(xfer_t *x, int front) {
-  pd_origin_wait(&x->o->base, &x->wlink, front);
+  pd_origin_wait(&x->o->base, &x->xb.wlink, front);
 }
 
 /* Gets the transfer a stream, or a place in the queue (first come, first served). */
@@ -172,7 +172,7 @@ void pd_h2_session_serve_waiters(origin_t *o) {
     o->serve_again = 0;
     pd_list_t *l;
     while ((l = pd_origin_next_waiter(&o->base))) {
-      xfer_t *x = pd_list_entry(l, xfer_t, wlink);
+      xfer_t *x = pd_list_entry(l, xfer_t, xb.wlink);
       pd_h2_xfer_queue_unlink(x);
       if (!place(x)) {
         enqueue(x, 1);
@@ -190,7 +190,7 @@ static xfer_t *stream_xfer(nghttp2_session *ng, conn_t *c, int32_t id) {
   xfer_t *x = nghttp2_session_get_stream_user_data(ng, id);
   if (!x || x->c != c || x->stream_id != id || x->destroyed)
     return NULL;
-  x->rx_ms = uv_now(x->b->loop); /* a frame of this stream: the upstream is not silent */
+  x->xb.rx_ms = uv_now(x->b->loop); /* a frame of this stream: the upstream is not silent */
   return x;
 }
 
@@ -203,7 +203,7 @@ static int is_head_block(const nghttp2_frame *f, const xfer_t *x) {
 static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *ud) {
   xfer_t *x = stream_xfer(ng, ud, f->hd.stream_id);
   if (x && is_head_block(f, x)) {
-    pd_xhead_reset(&x->head);
+    pd_xhead_reset(&x->xb.head);
     x->head_bytes = 0;
     x->got_response = 1;
   }
@@ -225,9 +225,9 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
     int st = 0;
     for (size_t i = 0; i < vlen && i < 3; i++)
       st = st * 10 + (value[i] - '0');
-    x->head.status = st;
+    x->xb.head.status = st;
   } else if (nlen > 0 && name[0] != ':') {
-    pd_xhead_add(&x->head, (const char *)name, nlen, (const char *)value, vlen);
+    pd_xhead_add(&x->xb.head, (const char *)name, nlen, (const char *)value, vlen);
   }
   return 0;
 }
@@ -256,17 +256,17 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud) 
     if (!x)
       break;
     if (is_head_block(f, x)) {
-      if (x->head.status < 200)
+      if (x->xb.head.status < 200)
         break; /* informational: the real head follows */
       x->final_head = 1;
-      if (pd_xfer_retryable_status(x->head.status) &&
-          pd_h2_xfer_may_retry(x, pd_xfer_status_delay(&x->head, x->attempt))) {
-        x->discard = 1;
+      if (pd_xfer_retryable_status(x->xb.head.status) &&
+          pd_h2_xfer_may_retry(x, pd_xfer_status_delay(&x->xb.head, x->xb.attempt))) {
+        x->xb.discard = 1;
         if (!(f->hd.flags & NGHTTP2_FLAG_END_STREAM))
           nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_CANCEL);
       } else {
         pd_h2_xfer_deliver_head(x);
-        if (x->cancelled) {
+        if (x->xb.cancelled) {
           pd_h2_xfer_destroy(x);
           break;
         }
@@ -292,35 +292,35 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
                          size_t len, void *ud) {
   (void)flags;
   xfer_t *x = stream_xfer(ng, ud, id);
-  if (!x || x->discard || !x->final_head) {
+  if (!x || x->xb.discard || !x->final_head) {
     nghttp2_session_consume(ng, id, len);
     return 0;
   }
   if (len == 0)
     return 0;
-  if (x->paused || x->held.len > 0) {
+  if (x->xb.paused || x->xb.held.len > 0) {
     /* Not consumed: the stream's window bounds what can pile up here. */
-    if (pd_buf_append(&x->held, data, len) < 0) {
+    if (pd_buf_append(&x->xb.held, data, len) < 0) {
       nghttp2_session_consume(ng, id, len);
       pd_h2_xfer_finish(x, PD_XFER_EOTHER, "out of memory holding the upstream response");
     }
     return 0;
   }
-  x->in_cb++;
-  int rc = x->cbs.on_data ? x->cbs.on_data(x->ud, (const char *)data, len) : 0;
-  x->in_cb--;
+  x->xb.in_cb++;
+  int rc = x->xb.cbs.on_data ? x->xb.cbs.on_data(x->xb.ud, (const char *)data, len) : 0;
+  x->xb.in_cb--;
   nghttp2_session_consume(ng, id, len);
-  if (x->cancelled) {
+  if (x->xb.cancelled) {
     pd_h2_xfer_destroy(x);
     return 0;
   }
   if (rc < 0) {
-    x->reader_abort = 1;
+    x->xb.reader_abort = 1;
     pd_h2_xfer_finish(x, PD_XFER_EOTHER, "the transfer was aborted by its reader");
     return 0;
   }
   if (rc > 0)
-    x->paused = 1;
+    x->xb.paused = 1;
   return 0;
 }
 
@@ -330,7 +330,7 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void 
   if (!x || x->c != c || x->stream_id != id)
     return 0;
   pd_h2_xfer_stream_release(x);
-  if (x->ended && !x->discard)
+  if (x->ended && !x->xb.discard)
     c->served = 1;
   if (x->destroyed) {
     pd_h2_xfer_maybe_free(x);

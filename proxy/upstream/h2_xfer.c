@@ -23,7 +23,7 @@ static void stop_xfer_timer(xfer_t *x) {
 /* The stall clock runs: on a stream, a stall bound set, and the caller has not paused the
  * transfer (time ponder itself holds the response is not the upstream's silence). */
 static int stall_armed(const xfer_t *x) {
-  return x->c && x->stall_ms > 0 && !x->paused;
+  return x->c && x->xb.stall_ms > 0 && !x->xb.paused;
 }
 
 /* Arms T_DEADLINE for the nearer of the call's deadline and the stall bound, unless the timer
@@ -31,9 +31,9 @@ static int stall_armed(const xfer_t *x) {
 void pd_h2_xfer_arm_deadline(xfer_t *x) {
   if (x->timer_mode != T_NONE && x->timer_mode != T_DEADLINE)
     return;
-  uint64_t due = x->deadline;
+  uint64_t due = x->xb.deadline;
   if (stall_armed(x)) {
-    uint64_t sdue = x->rx_ms + (uint64_t)x->stall_ms;
+    uint64_t sdue = x->xb.rx_ms + (uint64_t)x->xb.stall_ms;
     if (!due || sdue < due)
       due = sdue;
   }
@@ -47,48 +47,33 @@ void pd_h2_xfer_arm_deadline(xfer_t *x) {
 
 /* Reports a failure from the loop, never inside the caller's frame. */
 void pd_h2_xfer_fail_soon(xfer_t *x, int result, const char *msg) {
-  x->fail_result = result;
-  snprintf(x->fail_msg, sizeof x->fail_msg, "%s", msg);
+  pd_xfer_base_fail_later(&x->xb, result, msg);
   pd_h2_xfer_arm_timer(x, T_FAIL, 0);
 }
 
 void pd_h2_xfer_deliver_head(xfer_t *x) {
-  if (x->head_done || x->cancelled)
-    return;
-  x->head_done = 1;
-  x->in_cb++;
-  pd_xhead_emit(&x->head, x->cbs.on_head, x->ud);
-  x->in_cb--;
+  pd_xfer_base_head(&x->xb);
 }
 
 /* The transfer's end: on_done, then free. */
 void pd_h2_xfer_finish(xfer_t *x, int result, const char *msg) {
   stop_xfer_timer(x);
-  if (result == PD_XFER_OK)
-    pd_h2_xfer_deliver_head(x);
-  if (!x->cancelled && x->cbs.on_done) {
-    x->in_cb++;
-    x->cbs.on_done(x->ud, result, msg);
-    x->in_cb--;
-  }
+  pd_xfer_base_done(&x->xb, result, msg);
   pd_h2_xfer_destroy(x);
 }
 
 void pd_h2_xfer_new_attempt(xfer_t *x) {
   x->got_response = 0;
   x->final_head = 0;
-  x->discard = 0;
   x->ended = 0;
-  x->complete_pending = 0; /* paused stays: it is the caller's */
   x->too_large = 0;
   x->on_reused = 0;
   x->head_bytes = 0;
   x->body_off = 0;
-  pd_buf_reset(&x->held);
-  pd_xhead_reset(&x->head);
-  if (x->deadline) {
+  pd_xfer_base_new_attempt(&x->xb); /* paused stays: it is the caller's */
+  if (x->xb.deadline) {
     uint64_t now = uv_now(x->b->loop);
-    pd_h2_xfer_arm_timer(x, T_DEADLINE, x->deadline > now ? x->deadline - now : 0);
+    pd_h2_xfer_arm_timer(x, T_DEADLINE, x->xb.deadline > now ? x->xb.deadline - now : 0);
   } else {
     stop_xfer_timer(x);
   }
@@ -96,14 +81,14 @@ void pd_h2_xfer_new_attempt(xfer_t *x) {
 
 /* Whether a retry after delay_ms is allowed: retries remain and it starts before the deadline. */
 int pd_h2_xfer_may_retry(const xfer_t *x, long delay_ms) {
-  return x->attempt < x->retries && pd_xfer_retry_fits(x->deadline, uv_now(x->b->loop), delay_ms);
+  return pd_xfer_base_may_retry(&x->xb, uv_now(x->b->loop), delay_ms);
 }
 
 /* The call's deadline passed, or comes before the next attempt could start. */
 static void fail_timed_out(xfer_t *x) {
   char msg[ERRMSG_SIZE];
   snprintf(msg, sizeof msg, "Operation timed out after %lu milliseconds (%d attempts)",
-           (unsigned long)(uv_now(x->b->loop) - x->start_ms), x->attempt + 1);
+           (unsigned long)(uv_now(x->b->loop) - x->xb.start_ms), x->xb.attempt + 1);
   pd_h2_xfer_fail_soon(x, PD_XFER_ETIMEOUT, msg);
 }
 
@@ -121,7 +106,7 @@ static void on_xfer_timer_closed(uv_handle_t *h) {
 }
 
 void pd_h2_xfer_queue_unlink(xfer_t *x) {
-  pd_list_remove(&x->wlink);
+  pd_list_remove(&x->xb.wlink);
 }
 
 /* Takes a transfer off its stream (which is closed, never sent, or going with its connection).
@@ -138,8 +123,8 @@ void pd_h2_xfer_stream_release(xfer_t *x) {
     x->snext->sprev = x->sprev;
   x->sprev = x->snext = NULL;
   c->nstreams--;
-  if (c->state != C_CLOSING && c->ng && !x->destroyed && x->held.len > 0)
-    nghttp2_session_consume_connection(c->ng, x->held.len);
+  if (c->state != C_CLOSING && c->ng && !x->destroyed && x->xb.held.len > 0)
+    nghttp2_session_consume_connection(c->ng, x->xb.held.len);
   x->c = NULL;
   x->stream_id = 0;
   /* Idle: closed after IDLE_MAX_MS, or at once (from the timer: this may run inside nghttp2)
@@ -155,7 +140,7 @@ void pd_h2_xfer_destroy(xfer_t *x) {
     return;
   pd_h2up_t *b = x->b;
   x->destroyed = 1;
-  x->cancelled = 1;
+  x->xb.cancelled = 1;
   if (x->inner) { /* no callback after this: the HTTP/1.1 client promises the same */
     x->inner->ops->cancel(x->inner);
     x->inner = NULL;
@@ -172,12 +157,12 @@ void pd_h2_xfer_destroy(xfer_t *x) {
   uv_close((uv_handle_t *)&x->timer, on_xfer_timer_closed);
   conn_t *c = x->c;
   if (c && c->ng) {
-    if (x->held.len > 0)
-      nghttp2_session_consume(c->ng, x->stream_id, x->held.len);
+    if (x->xb.held.len > 0)
+      nghttp2_session_consume(c->ng, x->stream_id, x->xb.held.len);
     nghttp2_submit_rst_stream(c->ng, NGHTTP2_FLAG_NONE, x->stream_id, NGHTTP2_CANCEL);
   }
-  pd_xhead_free(&x->head);
-  pd_buf_free(&x->held);
+  pd_xhead_free(&x->xb.head);
+  pd_buf_free(&x->xb.held);
   free(x->method);
   free(x->path);
   free(x->authority);
@@ -190,12 +175,12 @@ void pd_h2_xfer_destroy(xfer_t *x) {
 /* Schedules the next attempt: immediately (free), or after a delay counting an attempt; when
  * the call's deadline comes first, the call times out instead. */
 static void retry(xfer_t *x, int counted, long delay) {
-  if (!pd_xfer_retry_fits(x->deadline, uv_now(x->b->loop), delay)) {
+  if (!pd_xfer_retry_fits(x->xb.deadline, uv_now(x->b->loop), delay)) {
     fail_timed_out(x);
     return;
   }
   if (counted)
-    x->attempt++;
+    x->xb.attempt++;
   pd_h2_xfer_arm_timer(x, T_RETRY, (uint64_t)(delay > 0 ? delay : 0));
 }
 
@@ -209,9 +194,10 @@ static void refused(xfer_t *x) {
   } else if (x->refusals < MAX_FREE_REFUSALS) {
     x->refusals++;
     retry(x, 0, 0);
-  } else if (pd_h2_xfer_may_retry(x, pd_xfer_connect_delay(x->attempt))) {
-    pd_xfer_log_retry(&x->base, x->attempt, "stream refused", pd_xfer_connect_delay(x->attempt));
-    retry(x, 1, pd_xfer_connect_delay(x->attempt));
+  } else if (pd_h2_xfer_may_retry(x, pd_xfer_connect_delay(x->xb.attempt))) {
+    pd_xfer_log_retry(&x->base, x->xb.attempt, "stream refused",
+                      pd_xfer_connect_delay(x->xb.attempt));
+    retry(x, 1, pd_xfer_connect_delay(x->xb.attempt));
   } else {
     pd_h2_xfer_finish(x, PD_XFER_ERECV, "the upstream refused the stream");
   }
@@ -219,11 +205,11 @@ static void refused(xfer_t *x) {
 
 /* The transfer's stream closed (x is released from it). */
 void pd_h2_xfer_ended(xfer_t *x, uint32_t code) {
-  if (x->discard) {
-    long delay = pd_xfer_status_delay(&x->head, x->attempt);
+  if (x->xb.discard) {
+    long delay = pd_xfer_status_delay(&x->xb.head, x->xb.attempt);
     char why[32];
-    snprintf(why, sizeof why, "status %d", x->head.status);
-    pd_xfer_log_retry(&x->base, x->attempt, why, delay);
+    snprintf(why, sizeof why, "status %d", x->xb.head.status);
+    pd_xfer_log_retry(&x->base, x->xb.attempt, why, delay);
     retry(x, 1, delay);
     return;
   }
@@ -232,8 +218,8 @@ void pd_h2_xfer_ended(xfer_t *x, uint32_t code) {
    * stands, even when it came before the END_STREAM that should have ended it (node's). */
   if (x->ended || (code == NGHTTP2_NO_ERROR && x->final_head)) {
     stop_xfer_timer(x); /* complete: no deadline while held data waits */
-    if (x->paused && x->held.len > 0) {
-      x->complete_pending = 1;
+    if (x->xb.paused && x->xb.held.len > 0) {
+      x->xb.complete_pending = 1;
       return;
     }
     pd_h2_xfer_finish(x, PD_XFER_OK, "");
@@ -258,18 +244,18 @@ void pd_h2_xfer_ended(xfer_t *x, uint32_t code) {
 /* The connection x was on failed or ended (x is released from it already). Nothing calls back
  * from here: the outcome comes from x's timer. */
 void pd_h2_xfer_conn_lost(xfer_t *x, int result, const char *msg) {
-  if (x->discard) { /* a retryable status was being discarded: retry as planned */
-    retry(x, 1, pd_xfer_status_delay(&x->head, x->attempt));
+  if (x->xb.discard) { /* a retryable status was being discarded: retry as planned */
+    retry(x, 1, pd_xfer_status_delay(&x->xb.head, x->xb.attempt));
     return;
   }
-  if (x->head_done) {
+  if (x->xb.head_done) {
     pd_h2_xfer_fail_soon(x, PD_XFER_ERECV, msg);
     return;
   }
   if (result == PD_XFER_ECONNECT) {
-    long delay = pd_xfer_connect_delay(x->attempt);
+    long delay = pd_xfer_connect_delay(x->xb.attempt);
     if (pd_h2_xfer_may_retry(x, delay)) {
-      pd_xfer_log_retry(&x->base, x->attempt, msg, delay);
+      pd_xfer_log_retry(&x->base, x->xb.attempt, msg, delay);
       retry(x, 1, delay);
     } else
       pd_h2_xfer_fail_soon(x, PD_XFER_ECONNECT, msg);
@@ -279,10 +265,10 @@ void pd_h2_xfer_conn_lost(xfer_t *x, int result, const char *msg) {
     pd_h2_xfer_fail_soon(x, result, msg);
     return;
   }
-  if (!x->got_response && x->on_reused && !x->stale_retried) {
+  if (!x->got_response && x->on_reused && !x->xb.stale_retried) {
     /* The server dropped a connection it had served on as this stream went out: once more on a
      * new connection, as the HTTP/1.1 client does for a dropped keep-alive connection. */
-    x->stale_retried = 1;
+    x->xb.stale_retried = 1;
     retry(x, 0, 0);
   } else {
     /* The server may have processed the request: not sent again (as over HTTP/1.1). */
@@ -294,7 +280,7 @@ static void xfer_on_timer(uv_timer_t *t) {
   xfer_t *x = t->data;
   int mode = x->timer_mode;
   x->timer_mode = T_NONE;
-  if (x->cancelled)
+  if (x->xb.cancelled)
     return;
   char msg[ERRMSG_SIZE];
   switch (mode) {
@@ -303,30 +289,30 @@ static void xfer_on_timer(uv_timer_t *t) {
     pd_h2_session_acquire(x);
     break;
   case T_DEADLINE:
-    if (!x->deadline || uv_now(x->b->loop) < x->deadline) {
-      if (!stall_armed(x) || uv_now(x->b->loop) < x->rx_ms + (uint64_t)x->stall_ms) {
+    if (!x->xb.deadline || uv_now(x->b->loop) < x->xb.deadline) {
+      if (!stall_armed(x) || uv_now(x->b->loop) < x->xb.rx_ms + (uint64_t)x->xb.stall_ms) {
         pd_h2_xfer_arm_deadline(
             x); /* frames came since it was armed, or the caller paused: not yet */
         break;
       }
       /* Same outcome as a timeout: not retried (the upstream may be working on the request). */
-      pd_xfer_stall_msg(msg, sizeof msg, x->stall_ms);
+      pd_xfer_stall_msg(msg, sizeof msg, x->xb.stall_ms);
       pd_h2_xfer_finish(x, PD_XFER_ETIMEOUT, msg);
       break;
     }
-    if (pd_list_linked(&x->wlink)) {
+    if (pd_list_linked(&x->xb.wlink)) {
       pd_h2_xfer_queue_unlink(x);
       snprintf(msg, sizeof msg,
                "Operation timed out after %lu milliseconds waiting for a connection",
-               (unsigned long)(uv_now(x->b->loop) - x->start_ms));
+               (unsigned long)(uv_now(x->b->loop) - x->xb.start_ms));
     } else {
       snprintf(msg, sizeof msg, "Operation timed out after %lu milliseconds",
-               (unsigned long)(uv_now(x->b->loop) - x->start_ms));
+               (unsigned long)(uv_now(x->b->loop) - x->xb.start_ms));
     }
     pd_h2_xfer_finish(x, PD_XFER_ETIMEOUT, msg);
     break;
   case T_FAIL:
-    pd_h2_xfer_finish(x, x->fail_result, x->fail_msg);
+    pd_h2_xfer_finish(x, x->xb.fail_result, x->xb.fail_msg);
     break;
   case T_ENDED:
     pd_h2_xfer_ended(x, x->end_code);
@@ -407,23 +393,23 @@ fail:
  * is safe. Later calls to the origin go to the HTTP/1.1 client from pd_h2up_start. */
 static void fwd_head(void *ud, const pd_xfer_head_t *h) {
   xfer_t *x = ud;
-  if (!x->cbs.on_head)
+  if (!x->xb.cbs.on_head)
     return;
-  x->in_cb++;
-  x->cbs.on_head(x->ud, h);
-  x->in_cb--;
-  if (x->cancelled)
+  x->xb.in_cb++;
+  x->xb.cbs.on_head(x->xb.ud, h);
+  x->xb.in_cb--;
+  if (x->xb.cancelled)
     pd_h2_xfer_destroy(x);
 }
 
 static int fwd_data(void *ud, const char *p, size_t n) {
   xfer_t *x = ud;
-  if (!x->cbs.on_data)
+  if (!x->xb.cbs.on_data)
     return 0;
-  x->in_cb++;
-  int rc = x->cbs.on_data(x->ud, p, n);
-  x->in_cb--;
-  if (x->cancelled) {
+  x->xb.in_cb++;
+  int rc = x->xb.cbs.on_data(x->xb.ud, p, n);
+  x->xb.in_cb--;
+  if (x->xb.cancelled) {
     pd_h2_xfer_destroy(x);
     return -1;
   }
@@ -433,10 +419,10 @@ static int fwd_data(void *ud, const char *p, size_t n) {
 static void fwd_done(void *ud, int result, const char *msg) {
   xfer_t *x = ud;
   x->inner = NULL; /* the HTTP/1.1 client frees it after this returns */
-  x->in_cb++;
-  if (x->cbs.on_done)
-    x->cbs.on_done(x->ud, result, msg);
-  x->in_cb--;
+  x->xb.in_cb++;
+  if (x->xb.cbs.on_done)
+    x->xb.cbs.on_done(x->xb.ud, result, msg);
+  x->xb.in_cb--;
   pd_h2_xfer_destroy(x);
 }
 
@@ -474,13 +460,13 @@ void pd_h2_xfer_hand_over(xfer_t *x) {
   op.headers = (const char *const *)lines;
   op.body = x->body;
   op.body_len = x->body_len;
-  op.connect_timeout_ms = x->connect_timeout_ms;
-  uint64_t spent = uv_now(x->b->loop) - x->start_ms;
-  op.timeout_ms = !x->timeout_ms                    ? 0
-                  : (uint64_t)x->timeout_ms > spent ? x->timeout_ms - (long)spent
-                                                    : 1;
-  op.stall_timeout_ms = x->stall_ms;
-  op.retries = x->retries > x->attempt ? x->retries - x->attempt : 0;
+  op.connect_timeout_ms = x->xb.connect_timeout_ms;
+  uint64_t spent = uv_now(x->b->loop) - x->xb.start_ms;
+  op.timeout_ms = !x->xb.timeout_ms                    ? 0
+                  : (uint64_t)x->xb.timeout_ms > spent ? x->xb.timeout_ms - (long)spent
+                                                       : 1;
+  op.stall_timeout_ms = x->xb.stall_ms;
+  op.retries = x->xb.retries > x->xb.attempt ? x->xb.retries - x->xb.attempt : 0;
   op.http2 = 0;
   op.proxy = o->base.proxy;
   x->body = NULL; /* the HTTP/1.1 client's now, freed even when its start fails */
