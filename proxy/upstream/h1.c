@@ -17,7 +17,6 @@
 #include "upstream/h1_int.h"
 
 static void on_resolved(pd_origin_t *base, int status);
-static void do_connect(conn_t *c, int idx);
 static void on_connected(uv_connect_t *req, int status);
 static void conn_opened(conn_t *c);
 static void tls_start(conn_t *c);
@@ -113,10 +112,6 @@ static origin_t *origin_get(pd_h1up_t *b, const char *auth, size_t alen, const c
   return o;
 }
 
-static int addrs_fresh(origin_t *o) {
-  return pd_origin_addr_fresh(o->base.dial, uv_now(o->b->loop));
-}
-
 static void on_resolved(pd_origin_t *base, int status) {
   origin_t *o = (origin_t *)((char *)base - offsetof(origin_t, base));
   pd_h1up_t *b = o->b;
@@ -124,17 +119,7 @@ static void on_resolved(pd_origin_t *base, int status) {
     part_closed(b);
     return;
   }
-  while (o->resolve_wait) {
-    conn_t *c = o->resolve_wait;
-    o->resolve_wait = c->lnext;
-    c->lnext = NULL;
-    if (status == 0) {
-      do_connect(c, 0);
-    } else {
-      c->connect_err = status;
-      uv_timer_start(&c->timer, pd_h1_xfer_on_conn_timer, 0, 0);
-    }
-  }
+  pd_origin_conn_resolved(base, status);
 }
 
 /* ---- connections ---------------------------------------------------------------------------- */
@@ -168,7 +153,7 @@ static void on_tcp_closed(uv_handle_t *h) {
   conn_handle_closed(c);
 }
 
-/* Takes c off a list linked through lnext (its origin's idle or resolve-wait list). */
+/* Takes c off a list linked through lnext (its origin's idle list). */
 static void lnext_unlink(conn_t **head, conn_t *c) {
   conn_t **pp = head;
   while (*pp && *pp != c)
@@ -185,10 +170,6 @@ static void idle_unlink(conn_t *c) {
   c->idle = 0;
 }
 
-static void resolve_unlink(conn_t *c) {
-  lnext_unlink(&c->o->resolve_wait, c);
-}
-
 /* Closes a connection its transfer has already left (c->x == NULL), without giving its slot to
  * a waiting transfer: for a caller that will use the slot itself. */
 void pd_h1up_conn_close_keep_slot(conn_t *c) {
@@ -196,8 +177,7 @@ void pd_h1up_conn_close_keep_slot(conn_t *c) {
     return;
   origin_t *o = c->o;
   idle_unlink(c);
-  if (c->state == C_RESOLVING)
-    resolve_unlink(c);
+  pd_origin_conn_leave(&c->k);
   c->state = C_CLOSING;
   c->x = NULL;
   o->nconns--;
@@ -230,7 +210,6 @@ static conn_t *conn_new_on(origin_t *o, uv_tcp_t *tcp) {
   }
   uv_timer_init(b->loop, &c->timer);
   c->tcp->data = c;
-  c->connect_req.data = c;
   c->write_req.data = c;
   c->timer.data = c;
   c->o = o;
@@ -244,8 +223,9 @@ static conn_t *conn_new_on(origin_t *o, uv_tcp_t *tcp) {
     b->conns->prev = c;
   b->conns = c;
   o->nconns++;
-  c->state = C_RESOLVING;
-  c->connect_start = uv_now(b->loop);
+  c->state = C_DIALING;
+  pd_origin_conn_init(&c->k, c->tcp, on_connected, c, &c->timer, pd_h1_xfer_on_conn_timer,
+                      uv_now(b->loop));
   return c;
 }
 
@@ -281,7 +261,7 @@ void pd_h1up_arm_deadline(conn_t *c) {
   uint64_t now = uv_now(c->o->b->loop);
   uint64_t due = x->xb.deadline;
   if (c->state != C_OPEN && x->xb.connect_timeout_ms > 0) {
-    uint64_t cdue = c->connect_start + (uint64_t)x->xb.connect_timeout_ms;
+    uint64_t cdue = c->k.start + (uint64_t)x->xb.connect_timeout_ms;
     if (!due || cdue < due)
       due = cdue;
   }
@@ -307,32 +287,8 @@ void pd_h1up_bind_conn(conn_t *c, xfer_t *x) {
   pd_h1up_arm_deadline(c);
 }
 
-static void do_connect(conn_t *c, int idx) {
-  c->addr_idx = idx;
-  c->state = C_CONNECTING;
-  int rc = uv_tcp_connect(&c->connect_req, c->tcp,
-                          (const struct sockaddr *)&c->o->base.dial->addrs[idx], on_connected);
-  if (rc < 0) {
-    c->connect_err = rc;
-    uv_timer_start(&c->timer, pd_h1_xfer_on_conn_timer, 0, 0);
-  }
-}
-
 void pd_h1up_conn_start_connect(conn_t *c) {
-  origin_t *o = c->o;
-  if (addrs_fresh(o)) {
-    do_connect(c, 0);
-    return;
-  }
-  c->state = C_RESOLVING;
-  c->lnext = o->resolve_wait;
-  o->resolve_wait = c;
-  int rc = pd_origin_resolve(&o->base, o->b->loop, on_resolved);
-  if (rc < 0) {
-    resolve_unlink(c);
-    c->connect_err = rc;
-    uv_timer_start(&c->timer, pd_h1_xfer_on_conn_timer, 0, 0);
-  }
+  pd_origin_conn_start(&c->o->base, &c->k, c->o->b->loop, on_resolved);
 }
 
 /* Puts a connection whose response ended cleanly back in its origin's idle list. */
@@ -350,33 +306,27 @@ void pd_h1up_conn_release(conn_t *c) {
 void pd_h1up_connect_failed(conn_t *c, int status) {
   xfer_t *x = c->x;
   origin_t *o = c->o;
-  int idx = c->addr_idx;
-  int resolving = c->state == C_RESOLVING;
-  uint64_t started = c->connect_start;
+  int idx = c->k.idx;
+  int resolving = c->k.resolving;
+  uint64_t started = c->k.start;
   if (!x) {
     pd_h1up_conn_close(c);
     return;
   }
   pd_h1up_detach(x);
   pd_h1up_conn_close_keep_slot(c);
-  if (!resolving && idx + 1 < o->base.dial->naddrs) {
+  if (pd_origin_conn_has_next(&o->base, resolving, idx)) {
     conn_t *c2 = pd_h1up_conn_new(o); /* takes the slot c had */
     if (c2) {
-      c2->connect_start = started;
+      c2->k.start = started;
       pd_h1up_bind_conn(c2, x);
-      do_connect(c2, idx + 1);
+      pd_origin_conn_to(&o->base, &c2->k, idx + 1);
       return;
     }
   }
   pd_h1_xfer_serve_waiters(o);
   char msg[ERRMSG_SIZE];
-  if (resolving)
-    snprintf(msg, sizeof msg, "Could not resolve %s: %s (%s)", o->base.proxy ? "proxy" : "host",
-             o->base.dial->host, uv_strerror(status));
-  else
-    snprintf(msg, sizeof msg, "Failed to connect to %s%s port %s: %s",
-             o->base.proxy ? "proxy " : "", o->base.dial->host, o->base.dial->port,
-             uv_strerror(status));
+  pd_origin_conn_msg(&o->base, resolving, status, msg, sizeof msg);
   pd_h1_xfer_attempt_failed(x, PD_XFER_ECONNECT, msg);
 }
 

@@ -43,27 +43,25 @@ struct pd_h1up {
 /* One scheme://host:port: its addresses, idle connections and waiting transfers. */
 struct origin {
   pd_h1up_t *b;
-  pd_origin_t base;     /* the key, the dialled address, TLS, the proxy */
-  conn_t *resolve_wait; /* connections waiting for the addresses */
-  conn_t *idle;         /* most recently used first */
-  int nconns;           /* open or opening, idle included */
+  pd_origin_t base; /* the key, the dialled address, TLS, the proxy */
+  conn_t *idle;     /* most recently used first */
+  int nconns;       /* open or opening, idle included */
   origin_t *next;
 };
 
-enum { C_RESOLVING, C_CONNECTING, C_TUNNEL, C_HANDSHAKE, C_OPEN, C_CLOSING };
+/* C_DIALING: looking the address up or connecting (c->k says which). */
+enum { C_DIALING, C_TUNNEL, C_HANDSHAKE, C_OPEN, C_CLOSING };
 
 struct conn {
   uv_tcp_t *tcp; /* its own allocation: a connection can change hands (pd_h1up_adopt) */
-  uv_connect_t connect_req;
   uv_write_t write_req;
-  uv_timer_t timer; /* connect/stall/total deadline while busy, expiry while idle */
+  pd_origin_conn_t k; /* the lookup and connect (origin.c) */
+  uv_timer_t timer;   /* connect/stall/total deadline while busy, expiry while idle */
   llhttp_t parser;
   pd_tls_t *tls; /* https://: the connection's TLS state, from the TCP connect on */
   origin_t *o;
   xfer_t *x; /* the transfer being served; NULL when idle */
   int state;
-  int addr_idx;
-  int connect_err; /* a synchronous connect failure, reported from the timer */
   int idle;
   int reused;    /* it has served a response before */
   int got_bytes; /* any byte of the current response */
@@ -74,11 +72,10 @@ struct conn {
   int too_large;
   size_t head_bytes;
   pd_buf_t hname, hvalue;
-  pd_buf_t out; /* the request head being written */
-  char *orphan; /* a body left by a transfer cancelled mid-write; freed when the write ends */
-  int pending;  /* handles still to close */
-  uint64_t connect_start; /* loop ms: the connect timeout runs from here */
-  conn_t *lnext;          /* idle list or resolve-wait list */
+  pd_buf_t out;  /* the request head being written */
+  char *orphan;  /* a body left by a transfer cancelled mid-write; freed when the write ends */
+  int pending;   /* handles still to close */
+  conn_t *lnext; /* idle list */
   conn_t *prev, *next;
 };
 

@@ -259,9 +259,9 @@ void pd_h1_xfer_on_conn_timer(uv_timer_t *t) {
   conn_t *c = t->data;
   if (c->state == C_CLOSING)
     return;
-  if (c->connect_err) {
-    int err = c->connect_err;
-    c->connect_err = 0;
+  if (c->k.err) {
+    int err = c->k.err;
+    c->k.err = 0;
     pd_h1up_connect_failed(c, err);
     return;
   }
@@ -273,7 +273,7 @@ void pd_h1_xfer_on_conn_timer(uv_timer_t *t) {
   char msg[ERRMSG_SIZE];
   uint64_t now = uv_now(c->o->b->loop);
   int connect_due = c->state != C_OPEN && x->xb.connect_timeout_ms > 0 &&
-                    now >= c->connect_start + (uint64_t)x->xb.connect_timeout_ms;
+                    now >= c->k.start + (uint64_t)x->xb.connect_timeout_ms;
   if (!connect_due && !(x->xb.deadline && now >= x->xb.deadline)) {
     if (!pd_h1up_stall_armed(x) || now < x->xb.rx_ms + (uint64_t)x->xb.stall_ms) {
       pd_h1up_arm_deadline(c); /* bytes came since it was armed, or the caller paused: not yet */
@@ -283,7 +283,7 @@ void pd_h1_xfer_on_conn_timer(uv_timer_t *t) {
     pd_xfer_stall_msg(msg, sizeof msg, x->xb.stall_ms);
   } else if (c->state != C_OPEN)
     snprintf(msg, sizeof msg, "Connection timed out after %lu milliseconds",
-             (unsigned long)(uv_now(c->o->b->loop) - c->connect_start));
+             (unsigned long)(uv_now(c->o->b->loop) - c->k.start));
   else
     snprintf(msg, sizeof msg, "Operation timed out after %lu milliseconds",
              (unsigned long)(uv_now(c->o->b->loop) - x->xb.start_ms));

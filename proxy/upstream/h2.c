@@ -24,7 +24,6 @@
 #include "upstream/h2_int.h"
 
 static void conn_fail(conn_t *c, int result, const char *msg);
-static void do_connect(conn_t *c, int idx);
 static void on_connected(uv_connect_t *req, int status);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void tls_start(conn_t *c);
@@ -131,10 +130,6 @@ static origin_t *origin_get(pd_h2up_t *b, const char *auth, size_t alen, const c
   return o;
 }
 
-static int addrs_fresh(origin_t *o) {
-  return pd_origin_addr_fresh(o->base.dial, uv_now(o->b->loop));
-}
-
 static void on_resolved(pd_origin_t *base, int status) {
   origin_t *o = (origin_t *)((char *)base - offsetof(origin_t, base));
   pd_h2up_t *b = o->b;
@@ -142,26 +137,7 @@ static void on_resolved(pd_origin_t *base, int status) {
     part_closed(b);
     return;
   }
-  while (o->resolve_wait) {
-    conn_t *c = o->resolve_wait;
-    o->resolve_wait = c->lnext;
-    c->lnext = NULL;
-    if (status == 0) {
-      do_connect(c, 0);
-    } else {
-      c->connect_err = status;
-      uv_timer_start(&c->timer, pd_h2up_on_conn_timer, 0, 0);
-    }
-  }
-}
-
-static void resolve_unlink(conn_t *c) {
-  conn_t **pp = &c->o->resolve_wait;
-  while (*pp && *pp != c)
-    pp = &(*pp)->lnext;
-  if (*pp)
-    *pp = c->lnext;
-  c->lnext = NULL;
+  pd_origin_conn_resolved(base, status);
 }
 
 /* ---- connections ---------------------------------------------------------------------------- */
@@ -210,8 +186,7 @@ static void conn_fail(conn_t *c, int result, const char *msg) {
   if (c->state == C_CLOSING)
     return;
   origin_t *o = c->o;
-  if (c->state == C_RESOLVING)
-    resolve_unlink(c);
+  pd_origin_conn_leave(&c->k);
   c->state = C_CLOSING;
   live_unlink(c);
   while (c->streams) {
@@ -252,7 +227,6 @@ conn_t *pd_h2up_conn_new(origin_t *o, long connect_timeout_ms) {
   }
   uv_timer_init(b->loop, &c->timer);
   c->tcp->data = c;
-  c->connect_req.data = c;
   c->write_req.data = c;
   c->timer.data = c;
   c->o = o;
@@ -267,8 +241,9 @@ conn_t *pd_h2up_conn_new(origin_t *o, long connect_timeout_ms) {
     o->live->oprev = c;
   o->live = c;
   o->nconns++;
-  c->state = C_RESOLVING;
-  c->connect_start = uv_now(b->loop);
+  c->state = C_DIALING;
+  pd_origin_conn_init(&c->k, c->tcp, on_connected, c, &c->timer, pd_h2up_on_conn_timer,
+                      uv_now(b->loop));
   /* Without a connect timeout the wait for the server's SETTINGS is still bounded: a server
    * that accepts and never speaks HTTP/2 must not hold a connection slot for good. */
   c->connect_timeout_ms = connect_timeout_ms > 0 ? connect_timeout_ms : SETTINGS_WAIT_MAX_MS;
@@ -276,43 +251,19 @@ conn_t *pd_h2up_conn_new(origin_t *o, long connect_timeout_ms) {
   return c;
 }
 
-static void do_connect(conn_t *c, int idx) {
-  c->addr_idx = idx;
-  c->state = C_CONNECTING;
-  int rc = uv_tcp_connect(&c->connect_req, c->tcp,
-                          (const struct sockaddr *)&c->o->base.dial->addrs[idx], on_connected);
-  if (rc < 0) {
-    c->connect_err = rc;
-    uv_timer_start(&c->timer, pd_h2up_on_conn_timer, 0, 0);
-  }
-}
-
 void pd_h2up_conn_start_connect(conn_t *c) {
-  origin_t *o = c->o;
-  if (addrs_fresh(o)) {
-    do_connect(c, 0);
-    return;
-  }
-  c->state = C_RESOLVING;
-  c->lnext = o->resolve_wait;
-  o->resolve_wait = c;
-  int rc = pd_origin_resolve(&o->base, o->b->loop, on_resolved);
-  if (rc < 0) {
-    resolve_unlink(c);
-    c->connect_err = rc;
-    uv_timer_start(&c->timer, pd_h2up_on_conn_timer, 0, 0);
-  }
+  pd_origin_conn_start(&c->o->base, &c->k, c->o->b->loop, on_resolved);
 }
 
 static void connect_failed(conn_t *c, int status) {
   origin_t *o = c->o;
-  int idx = c->addr_idx;
-  int resolving = c->state == C_RESOLVING;
-  if (!resolving && idx + 1 < o->base.dial->naddrs && c->streams) {
+  int idx = c->k.idx;
+  int resolving = c->k.resolving;
+  if (pd_origin_conn_has_next(&o->base, resolving, idx) && c->streams) {
     /* The next address, on a new connection (a new session) taking over the streams. */
     conn_t *c2 = pd_h2up_conn_new(o, c->connect_timeout_ms);
     if (c2) {
-      c2->connect_start = c->connect_start;
+      c2->k.start = c->k.start;
       while (c->streams) {
         xfer_t *x = c->streams;
         pd_h2_xfer_stream_release(x);
@@ -323,17 +274,11 @@ static void connect_failed(conn_t *c, int status) {
         x->body_off = 0;
         pd_h2_session_submit(c2, x);
       }
-      do_connect(c2, idx + 1);
+      pd_origin_conn_to(&o->base, &c2->k, idx + 1);
     }
   }
   char msg[ERRMSG_SIZE];
-  if (resolving)
-    snprintf(msg, sizeof msg, "Could not resolve %s: %s (%s)", o->base.proxy ? "proxy" : "host",
-             o->base.dial->host, uv_strerror(status));
-  else
-    snprintf(msg, sizeof msg, "Failed to connect to %s%s port %s: %s",
-             o->base.proxy ? "proxy " : "", o->base.dial->host, o->base.dial->port,
-             uv_strerror(status));
+  pd_origin_conn_msg(&o->base, resolving, status, msg, sizeof msg);
   conn_fail(c, PD_XFER_ECONNECT, msg);
 }
 
@@ -341,16 +286,16 @@ void pd_h2up_on_conn_timer(uv_timer_t *t) {
   conn_t *c = t->data;
   if (c->state == C_CLOSING)
     return;
-  if (c->connect_err) {
-    int err = c->connect_err;
-    c->connect_err = 0;
+  if (c->k.err) {
+    int err = c->k.err;
+    c->k.err = 0;
     connect_failed(c, err);
     return;
   }
   if (!c->ready) {
     char msg[ERRMSG_SIZE];
     snprintf(msg, sizeof msg, "Connection timed out after %lu milliseconds",
-             (unsigned long)(uv_now(c->o->b->loop) - c->connect_start));
+             (unsigned long)(uv_now(c->o->b->loop) - c->k.start));
     conn_fail(c, PD_XFER_ETIMEOUT, msg);
     return;
   }

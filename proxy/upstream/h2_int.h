@@ -56,43 +56,39 @@ struct pd_h2up {
 /* One http://host:port: its addresses, connections and waiting transfers. */
 struct origin {
   pd_h2up_t *b;
-  pd_origin_t base;     /* the key, the dialled address, TLS, the proxy */
-  int h1;               /* its server chose HTTP/1.1 by ALPN: calls go to the HTTP/1.1 client */
-  conn_t *resolve_wait; /* connections waiting for the addresses */
-  conn_t *live;         /* connections not closing, newest first */
-  int nconns;           /* the length of live */
-  uint32_t peer_max;    /* the server's last SETTINGS_MAX_CONCURRENT_STREAMS; 0 = not known */
+  pd_origin_t base;  /* the key, the dialled address, TLS, the proxy */
+  int h1;            /* its server chose HTTP/1.1 by ALPN: calls go to the HTTP/1.1 client */
+  conn_t *live;      /* connections not closing, newest first */
+  int nconns;        /* the length of live */
+  uint32_t peer_max; /* the server's last SETTINGS_MAX_CONCURRENT_STREAMS; 0 = not known */
   int serving, serve_again;
   origin_t *next;
 };
 
-enum { C_RESOLVING, C_CONNECTING, C_TUNNEL, C_HANDSHAKE, C_OPEN, C_CLOSING };
+/* C_DIALING: looking the address up or connecting (c->k says which). */
+enum { C_DIALING, C_TUNNEL, C_HANDSHAKE, C_OPEN, C_CLOSING };
 
 struct conn {
   uv_tcp_t *tcp; /* its own allocation: a connection can change hands (pd_h1up_adopt) */
-  uv_connect_t connect_req;
   uv_write_t write_req;
-  uv_timer_t timer; /* connect deadline until the server's SETTINGS, then idle expiry */
+  pd_origin_conn_t k; /* the lookup and connect (origin.c) */
+  uv_timer_t timer;   /* connect deadline until the server's SETTINGS, then idle expiry */
   nghttp2_session *ng;
   pd_tls_t *tls;   /* https://: the connection's TLS state, from the TCP connect on */
   pd_buf_t tunnel; /* through a proxy: its reply to CONNECT, as it arrives */
   origin_t *o;
   int state;
-  int addr_idx;
-  int connect_err; /* a synchronous connect failure, reported from the timer */
-  int ready;       /* the server's SETTINGS arrived */
-  int goaway;      /* takes no new streams */
+  int ready;  /* the server's SETTINGS arrived */
+  int goaway; /* takes no new streams */
   uint32_t goaway_code;
   int served; /* a stream has ended on it */
   int writing;
   int in_recv, in_send; /* inside nghttp2_session_mem_recv / mem_send */
   int pending;          /* handles still to close */
   long connect_timeout_ms;
-  uint64_t connect_start;
   int nstreams;
   xfer_t *streams; /* bound transfers, cancelled ones included until their stream closes */
   pd_buf_t wbuf;   /* frames being written */
-  conn_t *lnext;   /* resolve-wait list */
   conn_t *oprev, *onext;
   conn_t *prev, *next;
 };
