@@ -143,8 +143,6 @@ void pd_h1up_tunnel_on_read(conn_t *c, ssize_t nread, const char *data);
 void pd_h1_xfer_stop_timer(xfer_t *x);
 /* Reports a failure from the loop, never inside the caller's frame. */
 void pd_h1_xfer_fail_soon(xfer_t *x, int result, const char *msg);
-/* Reports the response head to the caller, once per transfer. */
-void pd_h1_xfer_deliver_head(xfer_t *x);
 /* The transfer's end: on_done, then free. */
 void pd_h1_xfer_finish(xfer_t *x, int result, const char *msg);
 /* Whether a retry after delay_ms is allowed: retries remain and it starts before the deadline. */

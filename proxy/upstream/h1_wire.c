@@ -185,7 +185,7 @@ static int on_headers_complete(llhttp_t *p) {
       pd_h1_xfer_may_retry(x, pd_xfer_status_delay(&x->xb.head, x->xb.attempt)))
     x->xb.discard = 1;
   else
-    pd_h1_xfer_deliver_head(x);
+    pd_xfer_base_head(&x->xb);
   if (x->xb.cancelled)
     return -1;
   return x->is_head ? 1 : 0;

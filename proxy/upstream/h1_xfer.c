@@ -30,10 +30,6 @@ void pd_h1_xfer_fail_soon(xfer_t *x, int result, const char *msg) {
   arm_xfer_timer(x, T_FAIL, 0);
 }
 
-void pd_h1_xfer_deliver_head(xfer_t *x) {
-  pd_xfer_base_head(&x->xb);
-}
-
 /* The transfer's end: on_done, then free. */
 void pd_h1_xfer_finish(xfer_t *x, int result, const char *msg) {
   pd_h1_xfer_stop_timer(x);

@@ -147,8 +147,6 @@ void pd_h2_xfer_arm_timer(xfer_t *x, int mode, uint64_t ms);
 void pd_h2_xfer_arm_deadline(xfer_t *x);
 /* Reports a failure from the loop, never inside the caller's frame. */
 void pd_h2_xfer_fail_soon(xfer_t *x, int result, const char *msg);
-/* Reports the response head to the caller, once per transfer. */
-void pd_h2_xfer_deliver_head(xfer_t *x);
 /* The transfer's end: on_done, then free. */
 void pd_h2_xfer_finish(xfer_t *x, int result, const char *msg);
 /* Forgets what the previous attempt received (head, held body) before the next one. */

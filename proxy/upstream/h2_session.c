@@ -265,7 +265,7 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud) 
         if (!(f->hd.flags & NGHTTP2_FLAG_END_STREAM))
           nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_CANCEL);
       } else {
-        pd_h2_xfer_deliver_head(x);
+        pd_xfer_base_head(&x->xb);
         if (x->xb.cancelled) {
           pd_h2_xfer_destroy(x);
           break;
