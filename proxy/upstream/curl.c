@@ -737,6 +737,17 @@ double pd_curlup_elapsed(const pd_xfer_t *bx) {
   return (double)(uv_hrtime() - x->start_ns) / 1e9;
 }
 
+/* The transfer's end: the caller's on_done (unless cancelled), then free. */
+static void xfer_end(cxfer_t *x, int result, const char *msg) {
+  if (!x->cancelled && x->cbs.on_done) {
+    x->in_cb++;
+    x->cbs.on_done(x->ud, result, msg);
+    x->in_cb--;
+  }
+  deferred_unlink(x);
+  xfer_destroy(x);
+}
+
 static void on_retry_timer(uv_timer_t *t) {
   cxfer_t *x = t->data;
   x->retry_timer_active = 0;
@@ -750,13 +761,7 @@ static void on_retry_timer(uv_timer_t *t) {
     else
       snprintf(msg, sizeof msg, "Operation timed out after %lu milliseconds (%d attempts)",
                (unsigned long)(uv_now(x->u->loop) - x->start_ms), x->attempt);
-    if (x->cbs.on_done) {
-      x->in_cb++;
-      x->cbs.on_done(x->ud, result, msg);
-      x->in_cb--;
-    }
-    deferred_unlink(x);
-    xfer_destroy(x);
+    xfer_end(x, result, msg);
     return;
   }
   xfer_reset_attempt(x);
@@ -781,13 +786,7 @@ static void on_stall_timer(uv_timer_t *t) {
   pd_xfer_stall_msg(msg, sizeof msg, x->stall_ms);
   curl_multi_remove_handle(u->multi, x->easy);
   x->added = 0;
-  if (x->cbs.on_done) {
-    x->in_cb++;
-    x->cbs.on_done(x->ud, PD_XFER_ETIMEOUT, msg);
-    x->in_cb--;
-  }
-  deferred_unlink(x);
-  xfer_destroy(x);
+  xfer_end(x, PD_XFER_ETIMEOUT, msg);
 }
 
 static int retryable_connect_error(CURLcode rc) {
@@ -892,12 +891,6 @@ static void check_multi_info(pd_curlup_t *u) {
     int result = map_result(rc);
     curl_multi_remove_handle(u->multi, x->easy);
     x->added = 0;
-    if (!x->cancelled && x->cbs.on_done) {
-      x->in_cb++;
-      x->cbs.on_done(x->ud, result, errmsg);
-      x->in_cb--;
-    }
-    deferred_unlink(x);
-    xfer_destroy(x);
+    xfer_end(x, result, errmsg);
   }
 }

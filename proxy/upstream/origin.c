@@ -1,5 +1,6 @@
 /* The origin every native framing shares (see origin.h): its key, its dialled address, its TLS
- * context and proxy. Owns the strings and the context it builds. */
+ * context and proxy, its address lookup, and each connection's lookup and connect with
+ * address fallback (pd_origin_conn_*). Owns the strings and the context it builds. */
 #include "upstream/origin.h"
 
 #include <stdio.h>
@@ -32,6 +33,7 @@ int pd_origin_init(pd_origin_t *o, const char *auth, size_t alen, const char *tl
                    const char *proxy, const pd_xfer_opts_t *op, int alpn_h2) {
   o->dial = &o->a;
   pd_list_init(&o->waiters);
+  pd_list_init(&o->resolve_wait);
   if (pd_origin_addr_init(&o->a, auth, alen, tls_key ? "443" : "80") < 0)
     return -1;
   int oom = 0;
@@ -86,6 +88,73 @@ int pd_origin_resolve(pd_origin_t *o, uv_loop_t *loop, void (*done)(pd_origin_t 
   if (rc == 0)
     o->resolving = 1;
   return rc;
+}
+
+/* ---- a connection's lookup and connect ------------------------------------------------------ */
+
+void pd_origin_conn_init(pd_origin_conn_t *k, uv_tcp_t *tcp, uv_connect_cb on_connect, void *data,
+                         uv_timer_t *timer, uv_timer_cb on_timer, uint64_t now) {
+  k->req.data = data;
+  k->tcp = tcp;
+  k->on_connect = on_connect;
+  k->timer = timer;
+  k->on_timer = on_timer;
+  pd_list_init(&k->rlink);
+  k->idx = 0;
+  k->resolving = 0;
+  k->err = 0;
+  k->start = now;
+}
+
+/* The framing's timer reports err: no callback of the framing runs inside the call. */
+static void conn_defer(pd_origin_conn_t *k, int err) {
+  k->err = err;
+  uv_timer_start(k->timer, k->on_timer, 0, 0);
+}
+
+void pd_origin_conn_to(pd_origin_t *o, pd_origin_conn_t *k, int idx) {
+  k->idx = idx;
+  k->resolving = 0;
+  int rc =
+      uv_tcp_connect(&k->req, k->tcp, (const struct sockaddr *)&o->dial->addrs[idx], k->on_connect);
+  if (rc < 0)
+    conn_defer(k, rc);
+}
+
+void pd_origin_conn_start(pd_origin_t *o, pd_origin_conn_t *k, uv_loop_t *loop,
+                          void (*resolved)(pd_origin_t *o, int status)) {
+  if (pd_origin_addr_fresh(o->dial, uv_now(loop))) {
+    pd_origin_conn_to(o, k, 0);
+    return;
+  }
+  k->resolving = 1;
+  pd_list_insert_tail(&o->resolve_wait, &k->rlink);
+  int rc = pd_origin_resolve(o, loop, resolved);
+  if (rc < 0) {
+    pd_origin_conn_leave(k);
+    conn_defer(k, rc);
+  }
+}
+
+void pd_origin_conn_resolved(pd_origin_t *o, int status) {
+  pd_list_t *l;
+  while ((l = pd_list_first(&o->resolve_wait))) {
+    pd_origin_conn_t *k = pd_list_entry(l, pd_origin_conn_t, rlink);
+    pd_origin_conn_leave(k);
+    if (status == 0)
+      pd_origin_conn_to(o, k, 0);
+    else
+      conn_defer(k, status); /* still resolving: the failure is the lookup's */
+  }
+}
+
+void pd_origin_conn_msg(const pd_origin_t *o, int resolving, int status, char *msg, size_t n) {
+  if (resolving)
+    snprintf(msg, n, "Could not resolve %s: %s (%s)", o->proxy ? "proxy" : "host", o->dial->host,
+             uv_strerror(status));
+  else
+    snprintf(msg, n, "Failed to connect to %s%s port %s: %s", o->proxy ? "proxy " : "",
+             o->dial->host, o->dial->port, uv_strerror(status));
 }
 
 void pd_origin_free(pd_origin_t *o) {

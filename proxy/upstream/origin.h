@@ -29,6 +29,8 @@ typedef struct pd_origin {
   /* The framing's transfers waiting for a connection (or a stream), oldest first: each links
    * in with a pd_list_t of its own (pd_list_init'ed when it is made). */
   pd_list_t waiters;
+  /* The connections waiting for dial's addresses (pd_origin_conn_t.rlink), oldest first. */
+  pd_list_t resolve_wait;
   /* Resolving dial's host: one lookup at a time (pd_origin_resolve), its outcome to resolved. */
   uv_getaddrinfo_t gai;
   int resolving;
@@ -40,6 +42,48 @@ typedef struct pd_origin {
  * cancelled (uv_cancel on &o->gai while closing). Returns 0, or a libuv error (done will not
  * run). */
 int pd_origin_resolve(pd_origin_t *o, uv_loop_t *loop, void (*done)(pd_origin_t *o, int status));
+
+/* One connection's way to its origin, as both native framings dial it: the lookup when dial's
+ * addresses are stale (one per origin, the connections waiting in resolve_wait), then the
+ * connect to those addresses in order. A framing embeds one in each connection
+ * (pd_origin_conn_init); a failure found inside a call or by the lookup is kept in err and
+ * reported from the framing's timer, fired at 0 ms, never inside the call. Owns nothing. */
+typedef struct pd_origin_conn {
+  uv_connect_t req; /* req.data: the framing's connection */
+  uv_tcp_t *tcp;
+  uv_connect_cb on_connect; /* the framing's: status < 0 = try the next address, or fail */
+  uv_timer_t *timer;        /* the framing's connection timer and its callback */
+  uv_timer_cb on_timer;
+  pd_list_t rlink; /* in the origin's resolve_wait while the lookup runs */
+  int idx;         /* dial's address being tried */
+  int resolving;   /* no address yet: a failure is the lookup's */
+  int err;         /* a failure for the timer to report; 0 = none */
+  uint64_t start;  /* loop ms: the connect timeout runs from here */
+} pd_origin_conn_t;
+
+/* Sets k up for a connection whose socket is tcp (data: the framing's connection, for req). */
+void pd_origin_conn_init(pd_origin_conn_t *k, uv_tcp_t *tcp, uv_connect_cb on_connect, void *data,
+                         uv_timer_t *timer, uv_timer_cb on_timer, uint64_t now);
+/* Starts k towards o: connects to dial's first address when they are fresh, else waits for
+ * o's lookup (starting it; resolved is the framing's pd_origin_resolve callback, which calls
+ * pd_origin_conn_resolved). */
+void pd_origin_conn_start(pd_origin_t *o, pd_origin_conn_t *k, uv_loop_t *loop,
+                          void (*resolved)(pd_origin_t *o, int status));
+/* Connects k to dial's address idx. */
+void pd_origin_conn_to(pd_origin_t *o, pd_origin_conn_t *k, int idx);
+/* o's lookup ended with status: each waiting connection connects to the first address, or
+ * gets status as its failure. */
+void pd_origin_conn_resolved(pd_origin_t *o, int status);
+/* Takes k out of o's resolve_wait (a no-op when it does not wait). */
+static inline void pd_origin_conn_leave(pd_origin_conn_t *k) {
+  pd_list_remove(&k->rlink);
+}
+/* Whether a connection whose connect (not lookup) failed at address idx has another to try. */
+static inline int pd_origin_conn_has_next(const pd_origin_t *o, int resolving, int idx) {
+  return !resolving && idx + 1 < o->dial->naddrs;
+}
+/* The message for a failed lookup (resolving) or connect, with libuv's status, into msg. */
+void pd_origin_conn_msg(const pd_origin_t *o, int resolving, int status, char *msg, size_t n);
 
 /* The waiter queue: a transfer's link joins at the tail, or at the head (a transfer that had
  * its turn already and found no room); the oldest waiter's link, or NULL; leaving it is

@@ -346,6 +346,43 @@ long pd_xfer_connect_delay(int attempt) {
   return 50L << (attempt < 6 ? attempt : 6);
 }
 
+/* ---- the transfer base of the native framings ---------------------------------------------- */
+
+void pd_xfer_base_head(pd_xfer_base_t *t) {
+  if (t->head_done || t->cancelled)
+    return;
+  t->head_done = 1;
+  t->in_cb++;
+  pd_xhead_emit(&t->head, t->cbs.on_head, t->ud);
+  t->in_cb--;
+}
+
+void pd_xfer_base_done(pd_xfer_base_t *t, int result, const char *msg) {
+  if (result == PD_XFER_OK)
+    pd_xfer_base_head(t);
+  if (!t->cancelled && t->cbs.on_done) {
+    t->in_cb++;
+    t->cbs.on_done(t->ud, result, msg);
+    t->in_cb--;
+  }
+}
+
+int pd_xfer_base_may_retry(const pd_xfer_base_t *t, uint64_t now, long delay_ms) {
+  return t->attempt < t->retries && pd_xfer_retry_fits(t->deadline, now, delay_ms);
+}
+
+void pd_xfer_base_fail_later(pd_xfer_base_t *t, int result, const char *msg) {
+  t->fail_result = result;
+  snprintf(t->fail_msg, sizeof t->fail_msg, "%s", msg);
+}
+
+void pd_xfer_base_new_attempt(pd_xfer_base_t *t) {
+  t->discard = 0;
+  t->complete_pending = 0;
+  pd_buf_reset(&t->held);
+  pd_xhead_reset(&t->head);
+}
+
 /* ---- URLs, as the native clients split them ------------------------------------------------ */
 
 long pd_url_split(const char *url, const char **auth, const char **path, int *tls) {

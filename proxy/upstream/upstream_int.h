@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "base/buf.h"
+#include "base/list.h"
 #include "upstream/upstream.h"
 
 #define PD_RETRY_AFTER_CAP_MS 30000
@@ -75,6 +76,53 @@ long pd_xfer_status_delay(const pd_xhead_t *h, int attempt);
 /* Delay before retrying a failed connect: 50 ms doubling per attempt. */
 long pd_xfer_connect_delay(int attempt);
 
+/* What a transfer of either native framing (h1*.c, h2*.c) keeps the same way: its options,
+ * the caller's callbacks, the retry, stale-connection and pause bookkeeping, the head and the
+ * held body, the deferred failure and the clocks. Each framing embeds one as xb in its own
+ * transfer, which adds its request form, timer and connection or stream. The framing owns it
+ * (pd_xhead_init/pd_buf_init when it makes the transfer, the frees when it destroys it). */
+typedef struct pd_xfer_base {
+  long connect_timeout_ms, timeout_ms;
+  long stall_ms; /* stall_timeout_ms; 0 = none */
+  int retries, attempt;
+  pd_xfer_cbs_t cbs;
+  void *ud;
+  int in_cb; /* a caller's callback is on the stack: a cancel inside it only marks cancelled */
+  int cancelled;
+  int head_done;
+  int discard;          /* a retryable status: this attempt's body is not the caller's */
+  int paused;           /* the caller's: stays across retries */
+  int complete_pending; /* the response ended while held data waits for a resume */
+  int stale_retried;    /* a reused connection died under it once: retried, not counted */
+  int reader_abort;     /* on_data asked to stop: the caller's decision, not an upstream failure */
+  pd_xhead_t head;
+  pd_buf_t held; /* body that arrived while paused, delivered on resume */
+  int fail_result;
+  char fail_msg[160];
+  uint64_t start_ns;
+  uint64_t start_ms; /* loop ms: the call began */
+  uint64_t deadline; /* loop ms: timeout_ms from start_ms, retries included; 0 = none */
+  /* Loop ms the stall clock runs from: the attempt's last byte received, else the moment it
+   * was bound or the caller resumed it. Only written on reads (no timer call per read): the
+   * framing's deadline timer checks it when it fires and re-arms itself. */
+  uint64_t rx_ms;
+  pd_list_t wlink; /* in its origin's waiter queue */
+} pd_xfer_base_t;
+
+/* Reports t's response head to the caller, once per transfer, unless cancelled. */
+void pd_xfer_base_head(pd_xfer_base_t *t);
+/* The caller's on_done with result and msg (the head first when result is PD_XFER_OK), unless
+ * cancelled; the framing destroys the transfer afterwards. */
+void pd_xfer_base_done(pd_xfer_base_t *t, int result, const char *msg);
+/* Whether another attempt is allowed now (loop ms) after delay_ms: retries left, and the
+ * total deadline leaves room. */
+int pd_xfer_base_may_retry(const pd_xfer_base_t *t, uint64_t now, long delay_ms);
+/* Keeps result and msg for the failure the framing reports from its timer. */
+void pd_xfer_base_fail_later(pd_xfer_base_t *t, int result, const char *msg);
+/* Forgets what the previous attempt received (its head, held body, discard and completion)
+ * before the next one; paused stays, it is the caller's. */
+void pd_xfer_base_new_attempt(pd_xfer_base_t *t);
+
 /* An origin's (or a proxy's) address, as the native clients keep it (origin.c): the authority
  * parsed, literal IP addresses taken as they are, host names resolved with uv_getaddrinfo and
  * cached. */
@@ -128,21 +176,21 @@ typedef struct pd_tls pd_tls_t;
  * as an idle connection of op's origin: tcp (its own allocation, not reading) and tls are this
  * client's from a return of 0; on -1 (closing, no slot, out of memory) the caller keeps them. */
 int pd_h1up_adopt(pd_h1up_t *b, const pd_xfer_opts_t *op, uv_tcp_t *tcp, pd_tls_t *tls);
-/* For the fuzz target: what pd_h1up_parse_bytes saw. */
+/* For the fuzz target: what pd_h1_wire_parse_bytes saw. */
 typedef struct pd_h1up_parse_stats {
   int heads;         /* final heads delivered */
   int responses;     /* responses that ended */
   size_t max_head;   /* largest head (status line and fields) counted */
   size_t body_bytes; /* body bytes given to on_data or held during a pause */
   int error;         /* the parser stopped on bad bytes or a head over the cap */
-} pd_h1up_parse_stats_t;
+} pd_h1_wire_parse_stats_t;
 /* Runs the client's response parsing (the llhttp settings, the head bookkeeping, the body
  * framing, pause holding) over data as one connection would receive it in reads of `chunk`
  * bytes, with no network: after each complete response the next bytes are parsed as the next
  * response on the same connection; the end of data is the end of the connection. is_head makes
  * every request a HEAD; retries > 0 exercises the discarding of retryable statuses. */
-void pd_h1up_parse_bytes(const char *data, size_t len, size_t chunk, int is_head, int retries,
-                         pd_h1up_parse_stats_t *st);
+void pd_h1_wire_parse_bytes(const char *data, size_t len, size_t chunk, int is_head, int retries,
+                            pd_h1_wire_parse_stats_t *st);
 void pd_h1up_resume(pd_xfer_t *x);
 void pd_h1up_cancel(pd_xfer_t *x);
 double pd_h1up_elapsed(const pd_xfer_t *x);

@@ -1,7 +1,7 @@
 /* Fuzz target: the native HTTP/1.1 client's response reading (proxy/upstream_h1.c): llhttp with
  * the client's settings, the shared head bookkeeping (proxy/upstream.c) and the body framing
  * (Content-Length, chunked, close-delimited, HEAD, 1xx, keep-alive responses back to back), fed
- * through pd_h1up_parse_bytes with no network. The first byte picks the read size, HEAD and
+ * through pd_h1_wire_parse_bytes with no network. The first byte picks the read size, HEAD and
  * retries, and whether the input is repeated past 100 KiB. Checks: no crash, no leak, every head
  * counted stays under the 100 KiB cap, and no more body bytes come out than went in. */
 #include <stdint.h>
@@ -36,8 +36,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     data = (const uint8_t *)big;
     size = n;
   }
-  pd_h1up_parse_stats_t st;
-  pd_h1up_parse_bytes((const char *)data, size, chunk, is_head, retries, &st);
+  pd_h1_wire_parse_stats_t st;
+  pd_h1_wire_parse_bytes((const char *)data, size, chunk, is_head, retries, &st);
   /* The cap is checked as bytes are counted: one read may overshoot it by the callback's
    * piece before the parser stops, never by more than what was read. */
   if (st.max_head > HEAD_CAP + chunk)

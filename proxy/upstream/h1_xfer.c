@@ -1,0 +1,289 @@
+/* The native HTTP/1.1 client's transfers (h1_int.h): one attempt at a time on a connection of
+ * its origin, a retry after a retryable status, a refused or dropped connection, the wait for a
+ * free connection, the total, stall and connect deadlines, and the ending reported once. The
+ * transfer owns its timer and held body; its connection is the pool's (h1.c). */
+#include "upstream/h1_int.h"
+
+static void xfer_on_timer(uv_timer_t *t);
+
+/* ---- transfers: attempts, completion, failure ------------------------------------------------ */
+
+static void arm_xfer_timer(xfer_t *x, int mode, uint64_t ms) {
+  if (!x->timer_inited) {
+    uv_timer_init(x->b->loop, &x->timer);
+    x->timer.data = x;
+    x->timer_inited = 1;
+  }
+  x->timer_mode = mode;
+  uv_timer_start(&x->timer, xfer_on_timer, ms, 0);
+}
+
+void pd_h1_xfer_stop_timer(xfer_t *x) {
+  if (x->timer_inited && x->timer_mode != T_NONE)
+    uv_timer_stop(&x->timer);
+  x->timer_mode = T_NONE;
+}
+
+/* Reports a failure from the loop, never inside the caller's frame. */
+void pd_h1_xfer_fail_soon(xfer_t *x, int result, const char *msg) {
+  pd_xfer_base_fail_later(&x->xb, result, msg);
+  arm_xfer_timer(x, T_FAIL, 0);
+}
+
+/* The transfer's end: on_done, then free. */
+void pd_h1_xfer_finish(xfer_t *x, int result, const char *msg) {
+  pd_h1_xfer_stop_timer(x);
+  pd_xfer_base_done(&x->xb, result, msg);
+  pd_h1_xfer_destroy(x);
+}
+
+/* The call's deadline passed between attempts (`made` of them). */
+static void finish_timed_out(xfer_t *x, int made) {
+  char msg[ERRMSG_SIZE];
+  snprintf(msg, sizeof msg, "Operation timed out after %lu milliseconds (%d attempts)",
+           (unsigned long)(uv_now(x->b->loop) - x->xb.start_ms), made);
+  pd_h1_xfer_finish(x, PD_XFER_ETIMEOUT, msg);
+}
+
+/* Whether a retry after delay_ms is allowed: retries remain and it starts before the deadline. */
+int pd_h1_xfer_may_retry(const xfer_t *x, long delay_ms) {
+  return pd_xfer_base_may_retry(&x->xb, uv_now(x->b->loop), delay_ms);
+}
+
+void pd_h1_xfer_new_attempt(xfer_t *x) {
+  /* paused stays: a caller that paused expects no data until it resumes, retry or not. */
+  pd_xfer_base_new_attempt(&x->xb);
+}
+
+/* An attempt failed before a complete response: retry a failed connect while retries remain,
+ * else report. The connection is already detached. */
+void pd_h1_xfer_attempt_failed(xfer_t *x, int result, const char *msg) {
+  long delay = pd_xfer_connect_delay(x->xb.attempt);
+  if (result == PD_XFER_ECONNECT && !x->xb.head_done && pd_h1_xfer_may_retry(x, delay)) {
+    pd_xfer_log_retry(&x->base, x->xb.attempt, msg, delay);
+    x->xb.attempt++;
+    arm_xfer_timer(x, T_RETRY, (uint64_t)delay);
+    return;
+  }
+  x->xb.discard = 0;
+  pd_h1_xfer_finish(x, result, msg);
+}
+
+/* The response ended; the connection goes back to the pool when it can be reused. */
+void pd_h1_xfer_attempt_complete(xfer_t *x, int keep) {
+  conn_t *c = x->c;
+  pd_h1up_detach(x);
+  if (keep)
+    pd_h1up_conn_release(c);
+  else
+    pd_h1up_conn_close(c);
+  if (x->xb.discard) {
+    long delay = pd_xfer_status_delay(&x->xb.head, x->xb.attempt);
+    if (!pd_xfer_retry_fits(x->xb.deadline, uv_now(x->b->loop), delay)) {
+      finish_timed_out(x, x->xb.attempt +
+                              1); /* its body is gone: the retry was planned when the head came */
+      return;
+    }
+    char why[32];
+    snprintf(why, sizeof why, "status %d", x->xb.head.status);
+    pd_xfer_log_retry(&x->base, x->xb.attempt, why, delay);
+    x->xb.attempt++;
+    arm_xfer_timer(x, T_RETRY, (uint64_t)delay);
+    return;
+  }
+  if (x->xb.paused && x->xb.held.len > 0) {
+    x->xb.complete_pending = 1;
+    return;
+  }
+  pd_h1_xfer_finish(x, PD_XFER_OK, "");
+}
+
+/* Gets the transfer a connection: an idle one, a new one, or a place in the queue. */
+void pd_h1_xfer_acquire(xfer_t *x) {
+  origin_t *o = x->o;
+  pd_h1up_t *b = x->b;
+  if (o->base.bad[0]) {
+    pd_h1_xfer_fail_soon(x, PD_XFER_EOTHER, o->base.bad);
+    return;
+  }
+  if (o->idle && !x->fresh_only) {
+    conn_t *c = o->idle;
+    o->idle = c->lnext;
+    c->lnext = NULL;
+    c->idle = 0;
+    pd_h1up_bind_conn(c, x);
+    pd_h1_wire_conn_send(c);
+    return;
+  }
+  if (b->max_conns && o->nconns >= b->max_conns && o->idle)
+    pd_h1up_conn_close(o->idle); /* a fresh connection is needed: make room */
+  if (!b->max_conns || o->nconns < b->max_conns) {
+    conn_t *c = pd_h1up_conn_new(o);
+    if (!c) {
+      pd_h1_xfer_fail_soon(x, PD_XFER_EOTHER, "out of memory opening an upstream connection");
+      return;
+    }
+    x->fresh_only = 0;
+    pd_h1up_bind_conn(c, x);
+    pd_h1up_conn_start_connect(c);
+    return;
+  }
+  pd_origin_wait(&o->base, &x->xb.wlink, 0);
+  if (x->xb.deadline) {
+    uint64_t now = uv_now(b->loop);
+    arm_xfer_timer(x, T_QUEUE, x->xb.deadline > now ? x->xb.deadline - now : 0);
+  }
+}
+
+static void queue_unlink(xfer_t *x) {
+  pd_list_remove(&x->xb.wlink);
+}
+
+void pd_h1_xfer_serve_waiters(origin_t *o) {
+  pd_h1up_t *b = o->b;
+  pd_list_t *l;
+  while ((l = pd_origin_next_waiter(&o->base)) && !b->closing &&
+         (o->idle || !b->max_conns || o->nconns < b->max_conns)) {
+    xfer_t *x = pd_list_entry(l, xfer_t, xb.wlink);
+    queue_unlink(x);
+    pd_h1_xfer_stop_timer(x);
+    pd_h1_xfer_acquire(x);
+  }
+}
+
+static void xfer_on_timer(uv_timer_t *t) {
+  xfer_t *x = t->data;
+  int mode = x->timer_mode;
+  x->timer_mode = T_NONE;
+  if (x->xb.cancelled)
+    return;
+  switch (mode) {
+  case T_RETRY:
+    if (x->xb.deadline && uv_now(x->b->loop) >= x->xb.deadline) {
+      finish_timed_out(x, x->xb.attempt);
+      break;
+    }
+    pd_h1_xfer_new_attempt(x);
+    pd_h1_xfer_acquire(x);
+    break;
+  case T_QUEUE: {
+    queue_unlink(x);
+    char msg[ERRMSG_SIZE];
+    snprintf(msg, sizeof msg, "Operation timed out after %lu milliseconds waiting for a connection",
+             (unsigned long)(uv_now(x->b->loop) - x->xb.start_ms));
+    pd_h1_xfer_finish(x, PD_XFER_ETIMEOUT, msg);
+    break;
+  }
+  case T_FAIL:
+    pd_h1_xfer_finish(x, x->xb.fail_result, x->xb.fail_msg);
+    break;
+  default:
+    break;
+  }
+}
+
+static void on_timer_closed_free(uv_handle_t *h) {
+  free(h->data);
+}
+
+void pd_h1_xfer_destroy(xfer_t *x) {
+  pd_h1up_t *b = x->b;
+  queue_unlink(x);
+  if (x->c) {
+    conn_t *c = x->c;
+    pd_h1up_detach(x);
+    if (c->writing && !c->orphan) {
+      c->orphan = x->body; /* the kernel may still be reading it */
+      x->body = NULL;
+    }
+    pd_h1up_conn_close(c);
+  }
+  if (x->prev)
+    x->prev->next = x->next;
+  else if (b->xfers == x)
+    b->xfers = x->next;
+  if (x->next)
+    x->next->prev = x->prev;
+  x->prev = x->next = NULL;
+  pd_xhead_free(&x->xb.head);
+  pd_buf_free(&x->xb.held);
+  free(x->method);
+  free(x->path);
+  free(x->hdrs);
+  free(x->body);
+  if (x->timer_inited) {
+    uv_timer_stop(&x->timer);
+    uv_close((uv_handle_t *)&x->timer, on_timer_closed_free);
+  } else {
+    free(x);
+  }
+}
+
+/* A connection error or end of stream while serving x (status < 0). */
+void pd_h1_xfer_conn_failed(conn_t *c, int status, const char *what) {
+  xfer_t *x = c->x;
+  int stale = c->reused && !c->got_bytes;
+  if (!x) {
+    pd_h1up_conn_close(c);
+    return;
+  }
+  pd_h1up_detach(x);
+  if (stale && !x->xb.stale_retried) {
+    /* The server closed a keep-alive connection as the request went out: nothing of the
+     * response was seen, so send it again on a new connection, in this one's slot. */
+    origin_t *o = c->o;
+    pd_h1up_conn_close_keep_slot(c);
+    x->xb.stale_retried = 1;
+    x->fresh_only = 1;
+    pd_h1_xfer_new_attempt(x);
+    pd_h1_xfer_acquire(x);
+    pd_h1_xfer_serve_waiters(o);
+    return;
+  }
+  pd_h1up_conn_close(c);
+  char msg[ERRMSG_SIZE];
+  if (status == UV_EOF)
+    snprintf(msg, sizeof msg, "%s",
+             c->got_bytes ? "the upstream closed the connection mid-response"
+                          : "Empty reply from server");
+  else
+    snprintf(msg, sizeof msg, "%s: %s", what, uv_strerror(status));
+  pd_h1_xfer_attempt_failed(x, PD_XFER_ERECV, msg);
+}
+
+void pd_h1_xfer_on_conn_timer(uv_timer_t *t) {
+  conn_t *c = t->data;
+  if (c->state == C_CLOSING)
+    return;
+  if (c->k.err) {
+    int err = c->k.err;
+    c->k.err = 0;
+    pd_h1up_connect_failed(c, err);
+    return;
+  }
+  xfer_t *x = c->x;
+  if (!x) { /* idle too long */
+    pd_h1up_conn_close(c);
+    return;
+  }
+  char msg[ERRMSG_SIZE];
+  uint64_t now = uv_now(c->o->b->loop);
+  int connect_due = c->state != C_OPEN && x->xb.connect_timeout_ms > 0 &&
+                    now >= c->k.start + (uint64_t)x->xb.connect_timeout_ms;
+  if (!connect_due && !(x->xb.deadline && now >= x->xb.deadline)) {
+    if (!pd_h1up_stall_armed(x) || now < x->xb.rx_ms + (uint64_t)x->xb.stall_ms) {
+      pd_h1up_arm_deadline(c); /* bytes came since it was armed, or the caller paused: not yet */
+      return;
+    }
+    /* Same outcome as a timeout: not retried (the upstream may be working on the request). */
+    pd_xfer_stall_msg(msg, sizeof msg, x->xb.stall_ms);
+  } else if (c->state != C_OPEN)
+    snprintf(msg, sizeof msg, "Connection timed out after %lu milliseconds",
+             (unsigned long)(uv_now(c->o->b->loop) - c->k.start));
+  else
+    snprintf(msg, sizeof msg, "Operation timed out after %lu milliseconds",
+             (unsigned long)(uv_now(c->o->b->loop) - x->xb.start_ms));
+  pd_h1up_detach(x);
+  pd_h1up_conn_close(c);
+  pd_h1_xfer_attempt_failed(x, PD_XFER_ETIMEOUT, msg);
+}
