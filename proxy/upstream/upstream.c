@@ -1,3 +1,8 @@
+/* The upstream client's front (see upstream/upstream.h): pd_upstream_t picks a framing per call
+ * (native HTTP/1.1, native HTTP/2, or libcurl) and dispatches through its const ops table; and the
+ * library the framings share: the transfer base (head, ending, retry and deadline rules), the one
+ * response head table with its drop rules, retry delays and URL splitting. Owns the framings'
+ * backends it creates; a transfer is owned by its framing until its on_done. */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
