@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../lib/json_gen.h"
 #include "../lib/reply_cut.h"
 #include "base/json.h"
 #include "core/openai.h"
@@ -32,15 +33,6 @@ static void check_write(const json_t *v) {
   free(want);
 }
 
-static int scan_accepts(const char *b, size_t n) {
-  pd_json_scan_t s;
-  pd_json_tok_t t;
-  pd_json_scan_init(&s, b, n);
-  int type;
-  while ((type = pd_json_next(&s, &t)) > 0)
-    ;
-  return type == PD_JSON_END;
-}
 
 static void check_remodel(const char *b, size_t n, const json_t *full) {
   pd_openai_reply_t r;

@@ -1,6 +1,7 @@
 /* Test support for the JSON unit tests (tests/unit/base/test_json.c, core/test_openai.c,
- * api/test_chat_scan.c): a xorshift generator, random jansson values with the strings that
- * trip JSON writers and readers, and random byte edits of a JSON text. Static functions:
+ * api/test_chat_scan.c) and tests/fuzz/fuzz_json.c: the tokenizer's verdict, a xorshift
+ * generator, random jansson values with the strings that trip JSON writers and readers, and
+ * random byte edits of a JSON text. Static functions:
  * include it from one file of each program. */
 #ifndef PD_TEST_JSON_GEN_H
 #define PD_TEST_JSON_GEN_H
@@ -8,6 +9,20 @@
 #include <jansson.h>
 #include <stdint.h>
 #include <string.h>
+
+#include "base/json.h"
+
+/* The tokenizer's verdict on b: whether its tokens end with PD_JSON_END (the one scanner's
+ * answer, which every test compares with json_loadb's). */
+__attribute__((unused)) static int scan_accepts(const char *b, size_t n) {
+  pd_json_scan_t s;
+  pd_json_tok_t t;
+  pd_json_scan_init(&s, b, n);
+  int type;
+  while ((type = pd_json_next(&s, &t)) > 0)
+    ;
+  return type == PD_JSON_END;
+}
 
 /* Copies src into buf (cap bytes) and applies `edits` random one-byte edits (replace, insert
  * or delete a byte from a JSON-ish alphabet), drawing from the xorshift state *x. Returns the

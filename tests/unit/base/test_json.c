@@ -20,16 +20,6 @@ static int jansson_accepts(const char *b, size_t n) {
   return j != NULL;
 }
 
-/* The tokenizer's verdict on b: whether its tokens end with PD_JSON_END. */
-static int scan_accepts(const char *b, size_t n) {
-  pd_json_scan_t s;
-  pd_json_tok_t t;
-  pd_json_scan_init(&s, b, n);
-  int type;
-  while ((type = pd_json_next(&s, &t)) > 0)
-    ;
-  return type == PD_JSON_END;
-}
 
 /* Every reader agrees with json_loadb on b: the tokenizer, pd_json_load (same tree), and
  * pd_json_check_members (for objects). */
