@@ -12,8 +12,8 @@
 #include <string.h>
 #include <strings.h>
 
-/* Byte classes of RFC 3986 sections 2 and 3.3, one table lookup per byte (every request's path and query pass
- * through here): U unreserved, S sub-delims, C ':', A '@', P '/', Q '?'. */
+/* Byte classes of RFC 3986 sections 2 and 3.3, one table lookup per byte (every request's path and
+ * query pass through here): U unreserved, S sub-delims, C ':', A '@', P '/', Q '?'. */
 enum { U = 1, S = 2, C = 4, A = 8, P = 16, Q = 32 };
 static unsigned char url_class[256];
 
