@@ -61,7 +61,7 @@ typedef struct pd_dispatch {
   json_t *body;        /* the body's tree when it was parsed for routing (owned), else NULL */
   const pd_api_t *api; /* API: the client API serving the path (static) */
   int scanned;         /* API: the API's scan read the whole body into scan */
-  pd_chat_scan_t scan;  /* pointers into req->body */
+  pd_chat_scan_t scan; /* pointers into req->body */
 } pd_dispatch_t;
 
 /* Decides what to do with req under cfg (SPEC section 4, in this order): /healthz and

@@ -13,7 +13,7 @@ typedef struct pd_list {
 } pd_list_t;
 
 /* The struct of type `type` whose member `field` is the link `l`. */
-#define pd_list_entry(l, type, field) ((type *)((char *)(l) - offsetof(type, field)))
+#define pd_list_entry(l, type, field) ((type *)((char *)(l)-offsetof(type, field)))
 
 /* Visits every link of head; `it` may be removed (not others) during the visit. */
 #define pd_list_each(it, tmp, head)                                                                \

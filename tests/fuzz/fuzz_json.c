@@ -33,7 +33,6 @@ static void check_write(const json_t *v) {
   free(want);
 }
 
-
 static void check_remodel(const char *b, size_t n, const json_t *full) {
   pd_openai_reply_t r;
   int rc = pd_openai_check_reply(b, n, &r);

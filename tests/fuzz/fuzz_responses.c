@@ -113,8 +113,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   pd_responses_req_t req;
   pd_responses_error_t err;
-  int rc =
-      pd_responses_req_translate(body, size % 2 ? "max_tokens" : "max_completion_tokens", &req, &err);
+  int rc = pd_responses_req_translate(body, size % 2 ? "max_tokens" : "max_completion_tokens", &req,
+                                      &err);
   if (rc == -1 && (!err.message[0] || req.chat || req.echo_head.len))
     abort();
   if (rc == 0) {

@@ -20,7 +20,6 @@ static int jansson_accepts(const char *b, size_t n) {
   return j != NULL;
 }
 
-
 /* Every reader agrees with json_loadb on b: the tokenizer, pd_json_load (same tree), and
  * pd_json_check_members (for objects). */
 static void check_verdict(const char *b, size_t n) {
