@@ -289,10 +289,6 @@ static inline const char *value_text(const pd_json_scan_t *s, const pd_json_tok_
   return start;
 }
 
-const char *pd_json_value_text(const pd_json_scan_t *s, const pd_json_tok_t *t, size_t *len) {
-  return value_text(s, t, len);
-}
-
 size_t pd_json_unescape(const char *raw, size_t len, char *out) {
   const unsigned char *p = (const unsigned char *)raw, *e = p + len;
   char *o = out;

@@ -62,9 +62,6 @@ static inline int pd_json_skip(pd_json_scan_t *s, const pd_json_tok_t *t) {
     return t->type == PD_JSON_ERROR ? -1 : 0;
   return pd_json_skip_container_(s, t);
 }
-/* The bytes of the value that began with token t and ended at s's position (right after
- * pd_json_next of a scalar, or after pd_json_skip of a container): *len gets their length. */
-const char *pd_json_value_text(const pd_json_scan_t *s, const pd_json_tok_t *t, size_t *len);
 /* Decodes the raw bytes of a STRING or KEY token into out (room for len bytes: decoding never
  * grows them); returns the decoded length. */
 size_t pd_json_unescape(const char *raw, size_t len, char *out);
