@@ -5,7 +5,6 @@
  * model list, or a plain pass-through. Owns nothing past the call: the exchange owns itself. */
 #include "app/front.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,12 +85,11 @@ static const pd_route_t *find_target(const pd_config_t *cfg, const pd_feedback_c
 /* A feedback token's route and variant, checked under the current config (its secret, its
  * max age, its routes). Returns 0 with the names in route and variant (the config's own
  * strings), or -1 having answered the 403, 404 or 500. */
-static int credit_token(pd_worker_t *w, pd_req_t *r, json_t *tok, pd_feedback_claim_t *c,
-                        const char **route, const char **variant) {
+static int credit_token(pd_worker_t *w, pd_req_t *r, const pd_feedback_body_t *b,
+                        pd_feedback_claim_t *c, const char **route, const char **variant) {
   const pd_config_t *cfg = w->cfg;
-  int rc = pd_feedback_token_verify(cfg->feedback.secret, json_string_value(tok),
-                                    json_string_length(tok), (int64_t)time(NULL),
-                                    cfg->feedback.max_age_s, c);
+  int rc = pd_feedback_token_verify(cfg->feedback.secret, b->token, b->token_len,
+                                    (int64_t)time(NULL), cfg->feedback.max_age_s, c);
   if (rc == PD_FEEDBACK_TOKEN_EEXPIRED) {
     error_now(w, r, 403, "The feedback token has expired (it is older than feedback.max_age_s).",
               "invalid_request_error", "token", "feedback_token_expired");
@@ -132,51 +130,37 @@ static int credit_token(pd_worker_t *w, pd_req_t *r, json_t *tok, pd_feedback_cl
  * request, named by its feedback token (any replica with the same secret) or by its request id
  * (this process's memory of its last requests). */
 static void serve_feedback(pd_worker_t *w, pd_req_t *r) {
-  json_error_t jerr;
-  json_t *j = json_loadb(pd_buf_data(&r->body), r->body.len, 0, &jerr);
-  json_t *tok = json_object_get(j, "token");
-  const char *id = json_string_value(json_object_get(j, "request_id"));
-  json_t *score = json_object_get(j, "score");
-  const char *param = NULL;
-  int bad = 1;
-  if (!json_is_object(j))
-    param = NULL;
-  else if (tok ? !json_is_string(tok) : !id)
-    param = tok ? "token" : "request_id";
-  else if (!json_is_number(score) || !isfinite(json_number_value(score)))
-    param = "score";
-  else
-    bad = 0;
-  if (bad) {
-    json_decref(j);
+  pd_feedback_body_t b;
+  if (pd_feedback_token_body_read(pd_buf_data(&r->body), r->body.len, &b) < 0) {
     error_now(w, r, 400,
               "Feedback needs a JSON object with a string 'token' (or 'request_id') and a finite "
               "number 'score'.",
-              "invalid_request_error", param, NULL);
+              "invalid_request_error", b.bad, NULL);
+    pd_feedback_token_body_free(&b);
     return;
   }
   char rbuf[256], vbuf[256];
-  const char *route = rbuf, *variant = vbuf;
+  const char *route = rbuf, *variant = vbuf, *id = b.request_id;
   pd_feedback_claim_t claim;
-  if (tok) {
-    if (credit_token(w, r, tok, &claim, &route, &variant) < 0) {
-      json_decref(j);
+  if (b.token) {
+    if (credit_token(w, r, &b, &claim, &route, &variant) < 0) {
+      pd_feedback_token_body_free(&b);
       return;
     }
     id = claim.request_id;
   } else if (pd_feedback_lookup(w->app->feedback, w->app->nworkers, id, rbuf, sizeof rbuf, vbuf,
                                 sizeof vbuf) < 0) {
-    json_decref(j);
+    pd_feedback_token_body_free(&b);
     error_now(w, r, 404, "No recent request has this request_id.", "invalid_request_error",
               "request_id", "request_not_found");
     return;
   }
-  pd_metrics_feedback(w->metrics, route, variant, json_number_value(score));
+  pd_metrics_feedback(w->metrics, route, variant, b.score);
   json_t *out = json_pack("{s:s,s:s,s:s,s:s}", "status", "ok", "request_id", id, "route", route,
                           "variant", variant);
   char *s = json_dumps(out, JSON_COMPACT);
   json_decref(out);
-  json_decref(j);
+  pd_feedback_token_body_free(&b);
   simple_json(w, r, 200, s ? s : "{}");
   free(s);
 }

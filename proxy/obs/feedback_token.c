@@ -16,9 +16,12 @@
  * restarts from the precomputed inner state. A different secret (a reload) re-keys it. */
 #include "obs/feedback_token.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <jansson.h>
 
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
@@ -311,4 +314,41 @@ int pd_feedback_token_verify(const char *secret, const char *token, size_t len, 
   if (now - issued > (int64_t)max_age_s)
     return PD_FEEDBACK_TOKEN_EEXPIRED;
   return 0;
+}
+
+/* ---- the feedback body ---- */
+
+int pd_feedback_token_body_read(const char *body, size_t len, pd_feedback_body_t *b) {
+  memset(b, 0, sizeof *b);
+  json_error_t jerr;
+  json_t *j = json_loadb(body, len, 0, &jerr);
+  b->json = j;
+  if (!json_is_object(j))
+    return -1;
+  json_t *tok = json_object_get(j, "token");
+  json_t *score = json_object_get(j, "score");
+  if (tok) {
+    if (!json_is_string(tok)) {
+      b->bad = "token";
+      return -1;
+    }
+    b->token = json_string_value(tok);
+    b->token_len = json_string_length(tok);
+  } else if (!(b->request_id = json_string_value(json_object_get(j, "request_id")))) {
+    b->bad = "request_id";
+    return -1;
+  }
+  /* JSON has no NaN or infinity, and the parser refuses numbers beyond a double's range; the
+   * check stays so that no other reader can let one into the metrics' sums. */
+  if (!json_is_number(score) || !isfinite(json_number_value(score))) {
+    b->bad = "score";
+    return -1;
+  }
+  b->score = json_number_value(score);
+  return 0;
+}
+
+void pd_feedback_token_body_free(pd_feedback_body_t *b) {
+  json_decref(b->json);
+  b->json = NULL;
 }

@@ -45,8 +45,27 @@ int pd_feedback_token_issue(const char *secret, const char *route, const char *v
 
 /* Checks token (len bytes, untrusted) under secret (as for issue) at `now`: its encoding, its
  * MAC (compared in constant time), then its age against max_age_s and the skew. Returns 0 with
- * *claim filled, or one of the PD_FEEDBACK_TOKEN_E* codes (*claim then undefined). */
+ * *claim filled, or one of the PD_FEEDBACK_TOKEN_E* codes (*claim is filled for EEXPIRED and
+ * EFUTURE, undefined for the others). */
 int pd_feedback_token_verify(const char *secret, const char *token, size_t len, int64_t now,
                              long max_age_s, pd_feedback_claim_t *claim);
+
+/* A POST /v1/ponder/feedback body, read: {"token": "...", "score": N} or
+ * {"request_id": "...", "score": N} (a token wins when both are there). */
+typedef struct pd_feedback_body {
+  void *json;             /* the parsed document (owned; pd_feedback_token_body_free) */
+  const char *token;      /* into json, or NULL */
+  size_t token_len;       /* its length in bytes */
+  const char *request_id; /* into json, or NULL when token is set */
+  double score;           /* finite */
+  const char *bad;        /* on failure: the field at fault ("token", "request_id", "score"),
+                           * or NULL when the body is not a JSON object */
+} pd_feedback_body_t;
+
+/* Reads a feedback body (len bytes, untrusted). Returns 0, or -1 with b->bad set (the 400's
+ * param). Either way b must be freed with pd_feedback_token_body_free. */
+int pd_feedback_token_body_read(const char *body, size_t len, pd_feedback_body_t *b);
+/* Frees what pd_feedback_token_body_read kept; the pointers into it become invalid. */
+void pd_feedback_token_body_free(pd_feedback_body_t *b);
 
 #endif

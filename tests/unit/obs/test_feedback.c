@@ -373,6 +373,55 @@ static void test_token_threads(void **state) {
   }
 }
 
+static void test_feedback_body(void **state) {
+  (void)state;
+  pd_feedback_body_t b;
+  struct {
+    const char *body, *bad;
+  } bad[] = {
+      {"", NULL},
+      {"[1]", NULL},
+      {"{\"token\": 1, \"score\": 1}", "token"},
+      {"{\"token\": null, \"score\": 1}", "token"},
+      {"{\"score\": 1}", "request_id"},
+      {"{\"request_id\": 7, \"score\": 1}", "request_id"},
+      {"{\"token\": \"t\"}", "score"},
+      {"{\"token\": \"t\", \"score\": null}", "score"},
+      {"{\"token\": \"t\", \"score\": \"1\"}", "score"},
+      {"{\"token\": \"t\", \"score\": 1e999}", NULL},
+      {"{\"token\": \"t\", \"score\": -1e400}", NULL},
+      {"{\"token\": \"t\", \"score\": NaN}", NULL},
+      {"{\"request_id\": \"r\", \"score\": Infinity}", NULL},
+      {"{\"request_id\": \"r\", \"score\": true}", "score"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    assert_int_equal(pd_feedback_token_body_read(bad[i].body, strlen(bad[i].body), &b), -1);
+    if (bad[i].bad)
+      assert_string_equal(b.bad, bad[i].bad);
+    else
+      assert_null(b.bad);
+    pd_feedback_token_body_free(&b);
+  }
+  /* jansson refuses \u0000 in strings: no token with a NUL gets through. */
+  const char *j = "{\"token\": \"a\\u0000b\", \"score\": 1}";
+  assert_int_equal(pd_feedback_token_body_read(j, strlen(j), &b), -1);
+  pd_feedback_token_body_free(&b);
+  j = "{\"request_id\": \"r-1\", \"token\": \"abc\", \"score\": -2.5}";
+  assert_int_equal(pd_feedback_token_body_read(j, strlen(j), &b), 0);
+  assert_int_equal(b.token_len, 3);
+  assert_memory_equal(b.token, "abc", 3);
+  assert_null(b.request_id); /* a token wins */
+  assert_true(b.score == -2.5);
+  pd_feedback_token_body_free(&b);
+  j = "{\"request_id\": \"r-1\", \"score\": 3}";
+  assert_int_equal(pd_feedback_token_body_read(j, strlen(j), &b), 0);
+  assert_null(b.token);
+  assert_string_equal(b.request_id, "r-1");
+  assert_true(b.score == 3);
+  pd_feedback_token_body_free(&b);
+  pd_feedback_token_body_free(&b); /* twice is harmless */
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_feedback_basic),
@@ -386,6 +435,7 @@ int main(void) {
       cmocka_unit_test(test_token_age),
       cmocka_unit_test(test_token_other_secret),
       cmocka_unit_test(test_token_threads),
+      cmocka_unit_test(test_feedback_body),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
