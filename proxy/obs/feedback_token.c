@@ -194,23 +194,22 @@ static long b64_decode(const char *in, size_t len, unsigned char *out) {
 
 /* ---- the payload ---- */
 
-static int hex_value(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  return -1;
-}
+/* Lower-case hex digits' values plus one (0: not a digit). */
+static const unsigned char HEX1[256] = {
+    ['0'] = 1, ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,  ['6'] = 7,  ['7'] = 8,
+    ['8'] = 9, ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
+};
 
 /* ponder's own request ids, "req_" and 32 lower-case hex digits, packed into 16 bytes. */
 static int pack_id(const char *id, size_t len, unsigned char out[16]) {
   if (len != PACKED_ID_LEN || memcmp(id, "req_", 4) != 0)
     return -1;
+  const unsigned char *h = (const unsigned char *)id + 4;
   for (int i = 0; i < 16; i++) {
-    int hi = hex_value(id[4 + 2 * i]), lo = hex_value(id[5 + 2 * i]);
-    if (hi < 0 || lo < 0)
+    unsigned hi = HEX1[h[2 * i]], lo = HEX1[h[2 * i + 1]];
+    if (!hi || !lo)
       return -1;
-    out[i] = (unsigned char)(hi << 4 | lo);
+    out[i] = (unsigned char)((hi - 1) << 4 | (lo - 1));
   }
   return 0;
 }
