@@ -21,6 +21,7 @@
 #include "base/url.h"
 #include "core/engine.h"
 #include "core/router.h"
+#include "obs/feedback_token.h"
 
 #define PD_EXCHANGE_MAX_SSE_EVENT (8L * 1024 * 1024)
 
@@ -80,6 +81,7 @@ struct pd_exchange {
   uv_timer_t keepalive;
   int keepalive_on;
   char rounds_hdr[24];
+  char feedback_token[PD_FEEDBACK_TOKEN_MAX]; /* x-ponder-feedback-token's value, or "" */
 };
 
 /* A new exchange for r on worker w (one config reference taken), entered once for the

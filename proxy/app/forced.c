@@ -99,7 +99,7 @@ static void complete(pd_exchange_t *ex) {
       pd_buf_free(&b);
       return;
     }
-    const char *extra[8];
+    const char *extra[PD_UPREQ_PONDER_NHEADERS + 1];
     size_t n = 0;
     pd_upreq_ponder_headers(ex, 0, extra, &n);
     extra[n] = NULL;

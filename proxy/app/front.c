@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "app/dispatch.h"
 #include "app/exchange.h"
@@ -15,6 +16,7 @@
 #include "app/forced.h"
 #include "app/relay.h"
 #include "core/openai.h"
+#include "obs/feedback_token.h"
 
 static double now_seconds(uint64_t start_ns) {
   return (double)(uv_hrtime() - start_ns) / 1e9;
@@ -63,36 +65,102 @@ static void serve_metrics(pd_worker_t *w, pd_req_t *r) {
   finish_simple(w, r);
 }
 
+/* The route and variant named by a token, in the current config; NULL when it has no such
+ * route (*variant NULL too) or no such variant of it. */
+static const pd_route_t *find_target(const pd_config_t *cfg, const pd_feedback_claim_t *c,
+                                     const pd_variant_t **variant) {
+  *variant = NULL;
+  for (size_t i = 0; i < cfg->nroutes; i++) {
+    const pd_route_t *rt = &cfg->routes[i];
+    if (strcmp(rt->name, c->route) != 0)
+      continue;
+    for (size_t k = 0; k < rt->nvariants; k++)
+      if (strcmp(rt->variants[k].name, c->variant) == 0)
+        *variant = &rt->variants[k];
+    return rt;
+  }
+  return NULL;
+}
+
+/* A feedback token's route and variant, checked under the current config (its secret, its
+ * max age, its routes). Returns 0 with the names in route and variant (the config's own
+ * strings), or -1 having answered the 403, 404 or 500. */
+static int credit_token(pd_worker_t *w, pd_req_t *r, const pd_feedback_body_t *b,
+                        pd_feedback_claim_t *c, const char **route, const char **variant) {
+  const pd_config_t *cfg = w->cfg;
+  int rc = pd_feedback_token_verify(cfg->feedback.secret, b->token, b->token_len,
+                                    (int64_t)time(NULL), cfg->feedback.max_age_s, c);
+  if (rc == PD_FEEDBACK_TOKEN_EEXPIRED) {
+    error_now(w, r, 403, "The feedback token has expired (it is older than feedback.max_age_s).",
+              "invalid_request_error", "token", "feedback_token_expired");
+    return -1;
+  }
+  if (rc == PD_FEEDBACK_TOKEN_EFUTURE) {
+    error_now(w, r, 403, "The feedback token's issue time is in the future.",
+              "invalid_request_error", "token", "invalid_feedback_token");
+    return -1;
+  }
+  if (rc == PD_FEEDBACK_TOKEN_EKEY) {
+    error_now(w, r, 500, "No key to check feedback tokens with.", "server_error", NULL,
+              "internal_error");
+    return -1;
+  }
+  if (rc < 0) {
+    error_now(w, r, 403,
+              "The feedback token is not valid: forged, altered or truncated, or issued under "
+              "another feedback.secret.",
+              "invalid_request_error", "token", "invalid_feedback_token");
+    return -1;
+  }
+  const pd_variant_t *v;
+  const pd_route_t *rt = find_target(cfg, c, &v);
+  if (!rt || !v) {
+    error_now(w, r, 404,
+              !rt ? "The feedback token's route is no longer configured."
+                  : "The feedback token's variant is no longer configured on its route.",
+              "invalid_request_error", "token", !rt ? "route_not_found" : "variant_not_found");
+    return -1;
+  }
+  *route = rt->name;
+  *variant = v->name;
+  return 0;
+}
+
+/* POST /v1/ponder/feedback (SPEC section 7): a score for the route and variant that served a
+ * request, named by its feedback token (any replica with the same secret) or by its request id
+ * (this process's memory of its last requests). */
 static void serve_feedback(pd_worker_t *w, pd_req_t *r) {
-  json_error_t jerr;
-  json_t *j = json_loadb(pd_buf_data(&r->body), r->body.len, 0, &jerr);
-  const char *id = json_string_value(json_object_get(j, "request_id"));
-  json_t *score = json_object_get(j, "score");
-  if (!json_is_object(j) || !id || !json_is_number(score)) {
-    json_decref(j);
+  pd_feedback_body_t b;
+  if (pd_feedback_token_body_read(pd_buf_data(&r->body), r->body.len, &b) < 0) {
     error_now(w, r, 400,
-              "Feedback needs a JSON object with a string 'request_id' and a number 'score'.",
-              "invalid_request_error",
-              !json_is_object(j) ? NULL
-              : !id              ? "request_id"
-                                 : "score",
-              NULL);
+              "Feedback needs a JSON object with a string 'token' (or 'request_id') and a finite "
+              "number 'score'.",
+              "invalid_request_error", b.bad, NULL);
+    pd_feedback_token_body_free(&b);
     return;
   }
-  char route[256], variant[256];
-  if (pd_feedback_lookup(w->app->feedback, w->app->nworkers, id, route, sizeof route, variant,
-                         sizeof variant) < 0) {
-    json_decref(j);
+  char rbuf[256], vbuf[256];
+  const char *route = rbuf, *variant = vbuf, *id = b.request_id;
+  pd_feedback_claim_t claim;
+  if (b.token) {
+    if (credit_token(w, r, &b, &claim, &route, &variant) < 0) {
+      pd_feedback_token_body_free(&b);
+      return;
+    }
+    id = claim.request_id;
+  } else if (pd_feedback_lookup(w->app->feedback, w->app->nworkers, id, rbuf, sizeof rbuf, vbuf,
+                                sizeof vbuf) < 0) {
+    pd_feedback_token_body_free(&b);
     error_now(w, r, 404, "No recent request has this request_id.", "invalid_request_error",
               "request_id", "request_not_found");
     return;
   }
-  pd_metrics_feedback(w->metrics, route, variant, json_number_value(score));
+  pd_metrics_feedback(w->metrics, route, variant, b.score);
   json_t *out = json_pack("{s:s,s:s,s:s,s:s}", "status", "ok", "request_id", id, "route", route,
                           "variant", variant);
   char *s = json_dumps(out, JSON_COMPACT);
   json_decref(out);
-  json_decref(j);
+  pd_feedback_token_body_free(&b);
   simple_json(w, r, 200, s ? s : "{}");
   free(s);
 }

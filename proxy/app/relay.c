@@ -215,7 +215,7 @@ static void relay_checked(pd_exchange_t *ex) {
                       "The upstream reply is not a valid OpenAI chat completion.");
     return;
   }
-  const char *extra[8];
+  const char *extra[PD_UPREQ_PONDER_NHEADERS + 1];
   size_t n = 0;
   pd_upreq_ponder_headers(ex, 0, extra, &n);
   extra[n] = NULL;

@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "app/exchange.h"
 
@@ -180,4 +181,12 @@ void pd_upreq_ponder_headers(pd_exchange_t *ex, int stream_head, const char **ex
   extra[(*n)++] = ex->variant ? ex->variant : "";
   extra[(*n)++] = "x-ponder-rounds";
   extra[(*n)++] = ex->rounds_hdr;
+  /* Issued when the head leaves: a token is credited to what was served. */
+  if (ex->route && ex->variant && ex->req &&
+      pd_feedback_token_issue(ex->cfg->feedback.secret, ex->route->name, ex->variant,
+                              ex->req->request_id, (int64_t)time(NULL), ex->feedback_token,
+                              sizeof ex->feedback_token) > 0) {
+    extra[(*n)++] = "x-ponder-feedback-token";
+    extra[(*n)++] = ex->feedback_token;
+  }
 }

@@ -28,10 +28,12 @@ pd_xfer_t *pd_upreq_start(struct pd_exchange *ex, const char *method, const char
 int pd_upreq_start_call(struct pd_exchange *ex, const char *path, char *body, size_t len,
                         const pd_xfer_cbs_t *cbs, void *ud, pd_xfer_t **out);
 
-/* Appends ponder's response headers (name, value pairs) to extra at *n: route, variant and
- * x-ponder-rounds, the thinking calls made when the head is written; a forced stream's head
- * (`stream_head`) leaves before thinking starts, so it carries the planned rounds. The values
- * live as long as ex. */
+/* Appends ponder's response headers (name, value pairs, at most PD_UPREQ_PONDER_NHEADERS
+ * entries) to extra at *n: route, variant, x-ponder-rounds, the thinking calls made when the
+ * head is written (a forced stream's head (`stream_head`) leaves before thinking starts, so it
+ * carries the planned rounds), and x-ponder-feedback-token (obs/feedback_token.h) under the
+ * exchange's config's feedback.secret. The values live as long as ex. */
+#define PD_UPREQ_PONDER_NHEADERS 8
 void pd_upreq_ponder_headers(struct pd_exchange *ex, int stream_head, const char **extra,
                              size_t *n);
 

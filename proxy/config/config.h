@@ -136,6 +136,10 @@ typedef struct pd_config {
   char *access_log; /* "-" = stderr, "off", or a path */
   char **auth_keys;
   size_t nauth_keys;
+  struct {
+    char *secret;   /* HMAC key of feedback tokens (a secret); NULL or "": random per process */
+    long max_age_s; /* tokens older than this are refused */
+  } feedback;
   pd_upstream_cfg_t *upstreams; /* always >= 1 */
   size_t nupstreams;
   pd_route_t *routes; /* always >= 1 */

@@ -63,6 +63,7 @@ static const pd_schema_key_t TOP[] = {
     {.name = "limits", .type = PD_SCHEMA_BLOCK, .sub = &pd_schema_limits},
     {.name = "log", .type = PD_SCHEMA_BLOCK, .sub = &pd_schema_log},
     {.name = "auth", .type = PD_SCHEMA_BLOCK, .sub = &pd_schema_auth},
+    {.name = "feedback", .type = PD_SCHEMA_BLOCK, .sub = &pd_schema_feedback},
     {.name = "upstreams",
      .type = PD_SCHEMA_LIST,
      CFG(upstreams),
@@ -139,6 +140,28 @@ static const pd_schema_key_t AUTH[] = {
             "(compared in constant time)"},
 };
 const pd_schema_table_t pd_schema_auth = {"auth", "auth.", AUTH, N(AUTH), 0, 0};
+
+static const pd_schema_key_t FEEDBACK[] = {
+    {.name = "secret",
+     .type = PD_SCHEMA_STR,
+     CFG(feedback.secret),
+     .shown = "random per process",
+     .secret = 1,
+     .doc = "HMAC-SHA256 key of the `x-ponder-feedback-token` every chat and responses reply "
+            "carries; give every replica the same one (e.g. `${PONDER_FEEDBACK_SECRET}`, 32 "
+            "random bytes or more) and any of them accepts a token another issued, also after "
+            "restarts. Unset or empty: a random key per process, so its tokens are accepted "
+            "by that process only. Changing it refuses every token issued before (403)"},
+    {.name = "max_age_s",
+     .type = PD_SCHEMA_LONG,
+     CFG(feedback.max_age_s),
+     .min = 1,
+     .max = LONG_MAX,
+     .def = "604800",
+     .doc = "feedback tokens older than this many seconds are refused (403); so is one issued "
+            "more than 60 s in the future (replicas' clocks may differ that much)"},
+};
+const pd_schema_table_t pd_schema_feedback = {"feedback", "feedback.", FEEDBACK, N(FEEDBACK), 0, 0};
 
 /* ---- upstreams[] (pd_upstream_cfg_t) ---- */
 

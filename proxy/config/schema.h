@@ -97,8 +97,8 @@ typedef struct pd_schema_table {
 #define PD_SCHEMA_MAX_WORKERS 1024
 
 extern const pd_schema_table_t pd_schema_top, pd_schema_limits, pd_schema_log, pd_schema_auth,
-    pd_schema_upstream, pd_schema_tls, pd_schema_route, pd_schema_match, pd_schema_variant,
-    pd_schema_policy, pd_schema_prompts, pd_schema_prefill, pd_schema_template;
+    pd_schema_feedback, pd_schema_upstream, pd_schema_tls, pd_schema_route, pd_schema_match,
+    pd_schema_variant, pd_schema_policy, pd_schema_prompts, pd_schema_prefill, pd_schema_template;
 
 /* The names of the ENUM rows, for callers that print them. */
 extern const char *const pd_schema_mode_names[], *const pd_schema_dialect_names[],

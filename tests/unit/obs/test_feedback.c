@@ -1,5 +1,7 @@
 /* Unit tests for obs/feedback.c: the feedback store (records, lookups across stores,
- * eviction, threads) and its keyed hash (SipHash-2-4 reference vectors). */
+ * eviction, threads) and its keyed hash (SipHash-2-4 reference vectors); and for
+ * obs/feedback_token.c: tokens issued and verified (known tokens computed independently, with
+ * Python's hmac module; forged, altered, truncated, expired, future, other-secret ones). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +14,7 @@
 #include <cmocka.h>
 
 #include "obs/feedback.h"
+#include "obs/feedback_token.h"
 
 /* ---- feedback store ---- */
 
@@ -187,11 +190,252 @@ static void test_feedback_hash_is_keyed(void **state) {
   pd_feedback_store_free(s);
 }
 
+/* ---- feedback tokens ---- */
+
+#define T0 1700000000
+#define PACKED_ID "req_00112233445566778899aabbccddeeff"
+/* Python: payload = kind + issued (5 bytes) + len+route + len+variant + id (16 bytes packed, or
+ * len+text); token = urlsafe_b64encode(payload + hmac.new(secret, payload, sha256).digest())
+ * without "=". */
+#define TOKEN_PACKED                                                                               \
+  "AgBlU_EABG1hdGgEZGVlcAARIjNEVWZ3iJmqu8zd7v-YuxD1eT0SfL7GYi7VXooLuWh4pAG7D5iPq90Oq6Izkw"
+#define TOKEN_TEXT                                                                                 \
+  "AQBlU_EAB2RlZmF1bHQHZGVmYXVsdAtjbGllbnQtaWQtNw1qNY_1tveItB5q6w6nVmq1K81F-HtBx014sprOrt1o"
+
+static int verify(const char *secret, const char *tok, int64_t now, long max_age,
+                  pd_feedback_claim_t *c) {
+  return pd_feedback_token_verify(secret, tok, strlen(tok), now, max_age, c);
+}
+
+static void test_token_known(void **state) {
+  (void)state;
+  char tok[PD_FEEDBACK_TOKEN_MAX];
+  int n = pd_feedback_token_issue("s3cret", "math", "deep", PACKED_ID, T0, tok, sizeof tok);
+  assert_int_equal(n, (int)strlen(TOKEN_PACKED));
+  assert_string_equal(tok, TOKEN_PACKED);
+  n = pd_feedback_token_issue("s3cret", "default", "default", "client-id-7", T0, tok, sizeof tok);
+  assert_int_equal(n, (int)strlen(TOKEN_TEXT));
+  assert_string_equal(tok, TOKEN_TEXT);
+  /* Every header-safe: base64url only, no padding. */
+  assert_int_equal(strspn(tok, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"),
+                   strlen(tok));
+
+  pd_feedback_claim_t c;
+  assert_int_equal(verify("s3cret", TOKEN_PACKED, T0 + 10, 604800, &c), 0);
+  assert_string_equal(c.route, "math");
+  assert_string_equal(c.variant, "deep");
+  assert_string_equal(c.request_id, PACKED_ID);
+  assert_true(c.issued == T0);
+  assert_int_equal(verify("s3cret", TOKEN_TEXT, T0, 604800, &c), 0);
+  assert_string_equal(c.route, "default");
+  assert_string_equal(c.request_id, "client-id-7");
+}
+
+static void test_token_round_trip(void **state) {
+  (void)state;
+  char tok[PD_FEEDBACK_TOKEN_MAX], name[PD_FEEDBACK_TOKEN_NAME_MAX + 2],
+      id[PD_FEEDBACK_TOKEN_ID_MAX + 2];
+  pd_feedback_claim_t c;
+  /* Ids that look packed but are not (upper case hex, one digit short) stay text. */
+  const char *ids[] = {PACKED_ID, "req_00112233445566778899AABBCCDDEEFF",
+                       "req_00112233445566778899aabbccddeef", "x",
+                       "req_zz112233445566778899aabbccddeeff"};
+  for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
+    assert_true(pd_feedback_token_issue("k", "r", "v", ids[i], T0, tok, sizeof tok) > 0);
+    assert_int_equal(verify("k", tok, T0, 1, &c), 0);
+    assert_string_equal(c.request_id, ids[i]);
+  }
+  /* The longest names and id fit the documented buffer; one more byte is refused. */
+  memset(name, 'n', PD_FEEDBACK_TOKEN_NAME_MAX);
+  name[PD_FEEDBACK_TOKEN_NAME_MAX] = '\0';
+  memset(id, 'i', PD_FEEDBACK_TOKEN_ID_MAX);
+  id[PD_FEEDBACK_TOKEN_ID_MAX] = '\0';
+  int n = pd_feedback_token_issue("k", name, name, id, T0, tok, sizeof tok);
+  assert_true(n > 0 && n < PD_FEEDBACK_TOKEN_MAX);
+  assert_int_equal(verify("k", tok, T0, 1, &c), 0);
+  assert_string_equal(c.variant, name);
+  assert_string_equal(c.request_id, id);
+  /* Too small a buffer: -1 and an empty string. */
+  assert_int_equal(pd_feedback_token_issue("k", name, name, id, T0, tok, 100), -1);
+  assert_string_equal(tok, "");
+  strcat(name, "n");
+  strcat(id, "i");
+  assert_int_equal(pd_feedback_token_issue("k", name, "v", "id", T0, tok, sizeof tok), -1);
+  assert_int_equal(pd_feedback_token_issue("k", "r", name, "id", T0, tok, sizeof tok), -1);
+  assert_int_equal(pd_feedback_token_issue("k", "r", "v", id, T0, tok, sizeof tok), -1);
+  assert_int_equal(pd_feedback_token_issue("k", "", "v", "id", T0, tok, sizeof tok), -1);
+  assert_int_equal(pd_feedback_token_issue("k", "r", "v", "", T0, tok, sizeof tok), -1);
+  assert_int_equal(pd_feedback_token_issue("k", NULL, "v", "id", T0, tok, sizeof tok), -1);
+  assert_int_equal(pd_feedback_token_issue("k", "r", "v", "id", -1, tok, sizeof tok), -1);
+}
+
+static void test_token_forged_altered_truncated(void **state) {
+  (void)state;
+  pd_feedback_claim_t c;
+  const char *good = TOKEN_PACKED;
+  size_t len = strlen(good);
+  char tok[PD_FEEDBACK_TOKEN_MAX];
+  /* Every character replaced by every other one of the alphabet (and a few outside it). */
+  const char *alpha = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=+/. ";
+  for (size_t i = 0; i < len; i++) {
+    for (const char *a = alpha; *a; a++) {
+      if (*a == good[i])
+        continue;
+      memcpy(tok, good, len + 1);
+      tok[i] = *a;
+      assert_int_equal(verify("s3cret", tok, T0, 604800, &c), PD_FEEDBACK_TOKEN_EBAD);
+    }
+  }
+  /* Every truncation, and extensions. */
+  for (size_t k = 0; k < len; k++)
+    assert_int_equal(pd_feedback_token_verify("s3cret", good, k, T0, 604800, &c),
+                     PD_FEEDBACK_TOKEN_EBAD);
+  snprintf(tok, sizeof tok, "%sA", good);
+  assert_int_equal(verify("s3cret", tok, T0, 604800, &c), PD_FEEDBACK_TOKEN_EBAD);
+  snprintf(tok, sizeof tok, "%sAA", good);
+  assert_int_equal(verify("s3cret", tok, T0, 604800, &c), PD_FEEDBACK_TOKEN_EBAD);
+  snprintf(tok, sizeof tok, "%s==", good);
+  assert_int_equal(verify("s3cret", tok, T0, 604800, &c), PD_FEEDBACK_TOKEN_EBAD);
+  /* A NUL inside the given length. */
+  memcpy(tok, good, len + 1);
+  tok[10] = '\0';
+  assert_int_equal(pd_feedback_token_verify("s3cret", tok, len, T0, 604800, &c),
+                   PD_FEEDBACK_TOKEN_EBAD);
+  /* Forged: the same payload with a made-up MAC, garbage, too long. */
+  assert_int_equal(verify("s3cret", "AAAA", T0, 604800, &c), PD_FEEDBACK_TOKEN_EBAD);
+  assert_int_equal(verify("s3cret", "", T0, 604800, &c), PD_FEEDBACK_TOKEN_EBAD);
+  memset(tok, 'A', sizeof tok - 1);
+  tok[sizeof tok - 1] = '\0';
+  assert_int_equal(verify("s3cret", tok, T0, 604800, &c), PD_FEEDBACK_TOKEN_EBAD);
+  assert_int_equal(pd_feedback_token_verify("s3cret", NULL, 0, T0, 604800, &c),
+                   PD_FEEDBACK_TOKEN_EBAD);
+}
+
+static void test_token_age(void **state) {
+  (void)state;
+  pd_feedback_claim_t c;
+  assert_int_equal(verify("s3cret", TOKEN_PACKED, T0 + 604800, 604800, &c), 0);
+  assert_int_equal(verify("s3cret", TOKEN_PACKED, T0 + 604801, 604800, &c),
+                   PD_FEEDBACK_TOKEN_EEXPIRED);
+  assert_int_equal(verify("s3cret", TOKEN_PACKED, T0 + 11, 10, &c), PD_FEEDBACK_TOKEN_EEXPIRED);
+  /* From the future: within the skew accepted, beyond it refused. */
+  assert_int_equal(verify("s3cret", TOKEN_PACKED, T0 - PD_FEEDBACK_TOKEN_SKEW_S, 10, &c), 0);
+  assert_int_equal(verify("s3cret", TOKEN_PACKED, T0 - PD_FEEDBACK_TOKEN_SKEW_S - 1, 10, &c),
+                   PD_FEEDBACK_TOKEN_EFUTURE);
+  assert_int_equal(verify("s3cret", TOKEN_PACKED, 0, 604800, &c), PD_FEEDBACK_TOKEN_EFUTURE);
+}
+
+static void test_token_other_secret(void **state) {
+  (void)state;
+  pd_feedback_claim_t c;
+  char tok[PD_FEEDBACK_TOKEN_MAX], tok2[PD_FEEDBACK_TOKEN_MAX];
+  assert_int_equal(verify("s3creT", TOKEN_PACKED, T0, 604800, &c), PD_FEEDBACK_TOKEN_EBAD);
+  assert_int_equal(verify("s3cret ", TOKEN_PACKED, T0, 604800, &c), PD_FEEDBACK_TOKEN_EBAD);
+  assert_int_equal(verify(NULL, TOKEN_PACKED, T0, 604800, &c), PD_FEEDBACK_TOKEN_EBAD);
+  /* Re-keying back and forth in one thread (a reload) keeps each secret's tokens apart. */
+  assert_true(pd_feedback_token_issue("one", "r", "v", "id", T0, tok, sizeof tok) > 0);
+  assert_true(pd_feedback_token_issue("two", "r", "v", "id", T0, tok2, sizeof tok2) > 0);
+  assert_string_not_equal(tok, tok2);
+  assert_int_equal(verify("one", tok, T0, 10, &c), 0);
+  assert_int_equal(verify("two", tok, T0, 10, &c), PD_FEEDBACK_TOKEN_EBAD);
+  assert_int_equal(verify("two", tok2, T0, 10, &c), 0);
+  assert_int_equal(verify("one", tok2, T0, 10, &c), PD_FEEDBACK_TOKEN_EBAD);
+  /* No secret: the process's random key, the same for NULL and "", not any configured one. */
+  assert_true(pd_feedback_token_issue(NULL, "r", "v", "id", T0, tok, sizeof tok) > 0);
+  assert_int_equal(verify("", tok, T0, 10, &c), 0);
+  assert_int_equal(verify(NULL, tok, T0, 10, &c), 0);
+  assert_int_equal(verify("one", tok, T0, 10, &c), PD_FEEDBACK_TOKEN_EBAD);
+}
+
+/* Another thread shares the process key and keys its own state. */
+static void *other_thread(void *arg) {
+  const char *tok = arg;
+  pd_feedback_claim_t c;
+  char mine[PD_FEEDBACK_TOKEN_MAX];
+  intptr_t ok =
+      verify(NULL, tok, T0, 10, &c) == 0 && verify("s3cret", TOKEN_PACKED, T0, 604800, &c) == 0 &&
+      pd_feedback_token_issue("s3cret", "math", "deep", PACKED_ID, T0, mine, sizeof mine) > 0 &&
+      strcmp(mine, TOKEN_PACKED) == 0;
+  return (void *)ok;
+}
+
+static void test_token_threads(void **state) {
+  (void)state;
+  char tok[PD_FEEDBACK_TOKEN_MAX];
+  assert_true(pd_feedback_token_issue(NULL, "r", "v", PACKED_ID, T0, tok, sizeof tok) > 0);
+  pthread_t t[4];
+  for (int i = 0; i < 4; i++)
+    assert_int_equal(pthread_create(&t[i], NULL, other_thread, tok), 0);
+  for (int i = 0; i < 4; i++) {
+    void *ok;
+    assert_int_equal(pthread_join(t[i], &ok), 0);
+    assert_true(ok == (void *)1);
+  }
+}
+
+static void test_feedback_body(void **state) {
+  (void)state;
+  pd_feedback_body_t b;
+  struct {
+    const char *body, *bad;
+  } bad[] = {
+      {"", NULL},
+      {"[1]", NULL},
+      {"{\"token\": 1, \"score\": 1}", "token"},
+      {"{\"token\": null, \"score\": 1}", "token"},
+      {"{\"score\": 1}", "request_id"},
+      {"{\"request_id\": 7, \"score\": 1}", "request_id"},
+      {"{\"token\": \"t\"}", "score"},
+      {"{\"token\": \"t\", \"score\": null}", "score"},
+      {"{\"token\": \"t\", \"score\": \"1\"}", "score"},
+      {"{\"token\": \"t\", \"score\": 1e999}", NULL},
+      {"{\"token\": \"t\", \"score\": -1e400}", NULL},
+      {"{\"token\": \"t\", \"score\": NaN}", NULL},
+      {"{\"request_id\": \"r\", \"score\": Infinity}", NULL},
+      {"{\"request_id\": \"r\", \"score\": true}", "score"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    assert_int_equal(pd_feedback_token_body_read(bad[i].body, strlen(bad[i].body), &b), -1);
+    if (bad[i].bad)
+      assert_string_equal(b.bad, bad[i].bad);
+    else
+      assert_null(b.bad);
+    pd_feedback_token_body_free(&b);
+  }
+  /* jansson refuses \u0000 in strings: no token with a NUL gets through. */
+  const char *j = "{\"token\": \"a\\u0000b\", \"score\": 1}";
+  assert_int_equal(pd_feedback_token_body_read(j, strlen(j), &b), -1);
+  pd_feedback_token_body_free(&b);
+  j = "{\"request_id\": \"r-1\", \"token\": \"abc\", \"score\": -2.5}";
+  assert_int_equal(pd_feedback_token_body_read(j, strlen(j), &b), 0);
+  assert_int_equal(b.token_len, 3);
+  assert_memory_equal(b.token, "abc", 3);
+  assert_null(b.request_id); /* a token wins */
+  assert_true(b.score == -2.5);
+  pd_feedback_token_body_free(&b);
+  j = "{\"request_id\": \"r-1\", \"score\": 3}";
+  assert_int_equal(pd_feedback_token_body_read(j, strlen(j), &b), 0);
+  assert_null(b.token);
+  assert_string_equal(b.request_id, "r-1");
+  assert_true(b.score == 3);
+  pd_feedback_token_body_free(&b);
+  pd_feedback_token_body_free(&b); /* twice is harmless */
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_feedback_basic),         cmocka_unit_test(test_feedback_eviction),
-      cmocka_unit_test(test_feedback_concurrent),    cmocka_unit_test(test_siphash_vectors),
+      cmocka_unit_test(test_feedback_basic),
+      cmocka_unit_test(test_feedback_eviction),
+      cmocka_unit_test(test_feedback_concurrent),
+      cmocka_unit_test(test_siphash_vectors),
       cmocka_unit_test(test_feedback_hash_is_keyed),
+      cmocka_unit_test(test_token_known),
+      cmocka_unit_test(test_token_round_trip),
+      cmocka_unit_test(test_token_forged_altered_truncated),
+      cmocka_unit_test(test_token_age),
+      cmocka_unit_test(test_token_other_secret),
+      cmocka_unit_test(test_token_threads),
+      cmocka_unit_test(test_feedback_body),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
