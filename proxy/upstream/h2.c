@@ -604,18 +604,28 @@ static void tls_on_read(conn_t *c, ssize_t nread, const char *data) {
     }
     c->state = C_OPEN;
   }
-  /* The ciphertext is in libssl's buffer now: the shared read buffer takes the plaintext. */
+  /* The ciphertext is in libssl's buffer now: the shared read buffer takes the plaintext, every
+   * record of it before nghttp2 sees the bytes (a server that puts HEADERS and DATA in records of
+   * their own costs one nghttp2_session_mem_recv, not two). */
   char *buf = c->o->b->rbuf;
   for (;;) {
-    ssize_t k = pd_tls_read(c->tls, buf, READ_BUF_SIZE, msg, sizeof msg);
-    if (k == PD_TLS_AGAIN)
-      break;
+    size_t have = 0;
+    ssize_t k;
+    while ((k = pd_tls_read(c->tls, buf + have, READ_BUF_SIZE - have, msg, sizeof msg)) > 0)
+      if ((have += (size_t)k) == READ_BUF_SIZE)
+        break;
+    if (have > 0 && !conn_input(c, (ssize_t)have, buf))
+      return;
     if (k == PD_TLS_ERR) {
       tls_failed(c, msg);
       return;
     }
-    if (!conn_input(c, k == PD_TLS_EOF ? UV_EOF : k, buf))
+    if (k == PD_TLS_EOF) {
+      conn_input(c, UV_EOF, buf);
       return;
+    }
+    if (k == PD_TLS_AGAIN)
+      break;
   }
   if (pd_tls_pending(c->tls))
     pd_tls_send(c->tls, (uv_stream_t *)c->tcp, NULL, NULL); /* a key update's answer */
