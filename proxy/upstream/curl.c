@@ -49,6 +49,7 @@ struct cxfer {
   size_t body_len;
   long connect_timeout_ms, timeout_ms;
   long stall_ms;     /* stall_timeout_ms; 0 = none */
+  long max_age_ms;   /* max_conn_age_ms; 0 = none (libcurl counts whole seconds) */
   uint64_t start_ms; /* loop ms: the call began */
   uint64_t deadline; /* loop ms: timeout_ms from start_ms, retries included; 0 = none */
   int retries, attempt;
@@ -481,6 +482,11 @@ static int setup_easy(cxfer_t *x) {
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
   curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+  /* The pool's bounds as far as libcurl has them: a connection's age (in whole seconds, at
+   * least one); its slots are the multi handle's (the largest upstream's), and it has no bound
+   * on the calls per connection. */
+  if (x->max_age_ms > 0)
+    curl_easy_setopt(e, CURLOPT_MAXLIFETIME_CONN, (long)((x->max_age_ms + 999) / 1000));
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hdrs);
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write_data);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
@@ -595,6 +601,7 @@ pd_xfer_t *pd_curlup_start(pd_curlup_t *u, const pd_xfer_opts_t *o, const pd_xfe
   x->connect_timeout_ms = o->connect_timeout_ms;
   x->timeout_ms = o->timeout_ms;
   x->stall_ms = o->stall_timeout_ms;
+  x->max_age_ms = o->max_conn_age_ms;
   x->retries = o->retries;
   x->cbs = *cbs;
   x->ud = ud;

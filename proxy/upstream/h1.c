@@ -16,11 +16,11 @@
  * bytes h1_wire.c's (h1_int.h between them). */
 #include "upstream/h1_int.h"
 
-static void on_resolved(pd_origin_t *base, int status);
 static void on_connected(uv_connect_t *req, int status);
 static void conn_opened(conn_t *c);
 static void tls_start(conn_t *c);
 static void tunnel_start(conn_t *c);
+static void part_closed_cb(void *b);
 
 /* ---- the backend ----------------------------------------------------------------------------- */
 
@@ -29,19 +29,27 @@ pd_h1up_t *pd_h1up_new(uv_loop_t *loop, int max_host_connections) {
   if (!b)
     return NULL;
   b->loop = loop;
-  b->max_conns = max_host_connections > 0 ? max_host_connections : 0;
   if (uv_timer_init(loop, &b->close_timer) < 0) {
     free(b);
     return NULL;
   }
   b->close_timer.data = b;
   pd_proxy_env_load(&b->proxy_env);
+  b->own = (pd_origin_owner_t){.b = b,
+                               .closing = &b->closing,
+                               .lookup_closed = part_closed_cb,
+                               .proxy_env = &b->proxy_env,
+                               .max_conns = max_host_connections > 0 ? max_host_connections : 0};
   return b;
 }
 
 static void part_closed(pd_h1up_t *b) {
   if (b->closing && --b->pending_closes == 0 && b->on_closed)
     b->on_closed(b->on_closed_ud);
+}
+
+static void part_closed_cb(void *b) {
+  part_closed(b);
 }
 
 static void on_close_timer_closed(uv_handle_t *h) {
@@ -67,23 +75,14 @@ void pd_h1up_close(pd_h1up_t *b, void (*on_closed)(void *ud), void *ud) {
     b->pending_closes++;
     pd_h1up_conn_close(c);
   }
-  for (origin_t *o = b->origins; o; o = o->next)
-    if (o->base.resolving) {
-      b->pending_closes++;
-      uv_cancel((uv_req_t *)&o->base.gai);
-    }
+  b->pending_closes += pd_origin_cancel_lookups(b->origins);
   uv_close((uv_handle_t *)&b->close_timer, on_close_timer_closed);
 }
 
 void pd_h1up_free(pd_h1up_t *b) {
   if (!b)
     return;
-  while (b->origins) {
-    origin_t *o = b->origins;
-    b->origins = o->next;
-    pd_origin_free(&o->base);
-    free(o);
-  }
+  pd_origin_free_all(&b->origins, offsetof(origin_t, base));
   pd_proxy_env_free(&b->proxy_env);
   free(b);
 }
@@ -93,33 +92,15 @@ void pd_h1up_free(pd_h1up_t *b) {
 /* tls_key: NULL for http://, else the TLS settings as pd_tls_xfer_key wrote them. */
 static origin_t *origin_get(pd_h1up_t *b, const char *auth, size_t alen, const char *tls_key,
                             const pd_xfer_opts_t *op) {
-  const char *proxy = pd_origin_proxy_for(&b->proxy_env, op, tls_key != NULL, auth, alen);
-  for (origin_t *o = b->origins; o; o = o->next)
-    if (pd_origin_is(&o->base, auth, alen, tls_key, proxy))
-      return o;
-  origin_t *o = calloc(1, sizeof *o);
-  if (!o)
-    return NULL;
   /* Over TLS ALPN offers only HTTP/1.1: calls that may speak h2 start on the HTTP/2 client,
    * which hands an origin whose server chose HTTP/1.1 to this one. */
-  if (pd_origin_init(&o->base, auth, alen, tls_key, proxy, op, 0) < 0) {
-    free(o);
+  pd_origin_t *base = pd_origin_get(&b->origins, sizeof(origin_t), offsetof(origin_t, base),
+                                    &b->own, auth, alen, tls_key, op, 0);
+  if (!base)
     return NULL;
-  }
+  origin_t *o = pd_h1_origin_of(base);
   o->b = b;
-  o->next = b->origins;
-  b->origins = o;
   return o;
-}
-
-static void on_resolved(pd_origin_t *base, int status) {
-  origin_t *o = (origin_t *)((char *)base - offsetof(origin_t, base));
-  pd_h1up_t *b = o->b;
-  if (b->closing) {
-    part_closed(b);
-    return;
-  }
-  pd_origin_conn_resolved(base, status);
 }
 
 /* ---- connections ---------------------------------------------------------------------------- */
@@ -180,7 +161,7 @@ void pd_h1up_conn_close_keep_slot(conn_t *c) {
   pd_origin_conn_leave(&c->k);
   c->state = C_CLOSING;
   c->x = NULL;
-  o->nconns--;
+  o->base.nconns--;
   c->pending = 2;
   uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
   uv_close((uv_handle_t *)c->tcp, on_tcp_closed);
@@ -222,7 +203,7 @@ static conn_t *conn_new_on(origin_t *o, uv_tcp_t *tcp) {
   if (b->conns)
     b->conns->prev = c;
   b->conns = c;
-  o->nconns++;
+  o->base.nconns++;
   c->state = C_DIALING;
   pd_origin_conn_init(&c->k, c->tcp, on_connected, c, &c->timer, pd_h1_xfer_on_conn_timer,
                       uv_now(b->loop));
@@ -279,6 +260,7 @@ void pd_h1up_arm_deadline(conn_t *c) {
 void pd_h1up_bind_conn(conn_t *c, xfer_t *x) {
   c->x = x;
   x->c = c;
+  pd_origin_conn_take(&c->k);
   c->msg_done = 0;
   c->got_bytes = 0;
   c->aborted = 0;
@@ -288,13 +270,18 @@ void pd_h1up_bind_conn(conn_t *c, xfer_t *x) {
 }
 
 void pd_h1up_conn_start_connect(conn_t *c) {
-  pd_origin_conn_start(&c->o->base, &c->k, c->o->b->loop, on_resolved);
+  pd_origin_conn_start(&c->o->base, &c->k, c->o->b->loop, NULL);
 }
 
-/* Puts a connection whose response ended cleanly back in its origin's idle list. */
+/* Puts a connection whose response ended cleanly back in its origin's idle list, or closes it
+ * when it may take no further call (max_requests, max_age_ms). */
 void pd_h1up_conn_release(conn_t *c) {
   origin_t *o = c->o;
   c->x = NULL;
+  if (!pd_origin_conn_usable(&o->base, &c->k, uv_now(o->b->loop))) {
+    pd_h1up_conn_close(c);
+    return;
+  }
   c->reused = 1;
   c->idle = 1;
   c->lnext = o->idle;
@@ -544,7 +531,7 @@ int pd_h1up_adopt(pd_h1up_t *b, const pd_xfer_opts_t *op, uv_tcp_t *tcp, pd_tls_
   char *tls_key = pd_tls_xfer_key(op);
   origin_t *o = tls_key ? origin_get(b, auth, (size_t)alen, tls_key, op) : NULL;
   free(tls_key);
-  if (!o || o->base.bad[0] || (b->max_conns && o->nconns >= b->max_conns))
+  if (!o || o->base.bad[0] || !pd_origin_has_slot(&o->base))
     return -1;
   conn_t *c = conn_new_on(o, tcp);
   if (!c)

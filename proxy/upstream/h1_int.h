@@ -28,13 +28,13 @@ typedef struct origin origin_t;
 struct pd_h1up {
   uv_loop_t *loop;
   pd_proxy_env_t proxy_env; /* the proxy environment, read once */
-  int max_conns;            /* per origin; 0 = no limit */
+  pd_origin_owner_t own;    /* what its origins share (origin.h) */
   int closing;
   int pending_closes;
   void (*on_closed)(void *);
   void *on_closed_ud;
-  uv_timer_t close_timer; /* only so that on_closed always runs from the loop */
-  origin_t *origins;
+  uv_timer_t close_timer;   /* only so that on_closed always runs from the loop */
+  pd_origin_t *origins;     /* (origin_t.base) */
   conn_t *conns;            /* every connection not yet freed */
   xfer_t *xfers;            /* every live transfer */
   char rbuf[READ_BUF_SIZE]; /* shared by all reads: data is parsed before the callback returns */
@@ -43,11 +43,14 @@ struct pd_h1up {
 /* One scheme://host:port: its addresses, idle connections and waiting transfers. */
 struct origin {
   pd_h1up_t *b;
-  pd_origin_t base; /* the key, the dialled address, TLS, the proxy */
+  pd_origin_t base; /* the key, the dialled address, TLS, the proxy, the slots (nconns: open or
+                       opening, idle included) */
   conn_t *idle;     /* most recently used first */
-  int nconns;       /* open or opening, idle included */
-  origin_t *next;
 };
+
+static inline origin_t *pd_h1_origin_of(pd_origin_t *base) {
+  return (origin_t *)((char *)base - offsetof(origin_t, base));
+}
 
 /* C_DIALING: looking the address up or connecting (c->k says which). */
 enum { C_DIALING, C_TUNNEL, C_HANDSHAKE, C_OPEN, C_CLOSING };

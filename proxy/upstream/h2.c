@@ -31,6 +31,7 @@ static void tls_on_read(conn_t *c, ssize_t nread, const char *data);
 static void tunnel_start(conn_t *c);
 static void tunnel_open(conn_t *c);
 static void tunnel_on_read(conn_t *c, ssize_t nread, const char *data);
+static void part_closed_cb(void *b);
 
 /* ---- the backend ----------------------------------------------------------------------------- */
 
@@ -40,7 +41,6 @@ pd_h2up_t *pd_h2up_new(uv_loop_t *loop, int max_host_connections, pd_h1up_t *h1)
     return NULL;
   b->loop = loop;
   b->h1 = h1;
-  b->max_conns = max_host_connections > 0 ? max_host_connections : 0;
   if (pd_h2_session_setup_callbacks(b) < 0)
     goto fail;
   if (nghttp2_option_new(&b->ngopt) != 0)
@@ -50,6 +50,11 @@ pd_h2up_t *pd_h2up_new(uv_loop_t *loop, int max_host_connections, pd_h1up_t *h1)
     goto fail;
   b->close_timer.data = b;
   pd_proxy_env_load(&b->proxy_env);
+  b->own = (pd_origin_owner_t){.b = b,
+                               .closing = &b->closing,
+                               .lookup_closed = part_closed_cb,
+                               .proxy_env = &b->proxy_env,
+                               .max_conns = max_host_connections > 0 ? max_host_connections : 0};
   return b;
 fail:
   nghttp2_option_del(b->ngopt);
@@ -62,6 +67,10 @@ fail:
 static void part_closed(pd_h2up_t *b) {
   if (b->closing && --b->pending_closes == 0 && b->on_closed)
     b->on_closed(b->on_closed_ud);
+}
+
+static void part_closed_cb(void *b) {
+  part_closed(b);
 }
 
 static void on_close_timer_closed(uv_handle_t *h) {
@@ -83,23 +92,14 @@ void pd_h2up_close(pd_h2up_t *b, void (*on_closed)(void *ud), void *ud) {
     b->pending_closes++;
     conn_fail(c, PD_XFER_EOTHER, "closing");
   }
-  for (origin_t *o = b->origins; o; o = o->next)
-    if (o->base.resolving) {
-      b->pending_closes++;
-      uv_cancel((uv_req_t *)&o->base.gai);
-    }
+  b->pending_closes += pd_origin_cancel_lookups(b->origins);
   uv_close((uv_handle_t *)&b->close_timer, on_close_timer_closed);
 }
 
 void pd_h2up_free(pd_h2up_t *b) {
   if (!b)
     return;
-  while (b->origins) {
-    origin_t *o = b->origins;
-    b->origins = o->next;
-    pd_origin_free(&o->base);
-    free(o);
-  }
+  pd_origin_free_all(&b->origins, offsetof(origin_t, base));
   pd_proxy_env_free(&b->proxy_env);
   nghttp2_option_del(b->ngopt);
   nghttp2_session_callbacks_del(b->ngcbs);
@@ -111,33 +111,15 @@ void pd_h2up_free(pd_h2up_t *b) {
 /* tls_key: NULL for http://, else the TLS settings as pd_tls_xfer_key wrote them. */
 static origin_t *origin_get(pd_h2up_t *b, const char *auth, size_t alen, const char *tls_key,
                             const pd_xfer_opts_t *op) {
-  const char *proxy = pd_origin_proxy_for(&b->proxy_env, op, tls_key != NULL, auth, alen);
-  for (origin_t *o = b->origins; o; o = o->next)
-    if (pd_origin_is(&o->base, auth, alen, tls_key, proxy))
-      return o;
-  origin_t *o = calloc(1, sizeof *o);
-  if (!o)
-    return NULL;
   /* Over TLS ALPN offers h2 and HTTP/1.1: a server that chooses HTTP/1.1 has its origin's
    * calls handed to the HTTP/1.1 client. */
-  if (pd_origin_init(&o->base, auth, alen, tls_key, proxy, op, 1) < 0) {
-    free(o);
+  pd_origin_t *base = pd_origin_get(&b->origins, sizeof(origin_t), offsetof(origin_t, base),
+                                    &b->own, auth, alen, tls_key, op, 1);
+  if (!base)
     return NULL;
-  }
+  origin_t *o = pd_h2_origin_of(base);
   o->b = b;
-  o->next = b->origins;
-  b->origins = o;
   return o;
-}
-
-static void on_resolved(pd_origin_t *base, int status) {
-  origin_t *o = (origin_t *)((char *)base - offsetof(origin_t, base));
-  pd_h2up_t *b = o->b;
-  if (b->closing) {
-    part_closed(b);
-    return;
-  }
-  pd_origin_conn_resolved(base, status);
 }
 
 /* ---- connections ---------------------------------------------------------------------------- */
@@ -178,7 +160,7 @@ static void live_unlink(conn_t *c) {
   if (c->onext)
     c->onext->oprev = c->oprev;
   c->oprev = c->onext = NULL;
-  o->nconns--;
+  o->base.nconns--;
 }
 
 /* Closes the connection. Its streams' transfers are retried or fail (from their timers). */
@@ -240,7 +222,7 @@ conn_t *pd_h2up_conn_new(origin_t *o, long connect_timeout_ms) {
   if (o->live)
     o->live->oprev = c;
   o->live = c;
-  o->nconns++;
+  o->base.nconns++;
   c->state = C_DIALING;
   pd_origin_conn_init(&c->k, c->tcp, on_connected, c, &c->timer, pd_h2up_on_conn_timer,
                       uv_now(b->loop));
@@ -252,7 +234,7 @@ conn_t *pd_h2up_conn_new(origin_t *o, long connect_timeout_ms) {
 }
 
 void pd_h2up_conn_start_connect(conn_t *c) {
-  pd_origin_conn_start(&c->o->base, &c->k, c->o->b->loop, on_resolved);
+  pd_origin_conn_start(&c->o->base, &c->k, c->o->b->loop, NULL);
 }
 
 static void connect_failed(conn_t *c, int status) {

@@ -90,11 +90,20 @@ void pd_h2_session_submit(conn_t *c, xfer_t *x) {
     c->streams->sprev = x;
   c->streams = x;
   c->nstreams++;
+  pd_origin_conn_take(&c->k);
+  if (!pd_origin_conn_usable(&c->o->base, &c->k, uv_now(c->o->b->loop)))
+    c->retired = 1;                    /* its last call: it closes when its streams are done */
   x->xb.rx_ms = uv_now(c->o->b->loop); /* the attempt starts: its stall clock with it */
   pd_h2_xfer_arm_deadline(x);
   if (c->ready)
     uv_timer_stop(&c->timer); /* no idle expiry while it has streams */
   pd_h2up_conn_flush(c);
+}
+
+void pd_h2_session_retire(conn_t *c) {
+  c->retired = 1;
+  if (c->state == C_OPEN && c->ready && c->nstreams == 0)
+    uv_timer_start(&c->timer, pd_h2up_on_conn_timer, 0, 0); /* idle: closes from its timer */
 }
 
 static uint32_t conn_max_streams(conn_t *c) {
@@ -113,10 +122,12 @@ static uint32_t conn_max_streams(conn_t *c) {
  * connection to spare. */
 static int place(xfer_t *x) {
   origin_t *o = x->o;
-  pd_h2up_t *b = x->b;
+  uint64_t now = uv_now(x->b->loop);
   int unready = 0;
   for (conn_t *c = o->live; c; c = c->onext) {
-    if (c->goaway)
+    if (!c->retired && !pd_origin_conn_usable(&o->base, &c->k, now))
+      pd_h2_session_retire(c); /* too old */
+    if (c->goaway || c->retired)
       continue;
     if ((uint32_t)c->nstreams < conn_max_streams(c)) {
       pd_h2_session_submit(c, x);
@@ -125,7 +136,7 @@ static int place(xfer_t *x) {
     if (!c->ready)
       unready = 1;
   }
-  if (unready || (b->max_conns && o->nconns >= b->max_conns))
+  if (unready || !pd_origin_has_slot(&o->base))
     return 0;
   conn_t *c = pd_h2up_conn_new(o, x->xb.connect_timeout_ms);
   if (!c) {
@@ -242,7 +253,7 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud) 
     if (!(f->hd.flags & NGHTTP2_FLAG_ACK) && !c->ready) {
       c->ready = 1;
       if (c->nstreams == 0)
-        uv_timer_start(&c->timer, pd_h2up_on_conn_timer, IDLE_MAX_MS, 0);
+        uv_timer_start(&c->timer, pd_h2up_on_conn_timer, c->retired ? 0 : IDLE_MAX_MS, 0);
       else
         uv_timer_stop(&c->timer); /* connected: the connect timeout is over */
     }

@@ -126,7 +126,7 @@ void pd_h2_xfer_stream_release(xfer_t *x) {
   /* Idle: closed after IDLE_MAX_MS, or at once (from the timer: this may run inside nghttp2)
    * when it takes no new streams. */
   if (c->state == C_OPEN && c->ready && c->nstreams == 0)
-    uv_timer_start(&c->timer, pd_h2up_on_conn_timer, c->goaway ? 0 : IDLE_MAX_MS, 0);
+    uv_timer_start(&c->timer, pd_h2up_on_conn_timer, c->goaway || c->retired ? 0 : IDLE_MAX_MS, 0);
 }
 
 /* Cancels for good: no callback runs after this. The memory goes once the timer has closed and

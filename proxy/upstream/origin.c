@@ -13,11 +13,40 @@ const char *pd_origin_proxy_for(const pd_proxy_env_t *env, const pd_xfer_opts_t 
   return pd_proxy_pick(env, op->proxy, tls, auth, alen);
 }
 
+static int slots_of(const pd_xfer_opts_t *op, const pd_origin_owner_t *own) {
+  return op->max_connections > 0 ? op->max_connections : own ? own->max_conns : 0;
+}
+
 int pd_origin_is(const pd_origin_t *o, const char *auth, size_t alen, const char *tls_key,
-                 const char *proxy) {
+                 const char *proxy, const pd_xfer_opts_t *op, const pd_origin_owner_t *own) {
   return o->a.alen == alen && memcmp(o->a.authority, auth, alen) == 0 &&
          (tls_key ? o->tls_key && strcmp(o->tls_key, tls_key) == 0 : !o->tls_key) &&
-         (proxy ? o->proxy && strcmp(o->proxy, proxy) == 0 : !o->proxy);
+         (proxy ? o->proxy && strcmp(o->proxy, proxy) == 0 : !o->proxy) &&
+         o->max_conns == slots_of(op, own) &&
+         o->max_requests == (op->max_conn_requests > 0 ? op->max_conn_requests : 0) &&
+         o->max_age_ms == (uint64_t)(op->max_conn_age_ms > 0 ? op->max_conn_age_ms : 0);
+}
+
+pd_origin_t *pd_origin_get(pd_origin_t **list, size_t size, size_t offset,
+                           const pd_origin_owner_t *own, const char *auth, size_t alen,
+                           const char *tls_key, const pd_xfer_opts_t *op, int alpn_h2) {
+  const char *proxy = pd_origin_proxy_for(own->proxy_env, op, tls_key != NULL, auth, alen);
+  for (pd_origin_t *o = *list; o; o = o->next)
+    if (pd_origin_is(o, auth, alen, tls_key, proxy, op, own))
+      return o;
+  char *mem = calloc(1, size);
+  if (!mem)
+    return NULL;
+  pd_origin_t *o = (pd_origin_t *)(mem + offset);
+  if (pd_origin_init(o, auth, alen, tls_key, proxy, op, alpn_h2) < 0) {
+    free(mem);
+    return NULL;
+  }
+  o->own = own;
+  o->max_conns = slots_of(op, own);
+  o->next = *list;
+  *list = o;
+  return o;
 }
 
 static char *dup_or_null(const char *s, int *bad) {
@@ -32,6 +61,13 @@ static char *dup_or_null(const char *s, int *bad) {
 int pd_origin_init(pd_origin_t *o, const char *auth, size_t alen, const char *tls_key,
                    const char *proxy, const pd_xfer_opts_t *op, int alpn_h2) {
   o->dial = &o->a;
+  o->max_conns = slots_of(op, NULL);
+  o->max_requests = op->max_conn_requests > 0 ? op->max_conn_requests : 0;
+  o->max_age_ms = (uint64_t)(op->max_conn_age_ms > 0 ? op->max_conn_age_ms : 0);
+  /* A call handed to another framing keeps the pool it was made for. */
+  o->tls_opts.max_connections = op->max_connections;
+  o->tls_opts.max_conn_requests = op->max_conn_requests;
+  o->tls_opts.max_conn_age_ms = op->max_conn_age_ms;
   pd_list_init(&o->waiters);
   pd_list_init(&o->resolve_wait);
   if (pd_origin_addr_init(&o->a, auth, alen, tls_key ? "443" : "80") < 0)
@@ -104,6 +140,7 @@ void pd_origin_conn_init(pd_origin_conn_t *k, uv_tcp_t *tcp, uv_connect_cb on_co
   k->resolving = 0;
   k->err = 0;
   k->start = now;
+  k->calls = 0;
 }
 
 /* The framing's timer reports err: no callback of the framing runs inside the call. */
@@ -121,8 +158,19 @@ void pd_origin_conn_to(pd_origin_t *o, pd_origin_conn_t *k, int idx) {
     conn_defer(k, rc);
 }
 
+/* The owner's lookup callback: while its backend closes the lookup only counts as closed. */
+static void owner_resolved(pd_origin_t *o, int status) {
+  if (o->own && *o->own->closing) {
+    o->own->lookup_closed(o->own->b);
+    return;
+  }
+  pd_origin_conn_resolved(o, status);
+}
+
 void pd_origin_conn_start(pd_origin_t *o, pd_origin_conn_t *k, uv_loop_t *loop,
                           void (*resolved)(pd_origin_t *o, int status)) {
+  if (!resolved)
+    resolved = owner_resolved;
   if (pd_origin_addr_fresh(o->dial, uv_now(loop))) {
     pd_origin_conn_to(o, k, 0);
     return;
@@ -170,6 +218,25 @@ void pd_origin_free(pd_origin_t *o) {
   free((char *)o->tls_opts.tls_key_file);
   free((char *)o->tls_opts.tls_server_name);
   memset(o, 0, sizeof *o);
+}
+
+int pd_origin_cancel_lookups(pd_origin_t *list) {
+  int n = 0;
+  for (pd_origin_t *o = list; o; o = o->next)
+    if (o->resolving) {
+      n++;
+      uv_cancel((uv_req_t *)&o->gai);
+    }
+  return n;
+}
+
+void pd_origin_free_all(pd_origin_t **list, size_t offset) {
+  while (*list) {
+    pd_origin_t *o = *list;
+    *list = o->next;
+    pd_origin_free(o);
+    free((char *)o - offset);
+  }
 }
 
 /* ---- an origin's (or a proxy's) address: the authority parsed, resolved, cached ------- */
