@@ -29,6 +29,8 @@ pd_h1up_t *pd_h1up_new(uv_loop_t *loop, int max_host_connections) {
   if (!b)
     return NULL;
   b->loop = loop;
+  pd_list_init(&b->conns);
+  pd_list_init(&b->xfers);
   if (uv_timer_init(loop, &b->close_timer) < 0) {
     free(b);
     return NULL;
@@ -68,10 +70,13 @@ void pd_h1up_close(pd_h1up_t *b, void (*on_closed)(void *ud), void *ud) {
   b->on_closed = on_closed;
   b->on_closed_ud = ud;
   b->pending_closes = 1; /* the close timer */
-  while (b->xfers)
-    cancel_now(b->xfers);
+  pd_list_t *xl;
+  while ((xl = pd_list_first(&b->xfers)))
+    cancel_now(pd_list_entry(xl, xfer_t, xb.blink));
   /* Every connection not yet freed reports once, closing already or not. */
-  for (conn_t *c = b->conns; c; c = c->next) {
+  pd_list_t *l, *t;
+  pd_list_each(l, t, &b->conns) {
+    conn_t *c = pd_list_entry(l, conn_t, blink);
     b->pending_closes++;
     pd_h1up_conn_close(c);
   }
@@ -109,12 +114,7 @@ static void conn_handle_closed(conn_t *c) {
   if (--c->pending > 0)
     return;
   pd_h1up_t *b = c->o->b;
-  if (c->prev)
-    c->prev->next = c->next;
-  else
-    b->conns = c->next;
-  if (c->next)
-    c->next->prev = c->prev;
+  pd_list_remove(&c->blink);
   pd_buf_free(&c->hname);
   pd_buf_free(&c->hvalue);
   pd_buf_free(&c->out);
@@ -199,10 +199,7 @@ static conn_t *conn_new_on(origin_t *o, uv_tcp_t *tcp) {
   pd_buf_init(&c->hname);
   pd_buf_init(&c->hvalue);
   pd_buf_init(&c->out);
-  c->next = b->conns;
-  if (b->conns)
-    b->conns->prev = c;
-  b->conns = c;
+  pd_list_insert_head(&b->conns, &c->blink);
   o->base.nconns++;
   c->state = C_DIALING;
   pd_origin_conn_init(&c->k, c->tcp, on_connected, c, &c->timer, pd_h1_xfer_on_conn_timer,
@@ -561,6 +558,7 @@ pd_xfer_t *pd_h1up_start(pd_h1up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cb
   if (!x)
     goto fail;
   pd_list_init(&x->xb.wlink);
+  pd_list_init(&x->xb.blink);
   x->base.ops = &H1_OPS;
   x->b = b;
   char *tls_key = tls ? pd_tls_xfer_key(o) : NULL;
@@ -570,17 +568,7 @@ pd_xfer_t *pd_h1up_start(pd_h1up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cb
   free(tls_key);
   if (!x->o)
     goto fail;
-  size_t plen = strcspn(path, "#");
-  if (plen == 0 || path[0] == '?') {
-    x->path = malloc(plen + 2);
-    if (x->path) {
-      x->path[0] = '/';
-      memcpy(x->path + 1, path, plen);
-      x->path[plen + 1] = '\0';
-    }
-  } else {
-    x->path = strndup(path, plen);
-  }
+  x->path = pd_url_target(path);
   x->method = strdup(o->method);
   if (!x->path || !x->method)
     goto fail;
@@ -604,23 +592,9 @@ pd_xfer_t *pd_h1up_start(pd_h1up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cb
   x->body = o->body;
   x->body_len = o->body_len;
   x->is_head = strcmp(o->method, "HEAD") == 0;
-  x->send_length = o->body || strcmp(o->method, "POST") == 0 || strcmp(o->method, "PUT") == 0 ||
-                   strcmp(o->method, "PATCH") == 0;
-  x->xb.connect_timeout_ms = o->connect_timeout_ms;
-  x->xb.timeout_ms = o->timeout_ms;
-  x->xb.stall_ms = o->stall_timeout_ms;
-  x->xb.retries = o->retries;
-  x->xb.cbs = *cbs;
-  x->xb.ud = ud;
-  x->xb.start_ns = uv_hrtime();
-  x->xb.start_ms = uv_now(b->loop);
-  x->xb.deadline = pd_xfer_deadline(x->xb.start_ms, o->timeout_ms);
-  pd_xhead_init(&x->xb.head);
-  pd_buf_init(&x->xb.held);
-  x->next = b->xfers;
-  if (b->xfers)
-    b->xfers->prev = x;
-  b->xfers = x;
+  x->send_length = pd_xfer_sends_length(o);
+  pd_xfer_base_init(&x->xb, o, cbs, ud, uv_now(b->loop));
+  pd_list_insert_head(&b->xfers, &x->xb.blink);
   pd_h1_xfer_new_attempt(x);
   pd_h1_xfer_acquire(x);
   return &x->base;
@@ -639,22 +613,16 @@ fail:
 static void pump(xfer_t *x) {
   while (!x->xb.paused && x->xb.held.len > 0) {
     size_t n;
-    char *data = pd_buf_steal(&x->xb.held, &n);
-    x->xb.in_cb++;
-    int rc = x->xb.cbs.on_data ? x->xb.cbs.on_data(x->xb.ud, data, n) : 0;
-    x->xb.in_cb--;
-    free(data);
-    if (x->xb.cancelled) {
+    int r = pd_xfer_base_give_held(&x->xb, &n);
+    if (r == PD_GIVE_CANCELLED) {
       pd_h1_xfer_destroy(x);
       return;
     }
-    if (rc < 0) {
+    if (r == PD_GIVE_ABORT) {
       x->xb.reader_abort = 1;
-      pd_h1_xfer_finish(x, PD_XFER_EOTHER, "the transfer was aborted by its reader");
+      pd_h1_xfer_finish(x, PD_XFER_EOTHER, PD_XFER_READER_ABORT);
       return;
     }
-    if (rc > 0)
-      x->xb.paused = 1;
   }
   if (x->xb.paused)
     return;

@@ -35,8 +35,8 @@ struct pd_h1up {
   void *on_closed_ud;
   uv_timer_t close_timer;   /* only so that on_closed always runs from the loop */
   pd_origin_t *origins;     /* (origin_t.base) */
-  conn_t *conns;            /* every connection not yet freed */
-  xfer_t *xfers;            /* every live transfer */
+  pd_list_t conns;          /* every connection not yet freed (conn_t.blink) */
+  pd_list_t xfers;          /* every live transfer (xb.blink) */
   char rbuf[READ_BUF_SIZE]; /* shared by all reads: data is parsed before the callback returns */
 };
 
@@ -75,11 +75,11 @@ struct conn {
   int too_large;
   size_t head_bytes;
   pd_buf_t hname, hvalue;
-  pd_buf_t out;  /* the request head being written */
-  char *orphan;  /* a body left by a transfer cancelled mid-write; freed when the write ends */
-  int pending;   /* handles still to close */
-  conn_t *lnext; /* idle list */
-  conn_t *prev, *next;
+  pd_buf_t out;    /* the request head being written */
+  char *orphan;    /* a body left by a transfer cancelled mid-write; freed when the write ends */
+  int pending;     /* handles still to close */
+  conn_t *lnext;   /* idle list */
+  pd_list_t blink; /* in the backend's conns */
 };
 
 enum { T_NONE, T_RETRY, T_QUEUE, T_FAIL };
@@ -98,7 +98,6 @@ struct xfer {
   int fresh_only;   /* a reused connection died under this attempt: open a new one */
   uv_timer_t timer; /* retry delay, time waiting for a connection, deferred failure */
   int timer_inited, timer_mode;
-  xfer_t *prev, *next;
 };
 
 /* Closes a connection its transfer has already left (c->x == NULL), without giving its slot to

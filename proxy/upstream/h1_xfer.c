@@ -191,7 +191,6 @@ static void on_timer_closed_free(uv_handle_t *h) {
 }
 
 void pd_h1_xfer_destroy(xfer_t *x) {
-  pd_h1up_t *b = x->b;
   queue_unlink(x);
   if (x->c) {
     conn_t *c = x->c;
@@ -202,13 +201,7 @@ void pd_h1_xfer_destroy(xfer_t *x) {
     }
     pd_h1up_conn_close(c);
   }
-  if (x->prev)
-    x->prev->next = x->next;
-  else if (b->xfers == x)
-    b->xfers = x->next;
-  if (x->next)
-    x->next->prev = x->prev;
-  x->prev = x->next = NULL;
+  pd_list_remove(&x->xb.blink);
   pd_xhead_free(&x->xb.head);
   pd_buf_free(&x->xb.held);
   free(x->method);

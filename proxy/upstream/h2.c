@@ -40,6 +40,8 @@ pd_h2up_t *pd_h2up_new(uv_loop_t *loop, int max_host_connections, pd_h1up_t *h1)
   if (!b)
     return NULL;
   b->loop = loop;
+  pd_list_init(&b->conns);
+  pd_list_init(&b->xfers);
   b->h1 = h1;
   if (pd_h2_session_setup_callbacks(b) < 0)
     goto fail;
@@ -82,13 +84,16 @@ void pd_h2up_close(pd_h2up_t *b, void (*on_closed)(void *ud), void *ud) {
   b->on_closed = on_closed;
   b->on_closed_ud = ud;
   b->pending_closes = 1; /* the close timer */
-  while (b->xfers) {
-    xfer_t *x = b->xfers;
+  pd_list_t *xl;
+  while ((xl = pd_list_first(&b->xfers))) {
+    xfer_t *x = pd_list_entry(xl, xfer_t, xb.blink);
     x->xb.in_cb = 0;
     pd_h2_xfer_destroy(x);
   }
   /* Every connection not yet freed reports once, closing already or not. */
-  for (conn_t *c = b->conns; c; c = c->next) {
+  pd_list_t *l, *t;
+  pd_list_each(l, t, &b->conns) {
+    conn_t *c = pd_list_entry(l, conn_t, blink);
     b->pending_closes++;
     conn_fail(c, PD_XFER_EOTHER, "closing");
   }
@@ -128,12 +133,7 @@ static void conn_handle_closed(conn_t *c) {
   if (--c->pending > 0)
     return;
   pd_h2up_t *b = c->o->b;
-  if (c->prev)
-    c->prev->next = c->next;
-  else
-    b->conns = c->next;
-  if (c->next)
-    c->next->prev = c->prev;
+  pd_list_remove(&c->blink);
   pd_buf_free(&c->wbuf);
   pd_buf_free(&c->tunnel);
   pd_tls_free(c->tls);
@@ -214,10 +214,7 @@ conn_t *pd_h2up_conn_new(origin_t *o, long connect_timeout_ms) {
   c->o = o;
   pd_buf_init(&c->wbuf);
   pd_buf_init(&c->tunnel);
-  c->next = b->conns;
-  if (b->conns)
-    b->conns->prev = c;
-  b->conns = c;
+  pd_list_insert_head(&b->conns, &c->blink);
   c->onext = o->live;
   if (o->live)
     o->live->oprev = c;
@@ -632,6 +629,7 @@ pd_xfer_t *pd_h2up_start(pd_h2up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cb
   if (!x)
     goto fail;
   pd_list_init(&x->xb.wlink);
+  pd_list_init(&x->xb.blink);
   x->base.ops = &H2_OPS;
   x->b = b;
   char *tls_key = tls ? pd_tls_xfer_key(o) : NULL;
@@ -647,41 +645,17 @@ pd_xfer_t *pd_h2up_start(pd_h2up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cb
     op.http2 = 0;
     return pd_h1up_start(b->h1, &op, cbs, ud);
   }
-  size_t plen = strcspn(path, "#");
-  if (plen == 0 || path[0] == '?') {
-    x->path = malloc(plen + 2);
-    if (x->path) {
-      x->path[0] = '/';
-      memcpy(x->path + 1, path, plen);
-      x->path[plen + 1] = '\0';
-    }
-  } else {
-    x->path = strndup(path, plen);
-  }
+  x->path = pd_url_target(path);
   x->method = strdup(o->method);
   if (!x->path || !x->method || pd_h2_xfer_parse_headers(x, o->headers) < 0)
     goto fail;
   x->body = o->body;
   x->body_len = o->body ? o->body_len : 0;
-  x->send_length = o->body || strcmp(o->method, "POST") == 0 || strcmp(o->method, "PUT") == 0 ||
-                   strcmp(o->method, "PATCH") == 0;
-  x->xb.connect_timeout_ms = o->connect_timeout_ms;
-  x->xb.timeout_ms = o->timeout_ms;
-  x->xb.stall_ms = o->stall_timeout_ms;
-  x->xb.retries = o->retries;
-  x->xb.cbs = *cbs;
-  x->xb.ud = ud;
-  x->xb.start_ns = uv_hrtime();
-  x->xb.start_ms = uv_now(b->loop);
-  x->xb.deadline = pd_xfer_deadline(x->xb.start_ms, o->timeout_ms);
-  pd_xhead_init(&x->xb.head);
-  pd_buf_init(&x->xb.held);
+  x->send_length = pd_xfer_sends_length(o);
+  pd_xfer_base_init(&x->xb, o, cbs, ud, uv_now(b->loop));
   uv_timer_init(b->loop, &x->timer);
   x->timer.data = x;
-  x->next = b->xfers;
-  if (b->xfers)
-    b->xfers->prev = x;
-  b->xfers = x;
+  pd_list_insert_head(&b->xfers, &x->xb.blink);
   pd_h2_xfer_new_attempt(x);
   pd_h2_session_acquire(x);
   return &x->base;
@@ -703,24 +677,18 @@ static void pump(xfer_t *x) {
   conn_t *c = x->c;
   while (!x->xb.paused && x->xb.held.len > 0) {
     size_t n;
-    char *data = pd_buf_steal(&x->xb.held, &n);
-    x->xb.in_cb++;
-    int rc = x->xb.cbs.on_data ? x->xb.cbs.on_data(x->xb.ud, data, n) : 0;
-    x->xb.in_cb--;
-    free(data);
+    int r = pd_xfer_base_give_held(&x->xb, &n);
     if (x->c && x->c->ng)
       nghttp2_session_consume(x->c->ng, x->stream_id, n);
-    if (x->xb.cancelled) {
+    if (r == PD_GIVE_CANCELLED) {
       pd_h2_xfer_destroy(x);
       goto out;
     }
-    if (rc < 0) {
+    if (r == PD_GIVE_ABORT) {
       x->xb.reader_abort = 1;
-      pd_h2_xfer_finish(x, PD_XFER_EOTHER, "the transfer was aborted by its reader");
+      pd_h2_xfer_finish(x, PD_XFER_EOTHER, PD_XFER_READER_ABORT);
       goto out;
     }
-    if (rc > 0)
-      x->xb.paused = 1;
   }
   if (!x->xb.paused && x->xb.complete_pending)
     pd_h2_xfer_finish(x, PD_XFER_OK, "");

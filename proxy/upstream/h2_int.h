@@ -48,8 +48,8 @@ struct pd_h2up {
   nghttp2_session_callbacks *ngcbs;
   nghttp2_option *ngopt;
   pd_origin_t *origins;     /* (origin_t.base) */
-  conn_t *conns;            /* every connection not yet freed */
-  xfer_t *xfers;            /* every live (not cancelled) transfer */
+  pd_list_t conns;          /* every connection not yet freed (conn_t.blink) */
+  pd_list_t xfers;          /* every live (not cancelled) transfer (xb.blink) */
   char rbuf[READ_BUF_SIZE]; /* shared by all reads: nghttp2 consumes it before on_read returns */
 };
 
@@ -94,7 +94,7 @@ struct conn {
   xfer_t *streams; /* bound transfers, cancelled ones included until their stream closes */
   pd_buf_t wbuf;   /* frames being written */
   conn_t *oprev, *onext;
-  conn_t *prev, *next;
+  pd_list_t blink; /* in the backend's conns */
 };
 
 enum { T_NONE, T_DEADLINE, T_RETRY, T_FAIL, T_ENDED };
@@ -128,7 +128,6 @@ struct xfer {
   size_t head_bytes;
   uv_timer_t timer;
   int timer_mode;
-  xfer_t *prev, *next;
 };
 
 /* A new connection of origin o with its nghttp2 session and our SETTINGS queued, not yet

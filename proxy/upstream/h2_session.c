@@ -317,21 +317,14 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
     }
     return 0;
   }
-  x->xb.in_cb++;
-  int rc = x->xb.cbs.on_data ? x->xb.cbs.on_data(x->xb.ud, (const char *)data, len) : 0;
-  x->xb.in_cb--;
+  int r = pd_xfer_base_give(&x->xb, (const char *)data, len);
   nghttp2_session_consume(ng, id, len);
-  if (x->xb.cancelled) {
+  if (r == PD_GIVE_CANCELLED) {
     pd_h2_xfer_destroy(x);
-    return 0;
-  }
-  if (rc < 0) {
+  } else if (r == PD_GIVE_ABORT) {
     x->xb.reader_abort = 1;
-    pd_h2_xfer_finish(x, PD_XFER_EOTHER, "the transfer was aborted by its reader");
-    return 0;
+    pd_h2_xfer_finish(x, PD_XFER_EOTHER, PD_XFER_READER_ABORT);
   }
-  if (rc > 0)
-    x->xb.paused = 1;
   return 0;
 }
 
