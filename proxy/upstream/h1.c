@@ -20,7 +20,6 @@ static void on_connected(uv_connect_t *req, int status);
 static void conn_opened(conn_t *c);
 static void tls_start(conn_t *c);
 static void tunnel_start(conn_t *c);
-static void part_closed_cb(void *b);
 
 /* ---- the backend ----------------------------------------------------------------------------- */
 
@@ -29,33 +28,11 @@ pd_h1up_t *pd_h1up_new(uv_loop_t *loop, int max_host_connections) {
   if (!b)
     return NULL;
   b->loop = loop;
-  pd_list_init(&b->conns);
-  pd_list_init(&b->xfers);
-  if (uv_timer_init(loop, &b->close_timer) < 0) {
+  if (pd_origin_owner_init(&b->own, loop, max_host_connections) < 0) {
     free(b);
     return NULL;
   }
-  b->close_timer.data = b;
-  pd_proxy_env_load(&b->proxy_env);
-  b->own = (pd_origin_owner_t){.b = b,
-                               .closing = &b->closing,
-                               .lookup_closed = part_closed_cb,
-                               .proxy_env = &b->proxy_env,
-                               .max_conns = max_host_connections > 0 ? max_host_connections : 0};
   return b;
-}
-
-static void part_closed(pd_h1up_t *b) {
-  if (b->closing && --b->pending_closes == 0 && b->on_closed)
-    b->on_closed(b->on_closed_ud);
-}
-
-static void part_closed_cb(void *b) {
-  part_closed(b);
-}
-
-static void on_close_timer_closed(uv_handle_t *h) {
-  part_closed(h->data);
 }
 
 static void cancel_now(xfer_t *x) {
@@ -66,29 +43,24 @@ static void cancel_now(xfer_t *x) {
 }
 
 void pd_h1up_close(pd_h1up_t *b, void (*on_closed)(void *ud), void *ud) {
-  b->closing = 1;
-  b->on_closed = on_closed;
-  b->on_closed_ud = ud;
-  b->pending_closes = 1; /* the close timer */
+  pd_origin_owner_close(&b->own, on_closed, ud);
   pd_list_t *xl;
-  while ((xl = pd_list_first(&b->xfers)))
+  while ((xl = pd_list_first(&b->own.xfers)))
     cancel_now(pd_list_entry(xl, xfer_t, xb.blink));
   /* Every connection not yet freed reports once, closing already or not. */
   pd_list_t *l, *t;
-  pd_list_each(l, t, &b->conns) {
+  pd_list_each(l, t, &b->own.conns) {
     conn_t *c = pd_list_entry(l, conn_t, blink);
-    b->pending_closes++;
+    b->own.pending_closes++;
     pd_h1up_conn_close(c);
   }
-  b->pending_closes += pd_origin_cancel_lookups(b->origins);
-  uv_close((uv_handle_t *)&b->close_timer, on_close_timer_closed);
+  pd_origin_owner_close_rest(&b->own);
 }
 
 void pd_h1up_free(pd_h1up_t *b) {
   if (!b)
     return;
-  pd_origin_free_all(&b->origins, offsetof(origin_t, base));
-  pd_proxy_env_free(&b->proxy_env);
+  pd_origin_owner_free(&b->own, offsetof(origin_t, base));
   free(b);
 }
 
@@ -99,8 +71,8 @@ static origin_t *origin_get(pd_h1up_t *b, const char *auth, size_t alen, const c
                             const pd_xfer_opts_t *op) {
   /* Over TLS ALPN offers only HTTP/1.1: calls that may speak h2 start on the HTTP/2 client,
    * which hands an origin whose server chose HTTP/1.1 to this one. */
-  pd_origin_t *base = pd_origin_get(&b->origins, sizeof(origin_t), offsetof(origin_t, base),
-                                    &b->own, auth, alen, tls_key, op, 0);
+  pd_origin_t *base = pd_origin_get(&b->own, sizeof(origin_t), offsetof(origin_t, base), auth, alen,
+                                    tls_key, op, 0);
   if (!base)
     return NULL;
   origin_t *o = pd_h1_origin_of(base);
@@ -121,7 +93,7 @@ static void conn_handle_closed(conn_t *c) {
   pd_tls_free(c->tls);
   free(c->orphan);
   free(c);
-  part_closed(b);
+  pd_origin_owner_part_closed(&b->own);
 }
 
 static void on_conn_handle_closed(uv_handle_t *h) {
@@ -172,7 +144,7 @@ void pd_h1up_conn_close(conn_t *c) {
   origin_t *o = c->o;
   int was_open = c->state != C_CLOSING;
   pd_h1up_conn_close_keep_slot(c);
-  if (was_open && !o->b->closing)
+  if (was_open && !o->b->own.closing)
     pd_h1_xfer_serve_waiters(o);
 }
 
@@ -199,7 +171,7 @@ static conn_t *conn_new_on(origin_t *o, uv_tcp_t *tcp) {
   pd_buf_init(&c->hname);
   pd_buf_init(&c->hvalue);
   pd_buf_init(&c->out);
-  pd_list_insert_head(&b->conns, &c->blink);
+  pd_list_insert_head(&b->own.conns, &c->blink);
   o->base.nconns++;
   c->state = C_DIALING;
   pd_origin_conn_init(&c->k, c->tcp, on_connected, c, &c->timer, pd_h1_xfer_on_conn_timer,
@@ -523,7 +495,7 @@ int pd_h1up_adopt(pd_h1up_t *b, const pd_xfer_opts_t *op, uv_tcp_t *tcp, pd_tls_
   const char *auth, *path;
   int is_tls;
   long alen = pd_url_split(op->url, &auth, &path, &is_tls);
-  if (b->closing || alen < 0 || !is_tls)
+  if (b->own.closing || alen < 0 || !is_tls)
     return -1;
   char *tls_key = pd_tls_xfer_key(op);
   origin_t *o = tls_key ? origin_get(b, auth, (size_t)alen, tls_key, op) : NULL;
@@ -552,7 +524,7 @@ pd_xfer_t *pd_h1up_start(pd_h1up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cb
   int tls;
   long alen = pd_url_split(o->url, &auth, &path, &tls);
   xfer_t *x = NULL;
-  if (b->closing || alen < 0)
+  if (b->own.closing || alen < 0)
     goto fail;
   x = calloc(1, sizeof *x);
   if (!x)
@@ -594,7 +566,7 @@ pd_xfer_t *pd_h1up_start(pd_h1up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cb
   x->is_head = strcmp(o->method, "HEAD") == 0;
   x->send_length = pd_xfer_sends_length(o);
   pd_xfer_base_init(&x->xb, o, cbs, ud, uv_now(b->loop));
-  pd_list_insert_head(&b->xfers, &x->xb.blink);
+  pd_list_insert_head(&b->own.xfers, &x->xb.blink);
   pd_h1_xfer_new_attempt(x);
   pd_h1_xfer_acquire(x);
   return &x->base;

@@ -27,16 +27,7 @@ typedef struct origin origin_t;
 
 struct pd_h1up {
   uv_loop_t *loop;
-  pd_proxy_env_t proxy_env; /* the proxy environment, read once */
-  pd_origin_owner_t own;    /* what its origins share (origin.h) */
-  int closing;
-  int pending_closes;
-  void (*on_closed)(void *);
-  void *on_closed_ud;
-  uv_timer_t close_timer;   /* only so that on_closed always runs from the loop */
-  pd_origin_t *origins;     /* (origin_t.base) */
-  pd_list_t conns;          /* every connection not yet freed (conn_t.blink) */
-  pd_list_t xfers;          /* every live transfer (xb.blink) */
+  pd_origin_owner_t own;    /* its origins, connections, transfers, and its close (origin.h) */
   char rbuf[READ_BUF_SIZE]; /* shared by all reads: data is parsed before the callback returns */
 };
 

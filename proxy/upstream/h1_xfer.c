@@ -146,7 +146,7 @@ static void queue_unlink(xfer_t *x) {
 void pd_h1_xfer_serve_waiters(origin_t *o) {
   pd_h1up_t *b = o->b;
   pd_list_t *l;
-  while ((l = pd_origin_next_waiter(&o->base)) && !b->closing &&
+  while ((l = pd_origin_next_waiter(&o->base)) && !b->own.closing &&
          (o->idle || pd_origin_has_slot(&o->base))) {
     xfer_t *x = pd_list_entry(l, xfer_t, xb.wlink);
     queue_unlink(x);

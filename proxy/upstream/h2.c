@@ -31,7 +31,6 @@ static void tls_on_read(conn_t *c, ssize_t nread, const char *data);
 static void tunnel_start(conn_t *c);
 static void tunnel_open(conn_t *c);
 static void tunnel_on_read(conn_t *c, ssize_t nread, const char *data);
-static void part_closed_cb(void *b);
 
 /* ---- the backend ----------------------------------------------------------------------------- */
 
@@ -40,23 +39,14 @@ pd_h2up_t *pd_h2up_new(uv_loop_t *loop, int max_host_connections, pd_h1up_t *h1)
   if (!b)
     return NULL;
   b->loop = loop;
-  pd_list_init(&b->conns);
-  pd_list_init(&b->xfers);
   b->h1 = h1;
   if (pd_h2_session_setup_callbacks(b) < 0)
     goto fail;
   if (nghttp2_option_new(&b->ngopt) != 0)
     goto fail;
   nghttp2_option_set_no_auto_window_update(b->ngopt, 1);
-  if (uv_timer_init(loop, &b->close_timer) < 0)
+  if (pd_origin_owner_init(&b->own, loop, max_host_connections) < 0)
     goto fail;
-  b->close_timer.data = b;
-  pd_proxy_env_load(&b->proxy_env);
-  b->own = (pd_origin_owner_t){.b = b,
-                               .closing = &b->closing,
-                               .lookup_closed = part_closed_cb,
-                               .proxy_env = &b->proxy_env,
-                               .max_conns = max_host_connections > 0 ? max_host_connections : 0};
   return b;
 fail:
   nghttp2_option_del(b->ngopt);
@@ -66,46 +56,28 @@ fail:
   return NULL;
 }
 
-static void part_closed(pd_h2up_t *b) {
-  if (b->closing && --b->pending_closes == 0 && b->on_closed)
-    b->on_closed(b->on_closed_ud);
-}
-
-static void part_closed_cb(void *b) {
-  part_closed(b);
-}
-
-static void on_close_timer_closed(uv_handle_t *h) {
-  part_closed(h->data);
-}
-
 void pd_h2up_close(pd_h2up_t *b, void (*on_closed)(void *ud), void *ud) {
-  b->closing = 1;
-  b->on_closed = on_closed;
-  b->on_closed_ud = ud;
-  b->pending_closes = 1; /* the close timer */
+  pd_origin_owner_close(&b->own, on_closed, ud);
   pd_list_t *xl;
-  while ((xl = pd_list_first(&b->xfers))) {
+  while ((xl = pd_list_first(&b->own.xfers))) {
     xfer_t *x = pd_list_entry(xl, xfer_t, xb.blink);
     x->xb.in_cb = 0;
     pd_h2_xfer_destroy(x);
   }
   /* Every connection not yet freed reports once, closing already or not. */
   pd_list_t *l, *t;
-  pd_list_each(l, t, &b->conns) {
+  pd_list_each(l, t, &b->own.conns) {
     conn_t *c = pd_list_entry(l, conn_t, blink);
-    b->pending_closes++;
+    b->own.pending_closes++;
     conn_fail(c, PD_XFER_EOTHER, "closing");
   }
-  b->pending_closes += pd_origin_cancel_lookups(b->origins);
-  uv_close((uv_handle_t *)&b->close_timer, on_close_timer_closed);
+  pd_origin_owner_close_rest(&b->own);
 }
 
 void pd_h2up_free(pd_h2up_t *b) {
   if (!b)
     return;
-  pd_origin_free_all(&b->origins, offsetof(origin_t, base));
-  pd_proxy_env_free(&b->proxy_env);
+  pd_origin_owner_free(&b->own, offsetof(origin_t, base));
   nghttp2_option_del(b->ngopt);
   nghttp2_session_callbacks_del(b->ngcbs);
   free(b);
@@ -118,8 +90,8 @@ static origin_t *origin_get(pd_h2up_t *b, const char *auth, size_t alen, const c
                             const pd_xfer_opts_t *op) {
   /* Over TLS ALPN offers h2 and HTTP/1.1: a server that chooses HTTP/1.1 has its origin's
    * calls handed to the HTTP/1.1 client. */
-  pd_origin_t *base = pd_origin_get(&b->origins, sizeof(origin_t), offsetof(origin_t, base),
-                                    &b->own, auth, alen, tls_key, op, 1);
+  pd_origin_t *base = pd_origin_get(&b->own, sizeof(origin_t), offsetof(origin_t, base), auth, alen,
+                                    tls_key, op, 1);
   if (!base)
     return NULL;
   origin_t *o = pd_h2_origin_of(base);
@@ -138,7 +110,7 @@ static void conn_handle_closed(conn_t *c) {
   pd_buf_free(&c->tunnel);
   pd_tls_free(c->tls);
   free(c);
-  part_closed(b);
+  pd_origin_owner_part_closed(&b->own);
 }
 
 static void on_conn_handle_closed(uv_handle_t *h) {
@@ -214,7 +186,7 @@ conn_t *pd_h2up_conn_new(origin_t *o, long connect_timeout_ms) {
   c->o = o;
   pd_buf_init(&c->wbuf);
   pd_buf_init(&c->tunnel);
-  pd_list_insert_head(&b->conns, &c->blink);
+  pd_list_insert_head(&b->own.conns, &c->blink);
   c->onext = o->live;
   if (o->live)
     o->live->oprev = c;
@@ -623,7 +595,7 @@ pd_xfer_t *pd_h2up_start(pd_h2up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cb
   int tls;
   long alen = pd_url_split(o->url, &auth, &path, &tls);
   xfer_t *x = NULL;
-  if (b->closing || alen < 0)
+  if (b->own.closing || alen < 0)
     goto fail;
   x = calloc(1, sizeof *x);
   if (!x)
@@ -655,7 +627,7 @@ pd_xfer_t *pd_h2up_start(pd_h2up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cb
   pd_xfer_base_init(&x->xb, o, cbs, ud, uv_now(b->loop));
   uv_timer_init(b->loop, &x->timer);
   x->timer.data = x;
-  pd_list_insert_head(&b->xfers, &x->xb.blink);
+  pd_list_insert_head(&b->own.xfers, &x->xb.blink);
   pd_h2_xfer_new_attempt(x);
   pd_h2_session_acquire(x);
   return &x->base;

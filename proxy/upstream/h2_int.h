@@ -37,19 +37,10 @@ typedef struct origin origin_t;
 
 struct pd_h2up {
   uv_loop_t *loop;
-  pd_h1up_t *h1;            /* takes the calls to origins whose server chose HTTP/1.1 by ALPN */
-  pd_proxy_env_t proxy_env; /* the proxy environment, read once */
-  pd_origin_owner_t own;    /* what its origins share (origin.h) */
-  int closing;
-  int pending_closes;
-  void (*on_closed)(void *);
-  void *on_closed_ud;
-  uv_timer_t close_timer; /* only so that on_closed always runs from the loop */
+  pd_h1up_t *h1;         /* takes the calls to origins whose server chose HTTP/1.1 by ALPN */
+  pd_origin_owner_t own; /* its origins, connections, transfers, and its close (origin.h) */
   nghttp2_session_callbacks *ngcbs;
   nghttp2_option *ngopt;
-  pd_origin_t *origins;     /* (origin_t.base) */
-  pd_list_t conns;          /* every connection not yet freed (conn_t.blink) */
-  pd_list_t xfers;          /* every live (not cancelled) transfer (xb.blink) */
   char rbuf[READ_BUF_SIZE]; /* shared by all reads: nghttp2 consumes it before on_read returns */
 };
 

@@ -154,7 +154,7 @@ static void enqueue(xfer_t *x, int front) {
 
 /* Gets the transfer a stream, or a place in the queue (first come, first served). */
 void pd_h2_session_acquire(xfer_t *x) {
-  if (x->b->closing) {
+  if (x->b->own.closing) {
     pd_h2_xfer_fail_soon(x, PD_XFER_EOTHER, "the upstream client is closing");
     return;
   }
@@ -172,7 +172,7 @@ void pd_h2_session_acquire(xfer_t *x) {
 }
 
 void pd_h2_session_serve_waiters(origin_t *o) {
-  if (o->b->closing)
+  if (o->b->own.closing)
     return;
   if (o->serving) {
     o->serve_again = 1;

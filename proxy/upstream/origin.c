@@ -27,10 +27,11 @@ int pd_origin_is(const pd_origin_t *o, const char *auth, size_t alen, const char
          o->max_age_ms == (uint64_t)(op->max_conn_age_ms > 0 ? op->max_conn_age_ms : 0);
 }
 
-pd_origin_t *pd_origin_get(pd_origin_t **list, size_t size, size_t offset,
-                           const pd_origin_owner_t *own, const char *auth, size_t alen,
-                           const char *tls_key, const pd_xfer_opts_t *op, int alpn_h2) {
-  const char *proxy = pd_origin_proxy_for(own->proxy_env, op, tls_key != NULL, auth, alen);
+pd_origin_t *pd_origin_get(pd_origin_owner_t *own, size_t size, size_t offset, const char *auth,
+                           size_t alen, const char *tls_key, const pd_xfer_opts_t *op,
+                           int alpn_h2) {
+  pd_origin_t **list = &own->origins;
+  const char *proxy = pd_origin_proxy_for(&own->proxy_env, op, tls_key != NULL, auth, alen);
   for (pd_origin_t *o = *list; o; o = o->next)
     if (pd_origin_is(o, auth, alen, tls_key, proxy, op, own))
       return o;
@@ -160,8 +161,8 @@ void pd_origin_conn_to(pd_origin_t *o, pd_origin_conn_t *k, int idx) {
 
 /* The owner's lookup callback: while its backend closes the lookup only counts as closed. */
 static void owner_resolved(pd_origin_t *o, int status) {
-  if (o->own && *o->own->closing) {
-    o->own->lookup_closed(o->own->b);
+  if (o->own && o->own->closing) {
+    pd_origin_owner_part_closed(o->own);
     return;
   }
   pd_origin_conn_resolved(o, status);
@@ -220,23 +221,54 @@ void pd_origin_free(pd_origin_t *o) {
   memset(o, 0, sizeof *o);
 }
 
-int pd_origin_cancel_lookups(pd_origin_t *list) {
-  int n = 0;
-  for (pd_origin_t *o = list; o; o = o->next)
-    if (o->resolving) {
-      n++;
-      uv_cancel((uv_req_t *)&o->gai);
-    }
-  return n;
+/* ---- the backend's shared core ------------------------------------------------------------ */
+
+int pd_origin_owner_init(pd_origin_owner_t *w, uv_loop_t *loop, int max_conns) {
+  w->loop = loop;
+  pd_list_init(&w->conns);
+  pd_list_init(&w->xfers);
+  w->max_conns = max_conns > 0 ? max_conns : 0;
+  int rc = uv_timer_init(loop, &w->close_timer);
+  if (rc < 0)
+    return rc;
+  w->close_timer.data = w;
+  pd_proxy_env_load(&w->proxy_env);
+  return 0;
 }
 
-void pd_origin_free_all(pd_origin_t **list, size_t offset) {
-  while (*list) {
-    pd_origin_t *o = *list;
-    *list = o->next;
+void pd_origin_owner_part_closed(pd_origin_owner_t *w) {
+  if (w->closing && --w->pending_closes == 0 && w->on_closed)
+    w->on_closed(w->on_closed_ud);
+}
+
+static void on_close_timer_closed(uv_handle_t *h) {
+  pd_origin_owner_part_closed(h->data);
+}
+
+void pd_origin_owner_close(pd_origin_owner_t *w, void (*on_closed)(void *), void *ud) {
+  w->closing = 1;
+  w->on_closed = on_closed;
+  w->on_closed_ud = ud;
+  w->pending_closes = 1; /* the close timer */
+}
+
+void pd_origin_owner_close_rest(pd_origin_owner_t *w) {
+  for (pd_origin_t *o = w->origins; o; o = o->next)
+    if (o->resolving) {
+      w->pending_closes++;
+      uv_cancel((uv_req_t *)&o->gai);
+    }
+  uv_close((uv_handle_t *)&w->close_timer, on_close_timer_closed);
+}
+
+void pd_origin_owner_free(pd_origin_owner_t *w, size_t offset) {
+  while (w->origins) {
+    pd_origin_t *o = w->origins;
+    w->origins = o->next;
     pd_origin_free(o);
     free((char *)o - offset);
   }
+  pd_proxy_env_free(&w->proxy_env);
 }
 
 /* ---- an origin's (or a proxy's) address: the authority parsed, resolved, cached ------- */

@@ -11,20 +11,43 @@
 #include "upstream/tls.h"
 #include "upstream/upstream_int.h"
 
-/* What the origins of one framing's backend share (the backend keeps one; each origin points
- * to it): the proxy environment, the connection slots an origin gets when a call names none,
- * and how a lookup that ends while the backend closes is reported. */
+struct pd_origin;
+
+/* What a framing's backend and its origins share (the backend embeds one; each origin points to
+ * it): its origins, connections and transfers, the proxy environment, the connection slots an
+ * origin gets when a call names none, and the backend's close: every connection and lookup
+ * left reports once (pd_origin_owner_part_closed) and on_closed runs after the last, from the
+ * loop. */
 typedef struct pd_origin_owner {
-  void *b;                        /* the framing's backend */
-  const int *closing;             /* the backend's closing flag */
-  void (*lookup_closed)(void *b); /* a lookup ended (or was cancelled) while closing */
-  const pd_proxy_env_t *proxy_env;
-  int max_conns; /* slots per origin when the call sets none; 0 = no limit */
+  uv_loop_t *loop;
+  struct pd_origin *origins; /* newest first (pd_origin_get) */
+  pd_list_t conns;           /* every connection not yet freed (the framing's links) */
+  pd_list_t xfers;           /* every live transfer (pd_xfer_base_t.blink) */
+  pd_proxy_env_t proxy_env;  /* read once */
+  int max_conns;             /* slots per origin when the call sets none; 0 = no limit */
+  int closing;
+  int pending_closes;
+  void (*on_closed)(void *);
+  void *on_closed_ud;
+  uv_timer_t close_timer; /* only so that on_closed always runs from the loop */
 } pd_origin_owner_t;
+
+/* Sets w up on loop (max_conns: see above). Returns 0, or a libuv error. */
+int pd_origin_owner_init(pd_origin_owner_t *w, uv_loop_t *loop, int max_conns);
+/* The backend starts closing: on_closed(ud) runs once every part counted in pending_closes
+ * (the close timer, and whatever the framing adds) has reported. */
+void pd_origin_owner_close(pd_origin_owner_t *w, void (*on_closed)(void *), void *ud);
+/* After the framing counted its connections: cancels the lookups under way and closes the
+ * timer, each counted too. */
+void pd_origin_owner_close_rest(pd_origin_owner_t *w);
+/* One part of a closing backend is done. */
+void pd_origin_owner_part_closed(pd_origin_owner_t *w);
+/* Frees the origins (made by pd_origin_get with this offset) and the proxy environment. */
+void pd_origin_owner_free(pd_origin_owner_t *w, size_t offset);
 
 typedef struct pd_origin {
   struct pd_origin *next; /* the backend's origins, newest first (pd_origin_get) */
-  const pd_origin_owner_t *own;
+  pd_origin_owner_t *own;
   /* The pool's bounds, from the calls' options (part of the key: upstreams that differ in them
    * keep pools of their own): connections open or opening at once (0 = no limit), and when a
    * connection retires (takes no new call): after max_requests calls, or max_age_ms after its
@@ -146,23 +169,16 @@ const char *pd_origin_proxy_for(const pd_proxy_env_t *env, const pd_xfer_opts_t 
 int pd_origin_is(const pd_origin_t *o, const char *auth, size_t alen, const char *tls_key,
                  const char *proxy, const pd_xfer_opts_t *op, const pd_origin_owner_t *own);
 /* The origin of a call to auth (TLS settings tls_key, NULL for http://; op's proxy and pool
- * bounds) among own's origins in *list, else a new one: size bytes calloc'd (the framing's
- * origin, its pd_origin_t at offset), set up with pd_origin_init and linked at the head.
- * Returns its pd_origin_t, or NULL when out of memory. The framing frees each with
- * pd_origin_free and then its own struct. */
-pd_origin_t *pd_origin_get(pd_origin_t **list, size_t size, size_t offset,
-                           const pd_origin_owner_t *own, const char *auth, size_t alen,
-                           const char *tls_key, const pd_xfer_opts_t *op, int alpn_h2);
+ * bounds) among own's origins, else a new one: size bytes calloc'd (the framing's origin, its
+ * pd_origin_t at offset), set up with pd_origin_init and linked at the head. Returns its
+ * pd_origin_t, or NULL when out of memory. pd_origin_owner_free frees them. */
+pd_origin_t *pd_origin_get(pd_origin_owner_t *own, size_t size, size_t offset, const char *auth,
+                           size_t alen, const char *tls_key, const pd_xfer_opts_t *op, int alpn_h2);
 /* Sets o up (o zeroed by the caller); alpn_h2: TLS offers h2 by ALPN. A TLS context or proxy
  * that cannot be built is no failure here: o->bad says why, and the framing fails its calls.
  * Returns 0, or -1 (out of memory, an authority that does not parse) with nothing to free. */
 int pd_origin_init(pd_origin_t *o, const char *auth, size_t alen, const char *tls_key,
                    const char *proxy, const pd_xfer_opts_t *op, int alpn_h2);
 void pd_origin_free(pd_origin_t *o);
-/* Cancels the lookups under way in list's origins (closing: each reports once to the owner's
- * lookup_closed); returns how many. */
-int pd_origin_cancel_lookups(pd_origin_t *list);
-/* Frees every origin of *list made by pd_origin_get with this offset, and empties the list. */
-void pd_origin_free_all(pd_origin_t **list, size_t offset);
 
 #endif
