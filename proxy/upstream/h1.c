@@ -247,7 +247,7 @@ void pd_h1up_conn_start_connect(conn_t *c) {
 void pd_h1up_conn_release(conn_t *c) {
   origin_t *o = c->o;
   c->x = NULL;
-  if (!pd_origin_conn_usable(&o->base, &c->k, uv_now(o->b->loop))) {
+  if (!pd_origin_conn_usable(&o->base, &c->k, o->b->loop)) {
     pd_h1up_conn_close(c);
     return;
   }

@@ -111,7 +111,7 @@ void pd_h1_xfer_acquire(xfer_t *x) {
     o->idle = c->lnext;
     c->lnext = NULL;
     c->idle = 0;
-    if (!pd_origin_conn_usable(&o->base, &c->k, uv_now(b->loop))) {
+    if (!pd_origin_conn_usable(&o->base, &c->k, b->loop)) {
       pd_h1up_conn_close_keep_slot(c); /* too old: its slot is this call's */
       continue;
     }

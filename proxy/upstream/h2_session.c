@@ -91,7 +91,7 @@ void pd_h2_session_submit(conn_t *c, xfer_t *x) {
   c->streams = x;
   c->nstreams++;
   pd_origin_conn_take(&c->k);
-  if (!pd_origin_conn_usable(&c->o->base, &c->k, uv_now(c->o->b->loop)))
+  if (!pd_origin_conn_usable(&c->o->base, &c->k, c->o->b->loop))
     c->retired = 1;                    /* its last call: it closes when its streams are done */
   x->xb.rx_ms = uv_now(c->o->b->loop); /* the attempt starts: its stall clock with it */
   pd_h2_xfer_arm_deadline(x);
@@ -122,10 +122,9 @@ static uint32_t conn_max_streams(conn_t *c) {
  * connection to spare. */
 static int place(xfer_t *x) {
   origin_t *o = x->o;
-  uint64_t now = uv_now(x->b->loop);
   int unready = 0;
   for (conn_t *c = o->live; c; c = c->onext) {
-    if (!c->retired && !pd_origin_conn_usable(&o->base, &c->k, now))
+    if (!c->retired && !pd_origin_conn_usable(&o->base, &c->k, x->b->loop))
       pd_h2_session_retire(c); /* too old */
     if (c->goaway || c->retired)
       continue;

@@ -135,11 +135,12 @@ void pd_origin_conn_msg(const pd_origin_t *o, int resolving, int status, char *m
 static inline int pd_origin_has_slot(const pd_origin_t *o) {
   return !o->max_conns || o->nconns < o->max_conns;
 }
-/* Whether connection k may take another call at loop time now (max_requests, max_age_ms). */
+/* Whether connection k may take another call now (max_requests, max_age_ms; the clock is
+ * read only when an age bound is set). */
 static inline int pd_origin_conn_usable(const pd_origin_t *o, const pd_origin_conn_t *k,
-                                        uint64_t now) {
+                                        uv_loop_t *loop) {
   return (!o->max_requests || k->calls < o->max_requests) &&
-         (!o->max_age_ms || now - k->start < o->max_age_ms);
+         (!o->max_age_ms || uv_now(loop) - k->start < o->max_age_ms);
 }
 /* Connection k takes a call: counted against max_requests. */
 static inline void pd_origin_conn_take(pd_origin_conn_t *k) {

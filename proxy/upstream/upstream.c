@@ -372,19 +372,6 @@ void pd_xfer_base_done(pd_xfer_base_t *t, int result, const char *msg) {
   }
 }
 
-int pd_xfer_base_give(pd_xfer_base_t *t, const char *p, size_t n) {
-  t->in_cb++;
-  int rc = t->cbs.on_data ? t->cbs.on_data(t->ud, p, n) : 0;
-  t->in_cb--;
-  if (t->cancelled)
-    return PD_GIVE_CANCELLED;
-  if (rc < 0)
-    return PD_GIVE_ABORT;
-  if (rc > 0)
-    t->paused = 1;
-  return PD_GIVE_OK;
-}
-
 int pd_xfer_base_give_held(pd_xfer_base_t *t, size_t *n) {
   char *data = pd_buf_steal(&t->held, n);
   int r = pd_xfer_base_give(t, data, *n);

@@ -119,7 +119,18 @@ void pd_xfer_base_done(pd_xfer_base_t *t, int result, const char *msg);
  * (paused set when it asked for a pause), PD_GIVE_CANCELLED (it cancelled the transfer: no
  * callback may follow) or PD_GIVE_ABORT (it asked to abort). */
 enum { PD_GIVE_OK = 0, PD_GIVE_CANCELLED = -1, PD_GIVE_ABORT = -2 };
-int pd_xfer_base_give(pd_xfer_base_t *t, const char *p, size_t n);
+static inline int pd_xfer_base_give(pd_xfer_base_t *t, const char *p, size_t n) {
+  t->in_cb++;
+  int rc = t->cbs.on_data ? t->cbs.on_data(t->ud, p, n) : 0;
+  t->in_cb--;
+  if (t->cancelled)
+    return PD_GIVE_CANCELLED;
+  if (rc < 0)
+    return PD_GIVE_ABORT;
+  if (rc > 0)
+    t->paused = 1;
+  return PD_GIVE_OK;
+}
 /* The same for everything held while paused, taken out of held (its length in *n). */
 int pd_xfer_base_give_held(pd_xfer_base_t *t, size_t *n);
 #define PD_XFER_READER_ABORT "the transfer was aborted by its reader"
