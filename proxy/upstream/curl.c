@@ -61,6 +61,7 @@ struct cxfer {
   int deferred; /* on u->deferred */
   int in_cb;
   int head_done; /* on_head delivered */
+  long rx_body;  /* body bytes delivered to on_data */
   int discard;   /* a retryable status: swallow this attempt's body */
   int paused;
   int fail_pending; /* libcurl refused the handle: report it from the loop */
@@ -338,6 +339,7 @@ static size_t on_write_data(char *ptr, size_t size, size_t nmemb, void *userdata
     return 0;
   if (x->paused) /* paused by the caller before this attempt: libcurl keeps the data */
     return CURL_WRITEFUNC_PAUSE;
+  x->rx_body += (long)n;
   x->in_cb++;
   int rc = x->cbs.on_data ? x->cbs.on_data(x->ud, ptr, n) : 0;
   x->in_cb--;
@@ -850,6 +852,16 @@ static int map_result(CURLcode rc) {
   }
 }
 
+/* A server may answer before the request body is all sent and then end the stream with
+ * RST_STREAM NO_ERROR ("stop sending", RFC 9113 section 8.1; nginx's `return` does this).
+ * libcurl then fails its send with CURLE_HTTP2_STREAM and no message of its own (a stream reset
+ * with an error code, or one closed before the head, comes with one). The response stands when
+ * its head was delivered and its body is whole, as far as a Content-Length tells. */
+static int answered_early(const cxfer_t *x) {
+  return x->head_done && !x->errbuf[0] && !x->reader_abort &&
+         (x->head.content_length < 0 || x->rx_body == x->head.content_length);
+}
+
 static void check_multi_info(pd_curlup_t *u) {
   CURLMsg *msg;
   int left;
@@ -893,6 +905,8 @@ static void check_multi_info(pd_curlup_t *u) {
     }
     if (x->discard) /* a retryable status whose body broke: report what we have */
       x->discard = 0;
+    if (rc == CURLE_HTTP2_STREAM && answered_early(x))
+      rc = CURLE_OK;
     if (rc == CURLE_OK)
       deliver_head(x);
     int result = map_result(rc);
