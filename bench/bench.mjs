@@ -67,6 +67,8 @@ const T = {
   tls_direct: { label: 'HTTPS direct (no proxy)', port: env.tlsUp.port, scheme: 'https', path: '/v1/chat/completions', pids: [] },
   tls_ponder: { label: 'ponder → HTTPS, rounds 0', port: env.ponderTls.port, path: '/r0/v1/chat/completions',
     pids: [env.ponderTls.pid], rounds: 0, isPonder: true },
+  tls_ponder_h1: { label: 'ponder → HTTPS, rounds 0, `http2: false`', port: env.ponderTls.port, path: '/h1r0/v1/chat/completions',
+    pids: [env.ponderTls.pid], rounds: 0, isPonder: true },
   tls_ponder_r6: { label: 'ponder → HTTPS, forced rounds 6', port: env.ponderTls.port, path: '/r6/v1/chat/completions',
     pids: [env.ponderTls.pid], rounds: 6, isPonder: true },
   tls_nginx: { label: 'nginx → HTTPS (1 worker)', port: env.nginxTls.port, path: '/v1/chat/completions',
@@ -306,8 +308,8 @@ const throughput = () => throughputOf(
 
 // ---- (e) HTTPS upstream ------------------------------------------------------------------------
 async function https() {
-  const seq = await sequential([T.tls_direct, T.tls_ponder, T.tls_nginx], 'e');
-  const tput = await throughputOf([T.tls_direct, T.tls_ponder, T.tls_ponder_r6, T.tls_nginx], 'e');
+  const seq = await sequential([T.tls_direct, T.tls_ponder, T.tls_ponder_h1, T.tls_nginx], 'e');
+  const tput = await throughputOf([T.tls_direct, T.tls_ponder, T.tls_ponder_h1, T.tls_ponder_r6, T.tls_nginx], 'e');
   return { seq, tput };
 }
 
@@ -590,7 +592,7 @@ function report({ seq, tput, strm, mem, tls, rapi, probes, started, secs }) {
     `Sequential: wrk -t1 -c1, ${CFG.seqRounds} interleaved rounds × ${CFG.seqSecs} s; throughput: wrk ${CFG.conns} connections, ${CFG.passes} interleaved pass(es) × ${CFG.wrkSecs} s, non-streamed.`, '',
     '| target | p50 | added latency vs direct | requests/s | upstream calls/s | proxy CPU per request | proxy CPU per upstream call | errors |',
     '|---|---|---|---|---|---|---|---|');
-  for (const k of ['tls_direct', 'tls_ponder', 'tls_ponder_r6', 'tls_nginx']) {
+  for (const k of ['tls_direct', 'tls_ponder', 'tls_ponder_h1', 'tls_ponder_r6', 'tls_nginx']) {
     const s = es[k], w = et[k], d = k === 'tls_direct', pn = k === 'tls_nginx';
     const seqCell = s ? `${f(s.p50, 3)} ms${d || pn ? '' : ratio(s.p50, es.tls_nginx.p50)} | ` +
       `${d ? '—' : f(s.overhead * 1000, 0) + ' µs' + (pn ? '' : ratio(s.overhead, es.tls_nginx.overhead))}` : '— | —';
@@ -598,7 +600,7 @@ function report({ seq, tput, strm, mem, tls, rapi, probes, started, secs }) {
     L.push(`| ${w.label} | ${seqCell} | ${f(w.rps)}${d || pn ? '' : ratio(w.rps, et.tls_nginx.rps)} | ${f(w.ups)} | ` +
       `${d ? '—' : f(w.cpuPerReqUs, 1) + ' µs'} | ${d ? '—' : f(w.cpuPerCallUs, 1) + ' µs'} | ${fmtErr(w)}${s && s.errors ? `, sequential: ${s.failed || s.errors}` : ''} |`);
   }
-  L.push('', 'Ratios in this table are to nginx → HTTPS. ponder reaches the TLS upstream with its native clients (HTTP/2 by ALPN, as nginx offers it); nginx proxies over HTTP/1.1 keep-alive connections.', '');
+  L.push('', 'Ratios in this table are to nginx → HTTPS. ponder reaches the TLS upstream with its native clients: HTTP/2 by ALPN (as nginx offers it) by default, HTTP/1.1 with `http2: false`; nginx proxies over HTTP/1.1 keep-alive connections.', '');
 
   // (f)
   L.push(`## (f) Responses API against chat completions: the same question on the same route, wrk ${CFG.conns} connections, ${CFG.passes} interleaved pass(es) × ${CFG.streamSecs} s`, '',
@@ -647,9 +649,12 @@ function report({ seq, tput, strm, mem, tls, rapi, probes, started, secs }) {
     const ok = !tp.failed && tp.errors === 0 && !tn.failed;
     add('HTTPS pass-through throughput ≥ 0.8× nginx proxy_pass https://', `${f(tp.rps)} vs ${f(tn.rps)} req/s${ratio(tp.rps, tn.rps)}`,
       ok && tp.rps >= 0.8 * tn.rps, ok ? '' : `errors: ${fmtErr(tp)}`);
-    const so = es.tls_ponder.overhead, no = es.tls_nginx.overhead, sOk = !es.tls_ponder.broken;
-    add('HTTPS sequential added latency ≤ 1.5× nginx\'s', `${f(so * 1000)} µs vs nginx ${f(no * 1000)} µs${ratio(so, no)}`,
-      sOk && so <= 1.5 * Math.max(no, 0), sOk ? '' : 'ponder had errors');
+    const no = es.tls_nginx.overhead;
+    for (const [k, how] of [['tls_ponder', 'HTTP/2 by ALPN'], ['tls_ponder_h1', 'HTTP/1.1, as nginx']]) {
+      const so = es[k].overhead, sOk = !es[k].broken;
+      add(`HTTPS sequential added latency ≤ 1.5× nginx's (${how})`, `${f(so * 1000)} µs vs nginx ${f(no * 1000)} µs${ratio(so, no)}`,
+        sOk && so <= 1.5 * Math.max(no, 0), sOk ? '' : 'ponder had errors');
+    }
     const ok6 = ok && !t6.failed && t6.errors === 0;
     add('HTTPS forced rounds 6 CPU per upstream call ≤ 1.2× HTTPS pass-through\'s',
       `${f(t6.cpuPerCallUs, 1)} vs ${f(tp.cpuPerCallUs, 1)} µs${ratio(t6.cpuPerCallUs, tp.cpuPerCallUs)}`,
@@ -717,7 +722,7 @@ async function main() {
   started.load = os.loadavg()[0].toFixed(2);
   log(`mode: ${QUICK ? 'quick' : 'full'}`);
   const probes = {};
-  for (const k of ['direct', 'ponder', 'ponder_r1', 'ponder_r6', 'ponder2', 'nginx', 'portkey', 'tls_ponder', 'tls_ponder_r6', 'tls_nginx', 'resp', 'resp_r1']) {
+  for (const k of ['direct', 'ponder', 'ponder_r1', 'ponder_r6', 'ponder2', 'nginx', 'portkey', 'tls_ponder', 'tls_ponder_h1', 'tls_ponder_r6', 'tls_nginx', 'resp', 'resp_r1']) {
     probes[k] = await probe(T[k]);
     log(`probe ${T[k].label}: status ${probes[k].status}, keep-alive ${probes[k].keepalive}`);
     if (probes[k].keepalive !== 'ok') problems.push(`${T[k].label}: ${probes[k].keepalive}.`);

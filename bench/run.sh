@@ -229,10 +229,13 @@ cat >"$TMP/ponder-tls.json" <<PONDER_TLS
   "workers": 1,
   "log": { "level": "warn", "access_log": "off" },
   "upstreams": [ { "name": "tls", "base_url": "https://127.0.0.1:$TLSUP_PORT/v1", "max_connections": 20000,
-                   "tls": { "ca_file": "$TLS/ca.pem" } } ],
+                   "tls": { "ca_file": "$TLS/ca.pem" } },
+                 { "name": "tls-h1", "base_url": "https://127.0.0.1:$TLSUP_PORT/v1", "max_connections": 20000,
+                   "http2": false, "tls": { "ca_file": "$TLS/ca.pem" } } ],
   "routes": [
     { "name": "r0", "match": { "path_prefix": "/r0" }, "forcing": { "rounds": 0 } },
-    { "name": "r6", "match": { "path_prefix": "/r6" }, "forcing": { "rounds": 6 } }
+    { "name": "r6", "match": { "path_prefix": "/r6" }, "forcing": { "rounds": 6 } },
+    { "name": "h1r0", "match": { "path_prefix": "/h1r0" }, "upstream": "tls-h1", "forcing": { "rounds": 0 } }
   ]
 }
 PONDER_TLS

@@ -134,7 +134,10 @@ pd_xfer_t *pd_upreq_start(pd_exchange_t *ex, const char *method, const char *url
                       .tls_key_file = u->tls_key_file,
                       .tls_insecure = !u->tls_verify,
                       .tls_server_name = u->tls_server_name,
-                      .proxy = u->proxy};
+                      .proxy = u->proxy,
+                      .max_connections = u->max_connections,
+                      .max_conn_requests = u->max_connection_requests,
+                      .max_conn_age_ms = u->max_connection_age_ms};
   pd_xfer_t *x = pd_xfer_start(ex->w->up, &o, cbs, ud);
   free(heap);
   if (x)

@@ -86,7 +86,9 @@ typedef struct pd_upstream_cfg {
   long stall_timeout_ms;
   int retries;
   int max_connections;
-  char *token_limit_param; /* "max_tokens" or "max_completion_tokens" */
+  long max_connection_requests; /* calls per connection; 0 = no limit */
+  long max_connection_age_ms;   /* a connection takes no new call past this age; 0 = none */
+  char *token_limit_param;      /* "max_tokens" or "max_completion_tokens" */
   int http2; /* HTTP/2: https://, offered by ALPN (default on); http://, h2c (default off) */
   /* tls: for https:// upstreams. Paths are checked readable at load, relative ones resolved
    * against the config file's folder; NULL when not set. */

@@ -245,6 +245,24 @@ static const pd_schema_key_t UPSTREAM[] = {
      .max = INT_MAX,
      .def = "256",
      .doc = "concurrent connections to the upstream per worker (further calls queue)"},
+    {.name = "max_connection_requests",
+     .type = PD_SCHEMA_LONG,
+     UP(max_connection_requests),
+     .min = 0,
+     .max = LONG_MAX,
+     .def = "0",
+     .doc = "calls one upstream connection takes before it is closed (HTTP/2: it takes no new "
+            "stream and closes once its streams are done); `0` = no limit; not with "
+            "PONDER_UPSTREAM_CLIENT=curl"},
+    {.name = "max_connection_age_ms",
+     .type = PD_SCHEMA_LONG,
+     UP(max_connection_age_ms),
+     .min = 0,
+     .max = 86400000L * 365,
+     .def = "0",
+     .doc = "an upstream connection older than this (from its connect) takes no new call and "
+            "is closed once idle, e.g. for a load balancer behind one name to see new "
+            "connections; `0` = none"},
     {.name = "token_limit_param",
      .type = PD_SCHEMA_CHOICE,
      UP(token_limit_param),

@@ -49,6 +49,7 @@ struct cxfer {
   size_t body_len;
   long connect_timeout_ms, timeout_ms;
   long stall_ms;     /* stall_timeout_ms; 0 = none */
+  long max_age_ms;   /* max_conn_age_ms; 0 = none (libcurl counts whole seconds) */
   uint64_t start_ms; /* loop ms: the call began */
   uint64_t deadline; /* loop ms: timeout_ms from start_ms, retries included; 0 = none */
   int retries, attempt;
@@ -60,6 +61,7 @@ struct cxfer {
   int deferred; /* on u->deferred */
   int in_cb;
   int head_done; /* on_head delivered */
+  long rx_body;  /* body bytes delivered to on_data */
   int discard;   /* a retryable status: swallow this attempt's body */
   int paused;
   int fail_pending; /* libcurl refused the handle: report it from the loop */
@@ -337,6 +339,7 @@ static size_t on_write_data(char *ptr, size_t size, size_t nmemb, void *userdata
     return 0;
   if (x->paused) /* paused by the caller before this attempt: libcurl keeps the data */
     return CURL_WRITEFUNC_PAUSE;
+  x->rx_body += (long)n;
   x->in_cb++;
   int rc = x->cbs.on_data ? x->cbs.on_data(x->ud, ptr, n) : 0;
   x->in_cb--;
@@ -481,6 +484,11 @@ static int setup_easy(cxfer_t *x) {
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
   curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+  /* The pool's bounds as far as libcurl has them: a connection's age (in whole seconds, at
+   * least one); its slots are the multi handle's (the largest upstream's), and it has no bound
+   * on the calls per connection. */
+  if (x->max_age_ms > 0)
+    curl_easy_setopt(e, CURLOPT_MAXLIFETIME_CONN, (long)((x->max_age_ms + 999) / 1000));
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hdrs);
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write_data);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
@@ -595,6 +603,7 @@ pd_xfer_t *pd_curlup_start(pd_curlup_t *u, const pd_xfer_opts_t *o, const pd_xfe
   x->connect_timeout_ms = o->connect_timeout_ms;
   x->timeout_ms = o->timeout_ms;
   x->stall_ms = o->stall_timeout_ms;
+  x->max_age_ms = o->max_conn_age_ms;
   x->retries = o->retries;
   x->cbs = *cbs;
   x->ud = ud;
@@ -843,6 +852,16 @@ static int map_result(CURLcode rc) {
   }
 }
 
+/* A server may answer before the request body is all sent and then end the stream with
+ * RST_STREAM NO_ERROR ("stop sending", RFC 9113 section 8.1; nginx's `return` does this).
+ * libcurl then fails its send with CURLE_HTTP2_STREAM and no message of its own (a stream reset
+ * with an error code, or one closed before the head, comes with one). The response stands when
+ * its head was delivered and its body is whole, as far as a Content-Length tells. */
+static int answered_early(const cxfer_t *x) {
+  return x->head_done && !x->errbuf[0] && !x->reader_abort &&
+         (x->head.content_length < 0 || x->rx_body == x->head.content_length);
+}
+
 static void check_multi_info(pd_curlup_t *u) {
   CURLMsg *msg;
   int left;
@@ -886,6 +905,8 @@ static void check_multi_info(pd_curlup_t *u) {
     }
     if (x->discard) /* a retryable status whose body broke: report what we have */
       x->discard = 0;
+    if (rc == CURLE_HTTP2_STREAM && answered_early(x))
+      rc = CURLE_OK;
     if (rc == CURLE_OK)
       deliver_head(x);
     int result = map_result(rc);

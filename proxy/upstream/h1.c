@@ -16,7 +16,6 @@
  * bytes h1_wire.c's (h1_int.h between them). */
 #include "upstream/h1_int.h"
 
-static void on_resolved(pd_origin_t *base, int status);
 static void on_connected(uv_connect_t *req, int status);
 static void conn_opened(conn_t *c);
 static void tls_start(conn_t *c);
@@ -29,23 +28,11 @@ pd_h1up_t *pd_h1up_new(uv_loop_t *loop, int max_host_connections) {
   if (!b)
     return NULL;
   b->loop = loop;
-  b->max_conns = max_host_connections > 0 ? max_host_connections : 0;
-  if (uv_timer_init(loop, &b->close_timer) < 0) {
+  if (pd_origin_owner_init(&b->own, loop, max_host_connections) < 0) {
     free(b);
     return NULL;
   }
-  b->close_timer.data = b;
-  pd_proxy_env_load(&b->proxy_env);
   return b;
-}
-
-static void part_closed(pd_h1up_t *b) {
-  if (b->closing && --b->pending_closes == 0 && b->on_closed)
-    b->on_closed(b->on_closed_ud);
-}
-
-static void on_close_timer_closed(uv_handle_t *h) {
-  part_closed(h->data);
 }
 
 static void cancel_now(xfer_t *x) {
@@ -56,35 +43,24 @@ static void cancel_now(xfer_t *x) {
 }
 
 void pd_h1up_close(pd_h1up_t *b, void (*on_closed)(void *ud), void *ud) {
-  b->closing = 1;
-  b->on_closed = on_closed;
-  b->on_closed_ud = ud;
-  b->pending_closes = 1; /* the close timer */
-  while (b->xfers)
-    cancel_now(b->xfers);
+  pd_origin_owner_close(&b->own, on_closed, ud);
+  pd_list_t *xl;
+  while ((xl = pd_list_first(&b->own.xfers)))
+    cancel_now(pd_list_entry(xl, xfer_t, xb.blink));
   /* Every connection not yet freed reports once, closing already or not. */
-  for (conn_t *c = b->conns; c; c = c->next) {
-    b->pending_closes++;
+  pd_list_t *l, *t;
+  pd_list_each(l, t, &b->own.conns) {
+    conn_t *c = pd_list_entry(l, conn_t, blink);
+    b->own.pending_closes++;
     pd_h1up_conn_close(c);
   }
-  for (origin_t *o = b->origins; o; o = o->next)
-    if (o->base.resolving) {
-      b->pending_closes++;
-      uv_cancel((uv_req_t *)&o->base.gai);
-    }
-  uv_close((uv_handle_t *)&b->close_timer, on_close_timer_closed);
+  pd_origin_owner_close_rest(&b->own);
 }
 
 void pd_h1up_free(pd_h1up_t *b) {
   if (!b)
     return;
-  while (b->origins) {
-    origin_t *o = b->origins;
-    b->origins = o->next;
-    pd_origin_free(&o->base);
-    free(o);
-  }
-  pd_proxy_env_free(&b->proxy_env);
+  pd_origin_owner_free(&b->own, offsetof(origin_t, base));
   free(b);
 }
 
@@ -93,33 +69,15 @@ void pd_h1up_free(pd_h1up_t *b) {
 /* tls_key: NULL for http://, else the TLS settings as pd_tls_xfer_key wrote them. */
 static origin_t *origin_get(pd_h1up_t *b, const char *auth, size_t alen, const char *tls_key,
                             const pd_xfer_opts_t *op) {
-  const char *proxy = pd_origin_proxy_for(&b->proxy_env, op, tls_key != NULL, auth, alen);
-  for (origin_t *o = b->origins; o; o = o->next)
-    if (pd_origin_is(&o->base, auth, alen, tls_key, proxy))
-      return o;
-  origin_t *o = calloc(1, sizeof *o);
-  if (!o)
-    return NULL;
   /* Over TLS ALPN offers only HTTP/1.1: calls that may speak h2 start on the HTTP/2 client,
    * which hands an origin whose server chose HTTP/1.1 to this one. */
-  if (pd_origin_init(&o->base, auth, alen, tls_key, proxy, op, 0) < 0) {
-    free(o);
+  pd_origin_t *base = pd_origin_get(&b->own, sizeof(origin_t), offsetof(origin_t, base), auth, alen,
+                                    tls_key, op, 0);
+  if (!base)
     return NULL;
-  }
+  origin_t *o = pd_h1_origin_of(base);
   o->b = b;
-  o->next = b->origins;
-  b->origins = o;
   return o;
-}
-
-static void on_resolved(pd_origin_t *base, int status) {
-  origin_t *o = (origin_t *)((char *)base - offsetof(origin_t, base));
-  pd_h1up_t *b = o->b;
-  if (b->closing) {
-    part_closed(b);
-    return;
-  }
-  pd_origin_conn_resolved(base, status);
 }
 
 /* ---- connections ---------------------------------------------------------------------------- */
@@ -128,19 +86,14 @@ static void conn_handle_closed(conn_t *c) {
   if (--c->pending > 0)
     return;
   pd_h1up_t *b = c->o->b;
-  if (c->prev)
-    c->prev->next = c->next;
-  else
-    b->conns = c->next;
-  if (c->next)
-    c->next->prev = c->prev;
+  pd_list_remove(&c->blink);
   pd_buf_free(&c->hname);
   pd_buf_free(&c->hvalue);
   pd_buf_free(&c->out);
   pd_tls_free(c->tls);
   free(c->orphan);
   free(c);
-  part_closed(b);
+  pd_origin_owner_part_closed(&b->own);
 }
 
 static void on_conn_handle_closed(uv_handle_t *h) {
@@ -180,7 +133,7 @@ void pd_h1up_conn_close_keep_slot(conn_t *c) {
   pd_origin_conn_leave(&c->k);
   c->state = C_CLOSING;
   c->x = NULL;
-  o->nconns--;
+  o->base.nconns--;
   c->pending = 2;
   uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
   uv_close((uv_handle_t *)c->tcp, on_tcp_closed);
@@ -191,7 +144,7 @@ void pd_h1up_conn_close(conn_t *c) {
   origin_t *o = c->o;
   int was_open = c->state != C_CLOSING;
   pd_h1up_conn_close_keep_slot(c);
-  if (was_open && !o->b->closing)
+  if (was_open && !o->b->own.closing)
     pd_h1_xfer_serve_waiters(o);
 }
 
@@ -218,11 +171,8 @@ static conn_t *conn_new_on(origin_t *o, uv_tcp_t *tcp) {
   pd_buf_init(&c->hname);
   pd_buf_init(&c->hvalue);
   pd_buf_init(&c->out);
-  c->next = b->conns;
-  if (b->conns)
-    b->conns->prev = c;
-  b->conns = c;
-  o->nconns++;
+  pd_list_insert_head(&b->own.conns, &c->blink);
+  o->base.nconns++;
   c->state = C_DIALING;
   pd_origin_conn_init(&c->k, c->tcp, on_connected, c, &c->timer, pd_h1_xfer_on_conn_timer,
                       uv_now(b->loop));
@@ -279,6 +229,7 @@ void pd_h1up_arm_deadline(conn_t *c) {
 void pd_h1up_bind_conn(conn_t *c, xfer_t *x) {
   c->x = x;
   x->c = c;
+  pd_origin_conn_take(&c->k);
   c->msg_done = 0;
   c->got_bytes = 0;
   c->aborted = 0;
@@ -288,13 +239,18 @@ void pd_h1up_bind_conn(conn_t *c, xfer_t *x) {
 }
 
 void pd_h1up_conn_start_connect(conn_t *c) {
-  pd_origin_conn_start(&c->o->base, &c->k, c->o->b->loop, on_resolved);
+  pd_origin_conn_start(&c->o->base, &c->k, c->o->b->loop, NULL);
 }
 
-/* Puts a connection whose response ended cleanly back in its origin's idle list. */
+/* Puts a connection whose response ended cleanly back in its origin's idle list, or closes it
+ * when it may take no further call (max_requests, max_age_ms). */
 void pd_h1up_conn_release(conn_t *c) {
   origin_t *o = c->o;
   c->x = NULL;
+  if (!pd_origin_conn_usable(&o->base, &c->k, o->b->loop)) {
+    pd_h1up_conn_close(c);
+    return;
+  }
   c->reused = 1;
   c->idle = 1;
   c->lnext = o->idle;
@@ -539,12 +495,12 @@ int pd_h1up_adopt(pd_h1up_t *b, const pd_xfer_opts_t *op, uv_tcp_t *tcp, pd_tls_
   const char *auth, *path;
   int is_tls;
   long alen = pd_url_split(op->url, &auth, &path, &is_tls);
-  if (b->closing || alen < 0 || !is_tls)
+  if (b->own.closing || alen < 0 || !is_tls)
     return -1;
   char *tls_key = pd_tls_xfer_key(op);
   origin_t *o = tls_key ? origin_get(b, auth, (size_t)alen, tls_key, op) : NULL;
   free(tls_key);
-  if (!o || o->base.bad[0] || (b->max_conns && o->nconns >= b->max_conns))
+  if (!o || o->base.bad[0] || !pd_origin_has_slot(&o->base))
     return -1;
   conn_t *c = conn_new_on(o, tcp);
   if (!c)
@@ -568,12 +524,13 @@ pd_xfer_t *pd_h1up_start(pd_h1up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cb
   int tls;
   long alen = pd_url_split(o->url, &auth, &path, &tls);
   xfer_t *x = NULL;
-  if (b->closing || alen < 0)
+  if (b->own.closing || alen < 0)
     goto fail;
   x = calloc(1, sizeof *x);
   if (!x)
     goto fail;
   pd_list_init(&x->xb.wlink);
+  pd_list_init(&x->xb.blink);
   x->base.ops = &H1_OPS;
   x->b = b;
   char *tls_key = tls ? pd_tls_xfer_key(o) : NULL;
@@ -583,17 +540,7 @@ pd_xfer_t *pd_h1up_start(pd_h1up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cb
   free(tls_key);
   if (!x->o)
     goto fail;
-  size_t plen = strcspn(path, "#");
-  if (plen == 0 || path[0] == '?') {
-    x->path = malloc(plen + 2);
-    if (x->path) {
-      x->path[0] = '/';
-      memcpy(x->path + 1, path, plen);
-      x->path[plen + 1] = '\0';
-    }
-  } else {
-    x->path = strndup(path, plen);
-  }
+  x->path = pd_url_target(path);
   x->method = strdup(o->method);
   if (!x->path || !x->method)
     goto fail;
@@ -617,23 +564,9 @@ pd_xfer_t *pd_h1up_start(pd_h1up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cb
   x->body = o->body;
   x->body_len = o->body_len;
   x->is_head = strcmp(o->method, "HEAD") == 0;
-  x->send_length = o->body || strcmp(o->method, "POST") == 0 || strcmp(o->method, "PUT") == 0 ||
-                   strcmp(o->method, "PATCH") == 0;
-  x->xb.connect_timeout_ms = o->connect_timeout_ms;
-  x->xb.timeout_ms = o->timeout_ms;
-  x->xb.stall_ms = o->stall_timeout_ms;
-  x->xb.retries = o->retries;
-  x->xb.cbs = *cbs;
-  x->xb.ud = ud;
-  x->xb.start_ns = uv_hrtime();
-  x->xb.start_ms = uv_now(b->loop);
-  x->xb.deadline = pd_xfer_deadline(x->xb.start_ms, o->timeout_ms);
-  pd_xhead_init(&x->xb.head);
-  pd_buf_init(&x->xb.held);
-  x->next = b->xfers;
-  if (b->xfers)
-    b->xfers->prev = x;
-  b->xfers = x;
+  x->send_length = pd_xfer_sends_length(o);
+  pd_xfer_base_init(&x->xb, o, cbs, ud, uv_now(b->loop));
+  pd_list_insert_head(&b->own.xfers, &x->xb.blink);
   pd_h1_xfer_new_attempt(x);
   pd_h1_xfer_acquire(x);
   return &x->base;
@@ -652,22 +585,16 @@ fail:
 static void pump(xfer_t *x) {
   while (!x->xb.paused && x->xb.held.len > 0) {
     size_t n;
-    char *data = pd_buf_steal(&x->xb.held, &n);
-    x->xb.in_cb++;
-    int rc = x->xb.cbs.on_data ? x->xb.cbs.on_data(x->xb.ud, data, n) : 0;
-    x->xb.in_cb--;
-    free(data);
-    if (x->xb.cancelled) {
+    int r = pd_xfer_base_give_held(&x->xb, &n);
+    if (r == PD_GIVE_CANCELLED) {
       pd_h1_xfer_destroy(x);
       return;
     }
-    if (rc < 0) {
+    if (r == PD_GIVE_ABORT) {
       x->xb.reader_abort = 1;
-      pd_h1_xfer_finish(x, PD_XFER_EOTHER, "the transfer was aborted by its reader");
+      pd_h1_xfer_finish(x, PD_XFER_EOTHER, PD_XFER_READER_ABORT);
       return;
     }
-    if (rc > 0)
-      x->xb.paused = 1;
   }
   if (x->xb.paused)
     return;

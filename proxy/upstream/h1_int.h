@@ -27,27 +27,21 @@ typedef struct origin origin_t;
 
 struct pd_h1up {
   uv_loop_t *loop;
-  pd_proxy_env_t proxy_env; /* the proxy environment, read once */
-  int max_conns;            /* per origin; 0 = no limit */
-  int closing;
-  int pending_closes;
-  void (*on_closed)(void *);
-  void *on_closed_ud;
-  uv_timer_t close_timer; /* only so that on_closed always runs from the loop */
-  origin_t *origins;
-  conn_t *conns;            /* every connection not yet freed */
-  xfer_t *xfers;            /* every live transfer */
+  pd_origin_owner_t own;    /* its origins, connections, transfers, and its close (origin.h) */
   char rbuf[READ_BUF_SIZE]; /* shared by all reads: data is parsed before the callback returns */
 };
 
 /* One scheme://host:port: its addresses, idle connections and waiting transfers. */
 struct origin {
   pd_h1up_t *b;
-  pd_origin_t base; /* the key, the dialled address, TLS, the proxy */
+  pd_origin_t base; /* the key, the dialled address, TLS, the proxy, the slots (nconns: open or
+                       opening, idle included) */
   conn_t *idle;     /* most recently used first */
-  int nconns;       /* open or opening, idle included */
-  origin_t *next;
 };
+
+static inline origin_t *pd_h1_origin_of(pd_origin_t *base) {
+  return (origin_t *)((char *)base - offsetof(origin_t, base));
+}
 
 /* C_DIALING: looking the address up or connecting (c->k says which). */
 enum { C_DIALING, C_TUNNEL, C_HANDSHAKE, C_OPEN, C_CLOSING };
@@ -72,11 +66,11 @@ struct conn {
   int too_large;
   size_t head_bytes;
   pd_buf_t hname, hvalue;
-  pd_buf_t out;  /* the request head being written */
-  char *orphan;  /* a body left by a transfer cancelled mid-write; freed when the write ends */
-  int pending;   /* handles still to close */
-  conn_t *lnext; /* idle list */
-  conn_t *prev, *next;
+  pd_buf_t out;    /* the request head being written */
+  char *orphan;    /* a body left by a transfer cancelled mid-write; freed when the write ends */
+  int pending;     /* handles still to close */
+  conn_t *lnext;   /* idle list */
+  pd_list_t blink; /* in the backend's conns */
 };
 
 enum { T_NONE, T_RETRY, T_QUEUE, T_FAIL };
@@ -95,7 +89,6 @@ struct xfer {
   int fresh_only;   /* a reused connection died under this attempt: open a new one */
   uv_timer_t timer; /* retry delay, time waiting for a connection, deferred failure */
   int timer_inited, timer_mode;
-  xfer_t *prev, *next;
 };
 
 /* Closes a connection its transfer has already left (c->x == NULL), without giving its slot to

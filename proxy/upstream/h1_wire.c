@@ -198,18 +198,10 @@ static int on_body(llhttp_t *p, const char *at, size_t n) {
     return 0;
   if (x->xb.paused || x->xb.held.len > 0)
     return pd_buf_append(&x->xb.held, at, n) < 0 ? -1 : 0;
-  x->xb.in_cb++;
-  int rc = x->xb.cbs.on_data ? x->xb.cbs.on_data(x->xb.ud, at, n) : 0;
-  x->xb.in_cb--;
-  if (x->xb.cancelled)
-    return -1;
-  if (rc < 0) {
+  int r = pd_xfer_base_give(&x->xb, at, n);
+  if (r == PD_GIVE_ABORT)
     c->aborted = 1;
-    return -1;
-  }
-  if (rc > 0)
-    x->xb.paused = 1;
-  return 0;
+  return r == PD_GIVE_OK ? 0 : -1;
 }
 
 static int on_message_complete(llhttp_t *p) {

@@ -106,18 +106,22 @@ void pd_h1_xfer_acquire(xfer_t *x) {
     pd_h1_xfer_fail_soon(x, PD_XFER_EOTHER, o->base.bad);
     return;
   }
-  if (o->idle && !x->fresh_only) {
+  while (o->idle && !x->fresh_only) {
     conn_t *c = o->idle;
     o->idle = c->lnext;
     c->lnext = NULL;
     c->idle = 0;
+    if (!pd_origin_conn_usable(&o->base, &c->k, b->loop)) {
+      pd_h1up_conn_close_keep_slot(c); /* too old: its slot is this call's */
+      continue;
+    }
     pd_h1up_bind_conn(c, x);
     pd_h1_wire_conn_send(c);
     return;
   }
-  if (b->max_conns && o->nconns >= b->max_conns && o->idle)
+  if (!pd_origin_has_slot(&o->base) && o->idle)
     pd_h1up_conn_close(o->idle); /* a fresh connection is needed: make room */
-  if (!b->max_conns || o->nconns < b->max_conns) {
+  if (pd_origin_has_slot(&o->base)) {
     conn_t *c = pd_h1up_conn_new(o);
     if (!c) {
       pd_h1_xfer_fail_soon(x, PD_XFER_EOTHER, "out of memory opening an upstream connection");
@@ -142,8 +146,8 @@ static void queue_unlink(xfer_t *x) {
 void pd_h1_xfer_serve_waiters(origin_t *o) {
   pd_h1up_t *b = o->b;
   pd_list_t *l;
-  while ((l = pd_origin_next_waiter(&o->base)) && !b->closing &&
-         (o->idle || !b->max_conns || o->nconns < b->max_conns)) {
+  while ((l = pd_origin_next_waiter(&o->base)) && !b->own.closing &&
+         (o->idle || pd_origin_has_slot(&o->base))) {
     xfer_t *x = pd_list_entry(l, xfer_t, xb.wlink);
     queue_unlink(x);
     pd_h1_xfer_stop_timer(x);
@@ -187,7 +191,6 @@ static void on_timer_closed_free(uv_handle_t *h) {
 }
 
 void pd_h1_xfer_destroy(xfer_t *x) {
-  pd_h1up_t *b = x->b;
   queue_unlink(x);
   if (x->c) {
     conn_t *c = x->c;
@@ -198,13 +201,7 @@ void pd_h1_xfer_destroy(xfer_t *x) {
     }
     pd_h1up_conn_close(c);
   }
-  if (x->prev)
-    x->prev->next = x->next;
-  else if (b->xfers == x)
-    b->xfers = x->next;
-  if (x->next)
-    x->next->prev = x->prev;
-  x->prev = x->next = NULL;
+  pd_list_remove(&x->xb.blink);
   pd_xhead_free(&x->xb.head);
   pd_buf_free(&x->xb.held);
   free(x->method);

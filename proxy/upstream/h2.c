@@ -40,16 +40,13 @@ pd_h2up_t *pd_h2up_new(uv_loop_t *loop, int max_host_connections, pd_h1up_t *h1)
     return NULL;
   b->loop = loop;
   b->h1 = h1;
-  b->max_conns = max_host_connections > 0 ? max_host_connections : 0;
   if (pd_h2_session_setup_callbacks(b) < 0)
     goto fail;
   if (nghttp2_option_new(&b->ngopt) != 0)
     goto fail;
   nghttp2_option_set_no_auto_window_update(b->ngopt, 1);
-  if (uv_timer_init(loop, &b->close_timer) < 0)
+  if (pd_origin_owner_init(&b->own, loop, max_host_connections) < 0)
     goto fail;
-  b->close_timer.data = b;
-  pd_proxy_env_load(&b->proxy_env);
   return b;
 fail:
   nghttp2_option_del(b->ngopt);
@@ -59,48 +56,28 @@ fail:
   return NULL;
 }
 
-static void part_closed(pd_h2up_t *b) {
-  if (b->closing && --b->pending_closes == 0 && b->on_closed)
-    b->on_closed(b->on_closed_ud);
-}
-
-static void on_close_timer_closed(uv_handle_t *h) {
-  part_closed(h->data);
-}
-
 void pd_h2up_close(pd_h2up_t *b, void (*on_closed)(void *ud), void *ud) {
-  b->closing = 1;
-  b->on_closed = on_closed;
-  b->on_closed_ud = ud;
-  b->pending_closes = 1; /* the close timer */
-  while (b->xfers) {
-    xfer_t *x = b->xfers;
+  pd_origin_owner_close(&b->own, on_closed, ud);
+  pd_list_t *xl;
+  while ((xl = pd_list_first(&b->own.xfers))) {
+    xfer_t *x = pd_list_entry(xl, xfer_t, xb.blink);
     x->xb.in_cb = 0;
     pd_h2_xfer_destroy(x);
   }
   /* Every connection not yet freed reports once, closing already or not. */
-  for (conn_t *c = b->conns; c; c = c->next) {
-    b->pending_closes++;
+  pd_list_t *l, *t;
+  pd_list_each(l, t, &b->own.conns) {
+    conn_t *c = pd_list_entry(l, conn_t, blink);
+    b->own.pending_closes++;
     conn_fail(c, PD_XFER_EOTHER, "closing");
   }
-  for (origin_t *o = b->origins; o; o = o->next)
-    if (o->base.resolving) {
-      b->pending_closes++;
-      uv_cancel((uv_req_t *)&o->base.gai);
-    }
-  uv_close((uv_handle_t *)&b->close_timer, on_close_timer_closed);
+  pd_origin_owner_close_rest(&b->own);
 }
 
 void pd_h2up_free(pd_h2up_t *b) {
   if (!b)
     return;
-  while (b->origins) {
-    origin_t *o = b->origins;
-    b->origins = o->next;
-    pd_origin_free(&o->base);
-    free(o);
-  }
-  pd_proxy_env_free(&b->proxy_env);
+  pd_origin_owner_free(&b->own, offsetof(origin_t, base));
   nghttp2_option_del(b->ngopt);
   nghttp2_session_callbacks_del(b->ngcbs);
   free(b);
@@ -111,33 +88,15 @@ void pd_h2up_free(pd_h2up_t *b) {
 /* tls_key: NULL for http://, else the TLS settings as pd_tls_xfer_key wrote them. */
 static origin_t *origin_get(pd_h2up_t *b, const char *auth, size_t alen, const char *tls_key,
                             const pd_xfer_opts_t *op) {
-  const char *proxy = pd_origin_proxy_for(&b->proxy_env, op, tls_key != NULL, auth, alen);
-  for (origin_t *o = b->origins; o; o = o->next)
-    if (pd_origin_is(&o->base, auth, alen, tls_key, proxy))
-      return o;
-  origin_t *o = calloc(1, sizeof *o);
-  if (!o)
-    return NULL;
   /* Over TLS ALPN offers h2 and HTTP/1.1: a server that chooses HTTP/1.1 has its origin's
    * calls handed to the HTTP/1.1 client. */
-  if (pd_origin_init(&o->base, auth, alen, tls_key, proxy, op, 1) < 0) {
-    free(o);
+  pd_origin_t *base = pd_origin_get(&b->own, sizeof(origin_t), offsetof(origin_t, base), auth, alen,
+                                    tls_key, op, 1);
+  if (!base)
     return NULL;
-  }
+  origin_t *o = pd_h2_origin_of(base);
   o->b = b;
-  o->next = b->origins;
-  b->origins = o;
   return o;
-}
-
-static void on_resolved(pd_origin_t *base, int status) {
-  origin_t *o = (origin_t *)((char *)base - offsetof(origin_t, base));
-  pd_h2up_t *b = o->b;
-  if (b->closing) {
-    part_closed(b);
-    return;
-  }
-  pd_origin_conn_resolved(base, status);
 }
 
 /* ---- connections ---------------------------------------------------------------------------- */
@@ -146,17 +105,12 @@ static void conn_handle_closed(conn_t *c) {
   if (--c->pending > 0)
     return;
   pd_h2up_t *b = c->o->b;
-  if (c->prev)
-    c->prev->next = c->next;
-  else
-    b->conns = c->next;
-  if (c->next)
-    c->next->prev = c->prev;
+  pd_list_remove(&c->blink);
   pd_buf_free(&c->wbuf);
   pd_buf_free(&c->tunnel);
   pd_tls_free(c->tls);
   free(c);
-  part_closed(b);
+  pd_origin_owner_part_closed(&b->own);
 }
 
 static void on_conn_handle_closed(uv_handle_t *h) {
@@ -178,7 +132,7 @@ static void live_unlink(conn_t *c) {
   if (c->onext)
     c->onext->oprev = c->oprev;
   c->oprev = c->onext = NULL;
-  o->nconns--;
+  o->base.nconns--;
 }
 
 /* Closes the connection. Its streams' transfers are retried or fail (from their timers). */
@@ -232,15 +186,12 @@ conn_t *pd_h2up_conn_new(origin_t *o, long connect_timeout_ms) {
   c->o = o;
   pd_buf_init(&c->wbuf);
   pd_buf_init(&c->tunnel);
-  c->next = b->conns;
-  if (b->conns)
-    b->conns->prev = c;
-  b->conns = c;
+  pd_list_insert_head(&b->own.conns, &c->blink);
   c->onext = o->live;
   if (o->live)
     o->live->oprev = c;
   o->live = c;
-  o->nconns++;
+  o->base.nconns++;
   c->state = C_DIALING;
   pd_origin_conn_init(&c->k, c->tcp, on_connected, c, &c->timer, pd_h2up_on_conn_timer,
                       uv_now(b->loop));
@@ -252,7 +203,7 @@ conn_t *pd_h2up_conn_new(origin_t *o, long connect_timeout_ms) {
 }
 
 void pd_h2up_conn_start_connect(conn_t *c) {
-  pd_origin_conn_start(&c->o->base, &c->k, c->o->b->loop, on_resolved);
+  pd_origin_conn_start(&c->o->base, &c->k, c->o->b->loop, NULL);
 }
 
 static void connect_failed(conn_t *c, int status) {
@@ -604,18 +555,28 @@ static void tls_on_read(conn_t *c, ssize_t nread, const char *data) {
     }
     c->state = C_OPEN;
   }
-  /* The ciphertext is in libssl's buffer now: the shared read buffer takes the plaintext. */
+  /* The ciphertext is in libssl's buffer now: the shared read buffer takes the plaintext, every
+   * record of it before nghttp2 sees the bytes (a server that puts HEADERS and DATA in records of
+   * their own costs one nghttp2_session_mem_recv, not two). */
   char *buf = c->o->b->rbuf;
   for (;;) {
-    ssize_t k = pd_tls_read(c->tls, buf, READ_BUF_SIZE, msg, sizeof msg);
-    if (k == PD_TLS_AGAIN)
-      break;
+    size_t have = 0;
+    ssize_t k;
+    while ((k = pd_tls_read(c->tls, buf + have, READ_BUF_SIZE - have, msg, sizeof msg)) > 0)
+      if ((have += (size_t)k) == READ_BUF_SIZE)
+        break;
+    if (have > 0 && !conn_input(c, (ssize_t)have, buf))
+      return;
     if (k == PD_TLS_ERR) {
       tls_failed(c, msg);
       return;
     }
-    if (!conn_input(c, k == PD_TLS_EOF ? UV_EOF : k, buf))
+    if (k == PD_TLS_EOF) {
+      conn_input(c, UV_EOF, buf);
       return;
+    }
+    if (k == PD_TLS_AGAIN)
+      break;
   }
   if (pd_tls_pending(c->tls))
     pd_tls_send(c->tls, (uv_stream_t *)c->tcp, NULL, NULL); /* a key update's answer */
@@ -634,12 +595,13 @@ pd_xfer_t *pd_h2up_start(pd_h2up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cb
   int tls;
   long alen = pd_url_split(o->url, &auth, &path, &tls);
   xfer_t *x = NULL;
-  if (b->closing || alen < 0)
+  if (b->own.closing || alen < 0)
     goto fail;
   x = calloc(1, sizeof *x);
   if (!x)
     goto fail;
   pd_list_init(&x->xb.wlink);
+  pd_list_init(&x->xb.blink);
   x->base.ops = &H2_OPS;
   x->b = b;
   char *tls_key = tls ? pd_tls_xfer_key(o) : NULL;
@@ -655,41 +617,17 @@ pd_xfer_t *pd_h2up_start(pd_h2up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cb
     op.http2 = 0;
     return pd_h1up_start(b->h1, &op, cbs, ud);
   }
-  size_t plen = strcspn(path, "#");
-  if (plen == 0 || path[0] == '?') {
-    x->path = malloc(plen + 2);
-    if (x->path) {
-      x->path[0] = '/';
-      memcpy(x->path + 1, path, plen);
-      x->path[plen + 1] = '\0';
-    }
-  } else {
-    x->path = strndup(path, plen);
-  }
+  x->path = pd_url_target(path);
   x->method = strdup(o->method);
   if (!x->path || !x->method || pd_h2_xfer_parse_headers(x, o->headers) < 0)
     goto fail;
   x->body = o->body;
   x->body_len = o->body ? o->body_len : 0;
-  x->send_length = o->body || strcmp(o->method, "POST") == 0 || strcmp(o->method, "PUT") == 0 ||
-                   strcmp(o->method, "PATCH") == 0;
-  x->xb.connect_timeout_ms = o->connect_timeout_ms;
-  x->xb.timeout_ms = o->timeout_ms;
-  x->xb.stall_ms = o->stall_timeout_ms;
-  x->xb.retries = o->retries;
-  x->xb.cbs = *cbs;
-  x->xb.ud = ud;
-  x->xb.start_ns = uv_hrtime();
-  x->xb.start_ms = uv_now(b->loop);
-  x->xb.deadline = pd_xfer_deadline(x->xb.start_ms, o->timeout_ms);
-  pd_xhead_init(&x->xb.head);
-  pd_buf_init(&x->xb.held);
+  x->send_length = pd_xfer_sends_length(o);
+  pd_xfer_base_init(&x->xb, o, cbs, ud, uv_now(b->loop));
   uv_timer_init(b->loop, &x->timer);
   x->timer.data = x;
-  x->next = b->xfers;
-  if (b->xfers)
-    b->xfers->prev = x;
-  b->xfers = x;
+  pd_list_insert_head(&b->own.xfers, &x->xb.blink);
   pd_h2_xfer_new_attempt(x);
   pd_h2_session_acquire(x);
   return &x->base;
@@ -711,24 +649,18 @@ static void pump(xfer_t *x) {
   conn_t *c = x->c;
   while (!x->xb.paused && x->xb.held.len > 0) {
     size_t n;
-    char *data = pd_buf_steal(&x->xb.held, &n);
-    x->xb.in_cb++;
-    int rc = x->xb.cbs.on_data ? x->xb.cbs.on_data(x->xb.ud, data, n) : 0;
-    x->xb.in_cb--;
-    free(data);
+    int r = pd_xfer_base_give_held(&x->xb, &n);
     if (x->c && x->c->ng)
       nghttp2_session_consume(x->c->ng, x->stream_id, n);
-    if (x->xb.cancelled) {
+    if (r == PD_GIVE_CANCELLED) {
       pd_h2_xfer_destroy(x);
       goto out;
     }
-    if (rc < 0) {
+    if (r == PD_GIVE_ABORT) {
       x->xb.reader_abort = 1;
-      pd_h2_xfer_finish(x, PD_XFER_EOTHER, "the transfer was aborted by its reader");
+      pd_h2_xfer_finish(x, PD_XFER_EOTHER, PD_XFER_READER_ABORT);
       goto out;
     }
-    if (rc > 0)
-      x->xb.paused = 1;
   }
   if (!x->xb.paused && x->xb.complete_pending)
     pd_h2_xfer_finish(x, PD_XFER_OK, "");

@@ -37,33 +37,27 @@ typedef struct origin origin_t;
 
 struct pd_h2up {
   uv_loop_t *loop;
-  pd_h1up_t *h1;            /* takes the calls to origins whose server chose HTTP/1.1 by ALPN */
-  pd_proxy_env_t proxy_env; /* the proxy environment, read once */
-  int max_conns;            /* per origin; 0 = no limit */
-  int closing;
-  int pending_closes;
-  void (*on_closed)(void *);
-  void *on_closed_ud;
-  uv_timer_t close_timer; /* only so that on_closed always runs from the loop */
+  pd_h1up_t *h1;         /* takes the calls to origins whose server chose HTTP/1.1 by ALPN */
+  pd_origin_owner_t own; /* its origins, connections, transfers, and its close (origin.h) */
   nghttp2_session_callbacks *ngcbs;
   nghttp2_option *ngopt;
-  origin_t *origins;
-  conn_t *conns;            /* every connection not yet freed */
-  xfer_t *xfers;            /* every live (not cancelled) transfer */
   char rbuf[READ_BUF_SIZE]; /* shared by all reads: nghttp2 consumes it before on_read returns */
 };
 
 /* One http://host:port: its addresses, connections and waiting transfers. */
 struct origin {
   pd_h2up_t *b;
-  pd_origin_t base;  /* the key, the dialled address, TLS, the proxy */
+  pd_origin_t base;  /* the key, the dialled address, TLS, the proxy, the slots (nconns: the
+                        length of live) */
   int h1;            /* its server chose HTTP/1.1 by ALPN: calls go to the HTTP/1.1 client */
   conn_t *live;      /* connections not closing, newest first */
-  int nconns;        /* the length of live */
   uint32_t peer_max; /* the server's last SETTINGS_MAX_CONCURRENT_STREAMS; 0 = not known */
   int serving, serve_again;
-  origin_t *next;
 };
+
+static inline origin_t *pd_h2_origin_of(pd_origin_t *base) {
+  return (origin_t *)((char *)base - offsetof(origin_t, base));
+}
 
 /* C_DIALING: looking the address up or connecting (c->k says which). */
 enum { C_DIALING, C_TUNNEL, C_HANDSHAKE, C_OPEN, C_CLOSING };
@@ -78,8 +72,9 @@ struct conn {
   pd_buf_t tunnel; /* through a proxy: its reply to CONNECT, as it arrives */
   origin_t *o;
   int state;
-  int ready;  /* the server's SETTINGS arrived */
-  int goaway; /* takes no new streams */
+  int ready;   /* the server's SETTINGS arrived */
+  int goaway;  /* takes no new streams */
+  int retired; /* neither (its calls or its age reached the pool's bounds): closes once idle */
   uint32_t goaway_code;
   int served; /* a stream has ended on it */
   int writing;
@@ -90,7 +85,7 @@ struct conn {
   xfer_t *streams; /* bound transfers, cancelled ones included until their stream closes */
   pd_buf_t wbuf;   /* frames being written */
   conn_t *oprev, *onext;
-  conn_t *prev, *next;
+  pd_list_t blink; /* in the backend's conns */
 };
 
 enum { T_NONE, T_DEADLINE, T_RETRY, T_FAIL, T_ENDED };
@@ -124,7 +119,6 @@ struct xfer {
   size_t head_bytes;
   uv_timer_t timer;
   int timer_mode;
-  xfer_t *prev, *next;
 };
 
 /* A new connection of origin o with its nghttp2 session and our SETTINGS queued, not yet
@@ -178,6 +172,8 @@ void pd_h2_xfer_hand_over(xfer_t *x);
 void pd_h2_session_submit(conn_t *c, xfer_t *x);
 /* Gets the transfer a stream, or a place in the queue (first come, first served). */
 void pd_h2_session_acquire(xfer_t *x);
+/* The connection takes no new streams (the pool's bounds): it closes once it has none. */
+void pd_h2_session_retire(conn_t *c);
 /* Places o's waiting transfers on connections with free stream slots, in order; safe to
  * call from inside itself (it loops again instead). */
 void pd_h2_session_serve_waiters(origin_t *o);

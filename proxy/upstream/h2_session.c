@@ -90,11 +90,20 @@ void pd_h2_session_submit(conn_t *c, xfer_t *x) {
     c->streams->sprev = x;
   c->streams = x;
   c->nstreams++;
+  pd_origin_conn_take(&c->k);
+  if (!pd_origin_conn_usable(&c->o->base, &c->k, c->o->b->loop))
+    c->retired = 1;                    /* its last call: it closes when its streams are done */
   x->xb.rx_ms = uv_now(c->o->b->loop); /* the attempt starts: its stall clock with it */
   pd_h2_xfer_arm_deadline(x);
   if (c->ready)
     uv_timer_stop(&c->timer); /* no idle expiry while it has streams */
   pd_h2up_conn_flush(c);
+}
+
+void pd_h2_session_retire(conn_t *c) {
+  c->retired = 1;
+  if (c->state == C_OPEN && c->ready && c->nstreams == 0)
+    uv_timer_start(&c->timer, pd_h2up_on_conn_timer, 0, 0); /* idle: closes from its timer */
 }
 
 static uint32_t conn_max_streams(conn_t *c) {
@@ -113,10 +122,11 @@ static uint32_t conn_max_streams(conn_t *c) {
  * connection to spare. */
 static int place(xfer_t *x) {
   origin_t *o = x->o;
-  pd_h2up_t *b = x->b;
   int unready = 0;
   for (conn_t *c = o->live; c; c = c->onext) {
-    if (c->goaway)
+    if (!c->retired && !pd_origin_conn_usable(&o->base, &c->k, x->b->loop))
+      pd_h2_session_retire(c); /* too old */
+    if (c->goaway || c->retired)
       continue;
     if ((uint32_t)c->nstreams < conn_max_streams(c)) {
       pd_h2_session_submit(c, x);
@@ -125,7 +135,7 @@ static int place(xfer_t *x) {
     if (!c->ready)
       unready = 1;
   }
-  if (unready || (b->max_conns && o->nconns >= b->max_conns))
+  if (unready || !pd_origin_has_slot(&o->base))
     return 0;
   conn_t *c = pd_h2up_conn_new(o, x->xb.connect_timeout_ms);
   if (!c) {
@@ -143,7 +153,7 @@ static void enqueue(xfer_t *x, int front) {
 
 /* Gets the transfer a stream, or a place in the queue (first come, first served). */
 void pd_h2_session_acquire(xfer_t *x) {
-  if (x->b->closing) {
+  if (x->b->own.closing) {
     pd_h2_xfer_fail_soon(x, PD_XFER_EOTHER, "the upstream client is closing");
     return;
   }
@@ -161,7 +171,7 @@ void pd_h2_session_acquire(xfer_t *x) {
 }
 
 void pd_h2_session_serve_waiters(origin_t *o) {
-  if (o->b->closing)
+  if (o->b->own.closing)
     return;
   if (o->serving) {
     o->serve_again = 1;
@@ -242,7 +252,7 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud) 
     if (!(f->hd.flags & NGHTTP2_FLAG_ACK) && !c->ready) {
       c->ready = 1;
       if (c->nstreams == 0)
-        uv_timer_start(&c->timer, pd_h2up_on_conn_timer, IDLE_MAX_MS, 0);
+        uv_timer_start(&c->timer, pd_h2up_on_conn_timer, c->retired ? 0 : IDLE_MAX_MS, 0);
       else
         uv_timer_stop(&c->timer); /* connected: the connect timeout is over */
     }
@@ -306,21 +316,14 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
     }
     return 0;
   }
-  x->xb.in_cb++;
-  int rc = x->xb.cbs.on_data ? x->xb.cbs.on_data(x->xb.ud, (const char *)data, len) : 0;
-  x->xb.in_cb--;
+  int r = pd_xfer_base_give(&x->xb, (const char *)data, len);
   nghttp2_session_consume(ng, id, len);
-  if (x->xb.cancelled) {
+  if (r == PD_GIVE_CANCELLED) {
     pd_h2_xfer_destroy(x);
-    return 0;
-  }
-  if (rc < 0) {
+  } else if (r == PD_GIVE_ABORT) {
     x->xb.reader_abort = 1;
-    pd_h2_xfer_finish(x, PD_XFER_EOTHER, "the transfer was aborted by its reader");
-    return 0;
+    pd_h2_xfer_finish(x, PD_XFER_EOTHER, PD_XFER_READER_ABORT);
   }
-  if (rc > 0)
-    x->xb.paused = 1;
   return 0;
 }
 

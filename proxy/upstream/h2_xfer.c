@@ -126,7 +126,7 @@ void pd_h2_xfer_stream_release(xfer_t *x) {
   /* Idle: closed after IDLE_MAX_MS, or at once (from the timer: this may run inside nghttp2)
    * when it takes no new streams. */
   if (c->state == C_OPEN && c->ready && c->nstreams == 0)
-    uv_timer_start(&c->timer, pd_h2up_on_conn_timer, c->goaway ? 0 : IDLE_MAX_MS, 0);
+    uv_timer_start(&c->timer, pd_h2up_on_conn_timer, c->goaway || c->retired ? 0 : IDLE_MAX_MS, 0);
 }
 
 /* Cancels for good: no callback runs after this. The memory goes once the timer has closed and
@@ -134,7 +134,6 @@ void pd_h2_xfer_stream_release(xfer_t *x) {
 void pd_h2_xfer_destroy(xfer_t *x) {
   if (x->destroyed)
     return;
-  pd_h2up_t *b = x->b;
   x->destroyed = 1;
   x->xb.cancelled = 1;
   if (x->inner) { /* no callback after this: the HTTP/1.1 client promises the same */
@@ -142,13 +141,7 @@ void pd_h2_xfer_destroy(xfer_t *x) {
     x->inner = NULL;
   }
   pd_h2_xfer_queue_unlink(x);
-  if (x->prev)
-    x->prev->next = x->next;
-  else if (b->xfers == x)
-    b->xfers = x->next;
-  if (x->next)
-    x->next->prev = x->prev;
-  x->prev = x->next = NULL;
+  pd_list_remove(&x->xb.blink);
   stop_xfer_timer(x);
   uv_close((uv_handle_t *)&x->timer, on_xfer_timer_closed);
   conn_t *c = x->c;

@@ -13,11 +13,41 @@ const char *pd_origin_proxy_for(const pd_proxy_env_t *env, const pd_xfer_opts_t 
   return pd_proxy_pick(env, op->proxy, tls, auth, alen);
 }
 
+static int slots_of(const pd_xfer_opts_t *op, const pd_origin_owner_t *own) {
+  return op->max_connections > 0 ? op->max_connections : own ? own->max_conns : 0;
+}
+
 int pd_origin_is(const pd_origin_t *o, const char *auth, size_t alen, const char *tls_key,
-                 const char *proxy) {
+                 const char *proxy, const pd_xfer_opts_t *op, const pd_origin_owner_t *own) {
   return o->a.alen == alen && memcmp(o->a.authority, auth, alen) == 0 &&
          (tls_key ? o->tls_key && strcmp(o->tls_key, tls_key) == 0 : !o->tls_key) &&
-         (proxy ? o->proxy && strcmp(o->proxy, proxy) == 0 : !o->proxy);
+         (proxy ? o->proxy && strcmp(o->proxy, proxy) == 0 : !o->proxy) &&
+         o->max_conns == slots_of(op, own) &&
+         o->max_requests == (op->max_conn_requests > 0 ? op->max_conn_requests : 0) &&
+         o->max_age_ms == (uint64_t)(op->max_conn_age_ms > 0 ? op->max_conn_age_ms : 0);
+}
+
+pd_origin_t *pd_origin_get(pd_origin_owner_t *own, size_t size, size_t offset, const char *auth,
+                           size_t alen, const char *tls_key, const pd_xfer_opts_t *op,
+                           int alpn_h2) {
+  pd_origin_t **list = &own->origins;
+  const char *proxy = pd_origin_proxy_for(&own->proxy_env, op, tls_key != NULL, auth, alen);
+  for (pd_origin_t *o = *list; o; o = o->next)
+    if (pd_origin_is(o, auth, alen, tls_key, proxy, op, own))
+      return o;
+  char *mem = calloc(1, size);
+  if (!mem)
+    return NULL;
+  pd_origin_t *o = (pd_origin_t *)(mem + offset);
+  if (pd_origin_init(o, auth, alen, tls_key, proxy, op, alpn_h2) < 0) {
+    free(mem);
+    return NULL;
+  }
+  o->own = own;
+  o->max_conns = slots_of(op, own);
+  o->next = *list;
+  *list = o;
+  return o;
 }
 
 static char *dup_or_null(const char *s, int *bad) {
@@ -32,6 +62,13 @@ static char *dup_or_null(const char *s, int *bad) {
 int pd_origin_init(pd_origin_t *o, const char *auth, size_t alen, const char *tls_key,
                    const char *proxy, const pd_xfer_opts_t *op, int alpn_h2) {
   o->dial = &o->a;
+  o->max_conns = slots_of(op, NULL);
+  o->max_requests = op->max_conn_requests > 0 ? op->max_conn_requests : 0;
+  o->max_age_ms = (uint64_t)(op->max_conn_age_ms > 0 ? op->max_conn_age_ms : 0);
+  /* A call handed to another framing keeps the pool it was made for. */
+  o->tls_opts.max_connections = op->max_connections;
+  o->tls_opts.max_conn_requests = op->max_conn_requests;
+  o->tls_opts.max_conn_age_ms = op->max_conn_age_ms;
   pd_list_init(&o->waiters);
   pd_list_init(&o->resolve_wait);
   if (pd_origin_addr_init(&o->a, auth, alen, tls_key ? "443" : "80") < 0)
@@ -104,6 +141,7 @@ void pd_origin_conn_init(pd_origin_conn_t *k, uv_tcp_t *tcp, uv_connect_cb on_co
   k->resolving = 0;
   k->err = 0;
   k->start = now;
+  k->calls = 0;
 }
 
 /* The framing's timer reports err: no callback of the framing runs inside the call. */
@@ -121,8 +159,19 @@ void pd_origin_conn_to(pd_origin_t *o, pd_origin_conn_t *k, int idx) {
     conn_defer(k, rc);
 }
 
+/* The owner's lookup callback: while its backend closes the lookup only counts as closed. */
+static void owner_resolved(pd_origin_t *o, int status) {
+  if (o->own && o->own->closing) {
+    pd_origin_owner_part_closed(o->own);
+    return;
+  }
+  pd_origin_conn_resolved(o, status);
+}
+
 void pd_origin_conn_start(pd_origin_t *o, pd_origin_conn_t *k, uv_loop_t *loop,
                           void (*resolved)(pd_origin_t *o, int status)) {
+  if (!resolved)
+    resolved = owner_resolved;
   if (pd_origin_addr_fresh(o->dial, uv_now(loop))) {
     pd_origin_conn_to(o, k, 0);
     return;
@@ -170,6 +219,56 @@ void pd_origin_free(pd_origin_t *o) {
   free((char *)o->tls_opts.tls_key_file);
   free((char *)o->tls_opts.tls_server_name);
   memset(o, 0, sizeof *o);
+}
+
+/* ---- the backend's shared core ------------------------------------------------------------ */
+
+int pd_origin_owner_init(pd_origin_owner_t *w, uv_loop_t *loop, int max_conns) {
+  w->loop = loop;
+  pd_list_init(&w->conns);
+  pd_list_init(&w->xfers);
+  w->max_conns = max_conns > 0 ? max_conns : 0;
+  int rc = uv_timer_init(loop, &w->close_timer);
+  if (rc < 0)
+    return rc;
+  w->close_timer.data = w;
+  pd_proxy_env_load(&w->proxy_env);
+  return 0;
+}
+
+void pd_origin_owner_part_closed(pd_origin_owner_t *w) {
+  if (w->closing && --w->pending_closes == 0 && w->on_closed)
+    w->on_closed(w->on_closed_ud);
+}
+
+static void on_close_timer_closed(uv_handle_t *h) {
+  pd_origin_owner_part_closed(h->data);
+}
+
+void pd_origin_owner_close(pd_origin_owner_t *w, void (*on_closed)(void *), void *ud) {
+  w->closing = 1;
+  w->on_closed = on_closed;
+  w->on_closed_ud = ud;
+  w->pending_closes = 1; /* the close timer */
+}
+
+void pd_origin_owner_close_rest(pd_origin_owner_t *w) {
+  for (pd_origin_t *o = w->origins; o; o = o->next)
+    if (o->resolving) {
+      w->pending_closes++;
+      uv_cancel((uv_req_t *)&o->gai);
+    }
+  uv_close((uv_handle_t *)&w->close_timer, on_close_timer_closed);
+}
+
+void pd_origin_owner_free(pd_origin_owner_t *w, size_t offset) {
+  while (w->origins) {
+    pd_origin_t *o = w->origins;
+    w->origins = o->next;
+    pd_origin_free(o);
+    free((char *)o - offset);
+  }
+  pd_proxy_env_free(&w->proxy_env);
 }
 
 /* ---- an origin's (or a proxy's) address: the authority parsed, resolved, cached ------- */

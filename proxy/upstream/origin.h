@@ -11,7 +11,51 @@
 #include "upstream/tls.h"
 #include "upstream/upstream_int.h"
 
+struct pd_origin;
+
+/* What a framing's backend and its origins share (the backend embeds one; each origin points to
+ * it): its origins, connections and transfers, the proxy environment, the connection slots an
+ * origin gets when a call names none, and the backend's close: every connection and lookup
+ * left reports once (pd_origin_owner_part_closed) and on_closed runs after the last, from the
+ * loop. */
+typedef struct pd_origin_owner {
+  uv_loop_t *loop;
+  struct pd_origin *origins; /* newest first (pd_origin_get) */
+  pd_list_t conns;           /* every connection not yet freed (the framing's links) */
+  pd_list_t xfers;           /* every live transfer (pd_xfer_base_t.blink) */
+  pd_proxy_env_t proxy_env;  /* read once */
+  int max_conns;             /* slots per origin when the call sets none; 0 = no limit */
+  int closing;
+  int pending_closes;
+  void (*on_closed)(void *);
+  void *on_closed_ud;
+  uv_timer_t close_timer; /* only so that on_closed always runs from the loop */
+} pd_origin_owner_t;
+
+/* Sets w up on loop (max_conns: see above). Returns 0, or a libuv error. */
+int pd_origin_owner_init(pd_origin_owner_t *w, uv_loop_t *loop, int max_conns);
+/* The backend starts closing: on_closed(ud) runs once every part counted in pending_closes
+ * (the close timer, and whatever the framing adds) has reported. */
+void pd_origin_owner_close(pd_origin_owner_t *w, void (*on_closed)(void *), void *ud);
+/* After the framing counted its connections: cancels the lookups under way and closes the
+ * timer, each counted too. */
+void pd_origin_owner_close_rest(pd_origin_owner_t *w);
+/* One part of a closing backend is done. */
+void pd_origin_owner_part_closed(pd_origin_owner_t *w);
+/* Frees the origins (made by pd_origin_get with this offset) and the proxy environment. */
+void pd_origin_owner_free(pd_origin_owner_t *w, size_t offset);
+
 typedef struct pd_origin {
+  struct pd_origin *next; /* the backend's origins, newest first (pd_origin_get) */
+  pd_origin_owner_t *own;
+  /* The pool's bounds, from the calls' options (part of the key: upstreams that differ in them
+   * keep pools of their own): connections open or opening at once (0 = no limit), and when a
+   * connection retires (takes no new call): after max_requests calls, or max_age_ms after its
+   * connect started (0 = never). nconns counts the open or opening ones. */
+  int max_conns;
+  int nconns;
+  long max_requests;
+  uint64_t max_age_ms;
   pd_origin_addr_t a; /* a.authority is the key (and the Host header / :authority) */
   /* Through a proxy: its URL (part of the key) and address; dial is where connections go
    * (&pa through a proxy, else &a). */
@@ -58,15 +102,17 @@ typedef struct pd_origin_conn {
   int idx;         /* dial's address being tried */
   int resolving;   /* no address yet: a failure is the lookup's */
   int err;         /* a failure for the timer to report; 0 = none */
-  uint64_t start;  /* loop ms: the connect timeout runs from here */
+  uint64_t start;  /* loop ms: the connect timeout, and the connection's age, run from here */
+  long calls;      /* calls it has taken (pd_origin_conn_take) */
 } pd_origin_conn_t;
 
 /* Sets k up for a connection whose socket is tcp (data: the framing's connection, for req). */
 void pd_origin_conn_init(pd_origin_conn_t *k, uv_tcp_t *tcp, uv_connect_cb on_connect, void *data,
                          uv_timer_t *timer, uv_timer_cb on_timer, uint64_t now);
 /* Starts k towards o: connects to dial's first address when they are fresh, else waits for
- * o's lookup (starting it; resolved is the framing's pd_origin_resolve callback, which calls
- * pd_origin_conn_resolved). */
+ * o's lookup (starting it; resolved is the pd_origin_resolve callback, which calls
+ * pd_origin_conn_resolved; NULL: o's owner's, which reports to lookup_closed instead while the
+ * backend closes). */
 void pd_origin_conn_start(pd_origin_t *o, pd_origin_conn_t *k, uv_loop_t *loop,
                           void (*resolved)(pd_origin_t *o, int status));
 /* Connects k to dial's address idx. */
@@ -84,6 +130,22 @@ static inline int pd_origin_conn_has_next(const pd_origin_t *o, int resolving, i
 }
 /* The message for a failed lookup (resolving) or connect, with libuv's status, into msg. */
 void pd_origin_conn_msg(const pd_origin_t *o, int resolving, int status, char *msg, size_t n);
+
+/* Connection slots: whether o may open another connection. */
+static inline int pd_origin_has_slot(const pd_origin_t *o) {
+  return !o->max_conns || o->nconns < o->max_conns;
+}
+/* Whether connection k may take another call now (max_requests, max_age_ms; the clock is
+ * read only when an age bound is set). */
+static inline int pd_origin_conn_usable(const pd_origin_t *o, const pd_origin_conn_t *k,
+                                        uv_loop_t *loop) {
+  return (!o->max_requests || k->calls < o->max_requests) &&
+         (!o->max_age_ms || uv_now(loop) - k->start < o->max_age_ms);
+}
+/* Connection k takes a call: counted against max_requests. */
+static inline void pd_origin_conn_take(pd_origin_conn_t *k) {
+  k->calls++;
+}
 
 /* The waiter queue: a transfer's link joins at the tail, or at the head (a transfer that had
  * its turn already and found no room); the oldest waiter's link, or NULL; leaving it is
@@ -103,9 +165,16 @@ static inline pd_list_t *pd_origin_next_waiter(const pd_origin_t *o) {
 /* The proxy a call to auth takes (see pd_proxy_pick), for pd_origin_is and pd_origin_init. */
 const char *pd_origin_proxy_for(const pd_proxy_env_t *env, const pd_xfer_opts_t *op, int tls,
                                 const char *auth, size_t alen);
-/* o is the origin for auth with these TLS settings (tls_key, NULL for http://) and proxy. */
+/* o is the origin for auth with these TLS settings (tls_key, NULL for http://), proxy and the
+ * pool bounds of op (own's slots when op sets none). */
 int pd_origin_is(const pd_origin_t *o, const char *auth, size_t alen, const char *tls_key,
-                 const char *proxy);
+                 const char *proxy, const pd_xfer_opts_t *op, const pd_origin_owner_t *own);
+/* The origin of a call to auth (TLS settings tls_key, NULL for http://; op's proxy and pool
+ * bounds) among own's origins, else a new one: size bytes calloc'd (the framing's origin, its
+ * pd_origin_t at offset), set up with pd_origin_init and linked at the head. Returns its
+ * pd_origin_t, or NULL when out of memory. pd_origin_owner_free frees them. */
+pd_origin_t *pd_origin_get(pd_origin_owner_t *own, size_t size, size_t offset, const char *auth,
+                           size_t alen, const char *tls_key, const pd_xfer_opts_t *op, int alpn_h2);
 /* Sets o up (o zeroed by the caller); alpn_h2: TLS offers h2 by ALPN. A TLS context or proxy
  * that cannot be built is no failure here: o->bad says why, and the framing fails its calls.
  * Returns 0, or -1 (out of memory, an authority that does not parse) with nothing to free. */

@@ -231,6 +231,10 @@ int pd_tls_alpn_h2(const pd_tls_t *t) {
 }
 
 ssize_t pd_tls_read(pd_tls_t *t, char *buf, size_t cap, char *err, size_t errlen) {
+  /* Nothing fed and nothing decrypted left: SSL_read would only fail with WANT_READ, at the
+   * price of its error path on every read that ends a response. */
+  if (BIO_ctrl_pending(t->rbio) == 0 && SSL_pending(t->ssl) == 0)
+    return PD_TLS_AGAIN;
   int k = SSL_read(t->ssl, buf, cap > 1 << 30 ? 1 << 30 : (int)cap);
   if (k > 0)
     return k;

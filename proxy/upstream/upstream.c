@@ -372,6 +372,13 @@ void pd_xfer_base_done(pd_xfer_base_t *t, int result, const char *msg) {
   }
 }
 
+int pd_xfer_base_give_held(pd_xfer_base_t *t, size_t *n) {
+  char *data = pd_buf_steal(&t->held, n);
+  int r = pd_xfer_base_give(t, data, *n);
+  free(data);
+  return r;
+}
+
 int pd_xfer_base_may_retry(const pd_xfer_base_t *t, uint64_t now, long delay_ms) {
   return t->attempt < t->retries && pd_xfer_retry_fits(t->deadline, now, delay_ms);
 }
@@ -388,7 +395,40 @@ void pd_xfer_base_new_attempt(pd_xfer_base_t *t) {
   pd_xhead_reset(&t->head);
 }
 
+void pd_xfer_base_init(pd_xfer_base_t *t, const pd_xfer_opts_t *o, const pd_xfer_cbs_t *cbs,
+                       void *ud, uint64_t now) {
+  t->connect_timeout_ms = o->connect_timeout_ms;
+  t->timeout_ms = o->timeout_ms;
+  t->stall_ms = o->stall_timeout_ms;
+  t->retries = o->retries;
+  t->cbs = *cbs;
+  t->ud = ud;
+  t->start_ns = uv_hrtime();
+  t->start_ms = now;
+  t->deadline = pd_xfer_deadline(now, o->timeout_ms);
+  pd_xhead_init(&t->head);
+  pd_buf_init(&t->held);
+}
+
+int pd_xfer_sends_length(const pd_xfer_opts_t *o) {
+  return o->body || strcmp(o->method, "POST") == 0 || strcmp(o->method, "PUT") == 0 ||
+         strcmp(o->method, "PATCH") == 0;
+}
+
 /* ---- URLs, as the native clients split them ------------------------------------------------ */
+
+char *pd_url_target(const char *path) {
+  size_t plen = strcspn(path, "#");
+  if (plen > 0 && path[0] != '?')
+    return strndup(path, plen);
+  char *t = malloc(plen + 2);
+  if (t) {
+    t[0] = '/';
+    memcpy(t + 1, path, plen);
+    t[plen + 1] = '\0';
+  }
+  return t;
+}
 
 long pd_url_split(const char *url, const char **auth, const char **path, int *tls) {
   const char *a;

@@ -69,6 +69,13 @@ typedef struct pd_xfer_opts {
   /* An HTTP proxy URL (http://host:port) for this call; NULL: $https_proxy / $http_proxy and
    * $no_proxy decide, as curl reads them. */
   const char *proxy;
+  /* The pool of the call's origin (native clients; libcurl as far as it allows): connections
+   * open at once (0: the client's default), and when a connection takes no new call: after
+   * max_conn_requests calls, or max_conn_age_ms after it was opened (0 = never). Calls that
+   * differ in them keep pools of their own. */
+  int max_connections;
+  long max_conn_requests;
+  long max_conn_age_ms;
 } pd_xfer_opts_t;
 
 pd_upstream_t *pd_upstream_new(uv_loop_t *loop, int max_host_connections);

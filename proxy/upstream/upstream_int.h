@@ -107,6 +107,7 @@ typedef struct pd_xfer_base {
    * framing's deadline timer checks it when it fires and re-arms itself. */
   uint64_t rx_ms;
   pd_list_t wlink; /* in its origin's waiter queue */
+  pd_list_t blink; /* in its framing's list of live transfers */
 } pd_xfer_base_t;
 
 /* Reports t's response head to the caller, once per transfer, unless cancelled. */
@@ -114,6 +115,25 @@ void pd_xfer_base_head(pd_xfer_base_t *t);
 /* The caller's on_done with result and msg (the head first when result is PD_XFER_OK), unless
  * cancelled; the framing destroys the transfer afterwards. */
 void pd_xfer_base_done(pd_xfer_base_t *t, int result, const char *msg);
+/* Hands body bytes to the caller's on_data (the re-entrancy guard held around it): PD_GIVE_OK
+ * (paused set when it asked for a pause), PD_GIVE_CANCELLED (it cancelled the transfer: no
+ * callback may follow) or PD_GIVE_ABORT (it asked to abort). */
+enum { PD_GIVE_OK = 0, PD_GIVE_CANCELLED = -1, PD_GIVE_ABORT = -2 };
+static inline int pd_xfer_base_give(pd_xfer_base_t *t, const char *p, size_t n) {
+  t->in_cb++;
+  int rc = t->cbs.on_data ? t->cbs.on_data(t->ud, p, n) : 0;
+  t->in_cb--;
+  if (t->cancelled)
+    return PD_GIVE_CANCELLED;
+  if (rc < 0)
+    return PD_GIVE_ABORT;
+  if (rc > 0)
+    t->paused = 1;
+  return PD_GIVE_OK;
+}
+/* The same for everything held while paused, taken out of held (its length in *n). */
+int pd_xfer_base_give_held(pd_xfer_base_t *t, size_t *n);
+#define PD_XFER_READER_ABORT "the transfer was aborted by its reader"
 /* Whether another attempt is allowed now (loop ms) after delay_ms: retries left, and the
  * total deadline leaves room. */
 int pd_xfer_base_may_retry(const pd_xfer_base_t *t, uint64_t now, long delay_ms);
@@ -122,6 +142,12 @@ void pd_xfer_base_fail_later(pd_xfer_base_t *t, int result, const char *msg);
 /* Forgets what the previous attempt received (its head, held body, discard and completion)
  * before the next one; paused stays, it is the caller's. */
 void pd_xfer_base_new_attempt(pd_xfer_base_t *t);
+/* Sets t up for a call of o (its timeouts, retries, callbacks; the clock from now, loop ms);
+ * the framing links wlink and blink itself. */
+void pd_xfer_base_init(pd_xfer_base_t *t, const pd_xfer_opts_t *o, const pd_xfer_cbs_t *cbs,
+                       void *ud, uint64_t now);
+/* Whether a call of o states its body's length even when it has none (POST, PUT, PATCH). */
+int pd_xfer_sends_length(const pd_xfer_opts_t *o);
 
 /* An origin's (or a proxy's) address, as the native clients keep it (origin.c): the authority
  * parsed, literal IP addresses taken as they are, host names resolved with uv_getaddrinfo and
@@ -139,6 +165,9 @@ typedef struct pd_origin_addr {
   uint64_t resolved_at;
 } pd_origin_addr_t;
 
+/* The request target for the path pd_url_split found: the fragment cut, "/" put before an
+ * empty path or a bare query. Returns a malloc'd string, or NULL. */
+char *pd_url_target(const char *path);
 /* Splits "http://authority/path?query" or "https://..." (*tls set to 1 for https); returns the
  * authority's length or -1. */
 long pd_url_split(const char *url, const char **auth, const char **path, int *tls);

@@ -24,9 +24,6 @@ delete process.env.OPENAI_BASE_URL;
 delete process.env.OPENAI_API_KEY;
 
 const T = { timeout: 30000 };
-// libcurl fails a stream that a RST_STREAM NO_ERROR ends before its END_STREAM (node's server
-// sends them in that order); the native client keeps the response.
-const CURL_RST = process.env.PONDER_UPSTREAM_CLIENT === 'curl' ? 'libcurl fails a stream reset before END_STREAM' : false;
 const SKIP = haveOpenssl() ? false : 'needs openssl';
 const SANITIZER = /ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|SUMMARY: \w+Sanitizer/;
 const NOPROXY = { https_proxy: '', HTTPS_PROXY: '', http_proxy: '', HTTP_PROXY: '', all_proxy: '', ALL_PROXY: '', no_proxy: '', NO_PROXY: '' };
@@ -286,7 +283,7 @@ describe('TLS upstreams', { skip: SKIP }, () => {
     });
   }
 
-  it('HTTP/2: a complete response, then RST_STREAM NO_ERROR while the request body is still going out, is relayed', { ...T, todo: CURL_RST }, async () => {
+  it('HTTP/2: a complete response, then RST_STREAM NO_ERROR while the request body is still going out, is relayed', T, async () => {
     const big = 'x'.repeat(300 * 1024); // more than the stream's initial window: still sending
     const { up } = await withPair({ leaf: pki.server, h2: true }, { ca_file: pki.ca.cert }, async (p) => {
       for (let i = 0; i < 3; i++) {

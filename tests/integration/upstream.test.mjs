@@ -641,6 +641,51 @@ describe('upstream client: a pause holds across a pending retry', () => {
   });
 });
 
+describe('upstream client: the pool\'s bounds', () => {
+  it('max_connections: two upstreams on one origin keep their own slots', T, async () => {
+    // Each reply waits 150 ms, so calls overlap: "one" (1 slot) never has two connections open,
+    // "many" opens one per concurrent call.
+    const up = await startRawUpstream((sock) => { setTimeout(() => sock.write(ok(CHAT)), 150); });
+    const base = `http://127.0.0.1:${up.port}/v1`;
+    const p = await startPonder({ config: {
+      log: { level: 'warn', access_log: 'off' },
+      upstreams: [{ name: 'one', base_url: base, max_connections: 1, retries: 0 },
+        { name: 'many', base_url: base, max_connections: 8, retries: 0 }],
+      routes: [{ name: 'one', match: { path_prefix: '/one' }, upstream: 'one', forcing: { rounds: 0 } },
+        { name: 'many', match: { path_prefix: '/many' }, upstream: 'many', forcing: { rounds: 0 } }],
+    } });
+    const call = (prefix) => httpReq(p.port, { method: 'POST', path: `${prefix}/v1/chat/completions`,
+      headers: { 'content-type': 'application/json' }, body: chatBody });
+    try {
+      let rs = await Promise.all([call('/one'), call('/one'), call('/one')]);
+      for (const r of rs) assert.equal(r.status, 200, r.text);
+      if (NATIVE) assert.equal(up.stats.maxOpen, 1); // libcurl: one pool, the largest upstream's
+      rs = await Promise.all([call('/many'), call('/many'), call('/many')]);
+      for (const r of rs) assert.equal(r.status, 200, r.text);
+      if (NATIVE) assert.ok(up.stats.maxOpen >= 3, `most open at once: ${up.stats.maxOpen}`);
+    } finally {
+      await p.stop('SIGTERM');
+      await up.close();
+    }
+  });
+
+  it('max_connection_requests and max_connection_age_ms retire connections', T, async () => {
+    if (!NATIVE) return; // libcurl has no bound on the calls per connection
+    await withRaw((sock) => sock.write(ok(CHAT)), async (p, up) => {
+      for (let i = 0; i < 4; i++) assert.equal((await postChat(p)).status, 200);
+      assert.equal(up.stats.connections, 2); // two calls per connection
+    }, { upstream: { max_connection_requests: 2 } });
+    await withRaw((sock) => sock.write(ok(CHAT)), async (p, up) => {
+      assert.equal((await postChat(p)).status, 200);
+      assert.equal((await postChat(p)).status, 200);
+      assert.equal(up.stats.connections, 1); // young enough
+      await sleep(700);
+      assert.equal((await postChat(p)).status, 200);
+      assert.equal(up.stats.connections, 2);
+    }, { upstream: { max_connection_age_ms: 500 } });
+  });
+});
+
 describe('upstream client: stall_timeout_ms', () => {
   // Every backend this run covers: the native HTTP/1.1 and h2c clients, or libcurl.
   const BACKENDS = NATIVE ? [{ name: 'h1', h2c: false }, { name: 'h2c', h2c: true }] : [{ name: 'curl', h2c: false }];

@@ -47,6 +47,7 @@ typedef struct env {
   ts_server_t srv;
   int have_srv;
   rec_t r;
+  rec_t r2; /* a second call's, for the tests that run two at once */
 } env_t;
 
 static void on_head(void *ud, const pd_xfer_head_t *h) {
@@ -195,9 +196,11 @@ typedef struct call {
   int port;
   long connect_ms, timeout_ms, stall_ms;
   int retries;
+  int max_conns; /* the pool's bounds (0: the client's defaults) */
+  long max_reqs, max_age_ms;
 } call_t;
 
-static pd_xfer_t *start(env_t *e, call_t c) {
+static pd_xfer_t *start_on(env_t *e, call_t c, rec_t *r) {
   char url[128];
   snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/models", c.port ? c.port : e->srv.port);
   static const char *const hdrs[] = {"Accept: application/json", "X-Request-Id: contract", NULL};
@@ -208,14 +211,21 @@ static pd_xfer_t *start(env_t *e, call_t c) {
                       .timeout_ms = c.timeout_ms ? c.timeout_ms : 10000,
                       .stall_timeout_ms = c.stall_ms,
                       .retries = c.retries,
-                      .http2 = e->framing == FR_H2C};
-  e->r.started_at = uv_now(&e->loop);
-  pd_xfer_t *x = pd_xfer_start(e->up, &o, &CBS, &e->r);
+                      .http2 = e->framing == FR_H2C,
+                      .max_connections = c.max_conns,
+                      .max_conn_requests = c.max_reqs,
+                      .max_conn_age_ms = c.max_age_ms};
+  r->started_at = uv_now(&e->loop);
+  pd_xfer_t *x = pd_xfer_start(e->up, &o, &CBS, r);
   assert_non_null(x);
-  e->r.x = x;
+  r->x = x;
   /* Callbacks never run inside pd_xfer_start. */
-  assert_int_equal(e->r.heads + e->r.datas + e->r.dones, 0);
+  assert_int_equal(r->heads + r->datas + r->dones, 0);
   return x;
+}
+
+static pd_xfer_t *start(env_t *e, call_t c) {
+  return start_on(e, c, &e->r);
 }
 
 static int wait_done(env_t *e, long ms) {
@@ -474,6 +484,63 @@ static void test_reset_conn_not_retried(void **state) {
   reset_not_retried(*state, TS_RESET_CONN);
 }
 
+/* ---- the pool's bounds (native framings: libcurl's pool is the multi handle's) -----------------
+ */
+
+static int srv_conns(env_t *e) {
+  return atomic_load(&e->srv.conns);
+}
+
+/* Runs n calls one after the other, each from a fresh record; returns the server's connections. */
+static int calls_in_turn(env_t *e, call_t c, int n, long pause_ms) {
+  for (int i = 0; i < n; i++) {
+    memset(&e->r, 0, sizeof e->r);
+    start(e, c);
+    assert_true(wait_done(e, 5000));
+    assert_int_equal(e->r.result, PD_XFER_OK);
+    assert_string_equal(e->r.body, OK_BODY);
+    if (pause_ms)
+      run_for(e, pause_ms);
+  }
+  return srv_conns(e);
+}
+
+static int both_done(env_t *e) {
+  return e->r.dones > 0 && e->r2.dones > 0;
+}
+
+/* max_connections 1: a second call waits for the first one's connection (h1) or shares it as
+ * a stream (h2); either way one connection. With the default slots h1 opens two. */
+static void test_pool_one_slot(void **state) {
+  env_t *e = *state;
+  ts_step_t s[] = {{TS_RESP, 200, OK_BODY, -1, 150}};
+  serve(e, s, 1);
+  start(e, (call_t){.max_conns = 1});
+  start_on(e, (call_t){.max_conns = 1}, &e->r2);
+  assert_true(run_until(e, both_done, 5000));
+  assert_int_equal(e->r.result, PD_XFER_OK);
+  assert_int_equal(e->r2.result, PD_XFER_OK);
+  assert_string_equal(e->r2.body, OK_BODY);
+  assert_int_equal(srv_conns(e), 1);
+}
+
+/* max_conn_requests 2: the third call opens a second connection. */
+static void test_pool_max_requests(void **state) {
+  env_t *e = *state;
+  ts_step_t s[] = {{TS_RESP, 200, OK_BODY, -1, 0}};
+  serve(e, s, 1);
+  assert_int_equal(calls_in_turn(e, (call_t){.max_reqs = 2}, 3, 0), 2);
+}
+
+/* max_conn_age_ms: a connection older than that takes no new call; a younger one does. */
+static void test_pool_max_age(void **state) {
+  env_t *e = *state;
+  ts_step_t s[] = {{TS_RESP, 200, OK_BODY, -1, 0}};
+  serve(e, s, 1);
+  assert_int_equal(calls_in_turn(e, (call_t){.max_age_ms = 2000}, 2, 0), 1);
+  assert_int_equal(calls_in_turn(e, (call_t){.max_age_ms = 100}, 2, 150), 3);
+}
+
 /* ---- every case on every framing ------------------------------------------------------------ */
 
 static int FR[] = {FR_H1, FR_H2C, FR_CURL};
@@ -481,7 +548,7 @@ static int FR[] = {FR_H1, FR_H2C, FR_CURL};
 typedef struct named {
   const char *name;
   CMUnitTestFunction fn;
-  int h2_only;
+  int h2_only; /* 2: the native framings only */
 } named_t;
 
 static const named_t CASES[] = {
@@ -502,6 +569,9 @@ static const named_t CASES[] = {
     {"refused stream is retried", test_refused_stream_retried, 1},
     {"reset stream after bytes: not retried", test_reset_stream_not_retried, 0},
     {"reset connection after bytes: not retried", test_reset_conn_not_retried, 0},
+    {"pool: one slot, one connection", test_pool_one_slot, 2},
+    {"pool: a connection retires after max_conn_requests", test_pool_max_requests, 2},
+    {"pool: a connection retires past max_conn_age_ms", test_pool_max_age, 2},
 };
 
 int main(void) {
@@ -511,7 +581,7 @@ int main(void) {
   size_t n = 0;
   for (int fr = 0; fr < 3; fr++)
     for (size_t i = 0; i < NCASES; i++) {
-      if (CASES[i].h2_only && fr != FR_H2C)
+      if ((CASES[i].h2_only == 1 && fr != FR_H2C) || (CASES[i].h2_only == 2 && fr == FR_CURL))
         continue;
       snprintf(names[n], sizeof names[n], "%s: %s", FRAMING_NAME[fr], CASES[i].name);
       tests[n] = (struct CMUnitTest){.name = names[n],
