@@ -47,7 +47,7 @@ function panelsOf(d) {
 }
 
 // Resolves once the process's output matches `re`.
-function waitOutput(proc, re, what, timeoutMs = 20000) {
+function waitOutput(proc, re, what, timeoutMs = 60000) {
   let out = '';
   return new Promise((res, rej) => {
     const t = setTimeout(() => rej(new Error(`${what} did not start:\n${out}`)), timeoutMs);
@@ -72,7 +72,7 @@ describe('observability kit against Prometheus', { skip }, () => {
   }
   // Waits until Prometheus has scraped a value of `expr` of at least `want`.
   async function scraped(expr, want) {
-    const end = Date.now() + 15000;
+    const end = Date.now() + 30000;
     for (;;) {
       const v = await scalar(expr);
       if (v >= want) return;
