@@ -120,6 +120,7 @@ describe('Debian package', { skip }, () => {
     assert.equal(m.status, 0, m.stderr);
     for (const section of ['SYNOPSIS', 'OPTIONS', 'PONDER EVAL', 'PONDER EXPORT', 'SIGNALS', 'FILES',
       'ENVIRONMENT', 'EXIT STATUS']) assert.match(m.stdout, new RegExp(`^${section}$`, 'm'));
+    assert.match(m.stdout, new RegExp(`^ponder ${version.replaceAll('.', '\\.')}\\s`, 'm'), 'the page names the version');
     for (const word of ['--check-config', 'feedback.secret', 'feedback.max_age_s', '--dataset', '--best-per-item', 'SIGHUP']) {
       assert.ok(m.stdout.includes(word), word);
     }
