@@ -11,7 +11,9 @@ ROOT=$PWD
 
 DEB_PKGS=(build-essential pkg-config meson ninja-build libuv1-dev libcurl4-openssl-dev libssl-dev
           node-llhttp libjansson-dev libyaml-dev libcmocka-dev libnghttp2-dev)
-TEST_PKGS=(prometheus clang libclang-rt-14-dev tinyproxy openssl)
+# debhelper, dpkg-dev, lintian, groff-base and man-db: tests/ops/ builds, checks and lints the .deb.
+TEST_PKGS=(prometheus clang libclang-rt-14-dev tinyproxy openssl debhelper dpkg-dev lintian groff-base
+           man-db)
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -136,6 +138,10 @@ case "$cmd" in
     npm_deps
     build build
     run_suites build default
+    # The Debian package (built from a scratch copy of the tree), the service unit, the man page,
+    # and the observability kit against a real Prometheus scraping ponder.
+    echo "==> [ops] package, service, man page, dashboard and rules (node --test)"
+    node_suites build ops tests/ops/
     # http:// upstreams normally use the native HTTP/1.1 client; run the end-to-end suites once
     # more with every upstream call going through libcurl (the https:// path).
     echo "==> [libcurl] integration and SDK tests with PONDER_UPSTREAM_CLIENT=curl"
