@@ -335,6 +335,53 @@ int pd_responses_body(pd_responses_t *w, pd_buf_t *out, const pd_result_t *res) 
   return response_json(w, out, why ? "incomplete" : "completed", &res->usage, NULL, NULL);
 }
 
+int pd_responses_from_reply(pd_responses_t *w, pd_buf_t *out, const char *reply, size_t len,
+                            pd_usage_t *usage) {
+  pd_openai_msg_t m;
+  memset(usage, 0, sizeof *usage);
+  if (!pd_openai_read_reply(reply, len, 0, &m) || !m.choice)
+    return PD_RESPONSES_EUNREADABLE;
+  /* Escaped texts are decoded each into its own buffer (the pointers must stay put). */
+  pd_buf_t sc, sr, sf;
+  pd_buf_init(&sc);
+  pd_buf_init(&sr);
+  pd_buf_init(&sf);
+  pd_result_t res;
+  memset(&res, 0, sizeof res);
+  const pd_openai_text_t *rt = m.reasoning_content.s ? &m.reasoning_content : &m.reasoning;
+  const char *finish;
+  size_t flen;
+  int rc = pd_openai_text(&m.content, &sc, &res.content, &res.content_len);
+  rc |= pd_openai_text(rt, &sr, &res.reasoning, &res.reasoning_len);
+  rc |= pd_openai_text(&m.finish_reason, &sf, &finish, &flen);
+  char *fin = rc ? NULL : strndup(flen ? finish : "stop", flen ? flen : 4);
+  json_t *calls = m.tool_calls && !rc ? pd_json_load(m.tool_calls, m.tool_calls_len, NULL) : NULL;
+  if (m.tool_calls && !calls)
+    rc = -1; /* the span is one the reader accepted: only memory fails it */
+  if (json_array_size(calls) > 0)
+    res.tool_calls = calls;
+  res.finish_reason = fin;
+  /* The engine's accounting of a plain call (engine.c finish_call). */
+  usage->prompt_tokens = (long)m.prompt_tokens;
+  usage->completion_tokens = m.has_completion
+                                 ? (long)m.completion_tokens
+                                 : (long)((res.content_len + res.reasoning_len + 3) / 4);
+  usage->reasoning_tokens =
+      m.has_reasoning && m.reasoning_tokens > 0 ? (long)m.reasoning_tokens : 0;
+  res.usage = *usage;
+  res.calls = 1;
+  if (!fin)
+    rc = -1;
+  if (rc == 0)
+    rc = pd_responses_body(w, out, &res);
+  json_decref(calls);
+  free(fin);
+  pd_buf_free(&sc);
+  pd_buf_free(&sr);
+  pd_buf_free(&sf);
+  return rc < 0 ? -1 : 0;
+}
+
 /* ---- events ---- */
 
 /* "event: TYPE\ndata: {"type":TYPE,"sequence_number":N" (the caller adds members and ends it

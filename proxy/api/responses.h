@@ -80,6 +80,20 @@ void pd_responses_free(pd_responses_t *w);
  * reasoning, tool calls, finish reason and usage). Returns 0 or -1. */
 int pd_responses_body(pd_responses_t *w, pd_buf_t *out, const pd_result_t *res);
 
+/* Returned by pd_responses_from_reply for a reply that is not a chat completion ponder can read
+ * (the exchange answers 502). */
+#define PD_RESPONSES_EUNREADABLE (-3)
+
+/* stream false, unforced: appends the response object made straight from the upstream's own
+ * chat.completion (the one plain translated call, no engine), read in one pass as the engine
+ * reads a reply: choices[0].message's content, reasoning (reasoning_content, else reasoning)
+ * and tool_calls, the finish reason, the usage. *usage gets the call's usage as the engine
+ * counts it (completion tokens estimated from the text when the reply has none). Returns 0, -1
+ * when out of memory, or PD_RESPONSES_EUNREADABLE when reply is not JSON or has no object
+ * choices[0]. */
+int pd_responses_from_reply(pd_responses_t *w, pd_buf_t *out, const char *reply, size_t len,
+                            pd_usage_t *usage);
+
 /* stream true, in this order:
  *  pd_responses_start once when the stream head goes out: response.created, response.in_progress;
  *  pd_responses_emit for every engine output (pd_emit_fn's outputs, in the order given);

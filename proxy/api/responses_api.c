@@ -108,6 +108,15 @@ static int resp_final(pd_buf_t *out, pd_api_resp_t *r, const pd_result_t *result
   return pd_responses_body(w, out, &results[0]);
 }
 
+static int resp_plain_final(pd_buf_t *out, pd_api_resp_t *r, const char *reply, size_t len,
+                            pd_usage_t *usage) {
+  pd_responses_t *w = writer(r);
+  if (!w)
+    return -1;
+  int rc = pd_responses_from_reply(w, out, reply, len, usage);
+  return rc == PD_RESPONSES_EUNREADABLE ? PD_API_EUNREADABLE : rc;
+}
+
 static int resp_stream_start(pd_buf_t *out, pd_api_resp_t *r) {
   pd_responses_t *w = writer(r);
   return w ? pd_responses_start(w, out) : -1;
@@ -155,6 +164,7 @@ const pd_api_t pd_responses_api = {
     .request = resp_request,
     .release = resp_release,
     .final = resp_final,
+    .plain_final = resp_plain_final,
     .stream_start = resp_stream_start,
     .delta = resp_delta,
     .finish = resp_finish,
