@@ -15,6 +15,9 @@
 #include "base/utf8.h"
 #include "core/openai.h"
 
+/* Appends a string literal (its length known at compile time). */
+#define LIT(b, s) pd_buf_append(b, s, sizeof s - 1)
+
 /* ---- the response object and its events ----------------------------------------------------- */
 
 typedef enum { IT_REASONING = 0, IT_MESSAGE, IT_CALL } item_kind_t;
@@ -120,7 +123,7 @@ static int new_item(pd_responses_t *w, item_kind_t kind) {
 }
 
 static int str_or_null(pd_buf_t *b, const char *s) {
-  return s ? pd_buf_append_json_str(b, s, strlen(s)) : pd_buf_appends(b, "null");
+  return s ? pd_buf_append_json_str(b, s, strlen(s)) : LIT(b, "null");
 }
 
 /* A message that may quote what came from outside (an upstream's error, a transport error): each
@@ -147,48 +150,48 @@ static int text_of(pd_buf_t *b, const pd_buf_t *t) {
 /* An item as JSON: as added (in progress, no text yet) or as it stands, with its status. */
 static int item_json(const pd_responses_t *w, pd_buf_t *b, const item_t *it, int added) {
   const char *status = added ? "in_progress" : it->status ? it->status : "incomplete";
-  int rc = pd_buf_appends(b, "{\"id\":");
+  int rc = LIT(b, "{\"id\":");
   rc |= pd_buf_append_json_str(b, it->id, strlen(it->id));
   switch (it->kind) {
   case IT_REASONING:
-    rc |= pd_buf_appends(b, ",\"type\":\"reasoning\",\"summary\":[");
+    rc |= LIT(b, ",\"type\":\"reasoning\",\"summary\":[");
     if (!added && w->req && w->req->summary) {
-      rc |= pd_buf_appends(b, "{\"type\":\"summary_text\",\"text\":");
+      rc |= LIT(b, "{\"type\":\"summary_text\",\"text\":");
       rc |= text_of(b, &it->text);
-      rc |= pd_buf_appends(b, "}");
+      rc |= LIT(b, "}");
     }
-    rc |= pd_buf_appends(b, "],\"content\":[");
+    rc |= LIT(b, "],\"content\":[");
     if (!added) {
-      rc |= pd_buf_appends(b, "{\"type\":\"reasoning_text\",\"text\":");
+      rc |= LIT(b, "{\"type\":\"reasoning_text\",\"text\":");
       rc |= text_of(b, &it->text);
-      rc |= pd_buf_appends(b, "}");
+      rc |= LIT(b, "}");
     }
-    rc |= pd_buf_appends(b, "],\"status\":");
+    rc |= LIT(b, "],\"status\":");
     rc |= str_or_null(b, status);
     break;
   case IT_MESSAGE:
-    rc |= pd_buf_appends(b, ",\"type\":\"message\",\"status\":");
+    rc |= LIT(b, ",\"type\":\"message\",\"status\":");
     rc |= str_or_null(b, status);
-    rc |= pd_buf_appends(b, ",\"role\":\"assistant\",\"content\":[");
+    rc |= LIT(b, ",\"role\":\"assistant\",\"content\":[");
     if (!added) {
-      rc |= pd_buf_appends(b, "{\"type\":\"output_text\",\"text\":");
+      rc |= LIT(b, "{\"type\":\"output_text\",\"text\":");
       rc |= text_of(b, &it->text);
-      rc |= pd_buf_appends(b, ",\"annotations\":[],\"logprobs\":[]}");
+      rc |= LIT(b, ",\"annotations\":[],\"logprobs\":[]}");
     }
-    rc |= pd_buf_appends(b, "]");
+    rc |= LIT(b, "]");
     break;
   case IT_CALL:
-    rc |= pd_buf_appends(b, ",\"type\":\"function_call\",\"status\":");
+    rc |= LIT(b, ",\"type\":\"function_call\",\"status\":");
     rc |= str_or_null(b, status);
-    rc |= pd_buf_appends(b, ",\"arguments\":");
-    rc |= added ? pd_buf_appends(b, "\"\"") : text_of(b, &it->text);
-    rc |= pd_buf_appends(b, ",\"call_id\":");
+    rc |= LIT(b, ",\"arguments\":");
+    rc |= added ? LIT(b, "\"\"") : text_of(b, &it->text);
+    rc |= LIT(b, ",\"call_id\":");
     rc |= text_of(b, &it->call_id);
-    rc |= pd_buf_appends(b, ",\"name\":");
+    rc |= LIT(b, ",\"name\":");
     rc |= text_of(b, &it->name);
     break;
   }
-  rc |= pd_buf_appends(b, "}");
+  rc |= LIT(b, "}");
   return rc ? -1 : 0;
 }
 
@@ -214,67 +217,67 @@ static const char *incomplete_reason(const char *finish) {
  * only for "failed". */
 static int response_json(const pd_responses_t *w, pd_buf_t *b, const char *status,
                          const pd_usage_t *u, const char *error_code, const char *error_message) {
-  int rc = pd_buf_appends(b, "{\"id\":");
+  int rc = LIT(b, "{\"id\":");
   rc |= pd_buf_append_json_str(b, w->id, strlen(w->id));
-  rc |= pd_buf_appends(b, ",\"object\":\"response\",\"created_at\":");
+  rc |= LIT(b, ",\"object\":\"response\",\"created_at\":");
   rc |= pd_buf_append_long(b, w->created_at);
-  rc |= pd_buf_appends(b, ",\"status\":\"");
+  rc |= LIT(b, ",\"status\":\"");
   rc |= pd_buf_appends(b, status);
   rc |= pd_buf_append(b, "\"", 1);
-  rc |= pd_buf_appends(b, ",\"background\":false,\"error\":");
+  rc |= LIT(b, ",\"background\":false,\"error\":");
   if (error_message) {
-    rc |= pd_buf_appends(b, "{\"code\":");
+    rc |= LIT(b, "{\"code\":");
     rc |= str_or_null(b, error_code ? error_code : "server_error");
-    rc |= pd_buf_appends(b, ",\"message\":");
+    rc |= LIT(b, ",\"message\":");
     rc |= safe_text(b, error_message);
-    rc |= pd_buf_appends(b, "}");
+    rc |= LIT(b, "}");
   } else {
-    rc |= pd_buf_appends(b, "null");
+    rc |= LIT(b, "null");
   }
   const char *why = !strcmp(status, "incomplete") ? incomplete_reason(w->finish) : NULL;
-  rc |= pd_buf_appends(b, ",\"incomplete_details\":");
+  rc |= LIT(b, ",\"incomplete_details\":");
   if (why)
     rc |= pd_buf_appendf(b, "{\"reason\":\"%s\"}", why);
   else
-    rc |= pd_buf_appends(b, "null");
+    rc |= LIT(b, "null");
   rc |= put(b, w, w->req ? &w->req->echo_head : NULL,
             ",\"instructions\":null,\"max_output_tokens\":null");
-  rc |= pd_buf_appends(b, ",\"model\":");
+  rc |= LIT(b, ",\"model\":");
   rc |= pd_buf_append_json_str(b, w->model, strlen(w->model));
-  rc |= pd_buf_appends(b, ",\"output\":[");
+  rc |= LIT(b, ",\"output\":[");
   int in_progress = !strcmp(status, "in_progress");
   for (size_t i = 0; !in_progress && i < w->nitems; i++) {
     if (i)
       rc |= pd_buf_append(b, ",", 1);
     rc |= item_json(w, b, &w->items[i], 0);
   }
-  rc |= pd_buf_appends(b, "]");
+  rc |= LIT(b, "]");
   rc |= put(b, w, w->req ? &w->req->echo_mid : NULL,
             ",\"parallel_tool_calls\":true,\"previous_response_id\":null,\"reasoning\":{"
             "\"effort\":null,\"summary\":null},\"store\":false,\"temperature\":null,\"text\":{"
             "\"format\":{\"type\":\"text\"}},\"tool_choice\":\"auto\",\"tools\":[],\"top_p\":"
             "null,\"truncation\":\"disabled\"");
-  rc |= pd_buf_appends(b, ",\"usage\":");
+  rc |= LIT(b, ",\"usage\":");
   if (u && !in_progress) {
-    rc |= pd_buf_appends(b, "{\"input_tokens\":");
+    rc |= LIT(b, "{\"input_tokens\":");
     rc |= pd_buf_append_long(b, u->prompt_tokens);
-    rc |= pd_buf_appends(b, ",\"input_tokens_details\":{\"cached_tokens\":0},\"output_tokens\":");
+    rc |= LIT(b, ",\"input_tokens_details\":{\"cached_tokens\":0},\"output_tokens\":");
     rc |= pd_buf_append_long(b, u->completion_tokens);
-    rc |= pd_buf_appends(b, ",\"output_tokens_details\":{\"reasoning_tokens\":");
+    rc |= LIT(b, ",\"output_tokens_details\":{\"reasoning_tokens\":");
     rc |= pd_buf_append_long(b, u->reasoning_tokens);
-    rc |= pd_buf_appends(b, "},\"total_tokens\":");
+    rc |= LIT(b, "},\"total_tokens\":");
     rc |= pd_buf_append_long(b, u->prompt_tokens + u->completion_tokens);
     rc |= pd_buf_append(b, "}", 1);
   } else {
-    rc |= pd_buf_appends(b, "null");
+    rc |= LIT(b, "null");
   }
   rc |= put(b, w, w->req ? &w->req->echo_tail : NULL, ",\"user\":null,\"metadata\":{}");
-  rc |= pd_buf_appends(b, ",\"completed_at\":");
+  rc |= LIT(b, ",\"completed_at\":");
   if (!strcmp(status, "completed") || !strcmp(status, "incomplete"))
     rc |= pd_buf_append_long(b, (long)time(NULL));
   else
-    rc |= pd_buf_appends(b, "null");
-  rc |= pd_buf_appends(b, "}");
+    rc |= LIT(b, "null");
+  rc |= LIT(b, "}");
   return rc ? -1 : 0;
 }
 
@@ -292,9 +295,9 @@ int pd_responses_body(pd_responses_t *w, pd_buf_t *out, const pd_result_t *res) 
   pd_buf_t text;
   pd_buf_init(&text);
   if (w->display == PD_REASONING_INLINE && res->reasoning_len > 0) {
-    rc |= pd_buf_appends(&text, "<think>\n");
+    rc |= LIT(&text, "<think>\n");
     rc |= pd_buf_append(&text, res->reasoning, res->reasoning_len);
-    rc |= pd_buf_appends(&text, "\n</think>\n\n");
+    rc |= LIT(&text, "\n</think>\n\n");
   }
   if (res->content_len)
     rc |= pd_buf_append(&text, res->content, res->content_len);
@@ -390,22 +393,22 @@ static int ev_begin(pd_responses_t *w, pd_buf_t *b, const char *type) {
   /* Written piece by piece: every delta is one event, and printf costs more than the rest. */
   int rc = pd_buf_append(b, "event: ", 7);
   rc |= pd_buf_appends(b, type);
-  rc |= pd_buf_appends(b, "\ndata: {\"type\":\"");
+  rc |= LIT(b, "\ndata: {\"type\":\"");
   rc |= pd_buf_appends(b, type);
-  rc |= pd_buf_appends(b, "\",\"sequence_number\":");
+  rc |= LIT(b, "\",\"sequence_number\":");
   rc |= pd_buf_append_long(b, w->seq++);
   return rc ? -1 : 0;
 }
 
 static int ev_end(pd_buf_t *b) {
-  return pd_buf_appends(b, "}\n\n");
+  return LIT(b, "}\n\n");
 }
 
 /* "item_id":...,"output_index":N */
 static int ev_where(pd_buf_t *b, const item_t *it, int idx) {
-  int rc = pd_buf_appends(b, ",\"item_id\":");
+  int rc = LIT(b, ",\"item_id\":");
   rc |= pd_buf_append_json_str(b, it->id, strlen(it->id));
-  rc |= pd_buf_appends(b, ",\"output_index\":");
+  rc |= LIT(b, ",\"output_index\":");
   rc |= pd_buf_append_long(b, idx);
   return rc ? -1 : 0;
 }
@@ -414,7 +417,7 @@ static int ev_where(pd_buf_t *b, const item_t *it, int idx) {
 static int ev_response(pd_responses_t *w, pd_buf_t *b, const char *type, const char *status,
                        const pd_usage_t *u, const char *code, const char *message) {
   int rc = ev_begin(w, b, type);
-  rc |= pd_buf_appends(b, ",\"response\":");
+  rc |= LIT(b, ",\"response\":");
   rc |= response_json(w, b, status, u, code, message);
   rc |= ev_end(b);
   return rc ? -1 : 0;
@@ -435,10 +438,10 @@ static int ev_part(pd_responses_t *w, pd_buf_t *b, const char *type, int idx, co
   int rc = ev_begin(w, b, type);
   rc |= ev_where(b, it, idx);
   rc |= pd_buf_appendf(b, ",\"%s\":0,\"part\":{\"type\":\"%s\",\"text\":", index_key, part_type);
-  rc |= with_text ? text_of(b, &it->text) : pd_buf_appends(b, "\"\"");
+  rc |= with_text ? text_of(b, &it->text) : LIT(b, "\"\"");
   if (!strcmp(part_type, "output_text"))
-    rc |= pd_buf_appends(b, ",\"annotations\":[],\"logprobs\":[]");
-  rc |= pd_buf_appends(b, "}");
+    rc |= LIT(b, ",\"annotations\":[],\"logprobs\":[]");
+  rc |= LIT(b, "}");
   rc |= ev_end(b);
   return rc ? -1 : 0;
 }
@@ -456,18 +459,18 @@ static int ev_text(pd_responses_t *w, pd_buf_t *b, const char *type, int idx, co
     rc |= pd_buf_append(b, "\":0", 3);
   }
   if (text) {
-    rc |= pd_buf_appends(b, ",\"delta\":");
+    rc |= LIT(b, ",\"delta\":");
     rc |= pd_buf_append_json_str(b, text, len);
   } else {
     rc |= pd_buf_appendf(b, ",\"%s\":", done_key);
     rc |= text_of(b, &it->text);
     if (it->kind == IT_CALL) {
-      rc |= pd_buf_appends(b, ",\"name\":");
+      rc |= LIT(b, ",\"name\":");
       rc |= text_of(b, &it->name);
     }
   }
   if (it->kind == IT_MESSAGE)
-    rc |= pd_buf_appends(b, ",\"logprobs\":[]");
+    rc |= LIT(b, ",\"logprobs\":[]");
   rc |= ev_end(b);
   return rc ? -1 : 0;
 }

@@ -1,8 +1,7 @@
 /* Fuzz target: the Responses request translation (proxy/api/responses.c) on arbitrary bytes.
  *  - Never crashes, leaks or reads out of bounds; a 400 always has a message.
- *  - A translated request is one the engine takes: pd_engine_validate passes (but for a "stop"
- *    passed on as the client sent it, which the chat path checks the same way), with a string
- *    model and a non-empty message list.
+ *  - A translated request is one the engine takes: pd_engine_validate passes (the exchange does
+ *    not run it again), with a string model and a non-empty message list.
  *  - The response object and a short event stream built on it are valid JSON text.
  *  - A JSON array instead drives the stream writer with arbitrary outputs (writer_run).
  * Any violation aborts, so libFuzzer keeps the input. */
@@ -119,7 +118,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     abort();
   if (rc == 0) {
     const char *msg, *param;
-    if (pd_engine_validate(req.chat, &msg, &param) < 0 && !(param && !strcmp(param, "stop")))
+    if (pd_engine_validate(req.chat, &msg, &param) < 0)
       abort();
     if (!json_is_string(json_object_get(req.chat, "model")) ||
         json_array_size(json_object_get(req.chat, "messages")) == 0)

@@ -1002,10 +1002,24 @@ static void test_api_table(void **state) {
   pd_responses_api.release(&r);
   json_decref(body);
 
-  /* The engine's own checks still run on the translation. */
-  body = J("{\"model\":\"m\",\"input\":\"hi\",\"stop\":7}");
+  /* What the engine checks of a chat request holds for the translation: "stop", passed on, is
+   * refused as chat refuses it. */
+  static const char *const bad_stops[] = {"{\"model\":\"m\",\"input\":\"hi\",\"stop\":7}",
+                                          "{\"model\":\"m\",\"input\":\"hi\",\"stop\":[\"a\",1]}"};
+  for (size_t i = 0; i < 2; i++) {
+    body = J(bad_stops[i]);
+    memset(&r, 0, sizeof r);
+    assert_int_equal(pd_responses_api.request(&body, &q, &r), -1);
+    assert_string_equal(q.param, "stop");
+    assert_string_equal(q.msg,
+                        "Invalid type for 'stop': expected a string or an array of strings.");
+    pd_responses_api.release(&r);
+    json_decref(body);
+  }
+  body = J("{\"model\":\"m\",\"input\":\"hi\",\"stop\":[\"a\",\"b\"]}");
   memset(&r, 0, sizeof r);
-  assert_int_equal(pd_responses_api.request(&body, &q, &r), -1);
+  assert_int_equal(pd_responses_api.request(&body, &q, &r), 0);
+  assert_true(json_is_array(json_object_get(body, "stop")));
   pd_responses_api.release(&r);
   json_decref(body);
 }
