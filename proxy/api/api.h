@@ -81,7 +81,8 @@ typedef struct pd_api {
   const char *id_prefix; /* of response ids ("chatcmpl-"; the id holds 24 random characters) */
   /* Unforced requests are relayed upstream as the client sent them (with the route's model
    * and the router's removals) and the reply relayed back: the upstream speaks this API. When
-   * 0, an unforced request runs through the engine like a forced one with no thinking round. */
+   * 0, an unforced request runs through the engine like a forced one with no thinking round
+   * (a non-streamed one through plain_final instead, when the API has it). */
   int relay;
 
   /* The relay fast path: reads a body without building a tree. Returns 1 when the request is

@@ -3,12 +3,13 @@
  * Owns three things and nothing else:
  *  - the request translation: a Responses body -> the chat-completions request the engine (and
  *    its plain, unforced call) takes, with the OpenAI-shaped 400s of section 10;
- *  - the response object built from the engine's result (stream false);
+ *  - the response object built from the engine's result (stream false), or at rounds 0 from
+ *    the upstream's own chat.completion, read in one pass without a tree;
  *  - the event stream writer: a state machine fed the engine's outputs one by one, appending
  *    `event: TYPE\ndata: {...}\n\n` events with sequence numbers to a pd_buf_t.
  * It never sees the upstream, the exchange or sockets: the exchange runs one engine chain on the
  * translated request (plain when not forced, so rounds 0 is one translated call too) and hands
- * the outputs here. */
+ * the outputs here, or for an unforced non-streamed request hands over the one call's reply. */
 #ifndef PD_RESPONSES_H
 #define PD_RESPONSES_H
 

@@ -2,9 +2,10 @@
  * thin adapter between api.h's hooks and responses.c's pure translation and writer. Owns, per
  * response, one small heap holder kept in pd_api_resp_t.state: the translated request's echo
  * (what the response object repeats) and the writer, created on first use once the exchange
- * has named the response (id, created, model, display). Never relayed: an unforced request runs
- * through the engine as one plain translated call, so rounds 0 speaks chat completions upstream
- * too and an A/B control differs from its variants only in forcing. */
+ * has named the response (id, created, model, display). Never relayed: an unforced request is
+ * one plain translated call, so rounds 0 speaks chat completions upstream too and an A/B control
+ * differs from its variants only in forcing. Not streamed, that call skips the engine: its reply
+ * is read in one pass straight into the response object (plain_final). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

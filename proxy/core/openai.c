@@ -127,7 +127,13 @@ static int int_value(pd_json_scan_t *s, long long *out, int *has) {
   return 0;
 }
 
-#define KEY_IS(k, lit) pd_json_tok_is(k, lit, sizeof lit - 1)
+/* A key is the literal: compared in place (the length known at compile time) unless escaped. */
+static inline int key_is(const pd_json_tok_t *k, const char *lit, size_t n) {
+  if (!k->esc)
+    return k->len == n && memcmp(k->s, lit, n) == 0;
+  return pd_json_tok_is(k, lit, n);
+}
+#define KEY_IS(k, lit) key_is(k, lit, sizeof lit - 1)
 
 static int msg_member(pd_json_scan_t *s, const pd_json_tok_t *k, pd_openai_msg_t *m) {
   if (KEY_IS(k, "content"))

@@ -4,6 +4,8 @@
  *    not run it again), with a string model and a non-empty message list.
  *  - The response object and a short event stream built on it are valid JSON text.
  *  - A JSON array instead drives the stream writer with arbitrary outputs (writer_run).
+ *  - The bytes as an upstream's reply at rounds 0 (pd_responses_from_reply, reply_run): a
+ *    response object that parses, exactly for the replies the engine reads.
  * Any violation aborts, so libFuzzer keeps the input. */
 #include <jansson.h>
 #include <stdint.h>
@@ -101,8 +103,37 @@ static void writer_run(const json_t *steps, size_t size) {
   pd_responses_req_free(&req);
 }
 
+/* The bytes as the upstream's reply to a rounds-0 call (pd_responses_from_reply): a response
+ * object that parses exactly when jansson reads them as an object with an object choices[0];
+ * nothing written otherwise. */
+static void reply_run(const char *b, size_t size, const json_t *tree) {
+  json_t *b0 =
+      json_loads("{\"model\":\"m\",\"input\":\"q\",\"reasoning\":{\"summary\":\"auto\"}}", 0, NULL);
+  pd_responses_req_t req;
+  pd_responses_error_t err;
+  if (pd_responses_req_translate(b0, NULL, &req, &err) < 0)
+    abort();
+  json_decref(b0);
+  uint64_t ctr = 0;
+  pd_responses_opts_t o = {"resp_x", 1, "m", (pd_reasoning_t)(size % 3), &req, rnd, &ctr, 0};
+  pd_responses_t *w = pd_responses_new(&o);
+  pd_buf_t out;
+  pd_buf_init(&out);
+  pd_usage_t u;
+  int rc = pd_responses_from_reply(w, &out, b, size, &u);
+  int readable = json_is_object(json_array_get(json_object_get(tree, "choices"), 0));
+  if (readable ? rc != 0 : rc != PD_RESPONSES_EUNREADABLE || out.len)
+    abort();
+  if (rc == 0)
+    check_json(&out);
+  pd_buf_free(&out);
+  pd_responses_free(w);
+  pd_responses_req_free(&req);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   json_t *body = json_loadb((const char *)data, size, 0, NULL);
+  reply_run((const char *)data, size, json_is_object(body) ? body : NULL);
   if (!body)
     return 0;
   if (json_is_array(body)) {
