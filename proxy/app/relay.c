@@ -190,12 +190,36 @@ static void models_reply(pd_exchange_t *ex) {
   pd_exchange_finish(ex);
 }
 
+/* The reply to a translated call (pd_relay_unforced) replaced by the API's response made from
+ * it. Returns 0, or -1 having failed the exchange. */
+static int plain_reply(pd_exchange_t *ex) {
+  pd_buf_t *body = &ex->pass.reply.body, b;
+  pd_buf_init(&b);
+  int rc = ex->api->plain_final(&b, &ex->resp, pd_buf_data(body), body->len, &ex->usage);
+  if (rc < 0) {
+    pd_buf_free(&b);
+    if (rc == PD_API_EUNREADABLE)
+      pd_reply_fail_bad(ex, ex->pass.reply.status, "reply not readable",
+                        "The upstream reply is not a valid OpenAI chat completion.");
+    else
+      pd_exchange_fail(ex, 500, "Out of memory.", "server_error", "internal_error");
+    return -1;
+  }
+  pd_buf_free(body);
+  *body = b;
+  return 0;
+}
+
 /* Relays a buffered chat reply after checking it is a JSON object json_loadb reads (one pass of
- * the one tokenizer, which also finds "usage" and "model"). */
+ * the one tokenizer, which also finds "usage" and "model"); a translated call's reply goes out
+ * as the API's response instead. */
 static void relay_checked(pd_exchange_t *ex) {
   pd_openai_reply_t r;
-  int ok =
-      pd_openai_check_reply(pd_buf_data(&ex->pass.reply.body), ex->pass.reply.body.len, &r) == 1;
+  memset(&r, 0, sizeof r);
+  if (ex->pass.plain && plain_reply(ex) < 0)
+    return;
+  int ok = ex->pass.plain || pd_openai_check_reply(pd_buf_data(&ex->pass.reply.body),
+                                                   ex->pass.reply.body.len, &r) == 1;
   if (ok && r.usage) {
     /* The reply's usage, found by the same pass that checked it: only that member is parsed. */
     json_t *u = pd_json_load(r.usage, r.usage_len, NULL);
@@ -225,32 +249,8 @@ static void relay_checked(pd_exchange_t *ex) {
   size_t n = 0;
   pd_upreq_ponder_headers(ex, 0, extra, &n);
   extra[n] = NULL;
-  pd_res_send(ex->req, ex->pass.reply.status, "application/json", extra,
+  pd_res_send(ex->req, ex->pass.plain ? 200 : ex->pass.reply.status, "application/json", extra,
               pd_buf_data(&ex->pass.reply.body), ex->pass.reply.body.len);
-  pd_exchange_finish(ex);
-}
-
-/* The reply to a translated request (pd_relay_unforced): the API's response made from it. */
-static void relay_translated(pd_exchange_t *ex) {
-  const pd_buf_t *body = &ex->pass.reply.body;
-  pd_buf_t b;
-  pd_buf_init(&b);
-  int rc = ex->api->plain_final(&b, &ex->resp, pd_buf_data(body), body->len, &ex->usage);
-  if (rc < 0) {
-    pd_buf_free(&b);
-    if (rc == PD_API_EUNREADABLE)
-      pd_reply_fail_bad(ex, ex->pass.reply.status, "reply not readable",
-                        "The upstream reply is not a valid OpenAI chat completion.");
-    else
-      pd_exchange_fail(ex, 500, "Out of memory.", "server_error", "internal_error");
-    return;
-  }
-  const char *extra[8];
-  size_t n = 0;
-  pd_upreq_ponder_headers(ex, 0, extra, &n);
-  extra[n] = NULL;
-  pd_res_send(ex->req, 200, "application/json", extra, pd_buf_data(&b), b.len);
-  pd_buf_free(&b);
   pd_exchange_finish(ex);
 }
 
@@ -264,9 +264,7 @@ static void pass_on_done(void *ud, int result, const char *errmsg) {
     if (result == PD_XFER_OK && ex->pass.reply.status >= 200 && ex->pass.reply.status < 400 &&
         ex->kind == PD_EXCHANGE_MODELS)
       models_reply(ex);
-    else if (result == PD_XFER_OK && ex->pass.plain && pd_reply_ok(&ex->pass.reply))
-      relay_translated(ex);
-    else if (result == PD_XFER_OK && ex->pass.validate && !ex->pass.plain)
+    else if (result == PD_XFER_OK && ex->pass.validate)
       relay_checked(ex);
     else if (result != PD_XFER_OK || ex->pass.reply.status >= 400 || ex->pass.plain)
       pd_reply_fail(ex, &ex->pass.reply, result, errmsg);
