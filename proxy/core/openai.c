@@ -1,6 +1,7 @@
 /* OpenAI JSON shapes: error objects, the final chat.completion, stream chunks and usage, ids,
  * and what ponder reads of an upstream's chat reply (the members pd_openai_load_reply builds, the
- * spans the relay checks and rewrites). The JSON machinery itself is base/json.c. Owns nothing:
+ * same read in one pass without a tree by pd_openai_read_reply, the spans the relay checks and
+ * rewrites). The JSON machinery itself is base/json.c. Owns nothing:
  * every function appends to a caller's buffer or returns a new reference. */
 #include "core/openai.h"
 #include "base/utf8.h"

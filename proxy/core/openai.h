@@ -57,8 +57,9 @@ typedef struct pd_openai_text {
 } pd_openai_text_t;
 
 /* What the forcing engine reads of a chat reply or stream chunk, found in one pass of the
- * tokenizer without building a tree: the members pd_openai_load_reply builds, with jansson's
- * rules (the last of a repeated key counts; a member of another type counts as absent). */
+ * tokenizer without building a tree: the members pd_openai_load_reply builds but choices[0].text
+ * (which only the completions mode reads), with jansson's rules (the last of a repeated key
+ * counts, escaped keys match decoded; a member of another type counts as absent). */
 typedef struct pd_openai_msg {
   int choice; /* choices[0] is an object */
   /* Of choices[0].message (or .delta when read so): */
