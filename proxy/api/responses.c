@@ -34,7 +34,10 @@ typedef struct item {
 } item_t;
 
 struct pd_responses {
-  char *id, *model;
+  /* The id and the model as JSON strings, quotes included: encoded once, since a stream repeats
+   * the response object in three events. One allocation: id then model. */
+  char *names;
+  size_t id_len, model_len;
   long created_at;
   pd_reasoning_t display;
   const pd_responses_req_t *req;
@@ -55,9 +58,15 @@ pd_responses_t *pd_responses_new(const pd_responses_opts_t *o) {
   pd_responses_t *w = calloc(1, sizeof *w);
   if (!w)
     return NULL;
-  w->id = strdup(o->id ? o->id : "resp_");
-  w->model = strdup(o->model ? o->model : "");
-  if (!w->id || !w->model) {
+  const char *id = o->id ? o->id : "resp_", *model = o->model ? o->model : "";
+  pd_buf_t names;
+  pd_buf_init(&names);
+  int rc = pd_buf_append_json_str(&names, id, strlen(id));
+  w->id_len = names.len;
+  rc |= pd_buf_append_json_str(&names, model, strlen(model));
+  w->model_len = names.len - w->id_len;
+  if (rc || !(w->names = pd_buf_steal(&names, NULL))) {
+    pd_buf_free(&names);
     pd_responses_free(w);
     return NULL;
   }
@@ -80,8 +89,7 @@ void pd_responses_free(pd_responses_t *w) {
     pd_buf_free(&w->items[i].call_id);
   }
   free(w->items);
-  free(w->id);
-  free(w->model);
+  free(w->names);
   free(w->finish);
   free(w);
 }
@@ -100,6 +108,20 @@ static void new_id(pd_responses_t *w, char *out, const char *prefix) {
     pd_openai_new_id(out, prefix, w->rnd, w->rnd_ud);
   else
     pd_openai_new_id(out, prefix, no_rnd, &w->counter);
+}
+
+/* An item's id as a JSON string: a prefix and pd_openai_new_id's letters and digits, nothing
+ * to escape. */
+static int put_item_id(pd_buf_t *b, const item_t *it) {
+  size_t n = strlen(it->id);
+  char *p = pd_buf_reserve(b, n + 2);
+  if (!p)
+    return -1;
+  p[0] = '"';
+  memcpy(p + 1, it->id, n);
+  p[n + 1] = '"';
+  pd_buf_commit(b, n + 2);
+  return 0;
 }
 
 /* A new item at the end of output; returns its index or -1. */
@@ -151,7 +173,7 @@ static int text_of(pd_buf_t *b, const pd_buf_t *t) {
 static int item_json(const pd_responses_t *w, pd_buf_t *b, const item_t *it, int added) {
   const char *status = added ? "in_progress" : it->status ? it->status : "incomplete";
   int rc = LIT(b, "{\"id\":");
-  rc |= pd_buf_append_json_str(b, it->id, strlen(it->id));
+  rc |= put_item_id(b, it);
   switch (it->kind) {
   case IT_REASONING:
     rc |= LIT(b, ",\"type\":\"reasoning\",\"summary\":[");
@@ -195,11 +217,15 @@ static int item_json(const pd_responses_t *w, pd_buf_t *b, const item_t *it, int
   return rc ? -1 : 0;
 }
 
-/* One of the request's echo parts, or fallback (a writer without a request: tests). */
-static int put(pd_buf_t *b, const pd_responses_t *w, const pd_buf_t *part, const char *fallback) {
+/* Part 0, 1 or 2 (head, mid, tail) of the request's echo, or fallback (a writer without a
+ * request: tests). */
+static int put(pd_buf_t *b, const pd_responses_t *w, int part, const char *fallback) {
   if (!w->req)
     return pd_buf_appends(b, fallback);
-  return part->len ? pd_buf_append(b, pd_buf_data(part), part->len) : 0;
+  const pd_responses_req_t *q = w->req;
+  size_t off = part == 0 ? 0 : part == 1 ? q->echo_head : q->echo_head + q->echo_mid;
+  size_t len = part == 0 ? q->echo_head : part == 1 ? q->echo_mid : q->echo.len - off;
+  return len ? pd_buf_append(b, pd_buf_data(&q->echo) + off, len) : 0;
 }
 
 /* The reason a finished answer is incomplete, or NULL when it is complete. */
@@ -218,7 +244,7 @@ static const char *incomplete_reason(const char *finish) {
 static int response_json(const pd_responses_t *w, pd_buf_t *b, const char *status,
                          const pd_usage_t *u, const char *error_code, const char *error_message) {
   int rc = LIT(b, "{\"id\":");
-  rc |= pd_buf_append_json_str(b, w->id, strlen(w->id));
+  rc |= pd_buf_append(b, w->names, w->id_len);
   rc |= LIT(b, ",\"object\":\"response\",\"created_at\":");
   rc |= pd_buf_append_long(b, w->created_at);
   rc |= LIT(b, ",\"status\":\"");
@@ -240,10 +266,9 @@ static int response_json(const pd_responses_t *w, pd_buf_t *b, const char *statu
     rc |= pd_buf_appendf(b, "{\"reason\":\"%s\"}", why);
   else
     rc |= LIT(b, "null");
-  rc |= put(b, w, w->req ? &w->req->echo_head : NULL,
-            ",\"instructions\":null,\"max_output_tokens\":null");
+  rc |= put(b, w, 0, ",\"instructions\":null,\"max_output_tokens\":null");
   rc |= LIT(b, ",\"model\":");
-  rc |= pd_buf_append_json_str(b, w->model, strlen(w->model));
+  rc |= pd_buf_append(b, w->names + w->id_len, w->model_len);
   rc |= LIT(b, ",\"output\":[");
   int in_progress = !strcmp(status, "in_progress");
   for (size_t i = 0; !in_progress && i < w->nitems; i++) {
@@ -252,7 +277,7 @@ static int response_json(const pd_responses_t *w, pd_buf_t *b, const char *statu
     rc |= item_json(w, b, &w->items[i], 0);
   }
   rc |= LIT(b, "]");
-  rc |= put(b, w, w->req ? &w->req->echo_mid : NULL,
+  rc |= put(b, w, 1,
             ",\"parallel_tool_calls\":true,\"previous_response_id\":null,\"reasoning\":{"
             "\"effort\":null,\"summary\":null},\"store\":false,\"temperature\":null,\"text\":{"
             "\"format\":{\"type\":\"text\"}},\"tool_choice\":\"auto\",\"tools\":[],\"top_p\":"
@@ -271,7 +296,7 @@ static int response_json(const pd_responses_t *w, pd_buf_t *b, const char *statu
   } else {
     rc |= LIT(b, "null");
   }
-  rc |= put(b, w, w->req ? &w->req->echo_tail : NULL, ",\"user\":null,\"metadata\":{}");
+  rc |= put(b, w, 2, ",\"user\":null,\"metadata\":{}");
   rc |= LIT(b, ",\"completed_at\":");
   if (!strcmp(status, "completed") || !strcmp(status, "incomplete"))
     rc |= pd_buf_append_long(b, (long)time(NULL));
@@ -357,7 +382,16 @@ int pd_responses_from_reply(pd_responses_t *w, pd_buf_t *out, const char *reply,
   int rc = pd_openai_text(&m.content, &sc, &res.content, &res.content_len);
   rc |= pd_openai_text(rt, &sr, &res.reasoning, &res.reasoning_len);
   rc |= pd_openai_text(&m.finish_reason, &sf, &finish, &flen);
-  char *fin = rc ? NULL : strndup(flen ? finish : "stop", flen ? flen : 4);
+  /* The reason NUL-terminated: on the stack unless it is unusually long. */
+  char small[32], *fin = NULL;
+  if (!flen)
+    finish = "stop", flen = 4;
+  if (!rc && flen < sizeof small) {
+    fin = memcpy(small, finish, flen);
+    fin[flen] = '\0';
+  } else if (!rc) {
+    fin = strndup(finish, flen);
+  }
   json_t *calls = m.tool_calls && !rc ? pd_json_load(m.tool_calls, m.tool_calls_len, NULL) : NULL;
   if (m.tool_calls && !calls)
     rc = -1; /* the span is one the reader accepted: only memory fails it */
@@ -375,10 +409,15 @@ int pd_responses_from_reply(pd_responses_t *w, pd_buf_t *out, const char *reply,
   res.calls = 1;
   if (!fin)
     rc = -1;
+  /* The object is about 1 KiB besides the texts: one reservation, no growing by doubling. */
+  if (rc == 0 && !pd_buf_reserve(out, 1280 + 2 * (res.content_len + res.reasoning_len) +
+                                          (m.tool_calls ? 2 * m.tool_calls_len : 0)))
+    rc = -1;
   if (rc == 0)
     rc = pd_responses_body(w, out, &res);
   json_decref(calls);
-  free(fin);
+  if (fin != small)
+    free(fin);
   pd_buf_free(&sc);
   pd_buf_free(&sr);
   pd_buf_free(&sf);
@@ -407,7 +446,7 @@ static int ev_end(pd_buf_t *b) {
 /* "item_id":...,"output_index":N */
 static int ev_where(pd_buf_t *b, const item_t *it, int idx) {
   int rc = LIT(b, ",\"item_id\":");
-  rc |= pd_buf_append_json_str(b, it->id, strlen(it->id));
+  rc |= put_item_id(b, it);
   rc |= LIT(b, ",\"output_index\":");
   rc |= pd_buf_append_long(b, idx);
   return rc ? -1 : 0;

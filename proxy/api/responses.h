@@ -29,8 +29,10 @@ typedef struct pd_responses_req {
    * leading comma, written once at translation (a stream repeats the object in three events),
    * in the object's order: head: instructions, max_output_tokens; mid: parallel_tool_calls,
    * previous_response_id (null), reasoning, store (false), temperature, text, tool_choice,
-   * tools, top_p, truncation ("disabled"); tail: user, metadata. */
-  pd_buf_t echo_head, echo_mid, echo_tail;
+   * tools, top_p, truncation ("disabled"); tail: user, metadata. One buffer: head is its first
+   * echo_head bytes, mid the echo_mid bytes after them, tail the rest. */
+  pd_buf_t echo;
+  size_t echo_head, echo_mid;
   int stream;  /* "stream": true */
   int summary; /* reasoning.summary asked for: thinking comes as summary parts too */
 } pd_responses_req_t;

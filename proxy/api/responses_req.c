@@ -729,9 +729,11 @@ static int translate(const json_t *body, const char *limit_param, pd_responses_r
 
   /* What the response object repeats, as JSON text written once (a stream repeats the object
    * in three events). */
-  pd_buf_t *h = &out->echo_head, *m = &out->echo_mid, *t = &out->echo_tail;
-  rc = ECHO(h, ",\"instructions\":", instructions, "null");
+  pd_buf_t *h = &out->echo, *m = h, *t = h;
+  rc = pd_buf_reserve(h, 512) ? 0 : -1;
+  rc |= ECHO(h, ",\"instructions\":", instructions, "null");
   rc |= ECHO(h, ",\"max_output_tokens\":", mot, "null");
+  out->echo_head = h->len;
   rc |= ECHO(m, ",\"parallel_tool_calls\":", ptc, "true");
   rc |= ECHO(m, ",\"previous_response_id\":null,\"reasoning\":{\"effort\":", effort, "null");
   rc |= ECHO(m, ",\"summary\":", summary, "null");
@@ -742,6 +744,7 @@ static int translate(const json_t *body, const char *limit_param, pd_responses_r
   rc |= ECHO(m, ",\"tools\":", tools, "[]");
   rc |= ECHO(m, ",\"top_p\":", f[F_TOP_P], "null");
   rc |= LIT(m, ",\"truncation\":\"disabled\"");
+  out->echo_mid = m->len - out->echo_head;
   rc |= ECHO(t, ",\"user\":", f[F_USER], "null");
   rc |= ECHO(t, ",\"metadata\":", f[F_METADATA], "{}");
   if (rc)
@@ -770,10 +773,7 @@ void pd_responses_req_free(pd_responses_req_t *r) {
     return;
   json_decref(r->chat);
   r->chat = NULL;
-  pd_buf_free(&r->echo_head);
-  pd_buf_free(&r->echo_mid);
-  pd_buf_free(&r->echo_tail);
-  pd_buf_init(&r->echo_head);
-  pd_buf_init(&r->echo_mid);
-  pd_buf_init(&r->echo_tail);
+  pd_buf_free(&r->echo);
+  pd_buf_init(&r->echo);
+  r->echo_head = r->echo_mid = 0;
 }

@@ -145,7 +145,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   pd_responses_error_t err;
   int rc = pd_responses_req_translate(body, size % 2 ? "max_tokens" : "max_completion_tokens", &req,
                                       &err);
-  if (rc == -1 && (!err.message[0] || req.chat || req.echo_head.len))
+  if (rc == -1 && (!err.message[0] || req.chat || req.echo.len))
     abort();
   if (rc == 0) {
     const char *msg, *param;

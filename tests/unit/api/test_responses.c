@@ -20,9 +20,11 @@ static json_t *echo_of(const pd_responses_req_t *r) {
   pd_buf_t b;
   pd_buf_init(&b);
   pd_buf_appends(&b, "{");
-  pd_buf_append(&b, pd_buf_data(&r->echo_head) + 1, r->echo_head.len - 1); /* its comma */
-  pd_buf_append(&b, pd_buf_data(&r->echo_mid), r->echo_mid.len);
-  pd_buf_append(&b, pd_buf_data(&r->echo_tail), r->echo_tail.len);
+  /* The parts in order, without the head's leading comma; each part starts with one. */
+  const char *e = pd_buf_data(&r->echo);
+  assert_true(r->echo_head > 0 && e[0] == ',' && e[r->echo_head] == ',');
+  assert_true(r->echo_head + r->echo_mid < r->echo.len && e[r->echo_head + r->echo_mid] == ',');
+  pd_buf_append(&b, e + 1, r->echo.len - 1);
   pd_buf_appends(&b, "}");
   json_t *j = json_loadb(pd_buf_data(&b), b.len, 0, NULL);
   if (!j)
