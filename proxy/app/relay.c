@@ -329,7 +329,10 @@ static void start_translated(pd_exchange_t *ex) {
   pd_buf_init(&url);
   size_t len = 0;
   char *s = NULL, *u = NULL;
-  if (json_object_set_new(body, "model", json_string(model ? model : "")) == 0 &&
+  /* The model is set only when it changes (usually the client's own is there already). */
+  const char *now = json_string_value(json_object_get(body, "model"));
+  int same = now && !strcmp(now, model ? model : "");
+  if ((same || json_object_set_new(body, "model", json_string(model ? model : "")) == 0) &&
       pd_url_join(&ex->base, "/chat/completions", 17, NULL, 0, &url) == 0 &&
       (s = json_text(body, &len)) != NULL)
     u = pd_buf_steal(&url, NULL);
