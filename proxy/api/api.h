@@ -72,6 +72,8 @@ typedef struct pd_api_req {
 
 /* A writer's result when what it holds for the response would pass pd_api_resp_t.max_held. */
 #define PD_API_ETOOLARGE (-2)
+/* plain_final's result for an upstream reply that is not a chat completion ponder can read. */
+#define PD_API_EUNREADABLE (-3)
 
 typedef struct pd_api {
   const char *name;      /* for logs: "chat.completions" */
@@ -79,7 +81,8 @@ typedef struct pd_api {
   const char *id_prefix; /* of response ids ("chatcmpl-"; the id holds 24 random characters) */
   /* Unforced requests are relayed upstream as the client sent them (with the route's model
    * and the router's removals) and the reply relayed back: the upstream speaks this API. When
-   * 0, an unforced request runs through the engine like a forced one with no thinking round. */
+   * 0, an unforced request runs through the engine like a forced one with no thinking round
+   * (a non-streamed one through plain_final instead, when the API has it). */
   int relay;
 
   /* The relay fast path: reads a body without building a tree. Returns 1 when the request is
@@ -98,6 +101,16 @@ typedef struct pd_api {
   /* Releases what request() or the writers kept in r->state; runs once when the exchange is
    * freed, whether or not request() ran or succeeded. NULL: nothing to release. */
   void (*release)(pd_api_resp_t *r);
+
+  /* The translated relay of an API that does not relay (relay 0): an unforced, non-streamed
+   * request goes upstream as one plain chat completions call of request()'s tree (the engine's
+   * plain call, without the engine) and the upstream's whole chat.completion reply (len bytes,
+   * status 2xx) becomes this API's response here, in one pass over its bytes; *usage gets the
+   * call's usage as the engine counts it. Returns 0 with the response appended to out, -1 when
+   * memory runs out, or PD_API_EUNREADABLE (the exchange answers 502). NULL: such requests run
+   * through the engine like forced ones. */
+  int (*plain_final)(pd_buf_t *out, pd_api_resp_t *r, const char *reply, size_t len,
+                     pd_usage_t *usage);
 
   /* The writers: each appends to out and returns 0, -1 when memory runs out, or
    * PD_API_ETOOLARGE when what it holds would pass r->max_held (the exchange then fails the

@@ -15,6 +15,9 @@
 #include "base/utf8.h"
 #include "core/openai.h"
 
+/* Appends a string literal (its length known at compile time). */
+#define LIT(b, s) pd_buf_append(b, s, sizeof s - 1)
+
 /* ---- the response object and its events ----------------------------------------------------- */
 
 typedef enum { IT_REASONING = 0, IT_MESSAGE, IT_CALL } item_kind_t;
@@ -31,7 +34,10 @@ typedef struct item {
 } item_t;
 
 struct pd_responses {
-  char *id, *model;
+  /* The id and the model as JSON strings, quotes included: encoded once, since a stream repeats
+   * the response object in three events. One allocation: id then model. */
+  char *names;
+  size_t id_len, model_len;
   long created_at;
   pd_reasoning_t display;
   const pd_responses_req_t *req;
@@ -52,9 +58,15 @@ pd_responses_t *pd_responses_new(const pd_responses_opts_t *o) {
   pd_responses_t *w = calloc(1, sizeof *w);
   if (!w)
     return NULL;
-  w->id = strdup(o->id ? o->id : "resp_");
-  w->model = strdup(o->model ? o->model : "");
-  if (!w->id || !w->model) {
+  const char *id = o->id ? o->id : "resp_", *model = o->model ? o->model : "";
+  pd_buf_t names;
+  pd_buf_init(&names);
+  int rc = pd_buf_append_json_str(&names, id, strlen(id));
+  w->id_len = names.len;
+  rc |= pd_buf_append_json_str(&names, model, strlen(model));
+  w->model_len = names.len - w->id_len;
+  if (rc || !(w->names = pd_buf_steal(&names, NULL))) {
+    pd_buf_free(&names);
     pd_responses_free(w);
     return NULL;
   }
@@ -77,8 +89,7 @@ void pd_responses_free(pd_responses_t *w) {
     pd_buf_free(&w->items[i].call_id);
   }
   free(w->items);
-  free(w->id);
-  free(w->model);
+  free(w->names);
   free(w->finish);
   free(w);
 }
@@ -97,6 +108,20 @@ static void new_id(pd_responses_t *w, char *out, const char *prefix) {
     pd_openai_new_id(out, prefix, w->rnd, w->rnd_ud);
   else
     pd_openai_new_id(out, prefix, no_rnd, &w->counter);
+}
+
+/* An item's id as a JSON string: a prefix and pd_openai_new_id's letters and digits, nothing
+ * to escape. */
+static int put_item_id(pd_buf_t *b, const item_t *it) {
+  size_t n = strlen(it->id);
+  char *p = pd_buf_reserve(b, n + 2);
+  if (!p)
+    return -1;
+  p[0] = '"';
+  memcpy(p + 1, it->id, n);
+  p[n + 1] = '"';
+  pd_buf_commit(b, n + 2);
+  return 0;
 }
 
 /* A new item at the end of output; returns its index or -1. */
@@ -120,7 +145,7 @@ static int new_item(pd_responses_t *w, item_kind_t kind) {
 }
 
 static int str_or_null(pd_buf_t *b, const char *s) {
-  return s ? pd_buf_append_json_str(b, s, strlen(s)) : pd_buf_appends(b, "null");
+  return s ? pd_buf_append_json_str(b, s, strlen(s)) : LIT(b, "null");
 }
 
 /* A message that may quote what came from outside (an upstream's error, a transport error): each
@@ -147,56 +172,60 @@ static int text_of(pd_buf_t *b, const pd_buf_t *t) {
 /* An item as JSON: as added (in progress, no text yet) or as it stands, with its status. */
 static int item_json(const pd_responses_t *w, pd_buf_t *b, const item_t *it, int added) {
   const char *status = added ? "in_progress" : it->status ? it->status : "incomplete";
-  int rc = pd_buf_appends(b, "{\"id\":");
-  rc |= pd_buf_append_json_str(b, it->id, strlen(it->id));
+  int rc = LIT(b, "{\"id\":");
+  rc |= put_item_id(b, it);
   switch (it->kind) {
   case IT_REASONING:
-    rc |= pd_buf_appends(b, ",\"type\":\"reasoning\",\"summary\":[");
+    rc |= LIT(b, ",\"type\":\"reasoning\",\"summary\":[");
     if (!added && w->req && w->req->summary) {
-      rc |= pd_buf_appends(b, "{\"type\":\"summary_text\",\"text\":");
+      rc |= LIT(b, "{\"type\":\"summary_text\",\"text\":");
       rc |= text_of(b, &it->text);
-      rc |= pd_buf_appends(b, "}");
+      rc |= LIT(b, "}");
     }
-    rc |= pd_buf_appends(b, "],\"content\":[");
+    rc |= LIT(b, "],\"content\":[");
     if (!added) {
-      rc |= pd_buf_appends(b, "{\"type\":\"reasoning_text\",\"text\":");
+      rc |= LIT(b, "{\"type\":\"reasoning_text\",\"text\":");
       rc |= text_of(b, &it->text);
-      rc |= pd_buf_appends(b, "}");
+      rc |= LIT(b, "}");
     }
-    rc |= pd_buf_appends(b, "],\"status\":");
+    rc |= LIT(b, "],\"status\":");
     rc |= str_or_null(b, status);
     break;
   case IT_MESSAGE:
-    rc |= pd_buf_appends(b, ",\"type\":\"message\",\"status\":");
+    rc |= LIT(b, ",\"type\":\"message\",\"status\":");
     rc |= str_or_null(b, status);
-    rc |= pd_buf_appends(b, ",\"role\":\"assistant\",\"content\":[");
+    rc |= LIT(b, ",\"role\":\"assistant\",\"content\":[");
     if (!added) {
-      rc |= pd_buf_appends(b, "{\"type\":\"output_text\",\"text\":");
+      rc |= LIT(b, "{\"type\":\"output_text\",\"text\":");
       rc |= text_of(b, &it->text);
-      rc |= pd_buf_appends(b, ",\"annotations\":[],\"logprobs\":[]}");
+      rc |= LIT(b, ",\"annotations\":[],\"logprobs\":[]}");
     }
-    rc |= pd_buf_appends(b, "]");
+    rc |= LIT(b, "]");
     break;
   case IT_CALL:
-    rc |= pd_buf_appends(b, ",\"type\":\"function_call\",\"status\":");
+    rc |= LIT(b, ",\"type\":\"function_call\",\"status\":");
     rc |= str_or_null(b, status);
-    rc |= pd_buf_appends(b, ",\"arguments\":");
-    rc |= added ? pd_buf_appends(b, "\"\"") : text_of(b, &it->text);
-    rc |= pd_buf_appends(b, ",\"call_id\":");
+    rc |= LIT(b, ",\"arguments\":");
+    rc |= added ? LIT(b, "\"\"") : text_of(b, &it->text);
+    rc |= LIT(b, ",\"call_id\":");
     rc |= text_of(b, &it->call_id);
-    rc |= pd_buf_appends(b, ",\"name\":");
+    rc |= LIT(b, ",\"name\":");
     rc |= text_of(b, &it->name);
     break;
   }
-  rc |= pd_buf_appends(b, "}");
+  rc |= LIT(b, "}");
   return rc ? -1 : 0;
 }
 
-/* One of the request's echo parts, or fallback (a writer without a request: tests). */
-static int put(pd_buf_t *b, const pd_responses_t *w, const pd_buf_t *part, const char *fallback) {
+/* Part 0, 1 or 2 (head, mid, tail) of the request's echo, or fallback (a writer without a
+ * request: tests). */
+static int put(pd_buf_t *b, const pd_responses_t *w, int part, const char *fallback) {
   if (!w->req)
     return pd_buf_appends(b, fallback);
-  return part->len ? pd_buf_append(b, pd_buf_data(part), part->len) : 0;
+  const pd_responses_req_t *q = w->req;
+  size_t off = part == 0 ? 0 : part == 1 ? q->echo_head : q->echo_head + q->echo_mid;
+  size_t len = part == 0 ? q->echo_head : part == 1 ? q->echo_mid : q->echo.len - off;
+  return len ? pd_buf_append(b, pd_buf_data(&q->echo) + off, len) : 0;
 }
 
 /* The reason a finished answer is incomplete, or NULL when it is complete. */
@@ -214,67 +243,66 @@ static const char *incomplete_reason(const char *finish) {
  * only for "failed". */
 static int response_json(const pd_responses_t *w, pd_buf_t *b, const char *status,
                          const pd_usage_t *u, const char *error_code, const char *error_message) {
-  int rc = pd_buf_appends(b, "{\"id\":");
-  rc |= pd_buf_append_json_str(b, w->id, strlen(w->id));
-  rc |= pd_buf_appends(b, ",\"object\":\"response\",\"created_at\":");
+  int rc = LIT(b, "{\"id\":");
+  rc |= pd_buf_append(b, w->names, w->id_len);
+  rc |= LIT(b, ",\"object\":\"response\",\"created_at\":");
   rc |= pd_buf_append_long(b, w->created_at);
-  rc |= pd_buf_appends(b, ",\"status\":\"");
+  rc |= LIT(b, ",\"status\":\"");
   rc |= pd_buf_appends(b, status);
   rc |= pd_buf_append(b, "\"", 1);
-  rc |= pd_buf_appends(b, ",\"background\":false,\"error\":");
+  rc |= LIT(b, ",\"background\":false,\"error\":");
   if (error_message) {
-    rc |= pd_buf_appends(b, "{\"code\":");
+    rc |= LIT(b, "{\"code\":");
     rc |= str_or_null(b, error_code ? error_code : "server_error");
-    rc |= pd_buf_appends(b, ",\"message\":");
+    rc |= LIT(b, ",\"message\":");
     rc |= safe_text(b, error_message);
-    rc |= pd_buf_appends(b, "}");
+    rc |= LIT(b, "}");
   } else {
-    rc |= pd_buf_appends(b, "null");
+    rc |= LIT(b, "null");
   }
   const char *why = !strcmp(status, "incomplete") ? incomplete_reason(w->finish) : NULL;
-  rc |= pd_buf_appends(b, ",\"incomplete_details\":");
+  rc |= LIT(b, ",\"incomplete_details\":");
   if (why)
     rc |= pd_buf_appendf(b, "{\"reason\":\"%s\"}", why);
   else
-    rc |= pd_buf_appends(b, "null");
-  rc |= put(b, w, w->req ? &w->req->echo_head : NULL,
-            ",\"instructions\":null,\"max_output_tokens\":null");
-  rc |= pd_buf_appends(b, ",\"model\":");
-  rc |= pd_buf_append_json_str(b, w->model, strlen(w->model));
-  rc |= pd_buf_appends(b, ",\"output\":[");
+    rc |= LIT(b, "null");
+  rc |= put(b, w, 0, ",\"instructions\":null,\"max_output_tokens\":null");
+  rc |= LIT(b, ",\"model\":");
+  rc |= pd_buf_append(b, w->names + w->id_len, w->model_len);
+  rc |= LIT(b, ",\"output\":[");
   int in_progress = !strcmp(status, "in_progress");
   for (size_t i = 0; !in_progress && i < w->nitems; i++) {
     if (i)
       rc |= pd_buf_append(b, ",", 1);
     rc |= item_json(w, b, &w->items[i], 0);
   }
-  rc |= pd_buf_appends(b, "]");
-  rc |= put(b, w, w->req ? &w->req->echo_mid : NULL,
+  rc |= LIT(b, "]");
+  rc |= put(b, w, 1,
             ",\"parallel_tool_calls\":true,\"previous_response_id\":null,\"reasoning\":{"
             "\"effort\":null,\"summary\":null},\"store\":false,\"temperature\":null,\"text\":{"
             "\"format\":{\"type\":\"text\"}},\"tool_choice\":\"auto\",\"tools\":[],\"top_p\":"
             "null,\"truncation\":\"disabled\"");
-  rc |= pd_buf_appends(b, ",\"usage\":");
+  rc |= LIT(b, ",\"usage\":");
   if (u && !in_progress) {
-    rc |= pd_buf_appends(b, "{\"input_tokens\":");
+    rc |= LIT(b, "{\"input_tokens\":");
     rc |= pd_buf_append_long(b, u->prompt_tokens);
-    rc |= pd_buf_appends(b, ",\"input_tokens_details\":{\"cached_tokens\":0},\"output_tokens\":");
+    rc |= LIT(b, ",\"input_tokens_details\":{\"cached_tokens\":0},\"output_tokens\":");
     rc |= pd_buf_append_long(b, u->completion_tokens);
-    rc |= pd_buf_appends(b, ",\"output_tokens_details\":{\"reasoning_tokens\":");
+    rc |= LIT(b, ",\"output_tokens_details\":{\"reasoning_tokens\":");
     rc |= pd_buf_append_long(b, u->reasoning_tokens);
-    rc |= pd_buf_appends(b, "},\"total_tokens\":");
+    rc |= LIT(b, "},\"total_tokens\":");
     rc |= pd_buf_append_long(b, u->prompt_tokens + u->completion_tokens);
     rc |= pd_buf_append(b, "}", 1);
   } else {
-    rc |= pd_buf_appends(b, "null");
+    rc |= LIT(b, "null");
   }
-  rc |= put(b, w, w->req ? &w->req->echo_tail : NULL, ",\"user\":null,\"metadata\":{}");
-  rc |= pd_buf_appends(b, ",\"completed_at\":");
+  rc |= put(b, w, 2, ",\"user\":null,\"metadata\":{}");
+  rc |= LIT(b, ",\"completed_at\":");
   if (!strcmp(status, "completed") || !strcmp(status, "incomplete"))
     rc |= pd_buf_append_long(b, (long)time(NULL));
   else
-    rc |= pd_buf_appends(b, "null");
-  rc |= pd_buf_appends(b, "}");
+    rc |= LIT(b, "null");
+  rc |= LIT(b, "}");
   return rc ? -1 : 0;
 }
 
@@ -292,9 +320,9 @@ int pd_responses_body(pd_responses_t *w, pd_buf_t *out, const pd_result_t *res) 
   pd_buf_t text;
   pd_buf_init(&text);
   if (w->display == PD_REASONING_INLINE && res->reasoning_len > 0) {
-    rc |= pd_buf_appends(&text, "<think>\n");
+    rc |= LIT(&text, "<think>\n");
     rc |= pd_buf_append(&text, res->reasoning, res->reasoning_len);
-    rc |= pd_buf_appends(&text, "\n</think>\n\n");
+    rc |= LIT(&text, "\n</think>\n\n");
   }
   if (res->content_len)
     rc |= pd_buf_append(&text, res->content, res->content_len);
@@ -335,6 +363,67 @@ int pd_responses_body(pd_responses_t *w, pd_buf_t *out, const pd_result_t *res) 
   return response_json(w, out, why ? "incomplete" : "completed", &res->usage, NULL, NULL);
 }
 
+int pd_responses_from_reply(pd_responses_t *w, pd_buf_t *out, const char *reply, size_t len,
+                            pd_usage_t *usage) {
+  pd_openai_msg_t m;
+  memset(usage, 0, sizeof *usage);
+  if (!pd_openai_read_reply(reply, len, 0, &m) || !m.choice)
+    return PD_RESPONSES_EUNREADABLE;
+  /* Escaped texts are decoded each into its own buffer (the pointers must stay put). */
+  pd_buf_t sc, sr, sf;
+  pd_buf_init(&sc);
+  pd_buf_init(&sr);
+  pd_buf_init(&sf);
+  pd_result_t res;
+  memset(&res, 0, sizeof res);
+  const pd_openai_text_t *rt = m.reasoning_content.s ? &m.reasoning_content : &m.reasoning;
+  const char *finish;
+  size_t flen;
+  int rc = pd_openai_text(&m.content, &sc, &res.content, &res.content_len);
+  rc |= pd_openai_text(rt, &sr, &res.reasoning, &res.reasoning_len);
+  rc |= pd_openai_text(&m.finish_reason, &sf, &finish, &flen);
+  /* The reason NUL-terminated: on the stack unless it is unusually long. */
+  char small[32], *fin = NULL;
+  if (!flen)
+    finish = "stop", flen = 4;
+  if (!rc && flen < sizeof small) {
+    fin = memcpy(small, finish, flen);
+    fin[flen] = '\0';
+  } else if (!rc) {
+    fin = strndup(finish, flen);
+  }
+  json_t *calls = m.tool_calls && !rc ? pd_json_load(m.tool_calls, m.tool_calls_len, NULL) : NULL;
+  if (m.tool_calls && !calls)
+    rc = -1; /* the span is one the reader accepted: only memory fails it */
+  if (json_array_size(calls) > 0)
+    res.tool_calls = calls;
+  res.finish_reason = fin;
+  /* The engine's accounting of a plain call (engine.c finish_call). */
+  usage->prompt_tokens = (long)m.prompt_tokens;
+  usage->completion_tokens = m.has_completion
+                                 ? (long)m.completion_tokens
+                                 : (long)((res.content_len + res.reasoning_len + 3) / 4);
+  usage->reasoning_tokens =
+      m.has_reasoning && m.reasoning_tokens > 0 ? (long)m.reasoning_tokens : 0;
+  res.usage = *usage;
+  res.calls = 1;
+  if (!fin)
+    rc = -1;
+  /* The object is about 1 KiB besides the texts: one reservation, no growing by doubling. */
+  if (rc == 0 && !pd_buf_reserve(out, 1280 + 2 * (res.content_len + res.reasoning_len) +
+                                          (m.tool_calls ? 2 * m.tool_calls_len : 0)))
+    rc = -1;
+  if (rc == 0)
+    rc = pd_responses_body(w, out, &res);
+  json_decref(calls);
+  if (fin != small)
+    free(fin);
+  pd_buf_free(&sc);
+  pd_buf_free(&sr);
+  pd_buf_free(&sf);
+  return rc < 0 ? -1 : 0;
+}
+
 /* ---- events ---- */
 
 /* "event: TYPE\ndata: {"type":TYPE,"sequence_number":N" (the caller adds members and ends it
@@ -343,22 +432,22 @@ static int ev_begin(pd_responses_t *w, pd_buf_t *b, const char *type) {
   /* Written piece by piece: every delta is one event, and printf costs more than the rest. */
   int rc = pd_buf_append(b, "event: ", 7);
   rc |= pd_buf_appends(b, type);
-  rc |= pd_buf_appends(b, "\ndata: {\"type\":\"");
+  rc |= LIT(b, "\ndata: {\"type\":\"");
   rc |= pd_buf_appends(b, type);
-  rc |= pd_buf_appends(b, "\",\"sequence_number\":");
+  rc |= LIT(b, "\",\"sequence_number\":");
   rc |= pd_buf_append_long(b, w->seq++);
   return rc ? -1 : 0;
 }
 
 static int ev_end(pd_buf_t *b) {
-  return pd_buf_appends(b, "}\n\n");
+  return LIT(b, "}\n\n");
 }
 
 /* "item_id":...,"output_index":N */
 static int ev_where(pd_buf_t *b, const item_t *it, int idx) {
-  int rc = pd_buf_appends(b, ",\"item_id\":");
-  rc |= pd_buf_append_json_str(b, it->id, strlen(it->id));
-  rc |= pd_buf_appends(b, ",\"output_index\":");
+  int rc = LIT(b, ",\"item_id\":");
+  rc |= put_item_id(b, it);
+  rc |= LIT(b, ",\"output_index\":");
   rc |= pd_buf_append_long(b, idx);
   return rc ? -1 : 0;
 }
@@ -367,7 +456,7 @@ static int ev_where(pd_buf_t *b, const item_t *it, int idx) {
 static int ev_response(pd_responses_t *w, pd_buf_t *b, const char *type, const char *status,
                        const pd_usage_t *u, const char *code, const char *message) {
   int rc = ev_begin(w, b, type);
-  rc |= pd_buf_appends(b, ",\"response\":");
+  rc |= LIT(b, ",\"response\":");
   rc |= response_json(w, b, status, u, code, message);
   rc |= ev_end(b);
   return rc ? -1 : 0;
@@ -388,10 +477,10 @@ static int ev_part(pd_responses_t *w, pd_buf_t *b, const char *type, int idx, co
   int rc = ev_begin(w, b, type);
   rc |= ev_where(b, it, idx);
   rc |= pd_buf_appendf(b, ",\"%s\":0,\"part\":{\"type\":\"%s\",\"text\":", index_key, part_type);
-  rc |= with_text ? text_of(b, &it->text) : pd_buf_appends(b, "\"\"");
+  rc |= with_text ? text_of(b, &it->text) : LIT(b, "\"\"");
   if (!strcmp(part_type, "output_text"))
-    rc |= pd_buf_appends(b, ",\"annotations\":[],\"logprobs\":[]");
-  rc |= pd_buf_appends(b, "}");
+    rc |= LIT(b, ",\"annotations\":[],\"logprobs\":[]");
+  rc |= LIT(b, "}");
   rc |= ev_end(b);
   return rc ? -1 : 0;
 }
@@ -409,18 +498,18 @@ static int ev_text(pd_responses_t *w, pd_buf_t *b, const char *type, int idx, co
     rc |= pd_buf_append(b, "\":0", 3);
   }
   if (text) {
-    rc |= pd_buf_appends(b, ",\"delta\":");
+    rc |= LIT(b, ",\"delta\":");
     rc |= pd_buf_append_json_str(b, text, len);
   } else {
     rc |= pd_buf_appendf(b, ",\"%s\":", done_key);
     rc |= text_of(b, &it->text);
     if (it->kind == IT_CALL) {
-      rc |= pd_buf_appends(b, ",\"name\":");
+      rc |= LIT(b, ",\"name\":");
       rc |= text_of(b, &it->name);
     }
   }
   if (it->kind == IT_MESSAGE)
-    rc |= pd_buf_appends(b, ",\"logprobs\":[]");
+    rc |= LIT(b, ",\"logprobs\":[]");
   rc |= ev_end(b);
   return rc ? -1 : 0;
 }

@@ -3,12 +3,13 @@
  * Owns three things and nothing else:
  *  - the request translation: a Responses body -> the chat-completions request the engine (and
  *    its plain, unforced call) takes, with the OpenAI-shaped 400s of section 10;
- *  - the response object built from the engine's result (stream false);
+ *  - the response object built from the engine's result (stream false), or at rounds 0 from
+ *    the upstream's own chat.completion, read in one pass without a tree;
  *  - the event stream writer: a state machine fed the engine's outputs one by one, appending
  *    `event: TYPE\ndata: {...}\n\n` events with sequence numbers to a pd_buf_t.
  * It never sees the upstream, the exchange or sockets: the exchange runs one engine chain on the
  * translated request (plain when not forced, so rounds 0 is one translated call too) and hands
- * the outputs here. */
+ * the outputs here, or for an unforced non-streamed request hands over the one call's reply. */
 #ifndef PD_RESPONSES_H
 #define PD_RESPONSES_H
 
@@ -28,8 +29,10 @@ typedef struct pd_responses_req {
    * leading comma, written once at translation (a stream repeats the object in three events),
    * in the object's order: head: instructions, max_output_tokens; mid: parallel_tool_calls,
    * previous_response_id (null), reasoning, store (false), temperature, text, tool_choice,
-   * tools, top_p, truncation ("disabled"); tail: user, metadata. */
-  pd_buf_t echo_head, echo_mid, echo_tail;
+   * tools, top_p, truncation ("disabled"); tail: user, metadata. One buffer: head is its first
+   * echo_head bytes, mid the echo_mid bytes after them, tail the rest. */
+  pd_buf_t echo;
+  size_t echo_head, echo_mid;
   int stream;  /* "stream": true */
   int summary; /* reasoning.summary asked for: thinking comes as summary parts too */
 } pd_responses_req_t;
@@ -79,6 +82,20 @@ void pd_responses_free(pd_responses_t *w);
 /* stream false: appends the whole response object built from the chain's result (its content,
  * reasoning, tool calls, finish reason and usage). Returns 0 or -1. */
 int pd_responses_body(pd_responses_t *w, pd_buf_t *out, const pd_result_t *res);
+
+/* Returned by pd_responses_from_reply for a reply that is not a chat completion ponder can read
+ * (the exchange answers 502). */
+#define PD_RESPONSES_EUNREADABLE (-3)
+
+/* stream false, unforced: appends the response object made straight from the upstream's own
+ * chat.completion (the one plain translated call, no engine), read in one pass as the engine
+ * reads a reply: choices[0].message's content, reasoning (reasoning_content, else reasoning)
+ * and tool_calls, the finish reason, the usage. *usage gets the call's usage as the engine
+ * counts it (completion tokens estimated from the text when the reply has none). Returns 0, -1
+ * when out of memory, or PD_RESPONSES_EUNREADABLE when reply is not JSON or has no object
+ * choices[0]. */
+int pd_responses_from_reply(pd_responses_t *w, pd_buf_t *out, const char *reply, size_t len,
+                            pd_usage_t *usage);
 
 /* stream true, in this order:
  *  pd_responses_start once when the stream head goes out: response.created, response.in_progress;

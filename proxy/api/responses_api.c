@@ -2,9 +2,10 @@
  * thin adapter between api.h's hooks and responses.c's pure translation and writer. Owns, per
  * response, one small heap holder kept in pd_api_resp_t.state: the translated request's echo
  * (what the response object repeats) and the writer, created on first use once the exchange
- * has named the response (id, created, model, display). Never relayed: an unforced request runs
- * through the engine as one plain translated call, so rounds 0 speaks chat completions upstream
- * too and an A/B control differs from its variants only in forcing. */
+ * has named the response (id, created, model, display). Never relayed: an unforced request is
+ * one plain translated call, so rounds 0 speaks chat completions upstream too and an A/B control
+ * differs from its variants only in forcing. Not streamed, that call skips the engine: its reply
+ * is read in one pass straight into the response object (plain_final). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,15 +73,8 @@ static int resp_request(json_t **bodyp, pd_api_req_t *out, pd_api_resp_t *r) {
   ((resp_state_t *)r->state.bytes)->h = h;
   json_t *chat = h->req.chat;
   h->req.chat = NULL;
-  /* The translation names no chat field the engine would refuse, but its checks (the messages'
-   * shapes, stop, n...) are the engine's own: run them as chat does. */
-  const char *msg = NULL, *param = NULL;
-  if (pd_engine_validate(chat, &msg, &param) < 0) {
-    json_decref(chat);
-    out->msg = msg;
-    out->param = param;
-    return -1;
-  }
+  /* The translation checks what the engine's pd_engine_validate would (tests/fuzz/
+   * fuzz_responses.c holds it to that): no second pass over the tree. */
   json_t *ponder = json_object_get(chat, "ponder");
   out->rounds_param = json_object_get(ponder, "rounds") ? "ponder.rounds" : NULL;
   out->effort_param = json_object_get(chat, "reasoning_effort") ? "reasoning.effort" : NULL;
@@ -106,6 +100,15 @@ static int resp_final(pd_buf_t *out, pd_api_resp_t *r, const pd_result_t *result
   if (!w || n < 1)
     return -1;
   return pd_responses_body(w, out, &results[0]);
+}
+
+static int resp_plain_final(pd_buf_t *out, pd_api_resp_t *r, const char *reply, size_t len,
+                            pd_usage_t *usage) {
+  pd_responses_t *w = writer(r);
+  if (!w)
+    return -1;
+  int rc = pd_responses_from_reply(w, out, reply, len, usage);
+  return rc == PD_RESPONSES_EUNREADABLE ? PD_API_EUNREADABLE : rc;
 }
 
 static int resp_stream_start(pd_buf_t *out, pd_api_resp_t *r) {
@@ -155,6 +158,7 @@ const pd_api_t pd_responses_api = {
     .request = resp_request,
     .release = resp_release,
     .final = resp_final,
+    .plain_final = resp_plain_final,
     .stream_start = resp_stream_start,
     .delta = resp_delta,
     .finish = resp_finish,

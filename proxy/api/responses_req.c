@@ -16,6 +16,9 @@
 #include "base/utf8.h"
 #include "core/openai.h"
 
+/* Appends a string literal (its length known at compile time). */
+#define LIT(b, s) pd_buf_append(b, s, sizeof s - 1)
+
 /* ---- request translation -------------------------------------------------------------------- */
 
 #define STATELESS_MSG "ponder is stateless: send the whole conversation in input"
@@ -498,107 +501,156 @@ static int chat_text(json_t *chat, const json_t *text, pd_responses_error_t *err
                  js ? json_pack("{s:s,s:o}", "type", "json_schema", "json_schema", js) : NULL);
 }
 
-/* Type checks of the plain fields: name, json type (-1 number, JSON_TRUE boolean). */
-static const struct {
+/* The top-level members ponder reads, each found once by one pass over the body (a tree's keys
+ * are unique): F_* indexes fields[] and the pass's table of values. */
+enum {
+  F_MODEL,
+  F_INSTRUCTIONS,
+  F_MOT,
+  F_TEMPERATURE,
+  F_TOP_P,
+  F_USER,
+  F_SAFETY,
+  F_METADATA,
+  F_STREAM,
+  F_STORE,
+  F_BACKGROUND,
+  F_PTC,
+  F_INCLUDE,
+  F_REASONING,
+  F_INPUT,
+  F_TOOLS,
+  F_TOOL_CHOICE,
+  F_TEXT,
+  F_PREVIOUS,
+  F_CONVERSATION,
+  F_TOP_LOGPROBS,
+  F_SEED,
+  F_SERVICE_TIER,
+  F_CACHE_KEY,
+  F_CACHE_RETENTION,
+  F_FREQUENCY,
+  F_PRESENCE,
+  F_LOGIT_BIAS,
+  F_STOP,
+  F_PONDER,
+  F_COUNT
+};
+
+/* type: the JSON type a non-null value must have (-1 a number, JSON_TRUE a boolean, JSON_NULL
+ * any); pass: chat completions has the field too, and it is passed on as in chat. */
+static const struct field {
   const char *name;
   int type;
   const char *want;
-} plain_fields[] = {
-    {"model", JSON_STRING, "a string"},
-    {"instructions", JSON_STRING, "a string"},
-    {"max_output_tokens", JSON_INTEGER, "an integer"},
-    {"temperature", -1, "a number"},
-    {"top_p", -1, "a number"},
-    {"user", JSON_STRING, "a string"},
-    {"safety_identifier", JSON_STRING, "a string"},
-    {"metadata", JSON_OBJECT, "an object"},
-    {"stream", JSON_TRUE, "a boolean"},
-    {"store", JSON_TRUE, "a boolean"},
-    {"background", JSON_TRUE, "a boolean"},
-    {"parallel_tool_calls", JSON_TRUE, "a boolean"},
-    {"include", JSON_ARRAY, "an array"},
-    {"reasoning", JSON_OBJECT, "an object"},
+  int pass;
+} fields[F_COUNT] = {
+    [F_MODEL] = {"model", JSON_STRING, "a string", 0},
+    [F_INSTRUCTIONS] = {"instructions", JSON_STRING, "a string", 0},
+    [F_MOT] = {"max_output_tokens", JSON_INTEGER, "an integer", 0},
+    [F_TEMPERATURE] = {"temperature", -1, "a number", 1},
+    [F_TOP_P] = {"top_p", -1, "a number", 1},
+    [F_USER] = {"user", JSON_STRING, "a string", 1},
+    [F_SAFETY] = {"safety_identifier", JSON_STRING, "a string", 1},
+    [F_METADATA] = {"metadata", JSON_OBJECT, "an object", 1},
+    [F_STREAM] = {"stream", JSON_TRUE, "a boolean", 1},
+    [F_STORE] = {"store", JSON_TRUE, "a boolean", 0},
+    [F_BACKGROUND] = {"background", JSON_TRUE, "a boolean", 0},
+    [F_PTC] = {"parallel_tool_calls", JSON_TRUE, "a boolean", 0},
+    [F_INCLUDE] = {"include", JSON_ARRAY, "an array", 0},
+    [F_REASONING] = {"reasoning", JSON_OBJECT, "an object", 0},
+    [F_INPUT] = {"input", JSON_NULL, NULL, 0},
+    [F_TOOLS] = {"tools", JSON_NULL, NULL, 0},
+    [F_TOOL_CHOICE] = {"tool_choice", JSON_NULL, NULL, 0},
+    [F_TEXT] = {"text", JSON_NULL, NULL, 0},
+    [F_PREVIOUS] = {"previous_response_id", JSON_NULL, NULL, 0},
+    [F_CONVERSATION] = {"conversation", JSON_NULL, NULL, 0},
+    [F_TOP_LOGPROBS] = {"top_logprobs", JSON_NULL, NULL, 1},
+    [F_SEED] = {"seed", JSON_NULL, NULL, 1},
+    [F_SERVICE_TIER] = {"service_tier", JSON_NULL, NULL, 1},
+    [F_CACHE_KEY] = {"prompt_cache_key", JSON_NULL, NULL, 1},
+    [F_CACHE_RETENTION] = {"prompt_cache_retention", JSON_NULL, NULL, 1},
+    [F_FREQUENCY] = {"frequency_penalty", JSON_NULL, NULL, 1},
+    [F_PRESENCE] = {"presence_penalty", JSON_NULL, NULL, 1},
+    [F_LOGIT_BIAS] = {"logit_bias", JSON_NULL, NULL, 1},
+    [F_STOP] = {"stop", JSON_NULL, NULL, 1},
+    [F_PONDER] = {"ponder", JSON_NULL, NULL, 1},
 };
 
-/* Fields chat completions has too, passed on as in chat. */
-static const char *const chat_fields[] = {
-    "temperature",
-    "top_p",
-    "user",
-    "metadata",
-    "safety_identifier",
-    "seed",
-    "service_tier",
-    "prompt_cache_key",
-    "prompt_cache_retention",
-    "frequency_penalty",
-    "presence_penalty",
-    "logit_bias",
-    "stop",
-    "top_logprobs",
-    "ponder",
-    "stream",
-};
-
-static int in_list(const char *key, const char *const *list, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    if (!strcmp(key, list[i]))
-      return 1;
-  return 0;
+/* The field named key, or -1: the first byte and the length pick the candidates. */
+static int field_of(const char *key) {
+  size_t n = strlen(key);
+  for (int f = 0; f < F_COUNT; f++)
+    if (fields[f].name[0] == key[0] && strlen(fields[f].name) == n && !strcmp(fields[f].name, key))
+      return f;
+  return -1;
 }
 
-static int check_types(const json_t *body, pd_responses_error_t *err) {
-  /* One pass over the client's members (a handful) rather than a lookup per field. */
+/* What one pass over the body found: each field's value (NULL when absent or null: null counts
+ * as absent, as in the OpenAI API), the first member of a wrong type (in the body's order), and
+ * the fields to pass on, in the body's order. */
+typedef struct members {
+  const json_t *v[F_COUNT];
+  int bad_type; /* a field index, or -1 */
+  const char *pass_key[F_COUNT];
+  const json_t *pass_val[F_COUNT];
+  int npass;
+} members_t;
+
+static void read_members(const json_t *body, members_t *m) {
+  memset(m->v, 0, sizeof m->v);
+  m->bad_type = -1;
+  m->npass = 0;
   const char *key;
-  const json_t *v;
+  json_t *v;
   json_object_foreach((json_t *)body, key, v) {
-    size_t f = 0;
-    while (f < sizeof plain_fields / sizeof *plain_fields && strcmp(key, plain_fields[f].name))
-      f++;
-    if (f == sizeof plain_fields / sizeof *plain_fields || json_is_null(v))
+    int f = field_of(key);
+    if (f < 0 || json_is_null(v))
       continue;
-    int t = plain_fields[f].type;
-    int ok = t == -1          ? json_is_number(v)
+    m->v[f] = v;
+    int t = fields[f].type;
+    int ok = t == JSON_NULL   ? 1
+             : t == -1        ? json_is_number(v)
              : t == JSON_TRUE ? json_is_boolean(v)
                               : (int)json_typeof(v) == t;
-    if (!ok)
-      return bad(err, plain_fields[f].name, "Invalid type for '%s': expected %s.",
-                 plain_fields[f].name, plain_fields[f].want);
+    if (!ok && m->bad_type < 0)
+      m->bad_type = f;
+    if (fields[f].pass) {
+      m->pass_key[m->npass] = key;
+      m->pass_val[m->npass++] = v;
+    }
   }
-  return 0;
 }
 
-/* ,"key":VALUE (v as compact JSON, else the literal text dflt) into b. */
-static int echo_member(pd_buf_t *b, const char *key, const json_t *v, const char *dflt) {
-  int rc = pd_buf_append(b, ",\"", 2);
-  rc |= pd_buf_appends(b, key);
-  rc |= pd_buf_append(b, "\":", 2);
-  rc |= v ? pd_json_write(b, v) : pd_buf_appends(b, dflt);
-  return rc ? -1 : 0;
-}
+/* `head` (the member's ,"key": as a literal), then v as compact JSON, else the literal dflt. */
+#define ECHO(b, head, v, dflt) (LIT(b, head) | ((v) ? pd_json_write(b, v) : LIT(b, dflt)))
 
 static int translate(const json_t *body, const char *limit_param, pd_responses_req_t *out,
                      pd_responses_error_t *err) {
   json_t *chat = out->chat;
-  if (opt(body, "previous_response_id"))
+  members_t mb;
+  read_members(body, &mb);
+  const json_t *const *f = mb.v;
+  if (f[F_PREVIOUS])
     return bad(err, "previous_response_id", STATELESS_MSG);
-  if (opt(body, "conversation"))
+  if (f[F_CONVERSATION])
     return bad(err, "conversation", STATELESS_MSG);
-  if (check_types(body, err) < 0)
-    return -1;
-  if (json_is_true(json_object_get(body, "background")))
+  if (mb.bad_type >= 0)
+    return bad(err, fields[mb.bad_type].name, "Invalid type for '%s': expected %s.",
+               fields[mb.bad_type].name, fields[mb.bad_type].want);
+  if (json_is_true(f[F_BACKGROUND]))
     return bad(err, "background", STATELESS_MSG);
-  const json_t *model = opt(body, "model");
+  const json_t *model = f[F_MODEL];
   if (!model)
     return bad(err, "model", "You must provide a model parameter.");
-  const json_t *mot = opt(body, "max_output_tokens");
+  const json_t *mot = f[F_MOT];
   if (mot && json_integer_value(mot) < 1)
     return bad(err, "max_output_tokens",
                "Invalid value for 'max_output_tokens': expected an integer of at least 1.");
-  const json_t *reasoning = opt(body, "reasoning");
-  const json_t *effort = opt(reasoning, "effort");
-  const json_t *summary = opt(reasoning, "summary");
-  if (!summary)
+  const json_t *reasoning = f[F_REASONING];
+  const json_t *effort = reasoning ? opt(reasoning, "effort") : NULL;
+  const json_t *summary = reasoning ? opt(reasoning, "summary") : NULL;
+  if (!summary && reasoning)
     summary = opt(reasoning, "generate_summary"); /* its older name */
   if (effort && !json_is_string(effort))
     return bad(err, "reasoning.effort", "Invalid type for 'reasoning.effort': expected a string.");
@@ -610,7 +662,7 @@ static int translate(const json_t *body, const char *limit_param, pd_responses_r
                  "and 'detailed'.");
     out->summary = 1;
   }
-  out->stream = json_is_true(json_object_get(body, "stream"));
+  out->stream = json_is_true(f[F_STREAM]);
 
   int rc;
   if ((rc = set_ref(chat, "model", model)) < 0)
@@ -618,80 +670,83 @@ static int translate(const json_t *body, const char *limit_param, pd_responses_r
   json_t *msgs = json_array();
   if ((rc = set_new(chat, "messages", msgs)) < 0)
     return rc;
-  const json_t *instructions = opt(body, "instructions");
+  const json_t *instructions = f[F_INSTRUCTIONS];
   if (instructions && json_string_length(instructions) > 0) {
     json_t *m = obj_new("role", json_string_nocheck("system"), "content",
                         json_incref((json_t *)instructions));
     if (!m || json_array_append_new(msgs, m) < 0)
       return -2;
   }
-  const json_t *input = opt(body, "input");
+  const json_t *input = f[F_INPUT];
   if (input && (rc = input_items(msgs, input, err)) < 0)
     return rc;
   if (json_array_size(msgs) == 0)
     return bad(err, "input", "Missing required parameter: 'input'.");
 
-  const json_t *tools = opt(body, "tools");
+  const json_t *tools = f[F_TOOLS];
   if (tools && (rc = chat_tools(chat, tools, err)) < 0)
     return rc;
-  const json_t *tc = opt(body, "tool_choice");
-  json_t *tc_chat = json_object();
-  if (!tc_chat)
-    return -2;
-  rc = tc ? chat_tool_choice(tc_chat, tc, err) : 0;
-  /* Without tools a chat upstream refuses tool_choice and parallel_tool_calls. */
-  if (rc == 0 && json_object_get(chat, "tools")) {
+  const json_t *tc = f[F_TOOL_CHOICE], *ptc = f[F_PTC];
+  if (tc) {
+    json_t *tc_chat = json_object();
+    if (!tc_chat)
+      return -2;
+    rc = chat_tool_choice(tc_chat, tc, err);
+    /* Without tools a chat upstream refuses tool_choice and parallel_tool_calls. */
     const json_t *choice = json_object_get(tc_chat, "tool_choice");
-    const json_t *ptc = opt(body, "parallel_tool_calls");
-    if ((choice && json_object_set(chat, "tool_choice", (json_t *)choice) < 0) ||
-        (ptc && json_object_set(chat, "parallel_tool_calls", (json_t *)ptc) < 0))
+    if (rc == 0 && choice && json_object_get(chat, "tools") &&
+        json_object_set(chat, "tool_choice", (json_t *)choice) < 0)
       rc = -2;
+    json_decref(tc_chat);
+    if (rc < 0)
+      return rc;
   }
-  json_decref(tc_chat);
-  if (rc < 0)
-    return rc;
-  const json_t *text = opt(body, "text");
+  if (ptc && json_object_get(chat, "tools") &&
+      json_object_set(chat, "parallel_tool_calls", (json_t *)ptc) < 0)
+    return -2;
+  const json_t *text = f[F_TEXT];
   if (text && (rc = chat_text(chat, text, err)) < 0)
     return rc;
   if (mot && (rc = set_ref(chat, limit_param ? limit_param : "max_tokens", mot)) < 0)
     return rc;
   if (effort && (rc = set_ref(chat, "reasoning_effort", effort)) < 0)
     return rc;
-  /* One pass over the client's members (a handful) rather than a lookup per field. */
-  const char *key;
-  json_t *v;
-  json_object_foreach((json_t *)body, key, v) {
-    if (!json_is_null(v) && in_list(key, chat_fields, sizeof chat_fields / sizeof *chat_fields) &&
-        (rc = set_ref(chat, key, v)) < 0)
+  /* Of what is passed on, only "stop" has a shape the engine checks (pd_engine_validate): it
+   * is checked here the same way, so that every translated request is one the engine takes. */
+  const json_t *stop = f[F_STOP];
+  int stop_ok = !stop || json_is_string(stop) || json_is_array(stop);
+  for (size_t i = 0; stop_ok && json_is_array(stop) && i < json_array_size(stop); i++)
+    stop_ok = json_is_string(json_array_get(stop, i));
+  if (!stop_ok)
+    return bad(err, "stop", "Invalid type for 'stop': expected a string or an array of strings.");
+  for (int i = 0; i < mb.npass; i++)
+    if ((rc = set_ref(chat, mb.pass_key[i], mb.pass_val[i])) < 0)
       return rc;
-  }
   /* A chat upstream returns top_logprobs only with logprobs on. */
-  if (json_integer_value(opt(body, "top_logprobs")) > 0 &&
+  if (json_integer_value(f[F_TOP_LOGPROBS]) > 0 &&
       (rc = set_new(chat, "logprobs", json_true())) < 0)
     return rc;
 
   /* What the response object repeats, as JSON text written once (a stream repeats the object
    * in three events). */
-  const json_t *ptc = opt(body, "parallel_tool_calls");
-  pd_buf_t *h = &out->echo_head, *m = &out->echo_mid, *t = &out->echo_tail;
-  rc = echo_member(h, "instructions", instructions, "null");
-  rc |= echo_member(h, "max_output_tokens", mot, "null");
-  rc |= echo_member(m, "parallel_tool_calls", ptc, "true");
-  rc |= pd_buf_appends(m, ",\"previous_response_id\":null");
-  rc |= echo_member(m, "reasoning", NULL, "{\"effort\":");
-  rc |= effort ? pd_json_write(m, effort) : pd_buf_appends(m, "null");
-  rc |= pd_buf_appends(m, ",\"summary\":");
-  rc |= summary ? pd_json_write(m, summary) : pd_buf_appends(m, "null");
-  rc |= pd_buf_appends(m, "}");
-  rc |= pd_buf_appends(m, ",\"store\":false");
-  rc |= echo_member(m, "temperature", opt(body, "temperature"), "null");
-  rc |= echo_member(m, "text", text, "{\"format\":{\"type\":\"text\"}}");
-  rc |= echo_member(m, "tool_choice", tc, "\"auto\"");
-  rc |= echo_member(m, "tools", tools, "[]");
-  rc |= echo_member(m, "top_p", opt(body, "top_p"), "null");
-  rc |= pd_buf_appends(m, ",\"truncation\":\"disabled\"");
-  rc |= echo_member(t, "user", opt(body, "user"), "null");
-  rc |= echo_member(t, "metadata", opt(body, "metadata"), "{}");
+  pd_buf_t *h = &out->echo, *m = h, *t = h;
+  rc = pd_buf_reserve(h, 512) ? 0 : -1;
+  rc |= ECHO(h, ",\"instructions\":", instructions, "null");
+  rc |= ECHO(h, ",\"max_output_tokens\":", mot, "null");
+  out->echo_head = h->len;
+  rc |= ECHO(m, ",\"parallel_tool_calls\":", ptc, "true");
+  rc |= ECHO(m, ",\"previous_response_id\":null,\"reasoning\":{\"effort\":", effort, "null");
+  rc |= ECHO(m, ",\"summary\":", summary, "null");
+  rc |= LIT(m, "},\"store\":false");
+  rc |= ECHO(m, ",\"temperature\":", f[F_TEMPERATURE], "null");
+  rc |= ECHO(m, ",\"text\":", text, "{\"format\":{\"type\":\"text\"}}");
+  rc |= ECHO(m, ",\"tool_choice\":", tc, "\"auto\"");
+  rc |= ECHO(m, ",\"tools\":", tools, "[]");
+  rc |= ECHO(m, ",\"top_p\":", f[F_TOP_P], "null");
+  rc |= LIT(m, ",\"truncation\":\"disabled\"");
+  out->echo_mid = m->len - out->echo_head;
+  rc |= ECHO(t, ",\"user\":", f[F_USER], "null");
+  rc |= ECHO(t, ",\"metadata\":", f[F_METADATA], "{}");
   if (rc)
     return -2;
   return 0;
@@ -718,10 +773,7 @@ void pd_responses_req_free(pd_responses_req_t *r) {
     return;
   json_decref(r->chat);
   r->chat = NULL;
-  pd_buf_free(&r->echo_head);
-  pd_buf_free(&r->echo_mid);
-  pd_buf_free(&r->echo_tail);
-  pd_buf_init(&r->echo_head);
-  pd_buf_init(&r->echo_mid);
-  pd_buf_init(&r->echo_tail);
+  pd_buf_free(&r->echo);
+  pd_buf_init(&r->echo);
+  r->echo_head = r->echo_mid = 0;
 }

@@ -44,6 +44,7 @@ typedef struct pd_relay_state {
   int validate; /* holding an API reply to check it before relaying */
   int remodel;  /* a mapped model: put the client's model name back into the reply */
   int usage;    /* reading the usage chunk of a relayed stream (bytes relayed as they are) */
+  int plain;    /* an API's translated plain call: the API writes the response (plain_final) */
 } pd_relay_state_t;
 
 struct pd_exchange {

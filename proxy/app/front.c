@@ -218,8 +218,10 @@ static void start_api(pd_exchange_t *ex) {
     return;
   ex->stream = q.stream;
   ex->resp.include_usage = q.include_usage;
-  if (api->relay && !pd_engine_should_force(ex->body, ex->rounds)) {
-    pd_relay_unforced(ex, q.verbatim && !ex->route->model);
+  /* Unforced: relayed, or for an API that translates, one plain call without the engine. */
+  if (!pd_engine_should_force(ex->body, ex->rounds) &&
+      (api->relay || (api->plain_final && !ex->stream))) {
+    pd_relay_unforced(ex, api->relay && q.verbatim && !ex->route->model);
     return;
   }
   pd_forced_start(ex, &res.variant->forcing);

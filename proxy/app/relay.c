@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "app/exchange.h"
 #include "http/res.h"
@@ -72,6 +73,11 @@ static void pass_on_head(void *ud, const pd_xfer_head_t *h) {
   pd_exchange_t *ex = ud;
   pd_relay_state_t *ps = &ex->pass;
   pd_reply_head(&ps->reply, h);
+  if (ps->plain) { /* held whole: the API writes the client's response from it */
+    ps->buffer = 1;
+    ps->validate = pd_reply_ok(&ps->reply);
+    return;
+  }
   /* An API reply relayed without forcing is still checked to be an OpenAI JSON object (the
    * body is small; streams are relayed as they come). */
   ps->validate = ex->variant && !ps->reply.sse && h->status < 300;
@@ -184,12 +190,36 @@ static void models_reply(pd_exchange_t *ex) {
   pd_exchange_finish(ex);
 }
 
+/* The reply to a translated call (pd_relay_unforced) replaced by the API's response made from
+ * it. Returns 0, or -1 having failed the exchange. */
+static int plain_reply(pd_exchange_t *ex) {
+  pd_buf_t *body = &ex->pass.reply.body, b;
+  pd_buf_init(&b);
+  int rc = ex->api->plain_final(&b, &ex->resp, pd_buf_data(body), body->len, &ex->usage);
+  if (rc < 0) {
+    pd_buf_free(&b);
+    if (rc == PD_API_EUNREADABLE)
+      pd_reply_fail_bad(ex, ex->pass.reply.status, "reply not readable",
+                        "The upstream reply is not a valid OpenAI chat completion.");
+    else
+      pd_exchange_fail(ex, 500, "Out of memory.", "server_error", "internal_error");
+    return -1;
+  }
+  pd_buf_free(body);
+  *body = b;
+  return 0;
+}
+
 /* Relays a buffered chat reply after checking it is a JSON object json_loadb reads (one pass of
- * the one tokenizer, which also finds "usage" and "model"). */
+ * the one tokenizer, which also finds "usage" and "model"); a translated call's reply goes out
+ * as the API's response instead. */
 static void relay_checked(pd_exchange_t *ex) {
   pd_openai_reply_t r;
-  int ok =
-      pd_openai_check_reply(pd_buf_data(&ex->pass.reply.body), ex->pass.reply.body.len, &r) == 1;
+  memset(&r, 0, sizeof r);
+  if (ex->pass.plain && plain_reply(ex) < 0)
+    return;
+  int ok = ex->pass.plain || pd_openai_check_reply(pd_buf_data(&ex->pass.reply.body),
+                                                   ex->pass.reply.body.len, &r) == 1;
   if (ok && r.usage) {
     /* The reply's usage, found by the same pass that checked it: only that member is parsed. */
     json_t *u = pd_json_load(r.usage, r.usage_len, NULL);
@@ -219,7 +249,7 @@ static void relay_checked(pd_exchange_t *ex) {
   size_t n = 0;
   pd_upreq_ponder_headers(ex, 0, extra, &n);
   extra[n] = NULL;
-  pd_res_send(ex->req, ex->pass.reply.status, "application/json", extra,
+  pd_res_send(ex->req, ex->pass.plain ? 200 : ex->pass.reply.status, "application/json", extra,
               pd_buf_data(&ex->pass.reply.body), ex->pass.reply.body.len);
   pd_exchange_finish(ex);
 }
@@ -236,7 +266,7 @@ static void pass_on_done(void *ud, int result, const char *errmsg) {
       models_reply(ex);
     else if (result == PD_XFER_OK && ex->pass.validate)
       relay_checked(ex);
-    else if (result != PD_XFER_OK || ex->pass.reply.status >= 400)
+    else if (result != PD_XFER_OK || ex->pass.reply.status >= 400 || ex->pass.plain)
       pd_reply_fail(ex, &ex->pass.reply, result, errmsg);
     else
       pd_reply_fail_bad(ex, ex->pass.reply.status, "reply ended unexpectedly",
@@ -280,9 +310,55 @@ void pd_relay_start(pd_exchange_t *ex, char *body, size_t len, int json_body) {
                      "upstream_error");
 }
 
+static uint64_t rnd_cb(void *ud) {
+  return pd_worker_rand(ud);
+}
+
+/* An API that does not relay: its request (the engine's, translated) goes upstream as the
+ * engine's plain call sends it (core/modes.c pd_mode_plain_body: the route's model, no n,
+ * ponder or stream settings) to the chat completions path; the reply comes back through the
+ * API's plain_final. */
+static void start_translated(pd_exchange_t *ex) {
+  json_t *body = ex->body;
+  const char *model = ex->route->model ? ex->route->model : ex->client_model;
+  json_object_del(body, "n");
+  json_object_del(body, "ponder");
+  json_object_del(body, "stream");
+  json_object_del(body, "stream_options");
+  pd_buf_t url;
+  pd_buf_init(&url);
+  size_t len = 0;
+  char *s = NULL, *u = NULL;
+  /* The model is set only when it changes (usually the client's own is there already). */
+  const char *now = json_string_value(json_object_get(body, "model"));
+  int same = now && !strcmp(now, model ? model : "");
+  if ((same || json_object_set_new(body, "model", json_string(model ? model : "")) == 0) &&
+      pd_url_join(&ex->base, "/chat/completions", 17, NULL, 0, &url) == 0 &&
+      (s = json_text(body, &len)) != NULL)
+    u = pd_buf_steal(&url, NULL);
+  pd_buf_free(&url);
+  if (!u) {
+    free(s);
+    pd_exchange_fail(ex, 500, "Out of memory.", "server_error", "internal_error");
+    return;
+  }
+  free(ex->url);
+  ex->url = u;
+  pd_openai_new_id(ex->resp.id, ex->api->id_prefix, rnd_cb, ex->w);
+  ex->resp.created = (long)time(NULL);
+  ex->resp.n = 1;
+  ex->pass.plain = 1;
+  ex->kind = PD_EXCHANGE_PASS;
+  pd_relay_start(ex, s, len, 1);
+}
+
 void pd_relay_unforced(pd_exchange_t *ex, int verbatim) {
   pd_req_t *r = ex->req;
   json_t *body = ex->body;
+  if (!ex->api->relay) {
+    start_translated(ex);
+    return;
+  }
   if (ex->route->model) {
     json_object_set_new(body, "model", json_string(ex->route->model));
     ex->pass.remodel = ex->client_model && strcmp(ex->client_model, ex->route->model) != 0;

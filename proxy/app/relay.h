@@ -17,7 +17,9 @@ void pd_relay_start(struct pd_exchange *ex, char *body, size_t len, int json_bod
 
 /* Relays an unforced client-API request (ex->body, after the router): with the route's model
  * when it maps one, the client's own bytes when `verbatim` (nothing in them changed), else the
- * tree serialised. */
+ * tree serialised. For an API that does not relay (a non-streamed request of one with
+ * plain_final), the engine's plain call of ex->body goes to the chat completions path instead
+ * and the API writes its response from the reply. */
 void pd_relay_unforced(struct pd_exchange *ex, int verbatim);
 
 #endif

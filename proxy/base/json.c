@@ -419,21 +419,6 @@ int pd_json_check_members(const char *b, size_t n, pd_json_member_t *m, size_t n
   }
 }
 
-int pd_json_check_object(const char *b, size_t n) {
-  return pd_json_check_reply(b, n, NULL, NULL);
-}
-
-int pd_json_check_reply(const char *b, size_t n, const char **usage, size_t *usage_len) {
-  pd_json_member_t m[2] = {{"error", 5, NULL, 0, 0}, {"usage", 5, NULL, 0, 0}};
-  if (!pd_json_check_members(b, n, m, 2))
-    return 0;
-  if (usage) {
-    *usage = m[1].value;
-    *usage_len = m[1].len;
-  }
-  return m[0].count ? 2 : 1;
-}
-
 int pd_json_replace_members(pd_buf_t *out, const char *b, size_t n, const char *name,
                             size_t name_len, const char *value, size_t value_len) {
   size_t saved = out->len;

@@ -85,13 +85,6 @@ typedef struct pd_json_member {
  * (the outputs are then unspecified). The relay uses it on every reply it passes through. */
 int pd_json_check_members(const char *b, size_t n, pd_json_member_t *m, size_t nm);
 
-/* pd_json_check_members for the relay's verdict: 1 for an object json_loadb accepts, 2 for one
- * with a top-level "error" member, 0 otherwise. */
-int pd_json_check_object(const char *b, size_t n);
-/* pd_json_check_object that also finds the top-level "usage" member's value (the last one, as
- * jansson keeps): *usage points into b (NULL when there is none), *usage_len its length. */
-int pd_json_check_reply(const char *b, size_t n, const char **usage, size_t *usage_len);
-
 /* Appends b with the value of every top-level member named name replaced by the n bytes of
  * JSON text at value. Returns the number of members replaced, or -1 when b is refused (out is
  * then unchanged) or out of memory. */

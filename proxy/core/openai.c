@@ -1,6 +1,7 @@
 /* OpenAI JSON shapes: error objects, the final chat.completion, stream chunks and usage, ids,
  * and what ponder reads of an upstream's chat reply (the members pd_openai_load_reply builds, the
- * spans the relay checks and rewrites). The JSON machinery itself is base/json.c. Owns nothing:
+ * same read in one pass without a tree by pd_openai_read_reply, the spans the relay checks and
+ * rewrites). The JSON machinery itself is base/json.c. Owns nothing:
  * every function appends to a caller's buffer or returns a new reference. */
 #include "core/openai.h"
 #include "base/utf8.h"
@@ -71,6 +72,208 @@ static const pd_json_keep_t reply_top[] = {{"choices", 7, PD_JSON_KEEP_FIRST, re
 
 json_t *pd_openai_load_reply(const char *b, size_t n) {
   return pd_json_load_kept(b, n, reply_top);
+}
+
+/* ---- the one-pass reader ----
+ * Each reader below is called with the scanner just past a member's key and consumes that
+ * member's value whole; -1 when the text is refused. */
+
+typedef int (*member_fn)(pd_json_scan_t *s, const pd_json_tok_t *key, pd_openai_msg_t *m);
+
+/* The members of the object whose '{' was just read, each handed to fn. */
+static int read_object(pd_json_scan_t *s, member_fn fn, pd_openai_msg_t *m) {
+  pd_json_tok_t k;
+  for (;;) {
+    int type = pd_json_next(s, &k);
+    if (type == PD_JSON_OBJECT_END)
+      return 0;
+    if (type != PD_JSON_KEY || fn(s, &k, m) < 0)
+      return -1;
+  }
+}
+
+/* The next value when it is an object, read member by member with fn (returns 1); any other
+ * value skipped (returns 0). */
+static int object_value(pd_json_scan_t *s, member_fn fn, pd_openai_msg_t *m) {
+  pd_json_tok_t v;
+  if (pd_json_next(s, &v) == PD_JSON_OBJECT)
+    return read_object(s, fn, m) < 0 ? -1 : 1;
+  return pd_json_skip(s, &v);
+}
+
+static int skip_value(pd_json_scan_t *s) {
+  pd_json_tok_t v;
+  pd_json_next(s, &v);
+  return pd_json_skip(s, &v);
+}
+
+static int text_value(pd_json_scan_t *s, pd_openai_text_t *out) {
+  pd_json_tok_t v;
+  int type = pd_json_next(s, &v);
+  if (pd_json_skip(s, &v) < 0)
+    return -1;
+  out->s = type == PD_JSON_STRING ? v.s : NULL;
+  out->len = type == PD_JSON_STRING ? v.len : 0;
+  out->esc = type == PD_JSON_STRING && v.esc;
+  return 0;
+}
+
+static int int_value(pd_json_scan_t *s, long long *out, int *has) {
+  pd_json_tok_t v;
+  int type = pd_json_next(s, &v);
+  if (pd_json_skip(s, &v) < 0)
+    return -1;
+  *has = type == PD_JSON_INTEGER;
+  *out = *has ? v.ival : 0;
+  return 0;
+}
+
+/* A key is the literal: compared in place (the length known at compile time) unless escaped. */
+static inline int key_is(const pd_json_tok_t *k, const char *lit, size_t n) {
+  if (!k->esc)
+    return k->len == n && memcmp(k->s, lit, n) == 0;
+  return pd_json_tok_is(k, lit, n);
+}
+#define KEY_IS(k, lit) key_is(k, lit, sizeof lit - 1)
+
+static int msg_member(pd_json_scan_t *s, const pd_json_tok_t *k, pd_openai_msg_t *m) {
+  if (KEY_IS(k, "content"))
+    return text_value(s, &m->content);
+  if (KEY_IS(k, "reasoning_content"))
+    return text_value(s, &m->reasoning_content);
+  if (KEY_IS(k, "reasoning"))
+    return text_value(s, &m->reasoning);
+  if (!KEY_IS(k, "tool_calls"))
+    return skip_value(s);
+  pd_json_tok_t v;
+  int type = pd_json_next(s, &v);
+  const char *start = v.s;
+  if (pd_json_skip(s, &v) < 0)
+    return -1;
+  m->tool_calls = type == PD_JSON_ARRAY ? start : NULL;
+  m->tool_calls_len = type == PD_JSON_ARRAY ? (size_t)(s->p - start) : 0;
+  return 0;
+}
+
+static int choice_member(pd_json_scan_t *s, const pd_json_tok_t *k, pd_openai_msg_t *m, int delta) {
+  if (delta ? KEY_IS(k, "delta") : KEY_IS(k, "message")) {
+    /* A repeated key: the last value counts, as in jansson's tree. */
+    memset(&m->content, 0, sizeof m->content);
+    m->reasoning_content = m->reasoning = m->content;
+    m->tool_calls = NULL;
+    m->tool_calls_len = 0;
+    return object_value(s, msg_member, m) < 0 ? -1 : 0;
+  }
+  if (KEY_IS(k, "finish_reason"))
+    return text_value(s, &m->finish_reason);
+  return skip_value(s);
+}
+
+static int message_choice_member(pd_json_scan_t *s, const pd_json_tok_t *k, pd_openai_msg_t *m) {
+  return choice_member(s, k, m, 0);
+}
+
+static int delta_choice_member(pd_json_scan_t *s, const pd_json_tok_t *k, pd_openai_msg_t *m) {
+  return choice_member(s, k, m, 1);
+}
+
+static int details_member(pd_json_scan_t *s, const pd_json_tok_t *k, pd_openai_msg_t *m) {
+  if (KEY_IS(k, "reasoning_tokens"))
+    return int_value(s, &m->reasoning_tokens, &m->has_reasoning);
+  return skip_value(s);
+}
+
+static int usage_member(pd_json_scan_t *s, const pd_json_tok_t *k, pd_openai_msg_t *m) {
+  if (KEY_IS(k, "prompt_tokens"))
+    return int_value(s, &m->prompt_tokens, &m->has_prompt);
+  if (KEY_IS(k, "completion_tokens"))
+    return int_value(s, &m->completion_tokens, &m->has_completion);
+  if (KEY_IS(k, "completion_tokens_details")) {
+    m->reasoning_tokens = 0;
+    m->has_reasoning = 0;
+    return object_value(s, details_member, m) < 0 ? -1 : 0;
+  }
+  return skip_value(s);
+}
+
+static int error_member(pd_json_scan_t *s, const pd_json_tok_t *k, pd_openai_msg_t *m) {
+  if (!KEY_IS(k, "message"))
+    return skip_value(s);
+  pd_json_tok_t v;
+  int type = pd_json_next(s, &v);
+  m->error = type == PD_JSON_STRING;
+  return pd_json_skip(s, &v);
+}
+
+/* The elements of "choices": the first read when it is an object, the rest checked. */
+static int choices_value(pd_json_scan_t *s, pd_openai_msg_t *m, int delta) {
+  memset(&m->content, 0, sizeof m->content);
+  m->reasoning_content = m->reasoning = m->finish_reason = m->content;
+  m->tool_calls = NULL;
+  m->tool_calls_len = 0;
+  m->choice = 0;
+  pd_json_tok_t v;
+  if (pd_json_next(s, &v) != PD_JSON_ARRAY)
+    return pd_json_skip(s, &v);
+  for (int i = 0;; i++) {
+    int type = pd_json_next(s, &v);
+    if (type == PD_JSON_ARRAY_END)
+      return 0;
+    if (i == 0 && type == PD_JSON_OBJECT) {
+      m->choice = 1;
+      if (read_object(s, delta ? delta_choice_member : message_choice_member, m) < 0)
+        return -1;
+    } else if (pd_json_skip(s, &v) < 0) {
+      return -1;
+    }
+  }
+}
+
+int pd_openai_read_reply(const char *b, size_t n, int delta, pd_openai_msg_t *m) {
+  memset(m, 0, sizeof *m);
+  pd_json_scan_t s;
+  pd_json_tok_t t;
+  pd_json_scan_init(&s, b, n);
+  if (pd_json_next(&s, &t) != PD_JSON_OBJECT)
+    return 0;
+  for (;;) {
+    int type = pd_json_next(&s, &t), rc;
+    if (type == PD_JSON_OBJECT_END)
+      break;
+    if (type != PD_JSON_KEY)
+      return 0;
+    if (KEY_IS(&t, "choices")) {
+      rc = choices_value(&s, m, delta);
+    } else if (KEY_IS(&t, "usage")) {
+      m->prompt_tokens = m->completion_tokens = m->reasoning_tokens = 0;
+      m->has_prompt = m->has_completion = m->has_reasoning = 0;
+      rc = object_value(&s, usage_member, m);
+    } else if (KEY_IS(&t, "error")) {
+      m->error = 0;
+      rc = object_value(&s, error_member, m);
+    } else {
+      rc = skip_value(&s);
+    }
+    if (rc < 0)
+      return 0;
+  }
+  return pd_json_next(&s, &t) == PD_JSON_END;
+}
+
+int pd_openai_text(const pd_openai_text_t *t, pd_buf_t *scratch, const char **s, size_t *n) {
+  if (!t->s || !t->esc) {
+    *s = t->s ? t->s : "";
+    *n = t->s ? t->len : 0;
+    return 0;
+  }
+  char *p = pd_buf_reserve(scratch, t->len);
+  if (!p)
+    return -1;
+  size_t k = pd_json_unescape(t->s, t->len, p);
+  *s = p;
+  *n = k;
+  pd_buf_commit(scratch, k);
+  return 0;
 }
 
 int pd_openai_check_reply(const char *b, size_t n, pd_openai_reply_t *r) {

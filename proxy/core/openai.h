@@ -47,6 +47,42 @@ int pd_openai_check_reply(const char *b, size_t n, pd_openai_reply_t *r);
 int pd_openai_remodel(pd_buf_t *out, const char *b, size_t n, const pd_openai_reply_t *r,
                       const char *model);
 
+/* A string member as pd_openai_read_reply found it: the raw bytes between the quotes, into the
+ * read text (decode with pd_openai_text when esc is set). s is NULL when the member is absent
+ * or not a string. */
+typedef struct pd_openai_text {
+  const char *s;
+  size_t len;
+  int esc; /* the raw bytes hold a backslash escape */
+} pd_openai_text_t;
+
+/* What the forcing engine reads of a chat reply or stream chunk, found in one pass of the
+ * tokenizer without building a tree: the members pd_openai_load_reply builds but choices[0].text
+ * (which only the completions mode reads), with jansson's rules (the last of a repeated key
+ * counts, escaped keys match decoded; a member of another type counts as absent). */
+typedef struct pd_openai_msg {
+  int choice; /* choices[0] is an object */
+  /* Of choices[0].message (or .delta when read so): */
+  pd_openai_text_t content, reasoning_content, reasoning;
+  const char *tool_calls; /* the JSON text of a tool_calls array, or NULL */
+  size_t tool_calls_len;
+  pd_openai_text_t finish_reason; /* choices[0].finish_reason */
+  /* Of the top-level usage object (0 and has_* 0 when absent or not an object): */
+  long long prompt_tokens, completion_tokens, reasoning_tokens;
+  int has_prompt, has_completion, has_reasoning; /* the member is an integer */
+  int error; /* a top-level "error" object with a string "message" (pd_openai_is_error) */
+} pd_openai_msg_t;
+
+/* Reads the reply (delta 0: a chat.completion's choices[0].message) or stream chunk (delta 1:
+ * choices[0].delta) b into *m in one pass. Returns 1 when b is a JSON object json_loadb(b, n, 0)
+ * accepts, 0 otherwise (*m is then unspecified). Allocates nothing; m points into b. */
+int pd_openai_read_reply(const char *b, size_t n, int delta, pd_openai_msg_t *m);
+
+/* The decoded bytes of t: t's own raw bytes when they hold no escape, else decoded into
+ * scratch (appended; the result stays valid until scratch changes). Returns 0, or -1 when out
+ * of memory. An absent text is "" (length 0). */
+int pd_openai_text(const pd_openai_text_t *t, pd_buf_t *scratch, const char **s, size_t *n);
+
 /* Whether a parsed upstream body is an OpenAI error object ({"error": {"message": ...}}). */
 int pd_openai_is_error(const json_t *body);
 

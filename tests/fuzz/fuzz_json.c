@@ -4,11 +4,14 @@
  *  - pd_json_load gives json_loadb's verdict and the same tree;
  *  - pd_openai_load_reply (core/openai.c) gives json_loadb's verdict and the reply cut down to the
  *    members the forcing engine reads (tests/lib/reply_cut.h), or for an array the whole tree;
- *  - pd_json_check_object says 1 or 2 exactly for the objects jansson accepts, 2 exactly when its
- *    tree has a top-level "error"; pd_json_check_reply's "usage" span parses to jansson's
- *    top-level "usage";
- *  - pd_openai_check_reply and pd_openai_remodel: the reply with the client's model name put
- *    back parses, has that name, and is otherwise jansson's tree;
+ *  - pd_openai_check_reply says 1 or 2 exactly for the objects jansson accepts, 2 exactly when
+ *    its tree has a top-level "error"; its "usage" span parses to jansson's top-level "usage";
+ *  - pd_openai_remodel: the reply with the client's model name put back parses, has that name,
+ *    and is otherwise jansson's tree;
+ *  - pd_openai_read_reply (both as a reply and as a chunk) accepts exactly the objects jansson
+ *    accepts and finds in them what the engine reads of jansson's tree (engine.c: choices[0],
+ *    its message or delta's content, reasoning_content, reasoning and tool_calls, its
+ *    finish_reason, the usage's integers, an error object with a string message);
  *  - pd_json_write of jansson's tree is byte for byte json_dumps(JSON_COMPACT).
  * Any difference aborts, so libFuzzer keeps the input. */
 #include <jansson.h>
@@ -31,6 +34,64 @@ static void check_write(const json_t *v) {
     abort();
   pd_buf_free(&b);
   free(want);
+}
+
+/* A text the reader found equals the tree's member: both absent (or not a string), or the
+ * same bytes once decoded. */
+static void check_text(const pd_openai_text_t *t, const json_t *want) {
+  if (!json_is_string(want) != !t->s)
+    abort();
+  pd_buf_t sc;
+  pd_buf_init(&sc);
+  const char *s;
+  size_t n;
+  if (pd_openai_text(t, &sc, &s, &n) < 0)
+    abort();
+  if (json_is_string(want) &&
+      (n != json_string_length(want) || memcmp(s, json_string_value(want), n) != 0))
+    abort();
+  pd_buf_free(&sc);
+}
+
+static void check_int(int has, long long got, const json_t *want) {
+  if (has != json_is_integer(want) || (has && got != json_integer_value(want)))
+    abort();
+}
+
+static void check_read(const char *b, size_t n, const json_t *full) {
+  for (int delta = 0; delta < 2; delta++) {
+    pd_openai_msg_t m;
+    int ok = pd_openai_read_reply(b, n, delta, &m);
+    if (ok != json_is_object(full))
+      abort();
+    if (!ok)
+      continue;
+    const json_t *choice = json_array_get(json_object_get(full, "choices"), 0);
+    if (m.choice != json_is_object(choice))
+      abort();
+    const json_t *src = json_object_get(choice, delta ? "delta" : "message");
+    check_text(&m.content, json_object_get(src, "content"));
+    check_text(&m.reasoning_content, json_object_get(src, "reasoning_content"));
+    check_text(&m.reasoning, json_object_get(src, "reasoning"));
+    check_text(&m.finish_reason, json_object_get(choice, "finish_reason"));
+    const json_t *tc = json_object_get(src, "tool_calls");
+    if (!json_is_array(tc) != !m.tool_calls)
+      abort();
+    if (m.tool_calls) {
+      json_t *got = json_loadb(m.tool_calls, m.tool_calls_len, 0, NULL);
+      if (!got || !json_equal(got, tc))
+        abort();
+      json_decref(got);
+    }
+    const json_t *u = json_object_get(full, "usage");
+    u = json_is_object(u) ? u : NULL;
+    check_int(m.has_prompt, m.prompt_tokens, json_object_get(u, "prompt_tokens"));
+    check_int(m.has_completion, m.completion_tokens, json_object_get(u, "completion_tokens"));
+    check_int(m.has_reasoning, m.reasoning_tokens,
+              json_object_get(json_object_get(u, "completion_tokens_details"), "reasoning_tokens"));
+    if (m.error != pd_openai_is_error(full))
+      abort();
+  }
 }
 
 static void check_remodel(const char *b, size_t n, const json_t *full) {
@@ -63,14 +124,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   json_t *full = json_loadb(b, size, 0, NULL);
   json_t *whole = pd_json_load(b, size, &err);
   json_t *reply = pd_openai_load_reply(b, size);
-  int check = pd_json_check_object(b, size);
+  pd_openai_reply_t r;
+  int check = pd_openai_check_reply(b, size, &r);
+  pd_openai_msg_t m;
   if (scan_accepts(b, size) != !!full)
     abort();
   if (!full) {
-    if (whole || reply || check)
+    if (whole || reply || check || pd_openai_read_reply(b, size, 0, &m) ||
+        pd_openai_read_reply(b, size, 1, &m))
       abort(); /* accepted what jansson rejects */
     return 0;
   }
+  check_read(b, size, full);
   if (!whole || !json_equal(whole, full))
     abort();
   if (!reply)
@@ -80,14 +145,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     abort();
   if (check != (!json_is_object(full) ? 0 : json_object_get(full, "error") ? 2 : 1))
     abort();
-  /* The "usage" span pd_json_check_reply finds parses to jansson's top-level "usage". */
-  const char *u = NULL;
-  size_t ulen = 0;
-  if (pd_json_check_reply(b, size, &u, &ulen) != check)
-    abort();
+  /* The "usage" span pd_openai_check_reply finds parses to jansson's top-level "usage". */
   if (check) {
     json_t *want = json_object_get(full, "usage");
-    json_t *got = u ? json_loadb(u, ulen, JSON_DECODE_ANY, NULL) : NULL;
+    json_t *got = r.usage ? json_loadb(r.usage, r.usage_len, JSON_DECODE_ANY, NULL) : NULL;
     if (!want != !got || (got && !json_equal(got, want)))
       abort();
     json_decref(got);

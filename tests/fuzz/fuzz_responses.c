@@ -1,10 +1,11 @@
 /* Fuzz target: the Responses request translation (proxy/api/responses.c) on arbitrary bytes.
  *  - Never crashes, leaks or reads out of bounds; a 400 always has a message.
- *  - A translated request is one the engine takes: pd_engine_validate passes (but for a "stop"
- *    passed on as the client sent it, which the chat path checks the same way), with a string
- *    model and a non-empty message list.
+ *  - A translated request is one the engine takes: pd_engine_validate passes (the exchange does
+ *    not run it again), with a string model and a non-empty message list.
  *  - The response object and a short event stream built on it are valid JSON text.
  *  - A JSON array instead drives the stream writer with arbitrary outputs (writer_run).
+ *  - The bytes as an upstream's reply at rounds 0 (pd_responses_from_reply, reply_run): a
+ *    response object that parses, exactly for the replies the engine reads.
  * Any violation aborts, so libFuzzer keeps the input. */
 #include <jansson.h>
 #include <stdint.h>
@@ -102,8 +103,37 @@ static void writer_run(const json_t *steps, size_t size) {
   pd_responses_req_free(&req);
 }
 
+/* The bytes as the upstream's reply to a rounds-0 call (pd_responses_from_reply): a response
+ * object that parses exactly when jansson reads them as an object with an object choices[0];
+ * nothing written otherwise. */
+static void reply_run(const char *b, size_t size, const json_t *tree) {
+  json_t *b0 =
+      json_loads("{\"model\":\"m\",\"input\":\"q\",\"reasoning\":{\"summary\":\"auto\"}}", 0, NULL);
+  pd_responses_req_t req;
+  pd_responses_error_t err;
+  if (pd_responses_req_translate(b0, NULL, &req, &err) < 0)
+    abort();
+  json_decref(b0);
+  uint64_t ctr = 0;
+  pd_responses_opts_t o = {"resp_x", 1, "m", (pd_reasoning_t)(size % 3), &req, rnd, &ctr, 0};
+  pd_responses_t *w = pd_responses_new(&o);
+  pd_buf_t out;
+  pd_buf_init(&out);
+  pd_usage_t u;
+  int rc = pd_responses_from_reply(w, &out, b, size, &u);
+  int readable = json_is_object(json_array_get(json_object_get(tree, "choices"), 0));
+  if (readable ? rc != 0 : rc != PD_RESPONSES_EUNREADABLE || out.len)
+    abort();
+  if (rc == 0)
+    check_json(&out);
+  pd_buf_free(&out);
+  pd_responses_free(w);
+  pd_responses_req_free(&req);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   json_t *body = json_loadb((const char *)data, size, 0, NULL);
+  reply_run((const char *)data, size, json_is_object(body) ? body : NULL);
   if (!body)
     return 0;
   if (json_is_array(body)) {
@@ -115,11 +145,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   pd_responses_error_t err;
   int rc = pd_responses_req_translate(body, size % 2 ? "max_tokens" : "max_completion_tokens", &req,
                                       &err);
-  if (rc == -1 && (!err.message[0] || req.chat || req.echo_head.len))
+  if (rc == -1 && (!err.message[0] || req.chat || req.echo.len))
     abort();
   if (rc == 0) {
     const char *msg, *param;
-    if (pd_engine_validate(req.chat, &msg, &param) < 0 && !(param && !strcmp(param, "stop")))
+    if (pd_engine_validate(req.chat, &msg, &param) < 0)
       abort();
     if (!json_is_string(json_object_get(req.chat, "model")) ||
         json_array_size(json_object_get(req.chat, "messages")) == 0)

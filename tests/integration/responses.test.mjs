@@ -344,6 +344,135 @@ describe('responses on the wire', () => {
 
 // SPEC section 5: earlier thinking is never sent upstream, on both APIs and at every rounds,
 // rounds 0 included (there the chat relay's fast path must notice it and rewrite the body).
+// Rounds 0, not streamed: the one plain call is read straight into the response object (no
+// engine). It must read a reply exactly as the engine reads one: the same text, thinking, tool
+// calls, finish reason and usage as the chat reply relayed for the same upstream answer, jansson's
+// rules for repeated and escaped keys, and the same 502 for a reply that is not a completion.
+describe('responses at rounds 0 (json): the upstream reply read as the engine reads it', () => {
+  let fake, p;
+  const base = (name) => `${p.url}/${name}/v1`;
+  const log = () => fake.log.filter((e) => !e.path.startsWith('/_fake/'));
+  const raw = (text) => ({ raw_body: Buffer.from(text).toString('base64') });
+  const item = (resp, type) => resp.output.filter((o) => o.type === type);
+
+  before(async () => {
+    fake = await startFake({ port: 0 });
+    const cfg = configFor(fake);
+    cfg.routes = ['field', 'inline', 'hidden'].map((d) => route(`r0-${d}`, chatPolicy(0), { reasoning: d }));
+    p = await startPonder({ config: cfg });
+  });
+  after(async () => {
+    const r = p ? await p.stop('SIGTERM') : null;
+    await fake?.close();
+    if (r) assert.equal(r.code, 0, 'ponder exits 0 after SIGTERM:\n' + p.output());
+  });
+  beforeEach(() => fake.reset());
+
+  const ANSWER = {
+    reasoning_content: 'Two and "two", \u00e9 \u2713 \ud83c\udf89\nmake four.',
+    content: 'It is "4"\n\ttab \u00e9 \ud83c\udf89 \\ done',
+    tool_calls: [{ id: 'call_a', function: { name: 'add', arguments: '{"a":2,"b":"\u00e9"}' } },
+                 { id: 'call_b', function: { name: 'sub', arguments: '{}' } }],
+  };
+
+  it('field: thinking, text with escapes and tool calls as the relayed chat reply has them', async () => {
+    fake.script(ANSWER);
+    const c = await post(`${base('r0-field')}/chat/completions`, { model: MODEL, messages: MSGS });
+    assert.equal(c.status, 200, c.raw);
+    const chat = JSON.parse(c.raw);
+    fake.script(ANSWER);
+    const r = await post(`${base('r0-field')}/responses`, { model: MODEL, instructions: INSTR, input: Q });
+    assert.equal(r.status, 200, r.raw);
+    assert.equal(r.headers['x-ponder-rounds'], '0');
+    assert.match(r.headers['content-type'], /^application\/json/);
+    const resp = JSON.parse(r.raw);
+    const msg = chat.choices[0].message;
+    assert.deepEqual(resp.output.map((o) => o.type), ['reasoning', 'message', 'function_call', 'function_call']);
+    assert.equal(item(resp, 'reasoning')[0].content[0].text, msg.reasoning_content);
+    assert.equal(item(resp, 'message')[0].content[0].text, msg.content);
+    assert.deepEqual(item(resp, 'function_call').map((f) => [f.call_id, f.name, f.arguments, f.status]),
+                     msg.tool_calls.map((t) => [t.id, t.function.name, t.function.arguments, 'completed']));
+    assert.equal(resp.status, 'completed');
+    assert.equal(resp.usage.input_tokens, chat.usage.prompt_tokens);
+    assert.equal(resp.usage.output_tokens, chat.usage.completion_tokens);
+    assert.equal(resp.usage.total_tokens, chat.usage.total_tokens);
+    assert.equal(log().length, 2, 'one upstream call each');
+    assert.equal(log()[1].path, '/v1/chat/completions');
+  });
+
+  it('inline and hidden: the thinking as a <think> block, or not at all', async () => {
+    fake.script({ reasoning: 'vLLM names it reasoning', content: 'four' });
+    const i = JSON.parse((await post(`${base('r0-inline')}/responses`, { model: MODEL, input: Q })).raw);
+    assert.deepEqual(i.output.map((o) => o.type), ['message']);
+    assert.equal(i.output[0].content[0].text, '<think>\nvLLM names it reasoning\n</think>\n\nfour');
+    fake.script({ reasoning_content: 'secret', content: 'four' });
+    const h = JSON.parse((await post(`${base('r0-hidden')}/responses`, { model: MODEL, input: Q })).raw);
+    assert.deepEqual(h.output.map((o) => o.type), ['message']);
+    assert.equal(h.output[0].content[0].text, 'four');
+    assert.ok(!JSON.stringify(h).includes('secret'));
+  });
+
+  it('the answer cut by its limit: status incomplete with max_output_tokens', async () => {
+    const r = await post(`${base('r0-field')}/responses`, { model: MODEL, input: Q, max_output_tokens: 2 });
+    const resp = JSON.parse(r.raw);
+    assert.equal(resp.status, 'incomplete');
+    assert.deepEqual(resp.incomplete_details, { reason: 'max_output_tokens' });
+    assert.equal(item(resp, 'message')[0].status, 'incomplete');
+    assert.equal(log()[0].body.max_tokens, 2);
+  });
+
+  it('repeated keys count by their last value, escaped keys by what they decode to', async () => {
+    fake.script(raw('{"choices":[{"message":{"content":"first"}}],"usage":{"prompt_tokens":1},' +
+      '"choices":[{"message":{"content":"sec\\u006fnd","c\\u006fntent":"last","tool_calls":[]},' +
+      '"finish_reason":"","finish_reason":"length"},{"message":7}],' +
+      '"usage":{"prompt_tokens":3,"completion_tokens":4,"completion_tokens_details":{"reasoning_tokens":2}}}'));
+    const resp = JSON.parse((await post(`${base('r0-field')}/responses`, { model: MODEL, input: Q })).raw);
+    assert.deepEqual(resp.output.map((o) => o.type), ['message']);
+    assert.equal(resp.output[0].content[0].text, 'last');
+    assert.equal(resp.status, 'incomplete');
+    assert.deepEqual([resp.usage.input_tokens, resp.usage.output_tokens, resp.usage.output_tokens_details.reasoning_tokens],
+                     [3, 4, 2]);
+  });
+
+  it('a reply without usage: output tokens estimated from the text (4 bytes a token)', async () => {
+    fake.script(raw('{"choices":[{"message":{"content":"abcdefghi","reasoning_content":"xyz"},"finish_reason":null}]}'));
+    const resp = JSON.parse((await post(`${base('r0-field')}/responses`, { model: MODEL, input: Q })).raw);
+    assert.equal(resp.status, 'completed');
+    assert.equal(item(resp, 'reasoning')[0].content[0].text, 'xyz');
+    assert.deepEqual([resp.usage.input_tokens, resp.usage.output_tokens], [0, 3]);
+  });
+
+  const unreadable = [
+    ['no choices', '{"choices":[]}'],
+    ['a choice that is not an object', '{"choices":[1]}'],
+    ['an error object under status 200', '{"error":{"message":"nope"}}'],
+    ['an array', '[{"choices":[{"message":{"content":"x"}}]}]'],
+    ['not JSON', '{"choices":[{"message":{"content":"x"}}]'],
+  ];
+  for (const [what, body] of unreadable) {
+    it(`a 200 reply with ${what}: 502, as the engine refuses it`, async () => {
+      fake.script(raw(body));
+      const r = await post(`${base('r0-field')}/responses`, { model: MODEL, input: Q });
+      assert.equal(r.status, 502, r.raw);
+      const e = JSON.parse(r.raw).error;
+      assert.equal(e.type, 'upstream_error');
+      assert.equal(e.message, 'The upstream reply is not a valid OpenAI chat completion.');
+    });
+  }
+
+  it('an upstream error status: its status and error body, as chat relays them', async () => {
+    fake.script({ status: 429, message: 'slow down', retry_after: 7 });
+    const r = await post(`${base('r0-field')}/responses`, { model: MODEL, input: Q });
+    assert.equal(r.status, 429);
+    assert.equal(r.headers['retry-after'], '7');
+    assert.equal(JSON.parse(r.raw).error.message, 'slow down');
+    fake.script({ plain_status_body: 'bad gateway', status: 503 });
+    const b = await post(`${base('r0-field')}/responses`, { model: MODEL, input: Q });
+    assert.equal(b.status, 502);
+    assert.equal(JSON.parse(b.raw).error.type, 'upstream_error');
+  });
+});
+
 describe('earlier thinking is never sent upstream', () => {
   let fake, p;
   const base = (name) => `${p.url}/${name}/v1`;

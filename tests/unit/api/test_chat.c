@@ -12,17 +12,7 @@
 #include <cmocka.h>
 
 #include "api/api.h"
-
-static json_t *load(const char *s) {
-  json_t *j = json_loads(s, 0, NULL);
-  assert_non_null(j);
-  return j;
-}
-
-static void assert_buf_equal(const pd_buf_t *a, const pd_buf_t *b) {
-  assert_int_equal(a->len, b->len);
-  assert_memory_equal(pd_buf_data(a), pd_buf_data(b), a->len);
-}
+#include "../../lib/api_test.h"
 
 static void test_registry(void **state) {
   (void)state;
@@ -38,8 +28,8 @@ static void test_registry(void **state) {
 
 static void test_request_options(void **state) {
   (void)state;
-  json_t *body = load("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
-                      "\"stream\":true,\"stream_options\":{\"include_usage\":true}}");
+  json_t *body = J("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
+                   "\"stream\":true,\"stream_options\":{\"include_usage\":true}}");
   json_t *before = body;
   pd_api_req_t q;
   pd_api_resp_t r0 = {0};
@@ -52,8 +42,8 @@ static void test_request_options(void **state) {
   assert_null(q.effort_param);
   json_decref(body);
 
-  body = load("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
-              "\"ponder\":{\"rounds\":2},\"reasoning_effort\":\"low\"}");
+  body = J("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
+           "\"ponder\":{\"rounds\":2},\"reasoning_effort\":\"low\"}");
   assert_int_equal(pd_chat_api.request(&body, &q, &r0), 0);
   assert_false(q.stream);
   assert_false(q.include_usage);
@@ -63,8 +53,8 @@ static void test_request_options(void **state) {
   json_decref(body);
 
   /* "ponder" without rounds still changes the bytes (the router removes it). */
-  body = load("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
-              "\"ponder\":{\"variant\":\"a\"}}");
+  body = J("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
+           "\"ponder\":{\"variant\":\"a\"}}");
   assert_int_equal(pd_chat_api.request(&body, &q, &r0), 0);
   assert_false(q.verbatim);
   assert_null(q.rounds_param);
@@ -73,7 +63,7 @@ static void test_request_options(void **state) {
 
 static void test_request_refused(void **state) {
   (void)state;
-  json_t *body = load("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}");
+  json_t *body = J("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}");
   pd_api_req_t q;
   pd_api_resp_t r0 = {0};
   assert_int_equal(pd_chat_api.request(&body, &q, &r0), -1);
@@ -82,7 +72,7 @@ static void test_request_refused(void **state) {
   json_decref(body);
 
   /* What the engine cannot force is the engine's 400, word for word. */
-  body = load("{\"model\":\"m\",\"messages\":\"no\"}");
+  body = J("{\"model\":\"m\",\"messages\":\"no\"}");
   const char *msg = NULL, *param = NULL;
   assert_int_equal(pd_engine_validate(body, &msg, &param), -1);
   assert_int_equal(pd_chat_api.request(&body, &q, &r0), -1);
@@ -94,26 +84,9 @@ static void test_request_refused(void **state) {
   json_decref(body);
 }
 
-static pd_api_resp_t resp(pd_reasoning_t mode, int n, int include_usage) {
-  pd_api_resp_t r;
-  memset(&r, 0, sizeof r);
-  strcpy(r.id, "chatcmpl-abc");
-  r.created = 1700000000;
-  r.model = "client-model";
-  r.reasoning = mode;
-  r.n = n;
-  r.include_usage = include_usage;
-  return r;
-}
-
-static pd_out_t out(pd_out_kind_t kind, const char *text) {
-  pd_out_t o = {kind, text, text ? strlen(text) : 0, NULL};
-  return o;
-}
-
 static void test_stream_start(void **state) {
   (void)state;
-  pd_api_resp_t r = resp(PD_REASONING_FIELD, 2, 0);
+  pd_api_resp_t r = api_resp("chatcmpl-abc", PD_REASONING_FIELD, 2, 0);
   pd_chunk_ctx_t c = {r.id, r.created, r.model};
   pd_buf_t got, want;
   pd_buf_init(&got);
@@ -128,16 +101,16 @@ static void test_stream_start(void **state) {
 
 static void test_inline_think_block(void **state) {
   (void)state;
-  pd_api_resp_t r = resp(PD_REASONING_INLINE, 1, 0);
+  pd_api_resp_t r = api_resp("chatcmpl-abc", PD_REASONING_INLINE, 1, 0);
   pd_chunk_ctx_t c = {r.id, r.created, r.model};
   pd_api_choice_t ch;
   memset(&ch, 0, sizeof ch);
   pd_buf_t got, want;
   pd_buf_init(&got);
   pd_buf_init(&want);
-  pd_out_t t1 = out(PD_OUT_THINK, "one"), t2 = out(PD_OUT_THINK, "two");
-  pd_out_t a = out(PD_OUT_CONTENT, "answer"), a2 = out(PD_OUT_CONTENT, "more");
-  pd_out_t end = out(PD_OUT_FINISH, "stop");
+  pd_out_t t1 = api_out(PD_OUT_THINK, "one"), t2 = api_out(PD_OUT_THINK, "two");
+  pd_out_t a = api_out(PD_OUT_CONTENT, "answer"), a2 = api_out(PD_OUT_CONTENT, "more");
+  pd_out_t end = api_out(PD_OUT_FINISH, "stop");
   pd_chat_api.delta(&got, &r, &ch, &t1);
   pd_chat_api.delta(&got, &r, &ch, &t2);
   pd_chat_api.delta(&got, &r, &ch, &a);
@@ -160,7 +133,7 @@ static void test_inline_think_block(void **state) {
  * it in the finish; tool calls close it first. */
 static void test_inline_closed_by_finish_and_tools(void **state) {
   (void)state;
-  pd_api_resp_t r = resp(PD_REASONING_INLINE, 2, 0);
+  pd_api_resp_t r = api_resp("chatcmpl-abc", PD_REASONING_INLINE, 2, 0);
   pd_chunk_ctx_t c = {r.id, r.created, r.model};
   pd_api_choice_t ch0, ch1;
   memset(&ch0, 0, sizeof ch0);
@@ -169,8 +142,8 @@ static void test_inline_closed_by_finish_and_tools(void **state) {
   pd_buf_t got, want;
   pd_buf_init(&got);
   pd_buf_init(&want);
-  pd_out_t t = out(PD_OUT_THINK, "x");
-  json_t *calls = load("[{\"index\":0,\"id\":\"c1\",\"type\":\"function\"}]");
+  pd_out_t t = api_out(PD_OUT_THINK, "x");
+  json_t *calls = J("[{\"index\":0,\"id\":\"c1\",\"type\":\"function\"}]");
   pd_out_t tc = {PD_OUT_TOOL_CALLS, NULL, 0, calls};
   pd_chat_api.delta(&got, &r, &ch0, &t);
   pd_chat_api.finish(&got, &r, &ch0, "length");
@@ -194,14 +167,14 @@ static void test_inline_closed_by_finish_and_tools(void **state) {
 
 static void test_field_and_hidden(void **state) {
   (void)state;
-  pd_api_resp_t r = resp(PD_REASONING_FIELD, 1, 0);
+  pd_api_resp_t r = api_resp("chatcmpl-abc", PD_REASONING_FIELD, 1, 0);
   pd_chunk_ctx_t c = {r.id, r.created, r.model};
   pd_api_choice_t ch;
   memset(&ch, 0, sizeof ch);
   pd_buf_t got, want;
   pd_buf_init(&got);
   pd_buf_init(&want);
-  pd_out_t t = out(PD_OUT_THINK, "hmm"), a = out(PD_OUT_CONTENT, "ok");
+  pd_out_t t = api_out(PD_OUT_THINK, "hmm"), a = api_out(PD_OUT_CONTENT, "ok");
   pd_chat_api.delta(&got, &r, &ch, &t);
   pd_chat_api.delta(&got, &r, &ch, &a);
   pd_openai_chunk_text(&want, &c, 0, "reasoning_content", "hmm", 3);
@@ -228,7 +201,7 @@ static void test_stream_end(void **state) {
   pd_buf_t got, want;
   pd_buf_init(&got);
   pd_buf_init(&want);
-  pd_api_resp_t r = resp(PD_REASONING_FIELD, 1, 0);
+  pd_api_resp_t r = api_resp("chatcmpl-abc", PD_REASONING_FIELD, 1, 0);
   pd_chat_api.stream_end(&got, &r, &u);
   assert_int_equal(got.len, 14);
   assert_memory_equal(pd_buf_data(&got), "data: [DONE]\n\n", 14);
@@ -257,7 +230,7 @@ static void test_final(void **state) {
   pd_buf_t got, want;
   pd_buf_init(&got);
   pd_buf_init(&want);
-  pd_api_resp_t r = resp(PD_REASONING_INLINE, 1, 0);
+  pd_api_resp_t r = api_resp("chatcmpl-abc", PD_REASONING_INLINE, 1, 0);
   assert_int_equal(pd_chat_api.final(&got, &r, &res, 1), 0);
   pd_openai_completion(&want, r.id, r.created, r.model, r.reasoning, &res, 1);
   assert_buf_equal(&got, &want);
@@ -267,7 +240,7 @@ static void test_final(void **state) {
 
 static void test_error_event(void **state) {
   (void)state;
-  pd_api_resp_t r = resp(PD_REASONING_FIELD, 1, 0);
+  pd_api_resp_t r = api_resp("chatcmpl-abc", PD_REASONING_FIELD, 1, 0);
   pd_buf_t got, want;
   pd_buf_init(&got);
   pd_buf_init(&want);
@@ -294,7 +267,7 @@ static void test_error_event(void **state) {
  * its answer stays; other roles and a block that is not leading or not closed are kept. */
 static void test_strip_history(void **state) {
   (void)state;
-  json_t *m = load(
+  json_t *m = J(
       "[{\"role\":\"user\",\"content\":\"<think>u</think>q\",\"reasoning\":\"r\"},"
       "{\"role\":\"assistant\",\"content\":\"<think>\\nold\\n</think>\\n\\nA1\","
       "\"reasoning_content\":\"old\",\"reasoning\":\"old\"},"
@@ -317,9 +290,9 @@ static void test_strip_history(void **state) {
   assert_int_equal(pd_api_strip_history(NULL), 0);
 
   /* Through the chat table: stripped, and then the bytes are no longer the client's. */
-  json_t *body = load("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"},"
-                      "{\"role\":\"assistant\",\"content\":\"b\",\"reasoning_content\":\"t\"},"
-                      "{\"role\":\"user\",\"content\":\"c\"}]}");
+  json_t *body = J("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"},"
+                   "{\"role\":\"assistant\",\"content\":\"b\",\"reasoning_content\":\"t\"},"
+                   "{\"role\":\"user\",\"content\":\"c\"}]}");
   pd_api_req_t q;
   pd_api_resp_t r0 = {0};
   assert_int_equal(pd_chat_api.request(&body, &q, &r0), 0);
@@ -333,12 +306,12 @@ static void test_strip_history(void **state) {
  * messages and in deltas; `both` writes the two names in one delta with the same text. */
 static void test_reasoning_field(void **state) {
   (void)state;
-  pd_api_resp_t r = resp(PD_REASONING_FIELD, 1, 0);
+  pd_api_resp_t r = api_resp("chatcmpl-abc", PD_REASONING_FIELD, 1, 0);
   pd_api_choice_t ch;
   memset(&ch, 0, sizeof ch);
   pd_buf_t got;
   pd_buf_init(&got);
-  pd_out_t t = out(PD_OUT_THINK, "hmm");
+  pd_out_t t = api_out(PD_OUT_THINK, "hmm");
   r.reasoning_field = PD_RFIELD_REASONING;
   pd_chat_api.delta(&got, &r, &ch, &t);
   assert_non_null(strstr(pd_buf_data(&got), "\"delta\":{\"reasoning\":\"hmm\"}"));

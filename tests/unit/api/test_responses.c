@@ -13,23 +13,18 @@
 
 #include "api/api.h"
 #include "api/responses.h"
-
-static json_t *J(const char *text) {
-  json_error_t e;
-  json_t *j = json_loads(text, 0, &e);
-  if (!j)
-    fail_msg("bad test JSON: %s (%s)", e.text, text);
-  return j;
-}
+#include "../../lib/api_test.h"
 
 /* The echo parts of a translated request as one JSON object (caller decrefs). */
 static json_t *echo_of(const pd_responses_req_t *r) {
   pd_buf_t b;
   pd_buf_init(&b);
   pd_buf_appends(&b, "{");
-  pd_buf_append(&b, pd_buf_data(&r->echo_head) + 1, r->echo_head.len - 1); /* its comma */
-  pd_buf_append(&b, pd_buf_data(&r->echo_mid), r->echo_mid.len);
-  pd_buf_append(&b, pd_buf_data(&r->echo_tail), r->echo_tail.len);
+  /* The parts in order, without the head's leading comma; each part starts with one. */
+  const char *e = pd_buf_data(&r->echo);
+  assert_true(r->echo_head > 0 && e[0] == ',' && e[r->echo_head] == ',');
+  assert_true(r->echo_head + r->echo_mid < r->echo.len && e[r->echo_head + r->echo_mid] == ',');
+  pd_buf_append(&b, e + 1, r->echo.len - 1);
   pd_buf_appends(&b, "}");
   json_t *j = json_loadb(pd_buf_data(&b), b.len, 0, NULL);
   if (!j)
@@ -60,16 +55,6 @@ static void expect_400(const char *text, const char *param, const char *msg_part
   if (msg_part && !strstr(err.message, msg_part))
     fail_msg("message '%s' lacks '%s'", err.message, msg_part);
   json_decref(body);
-}
-
-static void assert_json_eq(const json_t *got, const char *want) {
-  json_t *w = J(want);
-  if (!json_equal((json_t *)got, w)) {
-    char *g = json_dumps(got, JSON_COMPACT | JSON_SORT_KEYS);
-    char *x = json_dumps(w, JSON_COMPACT | JSON_SORT_KEYS);
-    fail_msg("got  %s\nwant %s", g, x);
-  }
-  json_decref(w);
 }
 
 /* ---- translation ---- */
@@ -586,7 +571,7 @@ static void assert_types(const json_t *evs, const char *const *want, size_t n) {
 }
 
 static void emit(fixture_t *f, pd_out_kind_t kind, const char *text) {
-  pd_out_t o = {kind, text, text ? strlen(text) : 0, NULL};
+  pd_out_t o = api_out(kind, text);
   assert_int_equal(pd_responses_emit(f->w, &f->out, &o), 0);
 }
 
@@ -948,6 +933,106 @@ static void test_stream_matches_body(void **state) {
   }
 }
 
+/* ---- rounds 0: the plain call's reply read straight into the response ---- */
+
+/* reply through pd_responses_from_reply, and through the engine's plain call (the path it
+ * replaces) into pd_responses_body: the same bytes, the same usage, the same refusals. */
+static void check_from_reply(const char *reply, pd_reasoning_t display, int want_rc) {
+  fixture_t a, b;
+  const char *req = "{\"model\":\"m\",\"input\":\"q\",\"reasoning\":{\"summary\":\"auto\"}}";
+  fx_init(&a, req, display, 0);
+  fx_init(&b, req, display, 0);
+  pd_usage_t u;
+  int rc = pd_responses_from_reply(a.w, &a.out, reply, strlen(reply), &u);
+  if (rc != want_rc)
+    fail_msg("rc %d, want %d for %s", rc, want_rc, reply);
+
+  pd_policy_t pol;
+  memset(&pol, 0, sizeof pol);
+  pd_engine_opts_t o = {&pol, 0, "m", "max_tokens", 0, 0, 0};
+  pd_engine_t *e = pd_engine_new(&o, b.req.chat);
+  assert_non_null(e);
+  pd_call_t call;
+  assert_int_equal(pd_engine_next(e, &call), 1);
+  free(call.body);
+  json_t *j = pd_openai_load_reply(reply, strlen(reply));
+  int erc = j ? pd_engine_on_response(e, j, NULL, NULL) : -1;
+  json_decref(j);
+  if (want_rc == PD_RESPONSES_EUNREADABLE) {
+    assert_true(erc < 0);
+    assert_int_equal(a.out.len, 0);
+  } else {
+    assert_int_equal(erc, 0);
+    pd_result_t res;
+    pd_engine_result(e, &res);
+    assert_int_equal(pd_responses_body(b.w, &b.out, &res), 0);
+    /* The ids come from the same counter; completed_at may tick between the two. */
+    json_t *ja = J(pd_buf_data(&a.out)), *jb = J(pd_buf_data(&b.out));
+    json_object_del(ja, "completed_at");
+    json_object_del(jb, "completed_at");
+    char *sa = json_dumps(ja, JSON_COMPACT), *sb = json_dumps(jb, JSON_COMPACT);
+    if (strcmp(sa, sb))
+      fail_msg("from_reply:\n%s\nengine:\n%s", sa, sb);
+    free(sa);
+    free(sb);
+    json_decref(ja);
+    json_decref(jb);
+    assert_int_equal(u.prompt_tokens, res.usage.prompt_tokens);
+    assert_int_equal(u.completion_tokens, res.usage.completion_tokens);
+    assert_int_equal(u.reasoning_tokens, res.usage.reasoning_tokens);
+  }
+  pd_engine_free(e);
+  fx_free(&a);
+  fx_free(&b);
+}
+
+static void test_from_reply(void **state) {
+  (void)state;
+  static const char *const same[] = {
+      /* thinking, escapes, tool calls, a cut answer, usage with reasoning tokens */
+      "{\"id\":\"x\",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":"
+      "\"It is \\\"4\\\"\\n\\u00e9 \\ud83c\\udf89\",\"reasoning_content\":\"two \\\\ two\","
+      "\"tool_calls\":[{\"id\":\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"add\","
+      "\"arguments\":\"{\\\"a\\\":1}\"}},{\"type\":\"function\",\"function\":{}}]},"
+      "\"finish_reason\":\"length\"}],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":9,"
+      "\"completion_tokens_details\":{\"reasoning_tokens\":4}}}",
+      /* vLLM's "reasoning"; a non-string reasoning_content does not hide it */
+      "{\"choices\":[{\"message\":{\"reasoning_content\":null,\"reasoning\":\"r\",\"content\":"
+      "\"c\"}}]}",
+      /* tool calls only: no message item; an empty list and a non-array are no calls */
+      "{\"choices\":[{\"message\":{\"content\":null,\"tool_calls\":[{\"id\":\"c\",\"function\":{"
+      "\"name\":\"f\",\"arguments\":\"{}\"}}]},\"finish_reason\":\"tool_calls\"}]}",
+      "{\"choices\":[{\"message\":{\"content\":\"x\",\"tool_calls\":[]}}]}",
+      "{\"choices\":[{\"message\":{\"content\":\"x\",\"tool_calls\":{\"a\":1}}}]}",
+      /* repeated and escaped keys: the last, decoded */
+      "{\"choices\":[{\"message\":{\"content\":\"a\"}}],\"choices\":[{\"message\":{\"content\":"
+      "\"b\",\"c\\u006fntent\":\"c\"},\"message\":{\"content\":\"d\"},\"finish_reason\":7}],"
+      "\"usage\":{\"prompt_tokens\":1},\"usage\":{\"completion_tokens\":2.5}}",
+      /* usage that is not an object, negative reasoning tokens, no usage at all */
+      "{\"choices\":[{\"message\":{\"content\":\"abcdefg\"}}],\"usage\":[1]}",
+      "{\"choices\":[{\"message\":{\"content\":\"abc\"}}],\"usage\":{\"prompt_tokens\":2,"
+      "\"completion_tokens\":3,\"completion_tokens_details\":{\"reasoning_tokens\":-1}}}",
+      "{\"choices\":[{\"message\":5,\"finish_reason\":\"\"}]}",
+      "{\"choices\":[{}],\"error\":{\"message\":\"but choices too\"}}",
+  };
+  for (size_t i = 0; i < sizeof same / sizeof *same; i++)
+    for (int d = 0; d < 3; d++)
+      check_from_reply(same[i], (pd_reasoning_t)d, 0);
+  static const char *const refused[] = {
+      "",
+      "[]",
+      "{\"choices\":[]}",
+      "{\"choices\":[1]}",
+      "{\"choices\":{}}",
+      "{\"error\":{\"message\":\"no\"}}",
+      "{\"choices\":[{}]",
+      "{\"choices\":[{}]} x",
+      "{\"choices\":[{\"message\":{\"content\":\"\\ud800\"}}]}",
+  };
+  for (size_t i = 0; i < sizeof refused / sizeof *refused; i++)
+    check_from_reply(refused[i], PD_REASONING_FIELD, PD_RESPONSES_EUNREADABLE);
+}
+
 /* The table: registered for /responses, never relayed; request() translates in place, keeps
  * what the writers need in the response's state until release(), and its 400s name the param. */
 static void test_api_table(void **state) {
@@ -956,9 +1041,9 @@ static void test_api_table(void **state) {
   assert_string_equal(pd_responses_api.id_prefix, "resp_");
   assert_false(pd_responses_api.relay);
   assert_null(pd_responses_api.scan);
+  assert_non_null(pd_responses_api.plain_final);
 
-  pd_api_resp_t r;
-  memset(&r, 0, sizeof r);
+  pd_api_resp_t r = api_resp("", PD_REASONING_FIELD, 1, 0);
   r.limit_param = "max_completion_tokens";
   pd_api_req_t q;
   json_t *body = J("{\"model\":\"m\",\"input\":\"hi\",\"stream\":true,\"max_output_tokens\":9,"
@@ -1002,10 +1087,24 @@ static void test_api_table(void **state) {
   pd_responses_api.release(&r);
   json_decref(body);
 
-  /* The engine's own checks still run on the translation. */
-  body = J("{\"model\":\"m\",\"input\":\"hi\",\"stop\":7}");
+  /* What the engine checks of a chat request holds for the translation: "stop", passed on, is
+   * refused as chat refuses it. */
+  static const char *const bad_stops[] = {"{\"model\":\"m\",\"input\":\"hi\",\"stop\":7}",
+                                          "{\"model\":\"m\",\"input\":\"hi\",\"stop\":[\"a\",1]}"};
+  for (size_t i = 0; i < 2; i++) {
+    body = J(bad_stops[i]);
+    memset(&r, 0, sizeof r);
+    assert_int_equal(pd_responses_api.request(&body, &q, &r), -1);
+    assert_string_equal(q.param, "stop");
+    assert_string_equal(q.msg,
+                        "Invalid type for 'stop': expected a string or an array of strings.");
+    pd_responses_api.release(&r);
+    json_decref(body);
+  }
+  body = J("{\"model\":\"m\",\"input\":\"hi\",\"stop\":[\"a\",\"b\"]}");
   memset(&r, 0, sizeof r);
-  assert_int_equal(pd_responses_api.request(&body, &q, &r), -1);
+  assert_int_equal(pd_responses_api.request(&body, &q, &r), 0);
+  assert_true(json_is_array(json_object_get(body, "stop")));
   pd_responses_api.release(&r);
   json_decref(body);
 }
@@ -1029,6 +1128,7 @@ int main(void) {
       cmocka_unit_test(test_stream_failed),
       cmocka_unit_test(test_stream_held_bound),
       cmocka_unit_test(test_stream_matches_body),
+      cmocka_unit_test(test_from_reply),
       cmocka_unit_test(test_api_table),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

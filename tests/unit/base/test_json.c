@@ -36,6 +36,24 @@ static void check_verdict(const char *b, size_t n) {
   json_decref(got);
 }
 
+/* The relay's verdict through the member check (as core/openai.c's pd_openai_check_reply gives
+ * it): 1 for an object jansson accepts, 2 for one with a top-level "error", 0 otherwise; with
+ * the top-level "usage" value's span (the last, as jansson keeps) in *usage when asked. */
+static int check_reply(const char *b, size_t n, const char **usage, size_t *usage_len) {
+  pd_json_member_t m[2] = {{"error", 5, NULL, 0, 0}, {"usage", 5, NULL, 0, 0}};
+  if (!pd_json_check_members(b, n, m, 2))
+    return 0;
+  if (usage) {
+    *usage = m[1].value;
+    *usage_len = m[1].len;
+  }
+  return m[0].count ? 2 : 1;
+}
+
+static int check_object(const char *b, size_t n) {
+  return check_reply(b, n, NULL, NULL);
+}
+
 static void test_json_check(void **state) {
   (void)state;
   static const struct {
@@ -63,7 +81,7 @@ static void test_json_check(void **state) {
       {"{\"a\":1.}", 0},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    int got = pd_json_check_object(cases[i].json, strlen(cases[i].json));
+    int got = check_object(cases[i].json, strlen(cases[i].json));
     if (got != cases[i].want)
       fail_msg("case %zu (%s): got %d, want %d", i, cases[i].json, got, cases[i].want);
   }
@@ -80,11 +98,11 @@ static void test_json_check(void **state) {
   for (int i = 0; i < 100; i++)
     deep[n++] = ']';
   deep[n++] = '}';
-  assert_int_equal(pd_json_check_object(deep, n), 1);
+  assert_int_equal(check_object(deep, n), 1);
   assert_true(jansson_accepts(deep, n));
 }
 
-/* pd_json_check_reply finds the top-level "usage" value (the last, as jansson keeps it), never
+/* check_reply finds the top-level "usage" value (the last, as jansson keeps it), never
  * one nested deeper, whatever its type. */
 static void test_check_reply_usage(void **state) {
   (void)state;
@@ -103,7 +121,7 @@ static void test_check_reply_usage(void **state) {
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     const char *u = (const char *)1;
     size_t ulen = 99;
-    assert_int_equal(pd_json_check_reply(cases[i].json, strlen(cases[i].json), &u, &ulen), 1);
+    assert_int_equal(check_reply(cases[i].json, strlen(cases[i].json), &u, &ulen), 1);
     if (!cases[i].usage) {
       assert_null(u);
       assert_int_equal(ulen, 0);
@@ -323,13 +341,13 @@ static void test_verdict_depth(void **state) {
   n += 2;
   for (int d = 0; d < 2047; d++)
     big[n++] = '}';
-  assert_int_equal(pd_json_check_object(big, n), 1);
+  assert_int_equal(check_object(big, n), 1);
   check_verdict(big, n);
   memmove(big + 5, big, n);
   memcpy(big, "{\"a\":", 5);
   n += 5;
   big[n++] = '}';
-  assert_int_equal(pd_json_check_object(big, n), 0);
+  assert_int_equal(check_object(big, n), 0);
   check_verdict(big, n);
   free(big);
 }
@@ -352,7 +370,7 @@ static void test_check_is_janssons(void **state) {
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     size_t n = strlen(cases[i]);
     assert_false(jansson_accepts(cases[i], n));
-    if (pd_json_check_object(cases[i], n) != 0)
+    if (check_object(cases[i], n) != 0)
       fail_msg("case %zu passes the check, jansson refuses it: %s", i, cases[i]);
   }
   /* 65 levels: jansson reads it. */
@@ -364,10 +382,10 @@ static void test_check_is_janssons(void **state) {
     deep[n++] = ']';
   deep[n++] = '}';
   assert_true(jansson_accepts(deep, n));
-  assert_int_equal(pd_json_check_object(deep, n), 1);
+  assert_int_equal(check_object(deep, n), 1);
   /* {"a":5\0}: jansson reads it, so the check does too. */
   assert_true(jansson_accepts("{\"model\":5\0}", 12));
-  assert_int_equal(pd_json_check_object("{\"model\":5\0}", 12), 1);
+  assert_int_equal(check_object("{\"model\":5\0}", 12), 1);
 }
 
 /* Member spans: the last of each name at the top level, escaped keys matched decoded. */
@@ -387,8 +405,8 @@ static void test_check_members(void **state) {
   assert_memory_equal(m[1].value, "5", 1);
   assert_int_equal(m[2].count, 0);
   assert_null(m[2].value);
-  assert_int_equal(pd_json_check_object(b, n), 2);
-  assert_int_equal(pd_json_check_object("{\"\\u0065rror\":1}", 16), 2);
+  assert_int_equal(check_object(b, n), 2);
+  assert_int_equal(check_object("{\"\\u0065rror\":1}", 16), 2);
   assert_int_equal(pd_json_check_members("[]", 2, m, 3), 0);
 
   /* Replacement: every top-level "model", nothing nested, the rest byte for byte. */
