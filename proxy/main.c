@@ -24,6 +24,7 @@
 
 #include "base/log.h"
 #include "app/worker.h"
+#include "eval/eval.h"
 
 static const char usage_text[] =
     "usage: ponder [--config FILE] [--listen HOST:PORT] [--upstream URL] [--rounds N]\n"
@@ -204,6 +205,8 @@ static void on_hup(uv_signal_t *h, int signum) {
 }
 
 int main(int argc, char **argv) {
+  if (argc > 1 && !strcmp(argv[1], "export"))
+    return pd_export_main(argc - 1, argv + 1);
   static const struct option opts[] = {
       {"config", required_argument, 0, 'c'},   {"listen", required_argument, 0, 'l'},
       {"upstream", required_argument, 0, 'u'}, {"rounds", required_argument, 0, 'r'},
