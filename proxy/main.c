@@ -149,9 +149,11 @@ static void on_hup(uv_signal_t *h, int signum) {
 }
 
 int main(int argc, char **argv) {
-  /* Subcommands: their own command lines, in eval/. `export` joins them here. */
+  /* Subcommands: their own command lines, in eval/. */
   if (argc > 1 && strcmp(argv[1], "eval") == 0)
     return pd_eval_main(argc - 1, argv + 1);
+  if (argc > 1 && strcmp(argv[1], "export") == 0)
+    return pd_export_main(argc - 1, argv + 1);
   static const struct option opts[] = {
       {"config", required_argument, 0, 'c'},   {"listen", required_argument, 0, 'l'},
       {"upstream", required_argument, 0, 'u'}, {"rounds", required_argument, 0, 'r'},
