@@ -3,6 +3,7 @@
 #   ./dev.sh run [ponder flags...]   install what is missing, build, run ponder
 #   ./dev.sh test                    install, build, run every test (also under ASan+UBSan)
 #   ./dev.sh demo                    offline demo: fake upstream + ponder, one forced exchange
+#   ./dev.sh demo eval               offline eval demo: control vs two forced variants, a report
 #   ./dev.sh bench                   build optimized and measure ponder against its peers
 #   ./dev.sh fuzz [SECONDS]          build the libFuzzer targets and run each SECONDS (default 60)
 set -euo pipefail
@@ -81,7 +82,7 @@ run_suites() { # run_suites BUILD_DIR LABEL
     if [ -f "$exe" ] && [ -x "$exe" ]; then count_unit "$exe"; fi
   done
   echo "==> [$label] integration, fake upstream and SDK tests (node --test)"
-  node_suites "$dir" "$label" tests/fake/ tests/integration/ tests/sdk/ tests/clients/
+  node_suites "$dir" "$label" tests/fake/ tests/integration/ tests/sdk/ tests/clients/ tests/eval/
 }
 
 node_suites() { # node_suites BUILD_DIR LABEL PATH...
@@ -160,6 +161,8 @@ case "$cmd" in
   demo)
     install_deps
     build build
+    # `./dev.sh demo eval`: ponder eval over the bundled dataset against the simulated reasoner.
+    if [ "${1:-}" = eval ]; then exec node tests/demo_eval.mjs; fi
     exec node tests/demo.mjs
     ;;
   fuzz)

@@ -12,6 +12,7 @@
 
 #include "base/buf.h"
 #include "base/json.h"
+#include "eval/samples.h"
 
 static const char *const question_fields[] = {"question", "problem", "Problem", "prompt", "input"};
 static const char *const reference_fields[] = {"answer", "Answer", "reference", "label"};
@@ -41,49 +42,6 @@ char *pd_dataset_scalar_text(const json_t *v) {
   default:
     return NULL;
   }
-}
-
-/* The ids seen so far: open addressing over FNV-1a, so a million items stay linear. */
-typedef struct idset {
-  size_t *slot; /* index + 1 into the items array; 0 = empty */
-  size_t cap;
-} idset_t;
-
-static uint64_t hash_str(const char *s) {
-  uint64_t h = 14695981039346656037ULL;
-  for (; *s; s++)
-    h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-  return h;
-}
-
-/* Finds id among items; adds index `at` when absent. Returns the index of an earlier item with
- * the same id, -1 when added, -2 when out of memory. */
-static long idset_add(idset_t *set, const pd_eval_item_t *items, size_t at) {
-  if ((at + 1) * 2 > set->cap) {
-    size_t ncap = set->cap ? set->cap * 2 : 64;
-    size_t *ns = calloc(ncap, sizeof *ns);
-    if (!ns)
-      return -2;
-    for (size_t i = 0; i < set->cap; i++)
-      if (set->slot[i]) {
-        size_t j = hash_str(items[set->slot[i] - 1].id) & (ncap - 1);
-        while (ns[j])
-          j = (j + 1) & (ncap - 1);
-        ns[j] = set->slot[i];
-      }
-    free(set->slot);
-    set->slot = ns;
-    set->cap = ncap;
-  }
-  const char *id = items[at].id;
-  size_t j = hash_str(id) & (set->cap - 1);
-  while (set->slot[j]) {
-    if (strcmp(items[set->slot[j] - 1].id, id) == 0)
-      return (long)(set->slot[j] - 1);
-    j = (j + 1) & (set->cap - 1);
-  }
-  set->slot[j] = at + 1;
-  return -1;
 }
 
 static void item_clear(pd_eval_item_t *it) {
@@ -239,7 +197,7 @@ int pd_dataset_parse(const char *name, const char *data, size_t len, const pd_da
   *err = NULL;
   pd_eval_item_t *items = NULL;
   size_t n = 0, cap = 0;
-  idset_t ids = {0};
+  pd_samples_index_t ids = {0}; /* id -> item */
   const char *p = data, *end = data + len;
   long line = 0;
   size_t limit = o && o->limit ? o->limit : (size_t)-1;
@@ -281,18 +239,18 @@ int pd_dataset_parse(const char *name, const char *data, size_t len, const pd_da
     n++;
     if ((*err = read_item(name, line, obj, o, it)))
       goto fail;
-    long dup = idset_add(&ids, items, n - 1);
-    if (dup == -2) {
-      *err = fmt_err(name, line, "out of memory");
-      goto fail;
-    }
-    if (dup >= 0) {
+    size_t dup = pd_samples_index_get(&ids, it->id);
+    if (dup != (size_t)-1) {
       *err =
           fmt_err(name, line, "duplicate id '%.64s' (first on line %ld)", it->id, items[dup].line);
       goto fail;
     }
+    if (pd_samples_index_put(&ids, it->id, n - 1) < 0) {
+      *err = fmt_err(name, line, "out of memory");
+      goto fail;
+    }
   }
-  free(ids.slot);
+  pd_samples_index_free(&ids);
   if (n == 0) {
     *err = fmt_err(name, line ? line : 1, "no items in the dataset");
     free(items);
@@ -302,7 +260,7 @@ int pd_dataset_parse(const char *name, const char *data, size_t len, const pd_da
   *nitems_out = n;
   return 0;
 fail:
-  free(ids.slot);
+  pd_samples_index_free(&ids);
   pd_dataset_free(items, n);
   return -1;
 }
