@@ -11,7 +11,8 @@ const out = process.env.PONDER_DEMO_OUT || join(repoRoot, 'build', 'eval-demo');
 rmSync(out, { recursive: true, force: true });
 const fake = await startFake({ reasoner: true });
 const args = ['eval', '--config', join(repoRoot, 'config/eval/demo.yaml'),
-  '--dataset', join(repoRoot, 'config/eval/demo.jsonl'), '--out', out, '--seed', '1'];
+  '--dataset', join(repoRoot, 'config/eval/demo.jsonl'), '--out', out, '--seed', '1',
+  '--price', '2.50,10.00'];
 console.log(`$ PONDER_DEMO_UPSTREAM=${fake.url}/v1 ponder ${args.join(' ')}\n`);
 const env = { ...process.env, PONDER_DEMO_UPSTREAM: `${fake.url}/v1` };
 delete env.OPENAI_API_KEY;

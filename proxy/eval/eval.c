@@ -102,7 +102,7 @@ typedef struct progress {
   uv_timer_t timer;
   pd_run_t *run;
   const char *const *variants;
-  size_t nvariants;
+  size_t nvariants, nitems;
   int tty;
   uint64_t t0, last_plain;
   size_t last_done;
@@ -126,10 +126,8 @@ static void progress_line(progress_t *p, int final) {
   fmt_dur(eta, sizeof eta, rate > 0 ? (double)(pr.total - pr.done) / rate : NAN);
   pd_buf_t b;
   pd_buf_init(&b);
-  size_t items = pr.total / (p->nvariants ? p->nvariants : 1);
-  (void)items;
-  pd_buf_appendf(&b, "eval: %zu/%zu samples, %.1f/s, ETA %s", pr.done, pr.total, rate,
-                 final ? "0:00" : eta);
+  pd_buf_appendf(&b, "eval: %zu/%zu items (%zu/%zu samples), %.1f/s, ETA %s", pr.items_done,
+                 p->nitems, pr.done, pr.total, rate, final ? "0:00" : eta);
   for (size_t v = 0; v < p->nvariants; v++) {
     if (pr.count[v])
       pd_buf_appendf(&b, " | %s %.1f%%", p->variants[v],
@@ -169,6 +167,10 @@ typedef struct served {
 
 static void on_worker_stopped(uv_async_t *a) {
   (void)a;
+}
+
+static void warn_stderr(void *ud, const char *msg) {
+  fprintf(stderr, "%s: warning: %s\n", (const char *)ud, msg);
 }
 
 /* The route --route names, else the first with variants, else the first. */
@@ -382,6 +384,7 @@ static int setup_config(ctx_t *c) {
     return 1;
   }
   pd_config_t *cfg = c->cfg;
+  pd_config_warnings(cfg, warn_stderr, (void *)c->o.config);
   const pd_route_t *route = pick_route(cfg, c->o.route);
   if (!route)
     return usage_error("the config has no route '%s'", c->o.route);
@@ -707,6 +710,7 @@ int pd_eval_main(int argc, char **argv) {
       p->run = run;
       p->variants = c->variants;
       p->nvariants = c->nvariants;
+      p->nitems = c->nitems;
       p->tty = isatty(2);
       p->t0 = p->last_plain = uv_hrtime();
       uv_timer_init(&c->loop, &p->timer);
