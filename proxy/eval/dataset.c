@@ -103,6 +103,21 @@ static int check_messages(const json_t *m, const char **why) {
   return 0;
 }
 
+/* The value of `field` when one is given (the command line's choice), else of the first field
+ * of list present and not null; NULL when there is none. *fname gets the field's name. */
+static json_t *pick_field(json_t *obj, const char *field, const char *const *list, size_t n,
+                          const char **fname) {
+  if (field)
+    list = &field, n = 1;
+  for (size_t i = 0; i < n; i++) {
+    json_t *v = json_object_get(obj, list[i]);
+    *fname = list[i];
+    if (v && !json_is_null(v))
+      return v;
+  }
+  return NULL;
+}
+
 /* Fills it from the parsed line; returns NULL or the message (malloc'd). */
 static char *read_item(const char *name, long line, json_t *obj, const pd_dataset_opts_t *o,
                        pd_eval_item_t *it) {
@@ -117,25 +132,15 @@ static char *read_item(const char *name, long line, json_t *obj, const pd_datase
       return fmt_err(name, line, "%s", why);
     it->messages = m;
   } else {
-    json_t *q = NULL;
-    const char *qname = NULL;
-    if (o && o->input_field) {
-      q = json_object_get(obj, o->input_field);
-      qname = o->input_field;
-      if (!q || json_is_null(q))
-        return fmt_err(name, line, "no field " FIELD_FMT " (--input-field)", o->input_field);
-    } else {
-      for (size_t i = 0; i < sizeof question_fields / sizeof *question_fields && !q; i++) {
-        q = json_object_get(obj, question_fields[i]);
-        qname = question_fields[i];
-        if (q && json_is_null(q))
-          q = NULL;
-      }
-      if (!q)
-        return fmt_err(name, line,
-                       "no question: none of the fields question, problem, Problem, prompt, "
-                       "input, and no messages");
-    }
+    const char *qname;
+    json_t *q = pick_field(obj, o ? o->input_field : NULL, question_fields,
+                           sizeof question_fields / sizeof *question_fields, &qname);
+    if (!q && o && o->input_field)
+      return fmt_err(name, line, "no field " FIELD_FMT " (--input-field)", o->input_field);
+    if (!q)
+      return fmt_err(name, line,
+                     "no question: none of the fields question, problem, Problem, prompt, "
+                     "input, and no messages");
     if (!json_is_string(q) && !json_is_number(q))
       return fmt_err(name, line, "field " FIELD_FMT " must be a string", qname);
     if (!(it->question = pd_dataset_scalar_text(q)))
@@ -143,21 +148,11 @@ static char *read_item(const char *name, long line, json_t *obj, const pd_datase
     if (!it->question[0])
       return fmt_err(name, line, "field " FIELD_FMT " is empty", qname);
   }
-  json_t *r = NULL;
-  const char *rname = NULL;
-  if (o && o->reference_field) {
-    r = json_object_get(obj, o->reference_field);
-    rname = o->reference_field;
-    if (!r || json_is_null(r))
-      return fmt_err(name, line, "no field " FIELD_FMT " (--reference-field)", o->reference_field);
-  } else {
-    for (size_t i = 0; i < sizeof reference_fields / sizeof *reference_fields && !r; i++) {
-      r = json_object_get(obj, reference_fields[i]);
-      rname = reference_fields[i];
-      if (r && json_is_null(r))
-        r = NULL;
-    }
-  }
+  const char *rname;
+  json_t *r = pick_field(obj, o ? o->reference_field : NULL, reference_fields,
+                         sizeof reference_fields / sizeof *reference_fields, &rname);
+  if (!r && o && o->reference_field)
+    return fmt_err(name, line, "no field " FIELD_FMT " (--reference-field)", o->reference_field);
   if (r) {
     if (!json_is_string(r) && !json_is_number(r) && !json_is_boolean(r))
       return fmt_err(name, line, "field " FIELD_FMT " must be a string or a number", rname);
