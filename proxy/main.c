@@ -249,8 +249,10 @@ int main(int argc, char **argv) {
   uv_signal_start(&st.sig_hup, on_hup, SIGHUP);
 
   int src = pd_serve_start(&st.serve, cfg, &st.workers_stopped);
-  if (src < 0)
+  if (src < 0) {
+    pd_config_unref(cfg);
     return src == PD_SERVE_EACCESS_LOG ? 1 : 2;
+  }
   size_t n = st.serve.app.nworkers;
   int port = st.serve.port;
   st.cfg = cfg;
