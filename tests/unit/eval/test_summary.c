@@ -1,7 +1,6 @@
 /* Unit tests for eval/summary.c: summary.json's shape and numbers, and summary.md. The
- * expected numbers were computed independently in Python (Wilson's formula, splitmix64 and
- * the resampling as stats.h defines them, statistics.quantiles(method="inclusive")), or by
- * hand where the comment says so. */
+ * expected numbers were computed independently by tests/unit/eval/stats_ref.py (Python's
+ * standard library; `stats_ref.py fixtures`), or by hand where the comment says so. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
