@@ -948,10 +948,27 @@ static int find_label(const pd_grader_t *g, const char *s) {
   return -1;
 }
 
+/* The reply as a JSON object: the whole text, else the span from its first '{' to its last
+ * '}' (a judge that wraps its JSON in a code fence or a sentence still answered in JSON). */
+static json_t *reply_json(const char *reply) {
+  json_t *j = json_loads(reply, 0, NULL);
+  if (json_is_object(j))
+    return j;
+  json_decref(j);
+  const char *b = strchr(reply, '{'), *e = strrchr(reply, '}');
+  if (!b || !e || e < b)
+    return NULL;
+  j = json_loadb(b, (size_t)(e - b + 1), 0, NULL);
+  if (json_is_object(j))
+    return j;
+  json_decref(j);
+  return NULL;
+}
+
 /* A judge node's score from its reply. */
 static void judge_score(pd_grade_t *gr, const pd_grader_t *g, const char *reply) {
   double *out = &gr->score[g->index];
-  json_t *j = json_loads(reply, 0, NULL);
+  json_t *j = reply_json(reply);
   if (g->kind->id == K_SCORE) {
     json_t *r = json_object_get(j, "result");
     double v = NAN;
