@@ -25,13 +25,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_FILE (1 << 20)    /* a grader file */
-#define MAX_NEST 4            /* multi inside multi */
-#define MAX_SUBS 32           /* graders of one multi */
-#define MAX_MESSAGES 64       /* a judge's input messages */
-#define MAX_LABELS 64         /* a label_model's labels */
-#define MAX_LABEL_LEN 256     /* one label */
-#define MAX_REPLY (256 << 10) /* the part of a judge reply that is read */
+#define MAX_FILE (1 << 20)   /* a grader file */
+#define MAX_NEST 4           /* multi inside multi */
+#define MAX_SUBS 32          /* graders of one multi */
+#define MAX_MESSAGES 64      /* a judge's input messages */
+#define MAX_LABELS 32        /* a label_model's labels */
+#define MAX_LABEL_LEN 128    /* one label */
+#define MAX_REPLY (64 << 10) /* the part of a judge reply that is read */
 
 enum { K_STRING, K_SIMILARITY, K_SCORE, K_LABEL, K_MULTI };
 enum { OP_EQ, OP_NE, OP_LIKE, OP_ILIKE };
@@ -409,6 +409,10 @@ static int get_labels(load_t *l, const char *path, json_t *o, const char *key, c
     goto out;
   }
   *out = calloc(json_array_size(a), sizeof **out);
+  if (!*out) {
+    rc = load_fail(l, p, "out of memory");
+    goto out;
+  }
   size_t i;
   json_t *v;
   json_array_foreach(a, i, v) {
@@ -760,28 +764,13 @@ static void node_fail(pd_grade_t *gr, const pd_grader_t *g, const char *why) {
   gr->error[g->index] = pd_buf_steal(&b, NULL);
 }
 
-static int ascii_icase_contains(const char *h, const char *n) {
-  size_t hl = strlen(h), nl = strlen(n);
-  if (nl > hl)
-    return 0;
-  /* Naive but bounded by |h| |n|; the operator's reference is short in practice, and
-   * like/ilike is what the grader asked for. */
-  for (size_t i = 0; i + nl <= hl; i++) {
-    size_t k = 0;
-    while (k < nl) {
-      char a = h[i + k], b = n[k];
-      if (a >= 'A' && a <= 'Z')
-        a = (char)(a - 'A' + 'a');
-      if (b >= 'A' && b <= 'Z')
-        b = (char)(b - 'A' + 'a');
-      if (a != b)
-        break;
-      k++;
-    }
-    if (k == nl)
-      return 1;
-  }
-  return 0;
+/* ASCII case-folds a rendered text in place (ilike), so that glibc's linear strstr does the
+ * search: both sides may be long and come from untrusted data. */
+static void fold(pd_buf_t *b) {
+  char *p = b->base ? b->base + b->off : NULL;
+  for (size_t i = 0; p && i < b->len; i++)
+    if (p[i] >= 'A' && p[i] <= 'Z')
+      p[i] = (char)(p[i] - 'A' + 'a');
 }
 
 static const char *const fmt_score =
@@ -848,7 +837,7 @@ pd_grade_t *pd_grade_begin(const pd_grader_t *root, const pd_grade_input_t *in) 
     return NULL;
   }
   /* Pre-order walk with an explicit stack (depth is bounded at load; this keeps it so). */
-  const pd_grader_t *stack[MAX_NEST * MAX_SUBS + 1];
+  const pd_grader_t *stack[(MAX_NEST + 1) * MAX_SUBS];
   size_t sp = 0;
   stack[sp++] = root;
   while (sp) {
@@ -869,10 +858,12 @@ pd_grade_t *pd_grade_begin(const pd_grader_t *root, const pd_grade_input_t *in) 
       } else if (g->op == OP_EQ || g->op == OP_NE) {
         int eq = a.len == b.len && memcmp(pd_buf_str(&a), pd_buf_str(&b), a.len) == 0;
         gr->score[g->index] = (g->op == OP_EQ) == eq;
-      } else if (g->op == OP_LIKE) {
-        gr->score[g->index] = strstr(pd_buf_str(&a), pd_buf_str(&b)) != NULL;
       } else {
-        gr->score[g->index] = ascii_icase_contains(pd_buf_str(&a), pd_buf_str(&b));
+        if (g->op == OP_ILIKE) {
+          fold(&a);
+          fold(&b);
+        }
+        gr->score[g->index] = strstr(pd_buf_str(&a), pd_buf_str(&b)) != NULL;
       }
       break;
     case K_SCORE:
@@ -957,10 +948,27 @@ static int find_label(const pd_grader_t *g, const char *s) {
   return -1;
 }
 
+/* The reply as a JSON object: the whole text, else the span from its first '{' to its last
+ * '}' (a judge that wraps its JSON in a code fence or a sentence still answered in JSON). */
+static json_t *reply_json(const char *reply) {
+  json_t *j = json_loads(reply, 0, NULL);
+  if (json_is_object(j))
+    return j;
+  json_decref(j);
+  const char *b = strchr(reply, '{'), *e = strrchr(reply, '}');
+  if (!b || !e || e < b)
+    return NULL;
+  j = json_loadb(b, (size_t)(e - b + 1), 0, NULL);
+  if (json_is_object(j))
+    return j;
+  json_decref(j);
+  return NULL;
+}
+
 /* A judge node's score from its reply. */
 static void judge_score(pd_grade_t *gr, const pd_grader_t *g, const char *reply) {
   double *out = &gr->score[g->index];
-  json_t *j = json_loads(reply, 0, NULL);
+  json_t *j = reply_json(reply);
   if (g->kind->id == K_SCORE) {
     json_t *r = json_object_get(j, "result");
     double v = NAN;

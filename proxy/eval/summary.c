@@ -268,9 +268,10 @@ char *pd_eval_summary_md(const json_t *summary) {
   const json_t *vs = json_object_get(summary, "variants");
   pd_buf_appends(&b, "**");
   cell(&b, json_string_value(json_object_get(summary, "dataset")));
-  pd_buf_appendf(&b, "**: %lld items × %lld samples, grader `",
-                 (long long)json_integer_value(json_object_get(summary, "items")),
-                 (long long)json_integer_value(json_object_get(summary, "samples")));
+  long long k = (long long)json_integer_value(json_object_get(summary, "samples"));
+  pd_buf_appendf(&b, "**: %lld items, %lld sample%s per item and variant, grader `",
+                 (long long)json_integer_value(json_object_get(summary, "items")), k,
+                 k == 1 ? "" : "s");
   cell(&b, json_string_value(json_object_get(summary, "grader")));
   pd_buf_appendf(&b, "`, seed %llu\n\n",
                  (unsigned long long)json_integer_value(json_object_get(summary, "seed")));
@@ -286,9 +287,9 @@ char *pd_eval_summary_md(const json_t *summary) {
     cell(&b, json_string_value(json_object_get(v, "name")));
     pd_buf_appends(&b, " |");
     num_cell(&b, v, "accuracy", "%.1f%%", 100);
-    ci_cell(&b, json_object_get(v, "ci95"), "%.1f–%.1f%%");
+    ci_cell(&b, json_object_get(v, "ci95"), "[%.1f%%, %.1f%%]");
     num_cell(&b, diff, "mean", "%+.1f pts", 100);
-    ci_cell(&b, json_object_get(diff, "ci95"), "%+.1f–%+.1f pts");
+    ci_cell(&b, json_object_get(diff, "ci95"), "[%+.1f, %+.1f] pts");
     num_cell(&b, diff, "p_value", "%.3g", 1);
     num_cell(&b, v, "prompt_tokens", "%.1f", 1);
     num_cell(&b, v, "completion_tokens", "%.1f", 1);

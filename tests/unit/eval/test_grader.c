@@ -217,6 +217,8 @@ static void test_score_model(void **state) {
       {"{\"result\": -2.5}", 0, NULL},                      /* clamped */
       {"I would say 3 points, final score: 6.", 0.6, NULL}, /* the last number */
       {"{\"score\": 5}", 0.5, NULL},                        /* not the shape: last number */
+      {"```json\n{\"result\": 4}\n```", 0.4, NULL},         /* fenced JSON */
+      {"Between 2 and 9: {\"result\": 3} (out of 10)", 0.3, NULL},
       {"score 1e1", 1, NULL},
       {"no idea", 0, "has no number"},
       {NULL, 0, "judge call failed: HTTP 500"},
@@ -296,6 +298,7 @@ static void test_judge_builtin(void **state) {
       {"The final answer is incorrect; it is not correct.", 0}, /* the earliest label */
       {"{\"label\": \"maybe\"} so: incorrect", 0},
       {"incorrectly formatted but correct", 1}, /* whole words only */
+      {"It looks correct, but no.\n```json\n{\"label\": \"incorrect\"}\n```", 0},
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     const char *replies[] = {cases[i].reply};

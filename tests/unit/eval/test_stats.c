@@ -1,7 +1,7 @@
 /* Unit tests for eval/stats.c. Every expected value was computed independently with Python's
- * standard library (an implementation of each definition in stats.h written from the
- * definition, with statistics.quantiles(method="inclusive") for the percentiles), or by hand
- * where the comment says so. */
+ * standard library by tests/unit/eval/stats_ref.py (`stats_ref.py fixtures`: each definition
+ * of stats.h written again from the definition, statistics.quantiles(method="inclusive") for
+ * the percentiles, fractions for McNemar), or by hand where the comment says so. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,7 +1,6 @@
 /* Unit tests for eval/summary.c: summary.json's shape and numbers, and summary.md. The
- * expected numbers were computed independently in Python (Wilson's formula, splitmix64 and
- * the resampling as stats.h defines them, statistics.quantiles(method="inclusive")), or by
- * hand where the comment says so. */
+ * expected numbers were computed independently by tests/unit/eval/stats_ref.py (Python's
+ * standard library; `stats_ref.py fixtures`), or by hand where the comment says so. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -116,10 +115,12 @@ static void test_binary(void **state) {
   char *md = pd_eval_summary_md(sum);
   assert_non_null(md);
   assert_non_null(strstr(md, "| variant | accuracy | 95% CI |"));
-  assert_non_null(strstr(md, "| base | 20.0% | 5.7–51.0% | – | – | – |"));
-  assert_non_null(strstr(md, "| forced\\|6 | 50.0% | 23.7–76.3% | +30.0 pts | -10.0–+70.0 pts | "
-                             "0.375 |"));
-  assert_non_null(strstr(md, "**aime.jsonl**: 10 items × 1 samples, grader `default`, seed 42"));
+  assert_non_null(strstr(md, "| base | 20.0% | [5.7%, 51.0%] | – | – | – |"));
+  assert_non_null(strstr(md,
+                         "| forced\\|6 | 50.0% | [23.7%, 76.3%] | +30.0 pts | [-10.0, +70.0] pts | "
+                         "0.375 |"));
+  assert_non_null(strstr(
+      md, "**aime.jsonl**: 10 items, 1 sample per item and variant, grader `default`, seed 42"));
   /* Header, separator, two rows. */
   int rows = 0;
   for (const char *p = md; (p = strstr(p, "\n|")); p++)
