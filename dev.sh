@@ -11,7 +11,7 @@ ROOT=$PWD
 
 DEB_PKGS=(build-essential pkg-config meson ninja-build libuv1-dev libcurl4-openssl-dev libssl-dev
           node-llhttp libjansson-dev libyaml-dev libcmocka-dev libnghttp2-dev)
-TEST_PKGS=(prometheus clang libclang-rt-14-dev tinyproxy openssl)
+TEST_PKGS=(prometheus clang libclang-rt-14-dev tinyproxy openssl chromium)
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -81,7 +81,7 @@ run_suites() { # run_suites BUILD_DIR LABEL
     if [ -f "$exe" ] && [ -x "$exe" ]; then count_unit "$exe"; fi
   done
   echo "==> [$label] integration, fake upstream and SDK tests (node --test)"
-  node_suites "$dir" "$label" tests/fake/ tests/integration/ tests/sdk/ tests/clients/
+  node_suites "$dir" "$label" tests/fake/ tests/integration/ tests/sdk/ tests/clients/ tests/eval/
 }
 
 node_suites() { # node_suites BUILD_DIR LABEL PATH...
