@@ -194,7 +194,7 @@ int pd_samples_parse(const char *b, size_t n, pd_samples_rec_t *rec, char *msg) 
     snprintf(msg, PD_SAMPLES_MSG, "line longer than 64 MiB");
     return -1;
   }
-  rec->obj = json_loadb(b, n, JSON_REJECT_DUPLICATES, &e);
+  rec->obj = json_loadb(b, n, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &e);
   if (!rec->obj) {
     snprintf(msg, PD_SAMPLES_MSG, "not valid JSON: %.160s (column %d)", e.text, e.column);
     return -1;
