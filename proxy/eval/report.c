@@ -76,10 +76,16 @@ typedef struct report {
 /* ---- collecting ---- */
 
 /* Keeps at most cap bytes of s (cut at a character boundary) against the budget. */
-static int keep(report_t *rp, text_t *t, const char *s, size_t cap) {
-  size_t n = strlen(s), k = n > cap ? cap : n;
+/* How much of s (n bytes) is kept under cap: cut at a character boundary. */
+static size_t kept_len(const char *s, size_t n, size_t cap) {
+  size_t k = n > cap ? cap : n;
   while (k < n && k > 0 && ((unsigned char)s[k] & 0xC0) == 0x80)
     k--;
+  return k;
+}
+
+static int keep(report_t *rp, text_t *t, const char *s, size_t cap) {
+  size_t n = strlen(s), k = kept_len(s, n, cap);
   t->more = n - k;
   if (k > rp->budget)
     return -1;
@@ -182,7 +188,13 @@ static void add_sample(report_t *rp, const pd_samples_rec_t *r) {
   memset(s, 0, sizeof *s);
   s->sample = r->sample;
   s->score = r->score;
-  if (keep(rp, &s->final, r->final_answer, CAP_SHORT) < 0 ||
+  /* All of a sample's texts or none of them. */
+  const char *err = r->error ? r->error : "";
+  size_t need = kept_len(r->final_answer, strlen(r->final_answer), CAP_SHORT) +
+                kept_len(r->output_text, strlen(r->output_text), CAP_ANSWER) +
+                kept_len(r->reasoning, strlen(r->reasoning), CAP_REASONING) +
+                kept_len(err, strlen(err), CAP_SHORT);
+  if (need > rp->budget || keep(rp, &s->final, r->final_answer, CAP_SHORT) < 0 ||
       keep(rp, &s->answer, r->output_text, CAP_ANSWER) < 0 ||
       keep(rp, &s->reasoning, r->reasoning, CAP_REASONING) < 0 ||
       (r->error && keep(rp, &s->error, r->error, CAP_SHORT) < 0)) {
