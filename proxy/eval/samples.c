@@ -265,7 +265,7 @@ static int fill_line(pd_samples_file_t *s, size_t *len, int *found) {
   size_t scanned = 0;
   for (;;) {
     const char *d = pd_buf_data(&s->buf);
-    const char *nl = memchr(d + scanned, '\n', s->buf.len - scanned);
+    const char *nl = s->buf.len > scanned ? memchr(d + scanned, '\n', s->buf.len - scanned) : NULL;
     if (nl) {
       *len = (size_t)(nl - d);
       *found = 1;
