@@ -12,7 +12,7 @@ ROOT=$PWD
 
 DEB_PKGS=(build-essential pkg-config meson ninja-build libuv1-dev libcurl4-openssl-dev libssl-dev
           node-llhttp libjansson-dev libyaml-dev libcmocka-dev libnghttp2-dev)
-TEST_PKGS=(prometheus clang libclang-rt-14-dev tinyproxy openssl)
+TEST_PKGS=(prometheus clang libclang-rt-14-dev tinyproxy openssl chromium)
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 

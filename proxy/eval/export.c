@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/buf.h"
 #include "base/json.h"
@@ -477,11 +478,28 @@ int pd_export_main(int argc, char **argv) {
       return 1;
     }
   }
+  /* --out is written beside its place and renamed there once complete, so a bad line or a
+   * full disk never leaves half a training file under the name a trainer reads. */
+  char *tmp = NULL;
   st.out = stdout;
-  if (st.o.out && !(st.out = fopen(st.o.out, "wb"))) {
-    fprintf(stderr, "ponder export: %s: %s\n", st.o.out, strerror(errno));
-    pd_config_unref(st.cfg);
-    return 1;
+  if (st.o.out) {
+    size_t n = strlen(st.o.out);
+    int fd = -1;
+    if ((tmp = malloc(n + 8))) {
+      memcpy(tmp, st.o.out, n);
+      memcpy(tmp + n, ".XXXXXX", 8);
+      fd = mkstemp(tmp);
+    }
+    if (fd < 0 || !(st.out = fdopen(fd, "wb"))) {
+      fprintf(stderr, "ponder export: %s: %s\n", st.o.out, tmp ? strerror(errno) : "out of memory");
+      if (fd >= 0) {
+        close(fd);
+        unlink(tmp);
+      }
+      free(tmp);
+      pd_config_unref(st.cfg);
+      return 1;
+    }
   }
   rc = run(&st);
   if (fflush(st.out) != 0 || ferror(st.out)) {
@@ -489,9 +507,18 @@ int pd_export_main(int argc, char **argv) {
       fprintf(stderr, "ponder export: %s: %s\n", st.o.out ? st.o.out : "stdout", strerror(errno));
     rc = 1;
   }
-  if (st.o.out && fclose(st.out) != 0 && !rc) {
-    fprintf(stderr, "ponder export: %s: %s\n", st.o.out, strerror(errno));
-    rc = 1;
+  if (st.o.out) {
+    if (fclose(st.out) != 0 && !rc) {
+      fprintf(stderr, "ponder export: %s: %s\n", st.o.out, strerror(errno));
+      rc = 1;
+    }
+    if (!rc && rename(tmp, st.o.out) != 0) {
+      fprintf(stderr, "ponder export: %s: %s\n", st.o.out, strerror(errno));
+      rc = 1;
+    }
+    if (rc)
+      unlink(tmp);
+    free(tmp);
   }
   if (!rc)
     fprintf(stderr, "ponder export: %ld line%s written\n", st.written, st.written == 1 ? "" : "s");

@@ -76,10 +76,16 @@ typedef struct report {
 /* ---- collecting ---- */
 
 /* Keeps at most cap bytes of s (cut at a character boundary) against the budget. */
-static int keep(report_t *rp, text_t *t, const char *s, size_t cap) {
-  size_t n = strlen(s), k = n > cap ? cap : n;
+/* How much of s (n bytes) is kept under cap: cut at a character boundary. */
+static size_t kept_len(const char *s, size_t n, size_t cap) {
+  size_t k = n > cap ? cap : n;
   while (k < n && k > 0 && ((unsigned char)s[k] & 0xC0) == 0x80)
     k--;
+  return k;
+}
+
+static int keep(report_t *rp, text_t *t, const char *s, size_t cap) {
+  size_t n = strlen(s), k = kept_len(s, n, cap);
   t->more = n - k;
   if (k > rp->budget)
     return -1;
@@ -182,7 +188,13 @@ static void add_sample(report_t *rp, const pd_samples_rec_t *r) {
   memset(s, 0, sizeof *s);
   s->sample = r->sample;
   s->score = r->score;
-  if (keep(rp, &s->final, r->final_answer, CAP_SHORT) < 0 ||
+  /* All of a sample's texts or none of them. */
+  const char *err = r->error ? r->error : "";
+  size_t need = kept_len(r->final_answer, strlen(r->final_answer), CAP_SHORT) +
+                kept_len(r->output_text, strlen(r->output_text), CAP_ANSWER) +
+                kept_len(r->reasoning, strlen(r->reasoning), CAP_REASONING) +
+                kept_len(err, strlen(err), CAP_SHORT);
+  if (need > rp->budget || keep(rp, &s->final, r->final_answer, CAP_SHORT) < 0 ||
       keep(rp, &s->answer, r->output_text, CAP_ANSWER) < 0 ||
       keep(rp, &s->reasoning, r->reasoning, CAP_REASONING) < 0 ||
       (r->error && keep(rp, &s->error, r->error, CAP_SHORT) < 0)) {
@@ -295,28 +307,42 @@ static void interval(report_t *rp, const json_t *ci, double scale, const char *u
 static const char *const palette[] = {"#1f6fb4", "#d9480f", "#2b8a3e", "#862e9c",
                                       "#c92a2a", "#0b7285", "#e67700", "#5c940d"};
 
+/* A cost in dollars with three significant digits and no exponent ("$0.0000123"). */
+static void cost(report_t *rp, const json_t *o, const char *key) {
+  double d;
+  if (!num(o, key, &d)) {
+    put(rp, "<td>–</td>");
+    return;
+  }
+  int dec = d > 0 ? 2 - (int)floor(log10(d)) : 2;
+  PF(rp, "<td>$%.*f</td>", dec < 2 ? 2 : dec > 12 ? 12 : dec, d);
+}
+
 static void summary_table(report_t *rp) {
   const json_t *vs = json_object_get(rp->summary, "variants");
   size_t i;
   const json_t *v;
-  put(rp, "<table class=\"summary\" id=\"summary\"><thead><tr><th>variant</th><th>accuracy</th>"
-          "<th>95% interval</th><th>difference to the first</th><th>p (McNemar)</th>"
+  put(rp, "<div class=\"scroll\"><table class=\"summary\" id=\"summary\"><thead><tr>"
+          "<th>variant</th><th>accuracy [95% interval]</th>"
+          "<th>difference to the first [95%]</th><th>p (McNemar)</th>"
           "<th>prompt tokens</th><th>completion tokens</th><th>reasoning tokens</th>"
-          "<th>upstream calls</th><th>latency p50</th><th>latency p95</th><th>errors</th>"
+          "<th>upstream calls</th><th>latency p50 / p95</th><th>errors</th>"
           "<th>cost / sample</th><th>cost / correct</th></tr></thead><tbody>\n");
   json_array_foreach(vs, i, v) {
-    const json_t *diff = json_object_get(v, "diff");
-    double d;
+    const json_t *diff = json_object_get(v, "diff"), *lat = json_object_get(v, "latency_ms");
+    double d, d2;
     PF(rp, "<tr><th><span class=\"key\" style=\"background:%s\"></span>", palette[i % 8]);
     esc(rp, str_of(v, "name") ? str_of(v, "name") : "?");
-    put(rp, "</th>");
-    cell_num(rp, v, "accuracy", "%.1f%%", 100);
-    put(rp, "<td>");
+    put(rp, "</th><td>");
+    if (num(v, "accuracy", &d))
+      PF(rp, "%.1f%% ", d * 100);
+    put(rp, "<small>");
     interval(rp, json_object_get(v, "ci95"), 100, "");
-    put(rp, "</td><td>");
+    put(rp, "</small></td><td>");
     if (json_is_object(diff) && num(diff, "mean", &d)) {
-      PF(rp, "%+.1f pts ", d * 100);
+      PF(rp, "%+.1f pts <small>", d * 100);
       interval(rp, json_object_get(diff, "ci95"), 100, "");
+      put(rp, "</small>");
     } else {
       put(rp, "–");
     }
@@ -329,14 +355,16 @@ static void summary_table(report_t *rp) {
     cell_num(rp, v, "completion_tokens", "%.1f", 1);
     cell_num(rp, v, "reasoning_tokens", "%.1f", 1);
     cell_num(rp, v, "upstream_calls", "%.2f", 1);
-    cell_num(rp, json_object_get(v, "latency_ms"), "p50", "%.0f ms", 1);
-    cell_num(rp, json_object_get(v, "latency_ms"), "p95", "%.0f ms", 1);
+    if (num(lat, "p50", &d) && num(lat, "p95", &d2))
+      PF(rp, "<td>%.0f / %.0f ms</td>", d, d2);
+    else
+      put(rp, "<td>–</td>");
     cell_num(rp, v, "errors", "%.0f", 1);
-    cell_num(rp, v, "cost_per_sample", "$%.4g", 1);
-    cell_num(rp, v, "cost_per_correct", "$%.4g", 1);
+    cost(rp, v, "cost_per_sample");
+    cost(rp, v, "cost_per_correct");
     put(rp, "</tr>\n");
   }
-  put(rp, "</tbody></table>\n");
+  put(rp, "</tbody></table></div>\n");
 }
 
 /* The smallest 1, 2 or 5 times a power of ten at least x. */
@@ -355,7 +383,7 @@ static double nice_ceil(double x) {
 static void chart(report_t *rp) {
   enum { W = 760, H = 420, L = 72, R = 140, T = 20, B = 60 };
   const json_t *vs = json_object_get(rp->summary, "variants");
-  double xmax = 0, d;
+  double xmax = 0, d, xs[MAX_VARIANTS];
   size_t i;
   const json_t *v;
   json_array_foreach(vs, i, v) {
@@ -407,8 +435,12 @@ static void chart(report_t *rp) {
     acc = acc < 0 ? 0 : acc > 1 ? 1 : acc;
     tok = tok < 0 ? 0 : tok;
     double x = X(tok);
-    /* A small shift per variant keeps marks at the same tokens (rounds 0 ones) apart. */
-    x += (double)(i % 4) * 3 - 4.5;
+    /* Marks at (nearly) the same tokens, rounds 0 ones say, are set apart a little. */
+    for (size_t j = 0; j < i && j < MAX_VARIANTS; j++)
+      if (fabs(xs[j] - x) < 5)
+        x += 9;
+    if (i < MAX_VARIANTS)
+      xs[i] = x;
     const char *col = palette[i % 8];
     put(rp, "<g class=\"mark\" data-variant=\"");
     esc(rp, name);
@@ -441,12 +473,15 @@ static const char *score_class(const cell_t *c) {
   return c->nerr ? "err" : m >= 1 - 1e-9 ? "ok" : m <= 1e-9 ? "no" : "part";
 }
 
+/* The mean score of a cell (with the number of samples when more than one). */
 static void put_score(report_t *rp, const cell_t *c) {
   if (!c->n) {
     put(rp, "–");
     return;
   }
   double m = c->sum / c->n;
+  PF(rp, "<span title=\"mean score of %d sample%s%s\">", c->n, c->n == 1 ? "" : "s",
+     c->nerr ? ", errors count 0" : "");
   if (c->n == 1 || m == floor(m))
     PF(rp, "%g", m);
   else
@@ -455,6 +490,18 @@ static void put_score(report_t *rp, const cell_t *c) {
     PF(rp, " <small>(%d)</small>", c->n);
   if (c->nerr)
     PF(rp, " <small>%d err</small>", c->nerr);
+  put(rp, "</span>");
+}
+
+/* A text in a <pre>, or a note when there is none. */
+static void put_pre(report_t *rp, const char *cls, const text_t *t) {
+  if (!t->s || (!*t->s && !t->more)) {
+    put(rp, "<p class=\"note\">none</p>");
+    return;
+  }
+  PF(rp, "<pre class=\"%s\">", cls);
+  put_text(rp, t);
+  put(rp, "</pre>");
 }
 
 static void item_body(report_t *rp, const row_t *row) {
@@ -482,19 +529,22 @@ static void item_body(report_t *rp, const row_t *row) {
                 "(samples.jsonl has them)</p></div>");
         continue;
       }
-      put(rp, " · final answer <code>");
-      put_text(rp, &s->final);
-      put(rp, "</code></p>");
+      if (s->final.s && *s->final.s) {
+        put(rp, " · final answer <code>");
+        put_text(rp, &s->final);
+        put(rp, "</code>");
+      }
+      put(rp, "</p>");
       if (s->error.s) {
         put(rp, "<p class=\"error\">error: ");
         put_text(rp, &s->error);
         put(rp, "</p>");
       }
-      put(rp, "<h5>answer</h5><pre class=\"answer\">");
-      put_text(rp, &s->answer);
-      put(rp, "</pre><details class=\"reasoning\" open><summary>reasoning</summary><pre>");
-      put_text(rp, &s->reasoning);
-      put(rp, "</pre></details></div>");
+      put(rp, "<h5>answer</h5>");
+      put_pre(rp, "answer", &s->answer);
+      put(rp, "<details class=\"reasoning\" open><summary>reasoning</summary>");
+      put_pre(rp, "reasoning", &s->reasoning);
+      put(rp, "</details></div>");
     }
     if (c->hidden)
       PF(rp, "<p class=\"note\">%d more samples in samples.jsonl</p>", c->hidden);
@@ -563,8 +613,9 @@ static const char style[] =
     "background:#fff}h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px}"
     ".sub{color:#555;margin:0 0 16px}table.summary{border-collapse:collapse;font-variant-numeric:"
     "tabular-nums}table.summary th,table.summary td{border-bottom:1px solid #ddd;padding:5px 9px;"
-    "text-align:right;white-space:nowrap}table.summary th:first-child{text-align:left}"
-    "table.summary thead th{background:#f3f4f6;font-weight:600;font-size:12px}"
+    "text-align:right}.scroll{overflow-x:auto}table.summary th:first-child{text-align:left}"
+    "table.summary td,table.summary tbody th{white-space:nowrap}table.summary thead "
+    "th{background:#f3f4f6;font-weight:600;font-size:12px;vertical-align:bottom}"
     ".key{display:inline-block;width:10px;height:10px;border-radius:50%;margin-right:6px}"
     "#chart{display:block;max-width:100%;height:auto}#chart .grid{stroke:#e5e7eb}"
     "#chart .axis{stroke:#333}#chart .tick{font-size:11px;fill:#555}#chart .label{font-size:13px;"

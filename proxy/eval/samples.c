@@ -186,19 +186,21 @@ static int parse_fields(pd_samples_rec_t *r, const char **msg) {
   return parse_input(r, msg);
 }
 
-int pd_samples_parse(const char *b, size_t n, pd_samples_rec_t *rec, const char **msg) {
+int pd_samples_parse(const char *b, size_t n, pd_samples_rec_t *rec, char *msg) {
   json_error_t e;
+  const char *why = NULL;
   memset(rec, 0, sizeof *rec);
   if (n > PD_SAMPLES_MAX_LINE) {
-    *msg = "line longer than 64 MiB";
+    snprintf(msg, PD_SAMPLES_MSG, "line longer than 64 MiB");
     return -1;
   }
-  rec->obj = json_loadb(b, n, JSON_REJECT_DUPLICATES, &e);
+  rec->obj = json_loadb(b, n, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &e);
   if (!rec->obj) {
-    *msg = "not valid JSON";
+    snprintf(msg, PD_SAMPLES_MSG, "not valid JSON: %.160s (column %d)", e.text, e.column);
     return -1;
   }
-  if (parse_fields(rec, msg) < 0) {
+  if (parse_fields(rec, &why) < 0) {
+    snprintf(msg, PD_SAMPLES_MSG, "%s", why);
     pd_samples_rec_free(rec);
     return -1;
   }
@@ -240,7 +242,7 @@ static char *fmt(const char *f, ...) {
 
 pd_samples_file_t *pd_samples_open(const char *path, char **err) {
   pd_samples_file_t *s = calloc(1, sizeof *s);
-  if (!s || !(s->path = strdup(path))) {
+  if (!s || !(s->path = strdup(strcmp(path, "-") ? path : "stdin"))) {
     free(s);
     *err = strdup("out of memory");
     return NULL;
@@ -263,7 +265,7 @@ static int fill_line(pd_samples_file_t *s, size_t *len, int *found) {
   size_t scanned = 0;
   for (;;) {
     const char *d = pd_buf_data(&s->buf);
-    const char *nl = memchr(d + scanned, '\n', s->buf.len - scanned);
+    const char *nl = s->buf.len > scanned ? memchr(d + scanned, '\n', s->buf.len - scanned) : NULL;
     if (nl) {
       *len = (size_t)(nl - d);
       *found = 1;
@@ -320,8 +322,8 @@ int pd_samples_next(pd_samples_file_t *s, pd_samples_rec_t *rec, char **err) {
       n--;
     int empty = blank(p, n);
     if (!empty) {
-      const char *msg;
-      if (pd_samples_parse(p, n, rec, &msg) < 0) {
+      char msg[PD_SAMPLES_MSG];
+      if (pd_samples_parse(p, n, rec, msg) < 0) {
         *err = fmt("%s:%ld: %s", s->path, s->line, msg);
         return -1;
       }

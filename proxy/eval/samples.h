@@ -33,9 +33,11 @@ typedef struct pd_samples_rec {
   char *printed_[2]; /* item_id / reference printed from a number (the record may be moved) */
 } pd_samples_rec_t;
 
-/* Parses one line (n bytes, no newline) into *rec. Returns 0, or -1 with a static message in
- * *msg (the caller prefixes FILE:LINE); on failure *rec holds nothing to free. */
-int pd_samples_parse(const char *b, size_t n, pd_samples_rec_t *rec, const char **msg);
+/* Parses one line (n bytes, no newline) into *rec. Returns 0, or -1 with the reason in msg
+ * (PD_SAMPLES_MSG bytes; the caller prefixes FILE:LINE); on failure *rec holds nothing to
+ * free. */
+#define PD_SAMPLES_MSG 256
+int pd_samples_parse(const char *b, size_t n, pd_samples_rec_t *rec, char *msg);
 /* Releases what a parsed record holds (safe on a zeroed record). */
 void pd_samples_rec_free(pd_samples_rec_t *rec);
 
