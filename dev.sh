@@ -3,6 +3,7 @@
 #   ./dev.sh run [ponder flags...]   install what is missing, build, run ponder
 #   ./dev.sh test                    install, build, run every test (also under ASan+UBSan)
 #   ./dev.sh demo                    offline demo: fake upstream + ponder, one forced exchange
+#   ./dev.sh demo eval               offline eval demo: control vs two forced variants, a report
 #   ./dev.sh bench                   build optimized and measure ponder against its peers
 #   ./dev.sh fuzz [SECONDS]          build the libFuzzer targets and run each SECONDS (default 60)
 set -euo pipefail
@@ -11,9 +12,10 @@ ROOT=$PWD
 
 DEB_PKGS=(build-essential pkg-config meson ninja-build libuv1-dev libcurl4-openssl-dev libssl-dev
           node-llhttp libjansson-dev libyaml-dev libcmocka-dev libnghttp2-dev)
-# debhelper, dpkg-dev, lintian, groff-base and man-db: tests/ops/ builds, checks and lints the .deb.
+# debhelper, dpkg-dev, lintian, groff-base and man-db: tests/ops/ builds, checks and lints the .deb;
+# chromium: tests/eval/ renders report.html.
 TEST_PKGS=(prometheus clang libclang-rt-14-dev tinyproxy openssl debhelper dpkg-dev lintian groff-base
-           man-db)
+           man-db chromium)
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -83,7 +85,7 @@ run_suites() { # run_suites BUILD_DIR LABEL
     if [ -f "$exe" ] && [ -x "$exe" ]; then count_unit "$exe"; fi
   done
   echo "==> [$label] integration, fake upstream and SDK tests (node --test)"
-  node_suites "$dir" "$label" tests/fake/ tests/integration/ tests/sdk/ tests/clients/
+  node_suites "$dir" "$label" tests/fake/ tests/integration/ tests/sdk/ tests/clients/ tests/eval/
 }
 
 node_suites() { # node_suites BUILD_DIR LABEL PATH...
@@ -166,6 +168,8 @@ case "$cmd" in
   demo)
     install_deps
     build build
+    # `./dev.sh demo eval`: ponder eval over the bundled dataset against the simulated reasoner.
+    if [ "${1:-}" = eval ]; then exec node tests/demo_eval.mjs; fi
     exec node tests/demo.mjs
     ;;
   fuzz)

@@ -3,6 +3,7 @@
 # reached directly, through nginx and through the Portkey gateway. See bench/README.md.
 #
 #   bash bench/run.sh [--quick]        (or ./dev.sh bench [--quick])
+#   bash bench/run.sh --eval-only      only the `ponder eval` row (g), printed
 #
 # Writes bench/results/bench-YYYYmmdd-HHMMSS.md, bench/results/latest.md and latest.png.
 # Every process started here is stopped on exit, on error and on Ctrl-C.
@@ -12,9 +13,11 @@ ROOT=$PWD
 BENCH=$ROOT/bench
 
 QUICK=0
+EVAL_ONLY=0
 for a in "$@"; do
   case $a in
     --quick) QUICK=1 ;;
+    --eval-only) EVAL_ONLY=1 ;;
     -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench/run.sh: unknown argument: $a (try --help)" >&2; exit 1 ;;
   esac
@@ -66,6 +69,7 @@ PEERS_PKG='{
   "dependencies": { "@portkey-ai/gateway": "1.15.2" },
   "overrides": { "@hono/node-server": "1.13.8" }
 }'
+if [ "$EVAL_ONLY" = 0 ]; then # the eval row needs no peer
 mkdir -p "$PEERS"
 if [ ! -f "$PORTKEY_JS" ] || [ "$(cat "$PEERS/package.json" 2>/dev/null)" != "$PEERS_PKG" ]; then
   log "npm install @portkey-ai/gateway@1.15.2 into bench/peers"
@@ -74,6 +78,7 @@ if [ ! -f "$PORTKEY_JS" ] || [ "$(cat "$PEERS/package.json" 2>/dev/null)" != "$P
   printf '%s\n' "$PEERS_PKG" >"$PEERS/package.json"  # npm may reformat it
 fi
 [ -f "$PORTKEY_JS" ] || die "Portkey gateway not installed in $PEERS"
+fi
 
 # ---- processes --------------------------------------------------------------------------------
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/ponder-bench.XXXXXX")
@@ -133,6 +138,30 @@ start_fake() { # start_fake NAME SCRIPT [ARGS...]: sets FAKE_PORT, FAKE_PID
   FAKE_PORT=$(wait_for "$FAKE_PID" "$TMP/$name.out" '"port":[0-9]+' 15 | grep -oE '[0-9]+') \
     || die "fake upstream $name did not start"
 }
+# ---- (g) `ponder eval` against ponder at rounds 0 (the fast fake behind it) --------------------
+# Samples per second of the whole run (dataset, requests, grading, samples.jsonl, summary,
+# report) and of its request phase (eval's own progress line), and CPU per sample: eval's
+# (user + system, from bash's `time`) beside the proxy's own (from /proc/PID/stat over the run).
+eval_row() { # eval_row PONDER_PORT PONDER_PID: prints the markdown section
+  local port=$1 pid=$2 n=20000 conc=64 tck t0 t1 times rate
+  [ "$QUICK" = 1 ] && n=5000
+  tck=$(getconf CLK_TCK)
+  node -e 'const n=+process.argv[1];const o=[];for(let i=0;i<n;i++)o.push(JSON.stringify({id:i,question:`What is ${i} + 1?`,answer:i+1}));process.stdout.write(o.join("\n")+"\n")' "$n" >"$TMP/eval.jsonl"
+  proc_cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+  t0=$(proc_cpu "$pid")
+  { TIMEFORMAT='%R %U %S'; time "$PONDER" eval --url "http://127.0.0.1:$port/r0/v1" --dataset "$TMP/eval.jsonl" \
+      --concurrency "$conc" --out "$TMP/eval-out" >"$TMP/eval.out" 2>"$TMP/eval.err"; } 2>"$TMP/eval.time" \
+    || die "ponder eval failed: $(tail -n 3 "$TMP/eval.err")"
+  t1=$(proc_cpu "$pid")
+  read -r wall user sys <"$TMP/eval.time"
+  rate=$(grep -oE '[0-9.]+/s' "$TMP/eval.err" | tail -1 | tr -d '/s')
+  awk -v n="$n" -v wall="$wall" -v u="$user" -v s="$sys" -v p0="$t0" -v p1="$t1" -v tck="$tck" \
+      -v rate="$rate" -v conc="$conc" 'BEGIN {
+    printf "## (g) ponder eval: %d samples against ponder at rounds 0 (the fast fake behind it), --url, --concurrency %d\n\n", n, conc
+    printf "| target | samples/s (whole run) | samples/s (requests) | eval CPU per sample | proxy CPU per request | target |\n|---|---|---|---|---|---|\n"
+    printf "| ponder eval → ponder rounds 0 | %.0f | %.0f | %.1f µs | %.1f µs | ≥ 1,000/s |\n", n / wall, rate, (u + s) / n * 1e6, (p1 - p0) / tck / n * 1e6
+  }'
+}
 start_fake fake-fast "$ROOT/tests/fake/upstream.mjs" --fast; FAST_PORT=$FAKE_PORT; FAST_PID=$FAKE_PID
 # memory run: bench/slow-upstream.mjs (slow streams; see the comment at its top)
 start_fake slow-upstream "$BENCH/slow-upstream.mjs";         SLOW_PORT=$FAKE_PORT; SLOW_PID=$FAKE_PID
@@ -165,6 +194,10 @@ start_ponder() { # start_ponder NAME WORKERS UPSTREAM_PORT [HTTP2]: sets P_PORT,
     || die "ponder $name did not start: $(tail -n 3 "$TMP/$name.err" 2>/dev/null)"
 }
 start_ponder ponder-w1  1 "$FAST_PORT"; PONDER1_PORT=$P_PORT; PONDER1_PID=$P_PID
+if [ "$EVAL_ONLY" = 1 ]; then
+  eval_row "$PONDER1_PORT" "$PONDER1_PID"
+  exit 0
+fi
 start_ponder ponder-w2  2 "$FAST_PORT"; PONDER2_PORT=$P_PORT; PONDER2_PID=$P_PID
 # memory run: HTTP/2 to the upstream, so 10,000 streams need 10,000 client sockets, not 20,000 fds
 start_ponder ponder-mem 1 "$SLOW_H2_PORT" true; PONDERM_PORT=$P_PORT; PONDERM_PID=$P_PID
@@ -360,3 +393,9 @@ rc=$?
 set -e
 BENCH_PID=
 [ $rc = 0 ] || die "bench.mjs failed (exit $rc)"
+
+# (g) appended to the results bench.mjs wrote: its own processes, after the rest is measured.
+EVAL_MD=$(eval_row "$PONDER1_PORT" "$PONDER1_PID")
+LATEST_RUN=$(ls -t "$BENCH"/results/bench-*.md | head -1)
+for f in "$LATEST_RUN" "$BENCH/results/latest.md"; do printf '\n%s\n' "$EVAL_MD" >>"$f"; done
+log "(g) ponder eval: $(printf '%s\n' "$EVAL_MD" | tail -1)"

@@ -1,8 +1,7 @@
-/* ponder's main: the command line (--config, --check-config, ...), loading the config, the
- * listening sockets (one per worker), the process-wide state the workers share (pd_app_t:
- * metrics and feedback stores, the access log), starting and joining the worker threads,
- * reloads and signals. Owns that process-wide state and the main loop; every request is served
- * on a worker (app/worker.c, app/front.c).
+/* ponder's main: the command line (--config, --check-config, ...), loading the config, serving
+ * it (app/serve.c: the listening sockets, the state the workers share, the worker threads),
+ * reloads and signals; `ponder eval` goes to eval/eval.c. Owns the main loop and the config it
+ * last loaded; every request is served on a worker (app/worker.c, app/front.c).
  *
  * Signals (SPEC section 9) are taken by the main thread only: it blocks SIGTERM, SIGINT and
  * SIGHUP before any other thread exists, so every thread it starts inherits the block, and
@@ -12,23 +11,21 @@
  * moment after start-up ends it other than through the stop it asks for. */
 #include <errno.h>
 #include <getopt.h>
-#include <netdb.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include "base/log.h"
-#include "app/worker.h"
+#include "app/serve.h"
+#include "eval/eval.h"
 
 static const char usage_text[] =
     "usage: ponder [--config FILE] [--listen HOST:PORT] [--upstream URL] [--rounds N]\n"
     "              [--workers N] [--log-level error|warn|info|debug] [--check-config]\n"
     "              [--version] [--help]\n"
+    "       ponder eval --dataset FILE.jsonl (--config FILE | --url BASE_URL) [options]\n"
     "\n"
     "An OpenAI-compatible reasoning proxy: every chat completion becomes a budget-forced\n"
     "exchange with the upstream model. Without --config, it proxies to --upstream, else\n"
@@ -49,7 +46,7 @@ static const char usage_text[] =
 typedef struct app_state {
   const char *config_path;
   pd_cli_overrides_t ov;
-  pd_app_t app;
+  pd_serve_t serve;
   uv_signal_t sig_term, sig_int, sig_hup;
   uv_async_t workers_stopped; /* a worker's loop ended (pd_app_t.stopped) */
   pd_config_t *cfg;           /* the main thread's own reference to the last loaded config */
@@ -72,56 +69,6 @@ static int parse_int(const char *s, int *out) {
   if (errno || end == s || *end || v < 0 || v > 1000000)
     return -1;
   *out = (int)v;
-  return 0;
-}
-
-/* Binds a listening socket; SO_REUSEPORT lets every worker bind its own on the same port.
- * The first one (`first`) binds without it, so the bind fails with EADDRINUSE when any other
- * socket holds the port (another ponder's too: the kernel lets SO_REUSEPORT sockets of one user
- * share a port only when both sides set it). It sets SO_REUSEPORT between bind and listen, so
- * the workers' sockets that follow join its group. */
-static int bind_listener(const char *host, int port, int first, int *fd_out, int *port_out) {
-  char portstr[16];
-  snprintf(portstr, sizeof portstr, "%d", port);
-  struct addrinfo hints, *res = NULL;
-  memset(&hints, 0, sizeof hints);
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  int rc = getaddrinfo(host, portstr, &hints, &res);
-  if (rc != 0) {
-    fprintf(stderr, "ponder: cannot resolve listen address %s: %s\n", host, gai_strerror(rc));
-    return -1;
-  }
-  int fd = -1;
-  for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-    fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0)
-      continue;
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (!first)
-      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-    if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
-        (!first || setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) == 0) &&
-        listen(fd, 4096) == 0)
-      break;
-    rc = errno;
-    close(fd);
-    fd = -1;
-    errno = rc;
-  }
-  freeaddrinfo(res);
-  if (fd < 0) {
-    fprintf(stderr, "ponder: cannot listen on %s:%d: %s\n", host, port, strerror(errno));
-    return -1;
-  }
-  struct sockaddr_storage ss;
-  socklen_t sl = sizeof ss;
-  getsockname(fd, (struct sockaddr *)&ss, &sl);
-  *port_out = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                             : ((struct sockaddr_in *)&ss)->sin_port);
-  *fd_out = fd;
   return 0;
 }
 
@@ -151,7 +98,7 @@ static void close_signals(app_state_t *st) {
 
 static void on_workers_stopped(uv_async_t *a) {
   app_state_t *st = a->data;
-  if (atomic_load(&st->app.nstopped) == st->app.nworkers &&
+  if (atomic_load(&st->serve.app.nstopped) == st->serve.app.nworkers &&
       !uv_is_closing((uv_handle_t *)&st->sig_term))
     close_signals(st);
 }
@@ -168,8 +115,7 @@ static void on_stop_signal(uv_signal_t *h, int signum) {
   } else {
     return;
   }
-  for (size_t i = 0; i < st->app.nworkers; i++)
-    pd_worker_stop(&st->app.workers[i], st->stopping == 2);
+  pd_serve_stop(&st->serve, st->stopping == 2);
 }
 
 static void on_hup(uv_signal_t *h, int signum) {
@@ -196,14 +142,18 @@ static void on_hup(uv_signal_t *h, int signum) {
     pd_log_warn(NULL, "reload: a new listen address takes effect only after a restart");
   pd_log_level_current = cfg->log_level;
   pd_config_warnings(cfg, warn_log, NULL);
-  for (size_t i = 0; i < st->app.nworkers; i++)
-    pd_worker_reload(&st->app.workers[i], pd_config_ref(cfg));
+  pd_serve_reload(&st->serve, pd_config_ref(cfg));
   st->cfg = cfg;
   pd_config_unref(cur);
   pd_log_info(NULL, "reloaded %s", st->config_path);
 }
 
 int main(int argc, char **argv) {
+  /* Subcommands: their own command lines, in eval/. */
+  if (argc > 1 && strcmp(argv[1], "eval") == 0)
+    return pd_eval_main(argc - 1, argv + 1);
+  if (argc > 1 && strcmp(argv[1], "export") == 0)
+    return pd_export_main(argc - 1, argv + 1);
   static const struct option opts[] = {
       {"config", required_argument, 0, 'c'},   {"listen", required_argument, 0, 'l'},
       {"upstream", required_argument, 0, 'u'}, {"rounds", required_argument, 0, 'r'},
@@ -298,50 +248,13 @@ int main(int argc, char **argv) {
   uv_signal_start(&st.sig_int, on_stop_signal, SIGINT);
   uv_signal_start(&st.sig_hup, on_hup, SIGHUP);
 
-  int port = 0, fd0 = -1;
-  if (bind_listener(cfg->listen_host, cfg->listen_port, 1, &fd0, &port) < 0) {
+  int src = pd_serve_start(&st.serve, cfg, &st.workers_stopped);
+  if (src < 0) {
     pd_config_unref(cfg);
-    return 2;
+    return src == PD_SERVE_EACCESS_LOG ? 1 : 2;
   }
-  size_t n = (size_t)(cfg->workers > 0 ? cfg->workers : 1);
-  /* From here on, log lines and access-log lines leave through the writer thread. */
-  int lrc = pd_log_start();
-  if (lrc < 0)
-    fprintf(stderr, "ponder: log writer not started (%s): logging blocks\n", strerror(-lrc));
-  pd_app_t *app = &st.app;
-  app->nworkers = n;
-  app->workers = calloc(n, sizeof *app->workers);
-  app->metrics = calloc(n, sizeof *app->metrics);
-  app->feedback = calloc(n, sizeof *app->feedback);
-  app->stopped = &st.workers_stopped;
-  atomic_init(&app->nstopped, 0);
-  app->access_log = pd_access_log_open(cfg->access_log);
-  if (!app->access_log) {
-    fprintf(stderr, "ponder: cannot open access log %s: %s\n", cfg->access_log, strerror(errno));
-    return 1;
-  }
-  for (size_t i = 0; i < n; i++) {
-    pd_worker_t *w = &app->workers[i];
-    w->id = (int)i;
-    w->app = app;
-    w->cfg = pd_config_ref(cfg);
-    atomic_init(&w->next_cfg, NULL);
-    atomic_init(&w->stop_req, 0);
-    app->metrics[i] = w->metrics = pd_metrics_new();
-    app->feedback[i] = w->feedback = pd_feedback_store_new(PD_FEEDBACK_CAPACITY);
-    if (i == 0) {
-      w->fd = fd0;
-    } else if (bind_listener(cfg->listen_host, port, 0, &w->fd, &port) < 0) {
-      return 2;
-    }
-  }
-  for (size_t i = 0; i < n; i++) {
-    int rc = pd_worker_start(&app->workers[i]);
-    if (rc < 0) {
-      fprintf(stderr, "ponder: cannot start worker %zu: %s\n", i, uv_strerror(rc));
-      return 2;
-    }
-  }
+  size_t n = st.serve.app.nworkers;
+  int port = st.serve.port;
   st.cfg = cfg;
   pthread_sigmask(SIG_SETMASK, &saved_mask, NULL);
   fprintf(stderr, "ponder %s listening on %s:%d with %zu worker%s\n", PONDER_VERSION,
@@ -349,22 +262,13 @@ int main(int argc, char **argv) {
 
   /* Runs until every worker has stopped and close_signals ran. */
   uv_run(loop, UV_RUN_DEFAULT);
-  for (size_t i = 0; i < n; i++)
-    pd_worker_join(&app->workers[i]);
+  pd_serve_join(&st.serve);
   /* Closed only now: a worker may still have been inside uv_async_send before the join. */
   uv_close((uv_handle_t *)&st.workers_stopped, NULL);
   uv_run(loop, UV_RUN_DEFAULT);
   uv_loop_close(loop);
-  for (size_t i = 0; i < n; i++) {
-    pd_metrics_free(app->metrics[i]);
-    pd_feedback_store_free(app->feedback[i]);
-  }
   pd_log_info(NULL, "stopped");
-  pd_log_stop(2000); /* the queued log lines, unless stderr or the log file is stalled */
-  pd_access_log_close(app->access_log);
+  pd_serve_close(&st.serve);
   pd_config_unref(st.cfg);
-  free(app->workers);
-  free(app->metrics);
-  free(app->feedback);
   return 0;
 }

@@ -44,6 +44,12 @@ static int append_subst(pd_buf_t *t, const char *tmpl, long think, long answer) 
   return 0;
 }
 
+/* The prompt expansion every mode sends, for the callers that must write the same text
+ * (export's training lines). */
+int pd_mode_subst(pd_buf_t *t, const char *tmpl, long think, long answer) {
+  return append_subst(t, tmpl, think, answer);
+}
+
 /* Appends tmpl with every "{content}" replaced by content. */
 static int append_with_content(pd_buf_t *t, const char *tmpl, const char *content, size_t n) {
   static const char key[] = "{content}";

@@ -58,6 +58,10 @@ const pd_mode_ops_t *pd_mode_ops(pd_mode_t mode);
  * from the user): the client's body with only model, n, ponder and stream settings changed. */
 int pd_mode_plain_body(pd_chain_t *c, pd_buf_t *out);
 
+/* Appends tmpl (a policy prompt) to t with "{think_budget}" and "{answer_budget}" replaced by
+ * think and answer, exactly as the forcing calls send it. Returns 0, or -1 when out of memory. */
+int pd_mode_subst(pd_buf_t *t, const char *tmpl, long think, long answer);
+
 /* Frees the cached body text of a chain. */
 void pd_mode_chain_free_text(pd_chain_t *c);
 

@@ -2,12 +2,13 @@
 // Fake OpenAI-compatible upstream for ponder's integration tests, SDK tests and benchmarks.
 // Node 20 built-ins only. See tests/fake/README.md for the full behaviour and control API.
 //
-//   node tests/fake/upstream.mjs [--port N] [--host 127.0.0.1] [--fast] [--h2c]
+//   node tests/fake/upstream.mjs [--port N] [--host 127.0.0.1] [--fast] [--h2c] [--reasoner]
 //   -> prints exactly one line {"port":N} on stdout once listening; exits on SIGTERM/SIGINT.
 //
 //   import { startFake } from './upstream.mjs';
 //   const fake = await startFake({ port: 0, fast: false });  // { port, url, close(), ... }
 //   startFake({ h2c: true }) speaks HTTP/2 with prior knowledge (h2c) instead of HTTP/1.1.
+//   startFake({ reasoner: true }) answers chat as a simulated reasoner (see "reasoner mode").
 
 import http from 'node:http';
 import http2 from 'node:http2';
@@ -361,6 +362,86 @@ function makeUsage(promptTokens, reply, n, spec) {
 }
 
 // ---------------------------------------------------------------------------
+// reasoner mode (`ponder eval` demos and tests): a deterministic simulation of a model whose
+// answers get better with more forced thinking turns. Not a model: every reply says so.
+//
+// The question's first arithmetic expression (integers with + - *, usual precedence) has the
+// right answer R. It needs N = (operators - 1) thinking rounds (at least 0): a reply after k
+// thinking rounds answers R when k >= N, else R + (N - k). A call is a thinking call when,
+// with no simulated thinking turn in the request yet, the text after the last "\n\n" of the
+// last user message mentions "think" (ponder's chat-mode think prompt), or, after k >= 1
+// turns, when the last user message does not mention "answer" (the continue prompt). Thinking
+// turns are counted by the assistant messages that start with REASONER_MARK. A judge request
+// (its last message holds "Model's Answer:" and "Correct Answer:") is answered
+// {"label": "correct" | "incorrect"} by comparing the two lines.
+
+const REASONER_MARK = '[simulated thinking';
+
+export function reasonerExpr(text) {
+  const m = /\d+(?:\s*[-+*]\s*\d+)+/.exec(text || '');
+  if (!m) return null;
+  const toks = m[0].match(/\d+|[-+*]/g);
+  // * first, then + and - left to right, in BigInt so any length is exact.
+  const terms = [BigInt(toks[0])];
+  const ops = [];
+  for (let i = 1; i < toks.length; i += 2) {
+    const op = toks[i], v = BigInt(toks[i + 1]);
+    if (op === '*') terms[terms.length - 1] *= v;
+    else {
+      ops.push(op);
+      terms.push(v);
+    }
+  }
+  let value = terms[0];
+  for (let i = 0; i < ops.length; i++) value = ops[i] === '+' ? value + terms[i + 1] : value - terms[i + 1];
+  const operators = (toks.length - 1) / 2;
+  return { expr: m[0], value, needs: Math.max(0, operators - 1) };
+}
+
+// The answer after k thinking rounds, as text.
+export function reasonerAnswer(text, k) {
+  const e = reasonerExpr(text);
+  if (!e) return null;
+  return String(k >= e.needs ? e.value : e.value + BigInt(e.needs - k));
+}
+
+function reasonerReply(body) {
+  const msgs = body.messages;
+  const last = msgs[msgs.length - 1];
+  const lastText = textOf(last?.content);
+  const ma = /Model's Answer:\s*(.*)/.exec(lastText);
+  const ca = /Correct Answer:\s*(.*)/.exec(lastText);
+  if (ma && ca) {
+    const label = ma[1].trim() !== '' && ma[1].trim() === ca[1].trim() ? 'correct' : 'incorrect';
+    return body.response_format ? JSON.stringify({ label }) : `The answer is ${label}.`;
+  }
+  const firstUser = msgs.find((m) => m && m.role === 'user');
+  const qText = textOf(firstUser?.content);
+  const cut = qText.lastIndexOf('\n\n');
+  const question = cut >= 0 ? qText.slice(0, cut) : qText;
+  const k = msgs.filter((m) => m && m.role === 'assistant' && textOf(m.content).startsWith(REASONER_MARK)).length;
+  let thinking;
+  if (last?.role !== 'user') thinking = false;
+  else if (k === 0) {
+    const c = lastText.lastIndexOf('\n\n');
+    thinking = c >= 0 && /think/i.test(lastText.slice(c + 2));
+  } else thinking = !/answer/i.test(lastText);
+  const e = reasonerExpr(question);
+  if (!e) {
+    return thinking
+      ? `${REASONER_MARK} ${k + 1}] (a simulation, not a model) I find no arithmetic to work on.`
+      : '(simulated answer, not a model) I cannot answer this.';
+  }
+  const now = reasonerAnswer(question, k + (thinking ? 1 : 0));
+  if (thinking) {
+    return `${REASONER_MARK} ${k + 1}] (a simulation, not a model) Working through ${e.expr} again, ` +
+      `I now get ${now}.`;
+  }
+  return `(simulated answer after ${k} thinking round${k === 1 ? '' : 's'}, not a model) ` +
+    `The answer is \\boxed{${now}}.`;
+}
+
+// ---------------------------------------------------------------------------
 // endpoint handlers (normal mode)
 
 async function answerChat(req, res, body, spec, st, signal) {
@@ -373,7 +454,7 @@ async function answerChat(req, res, body, spec, st, signal) {
   const model = typeof body.model === 'string' ? body.model : FAST_MODEL;
   const n = Number.isInteger(body.n) && body.n > 1 ? body.n : 1;
   const last = body.messages[body.messages.length - 1];
-  const defaultText = 'Answer to: ' + lastWords(textOf(last?.content), 8);
+  const defaultText = st.reasoner ? reasonerReply(body) : 'Answer to: ' + lastWords(textOf(last?.content), 8);
   const reply = buildReply(body, spec, defaultText);
   const promptTokens = body.messages.reduce((a, m) => a + words(textOf(m?.content)).length, 0);
   const usage = makeUsage(promptTokens, reply, n, spec);
@@ -556,6 +637,7 @@ function control(req, res, path, raw, st) {
         partial: st.partial,
         fast: st.fast,
         h2c: st.h2c,
+        reasoner: st.reasoner,
       });
     }
     return sendJson(res, 404, errorBody(404, { message: `unknown control endpoint ${req.method} ${path}` }));
@@ -804,9 +886,10 @@ function fastHandler(pre, st) {
 // ---------------------------------------------------------------------------
 // server
 
-export async function startFake({ port = 0, host = '127.0.0.1', fast = false, h2c = false } = {}) {
+export async function startFake({ port = 0, host = '127.0.0.1', fast = false, h2c = false, reasoner = false } = {}) {
   const st = {
     fast: !!fast,
+    reasoner: !!reasoner && !fast,
     h2c: !!h2c,
     partial: 0, // events cut in the middle by cut_mid_event
     log: [],
@@ -894,6 +977,7 @@ export async function startFake({ port = 0, host = '127.0.0.1', fast = false, h2
     port: actualPort,
     host,
     h2c: !!h2c,
+    reasoner: st.reasoner,
     url: `http://${host}:${actualPort}`,
     server,
     state: st,
@@ -927,7 +1011,7 @@ export async function startFake({ port = 0, host = '127.0.0.1', fast = false, h2
 // CLI
 
 function parseArgs(argv) {
-  const o = { port: 0, host: '127.0.0.1', fast: false, h2c: false };
+  const o = { port: 0, host: '127.0.0.1', fast: false, h2c: false, reasoner: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const [k, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
@@ -936,8 +1020,9 @@ function parseArgs(argv) {
     else if (k === '--host') o.host = val();
     else if (k === '--fast') o.fast = true;
     else if (k === '--h2c') o.h2c = true;
+    else if (k === '--reasoner') o.reasoner = true;
     else if (k === '--help' || k === '-h') {
-      process.stderr.write('usage: node tests/fake/upstream.mjs [--port N] [--host 127.0.0.1] [--fast] [--h2c]\n');
+      process.stderr.write('usage: node tests/fake/upstream.mjs [--port N] [--host 127.0.0.1] [--fast] [--h2c] [--reasoner]\n');
       process.exit(0);
     } else {
       process.stderr.write(`upstream.mjs: unknown argument ${a}\n`);

@@ -420,3 +420,39 @@ test('h2c CLI: --h2c', async () => {
   });
   assert.equal(code, 0);
 });
+
+test('reasoner mode: right only after (operators - 1) thinking rounds; judges; says it is a simulation', async () => {
+  const f = await startFake({ reasoner: true });
+  try {
+    const ask = async (messages, extra = {}) => {
+      const r = await post('/v1/chat/completions', { model: 'm', messages, ...extra }, f.url);
+      assert.equal(r.status, 200);
+      return (await r.json()).choices[0].message.content;
+    };
+    const q = 'What is 10 - 2 * 3 + 1?'; // 3 operators: right (5) after 2 rounds
+    // No forcing: a direct answer, off by the 2 rounds it lacks.
+    assert.match(await ask([{ role: 'user', content: q }]), /after 0 thinking rounds, not a model\) The answer is \\boxed\{7\}\./);
+    // ponder's chat-mode protocol: think, (wait + continue), answer.
+    const m1 = [{ role: 'user', content: q + '\n\nThink for up to 100 tokens.' }];
+    const t1 = await ask(m1);
+    assert.ok(t1.startsWith('[simulated thinking 1] (a simulation, not a model)'), t1);
+    const m2 = [...m1, { role: 'assistant', content: t1 + '\nWait?' }, { role: 'user', content: 'Continue your thinking.' }];
+    const t2 = await ask(m2);
+    assert.match(t2, /^\[simulated thinking 2\].* I now get 5\.$/);
+    const a1 = await ask([...m1, { role: 'assistant', content: t1 }, { role: 'user', content: 'Now provide the final answer.' }]);
+    assert.match(a1, /after 1 thinking round, not a model\) The answer is \\boxed\{6\}/);
+    const a2 = await ask([...m2, { role: 'assistant', content: t2 }, { role: 'user', content: 'Now provide the final answer.' }]);
+    assert.match(a2, /after 2 thinking rounds.*\\boxed\{5\}/);
+    // A judge call: JSON with a response_format, else text.
+    const judge = [{ role: 'user', content: "Model's Answer: 5\nCorrect Answer: 5\nYour task: ..." }];
+    assert.deepEqual(JSON.parse(await ask(judge, { response_format: { type: 'json_schema' } })), { label: 'correct' });
+    assert.match(await ask([{ role: 'user', content: "Model's Answer: 6\nCorrect Answer: 5" }]), /incorrect/);
+    assert.match(await ask([{ role: 'user', content: 'Hello there' }]), /cannot answer/);
+    // Scripts and faults still apply.
+    f.fault({ status: 503 });
+    const r = await post('/v1/chat/completions', { model: 'm', messages: [{ role: 'user', content: q }] }, f.url);
+    assert.equal(r.status, 503);
+  } finally {
+    await f.close();
+  }
+});
