@@ -1,6 +1,6 @@
 /* ponder's main: the command line (--config, --check-config, ...), loading the config, serving
  * it (app/serve.c: the listening sockets, the state the workers share, the worker threads),
- * reloads and signals; `ponder eval` goes to eval/eval.c. Owns the main loop and the config it
+ * reloads and signals; `ponder eval` and `ponder export` go to eval/. Owns the main loop and the config it
  * last loaded; every request is served on a worker (app/worker.c, app/front.c).
  *
  * Signals (SPEC section 9) are taken by the main thread only: it blocks SIGTERM, SIGINT and
@@ -26,6 +26,7 @@ static const char usage_text[] =
     "              [--workers N] [--log-level error|warn|info|debug] [--check-config]\n"
     "              [--version] [--help]\n"
     "       ponder eval --dataset FILE.jsonl (--config FILE | --url BASE_URL) [options]\n"
+    "       ponder export --samples DIR/samples.jsonl --format FORMAT [options]\n"
     "\n"
     "An OpenAI-compatible reasoning proxy: every chat completion becomes a budget-forced\n"
     "exchange with the upstream model. Without --config, it proxies to --upstream, else\n"
