@@ -1,7 +1,7 @@
 /* ponder's main: the command line (--config, --check-config, ...), loading the config, serving
  * it (app/serve.c: the listening sockets, the state the workers share, the worker threads),
- * reloads and signals; `ponder eval` and `ponder export` go to eval/. Owns the main loop and the config it
- * last loaded; every request is served on a worker (app/worker.c, app/front.c).
+ * reloads and signals; `ponder eval` and `ponder export` go to eval/. Owns the main loop and the
+ * config it last loaded; every request is served on a worker (app/worker.c, app/front.c).
  *
  * Signals (SPEC section 9) are taken by the main thread only: it blocks SIGTERM, SIGINT and
  * SIGHUP before any other thread exists, so every thread it starts inherits the block, and
