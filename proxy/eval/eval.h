@@ -16,11 +16,11 @@
 
 /* One dataset line. All strings are owned by the item. */
 typedef struct pd_eval_item {
-  char *id;        /* the item's "id" as text (a number is printed), else its line number */
-  long line;       /* 1-based line in the dataset file */
-  json_t *obj;     /* the item as it is (one reference): {{item.FIELD}} reads it */
-  char *question;  /* the question found by the dataset rules; NULL for a `messages` item */
-  char *reference; /* the reference as text (a number is printed); NULL when absent */
+  char *id;         /* the item's "id" as text (a number is printed), else its line number */
+  long line;        /* 1-based line in the dataset file */
+  json_t *obj;      /* the item as it is (one reference): {{item.FIELD}} reads it */
+  char *question;   /* the question found by the dataset rules; NULL for a `messages` item */
+  char *reference;  /* the reference as text (a number is printed); NULL when absent */
   json_t *messages; /* borrowed from obj: the chat messages, or NULL */
 } pd_eval_item_t;
 
@@ -33,7 +33,7 @@ typedef struct pd_eval_sample {
   char *reasoning;
   char *output_text;
   char *final_answer;
-  double score;  /* in [0, 1]; 0 for an error */
+  double score;   /* in [0, 1]; 0 for an error */
   json_t *scores; /* {grader name: score} (one reference), or NULL */
   long prompt_tokens, completion_tokens, reasoning_tokens;
   int rounds, upstream_calls;
@@ -43,17 +43,17 @@ typedef struct pd_eval_sample {
 
 /* A finished run, as the summary reads it. */
 typedef struct pd_eval_run {
-  const char *dataset;     /* the dataset path as given */
-  const char *grader;      /* the grader's name, for summary.json's "grader" */
-  uint64_t seed;           /* --seed: the bootstrap's generator */
-  int per_item;            /* --samples K */
+  const char *dataset; /* the dataset path as given */
+  const char *grader;  /* the grader's name, for summary.json's "grader" */
+  uint64_t seed;       /* --seed: the bootstrap's generator */
+  int per_item;        /* --samples K */
   const pd_eval_item_t *items;
   size_t nitems;
   const char *const *variants; /* in the order run; the first is the baseline of `diff` */
   size_t nvariants;
   const pd_eval_sample_t *samples; /* any order */
   size_t nsamples;
-  int have_price;          /* --price given */
+  int have_price;             /* --price given */
   double price_in, price_out; /* per million prompt / completion tokens */
 } pd_eval_run_t;
 
