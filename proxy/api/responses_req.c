@@ -541,47 +541,51 @@ enum {
  * any); pass: chat completions has the field too, and it is passed on as in chat. */
 static const struct field {
   const char *name;
+  size_t len; /* of name */
   int type;
   const char *want;
   int pass;
 } fields[F_COUNT] = {
-    [F_MODEL] = {"model", JSON_STRING, "a string", 0},
-    [F_INSTRUCTIONS] = {"instructions", JSON_STRING, "a string", 0},
-    [F_MOT] = {"max_output_tokens", JSON_INTEGER, "an integer", 0},
-    [F_TEMPERATURE] = {"temperature", -1, "a number", 1},
-    [F_TOP_P] = {"top_p", -1, "a number", 1},
-    [F_USER] = {"user", JSON_STRING, "a string", 1},
-    [F_SAFETY] = {"safety_identifier", JSON_STRING, "a string", 1},
-    [F_METADATA] = {"metadata", JSON_OBJECT, "an object", 1},
-    [F_STREAM] = {"stream", JSON_TRUE, "a boolean", 1},
-    [F_STORE] = {"store", JSON_TRUE, "a boolean", 0},
-    [F_BACKGROUND] = {"background", JSON_TRUE, "a boolean", 0},
-    [F_PTC] = {"parallel_tool_calls", JSON_TRUE, "a boolean", 0},
-    [F_INCLUDE] = {"include", JSON_ARRAY, "an array", 0},
-    [F_REASONING] = {"reasoning", JSON_OBJECT, "an object", 0},
-    [F_INPUT] = {"input", JSON_NULL, NULL, 0},
-    [F_TOOLS] = {"tools", JSON_NULL, NULL, 0},
-    [F_TOOL_CHOICE] = {"tool_choice", JSON_NULL, NULL, 0},
-    [F_TEXT] = {"text", JSON_NULL, NULL, 0},
-    [F_PREVIOUS] = {"previous_response_id", JSON_NULL, NULL, 0},
-    [F_CONVERSATION] = {"conversation", JSON_NULL, NULL, 0},
-    [F_TOP_LOGPROBS] = {"top_logprobs", JSON_NULL, NULL, 1},
-    [F_SEED] = {"seed", JSON_NULL, NULL, 1},
-    [F_SERVICE_TIER] = {"service_tier", JSON_NULL, NULL, 1},
-    [F_CACHE_KEY] = {"prompt_cache_key", JSON_NULL, NULL, 1},
-    [F_CACHE_RETENTION] = {"prompt_cache_retention", JSON_NULL, NULL, 1},
-    [F_FREQUENCY] = {"frequency_penalty", JSON_NULL, NULL, 1},
-    [F_PRESENCE] = {"presence_penalty", JSON_NULL, NULL, 1},
-    [F_LOGIT_BIAS] = {"logit_bias", JSON_NULL, NULL, 1},
-    [F_STOP] = {"stop", JSON_NULL, NULL, 1},
-    [F_PONDER] = {"ponder", JSON_NULL, NULL, 1},
+#define FIELD(name, ...)                                                                           \
+  { name, sizeof name - 1, __VA_ARGS__ }
+    [F_MODEL] = FIELD("model", JSON_STRING, "a string", 0),
+    [F_INSTRUCTIONS] = FIELD("instructions", JSON_STRING, "a string", 0),
+    [F_MOT] = FIELD("max_output_tokens", JSON_INTEGER, "an integer", 0),
+    [F_TEMPERATURE] = FIELD("temperature", -1, "a number", 1),
+    [F_TOP_P] = FIELD("top_p", -1, "a number", 1),
+    [F_USER] = FIELD("user", JSON_STRING, "a string", 1),
+    [F_SAFETY] = FIELD("safety_identifier", JSON_STRING, "a string", 1),
+    [F_METADATA] = FIELD("metadata", JSON_OBJECT, "an object", 1),
+    [F_STREAM] = FIELD("stream", JSON_TRUE, "a boolean", 1),
+    [F_STORE] = FIELD("store", JSON_TRUE, "a boolean", 0),
+    [F_BACKGROUND] = FIELD("background", JSON_TRUE, "a boolean", 0),
+    [F_PTC] = FIELD("parallel_tool_calls", JSON_TRUE, "a boolean", 0),
+    [F_INCLUDE] = FIELD("include", JSON_ARRAY, "an array", 0),
+    [F_REASONING] = FIELD("reasoning", JSON_OBJECT, "an object", 0),
+    [F_INPUT] = FIELD("input", JSON_NULL, NULL, 0),
+    [F_TOOLS] = FIELD("tools", JSON_NULL, NULL, 0),
+    [F_TOOL_CHOICE] = FIELD("tool_choice", JSON_NULL, NULL, 0),
+    [F_TEXT] = FIELD("text", JSON_NULL, NULL, 0),
+    [F_PREVIOUS] = FIELD("previous_response_id", JSON_NULL, NULL, 0),
+    [F_CONVERSATION] = FIELD("conversation", JSON_NULL, NULL, 0),
+    [F_TOP_LOGPROBS] = FIELD("top_logprobs", JSON_NULL, NULL, 1),
+    [F_SEED] = FIELD("seed", JSON_NULL, NULL, 1),
+    [F_SERVICE_TIER] = FIELD("service_tier", JSON_NULL, NULL, 1),
+    [F_CACHE_KEY] = FIELD("prompt_cache_key", JSON_NULL, NULL, 1),
+    [F_CACHE_RETENTION] = FIELD("prompt_cache_retention", JSON_NULL, NULL, 1),
+    [F_FREQUENCY] = FIELD("frequency_penalty", JSON_NULL, NULL, 1),
+    [F_PRESENCE] = FIELD("presence_penalty", JSON_NULL, NULL, 1),
+    [F_LOGIT_BIAS] = FIELD("logit_bias", JSON_NULL, NULL, 1),
+    [F_STOP] = FIELD("stop", JSON_NULL, NULL, 1),
+    [F_PONDER] = FIELD("ponder", JSON_NULL, NULL, 1),
+#undef FIELD
 };
 
 /* The field named key, or -1: the first byte and the length pick the candidates. */
 static int field_of(const char *key) {
   size_t n = strlen(key);
   for (int f = 0; f < F_COUNT; f++)
-    if (fields[f].name[0] == key[0] && strlen(fields[f].name) == n && !strcmp(fields[f].name, key))
+    if (fields[f].len == n && fields[f].name[0] == key[0] && !strcmp(fields[f].name, key))
       return f;
   return -1;
 }
@@ -809,7 +813,7 @@ static int raw_eq(const pd_json_tok_t *t, const char *s, size_t n) {
 /* The field named by the raw key bytes, or -1. */
 static int field_of_raw(const pd_json_tok_t *k) {
   for (int f = 0; f < F_COUNT; f++)
-    if (fields[f].name[0] == k->s[0] && strlen(fields[f].name) == k->len &&
+    if (fields[f].len == k->len && fields[f].name[0] == k->s[0] &&
         !memcmp(fields[f].name, k->s, k->len))
       return f;
   return -1;
