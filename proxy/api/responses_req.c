@@ -787,7 +787,8 @@ void pd_responses_req_free(pd_responses_req_t *r) {
  * One pass of base/json.h's tokenizer over the body, for the requests most clients send: it
  * handles what it can write byte for byte as the tree path would (translate, then the relay's
  * removals of "stream" and "ponder" and the route's model: app/relay.c) and gives up (returns
- * 1: the tree path then decides, with its own 400s) on everything else: a top-level key that is
+ * 1: the tree path then decides, with its own 400s) on everything else: "stream" true (a
+ * stream runs the engine), a top-level key that is
  * escaped or given twice, "ponder", "reasoning", "text", non-empty "tools", a "tool_choice"
  * object, function_call and function_call_output items, content parts other than text, an
  * assistant message without a string or parts content, objects with escaped or repeated keys
@@ -1087,7 +1088,7 @@ typedef struct fres {
   pd_json_tok_t model, instructions, mot, tool_choice, ptc, user;
   size_t off[F_COUNT], len[F_COUNT]; /* temperature, top_p, user, metadata in x->pass */
   int seen[F_COUNT];
-  int stream, logprobs;
+  int logprobs;
 } fres_t;
 
 /* The pass over b. 0: the fast path writes it (x->msgs and x->pass filled when set); 1: the
@@ -1154,9 +1155,10 @@ static int fast_run(fast_t *x, const char *b, size_t n, fres_t *r) {
       rc = fast_pass(x, &k, &v, &r->off[f], &r->len[f]);
       break;
     case F_STREAM:
-      if (!boolean)
+      /* A stream runs the engine from the tree: the pass stops at once. false is passed on,
+       * then removed by the relay. */
+      if (t != PD_JSON_FALSE)
         return 1;
-      r->stream = t == PD_JSON_TRUE; /* passed on, then removed by the relay */
       break;
     case F_STORE:
       if (!boolean)
@@ -1286,7 +1288,6 @@ int pd_responses_req_scan(const char *b, size_t n, pd_chat_scan_t *out) {
     out->user = r.user.s;
     out->user_len = r.user.len;
   }
-  out->stream = r.stream;
   return 1;
 }
 
@@ -1324,7 +1325,6 @@ int pd_responses_req_write(const char *b, size_t n, const char *model, const cha
       rc |= LIT(c, ",\"logprobs\":true");
     rc |= LIT(c, "}");
     rc = rc ? -2 : fast_echo(&x, &r, out);
-    out->stream = r.stream;
   }
   pd_buf_free(&msgs);
   pd_buf_free(&pass);

@@ -1168,7 +1168,6 @@ static void test_fast_hand(void **state) {
       "\"top_p\":1,\"user\":\"u1\",\"metadata\":{\"a\":\"b\",\"n\":[1,2.5,-0,1e2,true,null]},"
       "\"store\":false,\"stream\":false,\"background\":false,\"parallel_tool_calls\":false,"
       "\"include\":[],\"tools\":[],\"tool_choice\":\"auto\"}",
-      "{\"model\":\"m\",\"input\":\"hi\",\"stream\":true}",
       "{\"model\":\"m\",\"input\":\"hi\",\"seed\":7,\"stop\":[\"a\",\"\\n\"],\"top_logprobs\":2,"
       "\"logit_bias\":{\"1\":-1},\"frequency_penalty\":0.5,\"presence_penalty\":-1E-3,"
       "\"service_tier\":\"auto\",\"prompt_cache_key\":\"k\",\"safety_identifier\":\"s\"}",
@@ -1222,6 +1221,8 @@ static void test_fast_hand(void **state) {
       "{\"model\":\"m\",\"input\":\"hi\",\"user\":\"a\\u0062\"}",
       "{\"model\":\"m\",\"input\":\"hi\",\"user\":5}",
       "{\"model\":\"m\",\"input\":\"hi\",\"stream\":1}",
+      "{\"model\":\"m\",\"input\":\"hi\",\"stream\":true}",
+      "{\"stream\":true,\"model\":\"m\",\"input\":\"hi\"}",
       "{\"model\":\"m\",\"input\":\"hi\",\"background\":true}",
       "{\"model\":\"m\",\"input\":\"hi\",\"metadata\":[]}",
       "{\"model\":\"m\",\"input\":\"hi\",\"metadata\":{\"a\":1,\"a\":2}}",
