@@ -233,21 +233,23 @@ static void start_api(pd_exchange_t *ex) {
   start_resolved(ex, &q, &res);
 }
 
-/* The router's stand-in for a body read by a scan: it reads the body only for a sticky "user"
- * (the scan saw no override or effort), so a one-key object. *mini NULL when none is needed;
- * -1 when out of memory (answered). */
-static int stand_in(pd_exchange_t *ex, const pd_chat_scan_t *cr, json_t **mini) {
-  *mini = NULL;
-  if (ex->route->sticky != PD_STICKY_BODY_USER || !cr->user)
-    return 0;
-  json_t *m = json_object(), *u = json_stringn(cr->user, cr->user_len);
-  if (!m || !u || json_object_set_new(m, "user", u) < 0) {
-    json_decref(m);
-    pd_exchange_fail(ex, 500, "Out of memory.", "server_error", "internal_error");
-    return -1;
+/* resolve() for a body read by a scan: the router reads the body only for a sticky "user"
+ * (the scan saw no override or effort), so a one-key object stands in for it. Returns 0, or -1
+ * having answered (a 400, or a 500 when out of memory). */
+static int resolve_scanned(pd_exchange_t *ex, const pd_chat_scan_t *cr, pd_resolved_t *res) {
+  json_t *mini = NULL;
+  if (ex->route->sticky == PD_STICKY_BODY_USER && cr->user) {
+    mini = json_object();
+    json_t *u = json_stringn(cr->user, cr->user_len);
+    if (!mini || !u || json_object_set_new(mini, "user", u) < 0) {
+      json_decref(mini);
+      pd_exchange_fail(ex, 500, "Out of memory.", "server_error", "internal_error");
+      return -1;
+    }
   }
-  *mini = m;
-  return 0;
+  int rc = resolve(ex, mini, res);
+  json_decref(mini);
+  return rc;
 }
 
 /* The translated fast path: an API that does not relay but writes its plain call's body from
@@ -261,19 +263,14 @@ static int start_fast_plain(pd_exchange_t *ex, const pd_chat_scan_t *cr) {
   pd_req_t *r = ex->req;
   if (!api->plain_body || !api->plain_final || cr->stream)
     return 0;
-  json_t *mini;
-  if (stand_in(ex, cr, &mini) < 0)
-    return 1;
   pd_resolved_t res;
-  int rc = resolve(ex, mini, &res);
-  json_decref(mini);
-  if (rc < 0)
+  if (resolve_scanned(ex, cr, &res) < 0)
     return 1;
   if (ex->rounds == 0) {
     const char *model = ex->route->model ? ex->route->model : ex->client_model;
     pd_buf_t b;
     pd_buf_init(&b);
-    rc = api->plain_body(pd_buf_data(&r->body), r->body.len, model ? model : "", &b, &ex->resp);
+    int rc = api->plain_body(pd_buf_data(&r->body), r->body.len, model ? model : "", &b, &ex->resp);
     if (rc == 0) {
       ex->stream = 0;
       size_t len = 0;
@@ -317,13 +314,8 @@ static int start_fast(pd_exchange_t *ex, const pd_chat_scan_t *cr) {
     fast = route->variants[i].forcing.rounds == 0;
   if (!fast)
     return 0;
-  json_t *mini;
-  if (stand_in(ex, cr, &mini) < 0)
-    return 1;
   pd_resolved_t res;
-  int rc = resolve(ex, mini, &res);
-  json_decref(mini);
-  if (rc < 0)
+  if (resolve_scanned(ex, cr, &res) < 0)
     return 1;
   ex->stream = cr->stream;
   ex->resp.include_usage = cr->include_usage;
