@@ -111,6 +111,13 @@ typedef struct pd_api {
    * through the engine like forced ones. */
   int (*plain_final)(pd_buf_t *out, pd_api_resp_t *r, const char *reply, size_t len,
                      pd_usage_t *usage);
+  /* The translated relay's fast path (with scan and plain_final): for a body scan took, not
+   * streamed and unforced, appends to out the chat completions body that request()'s tree
+   * would go upstream as (app/relay.c), "model" set to model, written in one pass over the
+   * client's bytes, and keeps in r->state what the writers need, as request() does. Returns 0,
+   * 1 when the tree path must decide (nothing kept), or -1 when memory runs out. NULL: none. */
+  int (*plain_body)(const char *body, size_t len, const char *model, pd_buf_t *out,
+                    pd_api_resp_t *r);
 
   /* The writers: each appends to out and returns 0, -1 when memory runs out, or
    * PD_API_ETOOLARGE when what it holds would pass r->max_held (the exchange then fails the

@@ -20,6 +20,8 @@
 #include "config/config.h"
 #include "core/engine.h"
 
+#include "api/chat_scan.h"
+
 /* ---- request translation -------------------------------------------------------------------- */
 
 /* A translated request, owned (pd_responses_req_free). */
@@ -53,6 +55,21 @@ typedef struct pd_responses_error {
 int pd_responses_req_translate(const json_t *body, const char *limit_param, pd_responses_req_t *out,
                                pd_responses_error_t *err);
 void pd_responses_req_free(pd_responses_req_t *r);
+
+/* The rounds-0 fast path, one pass of base/json.h's tokenizer over the client's bytes for the
+ * requests most clients send (no tree). pd_responses_req_scan returns 1 when b is such a body:
+ * one pd_responses_req_translate takes, with an unescaped string "model" (out->model), an
+ * unescaped "user" when it is a string (out->user), no "ponder" and no "reasoning" (so the
+ * router reads only "user"), and "stream" absent or false (a stream runs the engine); 0
+ * otherwise (the tree path decides, with its 400s). It allocates only to decode text. */
+int pd_responses_req_scan(const char *b, size_t n, pd_chat_scan_t *out);
+/* For a body pd_responses_req_scan took: appends to chat the upstream chat completions body
+ * the tree path sends at rounds 0 (pd_responses_req_translate's tree without "stream" and with
+ * "model" set to model: app/relay.c), byte for byte, and fills *out (echo; chat NULL)
+ * as the translation does. Returns 0, 1 for a body it does not take (nothing kept), or -2 when
+ * out of memory. */
+int pd_responses_req_write(const char *b, size_t n, const char *model, const char *limit_param,
+                           pd_buf_t *chat, pd_responses_req_t *out);
 
 /* ---- response object and event stream ------------------------------------------------------- */
 

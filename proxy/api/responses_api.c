@@ -84,6 +84,22 @@ static int resp_request(json_t **bodyp, pd_api_req_t *out, pd_api_resp_t *r) {
   return 0;
 }
 
+/* The rounds-0 fast path: the upstream body from the client's bytes, the echo kept as
+ * resp_request keeps it. */
+static int resp_plain_body(const char *body, size_t len, const char *model, pd_buf_t *out,
+                           pd_api_resp_t *r) {
+  holder_t *h = calloc(1, sizeof *h);
+  if (!h)
+    return -1;
+  int rc = pd_responses_req_write(body, len, model, r->limit_param, out, &h->req);
+  if (rc) {
+    free(h);
+    return rc == 1 ? 1 : -1;
+  }
+  ((resp_state_t *)r->state.bytes)->h = h;
+  return 0;
+}
+
 static void resp_release(pd_api_resp_t *r) {
   holder_t *h = holder(r);
   if (!h)
@@ -154,11 +170,12 @@ const pd_api_t pd_responses_api = {
     .path = "/responses",
     .id_prefix = "resp_",
     .relay = 0,
-    .scan = NULL,
+    .scan = pd_responses_req_scan,
     .request = resp_request,
     .release = resp_release,
     .final = resp_final,
     .plain_final = resp_plain_final,
+    .plain_body = resp_plain_body,
     .stream_start = resp_stream_start,
     .delta = resp_delta,
     .finish = resp_finish,

@@ -541,47 +541,51 @@ enum {
  * any); pass: chat completions has the field too, and it is passed on as in chat. */
 static const struct field {
   const char *name;
+  size_t len; /* of name */
   int type;
   const char *want;
   int pass;
 } fields[F_COUNT] = {
-    [F_MODEL] = {"model", JSON_STRING, "a string", 0},
-    [F_INSTRUCTIONS] = {"instructions", JSON_STRING, "a string", 0},
-    [F_MOT] = {"max_output_tokens", JSON_INTEGER, "an integer", 0},
-    [F_TEMPERATURE] = {"temperature", -1, "a number", 1},
-    [F_TOP_P] = {"top_p", -1, "a number", 1},
-    [F_USER] = {"user", JSON_STRING, "a string", 1},
-    [F_SAFETY] = {"safety_identifier", JSON_STRING, "a string", 1},
-    [F_METADATA] = {"metadata", JSON_OBJECT, "an object", 1},
-    [F_STREAM] = {"stream", JSON_TRUE, "a boolean", 1},
-    [F_STORE] = {"store", JSON_TRUE, "a boolean", 0},
-    [F_BACKGROUND] = {"background", JSON_TRUE, "a boolean", 0},
-    [F_PTC] = {"parallel_tool_calls", JSON_TRUE, "a boolean", 0},
-    [F_INCLUDE] = {"include", JSON_ARRAY, "an array", 0},
-    [F_REASONING] = {"reasoning", JSON_OBJECT, "an object", 0},
-    [F_INPUT] = {"input", JSON_NULL, NULL, 0},
-    [F_TOOLS] = {"tools", JSON_NULL, NULL, 0},
-    [F_TOOL_CHOICE] = {"tool_choice", JSON_NULL, NULL, 0},
-    [F_TEXT] = {"text", JSON_NULL, NULL, 0},
-    [F_PREVIOUS] = {"previous_response_id", JSON_NULL, NULL, 0},
-    [F_CONVERSATION] = {"conversation", JSON_NULL, NULL, 0},
-    [F_TOP_LOGPROBS] = {"top_logprobs", JSON_NULL, NULL, 1},
-    [F_SEED] = {"seed", JSON_NULL, NULL, 1},
-    [F_SERVICE_TIER] = {"service_tier", JSON_NULL, NULL, 1},
-    [F_CACHE_KEY] = {"prompt_cache_key", JSON_NULL, NULL, 1},
-    [F_CACHE_RETENTION] = {"prompt_cache_retention", JSON_NULL, NULL, 1},
-    [F_FREQUENCY] = {"frequency_penalty", JSON_NULL, NULL, 1},
-    [F_PRESENCE] = {"presence_penalty", JSON_NULL, NULL, 1},
-    [F_LOGIT_BIAS] = {"logit_bias", JSON_NULL, NULL, 1},
-    [F_STOP] = {"stop", JSON_NULL, NULL, 1},
-    [F_PONDER] = {"ponder", JSON_NULL, NULL, 1},
+#define FIELD(name, ...)                                                                           \
+  { name, sizeof name - 1, __VA_ARGS__ }
+    [F_MODEL] = FIELD("model", JSON_STRING, "a string", 0),
+    [F_INSTRUCTIONS] = FIELD("instructions", JSON_STRING, "a string", 0),
+    [F_MOT] = FIELD("max_output_tokens", JSON_INTEGER, "an integer", 0),
+    [F_TEMPERATURE] = FIELD("temperature", -1, "a number", 1),
+    [F_TOP_P] = FIELD("top_p", -1, "a number", 1),
+    [F_USER] = FIELD("user", JSON_STRING, "a string", 1),
+    [F_SAFETY] = FIELD("safety_identifier", JSON_STRING, "a string", 1),
+    [F_METADATA] = FIELD("metadata", JSON_OBJECT, "an object", 1),
+    [F_STREAM] = FIELD("stream", JSON_TRUE, "a boolean", 1),
+    [F_STORE] = FIELD("store", JSON_TRUE, "a boolean", 0),
+    [F_BACKGROUND] = FIELD("background", JSON_TRUE, "a boolean", 0),
+    [F_PTC] = FIELD("parallel_tool_calls", JSON_TRUE, "a boolean", 0),
+    [F_INCLUDE] = FIELD("include", JSON_ARRAY, "an array", 0),
+    [F_REASONING] = FIELD("reasoning", JSON_OBJECT, "an object", 0),
+    [F_INPUT] = FIELD("input", JSON_NULL, NULL, 0),
+    [F_TOOLS] = FIELD("tools", JSON_NULL, NULL, 0),
+    [F_TOOL_CHOICE] = FIELD("tool_choice", JSON_NULL, NULL, 0),
+    [F_TEXT] = FIELD("text", JSON_NULL, NULL, 0),
+    [F_PREVIOUS] = FIELD("previous_response_id", JSON_NULL, NULL, 0),
+    [F_CONVERSATION] = FIELD("conversation", JSON_NULL, NULL, 0),
+    [F_TOP_LOGPROBS] = FIELD("top_logprobs", JSON_NULL, NULL, 1),
+    [F_SEED] = FIELD("seed", JSON_NULL, NULL, 1),
+    [F_SERVICE_TIER] = FIELD("service_tier", JSON_NULL, NULL, 1),
+    [F_CACHE_KEY] = FIELD("prompt_cache_key", JSON_NULL, NULL, 1),
+    [F_CACHE_RETENTION] = FIELD("prompt_cache_retention", JSON_NULL, NULL, 1),
+    [F_FREQUENCY] = FIELD("frequency_penalty", JSON_NULL, NULL, 1),
+    [F_PRESENCE] = FIELD("presence_penalty", JSON_NULL, NULL, 1),
+    [F_LOGIT_BIAS] = FIELD("logit_bias", JSON_NULL, NULL, 1),
+    [F_STOP] = FIELD("stop", JSON_NULL, NULL, 1),
+    [F_PONDER] = FIELD("ponder", JSON_NULL, NULL, 1),
+#undef FIELD
 };
 
 /* The field named key, or -1: the first byte and the length pick the candidates. */
 static int field_of(const char *key) {
   size_t n = strlen(key);
   for (int f = 0; f < F_COUNT; f++)
-    if (fields[f].name[0] == key[0] && strlen(fields[f].name) == n && !strcmp(fields[f].name, key))
+    if (fields[f].len == n && fields[f].name[0] == key[0] && !strcmp(fields[f].name, key))
       return f;
   return -1;
 }
@@ -776,4 +780,556 @@ void pd_responses_req_free(pd_responses_req_t *r) {
   pd_buf_free(&r->echo);
   pd_buf_init(&r->echo);
   r->echo_head = r->echo_mid = 0;
+}
+
+/* ---- the rounds-0 fast path: the upstream body written from the client's bytes ---------------
+ *
+ * One pass of base/json.h's tokenizer over the body, for the requests most clients send: it
+ * handles what it can write byte for byte as the tree path would (translate, then the relay's
+ * removals of "stream" and "ponder" and the route's model: app/relay.c) and gives up (returns
+ * 1: the tree path then decides, with its own 400s) on everything else: "stream" true (a
+ * stream runs the engine), a top-level key that is
+ * escaped or given twice, "ponder", "reasoning", "text", non-empty "tools", a "tool_choice"
+ * object, function_call and function_call_output items, content parts other than text, an
+ * assistant message without a string or parts content, objects with escaped or repeated keys
+ * inside passed-on values, and every request the tree path refuses. */
+
+/* Room for the content parts of one message item (more: the tree path). */
+#define FAST_PARTS 16
+/* Nesting of a passed-on value (metadata, logit_bias, ...) the fast path copies. */
+#define FAST_DEPTH 32
+
+typedef struct fast {
+  pd_json_scan_t s;
+  pd_buf_t *msgs, *pass; /* NULL: only check */
+  pd_buf_t tmp;          /* decoded text */
+  size_t nmsgs;
+} fast_t;
+
+static int raw_eq(const pd_json_tok_t *t, const char *s, size_t n) {
+  return t->len == n && memcmp(t->s, s, n) == 0;
+}
+#define RAW_IS(t, lit) raw_eq(t, lit, sizeof lit - 1)
+
+/* The field named by the raw key bytes, or -1. */
+static int field_of_raw(const pd_json_tok_t *k) {
+  for (int f = 0; f < F_COUNT; f++)
+    if (fields[f].len == k->len && fields[f].name[0] == k->s[0] &&
+        !memcmp(fields[f].name, k->s, k->len))
+      return f;
+  return -1;
+}
+
+/* A string token as pd_json_write writes its decoded text. */
+static int put_str(fast_t *x, pd_buf_t *out, const pd_json_tok_t *t) {
+  if (!t->esc) {
+    char *w = pd_buf_reserve(out, t->len + 2);
+    if (!w)
+      return -2;
+    w[0] = '"';
+    memcpy(w + 1, t->s, t->len);
+    w[t->len + 1] = '"';
+    pd_buf_commit(out, t->len + 2);
+    return 0;
+  }
+  pd_buf_reset(&x->tmp);
+  char *d = pd_buf_reserve(&x->tmp, t->len);
+  if (!d)
+    return -2;
+  size_t n = pd_json_unescape(t->s, t->len, d);
+  return pd_buf_append_json_str(out, d, n) < 0 ? -2 : 0;
+}
+
+/* A scalar token as pd_json_write writes the value jansson makes of it. */
+static int put_scalar(fast_t *x, pd_buf_t *out, const pd_json_tok_t *t) {
+  switch (t->type) {
+  case PD_JSON_STRING:
+    return put_str(x, out, t);
+  case PD_JSON_INTEGER:
+    return pd_buf_append_long(out, (long)t->ival) < 0 ? -2 : 0;
+  case PD_JSON_REAL: {
+    double d;
+    if (pd_json_real(t, &d) < 0)
+      return -2;
+    json_t *j = json_real(d);
+    int rc = j && pd_json_write(out, j) == 0 ? 0 : -2;
+    json_decref(j);
+    return rc;
+  }
+  case PD_JSON_TRUE:
+    return LIT(out, "true") < 0 ? -2 : 0;
+  case PD_JSON_FALSE:
+    return LIT(out, "false") < 0 ? -2 : 0;
+  default:
+    return LIT(out, "null") < 0 ? -2 : 0;
+  }
+}
+
+/* The value t begins, copied as pd_json_write writes its tree (out NULL: only read). 1 when an
+ * object in it has an escaped or repeated key (jansson keeps the first place and the last
+ * value: the tree path writes that), or it nests deeper than FAST_DEPTH; -1 refused. */
+static int put_value(fast_t *x, pd_buf_t *out, const pd_json_tok_t *t, int depth) {
+  if (t->type != PD_JSON_OBJECT && t->type != PD_JSON_ARRAY)
+    return t->type == PD_JSON_ERROR ? -1 : out ? put_scalar(x, out, t) : 0;
+  if (depth >= FAST_DEPTH)
+    return 1;
+  int obj = t->type == PD_JSON_OBJECT;
+  if (out && pd_buf_append(out, obj ? "{" : "[", 1) < 0)
+    return -2;
+  pd_json_tok_t keys[FAST_PARTS];
+  size_t n = 0;
+  for (;; n++) {
+    pd_json_tok_t k, v;
+    int type = pd_json_next(&x->s, &k);
+    if (type == PD_JSON_OBJECT_END || type == PD_JSON_ARRAY_END)
+      break;
+    if (type == PD_JSON_ERROR)
+      return -1;
+    if (obj) {
+      if (k.esc || n >= FAST_PARTS)
+        return 1;
+      for (size_t i = 0; i < n; i++)
+        if (raw_eq(&keys[i], k.s, k.len))
+          return 1;
+      keys[n] = k;
+      if (out && ((n && pd_buf_append(out, ",", 1) < 0) || put_str(x, out, &k) < 0 ||
+                  pd_buf_append(out, ":", 1) < 0))
+        return -2;
+      pd_json_next(&x->s, &v);
+    } else {
+      v = k;
+      if (out && n && pd_buf_append(out, ",", 1) < 0)
+        return -2;
+    }
+    int rc = put_value(x, out, &v, depth + 1);
+    if (rc)
+      return rc;
+  }
+  return out && pd_buf_append(out, obj ? "}" : "]", 1) < 0 ? -2 : 0;
+}
+
+/* One message item as the tree path reads it: the last role, type and content. */
+typedef struct fitem {
+  pd_json_tok_t role, type, content;
+  int has_role, has_type, has_content;
+  size_t nparts;
+  pd_json_tok_t text[FAST_PARTS]; /* a parts content: each part's text */
+} fitem_t;
+
+/* A content array (its '[' read): every part a text part ({"type": input_text, output_text or
+ * text, "text": a string}, other members ignored as the tree path does). 1 otherwise. */
+static int fast_parts(fast_t *x, fitem_t *it) {
+  pd_json_tok_t t, k, v;
+  for (;;) {
+    int type = pd_json_next(&x->s, &t);
+    if (type == PD_JSON_ARRAY_END)
+      return 0;
+    if (type != PD_JSON_OBJECT || it->nparts >= FAST_PARTS)
+      return type == PD_JSON_ERROR ? -1 : 1;
+    int has_t = 0, has_x = 0, ok_t = 0;
+    for (;;) {
+      type = pd_json_next(&x->s, &k);
+      if (type == PD_JSON_OBJECT_END)
+        break;
+      if (type != PD_JSON_KEY)
+        return -1;
+      if (k.esc)
+        return 1;
+      pd_json_next(&x->s, &v);
+      if (pd_json_skip(&x->s, &v) < 0)
+        return -1;
+      if (RAW_IS(&k, "type")) {
+        if (has_t++)
+          return 1;
+        ok_t = v.type == PD_JSON_STRING &&
+               (RAW_IS(&v, "input_text") || RAW_IS(&v, "output_text") || RAW_IS(&v, "text"));
+      } else if (RAW_IS(&k, "text")) {
+        if (has_x++ || v.type != PD_JSON_STRING)
+          return 1;
+        it->text[it->nparts] = v;
+      }
+    }
+    if (!ok_t || !has_x)
+      return 1;
+    it->nparts++;
+  }
+}
+
+/* One input item (its '{' read) into *it. 1 when it is not one the fast path writes. */
+static int fast_item(fast_t *x, fitem_t *it) {
+  pd_json_tok_t k, v;
+  memset(it, 0, offsetof(fitem_t, text));
+  for (;;) {
+    int type = pd_json_next(&x->s, &k);
+    if (type == PD_JSON_OBJECT_END)
+      return 0;
+    if (type != PD_JSON_KEY)
+      return -1;
+    if (k.esc)
+      return 1;
+    pd_json_next(&x->s, &v);
+    if (RAW_IS(&k, "content")) {
+      if (it->has_content++)
+        return 1;
+      it->content = v;
+      if (v.type == PD_JSON_ARRAY) {
+        int rc = fast_parts(x, it);
+        if (rc)
+          return rc;
+        continue;
+      }
+      if (v.type != PD_JSON_STRING)
+        return v.type == PD_JSON_ERROR ? -1 : 1;
+      continue;
+    }
+    if (pd_json_skip(&x->s, &v) < 0)
+      return -1;
+    if (RAW_IS(&k, "role")) {
+      if (it->has_role++ || v.type != PD_JSON_STRING || v.esc)
+        return 1;
+      it->role = v;
+    } else if (RAW_IS(&k, "type")) {
+      if (it->has_type++ || v.type != PD_JSON_STRING || v.esc)
+        return 1;
+      it->type = v;
+    }
+  }
+}
+
+/* An assistant content's text, decoded, joined, without a leading <think> block. */
+static int put_assistant(fast_t *x, const fitem_t *it) {
+  pd_buf_t *b = &x->tmp;
+  pd_buf_reset(b);
+  size_t n = it->content.type == PD_JSON_STRING ? 1 : it->nparts;
+  const pd_json_tok_t *t = it->content.type == PD_JSON_STRING ? &it->content : it->text;
+  for (size_t i = 0; i < n; i++) {
+    char *d = pd_buf_reserve(b, t[i].len);
+    if (!d)
+      return -2;
+    if (!t[i].esc)
+      memcpy(d, t[i].s, t[i].len);
+    pd_buf_commit(b, t[i].esc ? pd_json_unescape(t[i].s, t[i].len, d) : t[i].len);
+  }
+  const char *s = b->len ? pd_buf_data(b) : "";
+  size_t len = b->len;
+  pd_api_strip_think(&s, &len);
+  return pd_buf_append_json_str(x->msgs, s, len) < 0 ? -2 : 0;
+}
+
+/* A message item read into it, as a chat message (x->msgs set). */
+static int put_message(fast_t *x, const fitem_t *it, int assistant) {
+  pd_buf_t *m = x->msgs;
+  int rc = LIT(m, ",{\"role\":") |
+           (RAW_IS(&it->role, "developer") ? LIT(m, "\"system\"") : put_str(x, m, &it->role)) |
+           LIT(m, ",\"content\":");
+  if (rc)
+    return -2;
+  if (assistant)
+    rc = put_assistant(x, it);
+  else if (it->content.type == PD_JSON_STRING)
+    rc = put_str(x, m, &it->content);
+  else {
+    rc = LIT(m, "[");
+    for (size_t i = 0; !rc && i < it->nparts; i++)
+      rc = (i ? LIT(m, ",{\"type\":\"text\",\"text\":") : LIT(m, "{\"type\":\"text\",\"text\":")) |
+           put_str(x, m, &it->text[i]) | LIT(m, "}");
+    rc |= LIT(m, "]");
+  }
+  return rc || LIT(m, "}") ? -2 : 0;
+}
+
+/* The "input" array (its '[' read). */
+static int fast_input(fast_t *x) {
+  pd_json_tok_t t;
+  fitem_t it;
+  for (;;) {
+    int type = pd_json_next(&x->s, &t);
+    if (type == PD_JSON_ARRAY_END)
+      return 0;
+    if (type != PD_JSON_OBJECT)
+      return type == PD_JSON_ERROR ? -1 : 1;
+    int rc = fast_item(x, &it);
+    if (rc)
+      return rc;
+    if (it.has_type && RAW_IS(&it.type, "reasoning"))
+      continue; /* earlier thinking is not sent upstream (SPEC section 5) */
+    if (it.has_type && !RAW_IS(&it.type, "message"))
+      return 1;
+    if (!it.has_role || !it.has_content)
+      return 1;
+    int assistant = RAW_IS(&it.role, "assistant");
+    if (!assistant && !RAW_IS(&it.role, "user") && !RAW_IS(&it.role, "system") &&
+        !RAW_IS(&it.role, "developer"))
+      return 1;
+    if (x->msgs && (rc = put_message(x, &it, assistant)) < 0)
+      return rc;
+    x->nmsgs++;
+  }
+}
+
+/* A member's value copied to x->pass as ,"key":value; *off and *len (when not NULL) get where
+ * the value's text starts and its length. */
+static int fast_pass(fast_t *x, const pd_json_tok_t *k, const pd_json_tok_t *v, size_t *off,
+                     size_t *len) {
+  pd_buf_t *p = x->pass;
+  if (p && (LIT(p, ",") | put_str(x, p, k) | LIT(p, ":")))
+    return -2;
+  size_t start = p ? p->len : 0;
+  int rc = put_value(x, p, v, 0);
+  if (off && p) {
+    *off = start;
+    *len = p->len - start;
+  }
+  return rc;
+}
+
+/* What the body's pass found for the writer. */
+typedef struct fres {
+  pd_json_tok_t model, instructions, mot, tool_choice, ptc, user;
+  size_t off[F_COUNT], len[F_COUNT]; /* temperature, top_p, user, metadata in x->pass */
+  int seen[F_COUNT];
+  int logprobs;
+} fres_t;
+
+/* The pass over b. 0: the fast path writes it (x->msgs and x->pass filled when set); 1: the
+ * tree path decides; -2: out of memory. */
+static int fast_run(fast_t *x, const char *b, size_t n, fres_t *r) {
+  pd_json_tok_t k, v;
+  memset(r, 0, sizeof *r);
+  pd_json_scan_init(&x->s, b, n);
+  if (pd_json_next(&x->s, &k) != PD_JSON_OBJECT)
+    return 1;
+  for (;;) {
+    int type = pd_json_next(&x->s, &k);
+    if (type == PD_JSON_OBJECT_END)
+      break;
+    if (type != PD_JSON_KEY || k.esc)
+      return 1;
+    int f = field_of_raw(&k);
+    pd_json_next(&x->s, &v);
+    if (f < 0 || v.type == PD_JSON_NULL) {
+      if (pd_json_skip(&x->s, &v) < 0)
+        return 1;
+      if (f >= 0 && r->seen[f]++)
+        return 1;
+      continue;
+    }
+    if (r->seen[f]++)
+      return 1;
+    int t = v.type, rc = 0;
+    int num = t == PD_JSON_INTEGER || t == PD_JSON_REAL,
+        boolean = t == PD_JSON_TRUE || t == PD_JSON_FALSE;
+    switch (f) {
+    case F_MODEL:
+      if (t != PD_JSON_STRING || v.esc)
+        return 1;
+      r->model = v;
+      break;
+    case F_INSTRUCTIONS:
+      if (t != PD_JSON_STRING)
+        return 1;
+      r->instructions = v;
+      break;
+    case F_MOT:
+      if (t != PD_JSON_INTEGER || v.ival < 1)
+        return 1;
+      r->mot = v;
+      break;
+    case F_TEMPERATURE:
+    case F_TOP_P:
+      if (!num)
+        return 1;
+      rc = fast_pass(x, &k, &v, &r->off[f], &r->len[f]);
+      break;
+    case F_USER:
+    case F_SAFETY:
+      if (t != PD_JSON_STRING || (f == F_USER && v.esc))
+        return 1;
+      if (f == F_USER)
+        r->user = v;
+      rc = fast_pass(x, &k, &v, &r->off[f], &r->len[f]);
+      break;
+    case F_METADATA:
+      if (t != PD_JSON_OBJECT)
+        return 1;
+      rc = fast_pass(x, &k, &v, &r->off[f], &r->len[f]);
+      break;
+    case F_STREAM:
+      /* A stream runs the engine from the tree: the pass stops at once. false is passed on,
+       * then removed by the relay. */
+      if (t != PD_JSON_FALSE)
+        return 1;
+      break;
+    case F_STORE:
+      if (!boolean)
+        return 1;
+      break;
+    case F_BACKGROUND:
+      if (t != PD_JSON_FALSE)
+        return 1;
+      break;
+    case F_PTC:
+      if (!boolean)
+        return 1;
+      r->ptc = v;
+      break;
+    case F_INCLUDE:
+      if (t != PD_JSON_ARRAY)
+        return 1;
+      rc = pd_json_skip(&x->s, &v);
+      break;
+    case F_INPUT:
+      if (t == PD_JSON_STRING) {
+        if (x->msgs && (LIT(x->msgs, ",{\"role\":\"user\",\"content\":") | put_str(x, x->msgs, &v) |
+                        LIT(x->msgs, "}")))
+          return -2;
+        x->nmsgs = 1;
+      } else if (t == PD_JSON_ARRAY) {
+        rc = fast_input(x);
+      } else
+        return 1;
+      break;
+    case F_TOOLS:
+      if (t != PD_JSON_ARRAY || pd_json_next(&x->s, &v) != PD_JSON_ARRAY_END)
+        return 1;
+      break;
+    case F_TOOL_CHOICE:
+      if (t != PD_JSON_STRING || v.esc ||
+          !(RAW_IS(&v, "none") || RAW_IS(&v, "auto") || RAW_IS(&v, "required")))
+        return 1;
+      r->tool_choice = v;
+      break;
+    case F_TOP_LOGPROBS:
+      r->logprobs = t == PD_JSON_INTEGER && v.ival > 0;
+      rc = fast_pass(x, &k, &v, NULL, NULL);
+      break;
+    case F_STOP:
+      if (t == PD_JSON_ARRAY) {
+        /* checked as the engine does: an array of strings */
+        pd_json_scan_t save = x->s;
+        pd_json_tok_t e;
+        int et;
+        while ((et = pd_json_next(&x->s, &e)) == PD_JSON_STRING)
+          ;
+        if (et != PD_JSON_ARRAY_END)
+          return 1;
+        x->s = save;
+      } else if (t != PD_JSON_STRING)
+        return 1;
+      rc = fast_pass(x, &k, &v, NULL, NULL);
+      break;
+    case F_SEED:
+    case F_SERVICE_TIER:
+    case F_CACHE_KEY:
+    case F_CACHE_RETENTION:
+    case F_FREQUENCY:
+    case F_PRESENCE:
+    case F_LOGIT_BIAS:
+      rc = fast_pass(x, &k, &v, NULL, NULL);
+      break;
+    default: /* reasoning, text, previous_response_id, conversation, ponder */
+      return 1;
+    }
+    if (rc)
+      return rc < -1 ? rc : 1;
+  }
+  if (pd_json_next(&x->s, &k) != PD_JSON_END)
+    return 1;
+  if (!r->seen[F_MODEL] || r->model.type != PD_JSON_STRING)
+    return 1;
+  if (x->nmsgs == 0 && !(r->instructions.type == PD_JSON_STRING && r->instructions.len > 0))
+    return 1; /* no message: the tree path's 400 */
+  return 0;
+}
+
+/* The members of the response object's echo (as translate writes them) from what the pass
+ * found. */
+static int fast_echo(fast_t *x, const fres_t *r, pd_responses_req_t *out) {
+  pd_buf_t *h = &out->echo;
+  const char *p = x->pass ? pd_buf_data(x->pass) : "";
+#define PASSED(h, head, f, dflt)                                                                   \
+  (LIT(h, head) | (r->len[f] ? pd_buf_append(h, p + r->off[f], r->len[f]) : LIT(h, dflt)))
+  int rc = pd_buf_reserve(h, 512) ? 0 : -1;
+  rc |= LIT(h, ",\"instructions\":");
+  rc |= r->instructions.type == PD_JSON_STRING ? put_str(x, h, &r->instructions) : LIT(h, "null");
+  rc |= LIT(h, ",\"max_output_tokens\":");
+  rc |= r->mot.type == PD_JSON_INTEGER ? pd_buf_append_long(h, (long)r->mot.ival) : LIT(h, "null");
+  out->echo_head = h->len;
+  rc |= LIT(h, ",\"parallel_tool_calls\":");
+  rc |= r->ptc.type == PD_JSON_FALSE ? LIT(h, "false") : LIT(h, "true");
+  rc |= LIT(h, ",\"previous_response_id\":null,\"reasoning\":{\"effort\":null,\"summary\":null},"
+               "\"store\":false");
+  rc |= PASSED(h, ",\"temperature\":", F_TEMPERATURE, "null");
+  rc |= LIT(h, ",\"text\":{\"format\":{\"type\":\"text\"}},\"tool_choice\":");
+  rc |= r->tool_choice.type == PD_JSON_STRING ? put_str(x, h, &r->tool_choice) : LIT(h, "\"auto\"");
+  rc |= LIT(h, ",\"tools\":[]");
+  rc |= PASSED(h, ",\"top_p\":", F_TOP_P, "null");
+  rc |= LIT(h, ",\"truncation\":\"disabled\"");
+  out->echo_mid = h->len - out->echo_head;
+  rc |= PASSED(h, ",\"user\":", F_USER, "null");
+  rc |= PASSED(h, ",\"metadata\":", F_METADATA, "{}");
+#undef PASSED
+  return rc ? -2 : 0;
+}
+
+int pd_responses_req_scan(const char *b, size_t n, pd_chat_scan_t *out) {
+  fast_t x;
+  fres_t r;
+  memset(&x, 0, sizeof x);
+  pd_buf_init(&x.tmp);
+  int rc = fast_run(&x, b, n, &r);
+  pd_buf_free(&x.tmp);
+  if (rc)
+    return 0;
+  memset(out, 0, sizeof *out);
+  out->model = r.model.s;
+  out->model_len = r.model.len;
+  if (r.user.type == PD_JSON_STRING) {
+    out->user = r.user.s;
+    out->user_len = r.user.len;
+  }
+  return 1;
+}
+
+int pd_responses_req_write(const char *b, size_t n, const char *model, const char *limit_param,
+                           pd_buf_t *chat, pd_responses_req_t *out) {
+  memset(out, 0, sizeof *out);
+  fast_t x;
+  fres_t r;
+  memset(&x, 0, sizeof x);
+  pd_buf_t msgs, pass;
+  pd_buf_init(&msgs);
+  pd_buf_init(&pass);
+  pd_buf_init(&x.tmp);
+  x.msgs = &msgs;
+  x.pass = &pass;
+  int rc = fast_run(&x, b, n, &r);
+  if (rc == 0) {
+    pd_buf_t *c = chat;
+    int instr = r.instructions.type == PD_JSON_STRING && r.instructions.len > 0;
+    rc = pd_buf_reserve(c, 64 + msgs.len + pass.len + strlen(model)) ? 0 : -1;
+    rc |= LIT(c, "{\"model\":") | pd_buf_append_json_str(c, model, strlen(model)) |
+          LIT(c, ",\"messages\":[");
+    if (instr)
+      rc |= LIT(c, "{\"role\":\"system\",\"content\":") | put_str(&x, c, &r.instructions) |
+            LIT(c, "}") | pd_buf_append(c, pd_buf_data(&msgs), msgs.len);
+    else
+      rc |= pd_buf_append(c, pd_buf_data(&msgs) + 1, msgs.len - 1);
+    rc |= LIT(c, "]");
+    if (r.mot.type == PD_JSON_INTEGER)
+      rc |= LIT(c, ",\"") | pd_buf_appends(c, limit_param ? limit_param : "max_tokens") |
+            LIT(c, "\":") | pd_buf_append_long(c, (long)r.mot.ival);
+    if (pass.len)
+      rc |= pd_buf_append(c, pd_buf_data(&pass), pass.len);
+    if (r.logprobs)
+      rc |= LIT(c, ",\"logprobs\":true");
+    rc |= LIT(c, "}");
+    rc = rc ? -2 : fast_echo(&x, &r, out);
+  }
+  pd_buf_free(&msgs);
+  pd_buf_free(&pass);
+  pd_buf_free(&x.tmp);
+  if (rc)
+    pd_responses_req_free(out);
+  return rc;
 }

@@ -201,6 +201,20 @@ static int resolve(pd_exchange_t *ex, json_t *body, pd_resolved_t *res) {
   return 0;
 }
 
+/* A client API's request once read and resolved: forced, or relayed. */
+static void start_resolved(pd_exchange_t *ex, const pd_api_req_t *q, const pd_resolved_t *res) {
+  const pd_api_t *api = ex->api;
+  ex->stream = q->stream;
+  ex->resp.include_usage = q->include_usage;
+  /* Unforced: relayed, or for an API that translates, one plain call without the engine. */
+  if (!pd_engine_should_force(ex->body, ex->rounds) &&
+      (api->relay || (api->plain_final && !ex->stream))) {
+    pd_relay_unforced(ex, api->relay && q->verbatim && !ex->route->model);
+    return;
+  }
+  pd_forced_start(ex, &res->variant->forcing);
+}
+
 /* A client API's request on the tree path: the API reads it into the engine's request, the
  * route resolves its variant and rounds, then it is forced or relayed. */
 static void start_api(pd_exchange_t *ex) {
@@ -216,15 +230,73 @@ static void start_api(pd_exchange_t *ex) {
   pd_resolved_t res;
   if (resolve(ex, ex->body, &res) < 0)
     return;
-  ex->stream = q.stream;
-  ex->resp.include_usage = q.include_usage;
-  /* Unforced: relayed, or for an API that translates, one plain call without the engine. */
-  if (!pd_engine_should_force(ex->body, ex->rounds) &&
-      (api->relay || (api->plain_final && !ex->stream))) {
-    pd_relay_unforced(ex, api->relay && q.verbatim && !ex->route->model);
-    return;
+  start_resolved(ex, &q, &res);
+}
+
+/* resolve() for a body read by a scan: the router reads the body only for a sticky "user"
+ * (the scan saw no override or effort), so a one-key object stands in for it. Returns 0, or -1
+ * having answered (a 400, or a 500 when out of memory). */
+static int resolve_scanned(pd_exchange_t *ex, const pd_chat_scan_t *cr, pd_resolved_t *res) {
+  json_t *mini = NULL;
+  if (ex->route->sticky == PD_STICKY_BODY_USER && cr->user) {
+    mini = json_object();
+    json_t *u = json_stringn(cr->user, cr->user_len);
+    if (!mini || !u || json_object_set_new(mini, "user", u) < 0) {
+      json_decref(mini);
+      pd_exchange_fail(ex, 500, "Out of memory.", "server_error", "internal_error");
+      return -1;
+    }
   }
-  pd_forced_start(ex, &res.variant->forcing);
+  int rc = resolve(ex, mini, res);
+  json_decref(mini);
+  return rc;
+}
+
+/* The translated fast path: an API that does not relay but writes its plain call's body from
+ * the client's bytes (plain_body), a body its scan read completely (valid, translated without
+ * a 400, the router reads only "user"), not streamed. The route resolves on a stand-in; at
+ * rounds 0 the body is written in one pass and sent as start_api would send it, otherwise the
+ * tree path goes on with this resolution (a second random pick would bias the variants).
+ * Returns 0, having changed nothing, when the request needs the whole tree path. */
+static int start_fast_plain(pd_exchange_t *ex, const pd_chat_scan_t *cr) {
+  const pd_api_t *api = ex->api;
+  pd_req_t *r = ex->req;
+  if (!api->plain_body || !api->plain_final || cr->stream)
+    return 0;
+  pd_resolved_t res;
+  if (resolve_scanned(ex, cr, &res) < 0)
+    return 1;
+  if (ex->rounds == 0) {
+    const char *model = ex->route->model ? ex->route->model : ex->client_model;
+    pd_buf_t b;
+    pd_buf_init(&b);
+    int rc = api->plain_body(pd_buf_data(&r->body), r->body.len, model ? model : "", &b, &ex->resp);
+    if (rc == 0) {
+      ex->stream = 0;
+      size_t len = 0;
+      char *s = pd_buf_steal(&b, &len);
+      pd_relay_translated(ex, s, len);
+      return 1;
+    }
+    pd_buf_free(&b);
+    if (rc < 0) {
+      pd_exchange_fail(ex, 500, "Out of memory.", "server_error", "internal_error");
+      return 1;
+    }
+  }
+  json_error_t jerr;
+  ex->body = pd_json_load(pd_buf_data(&r->body), r->body.len, &jerr);
+  pd_api_req_t q;
+  if (!json_is_object(ex->body))
+    pd_exchange_fail(ex, 500, "Out of memory.", "server_error", "internal_error");
+  else if (api->request(&ex->body, &q, &ex->resp) < 0)
+    pd_exchange_fail_400(ex, q.msg, q.param);
+  else {
+    ex->rounds_param = q.rounds_param;
+    ex->effort_param = ex->route->neffort > 0 ? q.effort_param : NULL;
+    start_resolved(ex, &q, &res);
+  }
+  return 1;
 }
 
 /* The relay fast path for a request certain to be passed through unchanged: an API that relays,
@@ -235,27 +307,15 @@ static void start_api(pd_exchange_t *ex) {
 static int start_fast(pd_exchange_t *ex, const pd_chat_scan_t *cr) {
   pd_req_t *r = ex->req;
   const pd_route_t *route = ex->route;
+  if (!ex->api->relay)
+    return start_fast_plain(ex, cr);
   int fast = ex->api->relay && !route->model && !pd_req_header(r, "x-ponder-rounds");
   for (size_t i = 0; fast && i < route->nvariants; i++)
     fast = route->variants[i].forcing.rounds == 0;
   if (!fast)
     return 0;
-  /* The router reads the body only for a sticky "user" (the scan saw no override or effort):
-   * a one-key object stands in for it. */
-  json_t *mini = NULL;
-  if (route->sticky == PD_STICKY_BODY_USER && cr->user) {
-    mini = json_object();
-    json_t *u = json_stringn(cr->user, cr->user_len);
-    if (!mini || !u || json_object_set_new(mini, "user", u) < 0) {
-      json_decref(mini);
-      pd_exchange_fail(ex, 500, "Out of memory.", "server_error", "internal_error");
-      return 1;
-    }
-  }
   pd_resolved_t res;
-  int rc = resolve(ex, mini, &res);
-  json_decref(mini);
-  if (rc < 0)
+  if (resolve_scanned(ex, cr, &res) < 0)
     return 1;
   ex->stream = cr->stream;
   ex->resp.include_usage = cr->include_usage;

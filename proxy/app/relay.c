@@ -325,16 +325,21 @@ static void start_translated(pd_exchange_t *ex) {
   json_object_del(body, "ponder");
   json_object_del(body, "stream");
   json_object_del(body, "stream_options");
-  pd_buf_t url;
-  pd_buf_init(&url);
   size_t len = 0;
-  char *s = NULL, *u = NULL;
+  char *s = NULL;
   /* The model is set only when it changes (usually the client's own is there already). */
   const char *now = json_string_value(json_object_get(body, "model"));
   int same = now && !strcmp(now, model ? model : "");
-  if ((same || json_object_set_new(body, "model", json_string(model ? model : "")) == 0) &&
-      pd_url_join(&ex->base, "/chat/completions", 17, NULL, 0, &url) == 0 &&
-      (s = json_text(body, &len)) != NULL)
+  if (same || json_object_set_new(body, "model", json_string(model ? model : "")) == 0)
+    s = json_text(body, &len);
+  pd_relay_translated(ex, s, len);
+}
+
+void pd_relay_translated(pd_exchange_t *ex, char *s, size_t len) {
+  pd_buf_t url;
+  pd_buf_init(&url);
+  char *u = NULL;
+  if (s && pd_url_join(&ex->base, "/chat/completions", 17, NULL, 0, &url) == 0)
     u = pd_buf_steal(&url, NULL);
   pd_buf_free(&url);
   if (!u) {

@@ -22,4 +22,9 @@ void pd_relay_start(struct pd_exchange *ex, char *body, size_t len, int json_bod
  * and the API writes its response from the reply. */
 void pd_relay_unforced(struct pd_exchange *ex, int verbatim);
 
+/* The translated relay of an API that does not relay: body (malloc'd chat completions JSON,
+ * len bytes; owned from here; NULL: out of memory, a 500) goes to the upstream's chat
+ * completions path as the plain call, and the API writes its response from the reply. */
+void pd_relay_translated(struct pd_exchange *ex, char *body, size_t len);
+
 #endif

@@ -6,6 +6,10 @@
  *  - A JSON array instead drives the stream writer with arbitrary outputs (writer_run).
  *  - The bytes as an upstream's reply at rounds 0 (pd_responses_from_reply, reply_run): a
  *    response object that parses, exactly for the replies the engine reads.
+ *  - The rounds-0 fast path (pd_responses_req_scan, pd_responses_req_write) against the tree
+ *    path (tests/lib/responses_diff.h): a body the scan takes is one the translation takes, with
+ *    the same model, user and stream, and the fast writer's upstream body and echo are the tree
+ *    path's byte for byte; a body it leaves is left by the writer too.
  * Any violation aborts, so libFuzzer keeps the input. */
 #include <jansson.h>
 #include <stdint.h>
@@ -14,6 +18,7 @@
 
 #include "api/responses.h"
 #include "core/engine.h"
+#include "../lib/responses_diff.h"
 
 static uint64_t rnd(void *ud) {
   return ++*(uint64_t *)ud;
@@ -132,6 +137,8 @@ static void reply_run(const char *b, size_t size, const json_t *tree) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  diff_fast((const char *)data, size, size % 3 ? NULL : "route-model",
+            size % 2 ? "max_tokens" : "max_completion_tokens");
   json_t *body = json_loadb((const char *)data, size, 0, NULL);
   reply_run((const char *)data, size, json_is_object(body) ? body : NULL);
   if (!body)

@@ -14,6 +14,8 @@
 #include "api/api.h"
 #include "api/responses.h"
 #include "../../lib/api_test.h"
+#define DIFF_FAIL(why) fail_msg("fast path: %s", why)
+#include "../../lib/responses_diff.h"
 
 /* The echo parts of a translated request as one JSON object (caller decrefs). */
 static json_t *echo_of(const pd_responses_req_t *r) {
@@ -1040,8 +1042,40 @@ static void test_api_table(void **state) {
   assert_ptr_equal(pd_api_find("/responses", 10), &pd_responses_api);
   assert_string_equal(pd_responses_api.id_prefix, "resp_");
   assert_false(pd_responses_api.relay);
-  assert_null(pd_responses_api.scan);
+  /* the rounds-0 fast path: the scan and the body written from the client's bytes */
+  assert_ptr_equal(pd_responses_api.scan, pd_responses_req_scan);
   assert_non_null(pd_responses_api.plain_final);
+  assert_non_null(pd_responses_api.plain_body);
+  {
+    pd_api_resp_t fr = api_resp("", PD_REASONING_FIELD, 1, 0);
+    fr.limit_param = "max_completion_tokens";
+    static const char fb[] = "{\"model\":\"m\",\"input\":\"hi\",\"max_output_tokens\":9}";
+    pd_buf_t up;
+    pd_buf_init(&up);
+    assert_int_equal(pd_responses_api.plain_body(fb, sizeof fb - 1, "up", &up, &fr), 0);
+    assert_string_equal(pd_buf_str(&up), "{\"model\":\"up\",\"messages\":[{\"role\":\"user\","
+                                         "\"content\":\"hi\"}],\"max_completion_tokens\":9}");
+    static const char reply[] = "{\"choices\":[{\"message\":{\"content\":\"yo\"},"
+                                "\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":1,"
+                                "\"completion_tokens\":2}}";
+    pd_buf_t out;
+    pd_buf_init(&out);
+    pd_usage_t u = {0};
+    assert_int_equal(pd_responses_api.plain_final(&out, &fr, reply, sizeof reply - 1, &u), 0);
+    json_t *o = json_loadb(pd_buf_data(&out), out.len, 0, NULL);
+    assert_non_null(o);
+    assert_int_equal(json_integer_value(json_object_get(o, "max_output_tokens")), 9);
+    json_decref(o);
+    pd_responses_api.release(&fr);
+    pd_buf_free(&out);
+    pd_buf_reset(&up);
+    /* a body it leaves to the tree path: nothing kept */
+    static const char tb[] = "{\"model\":\"m\",\"input\":\"hi\",\"ponder\":{}}";
+    pd_api_resp_t tr = api_resp("", PD_REASONING_FIELD, 1, 0);
+    assert_int_equal(pd_responses_api.plain_body(tb, sizeof tb - 1, "up", &up, &tr), 1);
+    pd_responses_api.release(&tr);
+    pd_buf_free(&up);
+  }
 
   pd_api_resp_t r = api_resp("", PD_REASONING_FIELD, 1, 0);
   r.limit_param = "max_completion_tokens";
@@ -1109,6 +1143,272 @@ static void test_api_table(void **state) {
   json_decref(body);
 }
 
+/* ---- the rounds-0 fast path against the tree path ---- */
+
+static int diff_s(const char *text) {
+  int a = diff_fast(text, strlen(text), NULL, NULL);
+  int b = diff_fast(text, strlen(text), "route-model", "max_completion_tokens");
+  assert_int_equal(a, b);
+  return a;
+}
+
+static void test_fast_hand(void **state) {
+  (void)state;
+  /* taken by the fast path */
+  static const char *const fast[] = {
+      "{\"model\":\"m\",\"input\":\"hi\"}",
+      "{\"input\":\"hi\",\"model\":\"m\"}",
+      " { \"model\" : \"m\" , \"input\" : \"a\\n\\\"b\\\" \\u00e9\\/\\ud83d\\ude00\" } ",
+      "{\"model\":\"m\",\"instructions\":\"be brief\",\"input\":\"hi\"}",
+      "{\"model\":\"m\",\"input\":\"hi\",\"instructions\":\"later\"}",
+      "{\"model\":\"m\",\"instructions\":\"only\"}",
+      "{\"model\":\"m\",\"instructions\":\"only\",\"input\":[]}",
+      "{\"model\":\"m\",\"instructions\":\"\",\"input\":\"x\"}",
+      "{\"model\":\"m\",\"input\":\"hi\",\"max_output_tokens\":100,\"temperature\":0.7,"
+      "\"top_p\":1,\"user\":\"u1\",\"metadata\":{\"a\":\"b\",\"n\":[1,2.5,-0,1e2,true,null]},"
+      "\"store\":false,\"stream\":false,\"background\":false,\"parallel_tool_calls\":false,"
+      "\"include\":[],\"tools\":[],\"tool_choice\":\"auto\"}",
+      "{\"model\":\"m\",\"input\":\"hi\",\"seed\":7,\"stop\":[\"a\",\"\\n\"],\"top_logprobs\":2,"
+      "\"logit_bias\":{\"1\":-1},\"frequency_penalty\":0.5,\"presence_penalty\":-1E-3,"
+      "\"service_tier\":\"auto\",\"prompt_cache_key\":\"k\",\"safety_identifier\":\"s\"}",
+      "{\"model\":\"m\",\"input\":\"hi\",\"stop\":\"x\",\"top_logprobs\":0}",
+      "{\"model\":\"m\",\"input\":\"hi\",\"temperature\":null,\"tools\":null,\"ponder\":null,"
+      "\"reasoning\":null,\"text\":null,\"previous_response_id\":null}",
+      "{\"model\":\"m\",\"input\":\"hi\",\"unknown\":{\"x\":[1,{\"y\":2}]},\"unknown\":3}",
+      "{\"model\":\"m\",\"input\":[{\"role\":\"user\",\"content\":\"q\"}]}",
+      "{\"model\":\"m\",\"input\":[{\"type\":\"message\",\"role\":\"developer\",\"content\":\"d\"},"
+      "{\"role\":\"system\",\"content\":\"s\"},{\"content\":\"u\",\"role\":\"user\",\"id\":\"x\"}]"
+      "}",
+      "{\"model\":\"m\",\"input\":[{\"role\":\"user\",\"content\":[{\"type\":\"input_text\","
+      "\"text\":\"a\"},{\"text\":\"b\\t\",\"type\":\"text\"},{\"type\":\"output_text\",\"text\":"
+      "\"\"}]}]}",
+      "{\"model\":\"m\",\"input\":[{\"role\":\"user\",\"content\":[]}]}",
+      "{\"model\":\"m\",\"input\":[{\"role\":\"user\",\"content\":\"q\"},{\"role\":\"assistant\","
+      "\"content\":\"<think>old</think>\\n\\nanswer\"},{\"role\":\"user\",\"content\":\"q2\"}]}",
+      "{\"model\":\"m\",\"input\":[{\"role\":\"assistant\",\"content\":[{\"type\":\"output_text\","
+      "\"text\":\"<think>a\"},{\"type\":\"output_text\",\"text\":\"b</think>c\"}]},"
+      "{\"role\":\"user\",\"content\":\"q\"}]}",
+      "{\"model\":\"m\",\"input\":[{\"role\":\"assistant\",\"content\":\"\\u003cthink>x</"
+      "think>y\"},"
+      "{\"role\":\"user\",\"content\":\"q\"}]}",
+      "{\"model\":\"m\",\"input\":[{\"type\":\"reasoning\",\"id\":\"rs_1\",\"summary\":[{\"type\":"
+      "\"summary_text\",\"text\":\"t\"}]},{\"role\":\"user\",\"content\":\"q\"}]}",
+      "{\"model\":\"m\",\"instructions\":\"i\",\"input\":[{\"type\":\"reasoning\"}]}",
+      "{\"model\":\"m\",\"input\":\"x\",\"metadata\":{}}",
+      "{\"model\":\"m\",\"input\":\"x\",\"user\":\"\",\"temperature\":2,\"top_p\":0.0}",
+      "{\"model\":\"m\",\"input\":\"x\"}\0",
+  };
+  for (size_t i = 0; i < sizeof fast / sizeof *fast; i++)
+    if (diff_s(fast[i]) != DIFF_FAST)
+      fail_msg("not taken: %s", fast[i]);
+  /* the tree path decides: what it refuses, and what the fast path leaves to it */
+  static const char *const tree[] = {
+      "",
+      "[]",
+      "{\"model\":\"m\",\"input\":\"hi\"",
+      "{\"model\":\"m\",\"input\":\"hi\"}x",
+      "{\"input\":\"hi\"}",
+      "{\"model\":1,\"input\":\"hi\"}",
+      "{\"model\":\"m\\u0031\",\"input\":\"hi\"}",
+      "{\"mod\\u0065l\":\"m\",\"input\":\"hi\"}",
+      "{\"model\":\"m\",\"model\":\"n\",\"input\":\"hi\"}",
+      "{\"model\":\"m\"}",
+      "{\"model\":\"m\",\"input\":[]}",
+      "{\"model\":\"m\",\"input\":7}",
+      "{\"model\":\"m\",\"input\":\"hi\",\"max_output_tokens\":0}",
+      "{\"model\":\"m\",\"input\":\"hi\",\"max_output_tokens\":1.5}",
+      "{\"model\":\"m\",\"input\":\"hi\",\"temperature\":\"hot\"}",
+      "{\"model\":\"m\",\"input\":\"hi\",\"user\":\"a\\u0062\"}",
+      "{\"model\":\"m\",\"input\":\"hi\",\"user\":5}",
+      "{\"model\":\"m\",\"input\":\"hi\",\"stream\":1}",
+      "{\"model\":\"m\",\"input\":\"hi\",\"stream\":true}",
+      "{\"stream\":true,\"model\":\"m\",\"input\":\"hi\"}",
+      "{\"model\":\"m\",\"input\":\"hi\",\"background\":true}",
+      "{\"model\":\"m\",\"input\":\"hi\",\"metadata\":[]}",
+      "{\"model\":\"m\",\"input\":\"hi\",\"metadata\":{\"a\":1,\"a\":2}}",
+      "{\"model\":\"m\",\"input\":\"hi\",\"metadata\":{\"\\u0061\":1}}",
+      "{\"model\":\"m\",\"input\":\"hi\",\"include\":{}}",
+      "{\"model\":\"m\",\"input\":\"hi\",\"ponder\":{\"rounds\":0}}",
+      "{\"model\":\"m\",\"input\":\"hi\",\"reasoning\":{\"effort\":\"low\"}}",
+      "{\"model\":\"m\",\"input\":\"hi\",\"text\":{\"format\":{\"type\":\"text\"}}}",
+      "{\"model\":\"m\",\"input\":\"hi\",\"tools\":[{\"type\":\"function\",\"name\":\"f\"}]}",
+      "{\"model\":\"m\",\"input\":\"hi\",\"tool_choice\":\"maybe\"}",
+      "{\"model\":\"m\",\"input\":\"hi\",\"tool_choice\":{\"type\":\"function\",\"name\":\"f\"}}",
+      "{\"model\":\"m\",\"input\":\"hi\",\"previous_response_id\":\"resp_1\"}",
+      "{\"model\":\"m\",\"input\":\"hi\",\"conversation\":\"c\"}",
+      "{\"model\":\"m\",\"input\":\"hi\",\"stop\":[1]}",
+      "{\"model\":\"m\",\"input\":\"hi\",\"stop\":{}}",
+      "{\"model\":\"m\",\"input\":[\"hi\"]}",
+      "{\"model\":\"m\",\"input\":[{\"role\":\"tool\",\"content\":\"x\"}]}",
+      "{\"model\":\"m\",\"input\":[{\"role\":\"user\"}]}",
+      "{\"model\":\"m\",\"input\":[{\"content\":\"x\"}]}",
+      "{\"model\":\"m\",\"input\":[{\"role\":\"user\",\"content\":\"x\",\"role\":\"user\"}]}",
+      "{\"model\":\"m\",\"input\":[{\"r\\u006fle\":\"user\",\"content\":\"x\"}]}",
+      "{\"model\":\"m\",\"input\":[{\"role\":\"assistant\",\"content\":null}]}",
+      "{\"model\":\"m\",\"input\":[{\"role\":\"user\",\"content\":[{\"type\":\"input_image\","
+      "\"image_url\":\"http://x\"}]}]}",
+      "{\"model\":\"m\",\"input\":[{\"role\":\"user\",\"content\":[{\"type\":\"input_text\"}]}]}",
+      "{\"model\":\"m\",\"input\":[{\"type\":\"function_call\",\"call_id\":\"c\",\"name\":\"f\","
+      "\"arguments\":\"{}\"}]}",
+      "{\"model\":\"m\",\"input\":[{\"type\":\"function_call_output\",\"call_id\":\"c\","
+      "\"output\":\"r\"}]}",
+      "{\"model\":\"m\",\"input\":[{\"type\":\"web_search_call\"}]}",
+      "{\"model\":\"m\",\"input\":[{\"type\":7,\"role\":\"user\",\"content\":\"x\"}]}",
+  };
+  for (size_t i = 0; i < sizeof tree / sizeof *tree; i++)
+    if (diff_s(tree[i]) != DIFF_TREE)
+      fail_msg("taken: %s", tree[i]);
+}
+
+/* Bodies built from pieces that each path reads differently: every top-level member the
+ * translation knows, with values of every type (escapes, reals, nulls, repeats), and input
+ * items of every shape. */
+static uint64_t gen_x = 88172645463325252ull;
+static unsigned gen(unsigned n) {
+  gen_x ^= gen_x << 13;
+  gen_x ^= gen_x >> 7;
+  gen_x ^= gen_x << 17;
+  return (unsigned)(gen_x % n);
+}
+#define PICK(a) (a)[gen(sizeof(a) / sizeof *(a))]
+
+static void gen_body(pd_buf_t *b) {
+  static const char *const strs[] = {
+      "\"\"",          "\"x\"",    "\"a\\nb\"", "\"\\u00e9\\/\"", "\"<think>t</think>\\n\\nz\"",
+      "\"\\\"q\\\"\"", "\"auto\"", "\"none\"",  "\"\\u0000\"",    "\"\xc3\xa9\""};
+  static const char *const vals[] = {"null",
+                                     "true",
+                                     "false",
+                                     "0",
+                                     "-0",
+                                     "7",
+                                     "1.5",
+                                     "1e400",
+                                     "2E-3",
+                                     "[]",
+                                     "{}",
+                                     "[\"a\",\"b\"]",
+                                     "[1,\"a\"]",
+                                     "{\"k\":[1,{\"j\":null}]}",
+                                     "{\"k\":1,\"k\":2}",
+                                     "{\"\\u006b\":1}",
+                                     "-12345678901234567890"};
+  static const char *const keys[] = {"model",
+                                     "instructions",
+                                     "max_output_tokens",
+                                     "temperature",
+                                     "top_p",
+                                     "user",
+                                     "safety_identifier",
+                                     "metadata",
+                                     "stream",
+                                     "store",
+                                     "background",
+                                     "parallel_tool_calls",
+                                     "include",
+                                     "reasoning",
+                                     "input",
+                                     "input",
+                                     "input",
+                                     "tools",
+                                     "tool_choice",
+                                     "text",
+                                     "previous_response_id",
+                                     "conversation",
+                                     "top_logprobs",
+                                     "seed",
+                                     "service_tier",
+                                     "prompt_cache_key",
+                                     "prompt_cache_retention",
+                                     "frequency_penalty",
+                                     "presence_penalty",
+                                     "logit_bias",
+                                     "stop",
+                                     "ponder",
+                                     "other",
+                                     "mod\\u0065l"};
+  static const char *const roles[] = {
+      "\"user\"",       "\"system\"", "\"developer\"", "\"assistant\"", "\"tool\"",
+      "\"us\\u0065r\"", "1"};
+  static const char *const types[] = {"\"message\"",    "\"reasoning\"", "\"function_call\"",
+                                      "\"input_text\"", "\"message\"",   "null"};
+  static const char *const ptypes[] = {"\"input_text\"", "\"output_text\"", "\"text\"",
+                                       "\"refusal\"",    "\"input_image\"", "\"te\\u0078t\""};
+  pd_buf_appends(b, "{\"model\":\"m\"");
+  unsigned nm = gen(6);
+  for (unsigned i = 0; i < nm; i++) {
+    const char *k = PICK(keys);
+    pd_buf_appendf(b, ",\"%s\":", k);
+    if (!strcmp(k, "input") && gen(4)) {
+      if (gen(4) == 0) {
+        pd_buf_appends(b, PICK(strs));
+        continue;
+      }
+      pd_buf_appends(b, "[");
+      unsigned ni = gen(4);
+      for (unsigned j = 0; j < ni; j++) {
+        pd_buf_appends(b, j ? ",{" : "{");
+        int first = 1;
+        unsigned nk = gen(5);
+        for (unsigned q = 0; q < nk; q++) {
+          pd_buf_appends(b, first ? "" : ",");
+          first = 0;
+          switch (gen(5)) {
+          case 0:
+            pd_buf_appendf(b, "\"type\":%s", PICK(types));
+            break;
+          case 1:
+          case 2:
+            pd_buf_appendf(b, "\"role\":%s", PICK(roles));
+            break;
+          case 3:
+            pd_buf_appendf(b, "\"content\":%s", gen(3) ? PICK(strs) : PICK(vals));
+            break;
+          default: {
+            pd_buf_appends(b, "\"content\":[");
+            unsigned np = gen(4);
+            for (unsigned z = 0; z < np; z++)
+              pd_buf_appendf(b, "%s{\"type\":%s,\"text\":%s%s}", z ? "," : "", PICK(ptypes),
+                             gen(5) ? PICK(strs) : PICK(vals), gen(4) ? "" : ",\"id\":1");
+            pd_buf_appends(b, "]");
+          }
+          }
+        }
+        pd_buf_appends(b, "}");
+      }
+      pd_buf_appends(b, "]");
+    } else {
+      pd_buf_appends(b, gen(2) ? PICK(strs) : PICK(vals));
+    }
+  }
+  if (gen(3))
+    pd_buf_appends(b, ",\"input\":\"q\"");
+  pd_buf_appends(b, "}");
+}
+
+static void test_fast_generated(void **state) {
+  (void)state;
+  int taken = 0, n = 30000;
+  pd_buf_t b;
+  pd_buf_init(&b);
+  for (int i = 0; i < n; i++) {
+    pd_buf_reset(&b);
+    gen_body(&b);
+    /* the body as built, and cut short, and with a byte changed */
+    taken += diff_s(pd_buf_str(&b)) == DIFF_FAST;
+    size_t len = b.len;
+    diff_fast(pd_buf_data(&b), gen((unsigned)len), NULL, NULL);
+    char *c = (char *)pd_buf_data(&b);
+    c[gen((unsigned)len)] = "{}[]\",:\\ax0"[gen(11)];
+    diff_fast(c, len, "r", NULL);
+  }
+  pd_buf_free(&b);
+  print_message("fast path took %d of %d\n", taken, n);
+  /* both paths are exercised */
+  if (taken < n / 20 || taken > n - n / 20)
+    fail_msg("fast path took %d of %d", taken, n);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_string_input_and_instructions),
@@ -1130,6 +1430,8 @@ int main(void) {
       cmocka_unit_test(test_stream_matches_body),
       cmocka_unit_test(test_from_reply),
       cmocka_unit_test(test_api_table),
+      cmocka_unit_test(test_fast_hand),
+      cmocka_unit_test(test_fast_generated),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
