@@ -729,8 +729,14 @@ int pd_responses_emit(pd_responses_t *w, pd_buf_t *out, const pd_out_t *o) {
 int pd_responses_end(pd_responses_t *w, pd_buf_t *out, const pd_usage_t *usage) {
   if (w->ended)
     return 0;
-  if (pd_responses_start(w, out) < 0 || close_think(w, out) < 0 ||
-      close_open(w, out, "completed") < 0)
+  if (pd_responses_start(w, out) < 0)
+    return -1;
+  /* The closing "</think>" of inline display is held text too: over max_held it is the
+   * response's size that failed, not memory. */
+  int rc = close_think(w, out);
+  if (rc < 0)
+    return rc;
+  if (close_open(w, out, "completed") < 0)
     return -1;
   w->ended = 1;
   const char *why = incomplete_reason(w->finish);

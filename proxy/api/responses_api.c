@@ -149,12 +149,16 @@ static int resp_finish(pd_buf_t *out, pd_api_resp_t *r, pd_api_choice_t *c, cons
   if (!w)
     return -1;
   pd_out_t o = {PD_OUT_FINISH, reason ? reason : "stop", strlen(reason ? reason : "stop"), NULL};
-  return pd_responses_emit(w, out, &o);
+  int rc = pd_responses_emit(w, out, &o);
+  return rc == PD_RESPONSES_ETOOLARGE ? PD_API_ETOOLARGE : rc;
 }
 
 static int resp_stream_end(pd_buf_t *out, pd_api_resp_t *r, const pd_usage_t *usage) {
   pd_responses_t *w = writer(r);
-  return w ? pd_responses_end(w, out, usage) : -1;
+  if (!w)
+    return -1;
+  int rc = pd_responses_end(w, out, usage);
+  return rc == PD_RESPONSES_ETOOLARGE ? PD_API_ETOOLARGE : rc;
 }
 
 static int resp_error_event(pd_buf_t *out, pd_api_resp_t *r, const char *upstream, size_t ulen,

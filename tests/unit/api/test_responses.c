@@ -892,6 +892,15 @@ static void test_stream_held_bound(void **state) {
   assert_int_equal(rc, PD_RESPONSES_ETOOLARGE);
   assert_true(k < 200);
   fx_free(&f);
+
+  /* Inline display: the closing "</think>" written at the end is held text too. Filling the
+   * bound with thinking leaves no room for it: end says the response is too large (it used to
+   * say -1, which the exchange reports as out of memory), and the API table maps it. */
+  fx_init(&f, "{\"model\":\"m\",\"input\":\"q\"}", PD_REASONING_INLINE, 64 + 8 + 20);
+  emit(&f, PD_OUT_THINK, "0123456789ab");
+  pd_usage_t u = {1, 2, 0};
+  assert_int_equal(pd_responses_end(f.w, &f.out, &u), PD_RESPONSES_ETOOLARGE);
+  fx_free(&f);
 }
 
 /* A stream and the non-streamed body of the same outputs agree on the final response. */
