@@ -99,7 +99,12 @@ static void writer_run(const json_t *steps, size_t size) {
     }
   }
   pd_usage_t u = {1, 2, 1};
-  if (pd_responses_end(w, &b, &u) < 0)
+  /* The end may pass the bound too (inline display's closing "</think>"): the exchange then
+   * fails the response, as after an emit. */
+  int end = pd_responses_end(w, &b, &u);
+  if (end == PD_RESPONSES_ETOOLARGE)
+    pd_responses_fail(w, &b, "too large", "upstream_error", NULL);
+  else if (end < 0)
     abort();
   (void)failed;
   check_events(&b);
