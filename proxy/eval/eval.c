@@ -428,7 +428,10 @@ static int setup_config(ctx_t *c) {
   c->ro.judge_model = jroute->path_prefix || !jroute->nmodels ? NULL : jroute->models[0];
   c->ro.judge_rounds0 = 1;
   c->ro.set_variant = 1;
-  c->ro.retries = cfg->upstreams[route->upstream].retries;
+  /* The in-process server already retries each upstream call per the upstream's `retries`
+   * (before any byte reaches eval); retrying again here would multiply the attempts and re-run
+   * whole forced chains. */
+  c->ro.retries = 0;
   c->ro.timeout_ms = 0; /* the server enforces its upstreams' timeouts */
   size_t nh = 0;
   if (cfg->nauth_keys)
@@ -546,8 +549,10 @@ static int parse_args(int argc, char **argv, eval_opts_t *o) {
       char *end;
       errno = 0;
       unsigned long long s = strtoull(optarg, &end, 10);
-      if (errno || end == optarg || *end || optarg[0] == '-')
-        return usage_error("--seed must be a non-negative integer (got '%s')", optarg);
+      /* summary.json holds it as a JSON integer: at most 2^63 - 1, so it reads back the same. */
+      if (errno || end == optarg || *end || optarg[0] == '-' || s > INT64_MAX)
+        return usage_error("--seed must be an integer from 0 to 9223372036854775807 (got '%s')",
+                           optarg);
       o->seed = s;
       break;
     }

@@ -258,9 +258,10 @@ test('a request that fails past the retries is an error sample with score 0, cou
   const ds = writeDataset('items.jsonl', ITEMS.slice(0, 3));
   const cfg = writeConfig('retry.json', { retries: 1 });
   const out = join(dir, 'out-errors');
-  // One attempt of ponder's and its retry fail, and so does eval's retry (two more): the first
-  // sample is an error. Then two failures: absorbed by ponder's retry, so the second succeeds.
-  fake.script(...Array(4).fill({ status: 500 }), {}, { status: 500 });
+  // The in-process ponder retries per the upstream's `retries` and eval adds none: one attempt
+  // and its retry fail, so the first sample is an error (2 calls, not 4). The second succeeds at
+  // once; the third's failure is absorbed by ponder's retry.
+  fake.script(...Array(2).fill({ status: 500 }), {}, { status: 500 });
   const r = await runEval(['--dataset', ds, '--config', cfg, '--out', out, '--variants', 'r0', '--concurrency', '1']);
   assert.equal(r.code, 0, r.stderr);
   const samples = readSamples(out);
@@ -270,6 +271,7 @@ test('a request that fails past the retries is an error sample with score 0, cou
   assert.equal(samples[1].error, null);
   assert.equal(samples[1].score, 1);
   assert.equal(samples[2].error, null);
+  assert.equal(fake.log.filter((e) => e.path.endsWith('/chat/completions')).length, 5);
   const sum = readSummary(out);
   assert.equal(sum.variants[0].errors, 1);
   assert.match(r.stderr, /1 error/);
@@ -300,6 +302,7 @@ test('usage errors exit 2 with a message', async () => {
     [['--dataset', ds, '--url', `${fake.url}/v1`, '--samples', '0'], /--samples must be/],
     [['--dataset', ds, '--url', `${fake.url}/v1`, '--concurrency', 'x'], /--concurrency must be/],
     [['--dataset', ds, '--url', `${fake.url}/v1`, '--price', '1'], /--price must be IN,OUT/],
+    [['--dataset', ds, '--url', `${fake.url}/v1`, '--seed', '18446744073709551615'], /--seed must be an integer from 0 to 9223372036854775807/],
     [['--dataset', ds, '--config', writeConfig('math.json'), '--variants', 'r9'], /route 'math' has no variant 'r9'/],
     [['--dataset', ds, '--config', writeConfig('math.json'), '--route', 'nope'], /no route 'nope'/],
     [['--dataset', ds, '--url', `${fake.url}/v1`, '--bogus'], /unknown or incomplete option '--bogus'/],
