@@ -119,14 +119,15 @@ void pd_h2_xfer_stream_release(xfer_t *x) {
     x->snext->sprev = x->sprev;
   x->sprev = x->snext = NULL;
   c->nstreams--;
-  if (c->state != C_CLOSING && c->ng && !x->destroyed && x->xb.held.len > 0)
+  if (c->cn.state != PD_CONN_CLOSING && c->ng && !x->destroyed && x->xb.held.len > 0)
     nghttp2_session_consume_connection(c->ng, x->xb.held.len);
   x->c = NULL;
   x->stream_id = 0;
   /* Idle: closed after IDLE_MAX_MS, or at once (from the timer: this may run inside nghttp2)
    * when it takes no new streams. */
-  if (c->state == C_OPEN && c->ready && c->nstreams == 0)
-    uv_timer_start(&c->timer, pd_h2up_on_conn_timer, c->goaway || c->retired ? 0 : IDLE_MAX_MS, 0);
+  if (c->cn.state == PD_CONN_OPEN && c->ready && c->nstreams == 0)
+    uv_timer_start(&c->cn.timer, pd_h2up_on_conn_timer, c->goaway || c->retired ? 0 : IDLE_MAX_MS,
+                   0);
 }
 
 /* Cancels for good: no callback runs after this. The memory goes once the timer has closed and
