@@ -63,17 +63,16 @@ void pd_h1up_free(pd_h1up_t *b) {
 
 /* ---- origins and addresses ------------------------------------------------------------------ */
 
-/* tls_key: NULL for http://, else the TLS settings as pd_tls_xfer_key wrote them. */
-static origin_t *origin_get(pd_h1up_t *b, const char *auth, size_t alen, const char *tls_key,
-                            const pd_xfer_opts_t *op) {
-  /* Over TLS ALPN offers only HTTP/1.1: calls that may speak h2 start on the HTTP/2 client,
-   * which hands an origin whose server chose HTTP/1.1 to this one. */
-  pd_origin_t *base = pd_origin_get(&b->own, sizeof(origin_t), offsetof(origin_t, base), auth, alen,
-                                    tls_key, op, 0);
-  if (!base)
-    return NULL;
-  origin_t *o = pd_h1_origin_of(base);
-  o->b = b;
+/* The origin of a call to op->url (https:// only when tls_only), NULL when there is none (see
+ * pd_origin_of_call). Over TLS ALPN offers only HTTP/1.1: calls that may speak h2 start on the
+ * HTTP/2 client, which hands an origin whose server chose HTTP/1.1 to this one. */
+static origin_t *origin_for(pd_h1up_t *b, const pd_xfer_opts_t *op, int tls_only,
+                            const char **path) {
+  pd_origin_t *base =
+      pd_origin_of_call(&b->own, sizeof(origin_t), offsetof(origin_t, base), op, 0, tls_only, path);
+  origin_t *o = base ? pd_h1_origin_of(base) : NULL;
+  if (o)
+    o->b = b;
   return o;
 }
 
@@ -365,14 +364,8 @@ static const pd_conn_ops_t CONN_OPS = {on_connected, on_connect_failed, conn_ope
 /* ---- the public side ------------------------------------------------------------------------ */
 
 int pd_h1up_adopt(pd_h1up_t *b, const pd_xfer_opts_t *op, uv_tcp_t *tcp, pd_tls_t *tls) {
-  const char *auth, *path;
-  int is_tls;
-  long alen = pd_url_split(op->url, &auth, &path, &is_tls);
-  if (b->own.closing || alen < 0 || !is_tls)
-    return -1;
-  char *tls_key = pd_tls_xfer_key(op);
-  origin_t *o = tls_key ? origin_get(b, auth, (size_t)alen, tls_key, op) : NULL;
-  free(tls_key);
+  const char *path;
+  origin_t *o = origin_for(b, op, 1, &path);
   if (!o || o->base.bad[0] || !pd_origin_has_slot(&o->base))
     return -1;
   conn_t *c = conn_new_on(o, tcp);
@@ -393,26 +386,14 @@ static const pd_xfer_ops_t H1_OPS = {pd_h1up_pause, pd_h1up_resume, pd_h1up_canc
 
 pd_xfer_t *pd_h1up_start(pd_h1up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cbs_t *cbs,
                          void *ud) {
-  const char *auth, *path;
-  int tls;
-  long alen = pd_url_split(o->url, &auth, &path, &tls);
-  xfer_t *x = NULL;
-  if (b->own.closing || alen < 0)
-    goto fail;
-  x = calloc(1, sizeof *x);
+  const char *path;
+  origin_t *og = origin_for(b, o, 0, &path);
+  xfer_t *x = og ? calloc(1, sizeof *x) : NULL;
   if (!x)
     goto fail;
-  pd_list_init(&x->xb.wlink);
-  pd_list_init(&x->xb.blink);
   x->base.ops = &H1_OPS;
   x->b = b;
-  char *tls_key = tls ? pd_tls_xfer_key(o) : NULL;
-  if (tls && !tls_key)
-    goto fail;
-  x->o = origin_get(b, auth, (size_t)alen, tls_key, o);
-  free(tls_key);
-  if (!x->o)
-    goto fail;
+  x->o = og;
   x->path = pd_url_target(path);
   x->method = strdup(o->method);
   if (!x->path || !x->method)

@@ -79,20 +79,6 @@ void pd_h2up_free(pd_h2up_t *b) {
 
 /* ---- origins and addresses ------------------------------------------------------------------ */
 
-/* tls_key: NULL for http://, else the TLS settings as pd_tls_xfer_key wrote them. */
-static origin_t *origin_get(pd_h2up_t *b, const char *auth, size_t alen, const char *tls_key,
-                            const pd_xfer_opts_t *op) {
-  /* Over TLS ALPN offers h2 and HTTP/1.1: a server that chooses HTTP/1.1 has its origin's
-   * calls handed to the HTTP/1.1 client. */
-  pd_origin_t *base = pd_origin_get(&b->own, sizeof(origin_t), offsetof(origin_t, base), auth, alen,
-                                    tls_key, op, 1);
-  if (!base)
-    return NULL;
-  origin_t *o = pd_h2_origin_of(base);
-  o->b = b;
-  return o;
-}
-
 /* ---- connections ---------------------------------------------------------------------------- */
 
 static void conn_freed(pd_conn_t *cn) {
@@ -450,32 +436,25 @@ static const pd_xfer_ops_t H2_OPS = {pd_h2up_pause, pd_h2up_resume, pd_h2up_canc
 
 pd_xfer_t *pd_h2up_start(pd_h2up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cbs_t *cbs,
                          void *ud) {
-  const char *auth, *path;
-  int tls;
-  long alen = pd_url_split(o->url, &auth, &path, &tls);
-  xfer_t *x = NULL;
-  if (b->own.closing || alen < 0)
-    goto fail;
-  x = calloc(1, sizeof *x);
-  if (!x)
-    goto fail;
-  pd_list_init(&x->xb.wlink);
-  pd_list_init(&x->xb.blink);
-  x->base.ops = &H2_OPS;
-  x->b = b;
-  char *tls_key = tls ? pd_tls_xfer_key(o) : NULL;
-  if (tls && !tls_key)
-    goto fail;
-  x->o = origin_get(b, auth, (size_t)alen, tls_key, o);
-  free(tls_key);
-  if (!x->o)
-    goto fail;
-  if (x->o->h1) { /* its server speaks HTTP/1.1: the call is the HTTP/1.1 client's */
-    free(x);
+  /* Over TLS ALPN offers h2 and HTTP/1.1: a server that chooses HTTP/1.1 has its origin's
+   * calls handed to the HTTP/1.1 client. */
+  const char *path;
+  pd_origin_t *ob =
+      pd_origin_of_call(&b->own, sizeof(origin_t), offsetof(origin_t, base), o, 1, 0, &path);
+  origin_t *og = ob ? pd_h2_origin_of(ob) : NULL;
+  if (og && og->h1) { /* its server speaks HTTP/1.1: the call is the HTTP/1.1 client's */
     pd_xfer_opts_t op = *o;
     op.http2 = 0;
     return pd_h1up_start(b->h1, &op, cbs, ud);
   }
+  xfer_t *x = og ? calloc(1, sizeof *x) : NULL;
+  if (og)
+    og->b = b;
+  if (!x)
+    goto fail;
+  x->base.ops = &H2_OPS;
+  x->b = b;
+  x->o = og;
   x->path = pd_url_target(path);
   x->method = strdup(o->method);
   if (!x->path || !x->method || pd_h2_xfer_parse_headers(x, o->headers) < 0)

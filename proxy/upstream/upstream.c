@@ -406,6 +406,8 @@ void pd_xfer_base_init(pd_xfer_base_t *t, const pd_xfer_opts_t *o, const pd_xfer
   t->start_ns = uv_hrtime();
   t->start_ms = now;
   t->deadline = pd_xfer_deadline(now, o->timeout_ms);
+  pd_list_init(&t->wlink);
+  pd_list_init(&t->blink);
   pd_xhead_init(&t->head);
   pd_buf_init(&t->held);
 }

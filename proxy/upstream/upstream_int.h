@@ -142,8 +142,8 @@ void pd_xfer_base_fail_later(pd_xfer_base_t *t, int result, const char *msg);
 /* Forgets what the previous attempt received (its head, held body, discard and completion)
  * before the next one; paused stays, it is the caller's. */
 void pd_xfer_base_new_attempt(pd_xfer_base_t *t);
-/* Sets t up for a call of o (its timeouts, retries, callbacks; the clock from now, loop ms);
- * the framing links wlink and blink itself. */
+/* Sets t up for a call of o (its timeouts, retries, callbacks; the clock from now, loop ms),
+ * wlink and blink unlinked: the framing links them itself. */
 void pd_xfer_base_init(pd_xfer_base_t *t, const pd_xfer_opts_t *o, const pd_xfer_cbs_t *cbs,
                        void *ud, uint64_t now);
 /* Whether a call of o states its body's length even when it has none (POST, PUT, PATCH). */
