@@ -97,6 +97,19 @@ static void live_unlink(conn_t *c) {
   o->base.nconns--;
 }
 
+/* Takes c's streams off it one at a time: the next transfer still wanted (released from its
+ * stream), or NULL once none is left; cancelled ones are freed on the way. */
+static xfer_t *take_stream(conn_t *c) {
+  while (c->streams) {
+    xfer_t *x = c->streams;
+    pd_h2_xfer_stream_release(x);
+    if (!x->destroyed)
+      return x;
+    pd_h2_xfer_maybe_free(x);
+  }
+  return NULL;
+}
+
 /* Closes the connection. Its streams' transfers are retried or fail (from their timers). */
 static void conn_fail(conn_t *c, int result, const char *msg) {
   if (c->cn.state == PD_CONN_CLOSING)
@@ -105,14 +118,8 @@ static void conn_fail(conn_t *c, int result, const char *msg) {
   pd_origin_conn_leave(&c->cn.k);
   c->cn.state = PD_CONN_CLOSING;
   live_unlink(c);
-  while (c->streams) {
-    xfer_t *x = c->streams;
-    pd_h2_xfer_stream_release(x);
-    if (x->destroyed)
-      pd_h2_xfer_maybe_free(x);
-    else
-      pd_h2_xfer_conn_lost(x, result, msg);
-  }
+  for (xfer_t *x; (x = take_stream(c));)
+    pd_h2_xfer_conn_lost(x, result, msg);
   nghttp2_session_del(c->ng);
   c->ng = NULL;
   pd_conn_close_handles(&c->cn); /* no tcp: the HTTP/1.1 client adopted it */
@@ -165,13 +172,7 @@ static void connect_failed(pd_conn_t *cn, int status) {
     conn_t *c2 = pd_h2up_conn_new(o, c->connect_timeout_ms);
     if (c2) {
       c2->cn.k.start = c->cn.k.start;
-      while (c->streams) {
-        xfer_t *x = c->streams;
-        pd_h2_xfer_stream_release(x);
-        if (x->destroyed) {
-          pd_h2_xfer_maybe_free(x);
-          continue;
-        }
+      for (xfer_t *x; (x = take_stream(c));) {
         x->body_off = 0;
         pd_h2_session_submit(c2, x);
       }
@@ -370,14 +371,8 @@ static void to_h1(conn_t *c) {
       c->cn.tcp = NULL, c->cn.tls = NULL;
     free(url);
   }
-  while (c->streams) {
-    xfer_t *x = c->streams;
-    pd_h2_xfer_stream_release(x);
-    if (x->destroyed)
-      pd_h2_xfer_maybe_free(x);
-    else
-      pd_h2_xfer_hand_over(x);
-  }
+  for (xfer_t *x; (x = take_stream(c));)
+    pd_h2_xfer_hand_over(x);
   conn_fail(c, PD_XFER_EOTHER, "the upstream chose HTTP/1.1"); /* its waiters are handed over */
 }
 
