@@ -485,16 +485,12 @@ void pd_h1up_resume(pd_xfer_t *bx) {
 
 void pd_h1up_cancel(pd_xfer_t *bx) {
   xfer_t *x = (xfer_t *)bx;
-  if (x->xb.cancelled)
+  if (!pd_xfer_base_cancel(&x->xb))
     return;
-  x->xb.cancelled = 1;
-  if (x->xb.in_cb)
-    return; /* whoever is calling back tears it down when the callback returns */
   pd_h1_xfer_stop_timer(x);
   pd_h1_xfer_destroy(x);
 }
 
 double pd_h1up_elapsed(const pd_xfer_t *bx) {
-  const xfer_t *x = (const xfer_t *)bx;
-  return (double)(uv_hrtime() - x->xb.start_ns) / 1e9;
+  return pd_xfer_base_elapsed(&((const xfer_t *)bx)->xb);
 }

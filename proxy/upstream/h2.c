@@ -533,15 +533,10 @@ void pd_h2up_resume(pd_xfer_t *bx) {
 
 void pd_h2up_cancel(pd_xfer_t *bx) {
   xfer_t *x = (xfer_t *)bx;
-  if (x->xb.cancelled)
-    return;
-  x->xb.cancelled = 1;
-  if (x->xb.in_cb)
-    return; /* whoever is calling back tears it down when the callback returns */
-  pd_h2_xfer_destroy(x);
+  if (pd_xfer_base_cancel(&x->xb))
+    pd_h2_xfer_destroy(x);
 }
 
 double pd_h2up_elapsed(const pd_xfer_t *bx) {
-  const xfer_t *x = (const xfer_t *)bx;
-  return (double)(uv_hrtime() - x->xb.start_ns) / 1e9;
+  return pd_xfer_base_elapsed(&((const xfer_t *)bx)->xb);
 }

@@ -412,6 +412,17 @@ void pd_xfer_base_init(pd_xfer_base_t *t, const pd_xfer_opts_t *o, const pd_xfer
   pd_buf_init(&t->held);
 }
 
+int pd_xfer_base_cancel(pd_xfer_base_t *t) {
+  if (t->cancelled)
+    return 0;
+  t->cancelled = 1;
+  return !t->in_cb;
+}
+
+double pd_xfer_base_elapsed(const pd_xfer_base_t *t) {
+  return (double)(uv_hrtime() - t->start_ns) / 1e9;
+}
+
 int pd_xfer_sends_length(const pd_xfer_opts_t *o) {
   return o->body || strcmp(o->method, "POST") == 0 || strcmp(o->method, "PUT") == 0 ||
          strcmp(o->method, "PATCH") == 0;

@@ -146,6 +146,11 @@ void pd_xfer_base_new_attempt(pd_xfer_base_t *t);
  * wlink and blink unlinked: the framing links them itself. */
 void pd_xfer_base_init(pd_xfer_base_t *t, const pd_xfer_opts_t *o, const pd_xfer_cbs_t *cbs,
                        void *ud, uint64_t now);
+/* The caller cancels t: 1 when the framing tears the transfer down now, 0 when it was
+ * cancelled already or a callback runs (whoever calls back tears it down when it returns). */
+int pd_xfer_base_cancel(pd_xfer_base_t *t);
+/* Seconds since t's call started. */
+double pd_xfer_base_elapsed(const pd_xfer_base_t *t);
 /* Whether a call of o states its body's length even when it has none (POST, PUT, PATCH). */
 int pd_xfer_sends_length(const pd_xfer_opts_t *o);
 
