@@ -92,6 +92,11 @@ int pd_conn_deferred_failure(pd_conn_t *c) {
   return 1;
 }
 
+void pd_conn_timeout_msg(const pd_conn_t *c, uint64_t now, char *msg, size_t n) {
+  snprintf(msg, n, "Connection timed out after %lu milliseconds",
+           (unsigned long)(now - c->k.start));
+}
+
 void pd_conn_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   (void)suggested;
   pd_conn_t *c = h->data;

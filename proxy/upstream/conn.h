@@ -83,6 +83,8 @@ void pd_conn_tls_start(pd_conn_t *c);
  * stream (to ops->read after it), or records fed to libssl. Returns 1 when plaintext may be
  * read now with pd_tls_read, else 0. */
 int pd_conn_tls_input(pd_conn_t *c, ssize_t nread, const char *data);
+/* "Connection timed out after N milliseconds", N since c's connect started (loop ms now). */
+void pd_conn_timeout_msg(const pd_conn_t *c, uint64_t now, char *msg, size_t n);
 /* A failure the origin's lookup or connect kept for the timer (k.err), taken: 1 when there was
  * one and ops->connect_failed had it. */
 int pd_conn_deferred_failure(pd_conn_t *c);

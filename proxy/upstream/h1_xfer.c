@@ -40,8 +40,7 @@ void pd_h1_xfer_finish(xfer_t *x, int result, const char *msg) {
 /* The call's deadline passed between attempts (`made` of them). */
 static void finish_timed_out(xfer_t *x, int made) {
   char msg[ERRMSG_SIZE];
-  snprintf(msg, sizeof msg, "Operation timed out after %lu milliseconds (%d attempts)",
-           (unsigned long)(uv_now(x->b->loop) - x->xb.start_ms), made);
+  pd_xfer_timeout_msg(msg, sizeof msg, uv_now(x->b->loop) - x->xb.start_ms, made);
   pd_h1_xfer_finish(x, PD_XFER_ETIMEOUT, msg);
 }
 
@@ -173,8 +172,7 @@ static void xfer_on_timer(uv_timer_t *t) {
   case T_QUEUE: {
     queue_unlink(x);
     char msg[ERRMSG_SIZE];
-    snprintf(msg, sizeof msg, "Operation timed out after %lu milliseconds waiting for a connection",
-             (unsigned long)(uv_now(x->b->loop) - x->xb.start_ms));
+    pd_xfer_timeout_msg(msg, sizeof msg, uv_now(x->b->loop) - x->xb.start_ms, PD_XFER_WAITING);
     pd_h1_xfer_finish(x, PD_XFER_ETIMEOUT, msg);
     break;
   }
@@ -275,11 +273,9 @@ void pd_h1_xfer_on_conn_timer(uv_timer_t *t) {
     /* Same outcome as a timeout: not retried (the upstream may be working on the request). */
     pd_xfer_stall_msg(msg, sizeof msg, x->xb.stall_ms);
   } else if (c->cn.state != PD_CONN_OPEN)
-    snprintf(msg, sizeof msg, "Connection timed out after %lu milliseconds",
-             (unsigned long)(uv_now(c->o->b->loop) - c->cn.k.start));
+    pd_conn_timeout_msg(&c->cn, now, msg, sizeof msg);
   else
-    snprintf(msg, sizeof msg, "Operation timed out after %lu milliseconds",
-             (unsigned long)(uv_now(c->o->b->loop) - x->xb.start_ms));
+    pd_xfer_timeout_msg(msg, sizeof msg, now - x->xb.start_ms, 0);
   pd_h1up_detach(x);
   pd_h1up_conn_close(c);
   pd_h1_xfer_attempt_failed(x, PD_XFER_ETIMEOUT, msg);

@@ -192,8 +192,7 @@ void pd_h2up_on_conn_timer(uv_timer_t *t) {
     return;
   if (!c->ready) {
     char msg[ERRMSG_SIZE];
-    snprintf(msg, sizeof msg, "Connection timed out after %lu milliseconds",
-             (unsigned long)(uv_now(c->o->b->loop) - c->cn.k.start));
+    pd_conn_timeout_msg(&c->cn, uv_now(c->o->b->loop), msg, sizeof msg);
     conn_fail(c, PD_XFER_ETIMEOUT, msg);
     return;
   }

@@ -150,6 +150,15 @@ void pd_xfer_stall_msg(char *buf, size_t n, long stall_ms) {
   snprintf(buf, n, "Operation stalled: no data from the upstream for %ld ms", stall_ms);
 }
 
+void pd_xfer_timeout_msg(char *buf, size_t n, uint64_t elapsed_ms, int attempts) {
+  if (attempts > 0)
+    snprintf(buf, n, "Operation timed out after %lu milliseconds (%d attempts)",
+             (unsigned long)elapsed_ms, attempts);
+  else
+    snprintf(buf, n, "Operation timed out after %lu milliseconds%s", (unsigned long)elapsed_ms,
+             attempts == PD_XFER_WAITING ? " waiting for a connection" : "");
+}
+
 uint64_t pd_xfer_deadline(uint64_t now, long timeout_ms) {
   return timeout_ms > 0 ? now + (uint64_t)timeout_ms : 0;
 }

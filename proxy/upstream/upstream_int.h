@@ -67,6 +67,11 @@ void pd_xhead_emit(const pd_xhead_t *h, void (*on_head)(void *, const pd_xfer_he
 
 /* The message of an attempt that failed because no byte came for stall_ms. */
 void pd_xfer_stall_msg(char *buf, size_t n, long stall_ms);
+/* A call's deadline passed elapsed_ms after it began: "Operation timed out after N
+ * milliseconds", then " (K attempts)" for attempts > 0, " waiting for a connection" for
+ * PD_XFER_WAITING, nothing for 0. */
+#define PD_XFER_WAITING (-1)
+void pd_xfer_timeout_msg(char *buf, size_t n, uint64_t elapsed_ms, int attempts);
 
 /* A status the client is spared while retries remain: 429 and 5xx. */
 int pd_xfer_retryable_status(int status);
