@@ -104,7 +104,8 @@ void pd_conn_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   buf->len = PD_CONN_READ_BUF;
 }
 
-static void tunnel_input(pd_conn_t *c, ssize_t nread, const char *data);
+/* Not inlined: its message buffer would make every read build a stack frame. */
+__attribute__((noinline)) static void tunnel_input(pd_conn_t *c, ssize_t nread, const char *data);
 
 void pd_conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   pd_conn_t *c = s->data;

@@ -313,10 +313,6 @@ static int tls_done(pd_conn_t *cn) {
   return cn->state == PD_CONN_OPEN;
 }
 
-static void on_plain_read(pd_conn_t *cn, ssize_t nread, const char *data) {
-  pd_h1_wire_read((conn_t *)cn, nread, data);
-}
-
 /* ---- TLS on a connection ----------------------------------------------------------------- */
 
 static void on_request_written(void *arg, int status) {
@@ -358,8 +354,9 @@ static void tls_read(pd_conn_t *cn, ssize_t nread, const char *data) {
     pd_h1up_stop_reading(c);
 }
 
-static const pd_conn_ops_t CONN_OPS = {on_connected, on_connect_failed, conn_opened,   tls_done,
-                                       conn_fail,    tls_read,          on_plain_read, conn_freed};
+static const pd_conn_ops_t CONN_OPS = {on_connected,    on_connect_failed, conn_opened,
+                                       tls_done,        conn_fail,         tls_read,
+                                       pd_h1_wire_read, conn_freed};
 
 /* ---- the public side ------------------------------------------------------------------------ */
 

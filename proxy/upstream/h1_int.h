@@ -156,7 +156,7 @@ void pd_h1_wire_conn_send(conn_t *c);
  * when the connection is still the transfer's and reading may go on. */
 int pd_h1_wire_conn_input(conn_t *c, ssize_t nread, const char *data);
 /* Plaintext read off a connection's socket (not TLS, not the CONNECT reply), or its end. */
-void pd_h1_wire_read(conn_t *c, ssize_t nread, const char *data);
+void pd_h1_wire_read(pd_conn_t *cn, ssize_t nread, const char *data);
 
 /* llhttp callbacks of a response (h1_wire.c); every connection's parser uses them. */
 extern const llhttp_settings_t pd_h1_wire_settings;

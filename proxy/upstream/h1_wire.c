@@ -287,7 +287,8 @@ int pd_h1_wire_conn_input(conn_t *c, ssize_t nread, const char *data) {
   return after_parse(c, err, data + nread);
 }
 
-void pd_h1_wire_read(conn_t *c, ssize_t nread, const char *data) {
+void pd_h1_wire_read(pd_conn_t *cn, ssize_t nread, const char *data) {
+  conn_t *c = (conn_t *)cn;
   if (pd_h1_wire_conn_input(c, nread, data) && pd_h1up_input_held(c->x))
     pd_h1up_stop_reading(c);
 }

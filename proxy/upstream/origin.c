@@ -50,22 +50,6 @@ pd_origin_t *pd_origin_get(pd_origin_owner_t *own, size_t size, size_t offset, c
   return o;
 }
 
-pd_origin_t *pd_origin_of_call(pd_origin_owner_t *own, size_t size, size_t offset,
-                               const pd_xfer_opts_t *op, int alpn_h2, int tls_only,
-                               const char **path) {
-  const char *auth;
-  int tls;
-  long alen = pd_url_split(op->url, &auth, path, &tls);
-  if (own->closing || alen < 0 || (tls_only && !tls))
-    return NULL;
-  char *tls_key = tls ? pd_tls_xfer_key(op) : NULL;
-  if (tls && !tls_key)
-    return NULL;
-  pd_origin_t *o = pd_origin_get(own, size, offset, auth, (size_t)alen, tls_key, op, alpn_h2);
-  free(tls_key);
-  return o;
-}
-
 static char *dup_or_null(const char *s, int *bad) {
   if (!s)
     return NULL;
