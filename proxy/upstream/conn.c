@@ -220,5 +220,3 @@ int pd_conn_tls_input(pd_conn_t *c, ssize_t nread, const char *data) {
   pd_tls_send(c->tls, (uv_stream_t *)c->tcp, NULL, NULL);
   return r == 0 ? 0 : c->ops->tls_done(c);
 }
-
-/* A tls_failed for the framing's own record loop. */
