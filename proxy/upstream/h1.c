@@ -16,10 +16,7 @@
  * bytes h1_wire.c's (h1_int.h between them). */
 #include "upstream/h1_int.h"
 
-static void on_connected(uv_connect_t *req, int status);
-static void conn_opened(conn_t *c);
-static void tls_start(conn_t *c);
-static void tunnel_start(conn_t *c);
+static const pd_conn_ops_t CONN_OPS;
 
 /* ---- the backend ----------------------------------------------------------------------------- */
 
@@ -50,7 +47,7 @@ void pd_h1up_close(pd_h1up_t *b, void (*on_closed)(void *ud), void *ud) {
   /* Every connection not yet freed reports once, closing already or not. */
   pd_list_t *l, *t;
   pd_list_each(l, t, &b->own.conns) {
-    conn_t *c = pd_list_entry(l, conn_t, blink);
+    conn_t *c = pd_list_entry(l, conn_t, cn.blink);
     b->own.pending_closes++;
     pd_h1up_conn_close(c);
   }
@@ -66,44 +63,27 @@ void pd_h1up_free(pd_h1up_t *b) {
 
 /* ---- origins and addresses ------------------------------------------------------------------ */
 
-/* tls_key: NULL for http://, else the TLS settings as pd_tls_xfer_key wrote them. */
-static origin_t *origin_get(pd_h1up_t *b, const char *auth, size_t alen, const char *tls_key,
-                            const pd_xfer_opts_t *op) {
-  /* Over TLS ALPN offers only HTTP/1.1: calls that may speak h2 start on the HTTP/2 client,
-   * which hands an origin whose server chose HTTP/1.1 to this one. */
-  pd_origin_t *base = pd_origin_get(&b->own, sizeof(origin_t), offsetof(origin_t, base), auth, alen,
-                                    tls_key, op, 0);
-  if (!base)
-    return NULL;
-  origin_t *o = pd_h1_origin_of(base);
-  o->b = b;
+/* The origin of a call to op->url (https:// only when tls_only), NULL when there is none (see
+ * pd_origin_of_call). Over TLS ALPN offers only HTTP/1.1: calls that may speak h2 start on the
+ * HTTP/2 client, which hands an origin whose server chose HTTP/1.1 to this one. */
+static origin_t *origin_for(pd_h1up_t *b, const pd_xfer_opts_t *op, int tls_only,
+                            const char **path) {
+  pd_origin_t *base =
+      pd_origin_of_call(&b->own, sizeof(origin_t), offsetof(origin_t, base), op, 0, tls_only, path);
+  origin_t *o = base ? pd_h1_origin_of(base) : NULL;
+  if (o)
+    o->b = b;
   return o;
 }
 
 /* ---- connections ---------------------------------------------------------------------------- */
 
-static void conn_handle_closed(conn_t *c) {
-  if (--c->pending > 0)
-    return;
-  pd_h1up_t *b = c->o->b;
-  pd_list_remove(&c->blink);
+static void conn_freed(pd_conn_t *cn) {
+  conn_t *c = (conn_t *)cn;
   pd_buf_free(&c->hname);
   pd_buf_free(&c->hvalue);
   pd_buf_free(&c->out);
-  pd_tls_free(c->tls);
   free(c->orphan);
-  free(c);
-  pd_origin_owner_part_closed(&b->own);
-}
-
-static void on_conn_handle_closed(uv_handle_t *h) {
-  conn_handle_closed(h->data);
-}
-
-static void on_tcp_closed(uv_handle_t *h) {
-  conn_t *c = h->data;
-  free(h);
-  conn_handle_closed(c);
 }
 
 /* Takes c off a list linked through lnext (its origin's idle list). */
@@ -126,23 +106,21 @@ static void idle_unlink(conn_t *c) {
 /* Closes a connection its transfer has already left (c->x == NULL), without giving its slot to
  * a waiting transfer: for a caller that will use the slot itself. */
 void pd_h1up_conn_close_keep_slot(conn_t *c) {
-  if (c->state == C_CLOSING)
+  if (c->cn.state == PD_CONN_CLOSING)
     return;
   origin_t *o = c->o;
   idle_unlink(c);
-  pd_origin_conn_leave(&c->k);
-  c->state = C_CLOSING;
+  pd_origin_conn_leave(&c->cn.k);
+  c->cn.state = PD_CONN_CLOSING;
   c->x = NULL;
   o->base.nconns--;
-  c->pending = 2;
-  uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
-  uv_close((uv_handle_t *)c->tcp, on_tcp_closed);
+  pd_conn_close_handles(&c->cn);
 }
 
 /* Closes a connection its transfer has already left, and lets a waiting transfer have its slot. */
 void pd_h1up_conn_close(conn_t *c) {
   origin_t *o = c->o;
-  int was_open = c->state != C_CLOSING;
+  int was_open = c->cn.state != PD_CONN_CLOSING;
   pd_h1up_conn_close_keep_slot(c);
   if (was_open && !o->b->own.closing)
     pd_h1_xfer_serve_waiters(o);
@@ -155,27 +133,17 @@ static conn_t *conn_new_on(origin_t *o, uv_tcp_t *tcp) {
   conn_t *c = calloc(1, sizeof *c);
   if (!c)
     return NULL;
-  c->tcp = tcp ? tcp : malloc(sizeof *c->tcp);
-  if (!c->tcp || (!tcp && uv_tcp_init(b->loop, c->tcp) < 0)) {
-    free(c->tcp);
+  if (pd_conn_init(&c->cn, &CONN_OPS, &o->base, b->loop, tcp, pd_h1_xfer_on_conn_timer, b->rbuf) <
+      0) {
     free(c);
     return NULL;
   }
-  uv_timer_init(b->loop, &c->timer);
-  c->tcp->data = c;
-  c->write_req.data = c;
-  c->timer.data = c;
   c->o = o;
   llhttp_init(&c->parser, HTTP_RESPONSE, &pd_h1_wire_settings);
   c->parser.data = c;
   pd_buf_init(&c->hname);
   pd_buf_init(&c->hvalue);
   pd_buf_init(&c->out);
-  pd_list_insert_head(&b->own.conns, &c->blink);
-  o->base.nconns++;
-  c->state = C_DIALING;
-  pd_origin_conn_init(&c->k, c->tcp, on_connected, c, &c->timer, pd_h1_xfer_on_conn_timer,
-                      uv_now(b->loop));
   return c;
 }
 
@@ -187,7 +155,7 @@ void pd_h1up_detach(xfer_t *x) {
   conn_t *c = x->c;
   if (!c)
     return;
-  uv_timer_stop(&c->timer);
+  uv_timer_stop(&c->cn.timer);
   c->x = NULL;
   x->c = NULL;
 }
@@ -210,8 +178,8 @@ void pd_h1up_arm_deadline(conn_t *c) {
   xfer_t *x = c->x;
   uint64_t now = uv_now(c->o->b->loop);
   uint64_t due = x->xb.deadline;
-  if (c->state != C_OPEN && x->xb.connect_timeout_ms > 0) {
-    uint64_t cdue = c->k.start + (uint64_t)x->xb.connect_timeout_ms;
+  if (c->cn.state != PD_CONN_OPEN && x->xb.connect_timeout_ms > 0) {
+    uint64_t cdue = c->cn.k.start + (uint64_t)x->xb.connect_timeout_ms;
     if (!due || cdue < due)
       due = cdue;
   }
@@ -221,15 +189,15 @@ void pd_h1up_arm_deadline(conn_t *c) {
       due = sdue;
   }
   if (due)
-    uv_timer_start(&c->timer, pd_h1_xfer_on_conn_timer, due > now ? due - now : 0, 0);
+    uv_timer_start(&c->cn.timer, pd_h1_xfer_on_conn_timer, due > now ? due - now : 0, 0);
   else
-    uv_timer_stop(&c->timer);
+    uv_timer_stop(&c->cn.timer);
 }
 
 void pd_h1up_bind_conn(conn_t *c, xfer_t *x) {
   c->x = x;
   x->c = c;
-  pd_origin_conn_take(&c->k);
+  pd_origin_conn_take(&c->cn.k);
   c->msg_done = 0;
   c->got_bytes = 0;
   c->aborted = 0;
@@ -239,7 +207,7 @@ void pd_h1up_bind_conn(conn_t *c, xfer_t *x) {
 }
 
 void pd_h1up_conn_start_connect(conn_t *c) {
-  pd_origin_conn_start(&c->o->base, &c->k, c->o->b->loop, NULL);
+  pd_conn_start_connect(&c->cn, c->o->b->loop);
 }
 
 /* Puts a connection whose response ended cleanly back in its origin's idle list, or closes it
@@ -247,7 +215,7 @@ void pd_h1up_conn_start_connect(conn_t *c) {
 void pd_h1up_conn_release(conn_t *c) {
   origin_t *o = c->o;
   c->x = NULL;
-  if (!pd_origin_conn_usable(&o->base, &c->k, o->b->loop)) {
+  if (!pd_origin_conn_usable(&o->base, &c->cn.k, o->b->loop)) {
     pd_h1up_conn_close(c);
     return;
   }
@@ -255,16 +223,16 @@ void pd_h1up_conn_release(conn_t *c) {
   c->idle = 1;
   c->lnext = o->idle;
   o->idle = c;
-  uv_timer_start(&c->timer, pd_h1_xfer_on_conn_timer, IDLE_MAX_MS, 0);
+  uv_timer_start(&c->cn.timer, pd_h1_xfer_on_conn_timer, IDLE_MAX_MS, 0);
   pd_h1_xfer_serve_waiters(o);
 }
 
 void pd_h1up_connect_failed(conn_t *c, int status) {
   xfer_t *x = c->x;
   origin_t *o = c->o;
-  int idx = c->k.idx;
-  int resolving = c->k.resolving;
-  uint64_t started = c->k.start;
+  int idx = c->cn.k.idx;
+  int resolving = c->cn.k.resolving;
+  uint64_t started = c->cn.k.start;
   if (!x) {
     pd_h1up_conn_close(c);
     return;
@@ -274,9 +242,9 @@ void pd_h1up_connect_failed(conn_t *c, int status) {
   if (pd_origin_conn_has_next(&o->base, resolving, idx)) {
     conn_t *c2 = pd_h1up_conn_new(o); /* takes the slot c had */
     if (c2) {
-      c2->k.start = started;
+      c2->cn.k.start = started;
       pd_h1up_bind_conn(c2, x);
-      pd_origin_conn_to(&o->base, &c2->k, idx + 1);
+      pd_origin_conn_to(&o->base, &c2->cn.k, idx + 1);
       return;
     }
   }
@@ -286,48 +254,28 @@ void pd_h1up_connect_failed(conn_t *c, int status) {
   pd_h1_xfer_attempt_failed(x, PD_XFER_ECONNECT, msg);
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-  (void)suggested;
-  conn_t *c = h->data;
-  buf->base = c->o->b->rbuf;
-  buf->len = READ_BUF_SIZE;
-}
-
 void pd_h1up_start_reading(conn_t *c) {
   if (c->reading)
     return;
-  if (uv_read_start((uv_stream_t *)c->tcp, on_alloc, pd_h1_wire_on_read) == 0)
+  if (uv_read_start((uv_stream_t *)c->cn.tcp, pd_conn_on_alloc, pd_conn_on_read) == 0)
     c->reading = 1;
 }
 
 void pd_h1up_stop_reading(conn_t *c) {
   if (!c->reading)
     return;
-  uv_read_stop((uv_stream_t *)c->tcp);
+  uv_read_stop((uv_stream_t *)c->cn.tcp);
   c->reading = 0;
 }
 
-static void on_connected(uv_connect_t *req, int status) {
-  conn_t *c = req->data;
-  if (c->state == C_CLOSING)
-    return;
-  if (status < 0) {
-    pd_h1up_connect_failed(c, status);
-    return;
-  }
-  uv_tcp_nodelay(c->tcp, 1);
-  uv_tcp_keepalive(c->tcp, 1, 60);
-  if (c->o->base.dial != &c->o->base.a && c->o->base.tls)
-    tunnel_start(c);
-  else if (c->o->base.tls)
-    tls_start(c);
-  else
-    conn_opened(c);
+static void on_connect_failed(pd_conn_t *cn, int status) {
+  pd_h1up_connect_failed((conn_t *)cn, status);
 }
 
 /* The connection is ready for requests (connected, and its TLS handshake done). */
-static void conn_opened(conn_t *c) {
-  c->state = C_OPEN;
+static void conn_opened(pd_conn_t *cn) {
+  conn_t *c = (conn_t *)cn;
+  c->cn.state = PD_CONN_OPEN;
   pd_h1up_start_reading(c);
   if (!c->x) { /* its transfer went away while connecting: keep the connection */
     pd_h1up_conn_release(c);
@@ -335,6 +283,34 @@ static void conn_opened(conn_t *c) {
   }
   pd_h1up_arm_deadline(c);
   pd_h1_wire_conn_send(c);
+}
+
+/* Plain HTTP goes to a proxy as requests in absolute form: only https:// tunnels. */
+static void on_connected(pd_conn_t *cn) {
+  pd_h1up_start_reading((conn_t *)cn);
+  if (cn->origin->dial != &cn->origin->a && cn->origin->tls)
+    pd_conn_tunnel_start(cn);
+  else
+    pd_conn_reached(cn);
+}
+
+/* The tunnel or TLS failed: a handshake failure is the upstream's configuration or ours, not a
+ * passing fault (result says so: it is not retried). */
+static void conn_fail(pd_conn_t *cn, int result, const char *msg) {
+  conn_t *c = (conn_t *)cn;
+  xfer_t *x = c->x;
+  if (!x) {
+    pd_h1up_conn_close(c);
+    return;
+  }
+  pd_h1up_detach(x);
+  pd_h1up_conn_close(c);
+  pd_h1_xfer_attempt_failed(x, result, msg);
+}
+
+static int tls_done(pd_conn_t *cn) {
+  conn_opened(cn);
+  return cn->state == PD_CONN_OPEN;
 }
 
 /* ---- TLS on a connection ----------------------------------------------------------------- */
@@ -347,84 +323,28 @@ static void on_request_written(void *arg, int status) {
  * handshake write shows as a failed read, or as the connect timeout. Returns 0 or a libuv
  * error. */
 int pd_h1up_tls_flush(conn_t *c, int request) {
-  return pd_tls_send(c->tls, (uv_stream_t *)c->tcp, request ? on_request_written : NULL, c);
+  return pd_tls_send(c->cn.tls, (uv_stream_t *)c->cn.tcp, request ? on_request_written : NULL, c);
 }
 
-/* The handshake failed, or the TLS stream broke: the cause is in msg. A handshake failure is
- * the upstream's configuration or ours, not a passing fault: it is not retried. */
-static void tls_failed(conn_t *c, const char *msg) {
-  xfer_t *x = c->x;
-  int handshake = c->state == C_HANDSHAKE;
-  if (!x) {
-    pd_h1up_conn_close(c);
-    return;
-  }
-  pd_h1up_detach(x);
-  pd_h1up_conn_close(c);
-  pd_h1_xfer_attempt_failed(x, handshake ? PD_XFER_EOTHER : PD_XFER_ERECV, msg);
-}
-
-static void tls_start(conn_t *c) {
-  c->state = C_HANDSHAKE;
-  char msg[ERRMSG_SIZE];
-  c->tls = pd_tls_new(c->o->base.tls);
-  if (!c->tls) {
-    tls_failed(c, "out of memory starting TLS");
-    return;
-  }
-  pd_h1up_start_reading(c);
-  if (pd_tls_handshake(c->tls, msg, sizeof msg) < 0) {
-    tls_failed(c, msg);
-    return;
-  }
-  int rc = pd_h1up_tls_flush(c, 0);
-  if (rc < 0) {
-    snprintf(msg, sizeof msg, "TLS handshake failed: %s", uv_strerror(rc));
-    tls_failed(c, msg);
-  }
-}
-
-void pd_h1up_tls_on_read(conn_t *c, ssize_t nread, const char *data) {
-  char msg[ERRMSG_SIZE];
-  if (nread < 0) {
-    if (c->state != C_HANDSHAKE) {
-      pd_h1_wire_conn_input(c, nread, NULL);
-      return;
-    }
-    snprintf(msg, sizeof msg, "TLS handshake failed: %s",
-             nread == UV_EOF ? "the upstream closed the connection" : uv_strerror((int)nread));
-    tls_failed(c, msg);
-    return;
-  }
-  if (c->x)
+/* Bytes read on a TLS connection: the handshake, then decrypted response bytes to the parser,
+ * one record at a time. */
+static void tls_read(pd_conn_t *cn, ssize_t nread, const char *data) {
+  conn_t *c = (conn_t *)cn;
+  if (nread >= 0 && c->x)
     c->x->xb.rx_ms = uv_now(c->o->b->loop);
-  if (pd_tls_feed(c->tls, data, (size_t)nread) < 0) {
-    tls_failed(c, "out of memory reading TLS records");
+  if (!pd_conn_tls_input(cn, nread, data))
     return;
-  }
-  if (c->state == C_HANDSHAKE) {
-    int r = pd_tls_handshake(c->tls, msg, sizeof msg);
-    if (r < 0) {
-      tls_failed(c, msg);
-      return;
-    }
-    pd_h1up_tls_flush(c, 0);
-    if (r == 0)
-      return;
-    conn_opened(c);
-    if (c->state != C_OPEN)
-      return;
-  }
   /* The ciphertext is in libssl's buffer now: the shared read buffer takes the plaintext. */
+  char msg[ERRMSG_SIZE];
   char *buf = c->o->b->rbuf;
   for (;;) {
-    ssize_t k = pd_tls_read(c->tls, buf, READ_BUF_SIZE, msg, sizeof msg);
-    if (pd_tls_pending(c->tls))
+    ssize_t k = pd_tls_read(c->cn.tls, buf, READ_BUF_SIZE, msg, sizeof msg);
+    if (pd_tls_pending(c->cn.tls))
       pd_h1up_tls_flush(c, 0); /* a key update's answer */
     if (k == PD_TLS_AGAIN)
       break;
     if (k == PD_TLS_ERR) {
-      tls_failed(c, msg);
+      conn_fail(cn, PD_XFER_ERECV, msg);
       return;
     }
     if (!pd_h1_wire_conn_input(c, k == PD_TLS_EOF ? UV_EOF : k, buf))
@@ -434,84 +354,27 @@ void pd_h1up_tls_on_read(conn_t *c, ssize_t nread, const char *data) {
     pd_h1up_stop_reading(c);
 }
 
-/* ---- a CONNECT tunnel through a proxy ---------------------------------------------------- */
-
-static void tunnel_failed(conn_t *c, const char *why) {
-  char msg[2 * ERRMSG_SIZE]; /* cut to ERRMSG_SIZE where the transfer keeps it */
-  snprintf(msg, sizeof msg, "CONNECT to %s through the proxy %s failed: %s", c->o->base.a.authority,
-           c->o->base.dial->authority, why);
-  xfer_t *x = c->x;
-  if (!x) {
-    pd_h1up_conn_close(c);
-    return;
-  }
-  pd_h1up_detach(x);
-  pd_h1up_conn_close(c);
-  pd_h1_xfer_attempt_failed(x, PD_XFER_ECONNECT, msg);
-}
-
-static void on_tunnel_written(void *arg, int status) {
-  conn_t *c = arg;
-  if (status < 0 && c->state == C_TUNNEL)
-    tunnel_failed(c, uv_strerror(status));
-}
-
-/* Asks the proxy for a tunnel to the origin; TLS starts once it is open. Only the CONNECT line
- * and Host go to the proxy: the request's own headers (its api_key) only ever travel inside
- * the tunnel. */
-static void tunnel_start(conn_t *c) {
-  c->state = C_TUNNEL;
-  pd_h1up_start_reading(c);
-  int rc = pd_proxy_send_connect((uv_stream_t *)c->tcp, c->o->base.a.authority, c->o->base.a.alen,
-                                 c->o->base.proxy_auth, on_tunnel_written, c);
-  if (rc < 0)
-    tunnel_failed(c, uv_strerror(rc));
-}
-
-void pd_h1up_tunnel_on_read(conn_t *c, ssize_t nread, const char *data) {
-  char msg[ERRMSG_SIZE];
-  if (nread < 0) {
-    tunnel_failed(c, nread == UV_EOF ? "the proxy closed the connection before answering"
-                                     : uv_strerror((int)nread));
-    return;
-  }
-  int r = pd_proxy_reply(&c->hname, data, (size_t)nread, msg, sizeof msg);
-  if (r == 0)
-    return;
-  pd_buf_reset(&c->hname);
-  if (r < 0) {
-    tunnel_failed(c, msg);
-    return;
-  }
-  if (c->o->base.tls)
-    tls_start(c);
-  else
-    conn_opened(c);
-}
+static const pd_conn_ops_t CONN_OPS = {on_connected,    on_connect_failed, conn_opened,
+                                       tls_done,        conn_fail,         tls_read,
+                                       pd_h1_wire_read, conn_freed};
 
 /* ---- the public side ------------------------------------------------------------------------ */
 
 int pd_h1up_adopt(pd_h1up_t *b, const pd_xfer_opts_t *op, uv_tcp_t *tcp, pd_tls_t *tls) {
-  const char *auth, *path;
-  int is_tls;
-  long alen = pd_url_split(op->url, &auth, &path, &is_tls);
-  if (b->own.closing || alen < 0 || !is_tls)
-    return -1;
-  char *tls_key = pd_tls_xfer_key(op);
-  origin_t *o = tls_key ? origin_get(b, auth, (size_t)alen, tls_key, op) : NULL;
-  free(tls_key);
+  const char *path;
+  origin_t *o = origin_for(b, op, 1, &path);
   if (!o || o->base.bad[0] || !pd_origin_has_slot(&o->base))
     return -1;
   conn_t *c = conn_new_on(o, tcp);
   if (!c)
     return -1;
-  c->tls = tls;
-  c->state = C_OPEN;
+  c->cn.tls = tls;
+  c->cn.state = PD_CONN_OPEN;
   pd_h1up_start_reading(c);
   c->idle = 1;
   c->lnext = o->idle;
   o->idle = c;
-  uv_timer_start(&c->timer, pd_h1_xfer_on_conn_timer, IDLE_MAX_MS, 0);
+  uv_timer_start(&c->cn.timer, pd_h1_xfer_on_conn_timer, IDLE_MAX_MS, 0);
   return 0;
 }
 
@@ -520,26 +383,14 @@ static const pd_xfer_ops_t H1_OPS = {pd_h1up_pause, pd_h1up_resume, pd_h1up_canc
 
 pd_xfer_t *pd_h1up_start(pd_h1up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cbs_t *cbs,
                          void *ud) {
-  const char *auth, *path;
-  int tls;
-  long alen = pd_url_split(o->url, &auth, &path, &tls);
-  xfer_t *x = NULL;
-  if (b->own.closing || alen < 0)
-    goto fail;
-  x = calloc(1, sizeof *x);
+  const char *path;
+  origin_t *og = origin_for(b, o, 0, &path);
+  xfer_t *x = og ? calloc(1, sizeof *x) : NULL;
   if (!x)
     goto fail;
-  pd_list_init(&x->xb.wlink);
-  pd_list_init(&x->xb.blink);
   x->base.ops = &H1_OPS;
   x->b = b;
-  char *tls_key = tls ? pd_tls_xfer_key(o) : NULL;
-  if (tls && !tls_key)
-    goto fail;
-  x->o = origin_get(b, auth, (size_t)alen, tls_key, o);
-  free(tls_key);
-  if (!x->o)
-    goto fail;
+  x->o = og;
   x->path = pd_url_target(path);
   x->method = strdup(o->method);
   if (!x->path || !x->method)
@@ -602,7 +453,7 @@ static void pump(xfer_t *x) {
     pd_h1_xfer_finish(x, PD_XFER_OK, "");
     return;
   }
-  if (x->c && x->c->state == C_OPEN)
+  if (x->c && x->c->cn.state == PD_CONN_OPEN)
     pd_h1up_start_reading(x->c);
 }
 
@@ -611,7 +462,7 @@ void pd_h1up_pause(pd_xfer_t *bx) {
   if (x->xb.paused || x->xb.cancelled)
     return;
   x->xb.paused = 1;
-  if (x->c && x->c->state == C_OPEN && x->xb.in_cb == 0 && pd_h1up_input_held(x))
+  if (x->c && x->c->cn.state == PD_CONN_OPEN && x->xb.in_cb == 0 && pd_h1up_input_held(x))
     pd_h1up_stop_reading(x->c);
 }
 
@@ -631,16 +482,12 @@ void pd_h1up_resume(pd_xfer_t *bx) {
 
 void pd_h1up_cancel(pd_xfer_t *bx) {
   xfer_t *x = (xfer_t *)bx;
-  if (x->xb.cancelled)
+  if (!pd_xfer_base_cancel(&x->xb))
     return;
-  x->xb.cancelled = 1;
-  if (x->xb.in_cb)
-    return; /* whoever is calling back tears it down when the callback returns */
   pd_h1_xfer_stop_timer(x);
   pd_h1_xfer_destroy(x);
 }
 
 double pd_h1up_elapsed(const pd_xfer_t *bx) {
-  const xfer_t *x = (const xfer_t *)bx;
-  return (double)(uv_hrtime() - x->xb.start_ns) / 1e9;
+  return pd_xfer_base_elapsed(&((const xfer_t *)bx)->xb);
 }

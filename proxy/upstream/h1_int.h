@@ -13,10 +13,11 @@
 #include <string.h>
 #include <strings.h>
 
+#include "upstream/conn.h"
 #include "upstream/origin.h"
 #include "upstream/upstream_int.h"
 
-#define READ_BUF_SIZE (64 * 1024)
+#define READ_BUF_SIZE PD_CONN_READ_BUF
 #define MAX_HEAD_BYTES (100 * 1024) /* response status line + headers */
 #define IDLE_MAX_MS 60000           /* idle keep-alive connections older than this are closed */
 #define ERRMSG_SIZE 160
@@ -43,16 +44,10 @@ static inline origin_t *pd_h1_origin_of(pd_origin_t *base) {
   return (origin_t *)((char *)base - offsetof(origin_t, base));
 }
 
-/* C_DIALING: looking the address up or connecting (c->k says which). */
-enum { C_DIALING, C_TUNNEL, C_HANDSHAKE, C_OPEN, C_CLOSING };
-
 struct conn {
-  uv_tcp_t *tcp; /* its own allocation: a connection can change hands (pd_h1up_adopt) */
-  uv_write_t write_req;
-  pd_origin_conn_t k; /* the lookup and connect (origin.c) */
-  uv_timer_t timer;   /* connect/stall/total deadline while busy, expiry while idle */
+  pd_conn_t cn; /* first: the socket, the timer (connect/stall/total deadline while busy,
+                   expiry while idle), TLS, the state (conn.h) */
   llhttp_t parser;
-  pd_tls_t *tls; /* https://: the connection's TLS state, from the TCP connect on */
   origin_t *o;
   xfer_t *x; /* the transfer being served; NULL when idle */
   int state;
@@ -66,11 +61,9 @@ struct conn {
   int too_large;
   size_t head_bytes;
   pd_buf_t hname, hvalue;
-  pd_buf_t out;    /* the request head being written */
-  char *orphan;    /* a body left by a transfer cancelled mid-write; freed when the write ends */
-  int pending;     /* handles still to close */
-  conn_t *lnext;   /* idle list */
-  pd_list_t blink; /* in the backend's conns */
+  pd_buf_t out;  /* the request head being written */
+  char *orphan;  /* a body left by a transfer cancelled mid-write; freed when the write ends */
+  conn_t *lnext; /* idle list */
 };
 
 enum { T_NONE, T_RETRY, T_QUEUE, T_FAIL };
@@ -127,11 +120,6 @@ void pd_h1up_stop_reading(conn_t *c);
  * handshake write shows as a failed read, or as the connect timeout. Returns 0 or a libuv
  * error. */
 int pd_h1up_tls_flush(conn_t *c, int request);
-/* Bytes read on a TLS connection: the handshake, then decrypted response bytes to the parser. */
-void pd_h1up_tls_on_read(conn_t *c, ssize_t nread, const char *data);
-/* Bytes read while waiting for the proxy's CONNECT reply. */
-void pd_h1up_tunnel_on_read(conn_t *c, ssize_t nread, const char *data);
-
 /* Stops x's own timer (retry delay, queue wait, deferred failure). */
 void pd_h1_xfer_stop_timer(xfer_t *x);
 /* Reports a failure from the loop, never inside the caller's frame. */
@@ -167,8 +155,8 @@ void pd_h1_wire_conn_send(conn_t *c);
 /* Response bytes (plaintext) for the parser, or the end of the stream (nread < 0). Returns 1
  * when the connection is still the transfer's and reading may go on. */
 int pd_h1_wire_conn_input(conn_t *c, ssize_t nread, const char *data);
-/* libuv read callback of every connection: to TLS, the CONNECT reply or the parser. */
-void pd_h1_wire_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+/* Plaintext read off a connection's socket (not TLS, not the CONNECT reply), or its end. */
+void pd_h1_wire_read(pd_conn_t *cn, ssize_t nread, const char *data);
 
 /* llhttp callbacks of a response (h1_wire.c); every connection's parser uses them. */
 extern const llhttp_settings_t pd_h1_wire_settings;

@@ -14,7 +14,7 @@ void pd_h1_wire_write_done(conn_t *c, int status) {
   c->orphan = NULL;
   if (c->out.cap > 4096)
     pd_buf_free(&c->out);
-  if (c->state == C_CLOSING)
+  if (c->cn.state == PD_CONN_CLOSING)
     return;
   if (status < 0)
     pd_h1_xfer_conn_failed(c, status, "Failed sending the request");
@@ -87,15 +87,15 @@ void pd_h1_wire_conn_send(conn_t *c) {
   int n = x->body_len > 0 ? 2 : 1;
   c->writing = 1;
   int rc;
-  if (c->tls)
+  if (c->cn.tls)
     /* One TLS record for a small request, not one for the head and one for the body: each
      * record costs its own encryption setup. */
     rc = (n == 1 || pd_buf_append(&c->out, x->body, x->body_len) == 0) &&
-                 pd_tls_write(c->tls, pd_buf_data(&c->out), c->out.len) == 0
+                 pd_tls_write(c->cn.tls, pd_buf_data(&c->out), c->out.len) == 0
              ? pd_h1up_tls_flush(c, 1)
              : UV_ENOMEM;
   else
-    rc = uv_write(&c->write_req, (uv_stream_t *)c->tcp, bufs, (unsigned)n, on_written);
+    rc = uv_write(&c->cn.write_req, (uv_stream_t *)c->cn.tcp, bufs, (unsigned)n, on_written);
   if (rc < 0) {
     c->writing = 0;
     int stale = c->reused;
@@ -287,19 +287,9 @@ int pd_h1_wire_conn_input(conn_t *c, ssize_t nread, const char *data) {
   return after_parse(c, err, data + nread);
 }
 
-void pd_h1_wire_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-  conn_t *c = s->data;
-  if (nread == 0 || c->state == C_CLOSING)
-    return;
-  if (c->tls) {
-    pd_h1up_tls_on_read(c, nread, buf->base);
-    return;
-  }
-  if (c->state == C_TUNNEL) {
-    pd_h1up_tunnel_on_read(c, nread, buf->base);
-    return;
-  }
-  if (pd_h1_wire_conn_input(c, nread, buf->base) && pd_h1up_input_held(c->x))
+void pd_h1_wire_read(pd_conn_t *cn, ssize_t nread, const char *data) {
+  conn_t *c = (conn_t *)cn;
+  if (pd_h1_wire_conn_input(c, nread, data) && pd_h1up_input_held(c->x))
     pd_h1up_stop_reading(c);
 }
 

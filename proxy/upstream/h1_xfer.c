@@ -40,8 +40,7 @@ void pd_h1_xfer_finish(xfer_t *x, int result, const char *msg) {
 /* The call's deadline passed between attempts (`made` of them). */
 static void finish_timed_out(xfer_t *x, int made) {
   char msg[ERRMSG_SIZE];
-  snprintf(msg, sizeof msg, "Operation timed out after %lu milliseconds (%d attempts)",
-           (unsigned long)(uv_now(x->b->loop) - x->xb.start_ms), made);
+  pd_xfer_timeout_msg(msg, sizeof msg, uv_now(x->b->loop) - x->xb.start_ms, made);
   pd_h1_xfer_finish(x, PD_XFER_ETIMEOUT, msg);
 }
 
@@ -111,7 +110,7 @@ void pd_h1_xfer_acquire(xfer_t *x) {
     o->idle = c->lnext;
     c->lnext = NULL;
     c->idle = 0;
-    if (!pd_origin_conn_usable(&o->base, &c->k, b->loop)) {
+    if (!pd_origin_conn_usable(&o->base, &c->cn.k, b->loop)) {
       pd_h1up_conn_close_keep_slot(c); /* too old: its slot is this call's */
       continue;
     }
@@ -173,8 +172,7 @@ static void xfer_on_timer(uv_timer_t *t) {
   case T_QUEUE: {
     queue_unlink(x);
     char msg[ERRMSG_SIZE];
-    snprintf(msg, sizeof msg, "Operation timed out after %lu milliseconds waiting for a connection",
-             (unsigned long)(uv_now(x->b->loop) - x->xb.start_ms));
+    pd_xfer_timeout_msg(msg, sizeof msg, uv_now(x->b->loop) - x->xb.start_ms, PD_XFER_WAITING);
     pd_h1_xfer_finish(x, PD_XFER_ETIMEOUT, msg);
     break;
   }
@@ -250,11 +248,11 @@ void pd_h1_xfer_conn_failed(conn_t *c, int status, const char *what) {
 
 void pd_h1_xfer_on_conn_timer(uv_timer_t *t) {
   conn_t *c = t->data;
-  if (c->state == C_CLOSING)
+  if (c->cn.state == PD_CONN_CLOSING)
     return;
-  if (c->k.err) {
-    int err = c->k.err;
-    c->k.err = 0;
+  if (c->cn.k.err) {
+    int err = c->cn.k.err;
+    c->cn.k.err = 0;
     pd_h1up_connect_failed(c, err);
     return;
   }
@@ -265,8 +263,8 @@ void pd_h1_xfer_on_conn_timer(uv_timer_t *t) {
   }
   char msg[ERRMSG_SIZE];
   uint64_t now = uv_now(c->o->b->loop);
-  int connect_due = c->state != C_OPEN && x->xb.connect_timeout_ms > 0 &&
-                    now >= c->k.start + (uint64_t)x->xb.connect_timeout_ms;
+  int connect_due = c->cn.state != PD_CONN_OPEN && x->xb.connect_timeout_ms > 0 &&
+                    now >= c->cn.k.start + (uint64_t)x->xb.connect_timeout_ms;
   if (!connect_due && !(x->xb.deadline && now >= x->xb.deadline)) {
     if (!pd_h1up_stall_armed(x) || now < x->xb.rx_ms + (uint64_t)x->xb.stall_ms) {
       pd_h1up_arm_deadline(c); /* bytes came since it was armed, or the caller paused: not yet */
@@ -274,12 +272,10 @@ void pd_h1_xfer_on_conn_timer(uv_timer_t *t) {
     }
     /* Same outcome as a timeout: not retried (the upstream may be working on the request). */
     pd_xfer_stall_msg(msg, sizeof msg, x->xb.stall_ms);
-  } else if (c->state != C_OPEN)
-    snprintf(msg, sizeof msg, "Connection timed out after %lu milliseconds",
-             (unsigned long)(uv_now(c->o->b->loop) - c->k.start));
+  } else if (c->cn.state != PD_CONN_OPEN)
+    pd_conn_timeout_msg(&c->cn, now, msg, sizeof msg);
   else
-    snprintf(msg, sizeof msg, "Operation timed out after %lu milliseconds",
-             (unsigned long)(uv_now(c->o->b->loop) - x->xb.start_ms));
+    pd_xfer_timeout_msg(msg, sizeof msg, now - x->xb.start_ms, 0);
   pd_h1up_detach(x);
   pd_h1up_conn_close(c);
   pd_h1_xfer_attempt_failed(x, PD_XFER_ETIMEOUT, msg);

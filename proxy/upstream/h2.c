@@ -24,13 +24,7 @@
 #include "upstream/h2_int.h"
 
 static void conn_fail(conn_t *c, int result, const char *msg);
-static void on_connected(uv_connect_t *req, int status);
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
-static void tls_start(conn_t *c);
-static void tls_on_read(conn_t *c, ssize_t nread, const char *data);
-static void tunnel_start(conn_t *c);
-static void tunnel_open(conn_t *c);
-static void tunnel_on_read(conn_t *c, ssize_t nread, const char *data);
+static const pd_conn_ops_t CONN_OPS;
 
 /* ---- the backend ----------------------------------------------------------------------------- */
 
@@ -67,7 +61,7 @@ void pd_h2up_close(pd_h2up_t *b, void (*on_closed)(void *ud), void *ud) {
   /* Every connection not yet freed reports once, closing already or not. */
   pd_list_t *l, *t;
   pd_list_each(l, t, &b->own.conns) {
-    conn_t *c = pd_list_entry(l, conn_t, blink);
+    conn_t *c = pd_list_entry(l, conn_t, cn.blink);
     b->own.pending_closes++;
     conn_fail(c, PD_XFER_EOTHER, "closing");
   }
@@ -85,42 +79,10 @@ void pd_h2up_free(pd_h2up_t *b) {
 
 /* ---- origins and addresses ------------------------------------------------------------------ */
 
-/* tls_key: NULL for http://, else the TLS settings as pd_tls_xfer_key wrote them. */
-static origin_t *origin_get(pd_h2up_t *b, const char *auth, size_t alen, const char *tls_key,
-                            const pd_xfer_opts_t *op) {
-  /* Over TLS ALPN offers h2 and HTTP/1.1: a server that chooses HTTP/1.1 has its origin's
-   * calls handed to the HTTP/1.1 client. */
-  pd_origin_t *base = pd_origin_get(&b->own, sizeof(origin_t), offsetof(origin_t, base), auth, alen,
-                                    tls_key, op, 1);
-  if (!base)
-    return NULL;
-  origin_t *o = pd_h2_origin_of(base);
-  o->b = b;
-  return o;
-}
-
 /* ---- connections ---------------------------------------------------------------------------- */
 
-static void conn_handle_closed(conn_t *c) {
-  if (--c->pending > 0)
-    return;
-  pd_h2up_t *b = c->o->b;
-  pd_list_remove(&c->blink);
-  pd_buf_free(&c->wbuf);
-  pd_buf_free(&c->tunnel);
-  pd_tls_free(c->tls);
-  free(c);
-  pd_origin_owner_part_closed(&b->own);
-}
-
-static void on_conn_handle_closed(uv_handle_t *h) {
-  conn_handle_closed(h->data);
-}
-
-static void on_tcp_closed(uv_handle_t *h) {
-  conn_t *c = h->data;
-  free(h);
-  conn_handle_closed(c);
+static void conn_freed(pd_conn_t *cn) {
+  pd_buf_free(&((conn_t *)cn)->wbuf);
 }
 
 static void live_unlink(conn_t *c) {
@@ -135,28 +97,32 @@ static void live_unlink(conn_t *c) {
   o->base.nconns--;
 }
 
-/* Closes the connection. Its streams' transfers are retried or fail (from their timers). */
-static void conn_fail(conn_t *c, int result, const char *msg) {
-  if (c->state == C_CLOSING)
-    return;
-  origin_t *o = c->o;
-  pd_origin_conn_leave(&c->k);
-  c->state = C_CLOSING;
-  live_unlink(c);
+/* Takes c's streams off it one at a time: the next transfer still wanted (released from its
+ * stream), or NULL once none is left; cancelled ones are freed on the way. */
+static xfer_t *take_stream(conn_t *c) {
   while (c->streams) {
     xfer_t *x = c->streams;
     pd_h2_xfer_stream_release(x);
-    if (x->destroyed)
-      pd_h2_xfer_maybe_free(x);
-    else
-      pd_h2_xfer_conn_lost(x, result, msg);
+    if (!x->destroyed)
+      return x;
+    pd_h2_xfer_maybe_free(x);
   }
+  return NULL;
+}
+
+/* Closes the connection. Its streams' transfers are retried or fail (from their timers). */
+static void conn_fail(conn_t *c, int result, const char *msg) {
+  if (c->cn.state == PD_CONN_CLOSING)
+    return;
+  origin_t *o = c->o;
+  pd_origin_conn_leave(&c->cn.k);
+  c->cn.state = PD_CONN_CLOSING;
+  live_unlink(c);
+  for (xfer_t *x; (x = take_stream(c));)
+    pd_h2_xfer_conn_lost(x, result, msg);
   nghttp2_session_del(c->ng);
   c->ng = NULL;
-  c->pending = c->tcp ? 2 : 1; /* no tcp: the HTTP/1.1 client adopted it */
-  uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
-  if (c->tcp)
-    uv_close((uv_handle_t *)c->tcp, on_tcp_closed);
+  pd_conn_close_handles(&c->cn); /* no tcp: the HTTP/1.1 client adopted it */
   pd_h2_session_serve_waiters(o);
 }
 
@@ -173,59 +139,44 @@ conn_t *pd_h2up_conn_new(origin_t *o, long connect_timeout_ms) {
                                  {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW}};
   if (nghttp2_submit_settings(c->ng, NGHTTP2_FLAG_NONE, iv, sizeof iv / sizeof iv[0]) != 0 ||
       nghttp2_session_set_local_window_size(c->ng, NGHTTP2_FLAG_NONE, 0, CONN_WINDOW) != 0 ||
-      !(c->tcp = malloc(sizeof *c->tcp)) || uv_tcp_init(b->loop, c->tcp) < 0) {
-    free(c->tcp);
+      pd_conn_init(&c->cn, &CONN_OPS, &o->base, b->loop, NULL, pd_h2up_on_conn_timer, b->rbuf) <
+          0) {
     nghttp2_session_del(c->ng);
     free(c);
     return NULL;
   }
-  uv_timer_init(b->loop, &c->timer);
-  c->tcp->data = c;
-  c->write_req.data = c;
-  c->timer.data = c;
   c->o = o;
   pd_buf_init(&c->wbuf);
-  pd_buf_init(&c->tunnel);
-  pd_list_insert_head(&b->own.conns, &c->blink);
   c->onext = o->live;
   if (o->live)
     o->live->oprev = c;
   o->live = c;
-  o->base.nconns++;
-  c->state = C_DIALING;
-  pd_origin_conn_init(&c->k, c->tcp, on_connected, c, &c->timer, pd_h2up_on_conn_timer,
-                      uv_now(b->loop));
   /* Without a connect timeout the wait for the server's SETTINGS is still bounded: a server
    * that accepts and never speaks HTTP/2 must not hold a connection slot for good. */
   c->connect_timeout_ms = connect_timeout_ms > 0 ? connect_timeout_ms : SETTINGS_WAIT_MAX_MS;
-  uv_timer_start(&c->timer, pd_h2up_on_conn_timer, (uint64_t)c->connect_timeout_ms, 0);
+  uv_timer_start(&c->cn.timer, pd_h2up_on_conn_timer, (uint64_t)c->connect_timeout_ms, 0);
   return c;
 }
 
 void pd_h2up_conn_start_connect(conn_t *c) {
-  pd_origin_conn_start(&c->o->base, &c->k, c->o->b->loop, NULL);
+  pd_conn_start_connect(&c->cn, c->o->b->loop);
 }
 
-static void connect_failed(conn_t *c, int status) {
+static void connect_failed(pd_conn_t *cn, int status) {
+  conn_t *c = (conn_t *)cn;
   origin_t *o = c->o;
-  int idx = c->k.idx;
-  int resolving = c->k.resolving;
+  int idx = c->cn.k.idx;
+  int resolving = c->cn.k.resolving;
   if (pd_origin_conn_has_next(&o->base, resolving, idx) && c->streams) {
     /* The next address, on a new connection (a new session) taking over the streams. */
     conn_t *c2 = pd_h2up_conn_new(o, c->connect_timeout_ms);
     if (c2) {
-      c2->k.start = c->k.start;
-      while (c->streams) {
-        xfer_t *x = c->streams;
-        pd_h2_xfer_stream_release(x);
-        if (x->destroyed) {
-          pd_h2_xfer_maybe_free(x);
-          continue;
-        }
+      c2->cn.k.start = c->cn.k.start;
+      for (xfer_t *x; (x = take_stream(c));) {
         x->body_off = 0;
         pd_h2_session_submit(c2, x);
       }
-      pd_origin_conn_to(&o->base, &c2->k, idx + 1);
+      pd_origin_conn_to(&o->base, &c2->cn.k, idx + 1);
     }
   }
   char msg[ERRMSG_SIZE];
@@ -235,18 +186,13 @@ static void connect_failed(conn_t *c, int status) {
 
 void pd_h2up_on_conn_timer(uv_timer_t *t) {
   conn_t *c = t->data;
-  if (c->state == C_CLOSING)
+  if (c->cn.state == PD_CONN_CLOSING)
     return;
-  if (c->k.err) {
-    int err = c->k.err;
-    c->k.err = 0;
-    connect_failed(c, err);
+  if (pd_conn_deferred_failure(&c->cn))
     return;
-  }
   if (!c->ready) {
     char msg[ERRMSG_SIZE];
-    snprintf(msg, sizeof msg, "Connection timed out after %lu milliseconds",
-             (unsigned long)(uv_now(c->o->b->loop) - c->k.start));
+    pd_conn_timeout_msg(&c->cn, uv_now(c->o->b->loop), msg, sizeof msg);
     conn_fail(c, PD_XFER_ETIMEOUT, msg);
     return;
   }
@@ -254,84 +200,30 @@ void pd_h2up_on_conn_timer(uv_timer_t *t) {
     conn_fail(c, PD_XFER_ERECV, "idle");
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-  (void)suggested;
-  conn_t *c = h->data;
-  buf->base = c->o->b->rbuf;
-  buf->len = READ_BUF_SIZE;
-}
-
-static void on_connected(uv_connect_t *req, int status) {
-  conn_t *c = req->data;
-  if (c->state == C_CLOSING)
-    return;
-  if (status < 0) {
-    connect_failed(c, status);
-    return;
-  }
-  c->state = c->o->base.dial != &c->o->base.a ? C_TUNNEL : c->o->base.tls ? C_HANDSHAKE : C_OPEN;
-  uv_tcp_nodelay(c->tcp, 1);
-  uv_tcp_keepalive(c->tcp, 1, 60);
-  if (uv_read_start((uv_stream_t *)c->tcp, on_alloc, on_read) < 0) {
+/* A CONNECT tunnel through a proxy for h2c too: HTTP/2 frames cannot be proxied as requests. */
+static void on_connected(pd_conn_t *cn) {
+  conn_t *c = (conn_t *)cn;
+  c->cn.state = c->o->base.dial != &c->o->base.a ? PD_CONN_TUNNEL
+                : c->o->base.tls                 ? PD_CONN_HANDSHAKE
+                                                 : PD_CONN_OPEN;
+  if (uv_read_start((uv_stream_t *)c->cn.tcp, pd_conn_on_alloc, pd_conn_on_read) < 0) {
     conn_fail(c, PD_XFER_ECONNECT, "could not read from the upstream connection");
     return;
   }
-  if (c->state == C_TUNNEL)
-    tunnel_start(c);
+  if (c->cn.state == PD_CONN_TUNNEL)
+    pd_conn_tunnel_start(cn);
   else
-    tunnel_open(c);
+    pd_conn_reached(cn);
 }
 
-/* ---- a CONNECT tunnel through a proxy (for h2c too: HTTP/2 frames cannot be proxied as
- * requests) ---------------------------------------------------------------------------------- */
-
-/* The TCP connection reaches the origin now: TLS, else HTTP/2 right away. */
-static void tunnel_open(conn_t *c) {
-  if (c->o->base.tls) {
-    c->state = C_HANDSHAKE;
-    tls_start(c);
-  } else {
-    c->state = C_OPEN;
-    pd_h2up_conn_flush(c);
-  }
+/* The TCP connection reaches the origin in plaintext: HTTP/2 right away. */
+static void conn_opened(pd_conn_t *cn) {
+  cn->state = PD_CONN_OPEN;
+  pd_h2up_conn_flush((conn_t *)cn);
 }
 
-static void tunnel_failed(conn_t *c, const char *why) {
-  char msg[2 * ERRMSG_SIZE]; /* cut to ERRMSG_SIZE where the transfer keeps it */
-  snprintf(msg, sizeof msg, "CONNECT to %s through the proxy %s failed: %s", c->o->base.a.authority,
-           c->o->base.dial->authority, why);
-  conn_fail(c, PD_XFER_ECONNECT, msg);
-}
-
-static void on_tunnel_written(void *arg, int status) {
-  conn_t *c = arg;
-  if (status < 0 && c->state == C_TUNNEL)
-    tunnel_failed(c, uv_strerror(status));
-}
-
-/* Only the CONNECT line and Host go to the proxy: the streams' headers travel in the tunnel. */
-static void tunnel_start(conn_t *c) {
-  int rc = pd_proxy_send_connect((uv_stream_t *)c->tcp, c->o->base.a.authority, c->o->base.a.alen,
-                                 c->o->base.proxy_auth, on_tunnel_written, c);
-  if (rc < 0)
-    tunnel_failed(c, uv_strerror(rc));
-}
-
-static void tunnel_on_read(conn_t *c, ssize_t nread, const char *data) {
-  char msg[ERRMSG_SIZE];
-  if (nread < 0) {
-    tunnel_failed(c, nread == UV_EOF ? "the proxy closed the connection before answering"
-                                     : uv_strerror((int)nread));
-    return;
-  }
-  int r = pd_proxy_reply(&c->tunnel, data, (size_t)nread, msg, sizeof msg);
-  if (r == 0)
-    return;
-  pd_buf_free(&c->tunnel);
-  if (r < 0)
-    tunnel_failed(c, msg);
-  else
-    tunnel_open(c);
+static void on_conn_fail(pd_conn_t *cn, int result, const char *msg) {
+  conn_fail((conn_t *)cn, result, msg);
 }
 
 /* Why a connection nghttp2 is done with ended. */
@@ -351,7 +243,7 @@ static void on_written(uv_write_t *req, int status) {
   pd_buf_reset(&c->wbuf);
   if (c->wbuf.cap > 4 * WRITE_CHUNK)
     pd_buf_free(&c->wbuf);
-  if (c->state == C_CLOSING)
+  if (c->cn.state == PD_CONN_CLOSING)
     return;
   if (status < 0) {
     char msg[ERRMSG_SIZE];
@@ -364,14 +256,14 @@ static void on_written(uv_write_t *req, int status) {
 }
 
 static void on_tls_written(void *arg, int status) {
-  on_written(&((conn_t *)arg)->write_req, status);
+  on_written(&((conn_t *)arg)->cn.write_req, status);
 }
 
 /* Writes what nghttp2 has to send: one write at a time, up to about WRITE_CHUNK; the rest
  * waits in nghttp2 until that write is done. Closes the connection once nghttp2 wants
  * neither to read nor to write. Does nothing inside nghttp2's own calls. */
 void pd_h2up_conn_flush(conn_t *c) {
-  if (c->state != C_OPEN || c->in_recv || c->in_send || c->writing)
+  if (c->cn.state != PD_CONN_OPEN || c->in_recv || c->in_send || c->writing)
     return;
   int err = 0;
   c->in_send++;
@@ -402,13 +294,13 @@ void pd_h2up_conn_flush(conn_t *c) {
     uv_buf_t ub = uv_buf_init(pd_buf_data(&c->wbuf), (unsigned)c->wbuf.len);
     c->writing = 1;
     int rc;
-    if (c->tls) {
+    if (c->cn.tls) {
       /* The frames are copied into libssl's records: wbuf is free again right away. */
-      rc = pd_tls_write(c->tls, ub.base, ub.len) < 0
+      rc = pd_tls_write(c->cn.tls, ub.base, ub.len) < 0
                ? UV_ENOMEM
-               : pd_tls_send(c->tls, (uv_stream_t *)c->tcp, on_tls_written, c);
+               : pd_tls_send(c->cn.tls, (uv_stream_t *)c->cn.tcp, on_tls_written, c);
     } else {
-      rc = uv_write(&c->write_req, (uv_stream_t *)c->tcp, &ub, 1, on_written);
+      rc = uv_write(&c->cn.write_req, (uv_stream_t *)c->cn.tcp, &ub, 1, on_written);
     }
     if (rc < 0) {
       c->writing = 0;
@@ -440,7 +332,7 @@ static int conn_input(conn_t *c, ssize_t nread, const char *data) {
   c->in_recv++;
   ssize_t rv = nghttp2_session_mem_recv(c->ng, (const uint8_t *)data, (size_t)nread);
   c->in_recv--;
-  if (c->state == C_CLOSING)
+  if (c->cn.state == PD_CONN_CLOSING)
     return 0;
   if (rv < 0) {
     snprintf(msg, sizeof msg, "the upstream broke the HTTP/2 protocol (%s)",
@@ -451,19 +343,9 @@ static int conn_input(conn_t *c, ssize_t nread, const char *data) {
   return 1;
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-  conn_t *c = s->data;
-  if (nread == 0 || c->state == C_CLOSING)
-    return;
-  if (c->tls) {
-    tls_on_read(c, nread, buf->base);
-    return;
-  }
-  if (c->state == C_TUNNEL) {
-    tunnel_on_read(c, nread, buf->base);
-    return;
-  }
-  if (!conn_input(c, nread, buf->base))
+static void plain_read(pd_conn_t *cn, ssize_t nread, const char *data) {
+  conn_t *c = (conn_t *)cn;
+  if (!conn_input(c, nread, data))
     return;
   pd_h2up_conn_flush(c);
   pd_h2_session_serve_waiters(c->o);
@@ -483,92 +365,46 @@ static void to_h1(conn_t *c) {
     op.url = url;
     op.http2 = 0;
     op.proxy = o->base.proxy;
-    uv_read_stop((uv_stream_t *)c->tcp);
-    if (pd_h1up_adopt(o->b->h1, &op, c->tcp, c->tls) == 0)
-      c->tcp = NULL, c->tls = NULL;
+    uv_read_stop((uv_stream_t *)c->cn.tcp);
+    if (pd_h1up_adopt(o->b->h1, &op, c->cn.tcp, c->cn.tls) == 0)
+      c->cn.tcp = NULL, c->cn.tls = NULL;
     free(url);
   }
-  while (c->streams) {
-    xfer_t *x = c->streams;
-    pd_h2_xfer_stream_release(x);
-    if (x->destroyed)
-      pd_h2_xfer_maybe_free(x);
-    else
-      pd_h2_xfer_hand_over(x);
-  }
+  for (xfer_t *x; (x = take_stream(c));)
+    pd_h2_xfer_hand_over(x);
   conn_fail(c, PD_XFER_EOTHER, "the upstream chose HTTP/1.1"); /* its waiters are handed over */
 }
 
-/* The handshake failed (not retried: a configuration fault, ours or the upstream's), or the TLS
- * stream broke. */
-static void tls_failed(conn_t *c, const char *msg) {
-  conn_fail(c, c->state == C_HANDSHAKE ? PD_XFER_EOTHER : PD_XFER_ERECV, msg);
+/* The handshake is done: HTTP/2, else the HTTP/1.1 client takes the connection. */
+static int tls_done(pd_conn_t *cn) {
+  conn_t *c = (conn_t *)cn;
+  if (pd_tls_alpn_h2(c->cn.tls) != 2) {
+    to_h1(c);
+    return 0;
+  }
+  c->cn.state = PD_CONN_OPEN;
+  return 1;
 }
 
-static void tls_start(conn_t *c) {
-  char msg[ERRMSG_SIZE];
-  c->tls = pd_tls_new(c->o->base.tls);
-  if (!c->tls) {
-    tls_failed(c, "out of memory starting TLS");
+static void tls_read(pd_conn_t *cn, ssize_t nread, const char *data) {
+  conn_t *c = (conn_t *)cn;
+  if (!pd_conn_tls_input(cn, nread, data))
     return;
-  }
-  int rc = pd_tls_handshake(c->tls, msg, sizeof msg);
-  if (rc < 0) {
-    tls_failed(c, msg);
-    return;
-  }
-  rc = pd_tls_send(c->tls, (uv_stream_t *)c->tcp, NULL, NULL);
-  if (rc < 0) {
-    snprintf(msg, sizeof msg, "TLS handshake failed: %s", uv_strerror(rc));
-    tls_failed(c, msg);
-  }
-}
-
-static void tls_on_read(conn_t *c, ssize_t nread, const char *data) {
-  char msg[ERRMSG_SIZE];
-  if (nread < 0) {
-    if (c->state != C_HANDSHAKE) {
-      conn_input(c, nread, NULL);
-      return;
-    }
-    snprintf(msg, sizeof msg, "TLS handshake failed: %s",
-             nread == UV_EOF ? "the upstream closed the connection" : uv_strerror((int)nread));
-    tls_failed(c, msg);
-    return;
-  }
-  if (pd_tls_feed(c->tls, data, (size_t)nread) < 0) {
-    tls_failed(c, "out of memory reading TLS records");
-    return;
-  }
-  if (c->state == C_HANDSHAKE) {
-    int r = pd_tls_handshake(c->tls, msg, sizeof msg);
-    if (r < 0) {
-      tls_failed(c, msg);
-      return;
-    }
-    pd_tls_send(c->tls, (uv_stream_t *)c->tcp, NULL, NULL);
-    if (r == 0)
-      return;
-    if (pd_tls_alpn_h2(c->tls) != 2) {
-      to_h1(c);
-      return;
-    }
-    c->state = C_OPEN;
-  }
   /* The ciphertext is in libssl's buffer now: the shared read buffer takes the plaintext, every
    * record of it before nghttp2 sees the bytes (a server that puts HEADERS and DATA in records of
    * their own costs one nghttp2_session_mem_recv, not two). */
+  char msg[ERRMSG_SIZE];
   char *buf = c->o->b->rbuf;
   for (;;) {
     size_t have = 0;
     ssize_t k;
-    while ((k = pd_tls_read(c->tls, buf + have, READ_BUF_SIZE - have, msg, sizeof msg)) > 0)
+    while ((k = pd_tls_read(c->cn.tls, buf + have, READ_BUF_SIZE - have, msg, sizeof msg)) > 0)
       if ((have += (size_t)k) == READ_BUF_SIZE)
         break;
     if (have > 0 && !conn_input(c, (ssize_t)have, buf))
       return;
     if (k == PD_TLS_ERR) {
-      tls_failed(c, msg);
+      conn_fail(c, PD_XFER_ERECV, msg);
       return;
     }
     if (k == PD_TLS_EOF) {
@@ -578,11 +414,14 @@ static void tls_on_read(conn_t *c, ssize_t nread, const char *data) {
     if (k == PD_TLS_AGAIN)
       break;
   }
-  if (pd_tls_pending(c->tls))
-    pd_tls_send(c->tls, (uv_stream_t *)c->tcp, NULL, NULL); /* a key update's answer */
+  if (pd_tls_pending(c->cn.tls))
+    pd_tls_send(c->cn.tls, (uv_stream_t *)c->cn.tcp, NULL, NULL); /* a key update's answer */
   pd_h2up_conn_flush(c);
   pd_h2_session_serve_waiters(c->o);
 }
+
+static const pd_conn_ops_t CONN_OPS = {on_connected, connect_failed, conn_opened, tls_done,
+                                       on_conn_fail, tls_read,       plain_read,  conn_freed};
 
 /* ---- the public side ------------------------------------------------------------------------ */
 
@@ -591,32 +430,25 @@ static const pd_xfer_ops_t H2_OPS = {pd_h2up_pause, pd_h2up_resume, pd_h2up_canc
 
 pd_xfer_t *pd_h2up_start(pd_h2up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cbs_t *cbs,
                          void *ud) {
-  const char *auth, *path;
-  int tls;
-  long alen = pd_url_split(o->url, &auth, &path, &tls);
-  xfer_t *x = NULL;
-  if (b->own.closing || alen < 0)
-    goto fail;
-  x = calloc(1, sizeof *x);
-  if (!x)
-    goto fail;
-  pd_list_init(&x->xb.wlink);
-  pd_list_init(&x->xb.blink);
-  x->base.ops = &H2_OPS;
-  x->b = b;
-  char *tls_key = tls ? pd_tls_xfer_key(o) : NULL;
-  if (tls && !tls_key)
-    goto fail;
-  x->o = origin_get(b, auth, (size_t)alen, tls_key, o);
-  free(tls_key);
-  if (!x->o)
-    goto fail;
-  if (x->o->h1) { /* its server speaks HTTP/1.1: the call is the HTTP/1.1 client's */
-    free(x);
+  /* Over TLS ALPN offers h2 and HTTP/1.1: a server that chooses HTTP/1.1 has its origin's
+   * calls handed to the HTTP/1.1 client. */
+  const char *path;
+  pd_origin_t *ob =
+      pd_origin_of_call(&b->own, sizeof(origin_t), offsetof(origin_t, base), o, 1, 0, &path);
+  origin_t *og = ob ? pd_h2_origin_of(ob) : NULL;
+  if (og && og->h1) { /* its server speaks HTTP/1.1: the call is the HTTP/1.1 client's */
     pd_xfer_opts_t op = *o;
     op.http2 = 0;
     return pd_h1up_start(b->h1, &op, cbs, ud);
   }
+  xfer_t *x = og ? calloc(1, sizeof *x) : NULL;
+  if (og)
+    og->b = b;
+  if (!x)
+    goto fail;
+  x->base.ops = &H2_OPS;
+  x->b = b;
+  x->o = og;
   x->path = pd_url_target(path);
   x->method = strdup(o->method);
   if (!x->path || !x->method || pd_h2_xfer_parse_headers(x, o->headers) < 0)
@@ -700,15 +532,10 @@ void pd_h2up_resume(pd_xfer_t *bx) {
 
 void pd_h2up_cancel(pd_xfer_t *bx) {
   xfer_t *x = (xfer_t *)bx;
-  if (x->xb.cancelled)
-    return;
-  x->xb.cancelled = 1;
-  if (x->xb.in_cb)
-    return; /* whoever is calling back tears it down when the callback returns */
-  pd_h2_xfer_destroy(x);
+  if (pd_xfer_base_cancel(&x->xb))
+    pd_h2_xfer_destroy(x);
 }
 
 double pd_h2up_elapsed(const pd_xfer_t *bx) {
-  const xfer_t *x = (const xfer_t *)bx;
-  return (double)(uv_hrtime() - x->xb.start_ns) / 1e9;
+  return pd_xfer_base_elapsed(&((const xfer_t *)bx)->xb);
 }

@@ -14,10 +14,11 @@
 #include <string.h>
 #include <strings.h>
 
+#include "upstream/conn.h"
 #include "upstream/origin.h"
 #include "upstream/upstream_int.h"
 
-#define READ_BUF_SIZE (64 * 1024)
+#define READ_BUF_SIZE PD_CONN_READ_BUF
 #define MAX_HEAD_BYTES (100 * 1024) /* one response header block */
 #define IDLE_MAX_MS 60000           /* connections without streams longer than this are closed */
 #define SETTINGS_WAIT_MAX_MS                                                                       \
@@ -59,19 +60,11 @@ static inline origin_t *pd_h2_origin_of(pd_origin_t *base) {
   return (origin_t *)((char *)base - offsetof(origin_t, base));
 }
 
-/* C_DIALING: looking the address up or connecting (c->k says which). */
-enum { C_DIALING, C_TUNNEL, C_HANDSHAKE, C_OPEN, C_CLOSING };
-
 struct conn {
-  uv_tcp_t *tcp; /* its own allocation: a connection can change hands (pd_h1up_adopt) */
-  uv_write_t write_req;
-  pd_origin_conn_t k; /* the lookup and connect (origin.c) */
-  uv_timer_t timer;   /* connect deadline until the server's SETTINGS, then idle expiry */
+  pd_conn_t cn; /* first: the socket, the timer (connect deadline until the server's SETTINGS,
+                   then idle expiry), TLS, the tunnel, the state (conn.h) */
   nghttp2_session *ng;
-  pd_tls_t *tls;   /* https://: the connection's TLS state, from the TCP connect on */
-  pd_buf_t tunnel; /* through a proxy: its reply to CONNECT, as it arrives */
   origin_t *o;
-  int state;
   int ready;   /* the server's SETTINGS arrived */
   int goaway;  /* takes no new streams */
   int retired; /* neither (its calls or its age reached the pool's bounds): closes once idle */
@@ -79,13 +72,11 @@ struct conn {
   int served; /* a stream has ended on it */
   int writing;
   int in_recv, in_send; /* inside nghttp2_session_mem_recv / mem_send */
-  int pending;          /* handles still to close */
   long connect_timeout_ms;
   int nstreams;
   xfer_t *streams; /* bound transfers, cancelled ones included until their stream closes */
   pd_buf_t wbuf;   /* frames being written */
   conn_t *oprev, *onext;
-  pd_list_t blink; /* in the backend's conns */
 };
 
 enum { T_NONE, T_DEADLINE, T_RETRY, T_FAIL, T_ENDED };

@@ -42,7 +42,7 @@ void pd_h2_session_submit(conn_t *c, xfer_t *x) {
   }
   size_t n = 0;
   nv[n++] = make_nv(":method", 7, x->method, strlen(x->method));
-  if (c->tls)
+  if (c->cn.tls)
     nv[n++] = make_nv(":scheme", 7, "https", 5);
   else
     nv[n++] = make_nv(":scheme", 7, "http", 4);
@@ -90,20 +90,20 @@ void pd_h2_session_submit(conn_t *c, xfer_t *x) {
     c->streams->sprev = x;
   c->streams = x;
   c->nstreams++;
-  pd_origin_conn_take(&c->k);
-  if (!pd_origin_conn_usable(&c->o->base, &c->k, c->o->b->loop))
+  pd_origin_conn_take(&c->cn.k);
+  if (!pd_origin_conn_usable(&c->o->base, &c->cn.k, c->o->b->loop))
     c->retired = 1;                    /* its last call: it closes when its streams are done */
   x->xb.rx_ms = uv_now(c->o->b->loop); /* the attempt starts: its stall clock with it */
   pd_h2_xfer_arm_deadline(x);
   if (c->ready)
-    uv_timer_stop(&c->timer); /* no idle expiry while it has streams */
+    uv_timer_stop(&c->cn.timer); /* no idle expiry while it has streams */
   pd_h2up_conn_flush(c);
 }
 
 void pd_h2_session_retire(conn_t *c) {
   c->retired = 1;
-  if (c->state == C_OPEN && c->ready && c->nstreams == 0)
-    uv_timer_start(&c->timer, pd_h2up_on_conn_timer, 0, 0); /* idle: closes from its timer */
+  if (c->cn.state == PD_CONN_OPEN && c->ready && c->nstreams == 0)
+    uv_timer_start(&c->cn.timer, pd_h2up_on_conn_timer, 0, 0); /* idle: closes from its timer */
 }
 
 static uint32_t conn_max_streams(conn_t *c) {
@@ -124,7 +124,7 @@ static int place(xfer_t *x) {
   origin_t *o = x->o;
   int unready = 0;
   for (conn_t *c = o->live; c; c = c->onext) {
-    if (!c->retired && !pd_origin_conn_usable(&o->base, &c->k, x->b->loop))
+    if (!c->retired && !pd_origin_conn_usable(&o->base, &c->cn.k, x->b->loop))
       pd_h2_session_retire(c); /* too old */
     if (c->goaway || c->retired)
       continue;
@@ -252,9 +252,9 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud) 
     if (!(f->hd.flags & NGHTTP2_FLAG_ACK) && !c->ready) {
       c->ready = 1;
       if (c->nstreams == 0)
-        uv_timer_start(&c->timer, pd_h2up_on_conn_timer, c->retired ? 0 : IDLE_MAX_MS, 0);
+        uv_timer_start(&c->cn.timer, pd_h2up_on_conn_timer, c->retired ? 0 : IDLE_MAX_MS, 0);
       else
-        uv_timer_stop(&c->timer); /* connected: the connect timeout is over */
+        uv_timer_stop(&c->cn.timer); /* connected: the connect timeout is over */
     }
     break;
   case NGHTTP2_GOAWAY:

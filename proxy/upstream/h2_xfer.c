@@ -83,8 +83,7 @@ int pd_h2_xfer_may_retry(const xfer_t *x, long delay_ms) {
 /* The call's deadline passed, or comes before the next attempt could start. */
 static void fail_timed_out(xfer_t *x) {
   char msg[ERRMSG_SIZE];
-  snprintf(msg, sizeof msg, "Operation timed out after %lu milliseconds (%d attempts)",
-           (unsigned long)(uv_now(x->b->loop) - x->xb.start_ms), x->xb.attempt + 1);
+  pd_xfer_timeout_msg(msg, sizeof msg, uv_now(x->b->loop) - x->xb.start_ms, x->xb.attempt + 1);
   pd_h2_xfer_fail_soon(x, PD_XFER_ETIMEOUT, msg);
 }
 
@@ -119,14 +118,15 @@ void pd_h2_xfer_stream_release(xfer_t *x) {
     x->snext->sprev = x->sprev;
   x->sprev = x->snext = NULL;
   c->nstreams--;
-  if (c->state != C_CLOSING && c->ng && !x->destroyed && x->xb.held.len > 0)
+  if (c->cn.state != PD_CONN_CLOSING && c->ng && !x->destroyed && x->xb.held.len > 0)
     nghttp2_session_consume_connection(c->ng, x->xb.held.len);
   x->c = NULL;
   x->stream_id = 0;
   /* Idle: closed after IDLE_MAX_MS, or at once (from the timer: this may run inside nghttp2)
    * when it takes no new streams. */
-  if (c->state == C_OPEN && c->ready && c->nstreams == 0)
-    uv_timer_start(&c->timer, pd_h2up_on_conn_timer, c->goaway || c->retired ? 0 : IDLE_MAX_MS, 0);
+  if (c->cn.state == PD_CONN_OPEN && c->ready && c->nstreams == 0)
+    uv_timer_start(&c->cn.timer, pd_h2up_on_conn_timer, c->goaway || c->retired ? 0 : IDLE_MAX_MS,
+                   0);
 }
 
 /* Cancels for good: no callback runs after this. The memory goes once the timer has closed and
@@ -289,15 +289,11 @@ static void xfer_on_timer(uv_timer_t *t) {
       pd_h2_xfer_finish(x, PD_XFER_ETIMEOUT, msg);
       break;
     }
-    if (pd_list_linked(&x->xb.wlink)) {
+    int waiting = pd_list_linked(&x->xb.wlink);
+    if (waiting)
       pd_h2_xfer_queue_unlink(x);
-      snprintf(msg, sizeof msg,
-               "Operation timed out after %lu milliseconds waiting for a connection",
-               (unsigned long)(uv_now(x->b->loop) - x->xb.start_ms));
-    } else {
-      snprintf(msg, sizeof msg, "Operation timed out after %lu milliseconds",
-               (unsigned long)(uv_now(x->b->loop) - x->xb.start_ms));
-    }
+    pd_xfer_timeout_msg(msg, sizeof msg, uv_now(x->b->loop) - x->xb.start_ms,
+                        waiting ? PD_XFER_WAITING : 0);
     pd_h2_xfer_finish(x, PD_XFER_ETIMEOUT, msg);
     break;
   case T_FAIL:

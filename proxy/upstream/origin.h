@@ -6,6 +6,8 @@
 #ifndef PD_ORIGIN_H
 #define PD_ORIGIN_H
 
+#include <stdlib.h>
+
 #include "base/list.h"
 #include "upstream/proxy.h"
 #include "upstream/tls.h"
@@ -175,6 +177,26 @@ int pd_origin_is(const pd_origin_t *o, const char *auth, size_t alen, const char
  * pd_origin_t, or NULL when out of memory. pd_origin_owner_free frees them. */
 pd_origin_t *pd_origin_get(pd_origin_owner_t *own, size_t size, size_t offset, const char *auth,
                            size_t alen, const char *tls_key, const pd_xfer_opts_t *op, int alpn_h2);
+/* For a framing's start (or adopt): the origin of a call to op->url, found or made as
+ * pd_origin_get does (size, offset, alpn_h2 as there); *path is the URL's path. NULL while own
+ * closes, for a URL that does not parse, for http:// when tls_only, or when out of memory.
+ * Inline: every call starts with it, on the hot path. */
+static inline pd_origin_t *pd_origin_of_call(pd_origin_owner_t *own, size_t size, size_t offset,
+                                             const pd_xfer_opts_t *op, int alpn_h2, int tls_only,
+                                             const char **path) {
+  const char *auth;
+  int tls;
+  long alen = pd_url_split(op->url, &auth, path, &tls);
+  if (own->closing || alen < 0 || (tls_only && !tls))
+    return NULL;
+  char *tls_key = tls ? pd_tls_xfer_key(op) : NULL;
+  if (tls && !tls_key)
+    return NULL;
+  pd_origin_t *o = pd_origin_get(own, size, offset, auth, (size_t)alen, tls_key, op, alpn_h2);
+  free(tls_key);
+  return o;
+}
+
 /* Sets o up (o zeroed by the caller); alpn_h2: TLS offers h2 by ALPN. A TLS context or proxy
  * that cannot be built is no failure here: o->bad says why, and the framing fails its calls.
  * Returns 0, or -1 (out of memory, an authority that does not parse) with nothing to free. */

@@ -150,6 +150,15 @@ void pd_xfer_stall_msg(char *buf, size_t n, long stall_ms) {
   snprintf(buf, n, "Operation stalled: no data from the upstream for %ld ms", stall_ms);
 }
 
+void pd_xfer_timeout_msg(char *buf, size_t n, uint64_t elapsed_ms, int attempts) {
+  if (attempts > 0)
+    snprintf(buf, n, "Operation timed out after %lu milliseconds (%d attempts)",
+             (unsigned long)elapsed_ms, attempts);
+  else
+    snprintf(buf, n, "Operation timed out after %lu milliseconds%s", (unsigned long)elapsed_ms,
+             attempts == PD_XFER_WAITING ? " waiting for a connection" : "");
+}
+
 uint64_t pd_xfer_deadline(uint64_t now, long timeout_ms) {
   return timeout_ms > 0 ? now + (uint64_t)timeout_ms : 0;
 }
@@ -406,8 +415,21 @@ void pd_xfer_base_init(pd_xfer_base_t *t, const pd_xfer_opts_t *o, const pd_xfer
   t->start_ns = uv_hrtime();
   t->start_ms = now;
   t->deadline = pd_xfer_deadline(now, o->timeout_ms);
+  pd_list_init(&t->wlink);
+  pd_list_init(&t->blink);
   pd_xhead_init(&t->head);
   pd_buf_init(&t->held);
+}
+
+int pd_xfer_base_cancel(pd_xfer_base_t *t) {
+  if (t->cancelled)
+    return 0;
+  t->cancelled = 1;
+  return !t->in_cb;
+}
+
+double pd_xfer_base_elapsed(const pd_xfer_base_t *t) {
+  return (double)(uv_hrtime() - t->start_ns) / 1e9;
 }
 
 int pd_xfer_sends_length(const pd_xfer_opts_t *o) {

@@ -67,6 +67,11 @@ void pd_xhead_emit(const pd_xhead_t *h, void (*on_head)(void *, const pd_xfer_he
 
 /* The message of an attempt that failed because no byte came for stall_ms. */
 void pd_xfer_stall_msg(char *buf, size_t n, long stall_ms);
+/* A call's deadline passed elapsed_ms after it began: "Operation timed out after N
+ * milliseconds", then " (K attempts)" for attempts > 0, " waiting for a connection" for
+ * PD_XFER_WAITING, nothing for 0. */
+#define PD_XFER_WAITING (-1)
+void pd_xfer_timeout_msg(char *buf, size_t n, uint64_t elapsed_ms, int attempts);
 
 /* A status the client is spared while retries remain: 429 and 5xx. */
 int pd_xfer_retryable_status(int status);
@@ -142,10 +147,15 @@ void pd_xfer_base_fail_later(pd_xfer_base_t *t, int result, const char *msg);
 /* Forgets what the previous attempt received (its head, held body, discard and completion)
  * before the next one; paused stays, it is the caller's. */
 void pd_xfer_base_new_attempt(pd_xfer_base_t *t);
-/* Sets t up for a call of o (its timeouts, retries, callbacks; the clock from now, loop ms);
- * the framing links wlink and blink itself. */
+/* Sets t up for a call of o (its timeouts, retries, callbacks; the clock from now, loop ms),
+ * wlink and blink unlinked: the framing links them itself. */
 void pd_xfer_base_init(pd_xfer_base_t *t, const pd_xfer_opts_t *o, const pd_xfer_cbs_t *cbs,
                        void *ud, uint64_t now);
+/* The caller cancels t: 1 when the framing tears the transfer down now, 0 when it was
+ * cancelled already or a callback runs (whoever calls back tears it down when it returns). */
+int pd_xfer_base_cancel(pd_xfer_base_t *t);
+/* Seconds since t's call started. */
+double pd_xfer_base_elapsed(const pd_xfer_base_t *t);
 /* Whether a call of o states its body's length even when it has none (POST, PUT, PATCH). */
 int pd_xfer_sends_length(const pd_xfer_opts_t *o);
 
