@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/array.h"
 #include "base/utf8.h"
 #include "core/openai.h"
 
@@ -127,12 +128,10 @@ static int put_item_id(pd_buf_t *b, const item_t *it) {
 /* A new item at the end of output; returns its index or -1. */
 static int new_item(pd_responses_t *w, item_kind_t kind) {
   if (w->nitems == w->cap) {
-    size_t cap = w->cap ? w->cap * 2 : 4;
-    item_t *n = realloc(w->items, cap * sizeof *n);
+    item_t *n = pd_array_grow(w->items, &w->cap, sizeof *n, 4);
     if (!n)
       return -1;
     w->items = n;
-    w->cap = cap;
   }
   item_t *it = &w->items[w->nitems];
   memset(it, 0, sizeof *it);

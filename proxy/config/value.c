@@ -1,6 +1,7 @@
 /* Reading one config value (value.h): problems and their report, ${VAR} substitution, the
  * scalar readers with the exact messages --check-config prints, and the shared validators. */
 #include "config/value.h"
+#include "base/array.h"
 #include "base/buf.h"
 #include "base/url.h"
 #include "base/utf8.h"
@@ -78,10 +79,10 @@ static void vproblem(pd_value_ctx_t *c, int line, const char *fmt, va_list ap) {
   if (vasprintf(&msg, fmt, ap) < 0)
     oom();
   if (c->nprobs == c->cap) {
-    c->cap = c->cap ? c->cap * 2 : 16;
-    c->probs = realloc(c->probs, c->cap * sizeof *c->probs);
-    if (!c->probs)
+    void *p = pd_array_grow(c->probs, &c->cap, sizeof *c->probs, 16);
+    if (!p)
       oom();
+    c->probs = p;
   }
   c->probs[c->nprobs].line = line;
   c->probs[c->nprobs].msg = msg;

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/array.h"
 #include "base/buf.h"
 #include "base/json.h"
 #include "eval/samples.h"
@@ -219,15 +220,13 @@ int pd_dataset_parse(const char *name, const char *data, size_t len, const pd_da
       goto fail;
     }
     if (n == cap) {
-      size_t ncap = cap ? cap * 2 : 64;
-      pd_eval_item_t *ni = realloc(items, ncap * sizeof *ni);
+      pd_eval_item_t *ni = pd_array_grow(items, &cap, sizeof *ni, 64);
       if (!ni) {
         json_decref(obj);
         *err = fmt_err(name, line, "out of memory");
         goto fail;
       }
       items = ni;
-      cap = ncap;
     }
     pd_eval_item_t *it = &items[n];
     memset(it, 0, sizeof *it);

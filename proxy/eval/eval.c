@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "app/serve.h"
+#include "base/array.h"
 #include "base/buf.h"
 #include "base/json.h"
 #include "base/log.h"
@@ -312,14 +313,12 @@ static char *keep(ctx_t *c, char *s) {
   if (!s)
     return NULL;
   if (c->nowned == c->capowned) {
-    size_t n = c->capowned ? c->capowned * 2 : 16;
-    char **no = realloc(c->owned, n * sizeof *no);
+    char **no = pd_array_grow(c->owned, &c->capowned, sizeof *no, 16);
     if (!no) {
       free(s);
       return NULL;
     }
     c->owned = no;
-    c->capowned = n;
   }
   return c->owned[c->nowned++] = s;
 }

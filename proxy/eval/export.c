@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/array.h"
 #include "base/buf.h"
 #include "base/json.h"
 #include "core/modes.h"
@@ -335,12 +336,10 @@ static int keep_best(export_state_t *st, pd_samples_rec_t *r) {
     return 0;
   }
   if (st->nkept == st->capkept) {
-    size_t cap = st->capkept ? st->capkept * 2 : 64;
-    pd_samples_rec_t *k = realloc(st->kept, cap * sizeof *k);
+    pd_samples_rec_t *k = pd_array_grow(st->kept, &st->capkept, sizeof *k, 64);
     if (!k)
       return -1;
     st->kept = k;
-    st->capkept = cap;
   }
   if (pd_samples_index_put(&st->items, r->item_id, st->nkept) < 0)
     return -1;

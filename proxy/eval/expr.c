@@ -8,6 +8,7 @@
  * NUMBER is digits with an optional fraction and exponent; NAME is [A-Za-z_][A-Za-z0-9_]*. */
 #include "eval/expr.h"
 
+#include "base/array.h"
 #include "base/buf.h"
 
 #include <math.h>
@@ -50,12 +51,10 @@ static int fail(parser_t *p, const char *what, size_t at) {
 static int emit(parser_t *p, int kind, int n, double v) {
   pd_expr_t *e = p->e;
   if (e->nops == e->cap) {
-    size_t cap = e->cap ? 2 * e->cap : 16;
-    op_t *ops = realloc(e->ops, cap * sizeof *ops);
+    op_t *ops = pd_array_grow(e->ops, &e->cap, sizeof *ops, 16);
     if (!ops)
       return fail(p, "out of memory", p->i);
     e->ops = ops;
-    e->cap = cap;
   }
   e->ops[e->nops++] = (op_t){kind, n, v};
   /* Track the stack: a value pushes one; a binary op pops two, pushes one; min/max pop n. */

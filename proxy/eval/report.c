@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/array.h"
 #include "base/buf.h"
 #include "eval/eval.h"
 #include "eval/samples.h"
@@ -138,12 +139,10 @@ static row_t *row_for(report_t *rp, const pd_samples_rec_t *r) {
     return NULL;
   }
   if (rp->nrows == rp->caprows) {
-    size_t cap = rp->caprows ? rp->caprows * 2 : 64;
-    row_t *rows = realloc(rp->rows, cap * sizeof *rows);
+    row_t *rows = pd_array_grow(rp->rows, &rp->caprows, sizeof *rows, 64);
     if (!rows)
       return NULL;
     rp->rows = rows;
-    rp->caprows = cap;
   }
   row_t *row = &rp->rows[rp->nrows];
   memset(row, 0, sizeof *row);

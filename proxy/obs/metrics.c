@@ -6,6 +6,7 @@
  * family by family in a stable (sorted) order. */
 #include "obs/metrics.h"
 
+#include "base/array.h"
 #include "base/buf.h"
 
 #include <math.h>
@@ -155,12 +156,10 @@ static void series_add_code(series_t *s, const char *code, uint64_t n) {
     }
   }
   if (s->ncodes == s->capcodes) {
-    size_t cap = s->capcodes ? s->capcodes * 2 : 4;
-    code_count_t *c = realloc(s->codes, cap * sizeof *c);
+    code_count_t *c = pd_array_grow(s->codes, &s->capcodes, sizeof *c, 4);
     if (!c)
       return;
     s->codes = c;
-    s->capcodes = cap;
   }
   code_count_t *c = &s->codes[s->ncodes++];
   size_t len = strlen(code);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/array.h"
 #include "base/buf.h"
 
 static void test_append_and_consume(void **state) {
@@ -135,6 +136,35 @@ static void test_str_and_null_appends(void **state) {
   assert_string_equal(pd_buf_str(&b), "");
 }
 
+/* base/array.h: doubling from `first`, the elements kept, and a size that would overflow
+ * refused with the array and its capacity left as they were. */
+static void test_array_grow(void **state) {
+  (void)state;
+  int *a = NULL;
+  size_t n = 0, cap = 0;
+  for (int i = 0; i < 100; i++) {
+    if (n == cap) {
+      size_t before = cap;
+      int *g = pd_array_grow(a, &cap, sizeof *a, 4);
+      assert_non_null(g);
+      assert_int_equal(cap, before ? before * 2 : 4);
+      a = g;
+    }
+    a[n++] = i;
+  }
+  for (int i = 0; i < 100; i++)
+    assert_int_equal(a[i], i);
+  assert_int_equal(cap, 128);
+  size_t huge = SIZE_MAX / 2 + 1;
+  assert_null(pd_array_grow(a, &huge, sizeof *a, 4)); /* doubling wraps */
+  assert_int_equal(huge, SIZE_MAX / 2 + 1);
+  size_t big = PTRDIFF_MAX / 8 + 1;
+  assert_null(pd_array_grow(a, &big, sizeof *a, 4)); /* over PTRDIFF_MAX bytes */
+  assert_int_equal(big, PTRDIFF_MAX / 8 + 1);
+  assert_int_equal(a[99], 99); /* still the caller's, unchanged */
+  free(a);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_append_and_consume),
                                      cmocka_unit_test(test_long_appendf),
@@ -142,6 +172,7 @@ int main(void) {
                                      cmocka_unit_test(test_json_escape),
                                      cmocka_unit_test(test_steal),
                                      cmocka_unit_test(test_fmt_long),
-                                     cmocka_unit_test(test_str_and_null_appends)};
+                                     cmocka_unit_test(test_str_and_null_appends),
+                                     cmocka_unit_test(test_array_grow)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
