@@ -99,7 +99,8 @@ static void test_fmt_long(void **state) {
   }
   /* Against printf at every digit-count boundary, both signs, and a spread in between. */
   char want[32];
-  for (long p = 1, k = 0; k < 19; k++, p *= 10) {
+  /* p runs over 10^0 .. 10^18; the step is skipped after the last so it cannot overflow. */
+  for (long p = 1, k = 0; k < 19; k++, p = k < 19 ? p * 10 : p) {
     long vs[] = {p - 1, p, p + 1, -p + 1, -p, -p - 1, p * 7 / 3};
     for (size_t j = 0; j < sizeof vs / sizeof vs[0]; j++) {
       size_t n = pd_buf_fmt_long(out, vs[j]);
