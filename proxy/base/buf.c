@@ -79,6 +79,14 @@ static const char DIGITS2[201] = "0001020304050607080910111213141516171819"
                                  "6061626364656667686970717273747576777879"
                                  "8081828384858687888990919293949596979899";
 
+void pd_buf_fmt_hex(char *out, const unsigned char *in, size_t n) {
+  static const char hex[] = "0123456789abcdef";
+  for (size_t i = 0; i < n; i++) {
+    out[2 * i] = hex[in[i] >> 4];
+    out[2 * i + 1] = hex[in[i] & 15];
+  }
+}
+
 size_t pd_buf_fmt_long(char *out, long v) {
   size_t len = 0;
   unsigned long u = v < 0 ? 0UL - (unsigned long)v : (unsigned long)v;

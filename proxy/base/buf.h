@@ -60,6 +60,8 @@ int pd_buf_appendf(pd_buf_t *b, const char *fmt, ...) __attribute__((format(prin
 int pd_buf_appendv(pd_buf_t *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 /* Writes v in decimal to out (room for 21 bytes); returns the length, no NUL is written. */
 size_t pd_buf_fmt_long(char *out, long v);
+/* Writes the n bytes of in as 2n lower-case hex digits to out; no NUL is written. */
+void pd_buf_fmt_hex(char *out, const unsigned char *in, size_t n);
 /* Appends v in decimal. */
 int pd_buf_append_long(pd_buf_t *b, long v);
 /* Appends s as a JSON string literal, escaped as jansson's json_dumps does: '"', '\\' and the

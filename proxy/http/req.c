@@ -7,6 +7,8 @@
 #include <sys/types.h>
 #include <uv.h>
 
+#include "base/buf.h"
+
 const char *pd_req_header(const pd_req_t *r, const char *name) {
   char c0 = name[0];
   for (size_t i = 0; i < r->nheaders; i++)
@@ -24,7 +26,6 @@ size_t pd_req_id_valid(const char *s) {
 }
 
 void pd_req_id_new(char *out) {
-  static const char hex[] = "0123456789abcdef";
   /* Kernel randomness fetched 256 bytes (16 ids) at a time: one getrandom call per 16
    * requests instead of one per request. Per thread, so no locking. */
   static _Thread_local unsigned char pool[256];
@@ -43,9 +44,6 @@ void pd_req_id_new(char *out) {
       rnd[i] = (unsigned char)(t >> (8 * (i % 8))) ^ (unsigned char)(i * 37);
   }
   memcpy(out, "req_", 4);
-  for (int i = 0; i < 16; i++) {
-    out[4 + 2 * i] = hex[rnd[i] >> 4];
-    out[5 + 2 * i] = hex[rnd[i] & 15];
-  }
+  pd_buf_fmt_hex(out + 4, rnd, sizeof rnd);
   out[36] = '\0';
 }

@@ -29,6 +29,8 @@
 #include <openssl/params.h>
 #include <openssl/rand.h>
 
+#include "base/buf.h"
+
 #define KIND_TEXT 0x01
 #define KIND_PACKED 0x02
 #define MAC_LEN 32
@@ -215,12 +217,8 @@ static int pack_id(const char *id, size_t len, unsigned char out[16]) {
 }
 
 static void unpack_id(const unsigned char in[16], char *out) {
-  static const char hex[] = "0123456789abcdef";
   memcpy(out, "req_", 4);
-  for (int i = 0; i < 16; i++) {
-    out[4 + 2 * i] = hex[in[i] >> 4];
-    out[5 + 2 * i] = hex[in[i] & 15];
-  }
+  pd_buf_fmt_hex(out + 4, in, 16);
   out[PACKED_ID_LEN] = '\0';
 }
 

@@ -137,6 +137,16 @@ static void test_str_and_null_appends(void **state) {
   assert_string_equal(pd_buf_str(&b), "");
 }
 
+static void test_fmt_hex(void **state) {
+  (void)state;
+  const unsigned char in[] = {0x00, 0x0f, 0xa5, 0xff, 0x10};
+  char out[11];
+  memset(out, '#', sizeof out);
+  pd_buf_fmt_hex(out, in, sizeof in);
+  assert_memory_equal(out, "000fa5ff10", 10);
+  assert_int_equal(out[10], '#'); /* no NUL, nothing past 2n */
+}
+
 /* base/array.h: doubling from `first`, the elements kept, and a size that would overflow
  * refused with the array and its capacity left as they were. */
 static void test_array_grow(void **state) {
@@ -174,6 +184,7 @@ int main(void) {
                                      cmocka_unit_test(test_steal),
                                      cmocka_unit_test(test_fmt_long),
                                      cmocka_unit_test(test_str_and_null_appends),
-                                     cmocka_unit_test(test_array_grow)};
+                                     cmocka_unit_test(test_array_grow),
+                                     cmocka_unit_test(test_fmt_hex)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
