@@ -17,7 +17,9 @@ typedef struct pd_buf {
 } pd_buf_t;
 
 /* Data start and length. */
-#define pd_buf_data(b) ((b)->base + (b)->off)
+/* (A buffer never grown has base NULL and off 0: no arithmetic on the null pointer, which C
+ * leaves undefined.) */
+#define pd_buf_data(b) ((b)->off ? (b)->base + (b)->off : (b)->base)
 /* The live data as a C string, "" when nothing was ever appended; valid until the next change
  * to the buffer. */
 static inline const char *pd_buf_str(const pd_buf_t *b) {

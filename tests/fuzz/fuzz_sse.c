@@ -46,7 +46,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   /* Oversized events stop both runs; when neither stopped, they saw the same events. */
   if (a == 0 && b == 0 &&
       (whole.all.len != parts.all.len ||
-       memcmp(pd_buf_data(&whole.all), pd_buf_data(&parts.all), whole.all.len)))
+       memcmp(pd_buf_str(&whole.all), pd_buf_str(&parts.all), whole.all.len)))
     abort();
   pd_buf_free(&whole.all);
   pd_buf_free(&parts.all);
