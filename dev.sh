@@ -115,7 +115,8 @@ fuzz_brief() { # every target over its seed corpus plus a bounded number of muta
   for exe in $(fuzz_targets); do
     name=${exe##*/fuzz_}; log=$(mktemp); work=$(mktemp -d); rc=0
     # libFuzzer adds what it finds to the first folder: a scratch one, so the seeds stay as committed.
-    (cd "$work" && ASAN_OPTIONS=detect_leaks=1 "$ROOT/$exe" -runs="$runs" -seed=1 \
+    (cd "$work" && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+      "$ROOT/$exe" -runs="$runs" -seed=1 \
       "$work" "$ROOT/tests/fuzz/corpus/$name") >"$log" 2>&1 || rc=$?
     rm -rf "$work"
     if [ "$rc" -eq 0 ]; then
@@ -152,7 +153,9 @@ case "$cmd" in
     build build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
     sandir=$(mktemp -d)
     export ASAN_OPTIONS="detect_leaks=1:log_path=$sandir/asan:abort_on_error=0"
-    export UBSAN_OPTIONS="print_stacktrace=1:log_path=$sandir/ubsan"
+    # halt_on_error: with ASan in the same runtime UBSan reports do not reach log_path, so a
+    # report ends the process instead, and the test that caused it fails.
+    export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$sandir/ubsan"
     run_suites build-asan sanitizers
     unset ASAN_OPTIONS UBSAN_OPTIONS
     if ls "$sandir"/* >/dev/null 2>&1; then
@@ -182,7 +185,8 @@ case "$cmd" in
       name=${exe##*/fuzz_}; work=$(mktemp -d); art=$ROOT/build-fuzz/artifacts/$name
       mkdir -p "$art"; cp -r tests/fuzz/corpus/"$name"/. "$work"/ 2>/dev/null || true
       log=$ROOT/build-fuzz/artifacts/$name.log
-      ASAN_OPTIONS=detect_leaks=1 "$exe" -max_total_time="$secs" -artifact_prefix="$art/" \
+      ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+        "$exe" -max_total_time="$secs" -artifact_prefix="$art/" \
         -print_final_stats=1 "$work" >"$log" 2>&1 || true
       execs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' || echo '?')
       crashes=$(find "$art" -type f | wc -l); total_crash=$((total_crash + crashes))
