@@ -1,5 +1,9 @@
-/* The libcurl client: https:// upstreams (and every upstream under PONDER_UPSTREAM_CLIENT=curl),
- * on the worker's loop with curl's multi_socket pattern. */
+/* The libcurl client: upstream URLs with credentials (and every upstream under
+ * PONDER_UPSTREAM_CLIENT=curl), on the worker's loop with curl's multi_socket pattern. A
+ * transfer carries the same base as the native framings' (xfer.c: callbacks, pause, retry
+ * rules, the ending, its timer), whose timer here holds the retry delay, the deferred failure
+ * and the stall bound; libcurl does the protocol, the connections and the per-attempt
+ * deadlines. */
 #include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,7 +40,8 @@ struct pd_curlup {
 };
 
 struct cxfer {
-  pd_xfer_t base; /* first: the front casts */
+  pd_xfer_t base;    /* first: the front casts */
+  pd_xfer_base_t xb; /* what every framing keeps the same way */
   pd_curlup_t *u;
   CURL *easy;
   struct curl_slist *hdrs;
@@ -47,46 +52,28 @@ struct cxfer {
   char *proxy;                /* the `proxy` key; NULL: libcurl reads the environment */
   struct curl_slist *connect; /* tls.server_name: the URL names it, this maps it to the host */
   size_t body_len;
-  long connect_timeout_ms, timeout_ms;
-  long stall_ms;     /* stall_timeout_ms; 0 = none */
-  long max_age_ms;   /* max_conn_age_ms; 0 = none (libcurl counts whole seconds) */
-  uint64_t start_ms; /* loop ms: the call began */
-  uint64_t deadline; /* loop ms: timeout_ms from start_ms, retries included; 0 = none */
-  int retries, attempt;
-  pd_xfer_cbs_t cbs;
-  void *ud;
-  int added;    /* in the multi */
-  int want_add; /* to be added once libcurl returns */
-  int cancelled;
-  int deferred; /* on u->deferred */
-  int in_cb;
-  int head_done; /* on_head delivered */
-  long rx_body;  /* body bytes delivered to on_data */
-  int discard;   /* a retryable status: swallow this attempt's body */
-  int paused;
-  int fail_pending; /* libcurl refused the handle: report it from the loop */
-  int out_of_time;  /* the planned retry would start after the deadline: report a timeout */
-  int reader_abort; /* on_data asked to stop: the caller's decision, not an upstream failure */
+  long max_age_ms; /* max_conn_age_ms; 0 = none (libcurl counts whole seconds) */
+  int send_length; /* the body goes with its Content-Length (pd_xfer_sends_length) */
+  int added;       /* in the multi */
+  int want_add;    /* to be added once libcurl returns */
+  int deferred;    /* on u->deferred */
+  long rx_body;    /* body bytes delivered to on_data */
   char errbuf[CURL_ERROR_SIZE];
-  pd_xhead_t head;
-  uv_timer_t retry_timer;
-  int retry_timer_active, retry_timer_inited;
-  /* The stall bound, ours rather than CURLOPT_LOW_SPEED_*: those count whole seconds and keep
-   * counting while the transfer is paused. rx_ms (loop ms) is the attempt's last byte received,
-   * else its start or the caller's resume; the callbacks only write it, and the timer, when it
-   * fires, checks it and re-arms itself for what is left. */
-  uv_timer_t stall_timer;
-  int stall_timer_inited;
-  uint64_t rx_ms;
-  int open_handles; /* timers still to close before the memory goes */
-  uint64_t start_ns;
   cxfer_t *prev, *next, *dnext;
 };
+
+/* The base timer's own mode (after PD_XT_*): the stall bound, ours rather than
+ * CURLOPT_LOW_SPEED_*, which count whole seconds and keep counting while the transfer is
+ * paused. xb.rx_ms is the attempt's last byte received, else its start or the caller's resume;
+ * the callbacks only write it, and the timer, when it fires, checks it and re-arms itself for
+ * what is left. Between attempts the same timer holds the retry delay. */
+enum { T_STALL = PD_XT_FRAMING };
 
 static void check_multi_info(pd_curlup_t *u);
 static void xfer_destroy(cxfer_t *x);
 static void xfer_cancel(cxfer_t *x);
 static void fail_later(cxfer_t *x);
+static const pd_xfer_base_ops_t XB_OPS;
 
 /* ---- libuv <-> libcurl glue (curl's multi-uv pattern) -------------------------------------- */
 
@@ -95,7 +82,7 @@ static void run_deferred(pd_curlup_t *u) {
     cxfer_t *x = u->deferred;
     u->deferred = x->dnext;
     x->deferred = 0;
-    if (x->cancelled) {
+    if (x->xb.cancelled) {
       xfer_destroy(x);
     } else if (x->want_add) {
       x->want_add = 0;
@@ -270,26 +257,26 @@ void pd_curlup_free(pd_curlup_t *u) {
 
 /* ---- transfers ----------------------------------------------------------------------------- */
 
-static void deliver_head(cxfer_t *x) {
-  if (x->head_done || x->cancelled)
-    return;
-  x->head_done = 1;
-  x->in_cb++;
-  pd_xhead_emit(&x->head, x->cbs.on_head, x->ud);
-  x->in_cb--;
+/* Where both libcurl callbacks start: NULL for a cancelled transfer (returning 0 stops it), else
+ * the transfer, its stall clock run from now. */
+static cxfer_t *took_bytes(void *userdata) {
+  cxfer_t *x = userdata;
+  if (x->xb.cancelled)
+    return NULL;
+  x->xb.rx_ms = uv_now(x->u->loop);
+  return x;
 }
 
 static size_t on_header_line(char *ptr, size_t size, size_t nmemb, void *userdata) {
-  cxfer_t *x = userdata;
   size_t n = size * nmemb;
-  if (x->cancelled)
+  cxfer_t *x = took_bytes(userdata);
+  if (!x)
     return 0;
-  x->rx_ms = uv_now(x->u->loop);
   if (n >= 5 && strncmp(ptr, "HTTP/", 5) == 0) {
     /* A status line starts a new header block (after 100 Continue, say). */
     const char *sp = memchr(ptr, ' ', n);
-    pd_xhead_reset(&x->head);
-    x->head.status = sp ? atoi(sp + 1) : 0;
+    pd_xhead_reset(&x->xb.head);
+    x->xb.head.status = sp ? atoi(sp + 1) : 0;
     return n;
   }
   size_t len = n;
@@ -302,18 +289,17 @@ static size_t on_header_line(char *ptr, size_t size, size_t nmemb, void *userdat
      * CURLINFO_RESPONSE_CODE, a proxy's as CURLINFO_HTTP_CONNECTCODE. */
     long code = 0;
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
-    if (x->head.status < 200 || code != x->head.status) {
-      pd_xhead_reset(&x->head);
+    if (x->xb.head.status < 200 || code != x->xb.head.status) {
+      pd_xhead_reset(&x->xb.head);
       return n;
     }
-    if (pd_xfer_retryable_status(x->head.status) && x->attempt < x->retries &&
-        pd_xfer_retry_fits(x->deadline, uv_now(x->u->loop),
-                           pd_xfer_status_delay(&x->head, x->attempt))) {
-      x->discard = 1;
+    if (pd_xfer_retryable_status(x->xb.head.status) &&
+        pd_xfer_base_may_retry(&x->xb, pd_xfer_status_delay(&x->xb.head, x->xb.attempt))) {
+      x->xb.discard = 1;
       return n;
     }
-    deliver_head(x);
-    return x->cancelled ? 0 : n;
+    pd_xfer_base_head(&x->xb);
+    return x->xb.cancelled ? 0 : n;
   }
   const char *colon = memchr(ptr, ':', len);
   if (!colon)
@@ -322,35 +308,30 @@ static size_t on_header_line(char *ptr, size_t size, size_t nmemb, void *userdat
   const char *v = colon + 1;
   while (v < ptr + len && (*v == ' ' || *v == '\t'))
     v++;
-  pd_xhead_add(&x->head, ptr, nlen, v, (size_t)(ptr + len - v));
+  pd_xhead_add(&x->xb.head, ptr, nlen, v, (size_t)(ptr + len - v));
   return n;
 }
 
 static size_t on_write_data(char *ptr, size_t size, size_t nmemb, void *userdata) {
-  cxfer_t *x = userdata;
   size_t n = size * nmemb;
-  if (x->cancelled)
+  cxfer_t *x = took_bytes(userdata);
+  if (!x)
     return 0;
-  x->rx_ms = uv_now(x->u->loop);
-  if (x->discard)
+  if (x->xb.discard)
     return n;
-  deliver_head(x);
-  if (x->cancelled)
+  pd_xfer_base_head(&x->xb);
+  if (x->xb.cancelled)
     return 0;
-  if (x->paused) /* paused by the caller before this attempt: libcurl keeps the data */
+  if (x->xb.paused) /* paused by the caller before this attempt: libcurl keeps the data */
     return CURL_WRITEFUNC_PAUSE;
   x->rx_body += (long)n;
-  x->in_cb++;
-  int rc = x->cbs.on_data ? x->cbs.on_data(x->ud, ptr, n) : 0;
-  x->in_cb--;
-  if (rc < 0)
-    x->reader_abort = 1;
-  if (x->cancelled || rc < 0)
+  int r = pd_xfer_base_give(&x->xb, ptr, n);
+  if (r == PD_GIVE_ABORT)
+    x->xb.reader_abort = 1;
+  if (r != PD_GIVE_OK)
     return 0;
-  if (rc > 0 && !x->paused) {
-    x->paused = 1;
+  if (x->xb.paused) /* the caller asked for a pause */
     curl_easy_pause(x->easy, CURLPAUSE_RECV);
-  }
   return n;
 }
 
@@ -370,7 +351,6 @@ static void easy_put(pd_curlup_t *u, CURL *e) {
 }
 
 static void xfer_free(cxfer_t *x) {
-  pd_xhead_free(&x->head);
   free(x->ca_file);
   free(x->cert_file);
   free(x->key_file);
@@ -380,12 +360,6 @@ static void xfer_free(cxfer_t *x) {
   free(x->method);
   free(x->body);
   free(x);
-}
-
-static void on_xfer_timer_closed(uv_handle_t *h) {
-  cxfer_t *x = h->data;
-  if (--x->open_handles == 0)
-    xfer_free(x);
 }
 
 /* tls.server_name under libcurl, which takes SNI and the name it checks from the URL: the URL
@@ -452,28 +426,18 @@ static void xfer_destroy(cxfer_t *x) {
   if (x->next)
     x->next->prev = x->prev;
   x->prev = x->next = NULL;
-  x->open_handles = x->retry_timer_inited + x->stall_timer_inited;
-  if (x->open_handles == 0) {
-    xfer_free(x);
-    return;
-  }
-  if (x->retry_timer_inited)
-    uv_close((uv_handle_t *)&x->retry_timer, on_xfer_timer_closed);
-  if (x->stall_timer_inited) {
-    uv_timer_stop(&x->stall_timer);
-    uv_close((uv_handle_t *)&x->stall_timer, on_xfer_timer_closed);
-  }
+  pd_xfer_base_release(&x->xb); /* xfer_free once its timer has closed */
 }
 
 /* The attempt about to start may take what is left of the call's time. Returns 0 when none is
  * left. */
 static int set_attempt_timeout(cxfer_t *x) {
-  if (!x->deadline)
+  if (!x->xb.deadline)
     return 1;
   uint64_t now = uv_now(x->u->loop);
-  if (now >= x->deadline)
+  if (now >= x->xb.deadline)
     return 0;
-  curl_easy_setopt(x->easy, CURLOPT_TIMEOUT_MS, (long)(x->deadline - now));
+  curl_easy_setopt(x->easy, CURLOPT_TIMEOUT_MS, (long)(x->xb.deadline - now));
   return 1;
 }
 
@@ -495,7 +459,7 @@ static int setup_easy(cxfer_t *x) {
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header_line);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
-  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, x->connect_timeout_ms);
+  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, x->xb.connect_timeout_ms);
   curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 0L);
   set_attempt_timeout(x);
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -518,14 +482,12 @@ static int setup_easy(cxfer_t *x) {
     curl_easy_setopt(e, CURLOPT_PROXY, x->proxy);
   if (x->connect)
     curl_easy_setopt(e, CURLOPT_CONNECT_TO, x->connect);
-  /* The same request line and framing as the native client (upstream_h1.c): a body, with any
-   * method, goes with its Content-Length; POST, PUT and PATCH always carry one; nothing is
+  /* The same request line and framing as the native clients (pd_xfer_sends_length): a body, with
+   * any method, goes with its Content-Length; POST, PUT and PATCH always carry one; nothing is
    * added to what the caller gave (no form Content-Type, no Accept: see pd_curlup_start). */
-  int with_body = x->body || strcmp(x->method, "POST") == 0 || strcmp(x->method, "PUT") == 0 ||
-                  strcmp(x->method, "PATCH") == 0;
   if (strcmp(x->method, "HEAD") == 0) {
     curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
-  } else if (with_body) {
+  } else if (x->send_length) {
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->body ? x->body : "");
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->body_len);
     if (strcmp(x->method, "POST") != 0)
@@ -539,27 +501,18 @@ static int setup_easy(cxfer_t *x) {
 }
 
 static void xfer_reset_attempt(cxfer_t *x) {
-  x->discard = 0;
   x->errbuf[0] = '\0';
-  /* x->paused stays: the new attempt's first data is held by libcurl (on_write_data) until the
+  /* paused stays: the new attempt's first data is held by libcurl (on_write_data) until the
    * caller resumes. */
-  pd_xhead_reset(&x->head);
+  pd_xfer_base_new_attempt(&x->xb);
 }
-
-static void on_stall_timer(uv_timer_t *t);
 
 /* Starts the stall clock from now (an attempt starts, or the caller resumed). */
 static void start_stall_clock(cxfer_t *x) {
-  if (x->stall_ms <= 0)
+  if (x->xb.stall_ms <= 0)
     return;
-  if (!x->stall_timer_inited) {
-    if (uv_timer_init(x->u->loop, &x->stall_timer) < 0)
-      return; /* no stall bound for this call; timeout_ms still holds */
-    x->stall_timer.data = x;
-    x->stall_timer_inited = 1;
-  }
-  x->rx_ms = uv_now(x->u->loop);
-  uv_timer_start(&x->stall_timer, on_stall_timer, (uint64_t)x->stall_ms, 0);
+  x->xb.rx_ms = uv_now(x->u->loop);
+  pd_xfer_base_arm(&x->xb, T_STALL, (uint64_t)x->xb.stall_ms);
 }
 
 static void add_handle(cxfer_t *x) {
@@ -600,17 +553,10 @@ pd_xfer_t *pd_curlup_start(pd_curlup_t *u, const pd_xfer_opts_t *o, const pd_xfe
   x->method = strdup(o->method);
   x->body = o->body;
   x->body_len = o->body_len;
-  x->connect_timeout_ms = o->connect_timeout_ms;
-  x->timeout_ms = o->timeout_ms;
-  x->stall_ms = o->stall_timeout_ms;
   x->max_age_ms = o->max_conn_age_ms;
-  x->retries = o->retries;
-  x->cbs = *cbs;
-  x->ud = ud;
+  x->send_length = pd_xfer_sends_length(o);
   x->base.ops = &CURL_OPS;
-  x->start_ns = uv_hrtime();
-  x->start_ms = uv_now(u->loop);
-  x->deadline = pd_xfer_deadline(x->start_ms, o->timeout_ms);
+  pd_xfer_base_init(&x->xb, &XB_OPS, u->loop, o, cbs, ud);
   int bad = 0;
   if (o->tls_ca_file && !(x->ca_file = strdup(o->tls_ca_file)))
     bad = 1;
@@ -625,7 +571,6 @@ pd_xfer_t *pd_curlup_start(pd_curlup_t *u, const pd_xfer_opts_t *o, const pd_xfe
   if (!bad && x->url && o->tls_server_name && *o->tls_server_name &&
       server_name_url(x, o->tls_server_name) < 0)
     bad = 1;
-  pd_xhead_init(&x->head);
   xfer_reset_attempt(x);
   /* libcurl's defaults the native client does not have: an Expect on large bodies, an Accept,
    * and a form Content-Type on bodies. An empty "Name:" line removes libcurl's own. Framing
@@ -673,9 +618,9 @@ pd_xfer_t *pd_curlup_start(pd_curlup_t *u, const pd_xfer_opts_t *o, const pd_xfe
 
 void pd_curlup_pause(pd_xfer_t *bx) {
   cxfer_t *x = (cxfer_t *)bx;
-  if (x->paused || x->cancelled)
+  if (x->xb.paused || x->xb.cancelled)
     return;
-  x->paused = 1;
+  x->xb.paused = 1;
   /* Between attempts (a retry pending) there is nothing to tell libcurl: the flag alone makes
    * the next attempt's first data wait (on_write_data) until the caller resumes. */
   if (!x->added)
@@ -687,9 +632,9 @@ void pd_curlup_pause(pd_xfer_t *bx) {
 
 void pd_curlup_resume(pd_xfer_t *bx) {
   cxfer_t *x = (cxfer_t *)bx;
-  if (!x->paused || x->cancelled)
+  if (!x->xb.paused || x->xb.cancelled)
     return;
-  x->paused = 0;
+  x->xb.paused = 0;
   pd_curlup_t *u = x->u;
   if (!x->added)
     return; /* between attempts: libcurl holds nothing of ours */
@@ -717,15 +662,12 @@ static void deferred_unlink(cxfer_t *x) {
 }
 
 static void xfer_cancel(cxfer_t *x) {
-  if (x->cancelled)
+  if (x->xb.cancelled)
     return;
-  x->cancelled = 1;
+  x->xb.cancelled = 1;
   pd_curlup_t *u = x->u;
-  if (x->retry_timer_active) {
-    uv_timer_stop(&x->retry_timer);
-    x->retry_timer_active = 0;
-  }
-  if (u->in_api || x->in_cb) {
+  pd_xfer_base_stop(&x->xb);
+  if (u->in_api || x->xb.in_cb) {
     if (!x->deferred) {
       x->deferred = 1;
       x->dnext = u->deferred;
@@ -742,91 +684,68 @@ void pd_curlup_cancel(pd_xfer_t *x) {
 }
 
 double pd_curlup_elapsed(const pd_xfer_t *bx) {
-  const cxfer_t *x = (const cxfer_t *)bx;
-  return (double)(uv_hrtime() - x->start_ns) / 1e9;
+  return pd_xfer_base_elapsed(&((const cxfer_t *)bx)->xb);
 }
 
-/* The transfer's end: the caller's on_done (unless cancelled), then free. */
-static void xfer_end(cxfer_t *x, int result, const char *msg) {
-  if (!x->cancelled && x->cbs.on_done) {
-    x->in_cb++;
-    x->cbs.on_done(x->ud, result, msg);
-    x->in_cb--;
-  }
+/* After the base's ending (pd_xfer_base_finish: the caller's on_done, unless cancelled): out
+ * of the multi (xfer_destroy) and free. */
+static void end_destroy(pd_xfer_base_t *t) {
+  cxfer_t *x = pd_list_entry(t, cxfer_t, xb);
   deferred_unlink(x);
   xfer_destroy(x);
 }
 
-static void on_retry_timer(uv_timer_t *t) {
-  cxfer_t *x = t->data;
-  x->retry_timer_active = 0;
-  if (x->cancelled)
-    return;
-  if (x->fail_pending || x->out_of_time || !set_attempt_timeout(x)) {
-    int result = x->fail_pending ? PD_XFER_EOTHER : PD_XFER_ETIMEOUT;
-    char msg[128];
-    if (x->fail_pending)
-      snprintf(msg, sizeof msg, "the upstream transfer could not be started");
-    else
-      snprintf(msg, sizeof msg, "Operation timed out after %lu milliseconds (%d attempts)",
-               (unsigned long)(uv_now(x->u->loop) - x->start_ms), x->attempt);
-    xfer_end(x, result, msg);
-    return;
-  }
-  xfer_reset_attempt(x);
-  add_handle(x);
+static void timer_closed(pd_xfer_base_t *t) {
+  xfer_free(pd_list_entry(t, cxfer_t, xb));
 }
 
-/* The stall timer: no byte for stall_ms while the attempt runs and the caller has not paused
- * it. It runs from the loop, never inside libcurl, so the handle can be taken out of the multi
- * here, as check_multi_info does for a transfer libcurl ended. */
-static void on_stall_timer(uv_timer_t *t) {
-  cxfer_t *x = t->data;
+/* The base timer came due: the retry delay ended, or the stall bound (from the loop, never
+ * inside libcurl, so the handle can be taken out of the multi here, as check_multi_info does for
+ * a transfer libcurl ended). */
+static void fire(pd_xfer_base_t *t, int mode) {
+  cxfer_t *x = pd_list_entry(t, cxfer_t, xb);
   pd_curlup_t *u = x->u;
-  if (x->cancelled || x->paused || (!x->added && !x->want_add))
-    return; /* ended, between attempts, or paused: the resume or next attempt restarts it */
-  uint64_t now = uv_now(u->loop), due = x->rx_ms + (uint64_t)x->stall_ms;
+  if (mode == PD_XT_RETRY) {
+    if (!set_attempt_timeout(x)) {
+      pd_xfer_base_time_out(t, t->attempt, 0);
+      return;
+    }
+    xfer_reset_attempt(x);
+    add_handle(x);
+    return;
+  }
+  if (mode != T_STALL || t->paused || (!x->added && !x->want_add))
+    return; /* between attempts, or paused: the resume or next attempt restarts it */
+  uint64_t now = uv_now(u->loop), due = t->rx_ms + (uint64_t)t->stall_ms;
   if (now < due || u->in_api || !x->added) { /* not yet, or its add still deferred */
-    uv_timer_start(t, on_stall_timer, due > now ? due - now : 1, 0);
+    pd_xfer_base_arm(t, T_STALL, due > now ? due - now : 1);
     return;
   }
   /* Same outcome as a timeout: not retried (the upstream may be working on the request). */
   char msg[128];
-  pd_xfer_stall_msg(msg, sizeof msg, x->stall_ms);
-  curl_multi_remove_handle(u->multi, x->easy);
-  x->added = 0;
-  xfer_end(x, PD_XFER_ETIMEOUT, msg);
+  pd_xfer_stall_msg(msg, sizeof msg, t->stall_ms);
+  pd_xfer_base_finish(t, PD_XFER_ETIMEOUT, msg);
 }
+
+static const pd_xfer_base_ops_t XB_OPS = {fire, end_destroy, timer_closed};
 
 static int retryable_connect_error(CURLcode rc) {
   return rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
          rc == CURLE_COULDNT_RESOLVE_PROXY;
 }
 
-static void arm_retry_timer(cxfer_t *x, long delay_ms) {
-  if (!x->retry_timer_inited) {
-    uv_timer_init(x->u->loop, &x->retry_timer);
-    x->retry_timer.data = x;
-    x->retry_timer_inited = 1;
-  }
-  x->retry_timer_active = 1;
-  uv_timer_start(&x->retry_timer, on_retry_timer, (uint64_t)(delay_ms > 0 ? delay_ms : 1), 0);
-}
-
 /* Reports a transfer libcurl would not take, from the loop (never inside the caller). */
 static void fail_later(cxfer_t *x) {
-  x->fail_pending = 1;
-  arm_retry_timer(x, 0);
+  pd_xfer_base_fail_soon(&x->xb, PD_XFER_EOTHER, "the upstream transfer could not be started");
 }
 
+/* Ends the attempt libcurl finished and starts the next after delay_ms, counting one. */
 static void schedule_retry(cxfer_t *x, long delay_ms) {
-  pd_curlup_t *u = x->u;
-  if (x->stall_timer_inited)
-    uv_timer_stop(&x->stall_timer); /* no stall between attempts: the next one restarts it */
-  curl_multi_remove_handle(u->multi, x->easy);
+  curl_multi_remove_handle(x->u->multi, x->easy);
   x->added = 0;
-  x->attempt++;
-  arm_retry_timer(x, delay_ms);
+  x->xb.attempt++;
+  /* replaces the stall bound: there is none between attempts, the next one restarts it */
+  pd_xfer_base_arm(&x->xb, PD_XT_RETRY, (uint64_t)(delay_ms > 0 ? delay_ms : 1));
 }
 
 static int map_result(CURLcode rc) {
@@ -858,8 +777,8 @@ static int map_result(CURLcode rc) {
  * with an error code, or one closed before the head, comes with one). The response stands when
  * its head was delivered and its body is whole, as far as a Content-Length tells. */
 static int answered_early(const cxfer_t *x) {
-  return x->head_done && !x->errbuf[0] && !x->reader_abort &&
-         (x->head.content_length < 0 || x->rx_body == x->head.content_length);
+  return x->xb.head_done && !x->errbuf[0] && !x->xb.reader_abort &&
+         (x->xb.head.content_length < 0 || x->rx_body == x->xb.head.content_length);
 }
 
 static void check_multi_info(pd_curlup_t *u) {
@@ -873,45 +792,38 @@ static void check_multi_info(pd_curlup_t *u) {
     CURLcode rc = msg->data.result;
     if (!x)
       continue;
-    if (x->cancelled) {
+    if (x->xb.cancelled) {
       if (!x->deferred)
         xfer_destroy(x);
       continue;
     }
-    uint64_t now = uv_now(u->loop);
     char errmsg[CURL_ERROR_SIZE + 64];
     snprintf(errmsg, sizeof errmsg, "%s", x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc));
-    if (x->discard && rc == CURLE_OK) {
-      long delay = pd_xfer_status_delay(&x->head, x->attempt);
-      char why[32];
-      snprintf(why, sizeof why, "status %d", x->head.status);
+    if (x->xb.discard && rc == CURLE_OK) {
+      long delay = pd_xfer_status_delay(&x->xb.head, x->xb.attempt);
       /* The retry was planned at the head; when the deadline now comes first, the call times
        * out (from the loop) instead. */
-      if (!pd_xfer_retry_fits(x->deadline, now, delay)) {
-        x->out_of_time = 1;
-        delay = 0;
-      } else {
-        pd_xfer_log_retry(&x->base, x->attempt, why, delay);
+      if (!pd_xfer_retry_fits(x->xb.deadline, uv_now(u->loop), delay)) {
+        curl_multi_remove_handle(u->multi, x->easy);
+        x->added = 0;
+        pd_xfer_base_time_out(&x->xb, x->xb.attempt + 1, 1);
+        continue;
       }
+      char why[32];
+      snprintf(why, sizeof why, "status %d", x->xb.head.status);
+      pd_xfer_log_retry(&x->base, x->xb.attempt, why, delay);
       schedule_retry(x, delay);
       continue;
     }
-    long cdelay = pd_xfer_connect_delay(x->attempt);
-    if (retryable_connect_error(rc) && !x->head_done && x->attempt < x->retries &&
-        pd_xfer_retry_fits(x->deadline, now, cdelay)) {
-      pd_xfer_log_retry(&x->base, x->attempt, errmsg, cdelay);
+    long cdelay = pd_xfer_connect_delay(x->xb.attempt);
+    if (retryable_connect_error(rc) && !x->xb.head_done && pd_xfer_base_may_retry(&x->xb, cdelay)) {
+      pd_xfer_log_retry(&x->base, x->xb.attempt, errmsg, cdelay);
       schedule_retry(x, cdelay);
       continue;
     }
-    if (x->discard) /* a retryable status whose body broke: report what we have */
-      x->discard = 0;
+    x->xb.discard = 0; /* a retryable status whose body broke: report what we have */
     if (rc == CURLE_HTTP2_STREAM && answered_early(x))
       rc = CURLE_OK;
-    if (rc == CURLE_OK)
-      deliver_head(x);
-    int result = map_result(rc);
-    curl_multi_remove_handle(u->multi, x->easy);
-    x->added = 0;
-    xfer_end(x, result, errmsg);
+    pd_xfer_base_finish(&x->xb, map_result(rc), errmsg); /* the head first when OK */
   }
 }

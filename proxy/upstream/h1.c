@@ -35,7 +35,7 @@ pd_h1up_t *pd_h1up_new(uv_loop_t *loop, int max_host_connections) {
 static void cancel_now(xfer_t *x) {
   x->xb.cancelled = 1;
   x->xb.in_cb = 0;
-  pd_h1_xfer_stop_timer(x);
+  pd_xfer_base_stop(&x->xb);
   pd_h1_xfer_destroy(x);
 }
 
@@ -416,9 +416,9 @@ pd_xfer_t *pd_h1up_start(pd_h1up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cb
   x->body_len = o->body_len;
   x->is_head = strcmp(o->method, "HEAD") == 0;
   x->send_length = pd_xfer_sends_length(o);
-  pd_xfer_base_init(&x->xb, o, cbs, ud, uv_now(b->loop));
+  pd_xfer_base_init(&x->xb, &pd_h1_xfer_base_ops, b->loop, o, cbs, ud);
   pd_list_insert_head(&b->own.xfers, &x->xb.blink);
-  pd_h1_xfer_new_attempt(x);
+  pd_xfer_base_new_attempt(&x->xb);
   pd_h1_xfer_acquire(x);
   return &x->base;
 fail:
@@ -443,14 +443,14 @@ static void pump(xfer_t *x) {
     }
     if (r == PD_GIVE_ABORT) {
       x->xb.reader_abort = 1;
-      pd_h1_xfer_finish(x, PD_XFER_EOTHER, PD_XFER_READER_ABORT);
+      pd_xfer_base_finish(&x->xb, PD_XFER_EOTHER, PD_XFER_READER_ABORT);
       return;
     }
   }
   if (x->xb.paused)
     return;
   if (x->xb.complete_pending) {
-    pd_h1_xfer_finish(x, PD_XFER_OK, "");
+    pd_xfer_base_finish(&x->xb, PD_XFER_OK, "");
     return;
   }
   if (x->c && x->c->cn.state == PD_CONN_OPEN)
@@ -484,7 +484,7 @@ void pd_h1up_cancel(pd_xfer_t *bx) {
   xfer_t *x = (xfer_t *)bx;
   if (!pd_xfer_base_cancel(&x->xb))
     return;
-  pd_h1_xfer_stop_timer(x);
+  pd_xfer_base_stop(&x->xb);
   pd_h1_xfer_destroy(x);
 }
 

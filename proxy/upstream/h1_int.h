@@ -66,7 +66,8 @@ struct conn {
   conn_t *lnext; /* idle list */
 };
 
-enum { T_NONE, T_RETRY, T_QUEUE, T_FAIL };
+/* The transfer timer's own mode (after the base's PD_XT_*): the wait for a free connection. */
+enum { T_QUEUE = PD_XT_FRAMING };
 
 struct xfer {
   pd_xfer_t base;    /* first: the front casts */
@@ -79,9 +80,7 @@ struct xfer {
   int send_length;
   int own_host; /* the caller's headers carry Host */
   int is_head;
-  int fresh_only;   /* a reused connection died under this attempt: open a new one */
-  uv_timer_t timer; /* retry delay, time waiting for a connection, deferred failure */
-  int timer_inited, timer_mode;
+  int fresh_only; /* a reused connection died under this attempt: open a new one */
 };
 
 /* Closes a connection its transfer has already left (c->x == NULL), without giving its slot to
@@ -120,16 +119,8 @@ void pd_h1up_stop_reading(conn_t *c);
  * handshake write shows as a failed read, or as the connect timeout. Returns 0 or a libuv
  * error. */
 int pd_h1up_tls_flush(conn_t *c, int request);
-/* Stops x's own timer (retry delay, queue wait, deferred failure). */
-void pd_h1_xfer_stop_timer(xfer_t *x);
-/* Reports a failure from the loop, never inside the caller's frame. */
-void pd_h1_xfer_fail_soon(xfer_t *x, int result, const char *msg);
-/* The transfer's end: on_done, then free. */
-void pd_h1_xfer_finish(xfer_t *x, int result, const char *msg);
-/* Whether a retry after delay_ms is allowed: retries remain and it starts before the deadline. */
-int pd_h1_xfer_may_retry(const xfer_t *x, long delay_ms);
-/* Forgets what the previous attempt received (head, held body) before the next one. */
-void pd_h1_xfer_new_attempt(xfer_t *x);
+/* The HTTP/1.1 transfer's table for its base: its timer's queue wait and retry, its teardown. */
+extern const pd_xfer_base_ops_t pd_h1_xfer_base_ops;
 /* An attempt failed before a complete response: retry a failed connect while retries remain,
  * else report. The connection is already detached. */
 void pd_h1_xfer_attempt_failed(xfer_t *x, int result, const char *msg);
@@ -139,8 +130,8 @@ void pd_h1_xfer_attempt_complete(xfer_t *x, int keep);
 void pd_h1_xfer_acquire(xfer_t *x);
 /* Gives o's free or new connection slots to its waiting transfers, in order. */
 void pd_h1_xfer_serve_waiters(origin_t *o);
-/* Frees x: unbinds it (a connection mid-write keeps its body), leaves its queue, closes
- * its timer. No callback runs. */
+/* Frees x: unbinds it (a connection mid-write keeps its body), leaves its queue, releases its
+ * base (the memory goes once the timer has closed). No callback runs. */
 void pd_h1_xfer_destroy(xfer_t *x);
 /* A connection error or end of stream while serving x (status < 0). */
 void pd_h1_xfer_conn_failed(conn_t *c, int status, const char *what);

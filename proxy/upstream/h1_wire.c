@@ -38,7 +38,7 @@ void pd_h1_wire_conn_send(conn_t *c) {
   if (!w) {
     pd_h1up_detach(x);
     pd_h1up_conn_close(c);
-    pd_h1_xfer_fail_soon(x, PD_XFER_EOTHER, "out of memory building the upstream request");
+    pd_xfer_base_fail_soon(&x->xb, PD_XFER_EOTHER, "out of memory building the upstream request");
     return;
   }
   char *p = w;
@@ -112,7 +112,7 @@ void pd_h1_wire_conn_send(conn_t *c) {
     pd_h1_xfer_serve_waiters(o);
     char msg[ERRMSG_SIZE];
     snprintf(msg, sizeof msg, "Failed sending the request: %s", uv_strerror(rc));
-    pd_h1_xfer_fail_soon(x, PD_XFER_ERECV, msg);
+    pd_xfer_base_fail_soon(&x->xb, PD_XFER_ERECV, msg);
     return;
   }
   pd_h1up_start_reading(c);
@@ -182,7 +182,7 @@ static int on_headers_complete(llhttp_t *p) {
   if (x->xb.head.status < 200)
     return 0; /* informational: the real head follows */
   if (pd_xfer_retryable_status(x->xb.head.status) &&
-      pd_h1_xfer_may_retry(x, pd_xfer_status_delay(&x->xb.head, x->xb.attempt)))
+      pd_xfer_base_may_retry(&x->xb, pd_xfer_status_delay(&x->xb.head, x->xb.attempt)))
     x->xb.discard = 1;
   else
     pd_xfer_base_head(&x->xb);
@@ -235,7 +235,7 @@ static int after_parse(conn_t *c, llhttp_errno_t err, const char *end) {
     pd_h1up_detach(x);
     pd_h1up_conn_close(c);
     x->xb.reader_abort = 1;
-    pd_h1_xfer_finish(x, PD_XFER_EOTHER, "the transfer was aborted by its reader");
+    pd_xfer_base_finish(&x->xb, PD_XFER_EOTHER, "the transfer was aborted by its reader");
     return 0;
   }
   if (c->msg_done) {

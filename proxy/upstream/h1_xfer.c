@@ -4,68 +4,20 @@
  * transfer owns its timer and held body; its connection is the pool's (h1.c). */
 #include "upstream/h1_int.h"
 
-static void xfer_on_timer(uv_timer_t *t);
-
 /* ---- transfers: attempts, completion, failure ------------------------------------------------ */
-
-static void arm_xfer_timer(xfer_t *x, int mode, uint64_t ms) {
-  if (!x->timer_inited) {
-    uv_timer_init(x->b->loop, &x->timer);
-    x->timer.data = x;
-    x->timer_inited = 1;
-  }
-  x->timer_mode = mode;
-  uv_timer_start(&x->timer, xfer_on_timer, ms, 0);
-}
-
-void pd_h1_xfer_stop_timer(xfer_t *x) {
-  if (x->timer_inited && x->timer_mode != T_NONE)
-    uv_timer_stop(&x->timer);
-  x->timer_mode = T_NONE;
-}
-
-/* Reports a failure from the loop, never inside the caller's frame. */
-void pd_h1_xfer_fail_soon(xfer_t *x, int result, const char *msg) {
-  pd_xfer_base_fail_later(&x->xb, result, msg);
-  arm_xfer_timer(x, T_FAIL, 0);
-}
-
-/* The transfer's end: on_done, then free. */
-void pd_h1_xfer_finish(xfer_t *x, int result, const char *msg) {
-  pd_h1_xfer_stop_timer(x);
-  pd_xfer_base_done(&x->xb, result, msg);
-  pd_h1_xfer_destroy(x);
-}
-
-/* The call's deadline passed between attempts (`made` of them). */
-static void finish_timed_out(xfer_t *x, int made) {
-  char msg[ERRMSG_SIZE];
-  pd_xfer_timeout_msg(msg, sizeof msg, uv_now(x->b->loop) - x->xb.start_ms, made);
-  pd_h1_xfer_finish(x, PD_XFER_ETIMEOUT, msg);
-}
-
-/* Whether a retry after delay_ms is allowed: retries remain and it starts before the deadline. */
-int pd_h1_xfer_may_retry(const xfer_t *x, long delay_ms) {
-  return pd_xfer_base_may_retry(&x->xb, uv_now(x->b->loop), delay_ms);
-}
-
-void pd_h1_xfer_new_attempt(xfer_t *x) {
-  /* paused stays: a caller that paused expects no data until it resumes, retry or not. */
-  pd_xfer_base_new_attempt(&x->xb);
-}
 
 /* An attempt failed before a complete response: retry a failed connect while retries remain,
  * else report. The connection is already detached. */
 void pd_h1_xfer_attempt_failed(xfer_t *x, int result, const char *msg) {
   long delay = pd_xfer_connect_delay(x->xb.attempt);
-  if (result == PD_XFER_ECONNECT && !x->xb.head_done && pd_h1_xfer_may_retry(x, delay)) {
+  if (result == PD_XFER_ECONNECT && !x->xb.head_done && pd_xfer_base_may_retry(&x->xb, delay)) {
     pd_xfer_log_retry(&x->base, x->xb.attempt, msg, delay);
     x->xb.attempt++;
-    arm_xfer_timer(x, T_RETRY, (uint64_t)delay);
+    pd_xfer_base_arm(&x->xb, PD_XT_RETRY, (uint64_t)delay);
     return;
   }
   x->xb.discard = 0;
-  pd_h1_xfer_finish(x, result, msg);
+  pd_xfer_base_finish(&x->xb, result, msg);
 }
 
 /* The response ended; the connection goes back to the pool when it can be reused. */
@@ -79,22 +31,22 @@ void pd_h1_xfer_attempt_complete(xfer_t *x, int keep) {
   if (x->xb.discard) {
     long delay = pd_xfer_status_delay(&x->xb.head, x->xb.attempt);
     if (!pd_xfer_retry_fits(x->xb.deadline, uv_now(x->b->loop), delay)) {
-      finish_timed_out(x, x->xb.attempt +
-                              1); /* its body is gone: the retry was planned when the head came */
+      /* its body is gone: the retry was planned when the head came */
+      pd_xfer_base_time_out(&x->xb, x->xb.attempt + 1, 0);
       return;
     }
     char why[32];
     snprintf(why, sizeof why, "status %d", x->xb.head.status);
     pd_xfer_log_retry(&x->base, x->xb.attempt, why, delay);
     x->xb.attempt++;
-    arm_xfer_timer(x, T_RETRY, (uint64_t)delay);
+    pd_xfer_base_arm(&x->xb, PD_XT_RETRY, (uint64_t)delay);
     return;
   }
   if (x->xb.paused && x->xb.held.len > 0) {
     x->xb.complete_pending = 1;
     return;
   }
-  pd_h1_xfer_finish(x, PD_XFER_OK, "");
+  pd_xfer_base_finish(&x->xb, PD_XFER_OK, "");
 }
 
 /* Gets the transfer a connection: an idle one, a new one, or a place in the queue. */
@@ -102,7 +54,7 @@ void pd_h1_xfer_acquire(xfer_t *x) {
   origin_t *o = x->o;
   pd_h1up_t *b = x->b;
   if (o->base.bad[0]) {
-    pd_h1_xfer_fail_soon(x, PD_XFER_EOTHER, o->base.bad);
+    pd_xfer_base_fail_soon(&x->xb, PD_XFER_EOTHER, o->base.bad);
     return;
   }
   while (o->idle && !x->fresh_only) {
@@ -123,7 +75,8 @@ void pd_h1_xfer_acquire(xfer_t *x) {
   if (pd_origin_has_slot(&o->base)) {
     conn_t *c = pd_h1up_conn_new(o);
     if (!c) {
-      pd_h1_xfer_fail_soon(x, PD_XFER_EOTHER, "out of memory opening an upstream connection");
+      pd_xfer_base_fail_soon(&x->xb, PD_XFER_EOTHER,
+                             "out of memory opening an upstream connection");
       return;
     }
     x->fresh_only = 0;
@@ -132,10 +85,8 @@ void pd_h1_xfer_acquire(xfer_t *x) {
     return;
   }
   pd_origin_wait(&o->base, &x->xb.wlink, 0);
-  if (x->xb.deadline) {
-    uint64_t now = uv_now(b->loop);
-    arm_xfer_timer(x, T_QUEUE, x->xb.deadline > now ? x->xb.deadline - now : 0);
-  }
+  if (x->xb.deadline)
+    pd_xfer_base_arm_deadline(&x->xb, T_QUEUE);
 }
 
 static void queue_unlink(xfer_t *x) {
@@ -149,43 +100,25 @@ void pd_h1_xfer_serve_waiters(origin_t *o) {
          (o->idle || pd_origin_has_slot(&o->base))) {
     xfer_t *x = pd_list_entry(l, xfer_t, xb.wlink);
     queue_unlink(x);
-    pd_h1_xfer_stop_timer(x);
+    pd_xfer_base_stop(&x->xb);
     pd_h1_xfer_acquire(x);
   }
 }
 
-static void xfer_on_timer(uv_timer_t *t) {
-  xfer_t *x = t->data;
-  int mode = x->timer_mode;
-  x->timer_mode = T_NONE;
-  if (x->xb.cancelled)
-    return;
-  switch (mode) {
-  case T_RETRY:
+/* The transfer timer's retry and queue wait (the base reports a deferred failure itself). */
+static void fire(pd_xfer_base_t *t, int mode) {
+  xfer_t *x = pd_list_entry(t, xfer_t, xb);
+  if (mode == PD_XT_RETRY) {
     if (x->xb.deadline && uv_now(x->b->loop) >= x->xb.deadline) {
-      finish_timed_out(x, x->xb.attempt);
-      break;
+      pd_xfer_base_time_out(t, x->xb.attempt, 0);
+      return;
     }
-    pd_h1_xfer_new_attempt(x);
+    pd_xfer_base_new_attempt(t);
     pd_h1_xfer_acquire(x);
-    break;
-  case T_QUEUE: {
+  } else if (mode == T_QUEUE) {
     queue_unlink(x);
-    char msg[ERRMSG_SIZE];
-    pd_xfer_timeout_msg(msg, sizeof msg, uv_now(x->b->loop) - x->xb.start_ms, PD_XFER_WAITING);
-    pd_h1_xfer_finish(x, PD_XFER_ETIMEOUT, msg);
-    break;
+    pd_xfer_base_time_out(t, PD_XFER_WAITING, 0);
   }
-  case T_FAIL:
-    pd_h1_xfer_finish(x, x->xb.fail_result, x->xb.fail_msg);
-    break;
-  default:
-    break;
-  }
-}
-
-static void on_timer_closed_free(uv_handle_t *h) {
-  free(h->data);
 }
 
 void pd_h1_xfer_destroy(xfer_t *x) {
@@ -200,19 +133,22 @@ void pd_h1_xfer_destroy(xfer_t *x) {
     pd_h1up_conn_close(c);
   }
   pd_list_remove(&x->xb.blink);
-  pd_xhead_free(&x->xb.head);
-  pd_buf_free(&x->xb.held);
   free(x->method);
   free(x->path);
   free(x->hdrs);
   free(x->body);
-  if (x->timer_inited) {
-    uv_timer_stop(&x->timer);
-    uv_close((uv_handle_t *)&x->timer, on_timer_closed_free);
-  } else {
-    free(x);
-  }
+  pd_xfer_base_release(&x->xb);
 }
+
+static void destroy(pd_xfer_base_t *t) {
+  pd_h1_xfer_destroy(pd_list_entry(t, xfer_t, xb));
+}
+
+static void timer_closed(pd_xfer_base_t *t) {
+  free(pd_list_entry(t, xfer_t, xb));
+}
+
+const pd_xfer_base_ops_t pd_h1_xfer_base_ops = {fire, destroy, timer_closed};
 
 /* A connection error or end of stream while serving x (status < 0). */
 void pd_h1_xfer_conn_failed(conn_t *c, int status, const char *what) {
@@ -230,7 +166,7 @@ void pd_h1_xfer_conn_failed(conn_t *c, int status, const char *what) {
     pd_h1up_conn_close_keep_slot(c);
     x->xb.stale_retried = 1;
     x->fresh_only = 1;
-    pd_h1_xfer_new_attempt(x);
+    pd_xfer_base_new_attempt(&x->xb);
     pd_h1_xfer_acquire(x);
     pd_h1_xfer_serve_waiters(o);
     return;

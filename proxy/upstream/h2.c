@@ -456,9 +456,7 @@ pd_xfer_t *pd_h2up_start(pd_h2up_t *b, const pd_xfer_opts_t *o, const pd_xfer_cb
   x->body = o->body;
   x->body_len = o->body ? o->body_len : 0;
   x->send_length = pd_xfer_sends_length(o);
-  pd_xfer_base_init(&x->xb, o, cbs, ud, uv_now(b->loop));
-  uv_timer_init(b->loop, &x->timer);
-  x->timer.data = x;
+  pd_xfer_base_init(&x->xb, &pd_h2_xfer_base_ops, b->loop, o, cbs, ud);
   pd_list_insert_head(&b->own.xfers, &x->xb.blink);
   pd_h2_xfer_new_attempt(x);
   pd_h2_session_acquire(x);
@@ -490,12 +488,12 @@ static void pump(xfer_t *x) {
     }
     if (r == PD_GIVE_ABORT) {
       x->xb.reader_abort = 1;
-      pd_h2_xfer_finish(x, PD_XFER_EOTHER, PD_XFER_READER_ABORT);
+      pd_xfer_base_finish(&x->xb, PD_XFER_EOTHER, PD_XFER_READER_ABORT);
       goto out;
     }
   }
   if (!x->xb.paused && x->xb.complete_pending)
-    pd_h2_xfer_finish(x, PD_XFER_OK, "");
+    pd_xfer_base_finish(&x->xb, PD_XFER_OK, "");
 out:
   if (c)
     pd_h2up_conn_flush(c); /* the WINDOW_UPDATE */

@@ -79,7 +79,9 @@ struct conn {
   conn_t *oprev, *onext;
 };
 
-enum { T_NONE, T_DEADLINE, T_RETRY, T_FAIL, T_ENDED };
+/* The transfer timer's own modes (after the base's PD_XT_*): the call's deadline or stall
+ * bound, and a stream's ending handled from the loop. */
+enum { T_DEADLINE = PD_XT_FRAMING, T_ENDED };
 
 struct xfer {
   pd_xfer_t base;    /* first: the front casts */
@@ -108,8 +110,6 @@ struct xfer {
   int early;     /* sent before the connection had the server's SETTINGS */
   uint32_t end_code;
   size_t head_bytes;
-  uv_timer_t timer;
-  int timer_mode;
 };
 
 /* A new connection of origin o with its nghttp2 session and our SETTINGS queued, not yet
@@ -125,19 +125,14 @@ void pd_h2up_on_conn_timer(uv_timer_t *t);
  * neither to read nor to write. Does nothing inside nghttp2's own calls. */
 void pd_h2up_conn_flush(conn_t *c);
 
-/* Arms x's own timer in mode (T_*) to fire in ms. */
-void pd_h2_xfer_arm_timer(xfer_t *x, int mode, uint64_t ms);
 /* Arms T_DEADLINE for the nearer of the call's deadline and the stall bound, unless the timer
  * is busy with something else (a retry, an ending, a failure to report). */
 void pd_h2_xfer_arm_deadline(xfer_t *x);
-/* Reports a failure from the loop, never inside the caller's frame. */
-void pd_h2_xfer_fail_soon(xfer_t *x, int result, const char *msg);
-/* The transfer's end: on_done, then free. */
-void pd_h2_xfer_finish(xfer_t *x, int result, const char *msg);
 /* Forgets what the previous attempt received (head, held body) before the next one. */
 void pd_h2_xfer_new_attempt(xfer_t *x);
-/* Whether a retry after delay_ms is allowed: retries remain and it starts before the deadline. */
-int pd_h2_xfer_may_retry(const xfer_t *x, long delay_ms);
+/* The HTTP/2 transfer's table for its base: its timer's deadline, retry and stream ending,
+ * its teardown. */
+extern const pd_xfer_base_ops_t pd_h2_xfer_base_ops;
 /* Frees a destroyed transfer once its timer is closed and no stream names it. */
 void pd_h2_xfer_maybe_free(xfer_t *x);
 /* Takes x out of its origin's waiter queue (a no-op when not queued). */

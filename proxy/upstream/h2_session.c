@@ -36,7 +36,7 @@ void pd_h2_session_submit(conn_t *c, xfer_t *x) {
   if (nnv > sizeof stack / sizeof stack[0]) {
     nv = malloc(nnv * sizeof *nv);
     if (!nv) {
-      pd_h2_xfer_fail_soon(x, PD_XFER_EOTHER, "out of memory building the upstream request");
+      pd_xfer_base_fail_soon(&x->xb, PD_XFER_EOTHER, "out of memory building the upstream request");
       return;
     }
   }
@@ -75,7 +75,7 @@ void pd_h2_session_submit(conn_t *c, xfer_t *x) {
     return;
   }
   if (id < 0) {
-    pd_h2_xfer_fail_soon(x, PD_XFER_EOTHER, "could not start an upstream stream");
+    pd_xfer_base_fail_soon(&x->xb, PD_XFER_EOTHER, "could not start an upstream stream");
     return;
   }
   if ((uint32_t)id >= LAST_STREAM_ID)
@@ -139,7 +139,7 @@ static int place(xfer_t *x) {
     return 0;
   conn_t *c = pd_h2up_conn_new(o, x->xb.connect_timeout_ms);
   if (!c) {
-    pd_h2_xfer_fail_soon(x, PD_XFER_EOTHER, "out of memory opening an upstream connection");
+    pd_xfer_base_fail_soon(&x->xb, PD_XFER_EOTHER, "out of memory opening an upstream connection");
     return 1;
   }
   pd_h2up_conn_start_connect(c);
@@ -154,11 +154,11 @@ static void enqueue(xfer_t *x, int front) {
 /* Gets the transfer a stream, or a place in the queue (first come, first served). */
 void pd_h2_session_acquire(xfer_t *x) {
   if (x->b->own.closing) {
-    pd_h2_xfer_fail_soon(x, PD_XFER_EOTHER, "the upstream client is closing");
+    pd_xfer_base_fail_soon(&x->xb, PD_XFER_EOTHER, "the upstream client is closing");
     return;
   }
   if (x->o->base.bad[0]) {
-    pd_h2_xfer_fail_soon(x, PD_XFER_EOTHER, x->o->base.bad);
+    pd_xfer_base_fail_soon(&x->xb, PD_XFER_EOTHER, x->o->base.bad);
     return;
   }
   if (x->o->h1) {
@@ -270,7 +270,7 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud) 
         break; /* informational: the real head follows */
       x->final_head = 1;
       if (pd_xfer_retryable_status(x->xb.head.status) &&
-          pd_h2_xfer_may_retry(x, pd_xfer_status_delay(&x->xb.head, x->xb.attempt))) {
+          pd_xfer_base_may_retry(&x->xb, pd_xfer_status_delay(&x->xb.head, x->xb.attempt))) {
         x->xb.discard = 1;
         if (!(f->hd.flags & NGHTTP2_FLAG_END_STREAM))
           nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_CANCEL);
@@ -312,7 +312,7 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
     /* Not consumed: the stream's window bounds what can pile up here. */
     if (pd_buf_append(&x->xb.held, data, len) < 0) {
       nghttp2_session_consume(ng, id, len);
-      pd_h2_xfer_finish(x, PD_XFER_EOTHER, "out of memory holding the upstream response");
+      pd_xfer_base_finish(&x->xb, PD_XFER_EOTHER, "out of memory holding the upstream response");
     }
     return 0;
   }
@@ -322,7 +322,7 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
     pd_h2_xfer_destroy(x);
   } else if (r == PD_GIVE_ABORT) {
     x->xb.reader_abort = 1;
-    pd_h2_xfer_finish(x, PD_XFER_EOTHER, PD_XFER_READER_ABORT);
+    pd_xfer_base_finish(&x->xb, PD_XFER_EOTHER, PD_XFER_READER_ABORT);
   }
   return 0;
 }
@@ -342,7 +342,7 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void 
   if (c->in_send) {
     /* Inside mem_send, perhaps inside one of the caller's own calls: report from the loop. */
     x->end_code = code;
-    pd_h2_xfer_arm_timer(x, T_ENDED, 0);
+    pd_xfer_base_arm(&x->xb, T_ENDED, 0);
     return 0;
   }
   pd_h2_xfer_ended(x, code);
@@ -368,7 +368,7 @@ static int on_frame_not_send(nghttp2_session *ng, const nghttp2_frame *f, int er
     return 0;
   }
   x->end_code = NGHTTP2_REFUSED_STREAM;
-  pd_h2_xfer_arm_timer(x, T_ENDED, 0);
+  pd_xfer_base_arm(&x->xb, T_ENDED, 0);
   return 0;
 }
 

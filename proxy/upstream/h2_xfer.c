@@ -5,20 +5,7 @@
  * held body; the stream and connection are the session's (h2_session.c, h2.c). */
 #include "upstream/h2_int.h"
 
-static void xfer_on_timer(uv_timer_t *t);
-
 /* ---- transfers: timers and endings ---------------------------------------------------------- */
-
-void pd_h2_xfer_arm_timer(xfer_t *x, int mode, uint64_t ms) {
-  x->timer_mode = mode;
-  uv_timer_start(&x->timer, xfer_on_timer, ms, 0);
-}
-
-static void stop_xfer_timer(xfer_t *x) {
-  if (x->timer_mode != T_NONE)
-    uv_timer_stop(&x->timer);
-  x->timer_mode = T_NONE;
-}
 
 /* The stall clock runs: on a stream, a stall bound set, and the caller has not paused the
  * transfer (time ponder itself holds the response is not the upstream's silence). */
@@ -29,7 +16,7 @@ static int stall_armed(const xfer_t *x) {
 /* Arms T_DEADLINE for the nearer of the call's deadline and the stall bound, unless the timer
  * is busy with something else (a retry, an ending, a failure to report). */
 void pd_h2_xfer_arm_deadline(xfer_t *x) {
-  if (x->timer_mode != T_NONE && x->timer_mode != T_DEADLINE)
+  if (x->xb.timer_mode != PD_XT_NONE && x->xb.timer_mode != T_DEADLINE)
     return;
   uint64_t due = x->xb.deadline;
   if (stall_armed(x)) {
@@ -39,23 +26,10 @@ void pd_h2_xfer_arm_deadline(xfer_t *x) {
   }
   if (due) {
     uint64_t now = uv_now(x->b->loop);
-    pd_h2_xfer_arm_timer(x, T_DEADLINE, due > now ? due - now : 0);
+    pd_xfer_base_arm(&x->xb, T_DEADLINE, due > now ? due - now : 0);
   } else {
-    stop_xfer_timer(x);
+    pd_xfer_base_stop(&x->xb);
   }
-}
-
-/* Reports a failure from the loop, never inside the caller's frame. */
-void pd_h2_xfer_fail_soon(xfer_t *x, int result, const char *msg) {
-  pd_xfer_base_fail_later(&x->xb, result, msg);
-  pd_h2_xfer_arm_timer(x, T_FAIL, 0);
-}
-
-/* The transfer's end: on_done, then free. */
-void pd_h2_xfer_finish(xfer_t *x, int result, const char *msg) {
-  stop_xfer_timer(x);
-  pd_xfer_base_done(&x->xb, result, msg);
-  pd_h2_xfer_destroy(x);
 }
 
 void pd_h2_xfer_new_attempt(xfer_t *x) {
@@ -67,24 +41,7 @@ void pd_h2_xfer_new_attempt(xfer_t *x) {
   x->head_bytes = 0;
   x->body_off = 0;
   pd_xfer_base_new_attempt(&x->xb); /* paused stays: it is the caller's */
-  if (x->xb.deadline) {
-    uint64_t now = uv_now(x->b->loop);
-    pd_h2_xfer_arm_timer(x, T_DEADLINE, x->xb.deadline > now ? x->xb.deadline - now : 0);
-  } else {
-    stop_xfer_timer(x);
-  }
-}
-
-/* Whether a retry after delay_ms is allowed: retries remain and it starts before the deadline. */
-int pd_h2_xfer_may_retry(const xfer_t *x, long delay_ms) {
-  return pd_xfer_base_may_retry(&x->xb, uv_now(x->b->loop), delay_ms);
-}
-
-/* The call's deadline passed, or comes before the next attempt could start. */
-static void fail_timed_out(xfer_t *x) {
-  char msg[ERRMSG_SIZE];
-  pd_xfer_timeout_msg(msg, sizeof msg, uv_now(x->b->loop) - x->xb.start_ms, x->xb.attempt + 1);
-  pd_h2_xfer_fail_soon(x, PD_XFER_ETIMEOUT, msg);
+  pd_xfer_base_arm_deadline(&x->xb, T_DEADLINE);
 }
 
 void pd_h2_xfer_maybe_free(xfer_t *x) {
@@ -94,8 +51,8 @@ void pd_h2_xfer_maybe_free(xfer_t *x) {
   }
 }
 
-static void on_xfer_timer_closed(uv_handle_t *h) {
-  xfer_t *x = h->data;
+static void timer_closed(pd_xfer_base_t *t) {
+  xfer_t *x = pd_list_entry(t, xfer_t, xb);
   x->timer_closed = 1;
   pd_h2_xfer_maybe_free(x);
 }
@@ -142,16 +99,13 @@ void pd_h2_xfer_destroy(xfer_t *x) {
   }
   pd_h2_xfer_queue_unlink(x);
   pd_list_remove(&x->xb.blink);
-  stop_xfer_timer(x);
-  uv_close((uv_handle_t *)&x->timer, on_xfer_timer_closed);
+  pd_xfer_base_stop(&x->xb);
   conn_t *c = x->c;
   if (c && c->ng) {
     if (x->xb.held.len > 0)
       nghttp2_session_consume(c->ng, x->stream_id, x->xb.held.len);
     nghttp2_submit_rst_stream(c->ng, NGHTTP2_FLAG_NONE, x->stream_id, NGHTTP2_CANCEL);
   }
-  pd_xhead_free(&x->xb.head);
-  pd_buf_free(&x->xb.held);
   free(x->method);
   free(x->path);
   free(x->authority);
@@ -159,18 +113,25 @@ void pd_h2_xfer_destroy(xfer_t *x) {
   x->method = x->path = x->authority = x->hdrs = NULL;
   if (c)
     pd_h2up_conn_flush(c); /* the RST_STREAM */
+  /* Last: with no timer ever opened, timer_closed runs now and may free x. Until then
+   * timer_closed is 0, so nothing the flush does frees it. */
+  pd_xfer_base_release(&x->xb);
+}
+
+static void destroy(pd_xfer_base_t *t) {
+  pd_h2_xfer_destroy(pd_list_entry(t, xfer_t, xb));
 }
 
 /* Schedules the next attempt: immediately (free), or after a delay counting an attempt; when
  * the call's deadline comes first, the call times out instead. */
 static void retry(xfer_t *x, int counted, long delay) {
   if (!pd_xfer_retry_fits(x->xb.deadline, uv_now(x->b->loop), delay)) {
-    fail_timed_out(x);
+    pd_xfer_base_time_out(&x->xb, x->xb.attempt + 1, 1); /* it comes first */
     return;
   }
   if (counted)
     x->xb.attempt++;
-  pd_h2_xfer_arm_timer(x, T_RETRY, (uint64_t)(delay > 0 ? delay : 0));
+  pd_xfer_base_arm(&x->xb, PD_XT_RETRY, (uint64_t)(delay > 0 ? delay : 0));
 }
 
 /* The stream was refused unprocessed (RST_STREAM REFUSED_STREAM, above a GOAWAY's last stream,
@@ -183,12 +144,12 @@ static void refused(xfer_t *x) {
   } else if (x->refusals < MAX_FREE_REFUSALS) {
     x->refusals++;
     retry(x, 0, 0);
-  } else if (pd_h2_xfer_may_retry(x, pd_xfer_connect_delay(x->xb.attempt))) {
+  } else if (pd_xfer_base_may_retry(&x->xb, pd_xfer_connect_delay(x->xb.attempt))) {
     pd_xfer_log_retry(&x->base, x->xb.attempt, "stream refused",
                       pd_xfer_connect_delay(x->xb.attempt));
     retry(x, 1, pd_xfer_connect_delay(x->xb.attempt));
   } else {
-    pd_h2_xfer_finish(x, PD_XFER_ERECV, "the upstream refused the stream");
+    pd_xfer_base_finish(&x->xb, PD_XFER_ERECV, "the upstream refused the stream");
   }
 }
 
@@ -206,12 +167,12 @@ void pd_h2_xfer_ended(xfer_t *x, uint32_t code) {
    * 9113 section 8.1, a server that answered before reading the whole request): the response
    * stands, even when it came before the END_STREAM that should have ended it (node's). */
   if (x->ended || (code == NGHTTP2_NO_ERROR && x->final_head)) {
-    stop_xfer_timer(x); /* complete: no deadline while held data waits */
+    pd_xfer_base_stop(&x->xb); /* complete: no deadline while held data waits */
     if (x->xb.paused && x->xb.held.len > 0) {
       x->xb.complete_pending = 1;
       return;
     }
-    pd_h2_xfer_finish(x, PD_XFER_OK, "");
+    pd_xfer_base_finish(&x->xb, PD_XFER_OK, "");
     return;
   }
   /* Only a refused stream is known not to have been processed: any other reset may come after
@@ -227,7 +188,7 @@ void pd_h2_xfer_ended(xfer_t *x, uint32_t code) {
     snprintf(msg, sizeof msg, "the upstream sent an invalid HTTP/2 response");
   else
     snprintf(msg, sizeof msg, "the upstream reset the stream (%s)", nghttp2_http2_strerror(code));
-  pd_h2_xfer_finish(x, PD_XFER_ERECV, msg);
+  pd_xfer_base_finish(&x->xb, PD_XFER_ERECV, msg);
 }
 
 /* The connection x was on failed or ended (x is released from it already). Nothing calls back
@@ -238,20 +199,20 @@ void pd_h2_xfer_conn_lost(xfer_t *x, int result, const char *msg) {
     return;
   }
   if (x->xb.head_done) {
-    pd_h2_xfer_fail_soon(x, PD_XFER_ERECV, msg);
+    pd_xfer_base_fail_soon(&x->xb, PD_XFER_ERECV, msg);
     return;
   }
   if (result == PD_XFER_ECONNECT) {
     long delay = pd_xfer_connect_delay(x->xb.attempt);
-    if (pd_h2_xfer_may_retry(x, delay)) {
+    if (pd_xfer_base_may_retry(&x->xb, delay)) {
       pd_xfer_log_retry(&x->base, x->xb.attempt, msg, delay);
       retry(x, 1, delay);
     } else
-      pd_h2_xfer_fail_soon(x, PD_XFER_ECONNECT, msg);
+      pd_xfer_base_fail_soon(&x->xb, PD_XFER_ECONNECT, msg);
     return;
   }
   if (result == PD_XFER_ETIMEOUT || result == PD_XFER_EOTHER) {
-    pd_h2_xfer_fail_soon(x, result, msg);
+    pd_xfer_base_fail_soon(&x->xb, result, msg);
     return;
   }
   if (!x->got_response && x->on_reused && !x->xb.stale_retried) {
@@ -261,43 +222,35 @@ void pd_h2_xfer_conn_lost(xfer_t *x, int result, const char *msg) {
     retry(x, 0, 0);
   } else {
     /* The server may have processed the request: not sent again (as over HTTP/1.1). */
-    pd_h2_xfer_fail_soon(x, PD_XFER_ERECV, msg);
+    pd_xfer_base_fail_soon(&x->xb, PD_XFER_ERECV, msg);
   }
 }
 
-static void xfer_on_timer(uv_timer_t *t) {
-  xfer_t *x = t->data;
-  int mode = x->timer_mode;
-  x->timer_mode = T_NONE;
-  if (x->xb.cancelled)
-    return;
+/* The transfer timer's retry, deadline or stall bound, and stream ending (the base reports a
+ * deferred failure itself). */
+static void fire(pd_xfer_base_t *t, int mode) {
+  xfer_t *x = pd_list_entry(t, xfer_t, xb);
   char msg[ERRMSG_SIZE];
   switch (mode) {
-  case T_RETRY:
+  case PD_XT_RETRY:
     pd_h2_xfer_new_attempt(x);
     pd_h2_session_acquire(x);
     break;
   case T_DEADLINE:
     if (!x->xb.deadline || uv_now(x->b->loop) < x->xb.deadline) {
       if (!stall_armed(x) || uv_now(x->b->loop) < x->xb.rx_ms + (uint64_t)x->xb.stall_ms) {
-        pd_h2_xfer_arm_deadline(
-            x); /* frames came since it was armed, or the caller paused: not yet */
+        pd_h2_xfer_arm_deadline(x); /* frames came since it was armed, or the caller paused */
         break;
       }
       /* Same outcome as a timeout: not retried (the upstream may be working on the request). */
       pd_xfer_stall_msg(msg, sizeof msg, x->xb.stall_ms);
-      pd_h2_xfer_finish(x, PD_XFER_ETIMEOUT, msg);
+      pd_xfer_base_finish(t, PD_XFER_ETIMEOUT, msg);
       break;
     }
     int waiting = pd_list_linked(&x->xb.wlink);
     if (waiting)
       pd_h2_xfer_queue_unlink(x);
-    pd_xfer_timeout_msg(msg, sizeof msg, uv_now(x->b->loop) - x->xb.start_ms,
-                        waiting ? PD_XFER_WAITING : 0);
-    pd_h2_xfer_finish(x, PD_XFER_ETIMEOUT, msg);
-    break;
-  case T_FAIL:
-    pd_h2_xfer_finish(x, x->xb.fail_result, x->xb.fail_msg);
+    pd_xfer_base_time_out(t, waiting ? PD_XFER_WAITING : 0, 0);
     break;
   case T_ENDED:
     pd_h2_xfer_ended(x, x->end_code);
@@ -306,6 +259,8 @@ static void xfer_on_timer(uv_timer_t *t) {
     break;
   }
 }
+
+const pd_xfer_base_ops_t pd_h2_xfer_base_ops = {fire, destroy, timer_closed};
 
 /* ---- the public side ------------------------------------------------------------------------ */
 
@@ -412,7 +367,7 @@ static void fwd_done(void *ud, int result, const char *msg) {
 }
 
 void pd_h2_xfer_hand_over(xfer_t *x) {
-  stop_xfer_timer(x);
+  pd_xfer_base_stop(&x->xb);
   origin_t *o = x->o;
   /* The request again as the HTTP/1.1 client takes it: a URL and "name: value" lines. */
   size_t n = (size_t)x->nhdrs + (x->authority != NULL), len = x->hdrs_len + 3 * n + 8;
@@ -421,8 +376,8 @@ void pd_h2_xfer_hand_over(xfer_t *x) {
   if (!lines || !text) {
     free(lines);
     free(text);
-    pd_h2_xfer_fail_soon(x, PD_XFER_EOTHER,
-                         "out of memory handing the call to the HTTP/1.1 client");
+    pd_xfer_base_fail_soon(&x->xb, PD_XFER_EOTHER,
+                           "out of memory handing the call to the HTTP/1.1 client");
     return;
   }
   char *url = w;
@@ -460,7 +415,8 @@ void pd_h2_xfer_hand_over(xfer_t *x) {
   free(lines);
   free(text);
   if (!x->inner) {
-    pd_h2_xfer_fail_soon(x, PD_XFER_EOTHER, "could not hand the call to the HTTP/1.1 client");
+    pd_xfer_base_fail_soon(&x->xb, PD_XFER_EOTHER,
+                           "could not hand the call to the HTTP/1.1 client");
     return;
   }
   memcpy(x->inner->reqid, x->base.reqid, sizeof x->base.reqid);

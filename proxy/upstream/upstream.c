@@ -1,15 +1,14 @@
 /* The upstream client's front (see upstream/upstream.h): pd_upstream_t picks a framing per call
- * (native HTTP/1.1, native HTTP/2, or libcurl) and dispatches through its const ops table; and the
- * library the framings share: the transfer base (head, ending, retry and deadline rules), the one
- * response head table with its drop rules, retry delays and URL splitting. Owns the framings'
- * backends it creates; a transfer is owned by its framing until its on_done. */
+ * (native HTTP/1.1, native HTTP/2, or libcurl) and dispatches through its const ops table; and
+ * what the framings share besides the transfer base (xfer.c): the one response head table with
+ * its drop rules, and URL splitting. Owns the framings' backends it creates; a transfer is owned
+ * by its framing until its on_done. */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include "base/log.h"
 #include "upstream/upstream_int.h"
 
 /* The front: http:// upstreams go to the native HTTP/1.1 client, those with "http2: true" to
@@ -138,33 +137,6 @@ pd_xfer_t *pd_xfer_start(pd_upstream_t *u, const pd_xfer_opts_t *o, const pd_xfe
   if (x)
     label(x, o);
   return x;
-}
-
-void pd_xfer_log_retry(const pd_xfer_t *x, int attempt, const char *why, long delay_ms) {
-  pd_log_info(x->reqid[0] ? x->reqid : NULL,
-              "upstream %s: attempt %d failed (%s), retrying in %ld ms", x->target, attempt + 1,
-              why, delay_ms);
-}
-
-void pd_xfer_stall_msg(char *buf, size_t n, long stall_ms) {
-  snprintf(buf, n, "Operation stalled: no data from the upstream for %ld ms", stall_ms);
-}
-
-void pd_xfer_timeout_msg(char *buf, size_t n, uint64_t elapsed_ms, int attempts) {
-  if (attempts > 0)
-    snprintf(buf, n, "Operation timed out after %lu milliseconds (%d attempts)",
-             (unsigned long)elapsed_ms, attempts);
-  else
-    snprintf(buf, n, "Operation timed out after %lu milliseconds%s", (unsigned long)elapsed_ms,
-             attempts == PD_XFER_WAITING ? " waiting for a connection" : "");
-}
-
-uint64_t pd_xfer_deadline(uint64_t now, long timeout_ms) {
-  return timeout_ms > 0 ? now + (uint64_t)timeout_ms : 0;
-}
-
-int pd_xfer_retry_fits(uint64_t deadline, uint64_t now, long delay_ms) {
-  return deadline == 0 || now + (uint64_t)(delay_ms > 0 ? delay_ms : 0) < deadline;
 }
 
 void pd_xfer_pause(pd_xfer_t *x) {
@@ -344,97 +316,6 @@ void pd_xhead_emit(const pd_xhead_t *h, void (*on_head)(void *, const pd_xfer_he
   pairs[2 * n] = NULL;
   pd_xfer_head_t head = {h->status, h->content_type, h->content_length, pairs, n};
   on_head(ud, &head);
-}
-
-int pd_xfer_retryable_status(int status) {
-  return status == 429 || status >= 500;
-}
-
-long pd_xfer_status_delay(const pd_xhead_t *h, int attempt) {
-  long backoff = 250L << (attempt < 6 ? attempt : 6);
-  long delay = h->retry_after_ms >= 0 ? h->retry_after_ms : backoff;
-  return delay > PD_RETRY_AFTER_CAP_MS ? PD_RETRY_AFTER_CAP_MS : delay;
-}
-
-long pd_xfer_connect_delay(int attempt) {
-  return 50L << (attempt < 6 ? attempt : 6);
-}
-
-/* ---- the transfer base of the native framings ---------------------------------------------- */
-
-void pd_xfer_base_head(pd_xfer_base_t *t) {
-  if (t->head_done || t->cancelled)
-    return;
-  t->head_done = 1;
-  t->in_cb++;
-  pd_xhead_emit(&t->head, t->cbs.on_head, t->ud);
-  t->in_cb--;
-}
-
-void pd_xfer_base_done(pd_xfer_base_t *t, int result, const char *msg) {
-  if (result == PD_XFER_OK)
-    pd_xfer_base_head(t);
-  if (!t->cancelled && t->cbs.on_done) {
-    t->in_cb++;
-    t->cbs.on_done(t->ud, result, msg);
-    t->in_cb--;
-  }
-}
-
-int pd_xfer_base_give_held(pd_xfer_base_t *t, size_t *n) {
-  char *data = pd_buf_steal(&t->held, n);
-  int r = pd_xfer_base_give(t, data, *n);
-  free(data);
-  return r;
-}
-
-int pd_xfer_base_may_retry(const pd_xfer_base_t *t, uint64_t now, long delay_ms) {
-  return t->attempt < t->retries && pd_xfer_retry_fits(t->deadline, now, delay_ms);
-}
-
-void pd_xfer_base_fail_later(pd_xfer_base_t *t, int result, const char *msg) {
-  t->fail_result = result;
-  snprintf(t->fail_msg, sizeof t->fail_msg, "%s", msg);
-}
-
-void pd_xfer_base_new_attempt(pd_xfer_base_t *t) {
-  t->discard = 0;
-  t->complete_pending = 0;
-  pd_buf_reset(&t->held);
-  pd_xhead_reset(&t->head);
-}
-
-void pd_xfer_base_init(pd_xfer_base_t *t, const pd_xfer_opts_t *o, const pd_xfer_cbs_t *cbs,
-                       void *ud, uint64_t now) {
-  t->connect_timeout_ms = o->connect_timeout_ms;
-  t->timeout_ms = o->timeout_ms;
-  t->stall_ms = o->stall_timeout_ms;
-  t->retries = o->retries;
-  t->cbs = *cbs;
-  t->ud = ud;
-  t->start_ns = uv_hrtime();
-  t->start_ms = now;
-  t->deadline = pd_xfer_deadline(now, o->timeout_ms);
-  pd_list_init(&t->wlink);
-  pd_list_init(&t->blink);
-  pd_xhead_init(&t->head);
-  pd_buf_init(&t->held);
-}
-
-int pd_xfer_base_cancel(pd_xfer_base_t *t) {
-  if (t->cancelled)
-    return 0;
-  t->cancelled = 1;
-  return !t->in_cb;
-}
-
-double pd_xfer_base_elapsed(const pd_xfer_base_t *t) {
-  return (double)(uv_hrtime() - t->start_ns) / 1e9;
-}
-
-int pd_xfer_sends_length(const pd_xfer_opts_t *o) {
-  return o->body || strcmp(o->method, "POST") == 0 || strcmp(o->method, "PUT") == 0 ||
-         strcmp(o->method, "PATCH") == 0;
 }
 
 /* ---- URLs, as the native clients split them ------------------------------------------------ */

@@ -81,12 +81,31 @@ long pd_xfer_status_delay(const pd_xhead_t *h, int attempt);
 /* Delay before retrying a failed connect: 50 ms doubling per attempt. */
 long pd_xfer_connect_delay(int attempt);
 
-/* What a transfer of either native framing (h1*.c, h2*.c) keeps the same way: its options,
- * the caller's callbacks, the retry, stale-connection and pause bookkeeping, the head and the
- * held body, the deferred failure and the clocks. Each framing embeds one as xb in its own
- * transfer, which adds its request form, timer and connection or stream. The framing owns it
- * (pd_xhead_init/pd_buf_init when it makes the transfer, the frees when it destroys it). */
-typedef struct pd_xfer_base {
+/* The transfer base (xfer.c): what a transfer of either native framing (h1*.c, h2*.c) keeps
+ * the same way: its options, the caller's callbacks, the retry, stale-connection and pause
+ * bookkeeping, the head and the held body, the deferred failure, the clocks, and the
+ * transfer's own timer (retry delay, queue wait, deferred failure, and what else the framing
+ * times). Each framing embeds one as xb in its own transfer, which adds its request form and
+ * its connection or stream, and gives it a const table of what differs:
+ *   fire: the timer came due in one of the framing's modes (from PD_XT_FRAMING on, or
+ *         PD_XT_RETRY); never for a cancelled transfer, never for PD_XT_FAIL (the base reports
+ *         the kept failure itself);
+ *   destroy: tear the transfer down after its on_done (pd_xfer_base_finish);
+ *   timer_closed: the timer handle is closed (or was never opened): the framing may free the
+ *         transfer once nothing else names it.
+ * The framing owns the transfer: pd_xfer_base_init when it makes it, pd_xfer_base_release when
+ * it destroys it. */
+typedef struct pd_xfer_base pd_xfer_base_t;
+typedef struct pd_xfer_base_ops {
+  void (*fire)(pd_xfer_base_t *t, int mode);
+  void (*destroy)(pd_xfer_base_t *t);
+  void (*timer_closed)(pd_xfer_base_t *t);
+} pd_xfer_base_ops_t;
+enum { PD_XT_NONE, PD_XT_FAIL, PD_XT_RETRY, PD_XT_FRAMING };
+
+struct pd_xfer_base {
+  const pd_xfer_base_ops_t *ops;
+  uv_loop_t *loop;
   long connect_timeout_ms, timeout_ms;
   long stall_ms; /* stall_timeout_ms; 0 = none */
   int retries, attempt;
@@ -111,15 +130,35 @@ typedef struct pd_xfer_base {
    * was bound or the caller resumed it. Only written on reads (no timer call per read): the
    * framing's deadline timer checks it when it fires and re-arms itself. */
   uint64_t rx_ms;
-  pd_list_t wlink; /* in its origin's waiter queue */
-  pd_list_t blink; /* in its framing's list of live transfers */
-} pd_xfer_base_t;
+  pd_list_t wlink;  /* in its origin's waiter queue */
+  pd_list_t blink;  /* in its framing's list of live transfers */
+  uv_timer_t timer; /* opened on first use */
+  int timer_open;
+  int timer_mode; /* PD_XT_*, or the framing's own from PD_XT_FRAMING; PD_XT_NONE when idle */
+};
 
 /* Reports t's response head to the caller, once per transfer, unless cancelled. */
 void pd_xfer_base_head(pd_xfer_base_t *t);
 /* The caller's on_done with result and msg (the head first when result is PD_XFER_OK), unless
  * cancelled; the framing destroys the transfer afterwards. */
 void pd_xfer_base_done(pd_xfer_base_t *t, int result, const char *msg);
+/* The transfer's end: its timer stopped, on_done (pd_xfer_base_done), then ops->destroy. */
+void pd_xfer_base_finish(pd_xfer_base_t *t, int result, const char *msg);
+/* Reports a failure from the loop (a 0 ms PD_XT_FAIL), never inside the caller's frame. */
+void pd_xfer_base_fail_soon(pd_xfer_base_t *t, int result, const char *msg);
+/* The call's deadline passed after `attempts` attempts (PD_XFER_WAITING: while it waited for a
+ * connection): PD_XFER_ETIMEOUT with pd_xfer_timeout_msg's message, at once or (soon) from the
+ * loop. */
+void pd_xfer_base_time_out(pd_xfer_base_t *t, int attempts, int soon);
+/* Arms t's timer in mode to fire in ms (replacing what it was armed for). */
+void pd_xfer_base_arm(pd_xfer_base_t *t, int mode, uint64_t ms);
+/* Arms mode for t's deadline (at once when it has passed); stops the timer when there is none. */
+void pd_xfer_base_arm_deadline(pd_xfer_base_t *t, int mode);
+/* Stops t's timer, whatever it was armed for. */
+void pd_xfer_base_stop(pd_xfer_base_t *t);
+/* Frees what the base holds and closes its timer: ops->timer_closed follows, from the loop when
+ * the timer was open, else before this returns. No ops->fire runs after this. */
+void pd_xfer_base_release(pd_xfer_base_t *t);
 /* Hands body bytes to the caller's on_data (the re-entrancy guard held around it): PD_GIVE_OK
  * (paused set when it asked for a pause), PD_GIVE_CANCELLED (it cancelled the transfer: no
  * callback may follow) or PD_GIVE_ABORT (it asked to abort). */
@@ -139,18 +178,18 @@ static inline int pd_xfer_base_give(pd_xfer_base_t *t, const char *p, size_t n) 
 /* The same for everything held while paused, taken out of held (its length in *n). */
 int pd_xfer_base_give_held(pd_xfer_base_t *t, size_t *n);
 #define PD_XFER_READER_ABORT "the transfer was aborted by its reader"
-/* Whether another attempt is allowed now (loop ms) after delay_ms: retries left, and the
- * total deadline leaves room. */
-int pd_xfer_base_may_retry(const pd_xfer_base_t *t, uint64_t now, long delay_ms);
+/* Whether another attempt is allowed after delay_ms from now: retries left, and the total
+ * deadline leaves room. */
+int pd_xfer_base_may_retry(const pd_xfer_base_t *t, long delay_ms);
 /* Keeps result and msg for the failure the framing reports from its timer. */
 void pd_xfer_base_fail_later(pd_xfer_base_t *t, int result, const char *msg);
 /* Forgets what the previous attempt received (its head, held body, discard and completion)
  * before the next one; paused stays, it is the caller's. */
 void pd_xfer_base_new_attempt(pd_xfer_base_t *t);
-/* Sets t up for a call of o (its timeouts, retries, callbacks; the clock from now, loop ms),
- * wlink and blink unlinked: the framing links them itself. */
-void pd_xfer_base_init(pd_xfer_base_t *t, const pd_xfer_opts_t *o, const pd_xfer_cbs_t *cbs,
-                       void *ud, uint64_t now);
+/* Sets t up for a call of o on loop (its timeouts, retries, callbacks; the clock from now),
+ * wlink and blink unlinked: the framing links them itself. ops is the framing's table. */
+void pd_xfer_base_init(pd_xfer_base_t *t, const pd_xfer_base_ops_t *ops, uv_loop_t *loop,
+                       const pd_xfer_opts_t *o, const pd_xfer_cbs_t *cbs, void *ud);
 /* The caller cancels t: 1 when the framing tears the transfer down now, 0 when it was
  * cancelled already or a callback runs (whoever calls back tears it down when it returns). */
 int pd_xfer_base_cancel(pd_xfer_base_t *t);
