@@ -1,7 +1,8 @@
 /* Inside the upstream client: what upstream.c (the front and the shared response-head
- * bookkeeping), curl.c (libcurl, under PONDER_UPSTREAM_CLIENT=curl and for URLs with
- * credentials), h1.c (the native HTTP/1.1 client), h2.c (the native HTTP/2 client), origin.c,
- * tls.c and proxy.c share. Nothing outside proxy/upstream includes this. */
+ * bookkeeping), xfer.c (the transfer base and the retry rules), curl.c (libcurl, under
+ * PONDER_UPSTREAM_CLIENT=curl and for URLs with credentials), h1.c (the native HTTP/1.1
+ * client), h2.c (the native HTTP/2 client), origin.c, tls.c and proxy.c share. Nothing outside
+ * proxy/upstream includes this. */
 #ifndef PD_UPSTREAM_INT_H
 #define PD_UPSTREAM_INT_H
 
