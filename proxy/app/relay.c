@@ -24,17 +24,22 @@ static char *json_text(const json_t *j, size_t *len) {
   return pd_buf_steal(&b, len);
 }
 
-/* The usage object of a chat reply passed through (rounds 0): counted in ponder_tokens_total
- * and the access log like a forced exchange's. */
-static void take_pass_usage(pd_exchange_t *ex, const json_t *usage) {
-  if (!json_is_object(usage))
+/* The usage object of a chat reply or stream event passed through (rounds 0), as the one-pass
+ * reader found it: counted in ponder_tokens_total and the access log like a forced exchange's.
+ * A member that is not an integer counts 0. */
+static void take_pass_usage(pd_exchange_t *ex, const pd_openai_msg_t *m) {
+  if (!m->has_usage)
     return;
-  const json_t *rt =
-      json_object_get(json_object_get(usage, "completion_tokens_details"), "reasoning_tokens");
-  ex->usage.prompt_tokens = (long)json_integer_value(json_object_get(usage, "prompt_tokens"));
-  ex->usage.completion_tokens =
-      (long)json_integer_value(json_object_get(usage, "completion_tokens"));
-  ex->usage.reasoning_tokens = json_is_integer(rt) ? (long)json_integer_value(rt) : 0;
+  ex->usage.prompt_tokens = (long)m->prompt_tokens;
+  ex->usage.completion_tokens = (long)m->completion_tokens;
+  ex->usage.reasoning_tokens = (long)m->reasoning_tokens;
+}
+
+/* The same for the text of a usage value pd_openai_check_reply found. */
+static void take_usage_text(pd_exchange_t *ex, const char *u, size_t n) {
+  pd_openai_msg_t m;
+  pd_openai_read_usage(u, n, &m);
+  take_pass_usage(ex, &m);
 }
 
 /* Whether an event's text has a "usage" member whose value is an object (not the null every
@@ -61,11 +66,9 @@ static int has_usage_object(const char *d, size_t n) {
  * came). */
 static int usage_event(void *ud, const char *data, size_t len) {
   pd_exchange_t *ex = ud;
-  if (!has_usage_object(data, len))
-    return 0;
-  json_t *j = pd_openai_load_reply(data, len);
-  take_pass_usage(ex, json_object_get(j, "usage"));
-  json_decref(j);
+  pd_openai_msg_t m;
+  if (has_usage_object(data, len) && pd_openai_read_reply(data, len, 1, &m))
+    take_pass_usage(ex, &m);
   return 0;
 }
 
@@ -111,11 +114,8 @@ static int remodel_event(void *ud, const char *data, size_t len) {
   pd_exchange_t *ex = ud;
   pd_openai_reply_t r;
   int ok = !(len == 6 && memcmp(data, "[DONE]", 6) == 0) && pd_openai_check_reply(data, len, &r);
-  if (ok && r.usage) {
-    json_t *u = pd_json_load(r.usage, r.usage_len, NULL);
-    take_pass_usage(ex, u);
-    json_decref(u);
-  }
+  if (ok && r.usage)
+    take_usage_text(ex, r.usage, r.usage_len);
   pd_buf_appends(&ex->out, "data: ");
   if (!ok || pd_openai_remodel(&ex->out, data, len, &r, ex->client_model) < 0)
     pd_buf_append(&ex->out, data, len);
@@ -220,12 +220,8 @@ static void relay_checked(pd_exchange_t *ex) {
     return;
   int ok = ex->pass.plain || pd_openai_check_reply(pd_buf_data(&ex->pass.reply.body),
                                                    ex->pass.reply.body.len, &r) == 1;
-  if (ok && r.usage) {
-    /* The reply's usage, found by the same pass that checked it: only that member is parsed. */
-    json_t *u = pd_json_load(r.usage, r.usage_len, NULL);
-    take_pass_usage(ex, u);
-    json_decref(u);
-  }
+  if (ok && r.usage) /* found by the same pass that checked the reply: only it is read */
+    take_usage_text(ex, r.usage, r.usage_len);
   if (ok && ex->pass.remodel && r.model) {
     /* A mapped model: the client's model name goes back in place of the upstream's, in the
      * bytes the check found; the rest is relayed as it came. */

@@ -248,6 +248,7 @@ int pd_openai_read_reply(const char *b, size_t n, int delta, pd_openai_msg_t *m)
       m->prompt_tokens = m->completion_tokens = m->reasoning_tokens = 0;
       m->has_prompt = m->has_completion = m->has_reasoning = 0;
       rc = object_value(&s, usage_member, m);
+      m->has_usage = rc == 1;
     } else if (KEY_IS(&t, "error")) {
       m->error = 0;
       rc = object_value(&s, error_member, m);
@@ -258,6 +259,19 @@ int pd_openai_read_reply(const char *b, size_t n, int delta, pd_openai_msg_t *m)
       return 0;
   }
   return pd_json_next(&s, &t) == PD_JSON_END;
+}
+
+int pd_openai_read_usage(const char *u, size_t n, pd_openai_msg_t *m) {
+  memset(m, 0, sizeof *m);
+  pd_json_scan_t s;
+  pd_json_tok_t t;
+  pd_json_scan_init(&s, u, n);
+  if (object_value(&s, usage_member, m) == 1 && pd_json_next(&s, &t) == PD_JSON_END) {
+    m->has_usage = 1;
+    return 1;
+  }
+  memset(m, 0, sizeof *m);
+  return 0;
 }
 
 int pd_openai_text(const pd_openai_text_t *t, pd_buf_t *scratch, const char **s, size_t *n) {

@@ -68,6 +68,7 @@ typedef struct pd_openai_msg {
   size_t tool_calls_len;
   pd_openai_text_t finish_reason; /* choices[0].finish_reason */
   /* Of the top-level usage object (0 and has_* 0 when absent or not an object): */
+  int has_usage; /* the (last) top-level "usage" is an object */
   long long prompt_tokens, completion_tokens, reasoning_tokens;
   int has_prompt, has_completion, has_reasoning; /* the member is an integer */
   int error; /* a top-level "error" object with a string "message" (pd_openai_is_error) */
@@ -77,6 +78,10 @@ typedef struct pd_openai_msg {
  * choices[0].delta) b into *m in one pass. Returns 1 when b is a JSON object json_loadb(b, n, 0)
  * accepts, 0 otherwise (*m is then unspecified). Allocates nothing; m points into b. */
 int pd_openai_read_reply(const char *b, size_t n, int delta, pd_openai_msg_t *m);
+/* Reads the usage value u (n bytes: pd_openai_check_reply's r.usage) into *m's usage members
+ * (the rest zeroed), as pd_openai_read_reply reads a reply's. Returns 1 when u is an object,
+ * 0 otherwise (has_usage and the counts then 0). Allocates nothing. */
+int pd_openai_read_usage(const char *u, size_t n, pd_openai_msg_t *m);
 
 /* The decoded bytes of t: t's own raw bytes when they hold no escape, else decoded into
  * scratch (appended; the result stays valid until scratch changes). Returns 0, or -1 when out

@@ -58,6 +58,17 @@ static void check_int(int has, long long got, const json_t *want) {
     abort();
 }
 
+/* m's usage members are those of jansson's usage value u (absent, or not an object: none). */
+static void check_usage(const pd_openai_msg_t *m, const json_t *u) {
+  u = json_is_object(u) ? u : NULL;
+  if (m->has_usage != !!u)
+    abort();
+  check_int(m->has_prompt, m->prompt_tokens, json_object_get(u, "prompt_tokens"));
+  check_int(m->has_completion, m->completion_tokens, json_object_get(u, "completion_tokens"));
+  check_int(m->has_reasoning, m->reasoning_tokens,
+            json_object_get(json_object_get(u, "completion_tokens_details"), "reasoning_tokens"));
+}
+
 static void check_read(const char *b, size_t n, const json_t *full) {
   for (int delta = 0; delta < 2; delta++) {
     pd_openai_msg_t m;
@@ -83,12 +94,7 @@ static void check_read(const char *b, size_t n, const json_t *full) {
         abort();
       json_decref(got);
     }
-    const json_t *u = json_object_get(full, "usage");
-    u = json_is_object(u) ? u : NULL;
-    check_int(m.has_prompt, m.prompt_tokens, json_object_get(u, "prompt_tokens"));
-    check_int(m.has_completion, m.completion_tokens, json_object_get(u, "completion_tokens"));
-    check_int(m.has_reasoning, m.reasoning_tokens,
-              json_object_get(json_object_get(u, "completion_tokens_details"), "reasoning_tokens"));
+    check_usage(&m, json_object_get(full, "usage"));
     if (m.error != pd_openai_is_error(full))
       abort();
   }
@@ -152,6 +158,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!want != !got || (got && !json_equal(got, want)))
       abort();
     json_decref(got);
+    /* ... and reads as that value's counts (the relay's pass-through accounting). */
+    pd_openai_msg_t um;
+    if (r.usage && pd_openai_read_usage(r.usage, r.usage_len, &um) != json_is_object(want))
+      abort();
+    if (r.usage)
+      check_usage(&um, want);
     check_remodel(b, size, full);
   }
   check_write(full);

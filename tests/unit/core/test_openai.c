@@ -264,6 +264,43 @@ static void check_reply_load(const char *b, size_t n) {
   json_decref(got);
 }
 
+/* pd_openai_read_usage: the counts of a usage value as the pass-through relay takes them,
+ * the same as jansson's tree gives (integers only, the last of a repeated key, details'
+ * reasoning_tokens), and nothing from a value that is not one object. */
+static void test_read_usage(void **state) {
+  (void)state;
+  pd_openai_msg_t m;
+  const char *u = "{\"prompt_tokens\":9,\"completion_tokens\":8,\"total_tokens\":17,"
+                  "\"completion_tokens_details\":{\"reasoning_tokens\":5}}";
+  assert_int_equal(pd_openai_read_usage(u, strlen(u), &m), 1);
+  assert_true(m.has_usage);
+  assert_int_equal(m.prompt_tokens, 9);
+  assert_int_equal(m.completion_tokens, 8);
+  assert_int_equal(m.reasoning_tokens, 5);
+  u = "{\"prompt_tokens\":1.5,\"completion_tokens\":\"8\",\"prompt_tokens\":3,"
+      "\"completion_tokens_details\":{\"reasoning_tokens\":2},\"completion_tokens_details\":null}";
+  assert_int_equal(pd_openai_read_usage(u, strlen(u), &m), 1);
+  assert_int_equal(m.prompt_tokens, 3); /* the last one counts */
+  assert_false(m.has_completion);
+  assert_int_equal(m.completion_tokens, 0);
+  assert_false(m.has_reasoning); /* the last details is null */
+  assert_int_equal(m.reasoning_tokens, 0);
+  const char *bad[] = {"null", "[1]", "7", "{\"prompt_tokens\":1} x", "{\"prompt_tokens\":1", ""};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    assert_int_equal(pd_openai_read_usage(bad[i], strlen(bad[i]), &m), 0);
+    assert_false(m.has_usage);
+    assert_int_equal(m.prompt_tokens, 0);
+  }
+  /* A reply's usage read by pd_openai_read_reply sets has_usage the same way. */
+  const char *r = "{\"choices\":[],\"usage\":{\"prompt_tokens\":4}}";
+  assert_int_equal(pd_openai_read_reply(r, strlen(r), 0, &m), 1);
+  assert_true(m.has_usage);
+  assert_int_equal(m.prompt_tokens, 4);
+  r = "{\"usage\":{\"prompt_tokens\":4},\"usage\":null}";
+  assert_int_equal(pd_openai_read_reply(r, strlen(r), 0, &m), 1);
+  assert_false(m.has_usage);
+}
+
 static void test_json_load_reply(void **state) {
   (void)state;
   static const char *const docs[] = {
@@ -336,6 +373,7 @@ int main(void) {
                                      cmocka_unit_test(test_chunks),
                                      cmocka_unit_test(test_ids),
                                      cmocka_unit_test(test_remodel),
-                                     cmocka_unit_test(test_json_load_reply)};
+                                     cmocka_unit_test(test_json_load_reply),
+                                     cmocka_unit_test(test_read_usage)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
