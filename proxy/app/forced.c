@@ -129,6 +129,17 @@ static void fail_engine(pd_chain_t *ch, int rc, const char *unreadable) {
   }
 }
 
+/* After the engine took a stream chunk (rc its verdict): 1 to stop reading the stream. */
+static int chunk_taken(pd_chain_t *ch, int rc) {
+  if (ch->ex->finished) /* a writer refused what the chunk emitted */
+    return 1;
+  if (rc < 0) {
+    fail_engine(ch, rc, "The upstream sent a stream chunk ponder cannot read.");
+    return 1;
+  }
+  return 0;
+}
+
 static int on_sse_event(void *ud, const char *data, size_t len) {
   pd_chain_t *ch = ud;
   pd_exchange_t *ex = ch->ex;
@@ -137,6 +148,13 @@ static int on_sse_event(void *ud, const char *data, size_t len) {
      * stops is a cut one (pd_engine_on_call_end). */
     pd_engine_on_done_marker(ch->eng);
     return 0;
+  }
+  /* The chunk read in one pass, without a tree; an error event, a chunk that is not one JSON
+   * object, and the completions dialect's chunks take the tree path below. */
+  pd_openai_msg_t m;
+  if (pd_engine_reads_chunks(ch->eng) && pd_openai_read_reply(data, len, 1, &m) && !m.error) {
+    int rc = pd_engine_on_chunk_read(ch->eng, &m, on_emit, ch);
+    return chunk_taken(ch, rc);
   }
   json_t *j = pd_openai_load_reply(data, len);
   if (!j) {
@@ -158,13 +176,7 @@ static int on_sse_event(void *ud, const char *data, size_t len) {
   }
   int rc = pd_engine_on_chunk(ch->eng, j, on_emit, ch);
   json_decref(j);
-  if (ex->finished) /* a writer refused what the chunk emitted */
-    return 1;
-  if (rc < 0) {
-    fail_engine(ch, rc, "The upstream sent a stream chunk ponder cannot read.");
-    return 1;
-  }
-  return 0;
+  return chunk_taken(ch, rc);
 }
 
 static void chain_on_head(void *ud, const pd_xfer_head_t *h) {

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/modes.h"
+#include "core/openai.h"
 
 typedef enum { ST_THINK, ST_ANSWER, ST_WAITING, ST_DONE } state_t;
 
@@ -271,25 +272,19 @@ static int out(pd_engine_t *e, pd_out_kind_t kind, const char *text, size_t len,
   return 0;
 }
 
-/* Takes in one piece of a reply: `src` is a message (non-streamed) or a delta (streamed), or
- * NULL with `text` for completions. Emits as the call's role dictates. */
-static int take(pd_engine_t *e, const json_t *src, const json_t *text, pd_emit_fn emit, void *ud) {
+/* Takes in one piece of a reply, its reasoning and its content (either may be empty). Emits as
+ * the call's role dictates. */
+static int take_text(pd_engine_t *e, const char *r, size_t rlen, const char *s, size_t clen,
+                     pd_emit_fn emit, void *ud) {
   call_acc_t *a = &e->cur;
-  const json_t *reasoning = json_object_get(src, "reasoning_content");
-  if (!json_is_string(reasoning))
-    reasoning = json_object_get(src, "reasoning");
-  const json_t *content = e->ops->text_reply && !e->plain ? text : json_object_get(src, "content");
-  size_t rlen = json_string_length(reasoning), clen = json_string_length(content);
   int rc;
   if (rlen) {
-    const char *s = json_string_value(reasoning);
-    if ((rc = out(e, PD_OUT_THINK, s, rlen, NULL, emit, ud)) < 0)
+    if ((rc = out(e, PD_OUT_THINK, r, rlen, NULL, emit, ud)) < 0)
       return rc;
-    if (pd_buf_append(&a->reasoning, s, rlen) < 0)
+    if (pd_buf_append(&a->reasoning, r, rlen) < 0)
       return -1;
   }
   if (clen) {
-    const char *s = json_string_value(content);
     if ((rc = out(e, a->answer ? PD_OUT_CONTENT : PD_OUT_THINK, s, clen, NULL, emit, ud)) < 0)
       return rc;
     if (!(a->answer && e->relay_answer) && pd_buf_append(&a->content, s, clen) < 0)
@@ -300,14 +295,40 @@ static int take(pd_engine_t *e, const json_t *src, const json_t *text, pd_emit_f
   return 0;
 }
 
-static int take_finish(call_acc_t *a, const json_t *choice) {
-  const char *f = json_string_value(json_object_get(choice, "finish_reason"));
-  /* An empty string names no reason: it neither completes a stream nor hides an earlier one. */
-  if (!f || !*f)
+/* The same from a tree: `src` is a message (non-streamed) or a delta (streamed), or NULL with
+ * `text` for completions. The reasoning is reasoning_content, else reasoning. */
+static int take(pd_engine_t *e, const json_t *src, const json_t *text, pd_emit_fn emit, void *ud) {
+  const json_t *reasoning = json_object_get(src, "reasoning_content");
+  if (!json_is_string(reasoning))
+    reasoning = json_object_get(src, "reasoning");
+  const json_t *content = e->ops->text_reply && !e->plain ? text : json_object_get(src, "content");
+  return take_text(e, json_string_value(reasoning), json_string_length(reasoning),
+                   json_string_value(content), json_string_length(content), emit, ud);
+}
+
+/* A finish_reason of n bytes (f NULL: none). An empty one names no reason: it neither completes
+ * a stream nor hides an earlier one. */
+static int take_finish_text(call_acc_t *a, const char *f, size_t n) {
+  if (!f || !n)
     return 0;
   free(a->finish);
-  a->finish = strdup(f);
+  a->finish = strndup(f, n);
   return a->finish ? 0 : -1;
+}
+
+static int take_finish(call_acc_t *a, const json_t *choice) {
+  const json_t *f = json_object_get(choice, "finish_reason");
+  return take_finish_text(a, json_string_value(f), json_string_length(f));
+}
+
+/* A usage object's counts: prompt_tokens (0 when not an integer), completion_tokens (has_ct:
+ * it is one) and completion_tokens_details.reasoning_tokens (has_rt). */
+static void take_usage_counts(call_acc_t *a, long long prompt, int has_ct, long long ct, int has_rt,
+                              long long rt) {
+  a->prompt = (long)prompt;
+  a->has_usage = has_ct;
+  a->completion = (long)ct;
+  a->reasoning_tokens = has_rt ? (long)rt : -1;
 }
 
 static void take_usage(call_acc_t *a, const json_t *usage) {
@@ -316,10 +337,9 @@ static void take_usage(call_acc_t *a, const json_t *usage) {
   const json_t *ct = json_object_get(usage, "completion_tokens");
   const json_t *rt =
       json_object_get(json_object_get(usage, "completion_tokens_details"), "reasoning_tokens");
-  a->prompt = json_integer_value(json_object_get(usage, "prompt_tokens"));
-  a->has_usage = json_is_integer(ct);
-  a->completion = json_integer_value(ct);
-  a->reasoning_tokens = json_is_integer(rt) ? json_integer_value(rt) : -1;
+  take_usage_counts(a, json_integer_value(json_object_get(usage, "prompt_tokens")),
+                    json_is_integer(ct), json_integer_value(ct), json_is_integer(rt),
+                    json_integer_value(rt));
 }
 
 /* The answer call's tool calls as a streamed delta would carry them: each with its "index". */
@@ -451,6 +471,51 @@ int pd_engine_on_chunk(pd_engine_t *e, const json_t *chunk, pd_emit_fn emit, voi
       return -1;
   }
   take_usage(a, json_object_get(chunk, "usage"));
+  return 0;
+}
+
+int pd_engine_reads_chunks(const pd_engine_t *e) {
+  return !(e->ops->text_reply && !e->plain);
+}
+
+int pd_engine_on_chunk_read(pd_engine_t *e, const pd_openai_msg_t *m, pd_emit_fn emit, void *ud) {
+  if (e->state != ST_WAITING || m->error_object || !pd_engine_reads_chunks(e))
+    return -1;
+  call_acc_t *a = &e->cur;
+  a->streamed = 1;
+  if (m->choice) {
+    /* The texts decoded where they hold escapes, each in its own buffer. */
+    pd_buf_t sr, sc, sf;
+    pd_buf_init(&sr);
+    pd_buf_init(&sc);
+    pd_buf_init(&sf);
+    const pd_openai_text_t *rt = m->reasoning_content.s ? &m->reasoning_content : &m->reasoning;
+    const char *r, *c, *f;
+    size_t rlen, clen, flen;
+    int rc = pd_openai_text(rt, &sr, &r, &rlen) | pd_openai_text(&m->content, &sc, &c, &clen) |
+             pd_openai_text(&m->finish_reason, &sf, &f, &flen);
+    if (rc == 0)
+      rc = take_text(e, r, rlen, c, clen, emit, ud);
+    if (rc == 0 && take_finish_text(a, m->finish_reason.s ? f : NULL, flen) < 0)
+      rc = -1;
+    pd_buf_free(&sr);
+    pd_buf_free(&sc);
+    pd_buf_free(&sf);
+    if (rc < 0)
+      return rc;
+    if (a->answer && m->tool_calls) { /* an array: parsed only when it is relayed */
+      json_t *tools = pd_json_load(m->tool_calls, m->tool_calls_len, NULL);
+      rc = !tools                       ? -1
+           : json_array_size(tools) > 0 ? out(e, PD_OUT_TOOL_CALLS, NULL, 0, tools, emit, ud)
+                                        : 0;
+      json_decref(tools);
+      if (rc < 0)
+        return -1;
+    }
+  }
+  if (m->has_usage)
+    take_usage_counts(a, m->prompt_tokens, m->has_completion, m->completion_tokens,
+                      m->has_reasoning, m->reasoning_tokens);
   return 0;
 }
 

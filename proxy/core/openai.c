@@ -252,6 +252,7 @@ int pd_openai_read_reply(const char *b, size_t n, int delta, pd_openai_msg_t *m)
     } else if (KEY_IS(&t, "error")) {
       m->error = 0;
       rc = object_value(&s, error_member, m);
+      m->error_object = rc == 1;
     } else {
       rc = skip_value(&s);
     }

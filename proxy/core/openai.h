@@ -71,7 +71,8 @@ typedef struct pd_openai_msg {
   int has_usage; /* the (last) top-level "usage" is an object */
   long long prompt_tokens, completion_tokens, reasoning_tokens;
   int has_prompt, has_completion, has_reasoning; /* the member is an integer */
-  int error; /* a top-level "error" object with a string "message" (pd_openai_is_error) */
+  int error;        /* a top-level "error" object with a string "message" (pd_openai_is_error) */
+  int error_object; /* the (last) top-level "error" is an object, with a message or not */
 } pd_openai_msg_t;
 
 /* Reads the reply (delta 0: a chat.completion's choices[0].message) or stream chunk (delta 1:

@@ -12,7 +12,10 @@
  *    accepts and finds in them what the engine reads of jansson's tree (engine.c: choices[0],
  *    its message or delta's content, reasoning_content, reasoning and tool_calls, its
  *    finish_reason, the usage's integers, an error object with a string message);
- *  - pd_json_write of jansson's tree is byte for byte json_dumps(JSON_COMPACT).
+ *  - pd_json_write of jansson's tree is byte for byte json_dumps(JSON_COMPACT);
+ *  - the engine fed the text as a stream chunk read in one pass (pd_engine_on_chunk_read, as
+ *    app/forced.c feeds it) emits, refuses and accounts exactly as when fed the tree
+ *    (pd_engine_on_chunk), on a forced thinking call and on an unforced answer call.
  * Any difference aborts, so libFuzzer keeps the input. */
 #include <jansson.h>
 #include <stdint.h>
@@ -22,7 +25,75 @@
 #include "../lib/json_gen.h"
 #include "../lib/reply_cut.h"
 #include "base/json.h"
+#include "core/engine.h"
 #include "core/openai.h"
+
+/* What an engine emitted: "kind:text|" per output, tool calls as their compact JSON. */
+static void log_out(void *ud, const pd_out_t *o) {
+  pd_buf_t *b = ud;
+  char kind = (char)('0' + o->kind);
+  pd_buf_append(b, &kind, 1);
+  if (o->kind == PD_OUT_TOOL_CALLS) {
+    if (!o->json || pd_json_write(b, o->json) < 0)
+      abort();
+  } else {
+    pd_buf_append(b, o->text, o->len);
+  }
+  pd_buf_appends(b, "|");
+}
+
+static pd_engine_t *chunk_engine(const pd_policy_t *p, int rounds) {
+  json_t *req = json_pack("{s:[{s:s,s:s}]}", "messages", "role", "user", "content", "Q");
+  pd_engine_opts_t o = {p, rounds, "m", "max_tokens", 1, 0, 0};
+  pd_engine_t *e = pd_engine_new(&o, req);
+  json_decref(req);
+  pd_call_t call;
+  if (!e || pd_engine_next(e, &call) != 1)
+    abort();
+  free(call.body);
+  return e;
+}
+
+static void check_engine_chunk(const char *b, size_t n, const json_t *tree) {
+  pd_openai_msg_t m;
+  if (!pd_openai_read_reply(b, n, 1, &m))
+    return; /* not one object: app/forced.c feeds it as a tree */
+  pd_policy_t p;
+  memset(&p, 0, sizeof p);
+  p.mode = PD_MODE_CHAT;
+  p.rounds = 1;
+  p.think_budget = 100;
+  p.answer_budget = 50;
+  p.prompts.think = p.prompts.wait = p.prompts.cont = p.prompts.answer = "x";
+  for (int rounds = 0; rounds < 2; rounds++) {
+    pd_engine_t *ea = chunk_engine(&p, rounds), *eb = chunk_engine(&p, rounds);
+    pd_buf_t la, lb;
+    pd_buf_init(&la);
+    pd_buf_init(&lb);
+    int ra = pd_engine_on_chunk(ea, tree, log_out, &la);
+    int rb = pd_engine_on_chunk_read(eb, &m, log_out, &lb);
+    if (ra != rb || la.len != lb.len || memcmp(pd_buf_str(&la), pd_buf_str(&lb), la.len) != 0)
+      abort();
+    if (ra == 0) {
+      pd_engine_on_done_marker(ea);
+      pd_engine_on_done_marker(eb);
+      if (pd_engine_on_call_end(ea, log_out, &la) != pd_engine_on_call_end(eb, log_out, &lb))
+        abort();
+      pd_result_t x, y;
+      pd_engine_result(ea, &x);
+      pd_engine_result(eb, &y);
+      if (la.len != lb.len || memcmp(pd_buf_str(&la), pd_buf_str(&lb), la.len) != 0 ||
+          x.usage.prompt_tokens != y.usage.prompt_tokens ||
+          x.usage.completion_tokens != y.usage.completion_tokens ||
+          x.usage.reasoning_tokens != y.usage.reasoning_tokens)
+        abort();
+    }
+    pd_buf_free(&la);
+    pd_buf_free(&lb);
+    pd_engine_free(ea);
+    pd_engine_free(eb);
+  }
+}
 
 static void check_write(const json_t *v) {
   char *want = json_dumps(v, JSON_COMPACT);
@@ -149,6 +220,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   json_t *cut = json_is_object(full) ? cut_reply(full) : json_incref(full);
   if (!json_equal(reply, cut))
     abort();
+  check_engine_chunk(b, size, reply); /* the tree app/forced.c gives the engine */
   if (check != (!json_is_object(full) ? 0 : json_object_get(full, "error") ? 2 : 1))
     abort();
   /* The "usage" span pd_openai_check_reply finds parses to jansson's top-level "usage". */

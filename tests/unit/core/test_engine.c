@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "core/engine.h"
+#include "core/openai.h"
 
 #define MAXCALLS 16
 
@@ -115,6 +116,25 @@ static void on_out(void *ud, const pd_out_t *o) {
   free(dumped);
 }
 
+/* Every streamed test runs twice (see main): chunks as trees (pd_engine_on_chunk), then as the
+ * proxy feeds them, read in one pass from their text (pd_engine_on_chunk_read), written with
+ * \u escapes for everything beyond ASCII so the reader's decoding is exercised too. A chunk the
+ * reader does not take (not one object) goes the tree way, as in app/forced.c. */
+static int read_chunks;
+
+static int feed_chunk(pd_engine_t *e, const json_t *ch, pd_emit_fn emit, void *ud) {
+  if (!read_chunks || !pd_engine_reads_chunks(e))
+    return pd_engine_on_chunk(e, ch, emit, ud);
+  char *text = json_dumps(ch, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_ENCODE_ANY);
+  assert_non_null(text);
+  pd_openai_msg_t m;
+  int rc = pd_openai_read_reply(text, strlen(text), 1, &m)
+               ? pd_engine_on_chunk_read(e, &m, emit, ud)
+               : pd_engine_on_chunk(e, ch, emit, ud);
+  free(text);
+  return rc;
+}
+
 /* Splits a whole reply into the chunks a streaming server would send, one character a delta. */
 static void feed_streamed(pd_engine_t *e, const json_t *reply, run_t *r, int completions) {
   const json_t *choice = json_array_get(json_object_get(reply, "choices"), 0);
@@ -123,7 +143,7 @@ static void feed_streamed(pd_engine_t *e, const json_t *reply, run_t *r, int com
   if (!completions) {
     ch = J(
         "{'object':'chat.completion.chunk','choices':[{'index':0,'delta':{'role':'assistant'}}]}");
-    assert_int_equal(pd_engine_on_chunk(e, ch, on_out, r), 0);
+    assert_int_equal(feed_chunk(e, ch, on_out, r), 0);
     json_decref(ch);
   }
   static const char *const keys[] = {"reasoning_content", "reasoning", "content", "text"};
@@ -136,7 +156,7 @@ static void feed_streamed(pd_engine_t *e, const json_t *reply, run_t *r, int com
       else
         ch = json_pack("{s:[{s:i,s:{s:s#}}]}", "choices", "index", 0, "delta", keys[k], s + i,
                        (int)1);
-      assert_int_equal(pd_engine_on_chunk(e, ch, on_out, r), 0);
+      assert_int_equal(feed_chunk(e, ch, on_out, r), 0);
       json_decref(ch);
     }
   }
@@ -147,17 +167,17 @@ static void feed_streamed(pd_engine_t *e, const json_t *reply, run_t *r, int com
     json_t *tc;
     json_array_foreach(arr, i, tc) json_object_set_new(tc, "index", json_integer((json_int_t)i));
     ch = json_pack("{s:[{s:i,s:{s:o}}]}", "choices", "index", 0, "delta", "tool_calls", arr);
-    assert_int_equal(pd_engine_on_chunk(e, ch, on_out, r), 0);
+    assert_int_equal(feed_chunk(e, ch, on_out, r), 0);
     json_decref(ch);
   }
   ch = json_pack("{s:[{s:i,s:{},s:O?}]}", "choices", "index", 0, "delta", "finish_reason",
                  json_object_get(choice, "finish_reason"));
-  assert_int_equal(pd_engine_on_chunk(e, ch, on_out, r), 0);
+  assert_int_equal(feed_chunk(e, ch, on_out, r), 0);
   json_decref(ch);
   const json_t *usage = json_object_get(reply, "usage");
   if (usage) {
     ch = json_pack("{s:[],s:O}", "choices", "usage", usage);
-    assert_int_equal(pd_engine_on_chunk(e, ch, on_out, r), 0);
+    assert_int_equal(feed_chunk(e, ch, on_out, r), 0);
     json_decref(ch);
   }
   /* The stream ends as OpenAI's does: data: [DONE], then the end of the body. */
@@ -797,7 +817,7 @@ static void streaming_without_usage(void **state) {
   assert_string_equal(r.res.finish_reason, "stop");
   /* An error event mid-stream and a stray end-of-call. */
   json_t *err = J("{'error':{'message':'boom'}}");
-  assert_int_equal(pd_engine_on_chunk(e, err, on_out, &r), -1);
+  assert_int_equal(feed_chunk(e, err, on_out, &r), -1);
   assert_int_equal(pd_engine_on_call_end(e, on_out, &r), 0);
   json_decref(err);
   run_free(&r);
@@ -814,7 +834,7 @@ static int stream_call(pd_engine_t *e, const char *chunks, int done, run_t *r) {
   json_t *arr = J(chunks);
   size_t i;
   json_t *ch;
-  json_array_foreach(arr, i, ch) assert_int_equal(pd_engine_on_chunk(e, ch, on_out, r), 0);
+  json_array_foreach(arr, i, ch) assert_int_equal(feed_chunk(e, ch, on_out, r), 0);
   json_decref(arr);
   if (done)
     pd_engine_on_done_marker(e);
@@ -931,9 +951,90 @@ static void bad_replies(void **state) {
     assert_int_equal(pd_engine_on_response(e, reply, on_out, NULL), -1);
     json_decref(reply);
     json_t *chunk = J("{'error':{'message':'x'}}");
-    assert_int_equal(pd_engine_on_chunk(e, chunk, NULL, NULL), -1);
+    assert_int_equal(feed_chunk(e, chunk, NULL, NULL), -1);
     json_decref(chunk);
     pd_engine_free(e);
+  }
+}
+
+/* The one-pass chunk reader against the tree, chunk by chunk, on texts the shared tests do not
+ * write: escapes, "reasoning" beside an empty or absent "reasoning_content", repeated keys,
+ * members of other types, error objects with and without a message, tool calls, usage. Both
+ * engines (a forced thinking call, and an unforced answer call) must emit, refuse and account
+ * the same. */
+static void chunk_read_matches_tree(void **state) {
+  (void)state;
+  static const char *const chunks[] = {
+      "{\"choices\":[{\"delta\":{\"content\":\"a\\u00e9\\n\\\"q\\\"\\ud83d\\ude00\"}}]}",
+      "{\"choices\":[{\"delta\":{\"reasoning\":\"r1\"}}]}",
+      "{\"choices\":[{\"delta\":{\"reasoning_content\":\"\",\"reasoning\":\"hidden\"}}]}",
+      "{\"choices\":[{\"delta\":{\"reasoning_content\":7,\"reasoning\":\"r\\/2\"}}]}",
+      "{\"choices\":[{\"delta\":{\"content\":\"x\",\"content\":\"y\"}}]}",
+      "{\"choices\":[{\"delta\":{\"content\":null}}],\"usage\":null}",
+      "{\"choices\":[{\"delta\":[1,2]}]}",
+      "{\"choices\":[7,{\"delta\":{\"content\":\"second\"}}]}",
+      "{\"choices\":{}}",
+      "{\"choices\":[{\"delta\":{},\"finish_reason\":\"\"}]}",
+      "{\"choices\":[{\"delta\":{},\"finish_reason\":\"len\\u0067th\"}]}",
+      "{\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"c\",\"function\":"
+      "{\"name\":\"f\",\"arguments\":\"{\\\"a\\\":1}\"}}]}}]}",
+      "{\"choices\":[{\"delta\":{\"tool_calls\":[]}}]}",
+      "{\"choices\":[{\"delta\":{\"tool_calls\":{\"not\":\"an array\"}}}]}",
+      "{\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4.5,"
+      "\"completion_tokens_details\":{\"reasoning_tokens\":\"2\"}}}",
+      "{\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4,"
+      "\"completion_tokens_details\":{\"reasoning_tokens\":2},\"prompt_tokens\":5}}",
+      "{\"error\":{\"message\":\"boom\"}}",
+      "{\"error\":{\"code\":1}}",
+      "{\"error\":\"text\",\"choices\":[{\"delta\":{\"content\":\"after\"}}]}",
+  };
+  pd_policy_t p = policy(PD_MODE_CHAT, 1);
+  for (int plain = 0; plain < 2; plain++) {
+    for (size_t i = 0; i < sizeof chunks / sizeof chunks[0]; i++) {
+      const char *req = plain ? "{'messages':[{'role':'user','content':'Q'}],'ponder':{'rounds':0}}"
+                              : "{'messages':[{'role':'user','content':'Q'}]}";
+      pd_engine_t *a = engine(&p, plain ? 0 : 1, req, 1, "max_tokens");
+      pd_engine_t *b = engine(&p, plain ? 0 : 1, req, 1, "max_tokens");
+      pd_call_t call;
+      assert_int_equal(pd_engine_next(a, &call), 1);
+      free(call.body);
+      assert_int_equal(pd_engine_next(b, &call), 1);
+      free(call.body);
+      assert_true(pd_engine_reads_chunks(b));
+      run_t ra, rb;
+      memset(&ra, 0, sizeof ra);
+      memset(&rb, 0, sizeof rb);
+      const char *text = chunks[i];
+      json_t *tree = pd_openai_load_reply(text, strlen(text));
+      assert_non_null(tree);
+      pd_openai_msg_t m;
+      assert_int_equal(pd_openai_read_reply(text, strlen(text), 1, &m), 1);
+      int rca = pd_engine_on_chunk(a, tree, on_out, &ra);
+      int rcb = pd_engine_on_chunk_read(b, &m, on_out, &rb);
+      json_decref(tree);
+      if (rca != rcb || strcmp(ra.log, rb.log) != 0)
+        fail_msg("chunk %zu (plain %d): tree %d '%s', read %d '%s'", i, plain, rca, ra.log, rcb,
+                 rb.log);
+      if (rca == 0) {
+        pd_engine_on_done_marker(a);
+        pd_engine_on_done_marker(b);
+        assert_int_equal(pd_engine_on_call_end(a, on_out, &ra),
+                         pd_engine_on_call_end(b, on_out, &rb));
+        assert_string_equal(ra.log, rb.log);
+        pd_result_t x, y;
+        pd_engine_result(a, &x);
+        pd_engine_result(b, &y);
+        assert_int_equal(x.usage.prompt_tokens, y.usage.prompt_tokens);
+        assert_int_equal(x.usage.completion_tokens, y.usage.completion_tokens);
+        assert_int_equal(x.usage.reasoning_tokens, y.usage.reasoning_tokens);
+        assert_int_equal(x.reasoning_len, y.reasoning_len);
+        assert_int_equal(x.content_len, y.content_len);
+        assert_string_equal(x.finish_reason ? x.finish_reason : "-",
+                            y.finish_reason ? y.finish_reason : "-");
+      }
+      pd_engine_free(a);
+      pd_engine_free(b);
+    }
   }
 }
 
@@ -1081,7 +1182,7 @@ static void thinking_is_bounded(void **state) {
   free(call.body);
   json_t *ch = J("{'choices':[{'index':0,'delta':{'reasoning_content':'0123456789'}}]}");
   int rc = 0, fed = 0;
-  while ((rc = pd_engine_on_chunk(e, ch, on_out, &r)) == 0)
+  while ((rc = feed_chunk(e, ch, on_out, &r)) == 0)
     fed++;
   json_decref(ch);
   assert_int_equal(rc, PD_ENGINE_ETOOLARGE);
@@ -1096,7 +1197,7 @@ static void thinking_is_bounded(void **state) {
   free(call.body);
   ch = J("{'choices':[{'index':0,'delta':{'content':'0123456789'}}]}");
   for (int i = 0; i < 1000; i++)
-    assert_int_equal(pd_engine_on_chunk(e, ch, NULL, NULL), 0);
+    assert_int_equal(feed_chunk(e, ch, NULL, NULL), 0);
   json_decref(ch);
   pd_engine_free(e);
 }
@@ -1191,6 +1292,7 @@ int main(void) {
       cmocka_unit_test(streaming_without_usage),
       cmocka_unit_test(bad_replies),
       cmocka_unit_test(unforced_plain_call),
+      cmocka_unit_test(chunk_read_matches_tree),
       cmocka_unit_test(validate_errors),
       cmocka_unit_test(should_force),
       cmocka_unit_test(thinking_is_bounded),
@@ -1200,5 +1302,7 @@ int main(void) {
       cmocka_unit_test(max_calls),
       cmocka_unit_test(resume_round_stops_at_pressure),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  int failed = cmocka_run_group_tests_name("chunks as trees", tests, NULL, NULL);
+  read_chunks = 1;
+  return failed + cmocka_run_group_tests_name("chunks read in one pass", tests, NULL, NULL);
 }
