@@ -152,7 +152,7 @@ static int on_sse_event(void *ud, const char *data, size_t len) {
   /* The chunk read in one pass, without a tree; an error event, a chunk that is not one JSON
    * object, and the completions dialect's chunks take the tree path below. */
   pd_openai_msg_t m;
-  if (pd_engine_reads_chunks(ch->eng) && pd_openai_read_reply(data, len, 1, &m) && !m.error) {
+  if (pd_engine_reads_one_pass(ch->eng) && pd_openai_read_reply(data, len, 1, &m) && !m.error) {
     int rc = pd_engine_on_chunk_read(ch->eng, &m, on_emit, ch);
     return chunk_taken(ch, rc);
   }
@@ -246,9 +246,18 @@ static void chain_on_done(void *ud, int result, const char *errmsg) {
       goto out;
     }
   } else {
-    json_t *j = pd_openai_load_reply(pd_buf_data(&ch->reply.body), ch->reply.body.len);
-    int rc = j ? pd_engine_on_response(ch->eng, j, on_emit, ch) : -1;
-    json_decref(j);
+    /* Read in one pass like a stream chunk (on_sse_event); the tree only where it must. */
+    const char *body = pd_buf_data(&ch->reply.body);
+    size_t blen = ch->reply.body.len;
+    pd_openai_msg_t m;
+    int rc;
+    if (pd_engine_reads_one_pass(ch->eng) && pd_openai_read_reply(body, blen, 0, &m)) {
+      rc = pd_engine_on_response_read(ch->eng, &m, on_emit, ch);
+    } else {
+      json_t *j = pd_openai_load_reply(body, blen);
+      rc = j ? pd_engine_on_response(ch->eng, j, on_emit, ch) : -1;
+      json_decref(j);
+    }
     if (rc < 0) {
       fail_engine(ch, rc, "The upstream reply is not a valid OpenAI chat completion.");
       goto out;

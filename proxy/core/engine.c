@@ -420,6 +420,24 @@ static int finish_call(pd_engine_t *e, pd_emit_fn emit, void *ud) {
   return rc;
 }
 
+/* The end of a whole reply, its texts, finish and usage taken: the answer's tool calls
+ * (`tools`, the message's member) are kept and emitted, then the call ends. */
+static int end_response(pd_engine_t *e, const json_t *tools, pd_emit_fn emit, void *ud) {
+  call_acc_t *a = &e->cur;
+  if (a->answer && json_is_array(tools) && json_array_size(tools) > 0) {
+    json_t *indexed = indexed_tool_calls(tools);
+    if (!indexed)
+      return -1;
+    json_decref(e->tool_calls);
+    e->tool_calls = json_deep_copy(tools);
+    int rc = e->tool_calls ? out(e, PD_OUT_TOOL_CALLS, NULL, 0, indexed, emit, ud) : -1;
+    json_decref(indexed);
+    if (rc < 0)
+      return -1;
+  }
+  return finish_call(e, emit, ud);
+}
+
 /* Feeds a whole reply of the call in flight; -1 when it is not a completion. */
 int pd_engine_on_response(pd_engine_t *e, const json_t *reply, pd_emit_fn emit, void *ud) {
   if (e->state != ST_WAITING)
@@ -435,19 +453,7 @@ int pd_engine_on_response(pd_engine_t *e, const json_t *reply, pd_emit_fn emit, 
   if (take_finish(a, choice) < 0)
     return -1;
   take_usage(a, json_object_get(reply, "usage"));
-  const json_t *tools = json_object_get(msg, "tool_calls");
-  if (a->answer && json_is_array(tools) && json_array_size(tools) > 0) {
-    json_t *indexed = indexed_tool_calls(tools);
-    if (!indexed)
-      return -1;
-    json_decref(e->tool_calls);
-    e->tool_calls = json_deep_copy(tools);
-    rc = e->tool_calls ? out(e, PD_OUT_TOOL_CALLS, NULL, 0, indexed, emit, ud) : -1;
-    json_decref(indexed);
-    if (rc < 0)
-      return -1;
-  }
-  return finish_call(e, emit, ud);
+  return end_response(e, json_object_get(msg, "tool_calls"), emit, ud);
 }
 
 /* Feeds one streamed chunk; -1 when no call is in flight or the chunk is an error. */
@@ -474,48 +480,85 @@ int pd_engine_on_chunk(pd_engine_t *e, const json_t *chunk, pd_emit_fn emit, voi
   return 0;
 }
 
-int pd_engine_reads_chunks(const pd_engine_t *e) {
+/* ---- the one-pass feeders: a reply or chunk read by pd_openai_read_reply, no tree ---- */
+
+int pd_engine_reads_one_pass(const pd_engine_t *e) {
   return !(e->ops->text_reply && !e->plain);
 }
 
+/* m's choices[0] texts (decoded where they hold escapes, each in its own buffer) and finish
+ * reason, as take and take_finish take them from a tree. */
+static int take_read(pd_engine_t *e, const pd_openai_msg_t *m, pd_emit_fn emit, void *ud) {
+  pd_buf_t sr, sc, sf;
+  pd_buf_init(&sr);
+  pd_buf_init(&sc);
+  pd_buf_init(&sf);
+  const pd_openai_text_t *rt = m->reasoning_content.s ? &m->reasoning_content : &m->reasoning;
+  const char *r, *c, *f;
+  size_t rlen, clen, flen;
+  int rc = pd_openai_text(rt, &sr, &r, &rlen) | pd_openai_text(&m->content, &sc, &c, &clen) |
+           pd_openai_text(&m->finish_reason, &sf, &f, &flen);
+  if (rc == 0)
+    rc = take_text(e, r, rlen, c, clen, emit, ud);
+  if (rc == 0 && take_finish_text(&e->cur, m->finish_reason.s ? f : NULL, flen) < 0)
+    rc = -1;
+  pd_buf_free(&sr);
+  pd_buf_free(&sc);
+  pd_buf_free(&sf);
+  return rc;
+}
+
+static void take_usage_read(call_acc_t *a, const pd_openai_msg_t *m) {
+  if (m->has_usage)
+    take_usage_counts(a, m->prompt_tokens, m->has_completion, m->completion_tokens,
+                      m->has_reasoning, m->reasoning_tokens);
+}
+
+/* m's tool calls as a tree, parsed only for the answer call (the only one that relays them):
+ * *tools NULL when there are none or it is a thinking call. -1 when out of memory. */
+static int tools_read(const pd_engine_t *e, const pd_openai_msg_t *m, json_t **tools) {
+  *tools = NULL;
+  if (!e->cur.answer || !m->tool_calls)
+    return 0;
+  *tools = pd_json_load(m->tool_calls, m->tool_calls_len, NULL); /* a span the reader took */
+  return *tools ? 0 : -1;
+}
+
+int pd_engine_on_response_read(pd_engine_t *e, const pd_openai_msg_t *m, pd_emit_fn emit,
+                               void *ud) {
+  if (e->state != ST_WAITING || !m->choice || !pd_engine_reads_one_pass(e))
+    return -1;
+  int rc = take_read(e, m, emit, ud);
+  if (rc < 0)
+    return rc;
+  take_usage_read(&e->cur, m);
+  json_t *tools;
+  if (tools_read(e, m, &tools) < 0)
+    return -1;
+  rc = end_response(e, tools, emit, ud);
+  json_decref(tools);
+  return rc;
+}
+
 int pd_engine_on_chunk_read(pd_engine_t *e, const pd_openai_msg_t *m, pd_emit_fn emit, void *ud) {
-  if (e->state != ST_WAITING || m->error_object || !pd_engine_reads_chunks(e))
+  if (e->state != ST_WAITING || m->error_object || !pd_engine_reads_one_pass(e))
     return -1;
   call_acc_t *a = &e->cur;
   a->streamed = 1;
   if (m->choice) {
-    /* The texts decoded where they hold escapes, each in its own buffer. */
-    pd_buf_t sr, sc, sf;
-    pd_buf_init(&sr);
-    pd_buf_init(&sc);
-    pd_buf_init(&sf);
-    const pd_openai_text_t *rt = m->reasoning_content.s ? &m->reasoning_content : &m->reasoning;
-    const char *r, *c, *f;
-    size_t rlen, clen, flen;
-    int rc = pd_openai_text(rt, &sr, &r, &rlen) | pd_openai_text(&m->content, &sc, &c, &clen) |
-             pd_openai_text(&m->finish_reason, &sf, &f, &flen);
-    if (rc == 0)
-      rc = take_text(e, r, rlen, c, clen, emit, ud);
-    if (rc == 0 && take_finish_text(a, m->finish_reason.s ? f : NULL, flen) < 0)
-      rc = -1;
-    pd_buf_free(&sr);
-    pd_buf_free(&sc);
-    pd_buf_free(&sf);
+    int rc = take_read(e, m, emit, ud);
     if (rc < 0)
       return rc;
-    if (a->answer && m->tool_calls) { /* an array: parsed only when it is relayed */
-      json_t *tools = pd_json_load(m->tool_calls, m->tool_calls_len, NULL);
-      rc = !tools                       ? -1
-           : json_array_size(tools) > 0 ? out(e, PD_OUT_TOOL_CALLS, NULL, 0, tools, emit, ud)
-                                        : 0;
-      json_decref(tools);
-      if (rc < 0)
-        return -1;
-    }
+    json_t *tools;
+    if (tools_read(e, m, &tools) < 0)
+      return -1;
+    rc = tools && json_array_size(tools) > 0 ? out(e, PD_OUT_TOOL_CALLS, NULL, 0, tools, emit, ud)
+                                             : 0;
+    json_decref(tools);
+    if (rc < 0)
+      return -1;
   }
-  if (m->has_usage)
-    take_usage_counts(a, m->prompt_tokens, m->has_completion, m->completion_tokens,
-                      m->has_reasoning, m->reasoning_tokens);
+  take_usage_read(a, m);
   return 0;
 }
 

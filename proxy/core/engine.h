@@ -106,13 +106,15 @@ int pd_engine_on_response(pd_engine_t *e, const json_t *reply, pd_emit_fn emit, 
 /* Feeds one streamed chunk (the parsed JSON of one SSE `data:` line) of the current call.
  * Returns 0, -1, or PD_ENGINE_ETOOLARGE as pd_engine_on_response. */
 int pd_engine_on_chunk(pd_engine_t *e, const json_t *chunk, pd_emit_fn emit, void *ud);
-/* Whether the engine can take its chunks read in one pass (pd_engine_on_chunk_read): every mode
- * but the completions dialect's forced calls, whose chunks carry choices[0].text. */
-int pd_engine_reads_chunks(const pd_engine_t *e);
-/* The same as pd_engine_on_chunk for a chunk read by pd_openai_read_reply(b, n, 1, m) (which
- * returned 1), without a tree: the same outputs, usage and errors. -1 also when the engine does
- * not read chunks so (pd_engine_reads_chunks). */
+/* Whether the engine can take its replies and chunks read in one pass (the _read feeders):
+ * every mode but the completions dialect's forced calls, whose replies carry choices[0].text. */
+int pd_engine_reads_one_pass(const pd_engine_t *e);
+/* The same as pd_engine_on_response and pd_engine_on_chunk for a reply or chunk read by
+ * pd_openai_read_reply(b, n, 0 or 1, m) (which returned 1), without a tree: the same outputs,
+ * usage and errors. -1 also when the engine does not read so (pd_engine_reads_one_pass). */
 struct pd_openai_msg;
+int pd_engine_on_response_read(pd_engine_t *e, const struct pd_openai_msg *m, pd_emit_fn emit,
+                               void *ud);
 int pd_engine_on_chunk_read(pd_engine_t *e, const struct pd_openai_msg *m, pd_emit_fn emit,
                             void *ud);
 

@@ -13,9 +13,10 @@
  *    its message or delta's content, reasoning_content, reasoning and tool_calls, its
  *    finish_reason, the usage's integers, an error object with a string message);
  *  - pd_json_write of jansson's tree is byte for byte json_dumps(JSON_COMPACT);
- *  - the engine fed the text as a stream chunk read in one pass (pd_engine_on_chunk_read, as
- *    app/forced.c feeds it) emits, refuses and accounts exactly as when fed the tree
- *    (pd_engine_on_chunk), on a forced thinking call and on an unforced answer call.
+ *  - the engine fed the text as a stream chunk or a whole reply read in one pass
+ *    (pd_engine_on_chunk_read, pd_engine_on_response_read, as app/forced.c feeds them) emits,
+ *    refuses and accounts exactly as when fed the tree, on a forced thinking call and on an
+ *    unforced answer call.
  * Any difference aborts, so libFuzzer keeps the input. */
 #include <jansson.h>
 #include <stdint.h>
@@ -54,9 +55,10 @@ static pd_engine_t *chunk_engine(const pd_policy_t *p, int rounds) {
   return e;
 }
 
-static void check_engine_chunk(const char *b, size_t n, const json_t *tree) {
+/* delta 1: b as a stream chunk, 0: as a whole reply. */
+static void check_engine_feed(const char *b, size_t n, const json_t *tree, int delta) {
   pd_openai_msg_t m;
-  if (!pd_openai_read_reply(b, n, 1, &m))
+  if (!pd_openai_read_reply(b, n, delta, &m))
     return; /* not one object: app/forced.c feeds it as a tree */
   pd_policy_t p;
   memset(&p, 0, sizeof p);
@@ -70,11 +72,13 @@ static void check_engine_chunk(const char *b, size_t n, const json_t *tree) {
     pd_buf_t la, lb;
     pd_buf_init(&la);
     pd_buf_init(&lb);
-    int ra = pd_engine_on_chunk(ea, tree, log_out, &la);
-    int rb = pd_engine_on_chunk_read(eb, &m, log_out, &lb);
+    int ra = delta ? pd_engine_on_chunk(ea, tree, log_out, &la)
+                   : pd_engine_on_response(ea, tree, log_out, &la);
+    int rb = delta ? pd_engine_on_chunk_read(eb, &m, log_out, &lb)
+                   : pd_engine_on_response_read(eb, &m, log_out, &lb);
     if (ra != rb || la.len != lb.len || memcmp(pd_buf_str(&la), pd_buf_str(&lb), la.len) != 0)
       abort();
-    if (ra == 0) {
+    if (ra == 0 && delta) {
       pd_engine_on_done_marker(ea);
       pd_engine_on_done_marker(eb);
       if (pd_engine_on_call_end(ea, log_out, &la) != pd_engine_on_call_end(eb, log_out, &lb))
@@ -84,6 +88,16 @@ static void check_engine_chunk(const char *b, size_t n, const json_t *tree) {
       pd_engine_result(eb, &y);
       if (la.len != lb.len || memcmp(pd_buf_str(&la), pd_buf_str(&lb), la.len) != 0 ||
           x.usage.prompt_tokens != y.usage.prompt_tokens ||
+          x.usage.completion_tokens != y.usage.completion_tokens ||
+          x.usage.reasoning_tokens != y.usage.reasoning_tokens)
+        abort();
+    }
+    if (ra == 0 && !delta) {
+      pd_result_t x, y;
+      pd_engine_result(ea, &x);
+      pd_engine_result(eb, &y);
+      if (!x.tool_calls != !y.tool_calls ||
+          (x.tool_calls && !json_equal(x.tool_calls, y.tool_calls)) ||
           x.usage.completion_tokens != y.usage.completion_tokens ||
           x.usage.reasoning_tokens != y.usage.reasoning_tokens)
         abort();
@@ -220,7 +234,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   json_t *cut = json_is_object(full) ? cut_reply(full) : json_incref(full);
   if (!json_equal(reply, cut))
     abort();
-  check_engine_chunk(b, size, reply); /* the tree app/forced.c gives the engine */
+  check_engine_feed(b, size, reply, 1); /* the tree app/forced.c gives the engine */
+  check_engine_feed(b, size, reply, 0);
   if (check != (!json_is_object(full) ? 0 : json_object_get(full, "error") ? 2 : 1))
     abort();
   /* The "usage" span pd_openai_check_reply finds parses to jansson's top-level "usage". */

@@ -116,14 +116,15 @@ static void on_out(void *ud, const pd_out_t *o) {
   free(dumped);
 }
 
-/* Every streamed test runs twice (see main): chunks as trees (pd_engine_on_chunk), then as the
- * proxy feeds them, read in one pass from their text (pd_engine_on_chunk_read), written with
+/* Every test runs twice (see main): replies and chunks as trees (pd_engine_on_response,
+ * pd_engine_on_chunk), then as the proxy feeds them, read in one pass from their text
+ * (pd_engine_on_response_read, pd_engine_on_chunk_read), written with
  * \u escapes for everything beyond ASCII so the reader's decoding is exercised too. A chunk the
  * reader does not take (not one object) goes the tree way, as in app/forced.c. */
 static int read_chunks;
 
 static int feed_chunk(pd_engine_t *e, const json_t *ch, pd_emit_fn emit, void *ud) {
-  if (!read_chunks || !pd_engine_reads_chunks(e))
+  if (!read_chunks || !pd_engine_reads_one_pass(e))
     return pd_engine_on_chunk(e, ch, emit, ud);
   char *text = json_dumps(ch, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_ENCODE_ANY);
   assert_non_null(text);
@@ -131,6 +132,20 @@ static int feed_chunk(pd_engine_t *e, const json_t *ch, pd_emit_fn emit, void *u
   int rc = pd_openai_read_reply(text, strlen(text), 1, &m)
                ? pd_engine_on_chunk_read(e, &m, emit, ud)
                : pd_engine_on_chunk(e, ch, emit, ud);
+  free(text);
+  return rc;
+}
+
+/* The same for a whole reply (pd_engine_on_response_read). */
+static int feed_response(pd_engine_t *e, const json_t *reply, pd_emit_fn emit, void *ud) {
+  if (!read_chunks || !pd_engine_reads_one_pass(e))
+    return pd_engine_on_response(e, reply, emit, ud);
+  char *text = json_dumps(reply, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_ENCODE_ANY);
+  assert_non_null(text);
+  pd_openai_msg_t m;
+  int rc = pd_openai_read_reply(text, strlen(text), 0, &m)
+               ? pd_engine_on_response_read(e, &m, emit, ud)
+               : pd_engine_on_response(e, reply, emit, ud);
   free(text);
   return rc;
 }
@@ -211,7 +226,7 @@ static void drive(pd_engine_t *e, json_t **replies, int nreplies, int streamed, 
     if (streamed)
       feed_streamed(e, replies[r->n], r, !strcmp(call.path, "/completions"));
     else
-      assert_int_equal(pd_engine_on_response(e, replies[r->n], on_out, r), 0);
+      assert_int_equal(feed_response(e, replies[r->n], on_out, r), 0);
     r->n++;
   }
   assert_int_equal(rc, 0);
@@ -948,7 +963,7 @@ static void bad_replies(void **state) {
     assert_int_equal(pd_engine_next(e, &call), 1);
     free(call.body);
     json_t *reply = J(bad[i]);
-    assert_int_equal(pd_engine_on_response(e, reply, on_out, NULL), -1);
+    assert_int_equal(feed_response(e, reply, on_out, NULL), -1);
     json_decref(reply);
     json_t *chunk = J("{'error':{'message':'x'}}");
     assert_int_equal(feed_chunk(e, chunk, NULL, NULL), -1);
@@ -957,11 +972,11 @@ static void bad_replies(void **state) {
   }
 }
 
-/* The one-pass chunk reader against the tree, chunk by chunk, on texts the shared tests do not
- * write: escapes, "reasoning" beside an empty or absent "reasoning_content", repeated keys,
- * members of other types, error objects with and without a message, tool calls, usage. Both
- * engines (a forced thinking call, and an unforced answer call) must emit, refuse and account
- * the same. */
+/* The one-pass feeders against the tree, chunk by chunk and as whole replies, on texts the
+ * shared tests do not write: escapes, "reasoning" beside an empty or absent "reasoning_content",
+ * repeated keys, members of other types, error objects with and without a message, tool calls,
+ * usage. Both engines (a forced thinking call, and an unforced answer call) must emit, refuse and
+ * account the same. */
 static void chunk_read_matches_tree(void **state) {
   (void)state;
   static const char *const chunks[] = {
@@ -990,7 +1005,8 @@ static void chunk_read_matches_tree(void **state) {
   };
   pd_policy_t p = policy(PD_MODE_CHAT, 1);
   for (int plain = 0; plain < 2; plain++) {
-    for (size_t i = 0; i < sizeof chunks / sizeof chunks[0]; i++) {
+    size_t nchunks = sizeof chunks / sizeof chunks[0];
+    for (size_t i = 0; i < 2 * nchunks; i++) {
       const char *req = plain ? "{'messages':[{'role':'user','content':'Q'}],'ponder':{'rounds':0}}"
                               : "{'messages':[{'role':'user','content':'Q'}]}";
       pd_engine_t *a = engine(&p, plain ? 0 : 1, req, 1, "max_tokens");
@@ -1000,22 +1016,29 @@ static void chunk_read_matches_tree(void **state) {
       free(call.body);
       assert_int_equal(pd_engine_next(b, &call), 1);
       free(call.body);
-      assert_true(pd_engine_reads_chunks(b));
+      assert_true(pd_engine_reads_one_pass(b));
       run_t ra, rb;
       memset(&ra, 0, sizeof ra);
       memset(&rb, 0, sizeof rb);
-      const char *text = chunks[i];
+      /* The chunk as it is, then as a whole reply: its "delta"s renamed "message". */
+      char text[512];
+      snprintf(text, sizeof text, "%s", chunks[i % nchunks]);
+      int whole = i >= nchunks;
+      for (char *d = whole ? strstr(text, "\"delta\"") : NULL; d; d = strstr(d, "\"delta\""))
+        memmove(d + 9, d + 7, strlen(d + 7) + 1), memcpy(d, "\"message\"", 9);
       json_t *tree = pd_openai_load_reply(text, strlen(text));
       assert_non_null(tree);
       pd_openai_msg_t m;
-      assert_int_equal(pd_openai_read_reply(text, strlen(text), 1, &m), 1);
-      int rca = pd_engine_on_chunk(a, tree, on_out, &ra);
-      int rcb = pd_engine_on_chunk_read(b, &m, on_out, &rb);
+      assert_int_equal(pd_openai_read_reply(text, strlen(text), !whole, &m), 1);
+      int rca = whole ? pd_engine_on_response(a, tree, on_out, &ra)
+                      : pd_engine_on_chunk(a, tree, on_out, &ra);
+      int rcb = whole ? pd_engine_on_response_read(b, &m, on_out, &rb)
+                      : pd_engine_on_chunk_read(b, &m, on_out, &rb);
       json_decref(tree);
       if (rca != rcb || strcmp(ra.log, rb.log) != 0)
         fail_msg("chunk %zu (plain %d): tree %d '%s', read %d '%s'", i, plain, rca, ra.log, rcb,
                  rb.log);
-      if (rca == 0) {
+      if (rca == 0 && !whole) {
         pd_engine_on_done_marker(a);
         pd_engine_on_done_marker(b);
         assert_int_equal(pd_engine_on_call_end(a, on_out, &ra),
@@ -1029,6 +1052,16 @@ static void chunk_read_matches_tree(void **state) {
         assert_int_equal(x.usage.reasoning_tokens, y.usage.reasoning_tokens);
         assert_int_equal(x.reasoning_len, y.reasoning_len);
         assert_int_equal(x.content_len, y.content_len);
+        assert_string_equal(x.finish_reason ? x.finish_reason : "-",
+                            y.finish_reason ? y.finish_reason : "-");
+      }
+      if (rca == 0 && whole) { /* the call ended with the reply: the kept tool calls too */
+        pd_result_t x, y;
+        pd_engine_result(a, &x);
+        pd_engine_result(b, &y);
+        assert_true(json_equal(x.tool_calls, y.tool_calls) || (!x.tool_calls && !y.tool_calls));
+        assert_int_equal(x.usage.completion_tokens, y.usage.completion_tokens);
+        assert_int_equal(x.usage.reasoning_tokens, y.usage.reasoning_tokens);
         assert_string_equal(x.finish_reason ? x.finish_reason : "-",
                             y.finish_reason ? y.finish_reason : "-");
       }
@@ -1163,13 +1196,13 @@ static void thinking_is_bounded(void **state) {
     assert_int_equal(pd_engine_next(e, &call), 1);
     free(call.body);
     json_t *reply = chat_reply(big, "stop", 1, 1);
-    assert_int_equal(pd_engine_on_response(e, reply, on_out, &r), 0);
+    assert_int_equal(feed_response(e, reply, on_out, &r), 0);
     json_decref(reply);
   }
   assert_int_equal(pd_engine_next(e, &call), 1);
   free(call.body);
   json_t *reply = chat_reply(big, "stop", 1, 1);
-  assert_int_equal(pd_engine_on_response(e, reply, on_out, &r), PD_ENGINE_ETOOLARGE);
+  assert_int_equal(feed_response(e, reply, on_out, &r), PD_ENGINE_ETOOLARGE);
   json_decref(reply);
   pd_result_t res;
   pd_engine_result(e, &res);
