@@ -123,31 +123,29 @@ static void on_out(void *ud, const pd_out_t *o) {
  * reader does not take (not one object) goes the tree way, as in app/forced.c. */
 static int read_chunks;
 
-static int feed_chunk(pd_engine_t *e, const json_t *ch, pd_emit_fn emit, void *ud) {
+/* delta 1: ch is a stream chunk, 0: a whole reply. */
+static int feed(pd_engine_t *e, const json_t *ch, int delta, pd_emit_fn emit, void *ud) {
+  int (*tree)(pd_engine_t *, const json_t *, pd_emit_fn, void *) =
+      delta ? pd_engine_on_chunk : pd_engine_on_response;
+  int (*read)(pd_engine_t *, const pd_openai_msg_t *, pd_emit_fn, void *) =
+      delta ? pd_engine_on_chunk_read : pd_engine_on_response_read;
   if (!read_chunks || !pd_engine_reads_one_pass(e))
-    return pd_engine_on_chunk(e, ch, emit, ud);
+    return tree(e, ch, emit, ud);
   char *text = json_dumps(ch, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_ENCODE_ANY);
   assert_non_null(text);
   pd_openai_msg_t m;
-  int rc = pd_openai_read_reply(text, strlen(text), 1, &m)
-               ? pd_engine_on_chunk_read(e, &m, emit, ud)
-               : pd_engine_on_chunk(e, ch, emit, ud);
+  int rc = pd_openai_read_reply(text, strlen(text), delta, &m) ? read(e, &m, emit, ud)
+                                                               : tree(e, ch, emit, ud);
   free(text);
   return rc;
 }
 
-/* The same for a whole reply (pd_engine_on_response_read). */
+static int feed_chunk(pd_engine_t *e, const json_t *ch, pd_emit_fn emit, void *ud) {
+  return feed(e, ch, 1, emit, ud);
+}
+
 static int feed_response(pd_engine_t *e, const json_t *reply, pd_emit_fn emit, void *ud) {
-  if (!read_chunks || !pd_engine_reads_one_pass(e))
-    return pd_engine_on_response(e, reply, emit, ud);
-  char *text = json_dumps(reply, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_ENCODE_ANY);
-  assert_non_null(text);
-  pd_openai_msg_t m;
-  int rc = pd_openai_read_reply(text, strlen(text), 0, &m)
-               ? pd_engine_on_response_read(e, &m, emit, ud)
-               : pd_engine_on_response(e, reply, emit, ud);
-  free(text);
-  return rc;
+  return feed(e, reply, 0, emit, ud);
 }
 
 /* Splits a whole reply into the chunks a streaming server would send, one character a delta. */
