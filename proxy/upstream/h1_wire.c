@@ -315,11 +315,11 @@ static int fuzz_on_data(void *ud, const char *p, size_t n) {
 
 void pd_h1_wire_parse_bytes(const char *data, size_t len, size_t chunk, int is_head, int retries,
                             pd_h1_wire_parse_stats_t *st) {
-  static pd_h1up_t b; /* only its loop is read (uv_now, for the retry decision) */
+  static pd_h1up_t b; /* only the loop is read (uv_now, for the retry decision) */
   memset(st, 0, sizeof *st);
   b.loop = uv_default_loop();
   origin_t o = {.b = &b};
-  xfer_t x = {.b = &b, .o = &o, .is_head = is_head, .xb.retries = retries};
+  xfer_t x = {.b = &b, .o = &o, .is_head = is_head, .xb.retries = retries, .xb.loop = b.loop};
   pd_list_init(&x.xb.wlink);
   pd_list_init(&o.base.waiters);
   conn_t c = {.o = &o, .x = &x};
