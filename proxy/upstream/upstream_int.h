@@ -82,7 +82,7 @@ long pd_xfer_status_delay(const pd_xhead_t *h, int attempt);
 /* Delay before retrying a failed connect: 50 ms doubling per attempt. */
 long pd_xfer_connect_delay(int attempt);
 
-/* The transfer base (xfer.c): what a transfer of either native framing (h1*.c, h2*.c) keeps
+/* The transfer base (xfer.c): what a transfer of every framing (h1*.c, h2*.c, curl.c) keeps
  * the same way: its options, the caller's callbacks, the retry, stale-connection and pause
  * bookkeeping, the head and the held body, the deferred failure, the clocks, and the
  * transfer's own timer (retry delay, queue wait, deferred failure, and what else the framing

@@ -1,5 +1,5 @@
 /* The transfer base (upstream_int.h): the retry, deadline and message rules every framing uses,
- * and what a transfer of either native framing (h1*.c, h2*.c) keeps the same way: the caller's
+ * and what a transfer of every framing (h1*.c, h2*.c, curl.c) keeps the same way: the caller's
  * callbacks around the re-entrancy guard, the head and held body, the deferred failure, the
  * ending reported once, and the transfer's own timer, whose framing-specific modes go to the
  * framing's const ops table. */
@@ -53,7 +53,7 @@ long pd_xfer_connect_delay(int attempt) {
   return 50L << (attempt < 6 ? attempt : 6);
 }
 
-/* ---- the transfer base of the native framings ---------------------------------------------- */
+/* ---- the transfer base: callbacks, retries, the call's clock ----------------------------- */
 
 void pd_xfer_base_head(pd_xfer_base_t *t) {
   if (t->head_done || t->cancelled)
@@ -133,8 +133,7 @@ int pd_xfer_sends_length(const pd_xfer_opts_t *o) {
          strcmp(o->method, "PATCH") == 0;
 }
 
-/* ---- the transfer's timer and its ending ------------------------------------------------------
- */
+/* ---- the transfer's timer and its ending -------------------------------------------------- */
 
 static void on_timer(uv_timer_t *h) {
   pd_xfer_base_t *t = h->data;
